@@ -1,0 +1,23 @@
+"""cbp: backpropagation for small dense networks at native speed on the CPU.
+
+The dense forward pass, the activation masks and the fused backward and
+update loops run in typed Cython kernels (``cbp._core``) over contiguous
+float64 buffers.  Every kernel has a NumPy twin (``cbp._reference``) with the
+same signature; set ``CBP_NO_EXTENSIONS=1`` or pass ``backend="numpy"`` to use
+it.
+"""
+from ._backend import default_backend, native_available
+from ._errors import DivergenceError, NativeUnavailableError
+from .network import Dense, Network
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Dense",
+    "Network",
+    "DivergenceError",
+    "NativeUnavailableError",
+    "native_available",
+    "default_backend",
+    "__version__",
+]

@@ -1,0 +1,49 @@
+"""Choose between the compiled core and its NumPy twin.
+
+``CBP_NO_EXTENSIONS=1`` in the environment forces the NumPy backend, as
+yarl's ``YARL_NO_EXTENSIONS`` does; otherwise the compiled ``cbp._core`` is
+imported if it was built.  Nothing falls back silently: asking for
+``backend="native"`` when the core did not load raises
+:class:`~cbp.NativeUnavailableError` with the reason.
+"""
+import os
+
+from . import _reference
+from ._errors import NativeUnavailableError
+
+BACKENDS = ("native", "numpy")
+
+_core = None
+_why_not = None
+if os.environ.get("CBP_NO_EXTENSIONS", "").strip().lower() not in ("", "0", "false", "no"):
+    _why_not = "CBP_NO_EXTENSIONS is set in the environment"
+else:
+    try:
+        from . import _core
+    except ImportError as exc:  # not built, or built for another Python
+        _why_not = f"the compiled core failed to import: {exc}"
+
+
+def native_available():
+    """Return True if the compiled core ``cbp._core`` is loaded."""
+    return _core is not None
+
+
+def default_backend():
+    """``"native"`` when the compiled core is loaded, else ``"numpy"``."""
+    return "native" if _core is not None else "numpy"
+
+
+def module(backend):
+    """The kernel module for a backend name (None means the default)."""
+    if backend is None:
+        backend = default_backend()
+    if backend == "native":
+        if _core is None:
+            raise NativeUnavailableError(f"backend='native' is not available: {_why_not}")
+        return _core
+    if backend == "numpy":
+        return _reference
+    if not isinstance(backend, str):
+        raise TypeError(f"backend must be a string or None, got {type(backend).__name__}")
+    raise ValueError(f"unknown backend {backend!r}; expected one of: native, numpy")

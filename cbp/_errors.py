@@ -1,0 +1,12 @@
+"""Exceptions raised by cbp."""
+
+
+class DivergenceError(ArithmeticError):
+    """Training produced a NaN or infinite loss or parameter.
+
+    The network's parameters are left at their last finite values.
+    """
+
+
+class NativeUnavailableError(ImportError):
+    """``backend="native"`` was asked for but the compiled core did not load."""

@@ -1,0 +1,33 @@
+"""One registry of (native, reference) pairs.
+
+It drives the equivalence tests (``tests/test_equivalence.py``) and the
+benchmark: every name listed here must exist, with the same signature, in both
+``cbp._core`` and ``cbp._reference``.  The native side is None when the
+compiled core is not loaded.
+"""
+from . import _backend, _reference
+
+#: kernel name -> one-line description
+NAMES = {
+    "dense_forward": "Z := X @ W + b",
+    "dense_backward": "dW := X.T @ dZ, db := sum(dZ), dX := dZ @ W.T",
+    "activation_forward": "A := f(Z)",
+    "activation_backward": "dZ := dA * f'(Z)",
+    "loss_value": "L(P, Y)",
+    "loss_gradient": "dP := dL/dP",
+    "output_delta": "dZ := dL/dZ of the output layer (fused pairs)",
+    "penalty": "l1 * sum|V| + l2 * sum V^2",
+    "add_penalty_gradient": "dV += l1 * sign(V) + 2 * l2 * V",
+    "sgd_update": "p -= lr * g",
+    "Engine": "whole forward / backward / update passes",
+}
+
+
+def pairs():
+    """Yield (name, native, reference) for every registered kernel."""
+    core = _backend._core
+    for name in NAMES:
+        yield name, (getattr(core, name) if core is not None else None), getattr(_reference, name)
+
+
+KERNELS = {name: (native, ref) for name, native, ref in pairs()}

@@ -1,0 +1,304 @@
+# The native kernels of cbp: plain C loops over contiguous float64 buffers.
+#
+# Every function here is ``noexcept nogil`` and touches no Python object.
+# Shapes are passed explicitly; all matrices are row-major (C order).
+# Callers validate everything before calling: these loops trust their input.
+#
+# Each kernel mirrors a function of the NumPy twin (cbp/_reference.py), with
+# the same comparisons and formulas, so the two agree to rounding.
+from libc.math cimport exp, expm1, log, tanh, fabs, sqrt, isfinite
+from libc.string cimport memcpy, memset
+
+cdef enum:
+    ACT_IDENTITY = 0
+    ACT_RELU = 1
+    ACT_LEAKY = 2
+    ACT_ELU = 3
+    ACT_SIGMOID = 4
+    ACT_TANH = 5
+    ACT_SOFTMAX = 6
+
+cdef enum:
+    LOSS_SE = 0
+    LOSS_HALF_SE = 1
+    LOSS_CCE = 2
+    LOSS_BCE = 3
+
+cdef enum:
+    RED_MEAN = 0
+    RED_SUM = 1
+
+cdef extern from *:
+    """
+    #define CBP_CLIP_EPS 1e-7
+    """
+    const double CLIP_EPS "CBP_CLIP_EPS"
+
+
+# ---------------------------------------------------------------- dense ----
+cdef inline void dense_forward_k(const double* X, const double* W, const double* b,
+                                 double* Z, Py_ssize_t n, Py_ssize_t ni,
+                                 Py_ssize_t no) noexcept nogil:
+    """Z := X @ W (+ b).  X (n, ni), W (ni, no), b (no,) or NULL, Z (n, no)."""
+    cdef Py_ssize_t i, k, j
+    cdef double x
+    cdef double* zi
+    cdef const double* wk
+    for i in range(n):
+        zi = Z + i * no
+        memset(zi, 0, no * sizeof(double))
+        for k in range(ni):
+            x = X[i * ni + k]
+            wk = W + k * no
+            for j in range(no):
+                zi[j] += x * wk[j]
+        if b != NULL:
+            for j in range(no):
+                zi[j] += b[j]
+
+
+cdef inline void dense_backward_k(const double* X, const double* W, const double* dZ,
+                                  double* dW, double* db, double* dX, Py_ssize_t n,
+                                  Py_ssize_t ni, Py_ssize_t no) noexcept nogil:
+    """dW := X.T @ dZ; db := sum(dZ, 0) (if db); dX := dZ @ W.T (if dX)."""
+    cdef Py_ssize_t i, k, j
+    cdef double x, acc
+    cdef double* dwk
+    cdef const double* dzi
+    cdef const double* wk
+    memset(dW, 0, ni * no * sizeof(double))
+    for i in range(n):
+        dzi = dZ + i * no
+        for k in range(ni):
+            x = X[i * ni + k]
+            dwk = dW + k * no
+            for j in range(no):
+                dwk[j] += x * dzi[j]
+    if db != NULL:
+        memset(db, 0, no * sizeof(double))
+        for i in range(n):
+            dzi = dZ + i * no
+            for j in range(no):
+                db[j] += dzi[j]
+    if dX != NULL:
+        for i in range(n):
+            dzi = dZ + i * no
+            for k in range(ni):
+                wk = W + k * no
+                acc = 0.0
+                for j in range(no):
+                    acc += dzi[j] * wk[j]
+                dX[i * ni + k] = acc
+
+
+# ---------------------------------------------------------- activations ----
+cdef inline void activation_forward_k(int act, const double* Z, double* A,
+                                      Py_ssize_t n, Py_ssize_t no,
+                                      double alpha) noexcept nogil:
+    """A := f(Z) for (n, no) buffers; softmax is taken row by row."""
+    cdef Py_ssize_t i, j, m = n * no
+    cdef double z, mx, s
+    if act == ACT_IDENTITY:
+        if A != Z:
+            memcpy(A, Z, m * sizeof(double))
+    elif act == ACT_RELU:
+        for i in range(m):
+            z = Z[i]
+            A[i] = z if z > 0.0 else 0.0
+    elif act == ACT_LEAKY:
+        for i in range(m):
+            z = Z[i]
+            A[i] = z if z > 0.0 else alpha * z
+    elif act == ACT_ELU:
+        for i in range(m):
+            z = Z[i]
+            A[i] = z if z > 0.0 else alpha * expm1(z)
+    elif act == ACT_SIGMOID:
+        for i in range(m):
+            A[i] = 1.0 / (1.0 + exp(-Z[i]))
+    elif act == ACT_TANH:
+        for i in range(m):
+            A[i] = tanh(Z[i])
+    elif act == ACT_SOFTMAX:
+        for i in range(n):
+            mx = Z[i * no]
+            for j in range(1, no):
+                if Z[i * no + j] > mx:
+                    mx = Z[i * no + j]
+            s = 0.0
+            for j in range(no):
+                A[i * no + j] = exp(Z[i * no + j] - mx)
+                s += A[i * no + j]
+            for j in range(no):
+                A[i * no + j] = A[i * no + j] / s
+
+
+cdef inline void activation_backward_k(int act, const double* Z, const double* A,
+                                       const double* dA, double* dZ, Py_ssize_t n,
+                                       Py_ssize_t no, double alpha) noexcept nogil:
+    """dZ := dA * f'(Z); dZ may alias dA.  ReLU'(0) is 0, as in the seeds."""
+    cdef Py_ssize_t i, j, m = n * no
+    cdef double s, a
+    if act == ACT_IDENTITY:
+        if dZ != dA:
+            memcpy(dZ, dA, m * sizeof(double))
+    elif act == ACT_RELU:
+        for i in range(m):
+            dZ[i] = dA[i] if Z[i] > 0.0 else 0.0
+    elif act == ACT_LEAKY:
+        for i in range(m):
+            dZ[i] = dA[i] if Z[i] > 0.0 else alpha * dA[i]
+    elif act == ACT_ELU:
+        for i in range(m):
+            dZ[i] = dA[i] if Z[i] > 0.0 else dA[i] * (A[i] + alpha)
+    elif act == ACT_SIGMOID:
+        for i in range(m):
+            a = A[i]
+            dZ[i] = dA[i] * (a * (1.0 - a))
+    elif act == ACT_TANH:
+        for i in range(m):
+            a = A[i]
+            dZ[i] = dA[i] * (1.0 - a * a)
+    elif act == ACT_SOFTMAX:
+        for i in range(n):
+            s = 0.0
+            for j in range(no):
+                s += dA[i * no + j] * A[i * no + j]
+            for j in range(no):
+                dZ[i * no + j] = A[i * no + j] * (dA[i * no + j] - s)
+
+
+# --------------------------------------------------------------- losses ----
+cdef inline double loss_scale_k(int loss, int reduction, Py_ssize_t n,
+                                Py_ssize_t no) noexcept nogil:
+    if reduction == RED_SUM:
+        return 1.0
+    if loss == LOSS_CCE:
+        return 1.0 / <double>n
+    return 1.0 / <double>(n * no)
+
+
+cdef inline double clip_k(double p) noexcept nogil:
+    if p < CLIP_EPS:
+        return CLIP_EPS
+    if p > 1.0 - CLIP_EPS:
+        return 1.0 - CLIP_EPS
+    return p
+
+
+cdef inline double loss_value_k(int loss, const double* P, const double* Y,
+                                Py_ssize_t n, Py_ssize_t no,
+                                int reduction) noexcept nogil:
+    """The reduced loss of P against Y, both (n, no)."""
+    cdef Py_ssize_t i, j, m = n * no
+    cdef double acc = 0.0, d, p, row
+    cdef double s = loss_scale_k(loss, reduction, n, no)
+    if loss == LOSS_SE or loss == LOSS_HALF_SE:
+        for i in range(m):
+            d = P[i] - Y[i]
+            acc += d * d
+        if loss == LOSS_HALF_SE:
+            acc = 0.5 * acc
+    elif loss == LOSS_CCE:
+        for i in range(n):
+            row = 0.0
+            for j in range(no):
+                row += clip_k(P[i * no + j]) * Y[i * no + j]
+            acc += -log(row)
+    elif loss == LOSS_BCE:
+        for i in range(m):
+            p = clip_k(P[i])
+            acc += -(Y[i] * log(p) + (1.0 - Y[i]) * log(1.0 - p))
+    return acc * s
+
+
+cdef inline double loss_gradient_k(int loss, const double* P, const double* Y,
+                                   double* dP, Py_ssize_t n, Py_ssize_t no,
+                                   int reduction) noexcept nogil:
+    """dP := dL/dP (cross-entropies divide by the clipped P); returns the loss."""
+    cdef Py_ssize_t i, m = n * no
+    cdef double p
+    cdef double s = loss_scale_k(loss, reduction, n, no)
+    if loss == LOSS_SE:
+        for i in range(m):
+            dP[i] = 2.0 * s * (P[i] - Y[i])
+    elif loss == LOSS_HALF_SE:
+        for i in range(m):
+            dP[i] = s * (P[i] - Y[i])
+    elif loss == LOSS_CCE:
+        for i in range(m):
+            dP[i] = -s * (Y[i] / clip_k(P[i]))
+    elif loss == LOSS_BCE:
+        for i in range(m):
+            p = clip_k(P[i])
+            dP[i] = -s * (Y[i] / p - (1.0 - Y[i]) / (1.0 - p))
+    return loss_value_k(loss, P, Y, n, no, reduction)
+
+
+cdef inline double output_delta_k(int act, int loss, const double* Z, const double* A,
+                                  const double* Y, double* dZ, Py_ssize_t n,
+                                  Py_ssize_t no, int reduction,
+                                  double alpha) noexcept nogil:
+    """dZ := dL/dZ of the output layer, fused for softmax+CCE and sigmoid+BCE."""
+    cdef Py_ssize_t i, j, m = n * no
+    cdef double s, ysum
+    if act == ACT_SOFTMAX and loss == LOSS_CCE:
+        s = loss_scale_k(loss, reduction, n, no)
+        for i in range(n):
+            ysum = 0.0
+            for j in range(no):
+                ysum += Y[i * no + j]
+            for j in range(no):
+                dZ[i * no + j] = (A[i * no + j] * ysum - Y[i * no + j]) * s
+        return loss_value_k(loss, A, Y, n, no, reduction)
+    if act == ACT_SIGMOID and loss == LOSS_BCE:
+        s = loss_scale_k(loss, reduction, n, no)
+        for i in range(m):
+            dZ[i] = (A[i] - Y[i]) * s
+        return loss_value_k(loss, A, Y, n, no, reduction)
+    s = loss_gradient_k(loss, A, Y, dZ, n, no, reduction)
+    activation_backward_k(act, Z, A, dZ, dZ, n, no, alpha)
+    return s
+
+
+# ------------------------------------------------ regularisation, update ----
+cdef inline double sign_k(double v) noexcept nogil:
+    if v > 0.0:
+        return 1.0
+    if v < 0.0:
+        return -1.0
+    return 0.0
+
+
+cdef inline double penalty_k(const double* V, Py_ssize_t m, double l1,
+                             double l2) noexcept nogil:
+    """l1 * sum|V| + l2 * sum V**2."""
+    cdef Py_ssize_t i
+    cdef double a1 = 0.0, a2 = 0.0
+    if l1 > 0.0:
+        for i in range(m):
+            a1 += fabs(V[i])
+    if l2 > 0.0:
+        for i in range(m):
+            a2 += V[i] * V[i]
+    return l1 * a1 + l2 * a2
+
+
+cdef inline void add_penalty_gradient_k(const double* V, double* dV, Py_ssize_t m,
+                                        double l1, double l2) noexcept nogil:
+    """dV += l1 * sign(V) + 2 * l2 * V."""
+    cdef Py_ssize_t i
+    if l1 > 0.0:
+        for i in range(m):
+            dV[i] += l1 * sign_k(V[i])
+    if l2 > 0.0:
+        for i in range(m):
+            dV[i] += 2.0 * l2 * V[i]
+
+
+cdef inline void sgd_update_k(double* p, const double* g, Py_ssize_t m,
+                              double lr) noexcept nogil:
+    """p -= lr * g."""
+    cdef Py_ssize_t i
+    for i in range(m):
+        p[i] -= lr * g[i]

@@ -6,16 +6,23 @@ float64 buffers.  Every kernel has a NumPy twin (``cbp._reference``) with the
 same signature; set ``CBP_NO_EXTENSIONS=1`` or pass ``backend="numpy"`` to use
 it.
 """
+from . import datasets, optim
 from ._backend import default_backend, native_available
-from ._errors import DivergenceError, NativeUnavailableError
-from .network import Dense, Network
+from ._errors import DivergenceError, FormatError, NativeUnavailableError
+from .network import Dense, Dropout, EarlyStopping, Network, load
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Dense",
+    "Dropout",
+    "EarlyStopping",
     "Network",
+    "load",
+    "optim",
+    "datasets",
     "DivergenceError",
+    "FormatError",
     "NativeUnavailableError",
     "native_available",
     "default_backend",

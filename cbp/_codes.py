@@ -69,3 +69,18 @@ def loss_code(name):
 def reduction_code(name):
     """Return the integer code of a reduction name ("mean" or "sum")."""
     return _lookup(REDUCTIONS, name, "reduction")
+
+# Optimizers: codes, hyper-parameter vector columns, state slots a parameter.
+OPT_SGD, OPT_ADAGRAD, OPT_RMSPROP, OPT_ADAM = range(4)
+O_LR, O_DECAY, O_MOMENTUM, O_NESTEROV, O_BETA1, O_BETA2, O_RHO, O_EPS = range(8)
+N_OPT = 8
+
+# fit(): history columns, early-stopping state, return status.
+HIST_LOSS, HIST_ACC, HIST_VAL_LOSS, HIST_VAL_ACC = range(4)
+N_HIST = 4
+ES_BEST, ES_WAIT, ES_BEST_EPOCH, ES_PATIENCE, ES_TOL, ES_ON = range(6)
+N_ES = 6
+FIT_DONE, FIT_STOPPED, FIT_DIVERGED = range(3)
+
+# Streams of the shared counter-based generator (splitmix64): the shuffle of
+# epoch e uses stream 2e; dropout layer l in epoch e uses 2(e * n_layers + l) + 1.

@@ -10,3 +10,7 @@ class DivergenceError(ArithmeticError):
 
 class NativeUnavailableError(ImportError):
     """``backend="native"`` was asked for but the compiled core did not load."""
+
+
+class FormatError(ValueError):
+    """A file given to :func:`cbp.load` is not a readable cbp network."""

@@ -27,6 +27,10 @@ __all__ = [
     "penalty",
     "add_penalty_gradient",
     "sgd_update",
+    "optimizer_update",
+    "random_bits",
+    "shuffle_order",
+    "dropout_mask",
     "Engine",
 ]
 
@@ -211,17 +215,115 @@ def sgd_update(params, grads, lr):
     return params
 
 
+def optimizer_update(kind, hyper, params, grads, state, t):
+    """One optimizer step on a flat segment, in place (nnfs semantics).
+
+    kind : optimizer code; hyper : float64 (N_OPT,); state : float64
+    (slots, m) for m parameters; t : steps taken before this one.  The
+    learning rate decays as lr / (1 + decay * t).
+    """
+    lr = hyper[C.O_LR] / (1.0 + hyper[C.O_DECAY] * t)
+    eps = hyper[C.O_EPS]
+    if kind == C.OPT_SGD:
+        mu = hyper[C.O_MOMENTUM]
+        if mu == 0.0:
+            params -= lr * grads
+        else:
+            u = state[0]
+            u *= mu
+            u -= lr * grads
+            if hyper[C.O_NESTEROV] != 0.0:
+                params += mu * u - lr * grads
+            else:
+                params += u
+    elif kind == C.OPT_ADAGRAD:
+        c = state[0]
+        c += grads * grads
+        params -= lr * grads / (np.sqrt(c) + eps)
+    elif kind == C.OPT_RMSPROP:
+        rho = hyper[C.O_RHO]
+        c = state[0]
+        c *= rho
+        c += (1.0 - rho) * (grads * grads)
+        params -= lr * grads / (np.sqrt(c) + eps)
+    elif kind == C.OPT_ADAM:
+        b1, b2 = hyper[C.O_BETA1], hyper[C.O_BETA2]
+        m, v = state[0], state[1]
+        m *= b1
+        m += (1.0 - b1) * grads
+        v *= b2
+        v += (1.0 - b2) * (grads * grads)
+        mhat = m / (1.0 - b1 ** (t + 1))
+        vhat = v / (1.0 - b2 ** (t + 1))
+        params -= lr * mhat / (np.sqrt(vhat) + eps)
+    else:
+        raise ValueError(f"unknown optimizer code {kind}")
+    return params
+
+
+# --------------------------------------------------------------------------
+# The shared counter-based generator (splitmix64).  Integer arithmetic wraps
+# modulo 2**64 on both sides, so the native loop and this twin draw the same
+# numbers from the same (seed, stream, counter).
+# --------------------------------------------------------------------------
+_U = np.uint64
+_GOLDEN = _U(0x9E3779B97F4A7C15)
+_M1, _M2 = _U(0xBF58476D1CE4E5B9), _U(0x94D049BB133111EB)
+
+
+def _mix(z):
+    z = (z ^ (z >> _U(30))) * _M1
+    z = (z ^ (z >> _U(27))) * _M2
+    return z ^ (z >> _U(31))
+
+
+def random_bits(seed, stream, start, n):
+    """uint64 draws number start .. start + n - 1 of stream ``stream``."""
+    base = _mix(np.array([seed], dtype=np.uint64) ^ (np.array([stream], dtype=np.uint64) * _GOLDEN))
+    counters = np.arange(start, start + n, dtype=np.uint64) + _U(1)
+    return _mix(base + counters * _GOLDEN)
+
+
+def shuffle_order(seed, epoch, n):
+    """The sample order of an epoch: argsort of hashed keys, ties by index."""
+    return np.argsort(random_bits(seed, 2 * epoch, 0, n), kind="stable").astype(np.int64)
+
+
+def dropout_mask(seed, stream, start, rate, out):
+    """out := 1 / (1 - rate) where a uniform draw >= rate, else 0 (inverted dropout)."""
+    bits = random_bits(seed, stream, start, out.size)
+    u = (bits >> _U(11)).astype(np.float64) * 2.0**-53
+    np.copyto(out.reshape(-1), np.where(u >= rate, 1.0 / (1.0 - rate), 0.0))
+    return out
+
+
 # --------------------------------------------------------------------------
 # The network engine
 # --------------------------------------------------------------------------
+def _quiet(method):
+    """Run an engine method with NumPy's floating-point warnings off.
+
+    Overflow to inf or NaN is detected explicitly (DivergenceError), the
+    same way on both backends, so NumPy's warnings would only be noise.
+    """
+
+    def wrapper(*args, **kwargs):
+        with np.errstate(all="ignore"):
+            return method(*args, **kwargs)
+
+    wrapper.__name__, wrapper.__doc__ = method.__name__, method.__doc__
+    return wrapper
+
+
 class Engine:
-    """Forward, backward and update over a flat parameter buffer.
+    """Forward, backward, optimizer steps and whole training runs over a flat
+    parameter buffer.
 
     Parameters
     ----------
     meta : int64 array (n_layers, N_META)
-        One row a layer: kind, n_in, n_out, activation code, weight offset,
-        bias offset (-1: no bias), trainable flag.
+        One row a layer: kind (dense or dropout), n_in, n_out, activation
+        code, weight offset, bias offset (-1: no bias), trainable flag.
     hyper : float64 array (n_layers, N_HYPER)
         One row a layer: activation alpha, weight L1, weight L2, bias L1,
         bias L2, dropout rate.
@@ -230,6 +332,12 @@ class Engine:
         copied): the engine reads and writes them in place.
     loss, reduction : int
         Codes from ``cbp._codes``.
+
+    Optimizer arguments, wherever they appear: ``kind`` (code), ``ohyper``
+    float64 (N_OPT,), ``state`` float64 (slots * n_params,) and ``t`` (steps
+    taken so far).  A step that would leave a NaN or infinite parameter,
+    state or loss raises DivergenceError and restores the values from before
+    the step.
     """
 
     def __init__(self, meta, hyper, params, grads, loss, reduction):
@@ -240,6 +348,20 @@ class Engine:
         self.loss = int(loss)
         self.reduction = int(reduction)
         self._cache = None
+        self._masks = {}  # dropout layer -> mask of the current batch
+        self._training = False
+        # trainable parameter ranges, merged where adjacent
+        segs = []
+        for m in self.meta:
+            if m[C.M_KIND] != C.KIND_DENSE or not m[C.M_TRAIN]:
+                continue
+            lo = m[C.M_WOFF]
+            hi = lo + m[C.M_NIN] * m[C.M_NOUT] + (m[C.M_NOUT] if m[C.M_BOFF] >= 0 else 0)
+            if segs and segs[-1][1] == lo:
+                segs[-1][1] = hi
+            else:
+                segs.append([lo, hi])
+        self.segments = [tuple(s) for s in segs]
 
     # -- views ------------------------------------------------------------
     def _w(self, buf, l):
@@ -253,12 +375,24 @@ class Engine:
         return None if off < 0 else buf[off : off + m[C.M_NOUT]]
 
     # -- passes -----------------------------------------------------------
-    def _forward(self, X):
+    def _forward(self, X, train=None):
+        """Layer outputs for X; ``train`` = (seed, epoch, first row) turns dropout on."""
         cache = []
         A = np.array(X, dtype=np.float64)  # a private copy, as the native engine keeps
+        L = len(self.meta)
         for l, m in enumerate(self.meta):
-            n_out = m[C.M_NOUT]
-            Z = np.empty((A.shape[0], n_out))
+            if m[C.M_KIND] == C.KIND_DROPOUT:
+                mask = np.ones_like(A)
+                if train is not None:
+                    seed, epoch, row = train
+                    stream = 2 * (epoch * L + l) + 1
+                    dropout_mask(seed, stream, row * m[C.M_NOUT], self.hyper[l, C.H_RATE], mask)
+                self._masks[l] = mask
+                Z = A * mask
+                cache.append((A, Z, Z))
+                A = Z
+                continue
+            Z = np.empty((A.shape[0], m[C.M_NOUT]))
             dense_forward(A, self._w(self.params, l), self._b(self.params, l), Z)
             An = np.empty_like(Z)
             activation_forward(m[C.M_ACT], Z, An, self.hyper[l, C.H_ALPHA])
@@ -266,15 +400,67 @@ class Engine:
             A = An
         return cache
 
+    @_quiet
     def forward(self, X):
         """Run X (n, n_in) through the network; keep what backward needs."""
         self._cache = self._forward(X)
         return self._cache[-1][2]
 
+    @_quiet
     def predict(self, X):
         """The output for X as a new array; the backward cache is untouched."""
         return self._forward(X)[-1][2].copy()
 
+    def _penalties(self):
+        """The summed L1/L2 penalty of every layer."""
+        value = 0.0
+        for l, m in enumerate(self.meta):
+            if m[C.M_KIND] != C.KIND_DENSE:
+                continue
+            h = self.hyper[l]
+            value += penalty(self._w(self.params, l), h[C.H_WL1], h[C.H_WL2])
+            b = self._b(self.params, l)
+            if b is not None:
+                value += penalty(b, h[C.H_BL1], h[C.H_BL2])
+        return value
+
+    def _backward(self, Y):
+        cache = self._cache
+        Ain, Z, A = cache[-1]
+        m = self.meta[-1]
+        dZ = np.empty_like(Z)
+        value = output_delta(
+            m[C.M_ACT], self.loss, Z, A, Y, dZ, self.reduction, self.hyper[-1, C.H_ALPHA]
+        )
+        for l in range(len(self.meta) - 1, -1, -1):
+            m = self.meta[l]
+            Ain = cache[l][0]
+            if m[C.M_KIND] == C.KIND_DROPOUT:
+                dX = dZ * self._masks[l]
+            else:
+                dX = np.empty_like(Ain) if l > 0 else None
+                W = self._w(self.params, l)
+                dense_backward(Ain, W, dZ, self._w(self.grads, l), self._b(self.grads, l), dX)
+            if l > 0:
+                Zp, Ap = cache[l - 1][1:]
+                dZ = np.empty_like(Zp)
+                activation_backward(
+                    self.meta[l - 1, C.M_ACT], Zp, Ap, dX, dZ, self.hyper[l - 1, C.H_ALPHA]
+                )
+        # L1/L2 penalties, nnfs semantics
+        for l, m in enumerate(self.meta):
+            if m[C.M_KIND] != C.KIND_DENSE:
+                continue
+            h = self.hyper[l]
+            add_penalty_gradient(
+                self._w(self.params, l), self._w(self.grads, l), h[C.H_WL1], h[C.H_WL2]
+            )
+            b = self._b(self.params, l)
+            if b is not None:
+                add_penalty_gradient(b, self._b(self.grads, l), h[C.H_BL1], h[C.H_BL2])
+        return value + self._penalties()
+
+    @_quiet
     def backward(self, Y):
         """Fill the gradient buffer for target Y (n, n_out); return the loss.
 
@@ -282,82 +468,129 @@ class Engine:
         """
         if self._cache is None:
             raise RuntimeError("backward() needs a forward() first")
-        L = len(self.meta)
-        Ain, Z, A = self._cache[-1]
-        m = self.meta[-1]
-        dZ = np.empty_like(Z)
-        value = output_delta(
-            m[C.M_ACT], self.loss, Z, A, Y, dZ, self.reduction, self.hyper[-1, C.H_ALPHA]
+        return self._backward(Y)
+
+    # -- updates ----------------------------------------------------------
+    def _update(self, kind, ohyper, state, t):
+        """One optimizer step over the trainable segments; True if all finite."""
+        P = self.params.shape[0]
+        slots = state.shape[0] // P if P else 0
+        S = state.reshape(slots, P) if slots else state.reshape(0, P)
+        ok = True
+        for lo, hi in self.segments:
+            p = self.params[lo:hi]
+            optimizer_update(kind, ohyper, p, self.grads[lo:hi], S[:, lo:hi], t)
+            ok = ok and bool(np.isfinite(p).all()) and bool(np.isfinite(S[:, lo:hi]).all())
+        return ok
+
+    def _divergence(self, what):
+        raise DivergenceError(
+            f"training diverged: {what}; the parameters were left at their last finite values"
         )
-        for l in range(L - 1, -1, -1):
-            Ain, Z, A = self._cache[l]
-            W = self._w(self.params, l)
-            dX = np.empty_like(Ain) if l > 0 else None
-            dense_backward(Ain, W, dZ, self._w(self.grads, l), self._b(self.grads, l), dX)
-            if l > 0:
-                Zp, Ap = self._cache[l - 1][1:]
-                dZ = np.empty_like(Zp)
-                activation_backward(
-                    self.meta[l - 1, C.M_ACT], Zp, Ap, dX, dZ, self.hyper[l - 1, C.H_ALPHA]
-                )
-        return value + self._regularize()
 
-    def _regularize(self):
-        value = 0.0
-        for l in range(len(self.meta)):
-            h = self.hyper[l]
-            W, dW = self._w(self.params, l), self._w(self.grads, l)
-            value += penalty(W, h[C.H_WL1], h[C.H_WL2])
-            add_penalty_gradient(W, dW, h[C.H_WL1], h[C.H_WL2])
-            b = self._b(self.params, l)
-            if b is not None:
-                db = self._b(self.grads, l)
-                value += penalty(b, h[C.H_BL1], h[C.H_BL2])
-                add_penalty_gradient(b, db, h[C.H_BL1], h[C.H_BL2])
+    @_quiet
+    def step(self, kind, ohyper, state, t):
+        """Apply one optimizer step with the current gradients."""
+        saved = self.params.copy(), state.copy()
+        if not self._update(kind, ohyper, state, t):
+            np.copyto(self.params, saved[0])
+            np.copyto(state, saved[1])
+            self._divergence("the update made a parameter NaN or infinite")
+
+    @_quiet
+    def train_step(self, X, Y, kind, ohyper, state, t):
+        """forward, backward and one optimizer step; the loss before the update."""
+        self._cache = self._forward(X)
+        value = self._backward(Y)
+        if not math.isfinite(value):
+            self._divergence(f"the loss is {value}")
+        self.step(kind, ohyper, state, t)
         return value
-
-    def _trainable(self):
-        for l, m in enumerate(self.meta):
-            if m[C.M_TRAIN]:
-                yield self._w(self.params, l), self._w(self.grads, l)
-                b = self._b(self.params, l)
-                if b is not None:
-                    yield b, self._b(self.grads, l)
-
-    def _sgd_ok(self, lr):
-        with np.errstate(over="ignore", invalid="ignore"):
-            return all(np.isfinite(p - lr * g).all() for p, g in self._trainable())
 
     def sgd_step(self, lr):
-        """params -= lr * grads over the trainable layers.
+        """params -= lr * grads over the trainable layers (plain SGD)."""
+        ohyper = np.zeros(C.N_OPT)
+        ohyper[C.O_LR] = lr
+        self.step(C.OPT_SGD, ohyper, np.empty(0), 0)
 
-        Raises DivergenceError, and leaves the parameters as they were, if the
-        update would make any of them NaN or infinite.
+    # -- whole runs -------------------------------------------------------
+    def _accuracy(self, A, Y):
+        """Correct predictions in a batch, and how many were judged."""
+        if self.loss == C.LOSS_CCE:
+            return int(np.sum(np.argmax(A, axis=1) == np.argmax(Y, axis=1))), A.shape[0]
+        if self.loss == C.LOSS_BCE:
+            return int(np.sum((A > 0.5) == (Y > 0.5))), A.size
+        return 0, 0
+
+    def _evaluate(self, X, Y):
+        """(loss with penalties, accuracy or NaN) of the network on (X, Y)."""
+        A = self._forward(X)[-1][2]
+        value = loss_value(self.loss, A, Y, self.reduction) + self._penalties()
+        hit, seen = self._accuracy(A, Y)
+        return value, (hit / seen if seen else math.nan)
+
+    @_quiet
+    def evaluate(self, X, Y):
+        """(loss, accuracy) on (X, Y), dropout off; accuracy is NaN for regression."""
+        return self._evaluate(X, Y)
+
+    @_quiet
+    def fit(self, X, Y, Xv, Yv, kind, ohyper, state, t, epoch0, n_epochs, batch_size,
+            shuffle, seed, es, best, hist):
+        """Train for up to n_epochs epochs, numbered from epoch0.
+
+        Xv, Yv : validation data or None.  es : float64 (N_ES,) early-stopping
+        state, updated in place (ES_ON = 0: off); best : float64 (n_params,)
+        receives the parameters of the best epoch.  hist : float64
+        (n_epochs, N_HIST) receives loss, accuracy, val_loss, val_accuracy
+        (NaN where they do not apply).
+
+        Returns (epochs completed, steps taken, status) with status FIT_DONE,
+        FIT_STOPPED (early stopping) or FIT_DIVERGED (the diverging epoch was
+        rolled back to its start).
         """
-        if not self._sgd_ok(lr):
-            raise DivergenceError(
-                "the update would make a parameter NaN or infinite; "
-                "the parameters were left at their last finite values"
-            )
-        self._sgd(lr)
-
-    def _sgd(self, lr):
-        for l, m in enumerate(self.meta):
-            if m[C.M_TRAIN]:
-                sgd_update(self._w(self.params, l), self._w(self.grads, l), lr)
-                b = self._b(self.params, l)
-                if b is not None:
-                    sgd_update(b, self._b(self.grads, l), lr)
-
-    def train_step(self, X, Y, lr):
-        """forward, backward and sgd_step in one call; the loss before the update."""
-        self.forward(X)
-        value = self.backward(Y)
-        if not (math.isfinite(value) and self._sgd_ok(lr)):
-            raise DivergenceError(
-                f"training diverged: the loss is {value!r} or the update would make a "
-                "parameter NaN or infinite; the parameters were left at their last "
-                "finite values"
-            )
-        self._sgd(lr)
-        return value
+        n = X.shape[0]
+        bs = min(batch_size, n)
+        steps = 0
+        for k in range(n_epochs):
+            epoch = epoch0 + k
+            saved = self.params.copy(), state.copy(), steps
+            order = shuffle_order(seed, epoch, n) if shuffle else np.arange(n)
+            total, hit, seen, batches = 0.0, 0, 0, 0
+            diverged = False
+            for row in range(0, n, bs):
+                idx = order[row : row + bs]
+                self._cache = self._forward(X[idx], train=(seed, epoch, row))
+                value = self._backward(Y[idx])
+                h, s = self._accuracy(self._cache[-1][2], Y[idx])
+                if not math.isfinite(value) or not self._update(kind, ohyper, state, t + steps):
+                    diverged = True
+                    break
+                steps += 1
+                total += value
+                hit, seen, batches = hit + h, seen + s, batches + 1
+            if diverged:
+                np.copyto(self.params, saved[0])
+                np.copyto(state, saved[1])
+                return k, saved[2], C.FIT_DIVERGED
+            row = hist[k]
+            row[C.HIST_LOSS] = total / batches
+            row[C.HIST_ACC] = hit / seen if seen else math.nan
+            if Xv is not None:
+                row[C.HIST_VAL_LOSS], row[C.HIST_VAL_ACC] = self._evaluate(Xv, Yv)
+            else:
+                row[C.HIST_VAL_LOSS] = row[C.HIST_VAL_ACC] = math.nan
+            if es[C.ES_ON] != 0.0:
+                cur = row[C.HIST_VAL_LOSS] if Xv is not None else row[C.HIST_LOSS]
+                if cur > es[C.ES_BEST] - es[C.ES_TOL]:
+                    es[C.ES_WAIT] += 1.0
+                else:
+                    es[C.ES_WAIT] = 0.0
+                if cur < es[C.ES_BEST]:
+                    es[C.ES_BEST] = cur
+                    es[C.ES_BEST_EPOCH] = epoch
+                    np.copyto(best, self.params)
+                if es[C.ES_WAIT] >= es[C.ES_PATIENCE]:
+                    return k + 1, steps, C.FIT_STOPPED
+        self._cache = None
+        return n_epochs, steps, C.FIT_DONE

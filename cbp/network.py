@@ -1,13 +1,24 @@
-"""The public API: :class:`Dense` layers and the :class:`Network` that trains them."""
+"""The public API: :class:`Dense` and :class:`Dropout` layers, and the
+:class:`Network` that trains them."""
+import json
 import math
+import os
+import tempfile
+import threading
+import zipfile
 
 import numpy as np
 
 from . import _backend
 from . import _codes as C
 from . import _validation as V
+from . import optim
+from ._errors import DivergenceError, FormatError
 
-__all__ = ["Dense", "Network"]
+__all__ = ["Dense", "Dropout", "EarlyStopping", "Network", "load", "FORMAT_VERSION"]
+
+#: version of the ``.npz`` layout written by :meth:`Network.save`.
+FORMAT_VERSION = 1
 
 INITS = ("glorot", "he", "nnfs", "uniform")
 
@@ -42,6 +53,9 @@ class Dense:
     seed : int, optional
         Seed of this layer's draw.  Without one, the network's seed decides
         (see :class:`Network`).
+    weight_l1, weight_l2, bias_l1, bias_l2 : float, default 0
+        Penalties with nnfs semantics: the loss gains ``l1 * sum|w|`` and
+        ``l2 * sum(w**2)``, the gradients ``l1 * sign(w)`` and ``2 * l2 * w``.
 
     Attributes
     ----------
@@ -68,6 +82,10 @@ class Dense:
         weights=None,
         bias=None,
         seed=None,
+        weight_l1=0.0,
+        weight_l2=0.0,
+        bias_l1=0.0,
+        bias_l2=0.0,
     ):
         self.n_inputs = V.positive_int(n_inputs, "n_inputs")
         self.n_neurons = V.positive_int(n_neurons, "n_neurons")
@@ -82,6 +100,10 @@ class Dense:
             raise ValueError(f"unknown init {init!r}; expected one of: {', '.join(INITS)}")
         self.init = init
         self.seed = seed
+        self.weight_l1 = V.real(weight_l1, "weight_l1", minimum=0.0)
+        self.weight_l2 = V.real(weight_l2, "weight_l2", minimum=0.0)
+        self.bias_l1 = V.real(bias_l1, "bias_l1", minimum=0.0)
+        self.bias_l2 = V.real(bias_l2, "bias_l2", minimum=0.0)
         self.network = None
         self._store = None  # params of this layer: weights then bias, flat
         self._gstore = np.zeros(self.size)
@@ -168,10 +190,93 @@ class Dense:
     def dbias(self):
         return self._split(self._gstore)[1]
 
+    def get_config(self):
+        """The constructor arguments (without initial values), as a dict."""
+        return {
+            "n_inputs": self.n_inputs,
+            "n_neurons": self.n_neurons,
+            "activation": self.activation,
+            "use_bias": self.use_bias,
+            "trainable": self.trainable,
+            "alpha": self.alpha,
+            "init": self.init,
+            "seed": self.seed,
+            "weight_l1": self.weight_l1,
+            "weight_l2": self.weight_l2,
+            "bias_l1": self.bias_l1,
+            "bias_l2": self.bias_l2,
+        }
+
+    def _row(self, off):
+        """This layer's rows of the engine's layer table."""
+        nw = self.n_inputs * self.n_neurons
+        meta = (C.KIND_DENSE, self.n_inputs, self.n_neurons, self._act, off,
+                off + nw if self.use_bias else -1, int(self.trainable))
+        hyper = (self.alpha, self.weight_l1, self.weight_l2, self.bias_l1, self.bias_l2, 0.0)
+        return meta, hyper
+
     def __repr__(self):
         extra = "" if self.use_bias else ", use_bias=False"
         extra += "" if self.trainable else ", trainable=False"
         return f"Dense({self.n_inputs}, {self.n_neurons}, {self.activation!r}{extra})"
+
+
+
+
+class Dropout:
+    """Inverted dropout: during :meth:`Network.fit` each input is zeroed with
+    probability ``rate`` and the survivors are scaled by ``1 / (1 - rate)``.
+
+    Everywhere else (``forward``, ``train_step``, ``predict``, ``evaluate``,
+    validation) it passes its input through unchanged.  The masks come from
+    the same seeded counter-based generator as the shuffle, so both backends
+    drop the same units.  A dropout layer takes the width of the layer before
+    it; it cannot be the output layer.
+    """
+
+    use_bias = False
+    trainable = False
+    size = 0
+
+    def __init__(self, rate):
+        self.rate = V.real(rate, "rate", minimum=0.0)
+        if self.rate >= 1.0:
+            raise ValueError(f"rate must be < 1, got {self.rate}")
+        self.network = None
+        self.n_inputs = self.n_neurons = None  # set when the network is built
+
+    def get_config(self):
+        return {"rate": self.rate}
+
+    def _row(self, off):
+        n = self.n_inputs
+        return (C.KIND_DROPOUT, n, n, C.ACT_IDENTITY, 0, -1, 0), (0.0, 0.0, 0.0, 0.0, 0.0, self.rate)
+
+    def __repr__(self):
+        return f"Dropout({self.rate})"
+
+
+class EarlyStopping:
+    """Stop :meth:`Network.fit` when the monitored loss stops improving.
+
+    In the spirit of scikit-learn's ``n_iter_no_change``/``tol``: an epoch
+    whose loss is not below ``best - tol`` counts as no improvement, and
+    training stops after ``patience`` such epochs in a row.  The monitored
+    loss is ``val_loss`` when validation data is given, else the training
+    loss.  With ``restore_best`` the parameters of the best epoch are put
+    back when training ends (stopped early or not).
+    """
+
+    def __init__(self, patience=10, tol=1e-4, restore_best=True):
+        self.patience = V.positive_int(patience, "patience")
+        self.tol = V.real(tol, "tol", minimum=0.0)
+        self.restore_best = bool(restore_best)
+
+    def __repr__(self):
+        return f"EarlyStopping(patience={self.patience}, tol={self.tol}, restore_best={self.restore_best})"
+
+
+_LAYER_TYPES = {"Dense": Dense, "Dropout": Dropout}
 
 
 class Network:
@@ -179,10 +284,10 @@ class Network:
 
     Parameters
     ----------
-    layers : sequence of Dense
+    layers : sequence of Dense and Dropout
         Consecutive layers must agree on their widths.  The network adopts
         them: their arrays become views into its flat buffers, so a layer
-        belongs to one network only.
+        belongs to one network only.  The last layer must be Dense.
     loss : str, default "squared_error"
         ``squared_error`` ((out - y)^2), ``half_squared_error`` (half that),
         ``categorical_crossentropy`` or ``binary_crossentropy``.
@@ -195,50 +300,84 @@ class Network:
         not loaded; nothing falls back silently.
     seed : int, optional
         Seeds the initial draw of every layer that has neither given values
-        nor a seed of its own; layer ``i`` uses ``[seed, i]``.
+        nor a seed of its own (layer ``i`` uses ``[seed, i]``), and is the
+        default seed of :meth:`fit`'s shuffle and dropout.
+    optimizer : cbp.optim.Optimizer, optional
+        The network's optimizer, used by :meth:`step`, :meth:`train_step`
+        and :meth:`fit` when they are given no ``lr``.
 
     Attributes
     ----------
     parameters, gradients : ndarray (n_params,)
         One contiguous float64 buffer each; every layer's arrays are views
         into them, weights before bias, layer after layer.
+    epochs_trained : int
+        Epochs run by :meth:`fit` so far.  Epochs are numbered across calls,
+        so ``fit(epochs=10)`` twice shuffles like ``fit(epochs=20)`` once.
+
+    Notes
+    -----
+    A network may be used from one thread at a time: a call made while
+    another thread is inside a method of the same network raises
+    ``RuntimeError`` instead of corrupting it.  Different networks train in
+    parallel; the native core releases the GIL in its loops.
     """
 
-    def __init__(self, layers, loss="squared_error", reduction="mean", backend=None, seed=None):
+    def __init__(self, layers, loss="squared_error", reduction="mean", backend=None, seed=None,
+                 optimizer=None):
         layers = list(layers)
         if not layers:
             raise ValueError("a network needs at least one layer")
+        width = None
         for i, layer in enumerate(layers):
-            if not isinstance(layer, Dense):
+            if not isinstance(layer, (Dense, Dropout)):
                 raise TypeError(f"layer {i} is a {type(layer).__name__}, not a cbp layer")
             if layer.network is not None:
                 raise ValueError(f"layer {i} ({layer!r}) already belongs to a network")
-            if i and layer.n_inputs != layers[i - 1].n_neurons:
-                raise ValueError(
-                    f"layer {i} takes {layer.n_inputs} inputs but layer {i - 1} "
-                    f"gives {layers[i - 1].n_neurons}"
-                )
+            if isinstance(layer, Dropout):
+                if width is None:
+                    raise ValueError("a Dropout layer cannot come first: its width is unknown")
+                if i == len(layers) - 1:
+                    raise ValueError("the output layer must be Dense, not Dropout")
+                layer.n_inputs = layer.n_neurons = width
+            elif width is not None and layer.n_inputs != width:
+                raise ValueError(f"layer {i} takes {layer.n_inputs} inputs but layer {i - 1} gives {width}")
+            width = layer.n_neurons
         if len(set(map(id, layers))) != len(layers):
             raise ValueError("the same layer appears twice in the network")
         self._loss = C.loss_code(loss)
         self.loss = loss.lower()
         self._reduction = C.reduction_code(reduction)
         self.reduction = reduction.lower()
+        self._backend_request = backend
         self._kernels = _backend.module(backend)
         self.backend = "native" if self._kernels is _backend._core else "numpy"
+        if seed is not None:
+            V.positive_int(seed, "seed", minimum=0)
         self.seed = seed
         self.layers = tuple(layers)
+        self.epochs_trained = 0
+        self.history = None
+        self._lock = threading.Lock()
         self._adopt()
+        self._optimizer = None
+        if optimizer is not None:
+            self.optimizer = optimizer
 
     # -- construction -----------------------------------------------------
     def _adopt(self):
-        sizes = [layer.size for layer in self.layers]
-        self.parameters = np.zeros(sum(sizes))
-        self.gradients = np.zeros(sum(sizes))
+        dense = [layer for layer in self.layers if isinstance(layer, Dense)]
+        total = sum(layer.size for layer in dense)
+        self.parameters = np.zeros(total)
+        self.gradients = np.zeros(total)
         meta = np.zeros((len(self.layers), C.N_META), dtype=np.int64)
         hyper = np.zeros((len(self.layers), C.N_HYPER))
         off = 0
         for i, layer in enumerate(self.layers):
+            meta[i], hyper[i] = layer._row(off)
+            layer.network = self
+            if isinstance(layer, Dropout):
+                continue
             rng = None
             if layer._store is None and layer.seed is None and self.seed is not None:
                 rng = np.random.default_rng([self.seed, i])
@@ -246,24 +385,14 @@ class Network:
             self.parameters[off : off + n] = layer._materialize(rng)
             layer._store = self.parameters[off : off + n]
             layer._gstore = self.gradients[off : off + n]
-            layer.network = self
-            nw = layer.n_inputs * layer.n_neurons
-            meta[i] = (
-                C.KIND_DENSE,
-                layer.n_inputs,
-                layer.n_neurons,
-                layer._act,
-                off,
-                off + nw if layer.use_bias else -1,
-                int(layer.trainable),
-            )
-            hyper[i, C.H_ALPHA] = layer.alpha
             off += n
-        self._meta, self._hyper = meta, hyper
         self._engine = self._kernels.Engine(
             meta, hyper, self.parameters, self.gradients, self._loss, self._reduction
         )
         self._batch = None  # samples of the last forward()
+        # plain SGD, reused by step(lr) / train_step(lr) without allocating
+        self._sgd_hyper = np.zeros(C.N_OPT)
+        self._no_state = np.empty(0)
 
     @property
     def n_inputs(self):
@@ -273,9 +402,47 @@ class Network:
     def n_outputs(self):
         return self.layers[-1].n_neurons
 
+    @property
+    def optimizer(self):
+        """The network's optimizer (None until one is given)."""
+        return self._optimizer
+
+    @optimizer.setter
+    def optimizer(self, opt):
+        if opt is not None:
+            if not isinstance(opt, optim.Optimizer):
+                raise TypeError(f"optimizer must be a cbp.optim optimizer, got {type(opt).__name__}")
+            opt._bind(self.parameters.shape[0])
+        self._optimizer = opt
+
     def __repr__(self):
         inner = ", ".join(map(repr, self.layers))
         return f"Network([{inner}], loss={self.loss!r}, backend={self.backend!r})"
+
+    # -- thread guard -----------------------------------------------------
+    def _enter(self):
+        if not self._lock.acquire(blocking=False):
+            raise RuntimeError(
+                "this Network is in use by another thread; a network may be used "
+                "from one thread at a time (give each thread its own network)"
+            )
+
+    def _exit(self):
+        self._lock.release()
+
+    def _plain(self, lr):
+        """(kind, hyper, state) for one plain SGD step with learning rate lr."""
+        self._sgd_hyper[C.O_LR] = V.real(lr, "lr", minimum=0.0, strict=True)
+        return C.OPT_SGD, self._sgd_hyper, self._no_state
+
+    def _resolve(self, lr, fallback_lr):
+        """(kind, hyper, state, t, optimizer or None) for an update."""
+        if lr is not None:
+            return (*self._plain(lr), 0, None)
+        opt = self._optimizer
+        if opt is None:
+            return (*self._plain(fallback_lr), 0, None)
+        return opt.kind, opt._hyper(), opt._bind(self.parameters.shape[0]), opt.iterations, opt
 
     # -- the steps a learner inspects -------------------------------------
     def forward(self, X):
@@ -291,9 +458,13 @@ class Network:
             A new array: the network's output.
         """
         X = V.as_matrix(X, "X", self.n_inputs)
-        out = self._engine.forward(X)
-        self._batch = X.shape[0]
-        return np.array(out)
+        self._enter()
+        try:
+            out = np.array(self._engine.forward(X))
+            self._batch = X.shape[0]
+        finally:
+            self._exit()
+        return out
 
     def backward(self, y):
         """Backpropagate the loss of the last :meth:`forward` output against y.
@@ -314,18 +485,35 @@ class Network:
         if self._batch is None:
             raise RuntimeError("call forward(X) before backward(y)")
         Y = V.as_targets(y, self._batch, self.n_outputs, self._loss)
-        return float(self._engine.backward(Y))
+        self._enter()
+        try:
+            return float(self._engine.backward(Y))
+        finally:
+            self._exit()
 
-    def step(self, lr=0.1):
-        """Apply one gradient-descent update: parameters -= lr * gradients.
+    def step(self, lr=None):
+        """Apply one update with the current gradients.
 
-        Frozen layers are left alone.  Raises :class:`DivergenceError` (and
-        changes nothing) if the update would make a parameter NaN or infinite.
+        With ``lr``, a plain gradient-descent step ``parameters -= lr *
+        gradients``.  Without, one step of the network's optimizer (plain SGD
+        with lr 0.1 if it has none).  Frozen layers are left alone.  Raises
+        :class:`DivergenceError`, and changes nothing, if the update would
+        make a parameter NaN or infinite.
         """
-        self._engine.sgd_step(V.real(lr, "lr", minimum=0.0, strict=True))
+        kind, h, state, t, opt = self._resolve(lr, 0.1)
+        self._enter()
+        try:
+            self._engine.step(kind, h, state, t)
+        finally:
+            self._exit()
+        if opt is not None:
+            opt.iterations += 1
 
-    def train_step(self, X, y, lr=0.1):
-        """forward, backward and step fused in one call.
+    def train_step(self, X, y, lr=None):
+        """:meth:`forward`, :meth:`backward` and :meth:`step` fused in one call.
+
+        ``lr`` works as in :meth:`step` (default: the network's optimizer,
+        else plain SGD with lr 0.1).
 
         Returns
         -------
@@ -334,52 +522,412 @@ class Network:
         """
         X = V.as_matrix(X, "X", self.n_inputs)
         Y = V.as_targets(y, X.shape[0], self.n_outputs, self._loss)
-        lr = V.real(lr, "lr", minimum=0.0, strict=True)
-        self._batch = X.shape[0]
-        return float(self._engine.train_step(X, Y, lr))
+        kind, h, state, t, opt = self._resolve(lr, 0.1)
+        self._enter()
+        try:
+            value = self._engine.train_step(X, Y, kind, h, state, t)
+            self._batch = X.shape[0]
+        finally:
+            self._exit()
+        if opt is not None:
+            opt.iterations += 1
+        return float(value)
 
     def predict(self, X):
-        """The network's output for X; touches no cached state.
+        """The network's output for X, dropout off; touches no cached state.
 
         Returns
         -------
         ndarray (batch, n_outputs)
         """
         X = V.as_matrix(X, "X", self.n_inputs)
-        return self._engine.predict(X)
+        self._enter()
+        try:
+            return self._engine.predict(X)
+        finally:
+            self._exit()
 
-    def fit(self, X, y, epochs=200, lr=0.001, batch_size=None):
-        """Train by gradient descent.
+    @property
+    def is_classifier(self):
+        """True for the cross-entropy losses (which report accuracy)."""
+        return self._loss in (C.LOSS_CCE, C.LOSS_BCE)
+
+    def evaluate(self, X, y):
+        """The loss (penalties included) on (X, y), and the accuracy for classifiers.
+
+        Accuracy is the share of rows whose argmax matches the target's
+        (categorical cross-entropy) or of outputs on the right side of 0.5
+        (binary cross-entropy).
+
+        Returns
+        -------
+        dict
+            ``{"loss": float}``, plus ``"accuracy"`` for classifiers.
+        """
+        X = V.as_matrix(X, "X", self.n_inputs)
+        Y = V.as_targets(y, X.shape[0], self.n_outputs, self._loss)
+        self._enter()
+        try:
+            value, acc = self._engine.evaluate(X, Y)
+        finally:
+            self._exit()
+        out = {"loss": float(value)}
+        if self.is_classifier:
+            out["accuracy"] = float(acc)
+        return out
+
+    # -- training ---------------------------------------------------------
+    def fit(
+        self,
+        X,
+        y,
+        epochs=200,
+        lr=None,
+        batch_size=None,
+        *,
+        shuffle=False,
+        seed=None,
+        optimizer=None,
+        validation_data=None,
+        early_stopping=None,
+        callback=None,
+        callback_every=100,
+        verbose=False,
+    ):
+        """Train; the whole loop runs in one native call with the GIL released.
 
         Parameters
         ----------
         X : array_like (n_samples, n_inputs)
         y : array_like
             Targets, as for :meth:`backward`.
-        epochs : int
-        lr : float
+        epochs : int, default 200
+        lr : float, optional
+            Plain gradient descent with this learning rate.  Give ``lr`` or
+            ``optimizer``, not both; with neither, the network's optimizer is
+            used, else plain SGD with lr 0.001.
         batch_size : int, optional
-            None: one full-batch update an epoch; 1: one update a sample, in
-            order (seed 000); k: batches of k samples, the last one partial.
+            None: one full-batch update an epoch (seed 004); 1: one update a
+            sample (seed 000); k: batches of k samples, the last one partial.
+        shuffle : bool, default False
+            Shuffle the samples every epoch.  Off by default so that the
+            seeds' per-example loops are reproduced in order.
+        seed : int, optional
+            Seed of the shuffle and of dropout (default: the network's seed,
+            else 0).  The same seed gives the same run on both backends.
+        optimizer : cbp.optim.Optimizer, optional
+            Becomes the network's optimizer; its state carries over between
+            calls.
+        validation_data : (X_val, y_val), optional
+            Evaluated after every epoch (dropout off).
+        early_stopping : EarlyStopping or True, optional
+            See :class:`EarlyStopping`.
+        callback : callable, optional
+            ``callback(epoch, logs)`` every ``callback_every`` epochs and after
+            the last one, where ``epoch`` counts the epochs of this call and
+            ``logs`` holds the latest epoch's values.  Returning ``False``
+            stops training.  The native loop runs ``callback_every`` epochs
+            between calls.
+        callback_every : int, default 100
+        verbose : bool, default False
+            Show a progress bar (tqdm, if installed; else a line of text), updated
+            every ``callback_every`` epochs.
 
         Returns
         -------
-        dict
-            ``loss``: float64 array (epochs,), each epoch's mean of its batch
-            losses, each taken before its update.
+        dict of ndarray
+            ``loss``: each epoch's mean of its batch losses, each taken before
+            its update (penalties included); ``accuracy`` for classifiers (of
+            those same batch outputs); ``val_loss`` and ``val_accuracy`` with
+            validation data; ``best_epoch`` and ``stopped_epoch`` with early
+            stopping.  Also kept as ``self.history``.
+
+        Raises
+        ------
+        DivergenceError
+            If a loss or parameter becomes NaN or infinite.  The error names
+            the epoch, holds the history so far (``.history``), and the
+            parameters are left at their values from the start of that epoch.
         """
         X = V.as_matrix(X, "X", self.n_inputs)
         Y = V.as_targets(y, X.shape[0], self.n_outputs, self._loss)
         epochs = V.positive_int(epochs, "epochs")
-        lr = V.real(lr, "lr", minimum=0.0, strict=True)
         n = X.shape[0]
         bs = n if batch_size is None else min(V.positive_int(batch_size, "batch_size"), n)
-        losses = np.empty(epochs)
-        starts = range(0, n, bs)
-        for e in range(epochs):
-            total = 0.0
-            for s in starts:
-                total += self._engine.train_step(X[s : s + bs], Y[s : s + bs], lr)
-            losses[e] = total / len(starts)
-        self._batch = None
-        return {"loss": losses}
+        if seed is None:
+            seed = self.seed if self.seed is not None else 0
+        seed = V.positive_int(seed, "seed", minimum=0)
+        Xv = Yv = None
+        if validation_data is not None:
+            try:
+                xv, yv = validation_data
+            except (TypeError, ValueError):
+                raise TypeError("validation_data must be a pair (X_val, y_val)") from None
+            Xv = V.as_matrix(xv, "validation X", self.n_inputs)
+            Yv = V.as_targets(yv, Xv.shape[0], self.n_outputs, self._loss, "validation y")
+        if early_stopping is True:
+            early_stopping = EarlyStopping()
+        if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
+            raise TypeError("early_stopping must be an EarlyStopping, True or None")
+        if callback is not None and not callable(callback):
+            raise TypeError("callback must be callable")
+        every = V.positive_int(callback_every, "callback_every")
+        if optimizer is not None and lr is not None:
+            raise ValueError("give either lr or optimizer, not both")
+        if optimizer is not None:
+            self.optimizer = optimizer
+        kind, h, state, t, opt = self._resolve(lr, 0.001)
+
+        hist = np.full((epochs, C.N_HIST), np.nan)
+        es = np.zeros(C.N_ES)
+        es[C.ES_BEST] = np.inf
+        es[C.ES_BEST_EPOCH] = -1
+        best = np.empty(0)
+        if early_stopping is not None:
+            es[C.ES_ON] = 1.0
+            es[C.ES_PATIENCE] = early_stopping.patience
+            es[C.ES_TOL] = early_stopping.tol
+            best = self.parameters.copy()
+        else:
+            best = np.empty(self.parameters.shape[0])
+        chunk = every if (callback is not None or verbose) else epochs
+        bar = _progress(epochs) if verbose else None
+
+        self._enter()
+        try:
+            done, status = 0, C.FIT_DONE
+            epoch0 = self.epochs_trained
+            while done < epochs:
+                k = min(chunk, epochs - done)
+                ran, steps, status = self._engine.fit(
+                    X, Y, Xv, Yv, kind, h, state, t, epoch0 + done, k, bs, shuffle, seed,
+                    es, best, hist[done : done + k]
+                )
+                t += steps
+                if opt is not None:
+                    opt.iterations += steps
+                done += ran
+                self.epochs_trained += ran
+                if status == C.FIT_DIVERGED:
+                    break
+                if bar is not None:
+                    bar.update(ran, hist[done - 1])
+                if callback is not None and (done % every == 0 or done == epochs or status):
+                    if callback(done, self._logs(hist[done - 1], Xv is not None)) is False:
+                        break
+                if status == C.FIT_STOPPED:
+                    break
+            self._batch = None
+            result = self._history(hist[:done], Xv is not None)
+            if early_stopping is not None:
+                result["best_epoch"] = int(es[C.ES_BEST_EPOCH] - epoch0)
+                result["stopped_epoch"] = done if status == C.FIT_STOPPED else None
+                if early_stopping.restore_best and es[C.ES_BEST_EPOCH] >= 0:
+                    np.copyto(self.parameters, best)
+            self.history = result
+        finally:
+            self._exit()
+            if bar is not None:
+                bar.close()
+        if status == C.FIT_DIVERGED:
+            err = DivergenceError(
+                f"training diverged in epoch {done + 1} of {epochs}: a loss or parameter "
+                "became NaN or infinite; the parameters were left at their values from "
+                "the start of that epoch (the last finite ones)"
+            )
+            err.epoch = done + 1
+            err.history = result
+            raise err
+        return result
+
+    def _history(self, hist, with_val):
+        out = {"loss": hist[:, C.HIST_LOSS].copy()}
+        if self.is_classifier:
+            out["accuracy"] = hist[:, C.HIST_ACC].copy()
+        if with_val:
+            out["val_loss"] = hist[:, C.HIST_VAL_LOSS].copy()
+            if self.is_classifier:
+                out["val_accuracy"] = hist[:, C.HIST_VAL_ACC].copy()
+        return out
+
+    def _logs(self, row, with_val):
+        return {k: float(v[0]) for k, v in self._history(row[None, :], with_val).items()}
+
+    # -- persistence ------------------------------------------------------
+    def get_config(self):
+        """The architecture and settings (no parameters), JSON-ready."""
+        return {
+            "layers": [{"type": type(l).__name__, **l.get_config()} for l in self.layers],
+            "loss": self.loss,
+            "reduction": self.reduction,
+            "seed": self.seed,
+        }
+
+    def _state(self):
+        opt = self._optimizer
+        return {
+            "config": self.get_config(),
+            "backend": self._backend_request,
+            "epochs_trained": self.epochs_trained,
+            "optimizer": None if opt is None else {
+                "name": opt.name, "config": opt.get_config(), "iterations": opt.iterations},
+        }
+
+    @classmethod
+    def _from_state(cls, state, parameters, opt_state, backend=None):
+        cfg = state["config"]
+        layers = []
+        for spec in cfg["layers"]:
+            spec = dict(spec)
+            kind = _LAYER_TYPES.get(spec.pop("type", None))
+            if kind is None:
+                raise FormatError("unknown layer type in the file")
+            layers.append(kind(**spec))
+        net = cls(layers, loss=cfg["loss"], reduction=cfg["reduction"], backend=backend,
+                  seed=cfg["seed"])
+        if parameters.shape != net.parameters.shape:
+            raise FormatError(
+                f"the file holds {parameters.size} parameters, its architecture needs "
+                f"{net.parameters.size}")
+        if not np.isfinite(parameters).all():
+            raise FormatError("the file's parameters contain NaN or infinite values")
+        np.copyto(net.parameters, parameters)
+        net.epochs_trained = int(state["epochs_trained"])
+        o = state["optimizer"]
+        if o is not None:
+            opt = optim.get(o["name"], **o["config"])
+            if opt_state.shape != (opt.slots * net.parameters.size,):
+                raise FormatError("the optimizer state does not fit the network")
+            opt.state = np.array(opt_state, dtype=np.float64)
+            opt.iterations = int(o["iterations"])
+            net.optimizer = opt
+        return net
+
+    def __getstate__(self):
+        opt = self._optimizer
+        return {
+            "state": self._state(),
+            "parameters": self.parameters.copy(),
+            "optimizer_state": None if opt is None or opt.state is None else opt.state.copy(),
+        }
+
+    def __setstate__(self, d):
+        opt_state = d["optimizer_state"]
+        net = Network._from_state(
+            d["state"], d["parameters"], opt_state if opt_state is not None else np.empty(0),
+            backend=_pick_backend(d["state"]["backend"]))
+        self.__dict__.update(net.__dict__)
+        for layer in self.layers:
+            layer.network = self
+
+    def save(self, path):
+        """Write the network to a portable ``.npz`` file, atomically.
+
+        The file holds the architecture (JSON), the parameters, the optimizer
+        and its state, and the epoch count, so that training can resume.  It
+        is written to a temporary file in the same folder and then renamed,
+        so a crash mid-save never destroys an earlier file at ``path``.
+        """
+        path = os.fspath(path)
+        opt = self._optimizer
+        arrays = {
+            "format": np.array([FORMAT_VERSION], dtype=np.int64),
+            "meta": np.array(json.dumps(self._state())),
+            "parameters": self.parameters,
+            "optimizer_state": opt.state if opt is not None and opt.state is not None else np.empty(0),
+        }
+        folder = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(prefix=".cbp-", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+
+def _pick_backend(requested):
+    """The saved backend request, or the default if that backend is missing here."""
+    if requested == "native" and not _backend.native_available():
+        return None
+    return requested
+
+
+def load(path, backend=None):
+    """Read a network written by :meth:`Network.save`.
+
+    Parameters
+    ----------
+    path : str or path-like
+    backend : {"native", "numpy"}, optional
+        Default: the backend the network was saved with, if available here.
+
+    Raises
+    ------
+    FormatError
+        If the file is truncated, corrupted, not a cbp file, or from a newer
+        format version.
+    """
+    path = os.fspath(path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            files = set(f.files)
+            need = {"format", "meta", "parameters", "optimizer_state"}
+            if not need <= files:
+                raise FormatError(f"{path} is not a cbp network file (missing {sorted(need - files)})")
+            version = f["format"]
+            if version.shape != (1,) or version.dtype.kind not in "iu":
+                raise FormatError(f"{path}: bad format field")
+            if int(version[0]) > FORMAT_VERSION:
+                raise FormatError(
+                    f"{path} was written in format {int(version[0])} by a newer cbp; "
+                    f"this cbp reads format {FORMAT_VERSION} and older")
+            meta = str(f["meta"][()])
+            parameters = np.asarray(f["parameters"], dtype=np.float64)
+            opt_state = np.asarray(f["optimizer_state"], dtype=np.float64)
+    except FormatError:
+        raise
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        raise FormatError(f"{path} is not a readable cbp network file: {exc}") from None
+    try:
+        state = json.loads(meta)
+        if backend is None:
+            backend = _pick_backend(state.get("backend"))
+        return Network._from_state(state, parameters, opt_state, backend=backend)
+    except FormatError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise FormatError(f"{path} holds an invalid network description: {exc}") from None
+
+
+class _progress:
+    """A progress bar over epochs: tqdm if installed, else plain lines."""
+
+    def __init__(self, total):
+        self.total = total
+        self.done = 0
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            self.bar = None
+        else:
+            self.bar = tqdm(total=total, unit="epoch")
+
+    def update(self, n, row):
+        self.done += n
+        loss = row[C.HIST_LOSS]
+        if self.bar is not None:
+            self.bar.update(n)
+            self.bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+        else:
+            print(f"epoch {self.done}/{self.total}  loss {loss:.6g}", flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()

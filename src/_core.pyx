@@ -12,7 +12,9 @@ The memoryview signatures still reject wrong dtypes, dimensions and memory
 layouts with a ``ValueError``/``TypeError``, never a crash.
 """
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
-from libc.math cimport isfinite
+from libc.math cimport isfinite, NAN
+from libc.stdint cimport uint64_t
+from libc.stdlib cimport qsort
 from libc.string cimport memcpy
 
 import numpy as np
@@ -150,9 +152,98 @@ def sgd_update(double[::1] params, const double[::1] grads, double lr):
     return params.base
 
 
+def optimizer_update(int kind, const double[::1] hyper, double[::1] params,
+                     const double[::1] grads, double[:, ::1] state, double t):
+    """One optimizer step on a flat segment, in place (nnfs semantics)."""
+    cdef Py_ssize_t m = params.shape[0]
+    _check(0 <= kind <= OPT_ADAM, f"unknown optimizer code {kind}")
+    _check(hyper.shape[0] == 8 and grads.shape[0] == m and state.shape[1] == m
+           and state.shape[0] >= (2 if kind == OPT_ADAM else
+                                  (1 if kind != OPT_SGD or hyper[O_MOMENTUM] != 0.0 else 0)),
+           "optimizer_update: shape mismatch")
+    if m == 0:
+        return params.base
+    cdef double* s0 = &state[0, 0] if state.shape[0] > 0 else NULL
+    cdef double* s1 = &state[1, 0] if state.shape[0] > 1 else NULL
+    with nogil:
+        optimizer_update_k(kind, &hyper[0], &params[0], &grads[0], s0, s1, m, t)
+    return params.base
+
+
+def random_bits(uint64_t seed, uint64_t stream, uint64_t start, Py_ssize_t n):
+    """uint64 draws number start .. start + n - 1 of stream ``stream``."""
+    out = np.empty(n, dtype=np.uint64)
+    cdef uint64_t[::1] o = out
+    cdef uint64_t base = stream_base_k(seed, stream)
+    cdef Py_ssize_t i
+    for i in range(n):
+        o[i] = draw_k(base, start + <uint64_t>i)
+    return out
+
+
+cdef struct KeyIdx:
+    uint64_t key
+    long long idx
+
+
+cdef int _cmp_keyidx(const void* a, const void* b) noexcept nogil:
+    cdef const KeyIdx* x = <const KeyIdx*>a
+    cdef const KeyIdx* y = <const KeyIdx*>b
+    if x.key < y.key:
+        return -1
+    if x.key > y.key:
+        return 1
+    return -1 if x.idx < y.idx else (1 if x.idx > y.idx else 0)
+
+
+cdef void shuffle_order_k(uint64_t seed, uint64_t epoch, long long* order,
+                          KeyIdx* tmp, Py_ssize_t n) noexcept nogil:
+    """order := argsort of the epoch's hashed keys, ties broken by index."""
+    cdef Py_ssize_t i
+    cdef uint64_t base = stream_base_k(seed, 2 * epoch)
+    for i in range(n):
+        tmp[i].key = draw_k(base, <uint64_t>i)
+        tmp[i].idx = i
+    qsort(tmp, n, sizeof(KeyIdx), _cmp_keyidx)
+    for i in range(n):
+        order[i] = tmp[i].idx
+
+
+def shuffle_order(uint64_t seed, uint64_t epoch, Py_ssize_t n):
+    """The sample order of an epoch: argsort of hashed keys, ties by index."""
+    out = np.empty(n, dtype=np.int64)
+    if n == 0:
+        return out
+    cdef long long[::1] o = out
+    cdef KeyIdx* tmp = <KeyIdx*>PyMem_Malloc(n * sizeof(KeyIdx))
+    if tmp == NULL:
+        raise MemoryError()
+    with nogil:
+        shuffle_order_k(seed, epoch, &o[0], tmp, n)
+    PyMem_Free(tmp)
+    return out
+
+
+def dropout_mask(uint64_t seed, uint64_t stream, uint64_t start, double rate,
+                 double[:, ::1] out):
+    """out := 1 / (1 - rate) where a uniform draw >= rate, else 0 (inverted dropout)."""
+    if out.shape[0] and out.shape[1]:
+        dropout_mask_k(seed, stream, start, rate, &out[0, 0], out.shape[0] * out.shape[1])
+    return out.base
+
+
 # ---------------------------------------------------------------------------
 # The engine
 # ---------------------------------------------------------------------------
+cdef enum:
+    KIND_DENSE = 0
+    KIND_DROPOUT = 1
+
+cdef enum:
+    FIT_DONE = 0
+    FIT_STOPPED = 1
+    FIT_DIVERGED = 2
+
 cdef struct Layer:
     int kind
     int act
@@ -167,73 +258,102 @@ cdef struct Layer:
     double bl1
     double bl2
     double rate
-    # offsets of this layer's Z, A and delta in the workspace
+    # offsets of this layer's Z (the mask, for dropout), A and delta in the
+    # workspace
     Py_ssize_t z
     Py_ssize_t a
     Py_ssize_t d
 
 
 cdef class Engine:
-    """Forward, backward and update over a flat parameter buffer.
+    """Forward, backward, optimizer steps and whole training runs over a flat
+    parameter buffer.
 
     Same constructor and methods as ``cbp._reference.Engine``; see there.
+    The workspace is laid out once per batch size; nothing is allocated
+    inside a training loop.
     """
     cdef Layer* layers
     cdef Py_ssize_t n_layers
     cdef Py_ssize_t n_in
     cdef Py_ssize_t n_out
+    cdef Py_ssize_t n_params
+    cdef Py_ssize_t width          # widest layer output
+    cdef Py_ssize_t* segs          # trainable ranges [lo, hi), merged
+    cdef Py_ssize_t n_segs
     cdef double[::1] _params
     cdef double[::1] _grads
     cdef double* params
     cdef double* grads
     cdef readonly int loss
     cdef readonly int reduction
-    cdef object _work          # float64 ndarray backing the workspace
+    cdef object _work              # float64 ndarray backing the workspace
     cdef double* work
-    cdef Py_ssize_t batch      # batch size the workspace is laid out for
-    cdef bint have_cache       # a forward() has filled the workspace
+    cdef Py_ssize_t batch          # rows the workspace is laid out for
+    cdef Py_ssize_t rows           # rows of the cached forward (0: none)
+    cdef Py_ssize_t y_off          # offset of the gathered targets
+    cdef object _snap              # params + optimizer state before a step
 
     def __cinit__(self):
         self.layers = NULL
+        self.segs = NULL
 
     def __init__(self, meta, hyper, double[::1] params, double[::1] grads,
                  int loss, int reduction):
         cdef long long[:, ::1] m = np.ascontiguousarray(meta, dtype=np.int64)
         cdef double[:, ::1] h = np.ascontiguousarray(hyper, dtype=np.float64)
-        cdef Py_ssize_t l, L = m.shape[0]
+        cdef Py_ssize_t l, L = m.shape[0], lo, hi, P = params.shape[0]
+        cdef Layer* Ly
         _check(L > 0 and m.shape[1] == 7 and h.shape[0] == L and h.shape[1] == 6,
                "Engine: bad layer table")
-        _check(params.shape[0] == grads.shape[0], "Engine: params/grads size mismatch")
+        _check(P > 0 and grads.shape[0] == P, "Engine: params/grads size mismatch")
         _check(0 <= loss <= LOSS_BCE and (reduction == RED_MEAN or reduction == RED_SUM),
                "Engine: bad loss or reduction code")
         self.layers = <Layer*>PyMem_Malloc(L * sizeof(Layer))
-        if self.layers == NULL:
+        self.segs = <Py_ssize_t*>PyMem_Malloc(2 * L * sizeof(Py_ssize_t))
+        if self.layers == NULL or self.segs == NULL:
             raise MemoryError()
         self.n_layers = L
+        self.width = 0
+        self.n_segs = 0
         for l in range(L):
-            self.layers[l].kind = <int>m[l, 0]
-            self.layers[l].n_in = m[l, 1]
-            self.layers[l].n_out = m[l, 2]
-            self.layers[l].act = <int>m[l, 3]
-            self.layers[l].w_off = m[l, 4]
-            self.layers[l].b_off = m[l, 5]
-            self.layers[l].trainable = <int>m[l, 6]
-            self.layers[l].alpha = h[l, 0]
-            self.layers[l].wl1 = h[l, 1]
-            self.layers[l].wl2 = h[l, 2]
-            self.layers[l].bl1 = h[l, 3]
-            self.layers[l].bl2 = h[l, 4]
-            self.layers[l].rate = h[l, 5]
-            _check(0 <= self.layers[l].act <= ACT_SOFTMAX, "Engine: bad activation code")
-            _check(self.layers[l].n_in > 0 and self.layers[l].n_out > 0
-                   and self.layers[l].w_off >= 0
-                   and self.layers[l].w_off + self.layers[l].n_in * self.layers[l].n_out
-                   <= params.shape[0]
-                   and self.layers[l].b_off + self.layers[l].n_out <= params.shape[0]
-                   and (l == 0 or self.layers[l].n_in == self.layers[l - 1].n_out),
-                   "Engine: layer table does not fit the parameter buffer")
+            Ly = &self.layers[l]
+            Ly.kind = <int>m[l, 0]
+            Ly.n_in = m[l, 1]
+            Ly.n_out = m[l, 2]
+            Ly.act = <int>m[l, 3]
+            Ly.w_off = m[l, 4]
+            Ly.b_off = m[l, 5]
+            Ly.trainable = <int>m[l, 6]
+            Ly.alpha = h[l, 0]
+            Ly.wl1 = h[l, 1]
+            Ly.wl2 = h[l, 2]
+            Ly.bl1 = h[l, 3]
+            Ly.bl2 = h[l, 4]
+            Ly.rate = h[l, 5]
+            _check(0 <= Ly.act <= ACT_SOFTMAX, "Engine: bad activation code")
+            _check(Ly.kind == KIND_DENSE or (Ly.kind == KIND_DROPOUT and Ly.n_in == Ly.n_out
+                                            and 0.0 <= Ly.rate < 1.0 and l < L - 1),
+                   "Engine: bad layer kind")
+            _check(Ly.n_in > 0 and Ly.n_out > 0 and (l == 0 or Ly.n_in == self.layers[l - 1].n_out),
+                   "Engine: layer widths do not chain")
+            if Ly.kind == KIND_DENSE:
+                _check(Ly.w_off >= 0 and Ly.w_off + Ly.n_in * Ly.n_out <= P
+                       and Ly.b_off + Ly.n_out <= P,
+                       "Engine: layer table does not fit the parameter buffer")
+                if Ly.trainable:
+                    lo = Ly.w_off
+                    hi = lo + Ly.n_in * Ly.n_out + (Ly.n_out if Ly.b_off >= 0 else 0)
+                    if self.n_segs and self.segs[2 * self.n_segs - 1] == lo:
+                        self.segs[2 * self.n_segs - 1] = hi
+                    else:
+                        self.segs[2 * self.n_segs] = lo
+                        self.segs[2 * self.n_segs + 1] = hi
+                        self.n_segs += 1
+            self.width = max(self.width, Ly.n_out)
         self.n_in = self.layers[0].n_in
         self.n_out = self.layers[L - 1].n_out
+        self.n_params = P
         self._params = params
         self._grads = grads
         self.params = &params[0]
@@ -241,18 +361,22 @@ cdef class Engine:
         self.loss = loss
         self.reduction = reduction
         self.batch = 0
-        self.have_cache = False
+        self.rows = 0
 
     def __dealloc__(self):
         PyMem_Free(self.layers)
+        PyMem_Free(self.segs)
 
     # -- workspace ----------------------------------------------------------
     cdef int _layout(self, Py_ssize_t n) except -1:
-        """Lay the workspace out for batch size n: [X | Z A D per layer]."""
+        """Lay the workspace out for up to n rows: [X | Y | Z A D per layer]."""
         cdef Py_ssize_t l, off
+        cdef double[::1] w
         if n == self.batch:
             return 0
         off = n * self.n_in
+        self.y_off = off
+        off += n * self.n_out
         for l in range(self.n_layers):
             self.layers[l].z = off
             self.layers[l].a = off + n * self.layers[l].n_out
@@ -260,87 +384,127 @@ cdef class Engine:
             off += 3 * n * self.layers[l].n_out
         if self._work is None or self._work.shape[0] < off:
             self._work = np.empty(off, dtype=np.float64)
-        cdef double[::1] w = self._work
+        w = self._work
         self.work = &w[0]
         self.batch = n
+        self.rows = 0
         return 0
 
     # -- passes (nogil) -----------------------------------------------------
-    cdef void _forward(self, Py_ssize_t n) noexcept nogil:
-        cdef Py_ssize_t l
+    cdef void _forward(self, Py_ssize_t n, bint train, uint64_t seed, uint64_t epoch,
+                       uint64_t row) noexcept nogil:
+        """Forward the n rows at the start of the workspace.  With ``train``,
+        dropout layers draw their masks for (seed, epoch, first row)."""
+        cdef Py_ssize_t l, i, m
         cdef Layer* L
+        cdef double* z
+        cdef double* a
         cdef const double* x = self.work
         for l in range(self.n_layers):
             L = &self.layers[l]
-            dense_forward_k(x, self.params + L.w_off,
-                            self.params + L.b_off if L.b_off >= 0 else NULL,
-                            self.work + L.z, n, L.n_in, L.n_out)
-            activation_forward_k(L.act, self.work + L.z, self.work + L.a, n, L.n_out,
-                                 L.alpha)
-            x = self.work + L.a
+            z = self.work + L.z
+            a = self.work + L.a
+            m = n * L.n_out
+            if L.kind == KIND_DROPOUT:
+                if train:
+                    dropout_mask_k(seed, 2 * (epoch * self.n_layers + l) + 1,
+                                   row * L.n_out, L.rate, z, m)
+                    for i in range(m):
+                        a[i] = x[i] * z[i]
+                else:
+                    for i in range(m):
+                        z[i] = 1.0
+                    memcpy(a, x, m * sizeof(double))
+            else:
+                dense_forward_k(x, self.params + L.w_off,
+                                self.params + L.b_off if L.b_off >= 0 else NULL,
+                                z, n, L.n_in, L.n_out)
+                activation_forward_k(L.act, z, a, n, L.n_out, L.alpha)
+            x = a
+
+    cdef double _penalties(self) noexcept nogil:
+        cdef Py_ssize_t l
+        cdef Layer* L
+        cdef double value = 0.0
+        for l in range(self.n_layers):
+            L = &self.layers[l]
+            if L.kind != KIND_DENSE:
+                continue
+            value += penalty_k(self.params + L.w_off, L.n_in * L.n_out, L.wl1, L.wl2)
+            if L.b_off >= 0:
+                value += penalty_k(self.params + L.b_off, L.n_out, L.bl1, L.bl2)
+        return value
 
     cdef double _backward(self, const double* Y, Py_ssize_t n) noexcept nogil:
-        cdef Py_ssize_t l
+        cdef Py_ssize_t l, i
         cdef Layer* L = &self.layers[self.n_layers - 1]
         cdef Layer* P
         cdef double value
         cdef const double* x
+        cdef double* dx
         value = output_delta_k(L.act, self.loss, self.work + L.z, self.work + L.a, Y,
                                self.work + L.d, n, L.n_out, self.reduction, L.alpha)
         for l in range(self.n_layers - 1, -1, -1):
             L = &self.layers[l]
-            x = self.work if l == 0 else self.work + self.layers[l - 1].a
-            dense_backward_k(x, self.params + L.w_off, self.work + L.d,
-                             self.grads + L.w_off,
-                             self.grads + L.b_off if L.b_off >= 0 else NULL,
-                             self.work + self.layers[l - 1].d if l > 0 else NULL,
-                             n, L.n_in, L.n_out)
+            dx = self.work + self.layers[l - 1].d if l > 0 else NULL
+            if L.kind == KIND_DROPOUT:
+                if dx != NULL:
+                    for i in range(n * L.n_out):
+                        dx[i] = self.work[L.d + i] * self.work[L.z + i]
+            else:
+                x = self.work if l == 0 else self.work + self.layers[l - 1].a
+                dense_backward_k(x, self.params + L.w_off, self.work + L.d,
+                                 self.grads + L.w_off,
+                                 self.grads + L.b_off if L.b_off >= 0 else NULL,
+                                 dx, n, L.n_in, L.n_out)
             if l > 0:
                 P = &self.layers[l - 1]
-                activation_backward_k(P.act, self.work + P.z, self.work + P.a,
-                                      self.work + P.d, self.work + P.d, n, P.n_out,
-                                      P.alpha)
+                activation_backward_k(P.act, self.work + P.z, self.work + P.a, dx, dx,
+                                      n, P.n_out, P.alpha)
         # L1/L2 penalties, nnfs semantics
         for l in range(self.n_layers):
             L = &self.layers[l]
-            value += penalty_k(self.params + L.w_off, L.n_in * L.n_out, L.wl1, L.wl2)
+            if L.kind != KIND_DENSE:
+                continue
             add_penalty_gradient_k(self.params + L.w_off, self.grads + L.w_off,
                                    L.n_in * L.n_out, L.wl1, L.wl2)
             if L.b_off >= 0:
-                value += penalty_k(self.params + L.b_off, L.n_out, L.bl1, L.bl2)
                 add_penalty_gradient_k(self.params + L.b_off, self.grads + L.b_off,
                                        L.n_out, L.bl1, L.bl2)
-        return value
+        return value + self._penalties()
 
-    cdef bint _sgd_ok(self, double lr) noexcept nogil:
-        """True if params - lr * grads is finite over every trainable layer."""
-        cdef Py_ssize_t l, i, m
-        cdef Layer* L
-        for l in range(self.n_layers):
-            L = &self.layers[l]
-            if not L.trainable:
-                continue
-            m = L.n_in * L.n_out
-            for i in range(L.w_off, L.w_off + m):
-                if not isfinite(self.params[i] - lr * self.grads[i]):
-                    return False
-            if L.b_off >= 0:
-                for i in range(L.b_off, L.b_off + L.n_out):
-                    if not isfinite(self.params[i] - lr * self.grads[i]):
-                        return False
-        return True
+    cdef bint _update(self, int kind, const double* oh, double* state,
+                      Py_ssize_t slots, double t) noexcept nogil:
+        """One optimizer step over the trainable segments; True if all finite."""
+        cdef Py_ssize_t s, lo, hi, P = self.n_params
+        cdef double chk = 0.0
+        for s in range(self.n_segs):
+            lo = self.segs[2 * s]
+            hi = self.segs[2 * s + 1]
+            chk += optimizer_update_k(kind, oh, self.params + lo, self.grads + lo,
+                                      state + lo if slots > 0 else NULL,
+                                      state + P + lo if slots > 1 else NULL,
+                                      hi - lo, t)
+        return chk == 0.0
 
-    cdef void _sgd(self, double lr) noexcept nogil:
+    cdef double* _infer(self, const double* x, Py_ssize_t n, double* buf) noexcept nogil:
+        """Forward without dropout into a ping-pong buffer of 2 * n * width;
+        returns the output."""
         cdef Py_ssize_t l
         cdef Layer* L
+        cdef double* cur = buf
         for l in range(self.n_layers):
             L = &self.layers[l]
-            if L.trainable:
-                sgd_update_k(self.params + L.w_off, self.grads + L.w_off,
-                             L.n_in * L.n_out, lr)
-                if L.b_off >= 0:
-                    sgd_update_k(self.params + L.b_off, self.grads + L.b_off,
-                                 L.n_out, lr)
+            cur = buf + (l % 2) * n * self.width
+            if L.kind == KIND_DROPOUT:
+                memcpy(cur, x, n * L.n_out * sizeof(double))
+            else:
+                dense_forward_k(x, self.params + L.w_off,
+                                self.params + L.b_off if L.b_off >= 0 else NULL,
+                                cur, n, L.n_in, L.n_out)
+                activation_forward_k(L.act, cur, cur, n, L.n_out, L.alpha)
+            x = cur
+        return cur
 
     # -- Python entry points -------------------------------------------------
     cdef Py_ssize_t _load_x(self, const double[:, ::1] X) except -1:
@@ -354,78 +518,240 @@ cdef class Engine:
         """Run X (n, n_in) through the network; keep what backward needs."""
         cdef Py_ssize_t n = self._load_x(X)
         with nogil:
-            self._forward(n)
-        self.have_cache = True
+            self._forward(n, False, 0, 0, 0)
+        self.rows = n
         cdef Layer* L = &self.layers[self.n_layers - 1]
         return self._work[L.a:L.a + n * L.n_out].reshape(n, L.n_out)
 
     def predict(self, const double[:, ::1] X):
         """The output for X as a new array; the backward cache is untouched."""
-        cdef Py_ssize_t n = X.shape[0], l, width = 0
+        cdef Py_ssize_t n = X.shape[0]
         _check(n > 0 and X.shape[1] == self.n_in, "Engine: X has the wrong shape")
-        for l in range(self.n_layers):
-            width = max(width, self.layers[l].n_out)
-        cdef double[::1] buf = np.empty(2 * n * width, dtype=np.float64)
-        cdef double* cur
-        cdef const double* x = &X[0, 0]
-        cdef Layer* L
+        cdef double[::1] buf = np.empty(2 * n * self.width, dtype=np.float64)
+        cdef double* out
         with nogil:
-            for l in range(self.n_layers):
-                L = &self.layers[l]
-                cur = &buf[0] + (l % 2) * n * width
-                dense_forward_k(x, self.params + L.w_off,
-                                self.params + L.b_off if L.b_off >= 0 else NULL,
-                                cur, n, L.n_in, L.n_out)
-                activation_forward_k(L.act, cur, cur, n, L.n_out, L.alpha)
-                x = cur
-        l = (self.n_layers - 1) % 2
-        return np.asarray(buf)[l * n * width:l * n * width + n * self.n_out].reshape(
-            n, self.n_out).copy()
+            out = self._infer(&X[0, 0], n, &buf[0])
+        cdef Py_ssize_t off = out - &buf[0]
+        return np.asarray(buf)[off:off + n * self.n_out].reshape(n, self.n_out).copy()
 
     def backward(self, const double[:, ::1] Y):
         """Fill the gradient buffer for target Y (n, n_out); return the loss."""
-        if not self.have_cache:
+        if self.rows == 0:
             raise RuntimeError("backward() needs a forward() first")
-        _check(Y.shape[0] == self.batch and Y.shape[1] == self.n_out,
+        _check(Y.shape[0] == self.rows and Y.shape[1] == self.n_out,
                "Engine: Y has the wrong shape")
         cdef double value
         with nogil:
-            value = self._backward(&Y[0, 0], self.batch)
+            value = self._backward(&Y[0, 0], self.rows)
         return value
 
-    def sgd_step(self, double lr):
-        """params -= lr * grads over the trainable layers.
+    cdef Py_ssize_t _slots(self, int kind, const double[::1] oh,
+                           const double[::1] state) except -1:
+        _check(0 <= kind <= OPT_ADAM and oh.shape[0] == 8, "Engine: bad optimizer")
+        cdef Py_ssize_t need = 2 if kind == OPT_ADAM else (
+            0 if kind == OPT_SGD and oh[O_MOMENTUM] == 0.0 else 1)
+        _check(state.shape[0] >= need * self.n_params, "Engine: optimizer state too small")
+        return need
 
-        Raises DivergenceError, and leaves the parameters as they were, if the
-        update would make any of them NaN or infinite.
-        """
+    cdef double* _snapshot(self, const double[::1] state, Py_ssize_t slots) except NULL:
+        """Copy params and optimizer state aside; returns the copy."""
+        cdef Py_ssize_t m = self.n_params * (1 + slots)
+        if self._snap is None or self._snap.shape[0] < m:
+            self._snap = np.empty(m, dtype=np.float64)
+        cdef double[::1] snap = self._snap
+        memcpy(&snap[0], self.params, self.n_params * sizeof(double))
+        if slots:
+            memcpy(&snap[self.n_params], &state[0], slots * self.n_params * sizeof(double))
+        return &snap[0]
+
+    cdef void _restore(self, const double* snap, double* state,
+                       Py_ssize_t slots) noexcept nogil:
+        memcpy(self.params, snap, self.n_params * sizeof(double))
+        if slots:
+            memcpy(state, snap + self.n_params, slots * self.n_params * sizeof(double))
+
+    def step(self, int kind, const double[::1] ohyper, double[::1] state, double t):
+        """Apply one optimizer step with the current gradients."""
+        cdef Py_ssize_t slots = self._slots(kind, ohyper, state)
+        cdef double* snap = self._snapshot(state, slots)
+        cdef double* st = &state[0] if slots else NULL
         cdef bint ok
         with nogil:
-            ok = self._sgd_ok(lr)
-            if ok:
-                self._sgd(lr)
+            ok = self._update(kind, &ohyper[0], st, slots, t)
+            if not ok:
+                self._restore(snap, st, slots)
         if not ok:
             raise DivergenceError(
-                "the update would make a parameter NaN or infinite; "
+                "training diverged: the update made a parameter NaN or infinite; "
                 "the parameters were left at their last finite values")
 
-    def train_step(self, const double[:, ::1] X, const double[:, ::1] Y, double lr):
-        """forward, backward and sgd_step in one call; the loss before the update."""
+    def sgd_step(self, double lr):
+        """params -= lr * grads over the trainable layers (plain SGD)."""
+        oh = np.zeros(8)
+        oh[O_LR] = lr
+        self.step(OPT_SGD, oh, np.empty(0), 0)
+
+    def train_step(self, const double[:, ::1] X, const double[:, ::1] Y, int kind,
+                   const double[::1] ohyper, double[::1] state, double t):
+        """forward, backward and one optimizer step; the loss before the update."""
         cdef Py_ssize_t n = self._load_x(X)
         _check(Y.shape[0] == n and Y.shape[1] == self.n_out,
                "Engine: Y has the wrong shape")
+        cdef Py_ssize_t slots = self._slots(kind, ohyper, state)
+        cdef double* snap = self._snapshot(state, slots)
+        cdef double* st = &state[0] if slots else NULL
         cdef double value
         cdef bint ok
         with nogil:
-            self._forward(n)
+            self._forward(n, False, 0, 0, 0)
             value = self._backward(&Y[0, 0], n)
-            ok = isfinite(value) and self._sgd_ok(lr)
+            ok = isfinite(value)
             if ok:
-                self._sgd(lr)
-        self.have_cache = True
+                ok = self._update(kind, &ohyper[0], st, slots, t)
+                if not ok:
+                    self._restore(snap, st, slots)
+        self.rows = n
         if not ok:
+            if not isfinite(value):
+                raise DivergenceError(
+                    f"training diverged: the loss is {value}; the parameters were left "
+                    "at their last finite values")
             raise DivergenceError(
-                f"training diverged: the loss is {value!r} or the update would make a "
-                "parameter NaN or infinite; the parameters were left at their last "
-                "finite values")
+                "training diverged: the update made a parameter NaN or infinite; "
+                "the parameters were left at their last finite values")
         return value
+
+    def evaluate(self, const double[:, ::1] X, const double[:, ::1] Y):
+        """(loss, accuracy) on (X, Y), dropout off; accuracy is NaN for regression."""
+        cdef Py_ssize_t n = X.shape[0], seen = 0, hit
+        _check(n > 0 and X.shape[1] == self.n_in and Y.shape[0] == n
+               and Y.shape[1] == self.n_out, "Engine: X or Y has the wrong shape")
+        cdef double[::1] buf = np.empty(2 * n * self.width, dtype=np.float64)
+        cdef double value
+        cdef double* out
+        with nogil:
+            out = self._infer(&X[0, 0], n, &buf[0])
+            value = loss_value_k(self.loss, out, &Y[0, 0], n, self.n_out, self.reduction)
+            value += self._penalties()
+            hit = correct_k(self.loss, out, &Y[0, 0], n, self.n_out, &seen)
+        return value, (hit / <double>seen if seen else float("nan"))
+
+    def fit(self, const double[:, ::1] X, const double[:, ::1] Y, Xv_, Yv_, int kind,
+            const double[::1] ohyper, double[::1] state, double t, Py_ssize_t epoch0,
+            Py_ssize_t n_epochs, Py_ssize_t batch_size, bint shuffle, uint64_t seed,
+            double[::1] es, double[::1] best, double[:, ::1] hist):
+        """Train for up to n_epochs epochs, numbered from epoch0; see the twin."""
+        cdef Py_ssize_t n = X.shape[0], bs = min(batch_size, n)
+        _check(n > 0 and bs > 0 and X.shape[1] == self.n_in and Y.shape[0] == n
+               and Y.shape[1] == self.n_out, "Engine: X or Y has the wrong shape")
+        _check(hist.shape[0] >= n_epochs and hist.shape[1] == 4 and es.shape[0] == 6
+               and best.shape[0] == self.n_params, "Engine: bad fit buffers")
+        cdef const double[:, ::1] Xv
+        cdef const double[:, ::1] Yv
+        cdef Py_ssize_t nv = 0
+        if Xv_ is not None:
+            Xv = Xv_
+            Yv = Yv_
+            nv = Xv.shape[0]
+            _check(nv > 0 and Xv.shape[1] == self.n_in and Yv.shape[0] == nv
+                   and Yv.shape[1] == self.n_out, "Engine: validation data has the wrong shape")
+        cdef Py_ssize_t slots = self._slots(kind, ohyper, state)
+        cdef double* snap = self._snapshot(state, slots)
+        cdef double* st = &state[0] if slots else NULL
+        self._layout(bs)
+        order_arr = np.empty(n, dtype=np.int64)
+        cdef long long[::1] order = order_arr
+        cdef KeyIdx* keys = <KeyIdx*>PyMem_Malloc(n * sizeof(KeyIdx))
+        if keys == NULL:
+            raise MemoryError()
+        cdef double[::1] vbuf = np.empty(2 * max(nv, 1) * self.width, dtype=np.float64)
+        cdef Py_ssize_t k, row, r, nb, i, hit, seen, h_, s_, batches, steps = 0, steps0
+        cdef Py_ssize_t done = n_epochs, status = FIT_DONE
+        cdef uint64_t epoch
+        cdef double total, value, cur
+        cdef double* out
+        cdef double* xw
+        cdef double* yw
+        cdef bint ok
+        try:
+            with nogil:
+                for k in range(n_epochs):
+                    epoch = epoch0 + k
+                    self._snapshot_nogil(snap, st, slots)
+                    steps0 = steps
+                    if shuffle:
+                        shuffle_order_k(seed, epoch, &order[0], keys, n)
+                    else:
+                        for i in range(n):
+                            order[i] = i
+                    total = 0.0
+                    hit = 0
+                    seen = 0
+                    batches = 0
+                    ok = True
+                    row = 0
+                    while row < n:
+                        nb = min(bs, n - row)
+                        xw = self.work
+                        yw = self.work + self.y_off
+                        for r in range(nb):
+                            memcpy(xw + r * self.n_in, &X[order[row + r], 0],
+                                   self.n_in * sizeof(double))
+                            memcpy(yw + r * self.n_out, &Y[order[row + r], 0],
+                                   self.n_out * sizeof(double))
+                        self._forward(nb, True, seed, epoch, row)
+                        value = self._backward(yw, nb)
+                        h_ = correct_k(self.loss, self.work + self.layers[self.n_layers - 1].a,
+                                       yw, nb, self.n_out, &s_)
+                        ok = isfinite(value)
+                        if ok:
+                            ok = self._update(kind, &ohyper[0], st, slots, t + steps)
+                        if not ok:
+                            break
+                        steps += 1
+                        total += value
+                        hit += h_
+                        seen += s_
+                        batches += 1
+                        row += nb
+                    if not ok:
+                        self._restore(snap, st, slots)
+                        steps = steps0
+                        done = k
+                        status = FIT_DIVERGED
+                        break
+                    hist[k, 0] = total / batches
+                    hist[k, 1] = hit / <double>seen if seen else NAN
+                    if nv:
+                        out = self._infer(&Xv[0, 0], nv, &vbuf[0])
+                        hist[k, 2] = loss_value_k(self.loss, out, &Yv[0, 0], nv, self.n_out,
+                                                  self.reduction) + self._penalties()
+                        h_ = correct_k(self.loss, out, &Yv[0, 0], nv, self.n_out, &s_)
+                        hist[k, 3] = h_ / <double>s_ if s_ else NAN
+                    else:
+                        hist[k, 2] = NAN
+                        hist[k, 3] = NAN
+                    if es[5] != 0.0:
+                        cur = hist[k, 2] if nv else hist[k, 0]
+                        if cur > es[0] - es[4]:
+                            es[1] += 1.0
+                        else:
+                            es[1] = 0.0
+                        if cur < es[0]:
+                            es[0] = cur
+                            es[2] = <double>epoch
+                            memcpy(&best[0], self.params, self.n_params * sizeof(double))
+                        if es[1] >= es[3]:
+                            done = k + 1
+                            status = FIT_STOPPED
+                            break
+        finally:
+            PyMem_Free(keys)
+        self.rows = 0
+        return done, steps, status
+
+    cdef void _snapshot_nogil(self, double* snap, const double* state,
+                              Py_ssize_t slots) noexcept nogil:
+        memcpy(snap, self.params, self.n_params * sizeof(double))
+        if slots:
+            memcpy(snap + self.n_params, state, slots * self.n_params * sizeof(double))

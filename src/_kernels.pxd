@@ -302,3 +302,143 @@ cdef inline void sgd_update_k(double* p, const double* g, Py_ssize_t m,
     cdef Py_ssize_t i
     for i in range(m):
         p[i] -= lr * g[i]
+
+
+# ------------------------------------------------------------ optimizers ----
+cdef enum:
+    OPT_SGD = 0
+    OPT_ADAGRAD = 1
+    OPT_RMSPROP = 2
+    OPT_ADAM = 3
+
+cdef enum:
+    O_LR = 0
+    O_DECAY = 1
+    O_MOMENTUM = 2
+    O_NESTEROV = 3
+    O_BETA1 = 4
+    O_BETA2 = 5
+    O_RHO = 6
+    O_EPS = 7
+
+
+cdef inline double optimizer_update_k(int kind, const double* h, double* p,
+                                      const double* g, double* s0, double* s1,
+                                      Py_ssize_t m, double t) noexcept nogil:
+    """One optimizer step on m parameters (nnfs semantics), in place.
+
+    s0, s1 are the state slots (momentum / cache / Adam's m and v).  Returns
+    0.0 when every new parameter and state value is finite, NaN otherwise
+    (x * 0.0 is NaN exactly when x is NaN or infinite).
+    """
+    cdef Py_ssize_t i
+    cdef double lr = h[O_LR] / (1.0 + h[O_DECAY] * t)
+    cdef double eps = h[O_EPS], mu, rho, b1, b2, c1, c2, u, gi, c, mi, vi
+    cdef double chk = 0.0
+    if kind == OPT_SGD:
+        mu = h[O_MOMENTUM]
+        if mu == 0.0:
+            for i in range(m):
+                p[i] = p[i] - lr * g[i]
+                chk += p[i] * 0.0
+        elif h[O_NESTEROV] != 0.0:
+            for i in range(m):
+                u = mu * s0[i] - lr * g[i]
+                s0[i] = u
+                p[i] = p[i] + (mu * u - lr * g[i])
+                chk += p[i] * 0.0 + u * 0.0
+        else:
+            for i in range(m):
+                u = mu * s0[i] - lr * g[i]
+                s0[i] = u
+                p[i] = p[i] + u
+                chk += p[i] * 0.0
+    elif kind == OPT_ADAGRAD:
+        for i in range(m):
+            gi = g[i]
+            c = s0[i] + gi * gi
+            s0[i] = c
+            p[i] = p[i] - lr * gi / (sqrt(c) + eps)
+            chk += p[i] * 0.0 + c * 0.0
+    elif kind == OPT_RMSPROP:
+        rho = h[O_RHO]
+        for i in range(m):
+            gi = g[i]
+            c = rho * s0[i] + (1.0 - rho) * (gi * gi)
+            s0[i] = c
+            p[i] = p[i] - lr * gi / (sqrt(c) + eps)
+            chk += p[i] * 0.0 + c * 0.0
+    elif kind == OPT_ADAM:
+        b1 = h[O_BETA1]
+        b2 = h[O_BETA2]
+        c1 = 1.0 - b1 ** (t + 1.0)
+        c2 = 1.0 - b2 ** (t + 1.0)
+        for i in range(m):
+            gi = g[i]
+            mi = b1 * s0[i] + (1.0 - b1) * gi
+            vi = b2 * s1[i] + (1.0 - b2) * (gi * gi)
+            s0[i] = mi
+            s1[i] = vi
+            p[i] = p[i] - lr * (mi / c1) / (sqrt(vi / c2) + eps)
+            chk += p[i] * 0.0 + vi * 0.0
+    return chk
+
+
+# ------------------------------------------- the shared generator (splitmix64)
+from libc.stdint cimport uint64_t
+
+cdef inline uint64_t mix64_k(uint64_t z) noexcept nogil:
+    z = (z ^ (z >> 30)) * <uint64_t>0xBF58476D1CE4E5B9ULL
+    z = (z ^ (z >> 27)) * <uint64_t>0x94D049BB133111EBULL
+    return z ^ (z >> 31)
+
+
+cdef inline uint64_t stream_base_k(uint64_t seed, uint64_t stream) noexcept nogil:
+    return mix64_k(seed ^ (stream * <uint64_t>0x9E3779B97F4A7C15ULL))
+
+
+cdef inline uint64_t draw_k(uint64_t base, uint64_t counter) noexcept nogil:
+    """Draw number ``counter`` of the stream whose base is ``base``."""
+    return mix64_k(base + (counter + 1) * <uint64_t>0x9E3779B97F4A7C15ULL)
+
+
+cdef inline double uniform_k(uint64_t bits) noexcept nogil:
+    """The top 53 bits as a double in [0, 1)."""
+    return <double>(bits >> 11) * (1.0 / 9007199254740992.0)
+
+
+cdef inline void dropout_mask_k(uint64_t seed, uint64_t stream, uint64_t start,
+                                double rate, double* out, Py_ssize_t m) noexcept nogil:
+    """out := 1 / (1 - rate) where a uniform draw >= rate, else 0."""
+    cdef Py_ssize_t i
+    cdef uint64_t base = stream_base_k(seed, stream)
+    cdef double keep = 1.0 / (1.0 - rate)
+    for i in range(m):
+        out[i] = keep if uniform_k(draw_k(base, start + <uint64_t>i)) >= rate else 0.0
+
+
+# --------------------------------------------------------------- accuracy ----
+cdef inline Py_ssize_t correct_k(int loss, const double* A, const double* Y,
+                                 Py_ssize_t n, Py_ssize_t no,
+                                 Py_ssize_t* seen) noexcept nogil:
+    """Correct predictions in a batch: argmax match (categorical) or
+    thresholding at 0.5 (binary).  seen receives how many were judged."""
+    cdef Py_ssize_t i, j, ja, jy, hit = 0
+    if loss == LOSS_CCE:
+        for i in range(n):
+            ja = 0
+            jy = 0
+            for j in range(1, no):
+                if A[i * no + j] > A[i * no + ja]:
+                    ja = j
+                if Y[i * no + j] > Y[i * no + jy]:
+                    jy = j
+            hit += ja == jy
+        seen[0] = n
+    elif loss == LOSS_BCE:
+        for i in range(n * no):
+            hit += (A[i] > 0.5) == (Y[i] > 0.5)
+        seen[0] = n * no
+    else:
+        seen[0] = 0
+    return hit

@@ -1,0 +1,206 @@
+"""Optimizers, with nnfs semantics.
+
+Each optimizer keeps its state in one contiguous float64 buffer parallel to
+the network's parameters (``slots`` rows of ``n_params``), and its update is
+a fused native kernel over the trainable parameters.  The learning rate
+decays as ``lr / (1 + decay * t)``, where ``t`` counts the steps taken.
+
+With ``decay=0`` each one computes what its ``torch.optim`` namesake
+computes (to rounding):
+
+============  =====================================================
+``SGD``       ``torch.optim.SGD`` (momentum, nesterov, dampening 0)
+``Adagrad``   ``torch.optim.Adagrad`` with ``eps=epsilon``
+``RMSprop``   ``torch.optim.RMSprop`` with ``alpha=rho``
+``Adam``      ``torch.optim.Adam`` with ``betas=(beta_1, beta_2)``
+============  =====================================================
+"""
+import numpy as np
+
+from . import _codes as C
+from . import _validation as V
+
+__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "get"]
+
+
+class Optimizer:
+    """Base class: hyper-parameters, the step counter and the state buffer.
+
+    Attributes
+    ----------
+    iterations : int
+        Steps taken so far (``t`` in the decay and in Adam's bias correction).
+    state : ndarray (slots * n_params,)
+        The per-parameter state, allocated when the optimizer is first used
+        with a network; empty for plain SGD.
+    """
+
+    kind = None
+    name = None
+
+    def __init__(self, lr, decay):
+        self.lr = V.real(lr, "lr", minimum=0.0, strict=True)
+        self.decay = V.real(decay, "decay", minimum=0.0)
+        self.iterations = 0
+        self.state = None
+
+    @property
+    def slots(self):
+        """State rows a parameter needs."""
+        return 1
+
+    @property
+    def current_lr(self):
+        """The learning rate of the next step, after decay."""
+        return self.lr / (1.0 + self.decay * self.iterations)
+
+    def _hyper(self):
+        h = np.zeros(C.N_OPT)
+        h[C.O_LR] = self.lr
+        h[C.O_DECAY] = self.decay
+        return h
+
+    def _bind(self, n_params):
+        """Allocate (or check) the state for a network of n_params parameters."""
+        size = self.slots * n_params
+        if self.state is None:
+            self.state = np.zeros(size)
+        elif self.state.shape != (size,):
+            raise ValueError(
+                f"this {type(self).__name__} holds state for {self.state.size // max(self.slots, 1)} "
+                f"parameters, the network has {n_params}; use a new optimizer"
+            )
+        return self.state
+
+    def reset(self):
+        """Forget the state and the step count."""
+        self.iterations = 0
+        self.state = None
+
+    def get_config(self):
+        """The constructor arguments, as a dict."""
+        raise NotImplementedError
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, with optional (Nesterov) momentum.
+
+    Without momentum: ``p -= lr_t * g``.  With momentum ``mu``:
+    ``u = mu * u - lr_t * g``, then ``p += u`` (or ``p += mu * u - lr_t * g``
+    with ``nesterov=True``).
+    """
+
+    kind = C.OPT_SGD
+    name = "sgd"
+
+    def __init__(self, lr=1.0, momentum=0.0, nesterov=False, decay=0.0):
+        super().__init__(lr, decay)
+        self.momentum = V.real(momentum, "momentum", minimum=0.0)
+        if not isinstance(nesterov, (bool, np.bool_)):
+            raise TypeError(f"nesterov must be a bool, got {type(nesterov).__name__}")
+        if nesterov and self.momentum == 0.0:
+            raise ValueError("nesterov=True needs a momentum > 0")
+        self.nesterov = bool(nesterov)
+
+    @property
+    def slots(self):
+        return 1 if self.momentum > 0.0 else 0
+
+    def _hyper(self):
+        h = super()._hyper()
+        h[C.O_MOMENTUM] = self.momentum
+        h[C.O_NESTEROV] = float(self.nesterov)
+        return h
+
+    def get_config(self):
+        return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov,
+                "decay": self.decay}
+
+
+class Adagrad(Optimizer):
+    """Adagrad: ``c += g**2; p -= lr_t * g / (sqrt(c) + epsilon)``."""
+
+    kind = C.OPT_ADAGRAD
+    name = "adagrad"
+
+    def __init__(self, lr=1.0, epsilon=1e-7, decay=0.0):
+        super().__init__(lr, decay)
+        self.epsilon = V.real(epsilon, "epsilon", minimum=0.0, strict=True)
+
+    def _hyper(self):
+        h = super()._hyper()
+        h[C.O_EPS] = self.epsilon
+        return h
+
+    def get_config(self):
+        return {"lr": self.lr, "epsilon": self.epsilon, "decay": self.decay}
+
+
+class RMSprop(Optimizer):
+    """RMSprop: ``c = rho * c + (1 - rho) * g**2; p -= lr_t * g / (sqrt(c) + epsilon)``."""
+
+    kind = C.OPT_RMSPROP
+    name = "rmsprop"
+
+    def __init__(self, lr=0.001, rho=0.9, epsilon=1e-7, decay=0.0):
+        super().__init__(lr, decay)
+        self.rho = V.real(rho, "rho", minimum=0.0, maximum=1.0)
+        self.epsilon = V.real(epsilon, "epsilon", minimum=0.0, strict=True)
+
+    def _hyper(self):
+        h = super()._hyper()
+        h[C.O_RHO] = self.rho
+        h[C.O_EPS] = self.epsilon
+        return h
+
+    def get_config(self):
+        return {"lr": self.lr, "rho": self.rho, "epsilon": self.epsilon, "decay": self.decay}
+
+
+class Adam(Optimizer):
+    """Adam with bias correction:
+    ``m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g**2;
+    p -= lr_t * (m / (1 - b1**t')) / (sqrt(v / (1 - b2**t')) + epsilon)``
+    with ``t' = t + 1``.
+    """
+
+    kind = C.OPT_ADAM
+    name = "adam"
+
+    def __init__(self, lr=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, decay=0.0):
+        super().__init__(lr, decay)
+        self.beta_1 = V.real(beta_1, "beta_1", minimum=0.0)
+        self.beta_2 = V.real(beta_2, "beta_2", minimum=0.0)
+        if self.beta_1 >= 1.0 or self.beta_2 >= 1.0:
+            raise ValueError("beta_1 and beta_2 must be < 1")
+        self.epsilon = V.real(epsilon, "epsilon", minimum=0.0, strict=True)
+
+    @property
+    def slots(self):
+        return 2
+
+    def _hyper(self):
+        h = super()._hyper()
+        h[C.O_BETA1] = self.beta_1
+        h[C.O_BETA2] = self.beta_2
+        h[C.O_EPS] = self.epsilon
+        return h
+
+    def get_config(self):
+        return {"lr": self.lr, "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon, "decay": self.decay}
+
+
+_BY_NAME = {cls.name: cls for cls in (SGD, Adagrad, RMSprop, Adam)}
+
+
+def get(name, **kwargs):
+    """An optimizer by name: ``get("adam", lr=0.01)``."""
+    cls = _BY_NAME.get(str(name).lower())
+    if cls is None:
+        raise ValueError(f"unknown optimizer {name!r}; expected one of: {', '.join(_BY_NAME)}")
+    return cls(**kwargs)

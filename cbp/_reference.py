@@ -507,6 +507,35 @@ class Engine:
         self.step(kind, ohyper, state, t)
         return value
 
+    def train_step_sgd(self, X, Y, lr):
+        """Fast path of ``train_step`` with plain SGD.
+
+        Takes X and Y only when they are already C-contiguous float64
+        ndarrays of the right shapes, finite (and within [0, 1] for the
+        cross-entropies), with lr finite and > 0.  Otherwise returns None
+        having touched nothing, and the caller validates and converts.
+        """
+        if type(X) is not np.ndarray or type(Y) is not np.ndarray or not (
+            lr > 0.0 and math.isfinite(lr)
+        ):
+            return None
+        n_in, n_out = self.meta[0, C.M_NIN], self.meta[-1, C.M_NOUT]
+        for A, cols in ((X, n_in), (Y, n_out)):
+            if A.dtype != np.float64 or not A.flags.c_contiguous or A.ndim != 2:
+                return None
+            if A.shape[1] != cols or A.shape[0] < 1:
+                return None
+        if Y.shape[0] != X.shape[0] or not np.isfinite(X).all():
+            return None
+        if self.loss in (C.LOSS_CCE, C.LOSS_BCE):
+            if not ((Y >= 0.0) & (Y <= 1.0)).all():
+                return None
+        elif not np.isfinite(Y).all():
+            return None
+        ohyper = np.zeros(C.N_OPT)
+        ohyper[C.O_LR] = lr
+        return self.train_step(X, Y, C.OPT_SGD, ohyper, np.empty(0), 0)
+
     def sgd_step(self, lr):
         """params -= lr * grads over the trainable layers (plain SGD)."""
         ohyper = np.zeros(C.N_OPT)

@@ -19,6 +19,10 @@ NAMES = {
     "penalty": "l1 * sum|V| + l2 * sum V^2",
     "add_penalty_gradient": "dV += l1 * sign(V) + 2 * l2 * V",
     "sgd_update": "p -= lr * g",
+    "optimizer_update": "one SGD / Adagrad / RMSprop / Adam step",
+    "random_bits": "splitmix64 draws of a (seed, stream)",
+    "shuffle_order": "an epoch's sample order",
+    "dropout_mask": "inverted-dropout mask",
     "Engine": "whole forward / backward / update passes",
 }
 

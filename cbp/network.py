@@ -520,6 +520,19 @@ class Network:
         float
             The loss before the update.
         """
+        if type(lr) is float:
+            # Fast path: arrays that are already C-contiguous float64 of the
+            # right shapes are checked (finite, in range) inside the engine
+            # and trained on directly; anything else returns None untouched.
+            if not self._lock.acquire(False):
+                self._enter()  # raises the in-use error
+            try:
+                value = self._engine.train_step_sgd(X, y, lr)
+            finally:
+                self._lock.release()
+            if value is not None:
+                self._batch = len(X)
+                return value
         X = V.as_matrix(X, "X", self.n_inputs)
         Y = V.as_targets(y, X.shape[0], self.n_outputs, self._loss)
         kind, h, state, t, opt = self._resolve(lr, 0.1)

@@ -11,6 +11,7 @@ Nothing here validates user input: ``cbp.network`` does that before calling.
 The memoryview signatures still reject wrong dtypes, dimensions and memory
 layouts with a ``ValueError``/``TypeError``, never a crash.
 """
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_FORMAT
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from libc.math cimport isfinite, NAN
 from libc.stdint cimport uint64_t
@@ -18,6 +19,8 @@ from libc.stdlib cimport qsort
 from libc.string cimport memcpy
 
 import numpy as np
+
+cdef object ndarray = np.ndarray
 
 from cbp._errors import DivergenceError
 
@@ -293,6 +296,8 @@ cdef class Engine:
     cdef Py_ssize_t rows           # rows of the cached forward (0: none)
     cdef Py_ssize_t y_off          # offset of the gathered targets
     cdef object _snap              # params + optimizer state before a step
+    cdef double* snap
+    cdef Py_ssize_t snap_cap
 
     def __cinit__(self):
         self.layers = NULL
@@ -300,8 +305,8 @@ cdef class Engine:
 
     def __init__(self, meta, hyper, double[::1] params, double[::1] grads,
                  int loss, int reduction):
-        cdef long long[:, ::1] m = np.ascontiguousarray(meta, dtype=np.int64)
-        cdef double[:, ::1] h = np.ascontiguousarray(hyper, dtype=np.float64)
+        cdef const long long[:, ::1] m = np.ascontiguousarray(meta, dtype=np.int64)
+        cdef const double[:, ::1] h = np.ascontiguousarray(hyper, dtype=np.float64)
         cdef Py_ssize_t l, L = m.shape[0], lo, hi, P = params.shape[0]
         cdef Layer* Ly
         _check(L > 0 and m.shape[1] == 7 and h.shape[0] == L and h.shape[1] == 6,
@@ -391,15 +396,14 @@ cdef class Engine:
         return 0
 
     # -- passes (nogil) -----------------------------------------------------
-    cdef void _forward(self, Py_ssize_t n, bint train, uint64_t seed, uint64_t epoch,
-                       uint64_t row) noexcept nogil:
-        """Forward the n rows at the start of the workspace.  With ``train``,
-        dropout layers draw their masks for (seed, epoch, first row)."""
+    cdef void _forward(self, const double* x, Py_ssize_t n, bint train, uint64_t seed,
+                       uint64_t epoch, uint64_t row) noexcept nogil:
+        """Forward n rows starting at x.  With ``train``, dropout layers draw
+        their masks for (seed, epoch, first row)."""
         cdef Py_ssize_t l, i, m
         cdef Layer* L
         cdef double* z
         cdef double* a
-        cdef const double* x = self.work
         for l in range(self.n_layers):
             L = &self.layers[l]
             z = self.work + L.z
@@ -435,7 +439,8 @@ cdef class Engine:
                 value += penalty_k(self.params + L.b_off, L.n_out, L.bl1, L.bl2)
         return value
 
-    cdef double _backward(self, const double* Y, Py_ssize_t n) noexcept nogil:
+    cdef double _backward(self, const double* X, const double* Y, Py_ssize_t n) noexcept nogil:
+        """Backpropagate from target Y; X is the input of the forward pass."""
         cdef Py_ssize_t l, i
         cdef Layer* L = &self.layers[self.n_layers - 1]
         cdef Layer* P
@@ -452,7 +457,7 @@ cdef class Engine:
                     for i in range(n * L.n_out):
                         dx[i] = self.work[L.d + i] * self.work[L.z + i]
             else:
-                x = self.work if l == 0 else self.work + self.layers[l - 1].a
+                x = X if l == 0 else self.work + self.layers[l - 1].a
                 dense_backward_k(x, self.params + L.w_off, self.work + L.d,
                                  self.grads + L.w_off,
                                  self.grads + L.b_off if L.b_off >= 0 else NULL,
@@ -518,7 +523,7 @@ cdef class Engine:
         """Run X (n, n_in) through the network; keep what backward needs."""
         cdef Py_ssize_t n = self._load_x(X)
         with nogil:
-            self._forward(n, False, 0, 0, 0)
+            self._forward(self.work, n, False, 0, 0, 0)
         self.rows = n
         cdef Layer* L = &self.layers[self.n_layers - 1]
         return self._work[L.a:L.a + n * L.n_out].reshape(n, L.n_out)
@@ -542,7 +547,7 @@ cdef class Engine:
                "Engine: Y has the wrong shape")
         cdef double value
         with nogil:
-            value = self._backward(&Y[0, 0], self.rows)
+            value = self._backward(self.work, &Y[0, 0], self.rows)
         return value
 
     cdef Py_ssize_t _slots(self, int kind, const double[::1] oh,
@@ -556,13 +561,14 @@ cdef class Engine:
     cdef double* _snapshot(self, const double[::1] state, Py_ssize_t slots) except NULL:
         """Copy params and optimizer state aside; returns the copy."""
         cdef Py_ssize_t m = self.n_params * (1 + slots)
-        if self._snap is None or self._snap.shape[0] < m:
+        cdef double[::1] snap
+        if self.snap_cap < m:
             self._snap = np.empty(m, dtype=np.float64)
-        cdef double[::1] snap = self._snap
-        memcpy(&snap[0], self.params, self.n_params * sizeof(double))
-        if slots:
-            memcpy(&snap[self.n_params], &state[0], slots * self.n_params * sizeof(double))
-        return &snap[0]
+            snap = self._snap
+            self.snap = &snap[0]
+            self.snap_cap = m
+        self._snapshot_nogil(self.snap, &state[0] if slots else NULL, slots)
+        return self.snap
 
     cdef void _restore(self, const double* snap, double* state,
                        Py_ssize_t slots) noexcept nogil:
@@ -603,8 +609,8 @@ cdef class Engine:
         cdef double value
         cdef bint ok
         with nogil:
-            self._forward(n, False, 0, 0, 0)
-            value = self._backward(&Y[0, 0], n)
+            self._forward(self.work, n, False, 0, 0, 0)
+            value = self._backward(self.work, &Y[0, 0], n)
             ok = isfinite(value)
             if ok:
                 ok = self._update(kind, &ohyper[0], st, slots, t)
@@ -620,6 +626,95 @@ cdef class Engine:
                 "training diverged: the update made a parameter NaN or infinite; "
                 "the parameters were left at their last finite values")
         return value
+
+    cdef bint _usable(self, Py_buffer* b, Py_ssize_t rows, Py_ssize_t cols, bint unit):
+        """A 2-D float64 buffer of the given shape (rows < 0: any), finite,
+        and within [0, 1] when ``unit``."""
+        cdef Py_ssize_t i, m
+        cdef const double* v = <const double*>b.buf
+        if (b.ndim != 2 or b.itemsize != 8 or b.format == NULL or b.format[0] != b'd'
+                or b.format[1] != 0 or b.shape[1] != cols or b.shape[0] < 1
+                or (rows >= 0 and b.shape[0] != rows)):
+            return False
+        m = b.shape[0] * cols
+        if unit:
+            for i in range(m):
+                if not (v[i] >= 0.0 and v[i] <= 1.0):
+                    return False
+        else:
+            for i in range(m):
+                if not isfinite(v[i]):
+                    return False
+        return True
+
+    def train_step_sgd(self, X, Y, double lr):
+        """Fast path of ``train_step`` with plain SGD.
+
+        Takes X and Y only when they are already C-contiguous float64
+        ndarrays of the right shapes, finite (and within [0, 1] for the
+        cross-entropies), with lr finite and > 0.  Otherwise returns None
+        having touched nothing, and the caller validates and converts.
+        """
+        cdef Py_buffer xb, yb
+        cdef bint got_x = False, got_y = False, ok
+        cdef Py_ssize_t n
+        cdef double value
+        if type(X) is not ndarray or type(Y) is not ndarray or not (lr > 0.0 and isfinite(lr)):
+            return None
+        try:
+            PyObject_GetBuffer(X, &xb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+            got_x = True
+            PyObject_GetBuffer(Y, &yb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+            got_y = True
+        except (BufferError, ValueError, TypeError):  # not contiguous, not numeric
+            if got_x:
+                PyBuffer_Release(&xb)
+            return None
+        try:
+            if not (self._usable(&xb, -1, self.n_in, False)
+                    and self._usable(&yb, xb.shape[0], self.n_out,
+                                     self.loss == LOSS_CCE or self.loss == LOSS_BCE)):
+                return None
+            n = xb.shape[0]
+            self._layout(n)
+            memcpy(self.work, xb.buf, n * self.n_in * sizeof(double))
+            self._snapshot_nogil(self._snapshot_ptr(), NULL, 0)
+            with nogil:
+                self._forward(self.work, n, False, 0, 0, 0)
+                value = self._backward(self.work, <const double*>yb.buf, n)
+                ok = isfinite(value)
+                if ok:
+                    ok = self._sgd(lr)
+                    if not ok:
+                        memcpy(self.params, self.snap, self.n_params * sizeof(double))
+            self.rows = n
+        finally:
+            PyBuffer_Release(&xb)
+            PyBuffer_Release(&yb)
+        if not ok:
+            raise DivergenceError(
+                f"training diverged: the loss is {value} or the update made a parameter "
+                "NaN or infinite; the parameters were left at their last finite values")
+        return value
+
+    cdef double* _snapshot_ptr(self) except NULL:
+        cdef double[::1] snap
+        if self.snap_cap < self.n_params:
+            self._snap = np.empty(self.n_params, dtype=np.float64)
+            snap = self._snap
+            self.snap = &snap[0]
+            self.snap_cap = self.n_params
+        return self.snap
+
+    cdef bint _sgd(self, double lr) noexcept nogil:
+        """params -= lr * grads over the trainable segments; True if all finite."""
+        cdef Py_ssize_t s, i
+        cdef double chk = 0.0
+        for s in range(self.n_segs):
+            for i in range(self.segs[2 * s], self.segs[2 * s + 1]):
+                self.params[i] = self.params[i] - lr * self.grads[i]
+                chk += self.params[i] * 0.0
+        return chk == 0.0
 
     def evaluate(self, const double[:, ::1] X, const double[:, ::1] Y):
         """(loss, accuracy) on (X, Y), dropout off; accuracy is NaN for regression."""
@@ -681,9 +776,6 @@ cdef class Engine:
                     steps0 = steps
                     if shuffle:
                         shuffle_order_k(seed, epoch, &order[0], keys, n)
-                    else:
-                        for i in range(n):
-                            order[i] = i
                     total = 0.0
                     hit = 0
                     seen = 0
@@ -692,15 +784,19 @@ cdef class Engine:
                     row = 0
                     while row < n:
                         nb = min(bs, n - row)
-                        xw = self.work
-                        yw = self.work + self.y_off
-                        for r in range(nb):
-                            memcpy(xw + r * self.n_in, &X[order[row + r], 0],
-                                   self.n_in * sizeof(double))
-                            memcpy(yw + r * self.n_out, &Y[order[row + r], 0],
-                                   self.n_out * sizeof(double))
-                        self._forward(nb, True, seed, epoch, row)
-                        value = self._backward(yw, nb)
+                        if shuffle:  # gather the batch's rows
+                            xw = self.work
+                            yw = self.work + self.y_off
+                            for r in range(nb):
+                                memcpy(xw + r * self.n_in, &X[order[row + r], 0],
+                                       self.n_in * sizeof(double))
+                                memcpy(yw + r * self.n_out, &Y[order[row + r], 0],
+                                       self.n_out * sizeof(double))
+                        else:  # in order: the batch is a slice, read in place
+                            xw = <double*>&X[row, 0]
+                            yw = <double*>&Y[row, 0]
+                        self._forward(xw, nb, True, seed, epoch, row)
+                        value = self._backward(xw, yw, nb)
                         h_ = correct_k(self.loss, self.work + self.layers[self.n_layers - 1].a,
                                        yw, nb, self.n_out, &s_)
                         ok = isfinite(value)

@@ -8,6 +8,36 @@
 # the same comparisons and formulas, so the two agree to rounding.
 from libc.math cimport exp, expm1, log, tanh, fabs, sqrt, isfinite
 from libc.string cimport memcpy, memset
+from scipy.linalg.cython_blas cimport dgemm
+
+# Layers with at least this many multiply-adds (n * n_in * n_out), and no
+# side narrower than BLAS_MIN_SIDE, go to BLAS dgemm; smaller ones run the
+# loops below, which have no call overhead.  Measured with bench/run.py's
+# width x batch sweep (see the README).
+cdef enum:
+    BLAS_MIN_WORK = 32768
+    BLAS_MIN_SIDE = 8
+
+
+cdef inline bint use_blas_k(Py_ssize_t n, Py_ssize_t ni, Py_ssize_t no) noexcept nogil:
+    return (n * ni * no >= BLAS_MIN_WORK and n >= BLAS_MIN_SIDE and ni >= BLAS_MIN_SIDE
+            and no >= BLAS_MIN_SIDE and n < 2147483647 and ni < 2147483647
+            and no < 2147483647)
+
+
+cdef inline void gemm_k(char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                        const double* A, Py_ssize_t lda, const double* B, Py_ssize_t ldb,
+                        double beta, double* C, Py_ssize_t ldc) noexcept nogil:
+    """Column-major C := op(A) @ op(B) + beta * C through BLAS dgemm.
+
+    A row-major matrix is the column-major view of its transpose, so the
+    row-major product C = A @ B is computed as C.T = B.T @ A.T.
+    """
+    cdef int m_ = <int>m, n_ = <int>n, k_ = <int>k
+    cdef int lda_ = <int>lda, ldb_ = <int>ldb, ldc_ = <int>ldc
+    cdef double one = 1.0
+    dgemm(&ta, &tb, &m_, &n_, &k_, &one, <double*>A, &lda_, <double*>B, &ldb_, &beta,
+          C, &ldc_)
 
 cdef enum:
     ACT_IDENTITY = 0
@@ -44,10 +74,19 @@ cdef inline void dense_forward_k(const double* X, const double* W, const double*
     cdef double x
     cdef double* zi
     cdef const double* wk
+    if use_blas_k(n, ni, no):
+        if b != NULL:
+            for i in range(n):
+                memcpy(Z + i * no, b, no * sizeof(double))
+        # Z.T (no, n) = W.T (no, ni) @ X.T (ni, n)
+        gemm_k(b'N', b'N', no, n, ni, W, no, X, ni, 1.0 if b != NULL else 0.0, Z, no)
+        return
     for i in range(n):
         zi = Z + i * no
-        memset(zi, 0, no * sizeof(double))
-        for k in range(ni):
+        x = X[i * ni]
+        for j in range(no):
+            zi[j] = x * W[j]
+        for k in range(1, ni):
             x = X[i * ni + k]
             wk = W + k * no
             for j in range(no):
@@ -66,6 +105,19 @@ cdef inline void dense_backward_k(const double* X, const double* W, const double
     cdef double* dwk
     cdef const double* dzi
     cdef const double* wk
+    if use_blas_k(n, ni, no):
+        # dW.T (no, ni) = dZ.T (no, n) @ X (n, ni)
+        gemm_k(b'N', b'T', no, ni, n, dZ, no, X, ni, 0.0, dW, no)
+        if db != NULL:
+            memset(db, 0, no * sizeof(double))
+            for i in range(n):
+                dzi = dZ + i * no
+                for j in range(no):
+                    db[j] += dzi[j]
+        if dX != NULL:
+            # dX.T (ni, n) = W (ni, no) @ dZ.T (no, n)
+            gemm_k(b'T', b'N', ni, n, no, W, no, dZ, no, 0.0, dX, ni)
+        return
     memset(dW, 0, ni * no * sizeof(double))
     for i in range(n):
         dzi = dZ + i * no

@@ -43,13 +43,15 @@ class Dense:
         The slope or scale of ``leaky_relu`` (default 0.01), ``prelu`` (0.25)
         and ``elu`` (1.0).
     init : {"glorot", "he", "nnfs", "uniform"}, default "glorot"
-        How the initial weights are drawn (biases start at zero):
-        ``glorot`` is scikit-learn's Glorot-uniform, U(-r, r) with
+        How the initial values are drawn.  ``glorot`` is scikit-learn's
+        Glorot-uniform: weights and biases from U(-r, r) with
         r = sqrt(6 / (n_inputs + n_neurons)), or sqrt(2 / ...) before a
-        sigmoid; ``he`` is N(0, 2 / n_inputs); ``nnfs`` is 0.01 * N(0, 1);
-        ``uniform`` is U[0, 1), as in the XOR seed.
+        sigmoid.  The others start biases at zero: ``he`` draws weights from
+        N(0, 2 / n_inputs), ``nnfs`` from 0.01 * N(0, 1), ``uniform`` from
+        U[0, 1) as in the XOR seed.
     weights, bias : array_like, optional
-        Initial values, copied in.  Given values are never redrawn.
+        Initial values, copied in.  A layer given either is never drawn:
+        what is not given starts at zero.
     seed : int, optional
         Seed of this layer's draw.  Without one, the network's seed decides
         (see :class:`Network`).
@@ -138,10 +140,17 @@ class Dense:
         return store
 
     def _materialize(self, rng=None):
+        """The layer's values, drawn on first need (see ``init`` and ``seed``)."""
         if self._store is None:
             if rng is None:
                 rng = np.random.default_rng(self.seed)
             self._store = self._draw(rng)
+        return self._store
+
+    def _settable(self):
+        """The store to write given values into: zeros if nothing was drawn yet."""
+        if self._store is None:
+            self._store = np.zeros(self.size)
         return self._store
 
     def _split(self, store):
@@ -157,8 +166,7 @@ class Dense:
     @weights.setter
     def weights(self, value):
         W = self._checked(value, (self.n_inputs, self.n_neurons), "weights")
-        self._materialize()
-        self._split(self._store)[0][...] = W
+        self._split(self._settable())[0][...] = W
 
     @property
     def bias(self):
@@ -169,8 +177,7 @@ class Dense:
         if not self.use_bias:
             raise ValueError("this layer has no bias (use_bias=False)")
         b = self._checked(value, (self.n_neurons,), "bias")
-        self._materialize()
-        self._split(self._store)[1][...] = b
+        self._split(self._settable())[1][...] = b
 
     def _checked(self, value, shape, name):
         A = np.asarray(value)

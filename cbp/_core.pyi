@@ -1,0 +1,107 @@
+"""Type stub of the compiled core ``cbp._core`` (built from src/_core.pyx).
+
+Every function and ``Engine`` here has a NumPy twin of the same signature in
+``cbp._reference``.  Arrays are float64 and C-contiguous unless stated;
+shapes are given as (rows, columns).
+"""
+from typing import Optional, Tuple
+
+import numpy as np
+from numpy.typing import NDArray
+
+F64 = NDArray[np.float64]
+
+def dense_forward(X: F64, W: F64, b: Optional[F64], out: F64) -> F64:
+    """out (n, j) := X (n, i) @ W (i, j) + b (j,)."""
+
+def dense_backward(
+    X: F64, W: F64, dZ: F64, dW: F64, db: Optional[F64], dX: Optional[F64]
+) -> None:
+    """dW (i, j) := X.T @ dZ; db (j,) := sum(dZ, 0); dX (n, i) := dZ @ W.T."""
+
+def activation_forward(act: int, Z: F64, out: F64, alpha: float = 0.0) -> F64:
+    """out (n, j) := f(Z); row-wise for softmax."""
+
+def activation_backward(
+    act: int, Z: F64, A: F64, dA: F64, out: F64, alpha: float = 0.0
+) -> F64:
+    """out (n, j) := dL/dZ from dA = dL/dA, Z and A = f(Z)."""
+
+def loss_value(loss: int, P: F64, Y: F64, reduction: int) -> float:
+    """The reduced loss of P (n, j) against Y (n, j)."""
+
+def loss_gradient(loss: int, P: F64, Y: F64, out: F64, reduction: int) -> float:
+    """out (n, j) := dL/dP; returns the loss."""
+
+def output_delta(
+    act: int, loss: int, Z: F64, A: F64, Y: F64, out: F64, reduction: int, alpha: float = 0.0
+) -> float:
+    """out (n, j) := dL/dZ of the output layer (fused pairs); returns the loss."""
+
+def penalty(V: F64, l1: float, l2: float) -> float:
+    """l1 * sum|V| + l2 * sum V**2 over a 1-D array."""
+
+def add_penalty_gradient(V: F64, dV: F64, l1: float, l2: float) -> None:
+    """dV += l1 * sign(V) + 2 * l2 * V."""
+
+def sgd_update(params: F64, grads: F64, lr: float) -> F64:
+    """params (m,) -= lr * grads (m,)."""
+
+def optimizer_update(
+    kind: int, hyper: F64, params: F64, grads: F64, state: F64, t: float
+) -> F64:
+    """One optimizer step on params (m,), with state (slots, m) and t prior steps."""
+
+def random_bits(seed: int, stream: int, start: int, n: int) -> NDArray[np.uint64]:
+    """splitmix64 draws start .. start + n - 1 of a (seed, stream)."""
+
+def shuffle_order(seed: int, epoch: int, n: int) -> NDArray[np.int64]:
+    """The sample order (n,) of an epoch."""
+
+def dropout_mask(seed: int, stream: int, start: int, rate: float, out: F64) -> F64:
+    """out (n, j) := 1 / (1 - rate) where a draw >= rate, else 0."""
+
+class Engine:
+    """Forward, backward, optimizer steps and whole runs over flat buffers."""
+
+    loss: int
+    reduction: int
+
+    def __init__(
+        self,
+        meta: NDArray[np.int64],
+        hyper: F64,
+        params: F64,
+        grads: F64,
+        loss: int,
+        reduction: int,
+    ) -> None: ...
+    def forward(self, X: F64) -> F64: ...
+    def predict(self, X: F64) -> F64: ...
+    def backward(self, Y: F64) -> float: ...
+    def step(self, kind: int, ohyper: F64, state: F64, t: float) -> None: ...
+    def sgd_step(self, lr: float) -> None: ...
+    def train_step(
+        self, X: F64, Y: F64, kind: int, ohyper: F64, state: F64, t: float
+    ) -> float: ...
+    def train_step_sgd(self, X: object, Y: object, lr: float) -> Optional[float]: ...
+    def evaluate(self, X: F64, Y: F64) -> Tuple[float, float]: ...
+    def fit(
+        self,
+        X: F64,
+        Y: F64,
+        Xv: Optional[F64],
+        Yv: Optional[F64],
+        kind: int,
+        ohyper: F64,
+        state: F64,
+        t: float,
+        epoch0: int,
+        n_epochs: int,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        es: F64,
+        best: F64,
+        hist: F64,
+    ) -> Tuple[int, int, int]: ...

@@ -7,19 +7,21 @@ imported if it was built.  Nothing falls back silently: asking for
 :class:`~cbp.NativeUnavailableError` with the reason.
 """
 import os
+from types import ModuleType
+from typing import Optional
 
 from . import _reference
 from ._errors import NativeUnavailableError
 
 BACKENDS = ("native", "numpy")
 
-_core = None
+_core: Optional[ModuleType] = None
 _why_not = None
 if os.environ.get("CBP_NO_EXTENSIONS", "").strip().lower() not in ("", "0", "false", "no"):
     _why_not = "CBP_NO_EXTENSIONS is set in the environment"
 else:
     try:
-        from . import _core
+        from . import _core  # type: ignore[no-redef]
     except ImportError as exc:  # not built, or built for another Python
         _why_not = f"the compiled core failed to import: {exc}"
 

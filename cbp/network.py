@@ -933,7 +933,7 @@ class _progress:
         self.total = total
         self.done = 0
         try:
-            from tqdm.auto import tqdm
+            from tqdm.auto import tqdm  # type: ignore[import-untyped]
         except ImportError:
             self.bar = None
         else:

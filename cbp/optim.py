@@ -35,8 +35,8 @@ class Optimizer:
         with a network; empty for plain SGD.
     """
 
-    kind = None
-    name = None
+    kind: int = -1  # optimizer code, set by each subclass
+    name: str = ""
 
     def __init__(self, lr, decay):
         self.lr = V.real(lr, "lr", minimum=0.0, strict=True)

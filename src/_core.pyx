@@ -27,6 +27,22 @@ from cbp._errors import DivergenceError
 from _kernels cimport *
 
 
+def _blas_thresholds(work=None, side=None):
+    """Read, and optionally set, when dense layers switch to BLAS dgemm.
+
+    A layer uses dgemm when n * n_in * n_out >= work and every one of n,
+    n_in, n_out >= side.  Returns the (work, side) in force before the call.
+    Private: for the benchmark and for tests that force either path.
+    """
+    global cbp_blas_min_work, cbp_blas_min_side
+    old = (cbp_blas_min_work, cbp_blas_min_side)
+    if work is not None:
+        cbp_blas_min_work = max(<Py_ssize_t>work, 1)
+    if side is not None:
+        cbp_blas_min_side = max(<Py_ssize_t>side, 1)
+    return old
+
+
 # ---------------------------------------------------------------------------
 # Kernel wrappers (the twin's signatures)
 # ---------------------------------------------------------------------------

@@ -10,19 +10,24 @@ from libc.math cimport exp, expm1, log, tanh, fabs, sqrt, isfinite
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport dgemm
 
-# Layers with at least this many multiply-adds (n * n_in * n_out), and no
-# side narrower than BLAS_MIN_SIDE, go to BLAS dgemm; smaller ones run the
-# loops below, which have no call overhead.  Measured with bench/run.py's
-# width x batch sweep (see the README).
-cdef enum:
-    BLAS_MIN_WORK = 32768
-    BLAS_MIN_SIDE = 8
+# Layers with at least cbp_blas_min_work multiply-adds (n * n_in * n_out),
+# and no side narrower than cbp_blas_min_side, go to BLAS dgemm; smaller ones
+# run the loops below, which have no call overhead.  The defaults come from
+# bench/crossover.py; cbp._core._blas_thresholds() reads and sets them (the
+# tests use it to run both paths).
+cdef extern from *:
+    """
+    static Py_ssize_t cbp_blas_min_work = 32768;
+    static Py_ssize_t cbp_blas_min_side = 8;
+    """
+    Py_ssize_t cbp_blas_min_work
+    Py_ssize_t cbp_blas_min_side
 
 
 cdef inline bint use_blas_k(Py_ssize_t n, Py_ssize_t ni, Py_ssize_t no) noexcept nogil:
-    return (n * ni * no >= BLAS_MIN_WORK and n >= BLAS_MIN_SIDE and ni >= BLAS_MIN_SIDE
-            and no >= BLAS_MIN_SIDE and n < 2147483647 and ni < 2147483647
-            and no < 2147483647)
+    return (n * ni * no >= cbp_blas_min_work and n >= cbp_blas_min_side
+            and ni >= cbp_blas_min_side and no >= cbp_blas_min_side
+            and n < 2147483647 and ni < 2147483647 and no < 2147483647)
 
 
 cdef inline void gemm_k(char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,

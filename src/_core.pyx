@@ -1,4 +1,3 @@
-# cython: language_level=3
 """The native core of cbp.
 
 ``def`` functions here are thin wrappers over the ``noexcept nogil`` kernels

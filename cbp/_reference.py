@@ -135,7 +135,9 @@ def loss_value(loss, P, Y, reduction):
         return float(0.5 * np.sum((P - Y) ** 2) * s)
     Pc = np.clip(P, C.CLIP_EPS, 1.0 - C.CLIP_EPS)
     if loss == C.LOSS_CCE:
-        return float(np.sum(-np.log(np.sum(Pc * Y, axis=1))) * s)
+        # -sum(Y * log(P)) per row: -log(p_true) for one-hot rows, as in nnfs,
+        # and the loss whose gradient is -Y / P for probability rows
+        return float(-np.sum(Y * np.log(Pc)) * s)
     if loss == C.LOSS_BCE:
         return float(np.sum(-(Y * np.log(Pc) + (1.0 - Y) * np.log(1.0 - Pc))) * s)
     raise ValueError(f"unknown loss code {loss}")
@@ -375,8 +377,11 @@ class Engine:
         return None if off < 0 else buf[off : off + m[C.M_NOUT]]
 
     # -- passes -----------------------------------------------------------
-    def _forward(self, X, train=None):
-        """Layer outputs for X; ``train`` = (seed, epoch, first row) turns dropout on."""
+    def _forward(self, X, train=None, keep=True):
+        """Layer outputs for X; ``train`` = (seed, epoch, first row) turns dropout on.
+
+        With ``keep`` the dropout masks are kept for backward (predict and
+        evaluate pass False, so they leave the backward cache alone)."""
         cache = []
         A = np.array(X, dtype=np.float64)  # a private copy, as the native engine keeps
         L = len(self.meta)
@@ -387,7 +392,8 @@ class Engine:
                     seed, epoch, row = train
                     stream = 2 * (epoch * L + l) + 1
                     dropout_mask(seed, stream, row * m[C.M_NOUT], self.hyper[l, C.H_RATE], mask)
-                self._masks[l] = mask
+                if keep:
+                    self._masks[l] = mask
                 Z = A * mask
                 cache.append((A, Z, Z))
                 A = Z
@@ -409,7 +415,7 @@ class Engine:
     @_quiet
     def predict(self, X):
         """The output for X as a new array; the backward cache is untouched."""
-        return self._forward(X)[-1][2].copy()
+        return self._forward(X, keep=False)[-1][2].copy()
 
     def _penalties(self):
         """The summed L1/L2 penalty of every layer."""
@@ -553,7 +559,7 @@ class Engine:
 
     def _evaluate(self, X, Y):
         """(loss with penalties, accuracy or NaN) of the network on (X, Y)."""
-        A = self._forward(X)[-1][2]
+        A = self._forward(X, keep=False)[-1][2]
         value = loss_value(self.loss, A, Y, self.reduction) + self._penalties()
         hit, seen = self._accuracy(A, Y)
         return value, (hit / seen if seen else math.nan)

@@ -248,7 +248,7 @@ cdef inline double loss_value_k(int loss, const double* P, const double* Y,
                                 int reduction) noexcept nogil:
     """The reduced loss of P against Y, both (n, no)."""
     cdef Py_ssize_t i, j, m = n * no
-    cdef double acc = 0.0, d, p, row
+    cdef double acc = 0.0, d, p
     cdef double s = loss_scale_k(loss, reduction, n, no)
     if loss == LOSS_SE or loss == LOSS_HALF_SE:
         for i in range(m):
@@ -257,11 +257,10 @@ cdef inline double loss_value_k(int loss, const double* P, const double* Y,
         if loss == LOSS_HALF_SE:
             acc = 0.5 * acc
     elif loss == LOSS_CCE:
-        for i in range(n):
-            row = 0.0
-            for j in range(no):
-                row += clip_k(P[i * no + j]) * Y[i * no + j]
-            acc += -log(row)
+        # -sum(Y * log(P)): -log(p_true) for one-hot rows, as in nnfs
+        for i in range(m):
+            acc += Y[i] * log(clip_k(P[i]))
+        acc = -acc
     elif loss == LOSS_BCE:
         for i in range(m):
             p = clip_k(P[i])

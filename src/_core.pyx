@@ -497,15 +497,15 @@ cdef class Engine:
                       Py_ssize_t slots, double t) noexcept nogil:
         """One optimizer step over the trainable segments; True if all finite."""
         cdef Py_ssize_t s, lo, hi, P = self.n_params
-        cdef double chk = 0.0
+        cdef int chk = 0
         for s in range(self.n_segs):
             lo = self.segs[2 * s]
             hi = self.segs[2 * s + 1]
-            chk += optimizer_update_k(kind, oh, self.params + lo, self.grads + lo,
+            chk |= optimizer_update_k(kind, oh, self.params + lo, self.grads + lo,
                                       state + lo if slots > 0 else NULL,
                                       state + P + lo if slots > 1 else NULL,
                                       hi - lo, t)
-        return chk == 0.0
+        return chk == 0
 
     cdef double* _infer(self, const double* x, Py_ssize_t n, double* buf) noexcept nogil:
         """Forward without dropout into a ping-pong buffer of 2 * n * width;
@@ -723,12 +723,17 @@ cdef class Engine:
 
     cdef bint _sgd(self, double lr) noexcept nogil:
         """params -= lr * grads over the trainable segments; True if all finite."""
-        cdef Py_ssize_t s, i
-        cdef double chk = 0.0
+        cdef Py_ssize_t s, i, lo, hi
+        cdef double chk = 0.0, q
+        cdef double* p = self.params
+        cdef const double* g = self.grads
         for s in range(self.n_segs):
-            for i in range(self.segs[2 * s], self.segs[2 * s + 1]):
-                self.params[i] = self.params[i] - lr * self.grads[i]
-                chk += self.params[i] * 0.0
+            lo = self.segs[2 * s]
+            hi = self.segs[2 * s + 1]
+            for i in range(lo, hi):
+                q = p[i] - lr * g[i]
+                p[i] = q
+                chk = flag_k(chk, q)
         return chk == 0.0
 
     def evaluate(self, const double[:, ::1] X, const double[:, ::1] Y):

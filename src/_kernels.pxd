@@ -378,14 +378,23 @@ cdef enum:
     O_EPS = 7
 
 
-cdef inline double optimizer_update_k(int kind, const double* h, double* p,
-                                      const double* g, double* s0, double* s1,
-                                      Py_ssize_t m, double t) noexcept nogil:
+cdef inline double flag_k(double bad, double x) noexcept nogil:
+    """1.0 if x is NaN or +-inf (then x - x is NaN), else ``bad``.
+
+    Carrying the flag as a double through a select lets gcc vectorise the
+    update loops that check their results (an int flag or a sum does not).
+    """
+    cdef double d = x - x
+    return 1.0 if d != d else bad
+
+
+cdef inline int optimizer_update_k(int kind, const double* h, double* p,
+                                   const double* g, double* s0, double* s1,
+                                   Py_ssize_t m, double t) noexcept nogil:
     """One optimizer step on m parameters (nnfs semantics), in place.
 
     s0, s1 are the state slots (momentum / cache / Adam's m and v).  Returns
-    0.0 when every new parameter and state value is finite, NaN otherwise
-    (x * 0.0 is NaN exactly when x is NaN or infinite).
+    0 when every new parameter and state value is finite, non-zero otherwise.
     """
     cdef Py_ssize_t i
     cdef double lr = h[O_LR] / (1.0 + h[O_DECAY] * t)
@@ -396,26 +405,26 @@ cdef inline double optimizer_update_k(int kind, const double* h, double* p,
         if mu == 0.0:
             for i in range(m):
                 p[i] = p[i] - lr * g[i]
-                chk += p[i] * 0.0
+                chk = flag_k(chk, p[i])
         elif h[O_NESTEROV] != 0.0:
             for i in range(m):
                 u = mu * s0[i] - lr * g[i]
                 s0[i] = u
                 p[i] = p[i] + (mu * u - lr * g[i])
-                chk += p[i] * 0.0 + u * 0.0
+                chk = flag_k(flag_k(chk, p[i]), u)
         else:
             for i in range(m):
                 u = mu * s0[i] - lr * g[i]
                 s0[i] = u
                 p[i] = p[i] + u
-                chk += p[i] * 0.0
+                chk = flag_k(chk, p[i])
     elif kind == OPT_ADAGRAD:
         for i in range(m):
             gi = g[i]
             c = s0[i] + gi * gi
             s0[i] = c
             p[i] = p[i] - lr * gi / (sqrt(c) + eps)
-            chk += p[i] * 0.0 + c * 0.0
+            chk = flag_k(flag_k(chk, p[i]), c)
     elif kind == OPT_RMSPROP:
         rho = h[O_RHO]
         for i in range(m):
@@ -423,7 +432,7 @@ cdef inline double optimizer_update_k(int kind, const double* h, double* p,
             c = rho * s0[i] + (1.0 - rho) * (gi * gi)
             s0[i] = c
             p[i] = p[i] - lr * gi / (sqrt(c) + eps)
-            chk += p[i] * 0.0 + c * 0.0
+            chk = flag_k(flag_k(chk, p[i]), c)
     elif kind == OPT_ADAM:
         b1 = h[O_BETA1]
         b2 = h[O_BETA2]
@@ -436,8 +445,8 @@ cdef inline double optimizer_update_k(int kind, const double* h, double* p,
             s0[i] = mi
             s1[i] = vi
             p[i] = p[i] - lr * (mi / c1) / (sqrt(vi / c2) + eps)
-            chk += p[i] * 0.0 + vi * 0.0
-    return chk
+            chk = flag_k(flag_k(chk, p[i]), vi)
+    return chk != 0.0
 
 
 # ------------------------------------------- the shared generator (splitmix64)

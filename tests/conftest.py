@@ -21,3 +21,14 @@ def backend(request):
             pytest.fail(f"CBP_REQUIRE_NATIVE=1 but the core is missing: {cbp._backend._why_not}")
         pytest.skip("compiled core not available")
     return request.param
+
+
+@pytest.fixture
+def native_core():
+    """The compiled module ``cbp._core``; skipped without it, failed under
+    CBP_REQUIRE_NATIVE=1."""
+    if not cbp.native_available():
+        if REQUIRE_NATIVE:
+            pytest.fail(f"CBP_REQUIRE_NATIVE=1 but the core is missing: {cbp._backend._why_not}")
+        pytest.skip("compiled core not available")
+    return cbp._backend._core

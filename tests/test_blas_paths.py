@@ -4,16 +4,18 @@ import numpy as np
 import pytest
 
 import cbp
-from cbp import _backend, _reference as ref
-
-core = _backend._core
-pytestmark = pytest.mark.skipif(core is None, reason="compiled core not available")
+from cbp import _reference as ref
 
 PATHS = {"loops": (1 << 62, 1 << 30), "dgemm": (1, 1)}
 
 
+@pytest.fixture
+def core(native_core):
+    return native_core
+
+
 @pytest.fixture(params=sorted(PATHS))
-def path(request):
+def path(request, core):
     saved = core._blas_thresholds(*PATHS[request.param])
     yield request.param
     core._blas_thresholds(*saved)
@@ -21,7 +23,7 @@ def path(request):
 
 @pytest.mark.parametrize("n,ni,no", [(1, 1, 1), (3, 5, 2), (17, 9, 33), (64, 40, 24)])
 @pytest.mark.parametrize("bias", [True, False])
-def test_dense_kernels_match_twin(path, n, ni, no, bias):
+def test_dense_kernels_match_twin(core, path, n, ni, no, bias):
     rng = np.random.default_rng(n * 1000 + ni * 10 + no)
     X, W, dZ = rng.standard_normal((n, ni)), rng.standard_normal((ni, no)), rng.standard_normal((n, no))
     b = rng.standard_normal(no) if bias else None
@@ -54,7 +56,7 @@ def test_training_runs_match_twin_on_both_paths(path):
     np.testing.assert_allclose(runs["native"], runs["numpy"], rtol=1e-9, atol=1e-12)
 
 
-def test_threshold_round_trip():
+def test_threshold_round_trip(core):
     saved = core._blas_thresholds()
     assert core._blas_thresholds(123, 4) == saved
     assert core._blas_thresholds(*saved) == (123, 4)

@@ -1,0 +1,178 @@
+"""Check, then time, a list of peers side by side in this process.
+
+For every workload the harness
+
+1. trains a *reference* peer (cbp native, or cbp's NumPy backend when the
+   core is missing) for ``check_epochs`` epochs from the problem's initial
+   weights and keeps its parameters;
+2. for every other peer: skips it with a note if its library is missing;
+   otherwise trains it the same way from the same weights and compares its
+   parameters with the reference (rtol 1e-9, float64 throughout): a peer
+   that disagrees is still timed but flagged ``DISAGREES`` in the table and
+   in the notes;
+3. picks each peer's n with :func:`timing.calibrate`, then times
+   ``peer.train(n)`` ``repeats`` times, round-robin over the peers, each
+   call under :func:`timing.thread_limits` (one thread unless the peer asks
+   for the library default); the median per epoch is reported.
+
+A peer that raises is reported with its error; the run goes on.
+"""
+import traceback
+from dataclasses import dataclass, field
+
+from .peers import compare_params
+from .timing import Timing, calibrate, thread_limits, time_call
+
+
+@dataclass
+class Settings:
+    """How hard to time: quick mode shrinks everything."""
+
+    quick: bool = False
+    threads: int = 1  # for every peer but the "default threads" ones
+    target: float = 0.2  # seconds a timed call should last
+    repeats: int = 7
+    check_epochs: int = 5
+    max_seconds: float = 3.0  # a slower peer is timed over fewer epochs than min_epochs
+
+    @classmethod
+    def make(cls, quick, threads):
+        if quick:
+            return cls(quick=True, threads=threads, target=0.01, repeats=3, check_epochs=3,
+                       max_seconds=0.1)
+        return cls(quick=False, threads=threads)
+
+
+@dataclass
+class PeerResult:
+    """One row of the results table."""
+
+    workload: str
+    peer: str
+    threads: str
+    family: str  # "cbp", "seed", "torch", "sklearn": for ratios and notes
+    status: str = "ok"  # "ok", "skipped" or "error"
+    note: str = ""
+    agreement: str = ""  # "reference", "ok", "DISAGREES", "n/a (...)", "error"
+    max_rel_diff: float = None
+    timing: object = None  # timing.Timing, seconds per epoch
+    unit: str = "epoch"
+    per_unit: float = 1.0  # the table's unit is per_unit of the peer's epochs
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def seconds(self):
+        """Median wall seconds per table unit, or None if not timed."""
+        return None if self.timing is None else self.timing.median * self.per_unit
+
+    @property
+    def cpu_seconds(self):
+        """Median process CPU seconds per table unit, or None."""
+        return None if self.timing is None else self.timing.cpu_median * self.per_unit
+
+    def as_dict(self):
+        d = {k: v for k, v in self.__dict__.items() if k != "timing"}
+        d["timing_s_per_epoch"] = None if self.timing is None else self.timing.as_dict()
+        d["median_s"] = self.seconds
+        d["cpu_median_s"] = self.cpu_seconds
+        return d
+
+
+def family_of(peer):
+    name = type(peer).__name__
+    return {"CbpPeer": "cbp", "TorchPeer": "torch", "SklearnPeer": "sklearn"}.get(name, "seed")
+
+
+def measure_peers(workload, peers, settings, *, min_epochs=1, unit="epoch", per_unit=1.0,
+                  check_epochs=None, log=print):
+    """Check and time each peer; returns a list of PeerResult (one per peer).
+
+    The first peer that is available and runs is the reference the others
+    are compared with (list cbp native first).  ``min_epochs`` is the least
+    number of epochs in one timed call (e.g. 10_000 to time whole seed-length
+    trainings); ``per_unit`` converts seconds per epoch into the table's unit
+    (e.g. 1 / steps_per_epoch for seconds per step).
+
+    The timed repeats are interleaved, peer after peer in every round, so
+    that a burst of load from elsewhere on the machine hits all peers alike
+    and the ratios stay fair.
+    """
+    check_epochs = settings.check_epochs if check_epochs is None else check_epochs
+    results, ready, reference = [], [], None
+    for peer in peers:
+        res = PeerResult(workload, peer.label, peer.threads_label, family_of(peer),
+                         unit=unit, per_unit=per_unit)
+        results.append(res)
+        why = peer.unavailable()
+        if why:
+            res.status, res.note, res.agreement = "skipped", why, "skipped"
+            log(f"  {peer.label:<40} skipped: {why}")
+            continue
+        try:
+            with thread_limits(peer.threads):
+                # agreement: the same few epochs from the same weights
+                peer.reset()
+                peer.train(check_epochs)
+                params = peer.params()
+                if reference is None:
+                    reference, res.agreement = params, "reference"
+                elif not peer.check:
+                    res.agreement = f"n/a ({peer.no_check_reason})"
+                else:
+                    ok, rel = compare_params(params, reference)
+                    res.max_rel_diff = rel
+                    res.agreement = f"ok ({rel:.0e})" if ok else f"DISAGREES ({rel:.1e})"
+                # calibration (and warm-up), from the initial weights again
+                peer.reset()
+                n, _ = calibrate(peer.train, target=settings.target, min_number=min_epochs,
+                                 max_seconds=settings.max_seconds)
+            res.timing = Timing(number=n)
+            ready.append((peer, res))
+            log(f"  {peer.label:<40} agreement {res.agreement}; timing in calls of {n} "
+                f"{unit if per_unit == 1 else 'epoch'}(s)")
+        except Exception as exc:  # report, never crash the whole run
+            _failed(res, exc, log)
+    for _ in range(settings.repeats):
+        for peer, res in ready:
+            if res.status != "ok":
+                continue
+            try:
+                with thread_limits(peer.threads):
+                    res.timing.add(*time_call(peer.train, res.timing.number))
+            except Exception as exc:
+                _failed(res, exc, log)
+    for peer, res in ready:
+        if res.status == "ok":
+            log(f"  {peer.label:<40} threads={res.threads:<3} "
+                f"{fmt_time(res.seconds)}/{unit}  (spread {res.timing.spread:.0%}, "
+                f"CPU {fmt_time(res.cpu_seconds)})")
+    return results
+
+
+def _failed(res, exc, log):
+    res.status, res.timing = "error", None
+    res.note = f"{type(exc).__name__}: {exc}"
+    res.agreement = res.agreement or "error"
+    log(f"  {res.peer:<40} ERROR {res.note}")
+    log("    " + traceback.format_exc().strip().replace("\n", "\n    "))
+
+
+def speedup(result, results, attr="seconds"):
+    """seed-style NumPy time / this peer's time: > 1 means faster than the seed loop.
+
+    attr="seconds" compares median wall-clock times, "cpu_seconds" median
+    process CPU times.
+    """
+    seed = next((getattr(r, attr) for r in results if r.family == "seed" and r.seconds), None)
+    mine = getattr(result, attr)
+    return seed / mine if seed and mine else None
+
+
+def fmt_time(seconds):
+    """12.3 ns / 4.56 µs / 7.89 ms / 1.23 s."""
+    if seconds is None:
+        return "—"
+    for scale, unit in ((1e-6, "ns"), (1e-3, "µs"), (1.0, "ms")):
+        if seconds < scale:
+            return f"{seconds / scale * 1e3:.3g} {unit}"
+    return f"{seconds:.3g} s"

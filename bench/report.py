@@ -1,0 +1,431 @@
+"""Machine information, the markdown report, results.json and sweep.png."""
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .harness import fmt_time, speedup
+
+SLOW_SPREAD = 0.25  # repeats further apart than this are flagged as noisy
+
+
+# ---------------------------------------------------------------------------
+# machine
+# ---------------------------------------------------------------------------
+def _cpuinfo():
+    model, cores = None, set()
+    phys = core = None
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or None, None
+    for line in text.splitlines():
+        key, _, value = (part.strip() for part in line.partition(":"))
+        if key == "model name" and model is None:
+            model = value
+        elif key == "physical id":
+            phys = value
+        elif key == "core id":
+            core = value
+        elif not key and phys is not None and core is not None:
+            cores.add((phys, core))
+            phys = core = None
+    return model, (len(cores) or None)
+
+
+def _version(module):
+    try:
+        return __import__(module).__version__
+    except Exception:
+        return None
+
+
+def _git(root):
+    def run(*args):
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+    try:
+        return {"commit": run("rev-parse", "HEAD") or None,
+                "modified_files": len(run("status", "--porcelain", "--untracked-files=no")
+                                      .splitlines())}
+    except Exception:
+        return None
+
+
+def _core_build(cbp):
+    """Which build of the native core ran: file, size and modification time."""
+    core = getattr(getattr(cbp, "_backend", None), "_core", None)
+    path = getattr(core, "__file__", None)
+    if not path:
+        return None
+    st = os.stat(path)
+    mtime = datetime.datetime.fromtimestamp(st.st_mtime).astimezone()
+    return {"file": path, "bytes": st.st_size, "modified": mtime.isoformat(timespec="seconds")}
+
+
+def machine_info(root):
+    import cbp
+
+    model, physical = _cpuinfo()
+    info = {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "cpu_model": model,
+        "physical_cores": physical,
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "platform": platform.platform(),
+        "load_average_1_5_15min": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "torch": _version("torch"),
+        "sklearn": _version("sklearn"),
+        "threadpoolctl": _version("threadpoolctl"),
+        "matplotlib": _version("matplotlib"),
+        "cbp": getattr(cbp, "__version__", None),
+        "cbp_file": cbp.__file__,
+        "cbp_native_available": cbp.native_available(),
+        "cbp_core": _core_build(cbp),
+        "git": _git(root),
+    }
+    try:
+        from threadpoolctl import threadpool_info
+
+        info["thread_pools"] = [
+            {k: p.get(k) for k in ("user_api", "internal_api", "version", "architecture",
+                                    "num_threads")} | {"lib": os.path.basename(p["filepath"])}
+            for p in threadpool_info()
+        ]
+    except ImportError:
+        info["thread_pools"] = None
+    return info
+
+
+# ---------------------------------------------------------------------------
+# main table
+# ---------------------------------------------------------------------------
+def _fmt_speed(x):
+    return "—" if x is None else f"{x:.3g}×"
+
+
+def main_table(workloads):
+    lines = [
+        "| Workload | Peer | Threads | Median time | Speed-up vs seed NumPy | CPU time | "
+        "Speed-up (CPU) | Spread | Agreement |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for w in workloads:
+        res = w["results"]
+        for r in res:
+            if r.status == "ok":
+                time = f"{fmt_time(r.seconds)}/{r.unit}"
+                cpu = fmt_time(r.cpu_seconds)
+                spread = f"{r.timing.spread:.0%}"
+            else:
+                time, cpu, spread = r.status, "—", "—"
+            agreement = r.agreement if r.status != "skipped" else f"skipped ({r.note})"
+            lines.append(f"| {w['name']} | {r.peer} | {r.threads} | {time} | "
+                         f"{_fmt_speed(speedup(r, res))} | {cpu} | "
+                         f"{_fmt_speed(speedup(r, res, 'cpu_seconds'))} | {spread} | "
+                         f"{agreement} |")
+    return "\n".join(lines)
+
+
+def contention(workloads, cells):
+    """Median of wall / CPU time over the single-thread rows: 1.0 on an idle
+    machine, higher when other processes took the CPU from this one."""
+    rows = [r for w in workloads for r in w["results"]] + [
+        r for c in cells for r in c["results"]]
+    ratios = [r.seconds / r.cpu_seconds for r in rows
+              if r.seconds and r.cpu_seconds and r.threads == "1"]
+    return float(np.median(ratios)) if ratios else None
+
+
+def _mnist_section(w):
+    x = w["extra"]
+    lines = [
+        f"### {w['title']}: throughput",
+        "",
+        f"FLOPs per step, counted from the shapes (forward X@W, backward X.T@dZ, and dZ@W.T "
+        f"in every layer but the first): **{x['flops_per_step'] / 1e6:.1f} MFLOP**.  "
+        f"NumPy dgemm {x['dgemm_size']}³ at {x['dgemm_threads']} thread(s) on this machine: "
+        f"**{x['dgemm_gflops']:.1f} GFLOP/s** by wall-clock, "
+        f"{x['dgemm_gflops_cpu']:.1f} GFLOP/s by CPU time.",
+        "",
+        "| Peer | Threads | Time/step | GFLOP/s | % of 1-thread dgemm | CPU time/step | "
+        "GFLOP/s (CPU time) | % of dgemm (CPU time) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in w["results"]:
+        if "gflops" in r.extra:
+            cpu_gf = x["flops_per_step"] / r.cpu_seconds / 1e9
+            lines.append(f"| {r.peer} | {r.threads} | {fmt_time(r.seconds)} | "
+                         f"{r.extra['gflops']:.2f} | "
+                         f"{100 * r.extra['gflops'] / x['dgemm_gflops']:.0f}% | "
+                         f"{fmt_time(r.cpu_seconds)} | {cpu_gf:.2f} | "
+                         f"{100 * cpu_gf / x['dgemm_gflops_cpu']:.0f}% |")
+    return "\n".join(lines)
+
+
+def _online_section(w):
+    lines = [f"### {w['title']}: throughput", "",
+             "| Peer | Threads | Time/step | Steps/s | Steps per CPU second |",
+             "|---|---:|---:|---:|---:|"]
+    for r in w["results"]:
+        if "steps_per_s" in r.extra:
+            lines.append(f"| {r.peer} | {r.threads} | {fmt_time(r.seconds)} | "
+                         f"{r.extra['steps_per_s']:,.0f} | {1 / r.cpu_seconds:,.0f} |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# sweep
+# ---------------------------------------------------------------------------
+def sweep_tables(cells, widths, batches):
+    by = {(c["width"], c["batch"]): c for c in cells}
+    lines = [
+        "| Batch | Width | cbp native fit /step | seed NumPy /step | Speed-up | "
+        "cbp CPU /step | seed CPU /step | Speed-up (CPU) | cbp GFLOP/s | Agreement |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for c in cells:
+        cbp_r, seed_r = c["results"]
+        gf = f"{c['flops'] / cbp_r.seconds / 1e9:.2f}" if cbp_r.seconds else "—"
+        lines.append(f"| {c['batch']} | {c['width']} | {fmt_time(cbp_r.seconds)} | "
+                     f"{fmt_time(seed_r.seconds)} | {_fmt_speed(c['speedup'])} | "
+                     f"{fmt_time(cbp_r.cpu_seconds)} | {fmt_time(seed_r.cpu_seconds)} | "
+                     f"{_fmt_speed(c['speedup_cpu'])} | {gf} | {seed_r.agreement} |")
+    pivot = ["Speed-up of cbp native over seed-style NumPy (>1: cbp faster), by wall-clock "
+             "time (by CPU time in parentheses):", "",
+             "| batch \\ width | " + " | ".join(map(str, widths)) + " |",
+             "|---:|" + "---:|" * len(widths)]
+    for b in batches:
+        row = [f"{_fmt_speed(by[(w, b)]['speedup'])} ({_fmt_speed(by[(w, b)]['speedup_cpu'])})"
+               if (w, b) in by else "—" for w in widths]
+        pivot.append(f"| {b} | " + " | ".join(row) + " |")
+    return "\n".join(pivot) + "\n\n" + "\n".join(lines)
+
+
+def linear_table(rows):
+    if not rows:
+        return ""
+    r0 = rows[0]
+    lines = [
+        f"One `fit`-style training call ({32}-{r0['width']}-10 net, batches of "
+        f"{r0['batch_size']}), E = {r0['E']} epochs, N = {r0['N']} samples.  Linear growth "
+        f"means both ratios are close to 2.",
+        "",
+        "Ratios by wall-clock time, by CPU time in parentheses.",
+        "",
+        "| Peer | T(N, E) | T(N, 2E) | T(N, 2E) / T(N, E) | T(2N, E) | T(2N, E) / T(N, E) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        t = r["times"]
+        if "epochs_ratio" in r:
+            lines.append(f"| {r['peer']} | {fmt_time(t['N,E'])} | {fmt_time(t['N,2E'])} | "
+                         f"{r['epochs_ratio']:.3f} ({r['epochs_ratio_cpu']:.3f}) | "
+                         f"{fmt_time(t['2N,E'])} | "
+                         f"{r['samples_ratio']:.3f} ({r['samples_ratio_cpu']:.3f}) |")
+        else:
+            lines.append(f"| {r['peer']} | {r['status']} | | | | |")
+    return "\n".join(lines)
+
+
+def plot_sweep(cells, widths, batches, path):
+    """time/step vs width, one panel per batch size, cbp native and seed NumPy."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib not installed: sweep.png not written"
+    fig, axes = plt.subplots(1, len(batches), figsize=(4 * len(batches), 3.6), sharey=True)
+    for ax, b in zip(np.atleast_1d(axes), batches):
+        for i, (label, color, marker) in enumerate((("cbp native fit", "C0", "o"),
+                                                    ("seed-style NumPy", "C1", "s"))):
+            rows = [(c["width"], c["results"][i]) for c in cells
+                    if c["batch"] == b and c["results"][i].seconds]
+            if not rows:
+                continue
+            x = [w for w, _ in rows]
+            ax.loglog(x, [r.seconds * 1e6 for _, r in rows], marker=marker, color=color,
+                      label=f"{label} (wall)")
+            ax.loglog(x, [r.cpu_seconds * 1e6 for _, r in rows], marker=marker, color=color,
+                      linestyle=":", alpha=0.5, label=f"{label} (CPU time)")
+        ax.set_title(f"batch {b}")
+        ax.set_xlabel("hidden width")
+        ax.set_xticks(widths, [str(w) for w in widths])
+        ax.grid(True, which="both", alpha=0.3)
+    np.atleast_1d(axes)[0].set_ylabel("time per step (µs)")
+    np.atleast_1d(axes)[0].legend(fontsize="small")
+    fig.suptitle("32 -> width ReLU -> 10 softmax, one SGD step (1 thread)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
+
+
+# ---------------------------------------------------------------------------
+# notes: what looks off, found automatically
+# ---------------------------------------------------------------------------
+def auto_notes(workloads, cells, linear):
+    notes, noisy = [], []
+    for w in workloads:
+        res = w["results"]
+        for r in res:
+            if r.agreement.startswith("DISAGREES"):
+                notes.append(f"**{w['name']} / {r.peer}: parameters DISAGREE with the reference "
+                             f"after the check steps** ({r.agreement}); its time is shown but "
+                             f"it does not compute the same thing.")
+            if r.status == "error":
+                notes.append(f"{w['name']} / {r.peer}: error: {r.note}")
+            if r.status == "skipped":
+                notes.append(f"{w['name']} / {r.peer}: skipped ({r.note}).")
+            least = w["extra"].get("epochs_per_run")
+            if r.timing is not None and least and r.timing.number < least:
+                notes.append(f"{w['name']} / {r.peer}: too slow for runs of {least} epochs; "
+                             f"timed in runs of {r.timing.number}.")
+            if r.timing is not None and r.timing.spread > SLOW_SPREAD:
+                noisy.append(f"{w['name']} / {r.peer} ({r.timing.spread:.0%})")
+        natives = [r for r in res if r.family == "cbp" and "native" in r.peer and r.seconds]
+        rivals = [r for r in res if r.seconds and not (r.family == "cbp" and "native" in r.peer)]
+        for nat in natives:
+            for other in rivals:
+                wall = nat.seconds / other.seconds
+                cpu = nat.cpu_seconds / other.cpu_seconds
+                if wall <= 1 and cpu <= 1:
+                    continue
+                what = (f"{w['name']}: {nat.peer} is slower than {other.peer} at "
+                        f"{other.threads} thread(s): {wall:.2f}× its wall-clock time "
+                        f"({fmt_time(nat.seconds)} vs {fmt_time(other.seconds)}/{w['unit']}), "
+                        f"{cpu:.2f}× its CPU time")
+                if wall > 1 and cpu > 1:
+                    notes.append(f"**{what}.**")
+                else:
+                    notes.append(f"{what} (slower by one measure only: likely contention).")
+    if noisy:
+        notes.append(f"Noisy timings (wall-clock spread > {SLOW_SPREAD:.0%} between repeats): "
+                     + ", ".join(noisy) + ".")
+    def cell(c):
+        return (f"width {c['width']} × batch {c['batch']} ({_fmt_speed(c['speedup'])} wall, "
+                f"{_fmt_speed(c['speedup_cpu'])} CPU)")
+
+    below = [(c, [c[k] is not None and c[k] < 1 for k in ("speedup", "speedup_cpu")])
+             for c in cells]
+    both = [cell(c) for c, flags in below if all(flags)]
+    one = [cell(c) for c, flags in below if any(flags) and not all(flags)]
+    if both:
+        notes.append("**Sweep: cbp native is slower than seed-style NumPy at** "
+                     + ", ".join(both) + ".")
+    if one:
+        notes.append("Sweep: cbp native is slower than seed-style NumPy by one measure only "
+                     "(likely contention) at " + ", ".join(one) + ".")
+    bad = [c for c in cells for r in c["results"]
+           if r.agreement.startswith("DISAGREES") or r.status == "error"]
+    if bad:
+        notes.append("Sweep cells with a disagreement or error: " + ", ".join(
+            f"width {c['width']} × batch {c['batch']}" for c in bad) + ".")
+    for r in linear:
+        for key in ("epochs_ratio", "samples_ratio"):
+            off = [f"{r[k]:.2f} by {how}" for k, how in ((key, "wall-clock"), (key + "_cpu", "CPU"))
+                   if k in r and not 1.7 <= r[k] <= 2.3]
+            if off:
+                notes.append(f"Linear growth: {r['peer']} {key.replace('_', ' ')} is "
+                             f"{' and '.join(off)} time, not ~2.")
+    return notes
+
+
+# ---------------------------------------------------------------------------
+# writing
+# ---------------------------------------------------------------------------
+def _load(avg):
+    return "n/a" if avg is None else ", ".join(f"{x:.2f}" for x in avg)
+
+
+def render_markdown(machine, settings, command, workloads, cells, linear, widths, batches,
+                    extra_notes, start_load=None, plot=True):
+    m = machine
+    out = [
+        "# cbp benchmark results",
+        "",
+        f"- Command: `{command}`",
+        f"- Date: {m['date']}; mode: "
+        f"{'quick (smoke test, not for quoting)' if settings.quick else 'full'}",
+        f"- CPU: {m['cpu_model']}, {m['physical_cores']} physical cores, "
+        f"{m['usable_cpus']} usable CPUs; {m['platform']}",
+        f"- Load average (1, 5, 15 min) when the run began: {_load(start_load)}; when it ended: "
+        f"{_load(m['load_average_1_5_15min'])} (other processes share these CPUs)",
+        f"- Python {m['python']}, NumPy {m['numpy']}, torch {m['torch']}, scikit-learn "
+        f"{m['sklearn']}, threadpoolctl {m['threadpoolctl']}",
+        f"- cbp {m['cbp']} ({m['cbp_file']}), native core loaded: {m['cbp_native_available']}, "
+        f"git {(m['git'] or {}).get('commit', '?')} with "
+        f"{(m['git'] or {}).get('modified_files', '?')} modified tracked files; core built "
+        f"{(m['cbp_core'] or {}).get('modified', '?')}",
+        "",
+        f"Method: every peer runs in this one process, at {settings.threads} thread(s) "
+        f"(threadpoolctl limits for BLAS/OpenMP, `torch.set_num_threads`) unless marked "
+        f"otherwise.  A timed call runs n epochs/steps, n grown on a 1-2-5 ladder until the call "
+        f"lasts ≥ {settings.target} s; the time is the median of {settings.repeats} such calls.  "
+        f"Before timing, every peer trains {settings.check_epochs} epochs from the same initial "
+        f"weights and its parameters are compared with cbp native's (rtol 1e-9, float64); the "
+        f"agreement column shows the largest relative difference.  Median time is wall-clock; "
+        f"CPU time is the process CPU time of the same calls (it does not count time this "
+        f"process spent waiting for a CPU that another process held).  Speed-up = seed-style "
+        f"NumPy time / peer time (> 1: faster than the tutorial loop).  Spread = (max − min) / "
+        f"median of the wall times over the repeats.",
+        "",
+        "## Results",
+        "",
+        main_table(workloads),
+        "",
+    ]
+    for w in workloads:
+        if w["name"] == "mnist":
+            out += [_mnist_section(w), ""]
+        if w["name"] == "seed000-online":
+            out += [_online_section(w), ""]
+    if cells:
+        out += ["## Sweep: hidden width × batch size", "", sweep_tables(cells, widths, batches),
+                ""] + (["![sweep](sweep.png)", ""] if plot else [])
+    if linear:
+        out += ["## Linear growth", "", linear_table(linear), ""]
+    notes = [n for w in workloads for n in w["notes"]] + extra_notes + auto_notes(
+        workloads, cells, linear)
+    busy = contention(workloads, cells)
+    if busy is not None and busy > 1.1:
+        notes.insert(0, f"**The machine was busy**: over the 1-thread rows, wall time / CPU "
+                        f"time has median {busy:.2f} (1.00 on an idle machine).  Compare the CPU "
+                        f"columns, and treat wall times as upper bounds.")
+    out += ["## Notes (generated: what looks off)", ""]
+    out += [f"- {n}" for n in notes] if notes else ["- nothing flagged"]
+    return "\n".join(out) + "\n"
+
+
+def _jsonable(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if hasattr(o, "as_dict"):
+        return o.as_dict()
+    return str(o)
+
+
+def write_json(path, machine, settings, command, workloads, cells, linear):
+    data = {
+        "command": command,
+        "machine": machine,
+        "settings": settings.__dict__,
+        "workloads": {w["name"]: {"title": w["title"], "unit": w["unit"],
+                                  "results": w["results"], "extra": w["extra"],
+                                  "notes": w["notes"]} for w in workloads},
+        "sweep": cells,
+        "linear_growth": linear,
+    }
+    Path(path).write_text(json.dumps(data, indent=1, default=_jsonable) + "\n")

@@ -1,0 +1,123 @@
+#!/usr/bin/env python
+"""cbp benchmark suite.
+
+    python bench/run.py [--quick] [--out DIR] [--threads N] [--only NAME ...]
+
+Times cbp (native core and NumPy backend) against the seed tutorials' NumPy
+loops, PyTorch (float64) and scikit-learn, side by side in one process,
+after checking that every peer computes the same parameters.  Writes
+``results.md``, ``results.json`` and ``sweep.png`` to ``--out`` (default
+``bench/results/``) and prints the markdown report.
+
+Workloads (``--only``): xor, spiral, mnist, seed000, sweep (the sweep also
+measures linear growth in epochs and samples).  ``--quick`` is a smoke test:
+every workload with tiny repeat counts, well under a minute.
+"""
+import argparse
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+#: --only names; workloads.TABLE_WORKLOADS holds all but "sweep" (NumPy must not be
+#: imported before _limit_blas_by_env, so the list is repeated here).
+ALL_NAMES = ("xor", "spiral", "mnist", "seed000", "sweep")
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true",
+                    help="tiny repeat counts: a smoke test of every workload (< ~60 s)")
+    ap.add_argument("--out", default=str(HERE / "results"), help="output directory")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="threads for every peer (torch also runs at its default)")
+    ap.add_argument("--only", nargs="+", choices=ALL_NAMES, metavar="NAME",
+                    help=f"run only these workloads: {', '.join(ALL_NAMES)}")
+    args = ap.parse_args(argv)
+    if args.threads < 1:
+        ap.error("--threads must be >= 1")
+    return args
+
+
+def _limit_blas_by_env(threads):
+    """Without threadpoolctl, the BLAS pools can only be limited before NumPy loads."""
+    try:
+        import threadpoolctl  # noqa: F401
+    except ImportError:
+        for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+                    "VECLIB_MAXIMUM_THREADS"):
+            os.environ.setdefault(var, str(threads))
+        return ("threadpoolctl is not installed: BLAS limited through OPENBLAS_NUM_THREADS & "
+                "co. for the whole run (torch's default-threads row is still at its default)")
+    return None
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    setup_notes = [n for n in [_limit_blas_by_env(args.threads)] if n]
+
+    # Import the suite as the package ``bench``; append the repo root (not
+    # prepend) so that the installed cbp, or PYTHONPATH, decides which cbp runs.
+    if str(ROOT) not in sys.path:
+        sys.path.append(str(ROOT))
+    from bench import report, workloads as W
+    from bench.harness import Settings
+    from bench.timing import torch
+
+    assert set(W.TABLE_WORKLOADS) | {"sweep"} == set(ALL_NAMES)
+
+    if torch is None:
+        setup_notes.append("torch is not installed: its peers are skipped "
+                           "(pip install torch==2.13.0)")
+
+    settings = Settings.make(args.quick, args.threads)
+    names = args.only or ALL_NAMES
+    command = shlex.join(["python", "bench/run.py", *(argv if argv is not None else sys.argv[1:])])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    start_load = os.getloadavg() if hasattr(os, "getloadavg") else None
+
+    workloads = []
+    for name, funcs in W.TABLE_WORKLOADS.items():
+        if name in names:
+            for func in funcs:
+                w = func(settings)
+                for r in w["results"]:
+                    r.extra["speedup_vs_seed"] = report.speedup(r, w["results"])
+                    r.extra["speedup_vs_seed_cpu"] = report.speedup(r, w["results"],
+                                                                    "cpu_seconds")
+                workloads.append(w)
+
+    cells, linear, plotted = [], [], False
+    if "sweep" in names:
+        cells = W.run_sweep(settings)
+        linear = W.run_linear_growth(settings)
+        why = report.plot_sweep(cells, W.SWEEP_WIDTHS, W.SWEEP_BATCHES, out / "sweep.png")
+        plotted = why is None
+        if why:
+            setup_notes.append(why)
+            print(why)
+
+    machine = report.machine_info(ROOT)
+    machine["load_average_at_start"] = start_load
+    md = report.render_markdown(machine, settings, command, workloads, cells, linear,
+                                W.SWEEP_WIDTHS, W.SWEEP_BATCHES, setup_notes, start_load,
+                                plotted)
+    md += f"\nTotal benchmark time: {time.perf_counter() - t0:.0f} s.\n"
+    (out / "results.md").write_text(md)
+    report.write_json(out / "results.json", machine, settings, command, workloads, cells, linear)
+    print()
+    print(md)
+    print(f"wrote {out / 'results.md'}, {out / 'results.json'}"
+          + (f", {out / 'sweep.png'}" if plotted else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

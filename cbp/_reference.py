@@ -617,7 +617,7 @@ class Engine:
                 row[C.HIST_VAL_LOSS] = row[C.HIST_VAL_ACC] = math.nan
             if es[C.ES_ON] != 0.0:
                 cur = row[C.HIST_VAL_LOSS] if Xv is not None else row[C.HIST_LOSS]
-                if cur > es[C.ES_BEST] - es[C.ES_TOL]:
+                if cur >= es[C.ES_BEST] - es[C.ES_TOL]:  # not below best - tol
                     es[C.ES_WAIT] += 1.0
                 else:
                     es[C.ES_WAIT] = 0.0

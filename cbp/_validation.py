@@ -137,3 +137,11 @@ def real(value, name, minimum=None, strict=False, maximum=None):
     if maximum is not None and value > maximum:
         raise ValueError(f"{name} must be <= {maximum}, got {value}")
     return value
+
+
+def seed(value, name="seed"):
+    """A seed of the shared generator: an integer in [0, 2**64)."""
+    value = positive_int(value, name, minimum=0)
+    if value >= 2**64:
+        raise ValueError(f"{name} must be < 2**64, got {value}")
+    return value

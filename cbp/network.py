@@ -5,7 +5,6 @@ import math
 import os
 import tempfile
 import threading
-import zipfile
 
 import numpy as np
 
@@ -360,7 +359,7 @@ class Network:
         self._kernels = _backend.module(backend)
         self.backend = "native" if self._kernels is _backend._core else "numpy"
         if seed is not None:
-            V.positive_int(seed, "seed", minimum=0)
+            V.seed(seed)
         self.seed = seed
         self.layers = tuple(layers)
         self.epochs_trained = 0
@@ -646,7 +645,8 @@ class Network:
             ``callback(epoch, logs)`` every ``callback_every`` epochs and after
             the last one, where ``epoch`` counts the epochs of this call and
             ``logs`` holds the latest epoch's values.  Returning ``False``
-            stops training.  The native loop runs ``callback_every`` epochs
+            (a bool, NumPy's included) stops training; any other return value
+            is ignored.  The callback may use the network.  The native loop runs ``callback_every`` epochs
             between calls.
         callback_every : int, default 100
         verbose : bool, default False
@@ -659,8 +659,10 @@ class Network:
             ``loss``: each epoch's mean of its batch losses, each taken before
             its update (penalties included); ``accuracy`` for classifiers (of
             those same batch outputs); ``val_loss`` and ``val_accuracy`` with
-            validation data; ``best_epoch`` and ``stopped_epoch`` with early
-            stopping.  Also kept as ``self.history``.
+            validation data.  With early stopping, ``best_epoch`` (the index
+            of the best epoch in these arrays) and ``stopped_epoch`` (the
+            number of epochs run when it stopped training, else None).  Also
+            kept as ``self.history``.
 
         Raises
         ------
@@ -676,7 +678,7 @@ class Network:
         bs = n if batch_size is None else min(V.positive_int(batch_size, "batch_size"), n)
         if seed is None:
             seed = self.seed if self.seed is not None else 0
-        seed = V.positive_int(seed, "seed", minimum=0)
+        seed = V.seed(seed)
         Xv = Yv = None
         if validation_data is not None:
             try:
@@ -733,7 +735,13 @@ class Network:
                 if bar is not None:
                     bar.update(ran, hist[done - 1])
                 if callback is not None and (done % every == 0 or done == epochs or status):
-                    if callback(done, self._logs(hist[done - 1], Xv is not None)) is False:
+                    # the callback may use this network (predict, evaluate, ...)
+                    self._exit()
+                    try:
+                        answer = callback(done, self._logs(hist[done - 1], Xv is not None))
+                    finally:
+                        self._enter()
+                    if isinstance(answer, (bool, np.bool_)) and not answer:
                         break
                 if status == C.FIT_STOPPED:
                     break
@@ -742,7 +750,10 @@ class Network:
             if early_stopping is not None:
                 result["best_epoch"] = int(es[C.ES_BEST_EPOCH] - epoch0)
                 result["stopped_epoch"] = done if status == C.FIT_STOPPED else None
-                if early_stopping.restore_best and es[C.ES_BEST_EPOCH] >= 0:
+                # after a divergence the parameters stay at the start of the
+                # diverging epoch, as documented, rather than the best epoch
+                if (early_stopping.restore_best and es[C.ES_BEST_EPOCH] >= 0
+                        and status != C.FIT_DIVERGED):
                     np.copyto(self.parameters, best)
             self.history = result
         finally:
@@ -805,6 +816,8 @@ class Network:
             layers.append(kind(**spec))
         net = cls(layers, loss=cfg["loss"], reduction=cfg["reduction"], backend=backend,
                   seed=cfg["seed"])
+        if parameters.ndim != 1:
+            raise FormatError(f"the file's parameters must be 1-D, got shape {parameters.shape}")
         if parameters.shape != net.parameters.shape:
             raise FormatError(
                 f"the file holds {parameters.size} parameters, its architecture needs "
@@ -812,14 +825,22 @@ class Network:
         if not np.isfinite(parameters).all():
             raise FormatError("the file's parameters contain NaN or infinite values")
         np.copyto(net.parameters, parameters)
-        net.epochs_trained = int(state["epochs_trained"])
+        net.epochs_trained = _count(state["epochs_trained"], "epochs_trained")
         o = state["optimizer"]
         if o is not None:
             opt = optim.get(o["name"], **o["config"])
-            if opt_state.shape != (opt.slots * net.parameters.size,):
-                raise FormatError("the optimizer state does not fit the network")
-            opt.state = np.array(opt_state, dtype=np.float64)
-            opt.iterations = int(o["iterations"])
+            opt.iterations = _count(o["iterations"], "iterations")
+            if opt_state.size:  # empty: a fresh (or reset) optimizer
+                if opt_state.shape != (opt.slots * net.parameters.size,):
+                    raise FormatError("the optimizer state does not fit the network")
+                if not np.isfinite(opt_state).all():
+                    raise FormatError("the optimizer state contains NaN or infinite values")
+                if opt.slots and isinstance(opt, (optim.Adagrad, optim.RMSprop, optim.Adam)):
+                    # accumulated squares (Adam's second slot) are never negative
+                    squares = opt_state[(opt.slots - 1) * net.parameters.size :]
+                    if (squares < 0).any():
+                        raise FormatError("the optimizer state has negative squared-gradient sums")
+                opt.state = np.array(opt_state, dtype=np.float64)
             net.optimizer = opt
         return net
 
@@ -870,6 +891,13 @@ class Network:
             raise
 
 
+def _count(value, name):
+    """A non-negative integer read from a file."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise FormatError(f"{name} must be a non-negative integer, got {value!r}")
+    return value
+
+
 def _pick_backend(requested):
     """The saved backend request, or the default if that backend is missing here."""
     if requested == "native" and not _backend.native_available():
@@ -894,13 +922,14 @@ def load(path, backend=None):
     """
     path = os.fspath(path)
     try:
-        with np.load(path, allow_pickle=False) as f:
+        # open the file here so that it is closed even when numpy fails
+        with open(path, "rb") as fh, _npz(np.load(fh, allow_pickle=False), path) as f:
             files = set(f.files)
             need = {"format", "meta", "parameters", "optimizer_state"}
             if not need <= files:
                 raise FormatError(f"{path} is not a cbp network file (missing {sorted(need - files)})")
             version = f["format"]
-            if version.shape != (1,) or version.dtype.kind not in "iu":
+            if version.shape != (1,) or version.dtype.kind not in "iu" or int(version[0]) < 1:
                 raise FormatError(f"{path}: bad format field")
             if int(version[0]) > FORMAT_VERSION:
                 raise FormatError(
@@ -909,12 +938,12 @@ def load(path, backend=None):
             meta = str(f["meta"][()])
             parameters = np.asarray(f["parameters"], dtype=np.float64)
             opt_state = np.asarray(f["optimizer_state"], dtype=np.float64)
-    except FormatError:
+    except (FormatError, FileNotFoundError, IsADirectoryError, PermissionError):
         raise
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
-        raise FormatError(f"{path} is not a readable cbp network file: {exc}") from None
+    except Exception as exc:  # zipfile, numpy's header parser, ... on a damaged file
+        raise FormatError(
+            f"{path} is not a readable cbp network file: {type(exc).__name__}: {exc}"
+        ) from None
     try:
         state = json.loads(meta)
         if backend is None:
@@ -924,6 +953,13 @@ def load(path, backend=None):
         raise
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise FormatError(f"{path} holds an invalid network description: {exc}") from None
+
+
+def _npz(obj, path):
+    """np.load's result, if it is an .npz archive (a context manager)."""
+    if not isinstance(obj, np.lib.npyio.NpzFile):
+        raise FormatError(f"{path} is a single .npy array, not a cbp network file")
+    return obj
 
 
 class _progress:

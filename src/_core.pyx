@@ -849,7 +849,7 @@ cdef class Engine:
                         hist[k, 3] = NAN
                     if es[5] != 0.0:
                         cur = hist[k, 2] if nv else hist[k, 0]
-                        if cur > es[0] - es[4]:
+                        if cur >= es[0] - es[4]:  # not below best - tol
                             es[1] += 1.0
                         else:
                             es[1] = 0.0

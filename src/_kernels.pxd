@@ -13,12 +13,14 @@ from scipy.linalg.cython_blas cimport dgemm
 # Layers with at least cbp_blas_min_work multiply-adds (n * n_in * n_out),
 # and no side narrower than cbp_blas_min_side, go to BLAS dgemm; smaller ones
 # run the loops below, which have no call overhead.  The defaults come from
-# bench/crossover.py; cbp._core._blas_thresholds() reads and sets them (the
-# tests use it to run both paths).
+# bench/crossover.py: dgemm wins from about a thousand multiply-adds whenever
+# the batch has two rows or more, narrow layers included (a 64 -> 3 softmax
+# layer on 300 rows runs twice as fast); with one row the two are even.
+# cbp._core._blas_thresholds() reads and sets them (the tests force each path).
 cdef extern from *:
     """
-    static Py_ssize_t cbp_blas_min_work = 32768;
-    static Py_ssize_t cbp_blas_min_side = 8;
+    static Py_ssize_t cbp_blas_min_work = 1024;
+    static Py_ssize_t cbp_blas_min_side = 2;
     """
     Py_ssize_t cbp_blas_min_work
     Py_ssize_t cbp_blas_min_side

@@ -96,6 +96,10 @@ def labels(y, n_classes, name="y"):
     if Y.dtype.kind == "f":
         if not np.isfinite(Y).all() or (Y != np.round(Y)).any():
             raise ValueError(f"{name} labels must be whole numbers")
+        if Y.size and (Y.min() < 0 or Y.max() >= n_classes):  # before casting: no overflow
+            bad = Y[(Y < 0) | (Y >= n_classes)][0]
+            raise ValueError(
+                f"{name} has label {bad:g}, outside [0, {n_classes}) for {n_classes} outputs")
     elif Y.dtype.kind not in "iub":
         raise TypeError(f"{name} labels must be integers, got dtype {Y.dtype}")
     Y = Y.astype(np.int64)

@@ -100,7 +100,7 @@ class Dense:
         if init not in INITS:
             raise ValueError(f"unknown init {init!r}; expected one of: {', '.join(INITS)}")
         self.init = init
-        self.seed = seed
+        self.seed = None if seed is None else V.seed(seed)
         self.weight_l1 = V.real(weight_l1, "weight_l1", minimum=0.0)
         self.weight_l2 = V.real(weight_l2, "weight_l2", minimum=0.0)
         self.bias_l1 = V.real(bias_l1, "bias_l1", minimum=0.0)
@@ -324,9 +324,11 @@ class Network:
     Notes
     -----
     A network may be used from one thread at a time: a call made while
-    another thread is inside a method of the same network raises
-    ``RuntimeError`` instead of corrupting it.  Different networks train in
-    parallel; the native core releases the GIL in its loops.
+    another thread is inside a method of the same network (a whole ``fit``
+    included, callbacks and all) raises ``RuntimeError`` instead of corrupting
+    it.  A ``fit`` callback may read its network (``predict``, ``evaluate``,
+    ``save``) but not train it.  Different networks train in parallel; the
+    native core releases the GIL in its loops.
     """
 
     def __init__(self, layers, loss="squared_error", reduction="mean", backend=None, seed=None,
@@ -358,17 +360,25 @@ class Network:
         self._backend_request = backend
         self._kernels = _backend.module(backend)
         self.backend = "native" if self._kernels is _backend._core else "numpy"
-        if seed is not None:
-            V.seed(seed)
-        self.seed = seed
+        self.seed = None if seed is None else V.seed(seed)
+        if optimizer is not None and not isinstance(optimizer, optim.Optimizer):
+            raise TypeError(
+                f"optimizer must be a cbp.optim optimizer, got {type(optimizer).__name__}")
         self.layers = tuple(layers)
         self.epochs_trained = 0
         self.history = None
         self._lock = threading.Lock()
-        self._adopt()
+        self._owner, self._depth = None, 0
         self._optimizer = None
-        if optimizer is not None:
-            self.optimizer = optimizer
+        try:
+            self._adopt()
+            if optimizer is not None:
+                self.optimizer = optimizer
+        except BaseException:
+            for layer in self.layers:  # a failed network adopts nothing
+                if layer.network is self:
+                    layer.network = None
+            raise
 
     # -- construction -----------------------------------------------------
     def _adopt(self):
@@ -426,28 +436,49 @@ class Network:
         return f"Network([{inner}], loss={self.loss!r}, backend={self.backend!r})"
 
     # -- thread guard -----------------------------------------------------
-    def _enter(self):
+    # One thread at a time owns the network.  The owner may re-enter for
+    # read-only calls (a fit callback that predicts, evaluates or saves);
+    # training calls are never nested.  Another thread is refused.
+    def _enter(self, trains=False):
+        me = threading.get_ident()
+        if self._owner == me:
+            if trains:
+                raise RuntimeError(
+                    "this Network is already training in this thread: a fit callback "
+                    "may read the network (predict, evaluate, save) but not train it"
+                )
+            self._depth += 1
+            return
         if not self._lock.acquire(blocking=False):
             raise RuntimeError(
                 "this Network is in use by another thread; a network may be used "
                 "from one thread at a time (give each thread its own network)"
             )
+        self._owner, self._depth = me, 1
 
     def _exit(self):
-        self._lock.release()
+        self._depth -= 1
+        if self._depth == 0:
+            self._owner = None
+            self._lock.release()
 
-    def _plain(self, lr):
-        """(kind, hyper, state) for one plain SGD step with learning rate lr."""
-        self._sgd_hyper[C.O_LR] = V.real(lr, "lr", minimum=0.0, strict=True)
-        return C.OPT_SGD, self._sgd_hyper, self._no_state
+    def _plain(self, lr, own):
+        """(kind, hyper, state) for plain SGD with learning rate lr.
 
-    def _resolve(self, lr, fallback_lr):
+        ``own``: a new hyper-parameter array (for fit); otherwise the network's
+        reusable one, which only a caller holding the guard may write.
+        """
+        h = np.zeros(C.N_OPT) if own else self._sgd_hyper
+        h[C.O_LR] = V.real(lr, "lr", minimum=0.0, strict=True)
+        return C.OPT_SGD, h, self._no_state
+
+    def _resolve(self, lr, fallback_lr, own=False):
         """(kind, hyper, state, t, optimizer or None) for an update."""
         if lr is not None:
-            return (*self._plain(lr), 0, None)
+            return (*self._plain(lr, own), 0, None)
         opt = self._optimizer
         if opt is None:
-            return (*self._plain(fallback_lr), 0, None)
+            return (*self._plain(fallback_lr, own), 0, None)
         return opt.kind, opt._hyper(), opt._bind(self.parameters.shape[0]), opt.iterations, opt
 
     # -- the steps a learner inspects -------------------------------------
@@ -470,7 +501,7 @@ class Network:
             self._batch = X.shape[0]
         finally:
             self._exit()
-        return out
+        return _finite(out, "forward")
 
     def backward(self, y):
         """Backpropagate the loss of the last :meth:`forward` output against y.
@@ -493,9 +524,13 @@ class Network:
         Y = V.as_targets(y, self._batch, self.n_outputs, self._loss)
         self._enter()
         try:
-            return float(self._engine.backward(Y))
+            value = float(self._engine.backward(Y))
         finally:
             self._exit()
+        if not math.isfinite(value):
+            raise FloatingPointError(
+                f"the loss is {value}: the network's output or the loss overflowed")
+        return value
 
     def step(self, lr=None):
         """Apply one update with the current gradients.
@@ -506,9 +541,11 @@ class Network:
         :class:`DivergenceError`, and changes nothing, if the update would
         make a parameter NaN or infinite.
         """
-        kind, h, state, t, opt = self._resolve(lr, 0.1)
-        self._enter()
+        if lr is not None:
+            V.real(lr, "lr", minimum=0.0, strict=True)
+        self._enter(trains=True)
         try:
+            kind, h, state, t, opt = self._resolve(lr, 0.1)
             self._engine.step(kind, h, state, t)
         finally:
             self._exit()
@@ -531,9 +568,13 @@ class Network:
             # right shapes are checked (finite, in range) inside the engine
             # and trained on directly; anything else returns None untouched.
             if not self._lock.acquire(False):
-                self._enter()  # raises the in-use error
+                self._enter(trains=True)  # raises the right error (it never succeeds here
+                self._exit()              # while the lock is held by anyone)
             try:
                 value = self._engine.train_step_sgd(X, y, lr)
+            except DivergenceError:
+                self._batch = len(X)  # the engine cached this batch's forward pass
+                raise
             finally:
                 self._lock.release()
             if value is not None:
@@ -541,12 +582,14 @@ class Network:
                 return value
         X = V.as_matrix(X, "X", self.n_inputs)
         Y = V.as_targets(y, X.shape[0], self.n_outputs, self._loss)
-        kind, h, state, t, opt = self._resolve(lr, 0.1)
-        self._enter()
+        if lr is not None:
+            V.real(lr, "lr", minimum=0.0, strict=True)
+        self._enter(trains=True)
         try:
+            kind, h, state, t, opt = self._resolve(lr, 0.1)
             value = self._engine.train_step(X, Y, kind, h, state, t)
-            self._batch = X.shape[0]
         finally:
+            self._batch = X.shape[0]  # the engine cached this forward, even on error
             self._exit()
         if opt is not None:
             opt.iterations += 1
@@ -562,9 +605,10 @@ class Network:
         X = V.as_matrix(X, "X", self.n_inputs)
         self._enter()
         try:
-            return self._engine.predict(X)
+            out = self._engine.predict(X)
         finally:
             self._exit()
+        return _finite(out, "predict")
 
     @property
     def is_classifier(self):
@@ -590,6 +634,9 @@ class Network:
             value, acc = self._engine.evaluate(X, Y)
         finally:
             self._exit()
+        if not math.isfinite(value):
+            raise FloatingPointError(
+                f"the loss is {value}: the network's output or the loss overflowed")
         out = {"loss": float(value)}
         if self.is_classifier:
             out["accuracy"] = float(acc)
@@ -697,10 +744,14 @@ class Network:
         if optimizer is not None and lr is not None:
             raise ValueError("give either lr or optimizer, not both")
         if optimizer is not None:
-            self.optimizer = optimizer
-        kind, h, state, t, opt = self._resolve(lr, 0.001)
-
-        hist = np.full((epochs, C.N_HIST), np.nan)
+            if not isinstance(optimizer, optim.Optimizer):
+                raise TypeError(
+                    f"optimizer must be a cbp.optim optimizer, got {type(optimizer).__name__}")
+            optimizer._bind(self.parameters.shape[0])  # checks it fits this network
+            kind, h, state, t, opt = (optimizer.kind, optimizer._hyper(), optimizer.state,
+                                      optimizer.iterations, optimizer)
+        else:
+            kind, h, state, t, opt = self._resolve(lr, 0.001, own=True)
         es = np.zeros(C.N_ES)
         es[C.ES_BEST] = np.inf
         es[C.ES_BEST_EPOCH] = -1
@@ -712,19 +763,27 @@ class Network:
             best = self.parameters.copy()
         else:
             best = np.empty(self.parameters.shape[0])
-        chunk = every if (callback is not None or verbose) else epochs
+        # The native loop runs `chunk` epochs a call; the history grows chunk by
+        # chunk, so a long run (or one a callback stops early) allocates only
+        # what it uses.
+        chunk = min(every if (callback is not None or verbose) else epochs, _MAX_CHUNK)
         bar = _progress(epochs) if verbose else None
+        rows = []
 
-        self._enter()
+        self._enter(trains=True)
         try:
+            if optimizer is not None:  # only once this call owns the network
+                self._optimizer = optimizer
             done, status = 0, C.FIT_DONE
             epoch0 = self.epochs_trained
             while done < epochs:
                 k = min(chunk, epochs - done)
+                part = np.full((k, C.N_HIST), np.nan)
                 ran, steps, status = self._engine.fit(
                     X, Y, Xv, Yv, kind, h, state, t, epoch0 + done, k, bs, shuffle, seed,
-                    es, best, hist[done : done + k]
+                    es, best, part
                 )
+                rows.append(part[:ran])
                 t += steps
                 if opt is not None:
                     opt.iterations += steps
@@ -733,19 +792,17 @@ class Network:
                 if status == C.FIT_DIVERGED:
                     break
                 if bar is not None:
-                    bar.update(ran, hist[done - 1])
+                    bar.update(ran, part[ran - 1])
                 if callback is not None and (done % every == 0 or done == epochs or status):
-                    # the callback may use this network (predict, evaluate, ...)
-                    self._exit()
-                    try:
-                        answer = callback(done, self._logs(hist[done - 1], Xv is not None))
-                    finally:
-                        self._enter()
+                    # this thread keeps the network: the callback may read it
+                    # (predict, evaluate, save), other threads stay refused
+                    answer = callback(done, self._logs(part[ran - 1], Xv is not None))
                     if isinstance(answer, (bool, np.bool_)) and not answer:
                         break
                 if status == C.FIT_STOPPED:
                     break
             self._batch = None
+            hist = np.concatenate(rows) if rows else np.empty((0, C.N_HIST))
             result = self._history(hist[:done], Xv is not None)
             if early_stopping is not None:
                 result["best_epoch"] = int(es[C.ES_BEST_EPOCH] - epoch0)
@@ -807,6 +864,19 @@ class Network:
     @classmethod
     def _from_state(cls, state, parameters, opt_state, backend=None):
         cfg = state["config"]
+        if parameters.ndim != 1:
+            raise FormatError(f"the file's parameters must be 1-D, got shape {parameters.shape}")
+        declared = 0
+        for spec in cfg["layers"]:  # check the size before allocating anything
+            if spec.get("type") not in _LAYER_TYPES:
+                raise FormatError("unknown layer type in the file")
+            if spec.get("type") == "Dense":
+                ni = V.positive_int(spec["n_inputs"], "n_inputs")  # ValueError/TypeError:
+                no = V.positive_int(spec["n_neurons"], "n_neurons")  # an invalid description
+                declared += ni * no + (no if spec.get("use_bias", True) else 0)
+        if declared != parameters.size:
+            raise FormatError(
+                f"the file holds {parameters.size} parameters, its architecture needs {declared}")
         layers = []
         for spec in cfg["layers"]:
             spec = dict(spec)
@@ -845,12 +915,16 @@ class Network:
         return net
 
     def __getstate__(self):
-        opt = self._optimizer
-        return {
-            "state": self._state(),
-            "parameters": self.parameters.copy(),
-            "optimizer_state": None if opt is None or opt.state is None else opt.state.copy(),
-        }
+        self._enter()
+        try:
+            opt = self._optimizer
+            return {
+                "state": self._state(),
+                "parameters": self.parameters.copy(),
+                "optimizer_state": None if opt is None or opt.state is None else opt.state.copy(),
+            }
+        finally:
+            self._exit()
 
     def __setstate__(self, d):
         opt_state = d["optimizer_state"]
@@ -870,13 +944,18 @@ class Network:
         so a crash mid-save never destroys an earlier file at ``path``.
         """
         path = os.fspath(path)
-        opt = self._optimizer
-        arrays = {
-            "format": np.array([FORMAT_VERSION], dtype=np.int64),
-            "meta": np.array(json.dumps(self._state())),
-            "parameters": self.parameters,
-            "optimizer_state": opt.state if opt is not None and opt.state is not None else np.empty(0),
-        }
+        self._enter()  # a consistent snapshot: no other thread trains meanwhile
+        try:
+            opt = self._optimizer
+            arrays = {
+                "format": np.array([FORMAT_VERSION], dtype=np.int64),
+                "meta": np.array(json.dumps(self._state())),
+                "parameters": self.parameters.copy(),
+                "optimizer_state": (opt.state.copy() if opt is not None and opt.state is not None
+                                    else np.empty(0)),
+            }
+        finally:
+            self._exit()
         folder = os.path.dirname(os.path.abspath(path))
         fd, tmp = tempfile.mkstemp(prefix=".cbp-", suffix=".tmp", dir=folder)
         try:
@@ -892,8 +971,8 @@ class Network:
 
 
 def _count(value, name):
-    """A non-negative integer read from a file."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    """A non-negative integer read from a file (below 2**62)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**62:
         raise FormatError(f"{name} must be a non-negative integer, got {value!r}")
     return value
 
@@ -953,6 +1032,18 @@ def load(path, backend=None):
         raise
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise FormatError(f"{path} holds an invalid network description: {exc}") from None
+
+
+#: at most this many epochs run in one native call of fit()
+_MAX_CHUNK = 1 << 16
+
+
+def _finite(out, what):
+    """The output, if finite; finite inputs can still overflow in the layers."""
+    if not np.isfinite(out).all():
+        raise FloatingPointError(
+            f"{what}: the network's output overflowed to NaN or infinity for finite inputs")
+    return out
 
 
 def _npz(obj, path):

@@ -36,14 +36,13 @@ echo "== build with CBP_SANITIZE=address"
 LIBASAN=$(gcc -print-file-name=libasan.so)
 [ -e "$LIBASAN" ] || { echo "libasan not found (gcc -print-file-name=libasan.so)"; exit 1; }
 
-SO=$(python -c "import importlib.util as u; print(u.find_spec('cbp._core').origin)")
-nm -D "$SO" | grep -q "__asan_report" || { echo "$SO is not instrumented by ASan"; exit 1; }
-echo "instrumented: $SO"
-
 echo "== the subset under AddressSanitizer"
 cd "$WORK"   # import the installed (sanitized) cbp, not the source folder
 cp -r "$WORK/src/tests" "$WORK/tests"
 cp "$WORK/src/pyproject.toml" "$WORK/src/README.md" "$WORK/"
+SO=$(ls "$(python -c "import sysconfig; print(sysconfig.get_paths()['platlib'])")"/cbp/_core*.so)
+SYMS=$(nm -D "$SO"); grep -q "__asan_init" <<<"$SYMS" || { echo "$SO is not instrumented by ASan"; exit 1; }
+echo "instrumented: $SO"
 LD_PRELOAD="$LIBASAN" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1 \
 PYTHONMALLOC=malloc CBP_REQUIRE_NATIVE=1 \
     python -m pytest -q -p no:cacheprovider \

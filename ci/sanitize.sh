@@ -1,52 +1,253 @@
 #!/usr/bin/env bash
-# Run a representative part of the test suite against an AddressSanitizer
-# build of the native core.
+# cbp's tests under memory checkers.  Every build is made in a scratch copy of
+# the working tree (tracked and untracked, non-ignored files) with its own
+# virtualenv, so the checkout's shared editable build is never touched.
 #
-#   bash ci/sanitize.sh            # ASan build in a scratch copy and venv
+#   bash ci/sanitize.sh [asan|valgrind|debug|all] [extra pytest arguments]
 #
-# What it does, by hand:
-#   CBP_SANITIZE=address pip install --no-build-isolation .   (-O0 -g, bounds
-#       checks on, -fsanitize=address -fno-omit-frame-pointer)
-#   LD_PRELOAD=$(gcc -print-file-name=libasan.so) \
-#   ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 PYTHONMALLOC=malloc \
-#       python -m pytest <subset>
-# CPython itself is not built with ASan, so the runtime is preloaded and
-# leak detection (which would report the interpreter's own allocations) is
-# off; every invalid read or write in cbp's code aborts the run.
+#   asan      (default) AddressSanitizer build; a representative subset of
+#             the suite.  Any invalid read or write aborts with a report.
+#   valgrind  the normal (release, -O3) build; a smaller subset under
+#             valgrind memcheck.
+#   debug     CBP_DEBUG=1 build (-O0 -g, Cython bounds/wraparound/
+#             initialisation/None checks on); the WHOLE suite.
+#   all       the three, in that order.
+#
+# The exact commands, run in the scratch copy $WORK/<mode>/src with the
+# scratch venv's python (python -m venv --without-pip --system-site-packages:
+# it uses the installed numpy, scipy, Cython, pytest and hypothesis, offline):
+#
+#   asan:
+#     CBP_SANITIZE=address python setup.py build_ext --inplace --force
+#     LD_PRELOAD=$(gcc -print-file-name=libasan.so) PYTHONMALLOC=malloc \
+#     ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=0:exitcode=86:allocator_may_return_null=1:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1 \
+#     CBP_REQUIRE_NATIVE=1 CBP_FUZZ_MAX_EXAMPLES=40 \
+#         python -m pytest -p no:cacheprovider -q $ASAN_TESTS
+#     CPython is not instrumented, so the ASan runtime is preloaded and
+#     PYTHONMALLOC=malloc sends Python's allocations through it too.  Leak
+#     detection is off: the interpreter's own start-up allocations would all
+#     be reported (leaks are covered by tests/test_memory.py instead).
+#     allocator_may_return_null: tests that ask for absurd sizes get a
+#     MemoryError, as without ASan, instead of an ASan abort.
+#
+#   valgrind:
+#     python setup.py build_ext --inplace --force
+#     PYTHONMALLOC=malloc CBP_REQUIRE_NATIVE=1 CBP_FUZZ_MAX_EXAMPLES=4 \
+#     valgrind --tool=memcheck --error-exitcode=99 --leak-check=full \
+#         --show-leak-kinds=definite --errors-for-leak-kinds=none \
+#         --suppressions=$WORK/valgrind/python.supp --num-callers=40 \
+#         --log-file=$WORK/valgrind/valgrind.log \
+#         python -m pytest -p no:cacheprovider -q $VALGRIND_TESTS
+#     Exit 99 on any invalid read or write, use of uninitialised memory,
+#     bad free or overlap.  The suppressions (written below) cover only known
+#     false positives of glibc's vectorised string functions and uninitialised
+#     values inside CPython itself.  Python, NumPy and SciPy "definitely"
+#     leak at start-up, so leaks are not counted by valgrind: the script fails
+#     if a definitely-lost block was allocated by cbp's extension (cbp/_core
+#     in its stack).
+#
+#   debug:
+#     CBP_DEBUG=1 python setup.py build_ext --inplace --force
+#     CBP_REQUIRE_NATIVE=1 python -m pytest -p no:cacheprovider -q
+#
+# Environment: CBP_SANITIZE_WORK (default /tmp/cbp-sanitize) is rebuilt per
+# mode and kept afterwards (logs: $WORK/<mode>/*.log); PYTHON (default
+# python3) is the interpreter the venv is made from.
 set -euo pipefail
+
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PY=${PYTHON:-python3}
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+PYTHON=${PYTHON:-python3}
+WORK=${CBP_SANITIZE_WORK:-/tmp/cbp-sanitize}
+MODE=${1:-asan}
+[ $# -gt 0 ] && shift
+EXTRA=("$@")
 
-echo "== copy the tree to $WORK/src (the checkout's own build is left alone)"
-mkdir "$WORK/src"
-git -C "$ROOT" ls-files -z | (cd "$ROOT" && xargs -0 cp --parents -t "$WORK/src")
+# A representative subset: the seeds, the public API, native/NumPy
+# equivalence, the BLAS and loop paths, training, persistence, gradients,
+# threads (the guard; two trainings at once) and the fuzz (scaled down).
+ASAN_TESTS="tests/test_seeds.py tests/test_api.py tests/test_backend.py tests/test_equivalence.py
+ tests/test_blas_paths.py tests/test_training.py tests/test_persistence.py tests/test_gradients.py
+ tests/test_threads.py tests/test_fuzz.py"
+# valgrind is some 30-50 times slower: fewer files, a much smaller fuzz
+VALGRIND_TESTS="tests/test_seeds.py tests/test_api.py tests/test_backend.py
+ tests/test_persistence.py tests/test_fuzz.py"
 
-echo "== venv with the build and test requirements"
-"$PY" -m venv "$WORK/venv"
-# shellcheck disable=SC1091
-source "$WORK/venv/bin/activate"
-python -m pip install -q --upgrade pip
-python -m pip install -q "setuptools>=77" "Cython>=3.1" "numpy>=2" "scipy>=1.11.1" pytest hypothesis
+log() { printf '\n== [sanitize %s] %s\n' "$MODE_NOW" "$*"; }
 
-echo "== build with CBP_SANITIZE=address"
-(cd "$WORK/src" && CBP_SANITIZE=address python -m pip install -q --no-build-isolation .)
+venv() {
+    if [ ! -x "$WORK/venv/bin/python" ]; then
+        mkdir -p "$WORK"
+        # no pip, no setuptools of its own: the system ones (and numpy,
+        # Cython, pytest, hypothesis) are used through system-site-packages
+        "$PYTHON" -m venv --without-pip --system-site-packages "$WORK/venv"
+    fi
+    VPY="$WORK/venv/bin/python"
+}
 
-LIBASAN=$(gcc -print-file-name=libasan.so)
-[ -e "$LIBASAN" ] || { echo "libasan not found (gcc -print-file-name=libasan.so)"; exit 1; }
+copy_tree() {  # $1: destination
+    rm -rf "$1"
+    mkdir -p "$1"
+    git -C "$ROOT" ls-files -z -co --exclude-standard |
+        (cd "$ROOT" && tar --null -T - -cf -) | tar -xf - -C "$1"
+    # the copy must not pick up a build of the checkout
+    find "$1/cbp" -name '*.so' -delete
+}
 
-echo "== the subset under AddressSanitizer"
-cd "$WORK"   # import the installed (sanitized) cbp, not the source folder
-cp -r "$WORK/src/tests" "$WORK/tests"
-cp "$WORK/src/pyproject.toml" "$WORK/src/README.md" "$WORK/"
-SO=$(ls "$(python -c "import sysconfig; print(sysconfig.get_paths()['platlib'])")"/cbp/_core*.so)
-SYMS=$(nm -D "$SO"); grep -q "__asan_init" <<<"$SYMS" || { echo "$SO is not instrumented by ASan"; exit 1; }
-echo "instrumented: $SO"
-LD_PRELOAD="$LIBASAN" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1 \
-PYTHONMALLOC=malloc CBP_REQUIRE_NATIVE=1 \
-    python -m pytest -q -p no:cacheprovider \
-        tests/test_seeds.py tests/test_api.py tests/test_equivalence.py \
-        tests/test_blas_paths.py tests/test_training.py tests/test_persistence.py \
-        tests/test_backend.py
-echo "== AddressSanitizer: no invalid access"
+build() {  # $1: source dir; the environment selects the flavour
+    (cd "$1" && "$VPY" setup.py -q build_ext --inplace --force) > "$1/../build.log" 2>&1 || {
+        tail -n 40 "$1/../build.log"
+        echo "build failed (log: $1/../build.log)" >&2
+        return 1
+    }
+}
+
+check_import() {  # $1: source dir; the core must come from the copy
+    (cd "$1" && "$VPY" - "$1" <<'EOF')
+import sys, cbp, cbp._core as core
+src = sys.argv[1]
+assert cbp.native_available(), cbp._backend._why_not
+assert core.__file__.startswith(src), f"imported {core.__file__}, not the copy in {src}"
+print("cbp._core from", core.__file__)
+EOF
+}
+
+run_pytest() {  # $1: source dir, $2: log file, rest: command prefix ... -- tests
+    local src=$1 logf=$2
+    shift 2
+    set +e
+    (cd "$src" && "$@") 2>&1 | tee "$logf"
+    local rc=${PIPESTATUS[0]}
+    set -e
+    return "$rc"
+}
+
+mode_asan() {
+    MODE_NOW=asan
+    local dir=$WORK/asan src=$WORK/asan/src
+    local libasan
+    libasan=$(gcc -print-file-name=libasan.so)
+    [ -e "$libasan" ] || { echo "libasan not found (gcc -print-file-name=libasan.so)" >&2; return 1; }
+    log "copy the tree to $src, build with CBP_SANITIZE=address"
+    copy_tree "$src"
+    CBP_SANITIZE=address build "$src"
+    nm -D "$src"/cbp/_core*.so | grep -q __asan_report || { echo "the core is not instrumented" >&2; return 1; }
+    export LD_PRELOAD=$libasan PYTHONMALLOC=malloc CBP_REQUIRE_NATIVE=1 CBP_FUZZ_MAX_EXAMPLES=40
+    export ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=0:exitcode=86:allocator_may_return_null=1:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1
+    check_import "$src"
+    log "pytest under AddressSanitizer: $(echo $ASAN_TESTS)"
+    local rc=0
+    # shellcheck disable=SC2086
+    run_pytest "$src" "$dir/pytest.log" "$VPY" -m pytest -p no:cacheprovider -q $ASAN_TESTS "${EXTRA[@]}" || rc=$?
+    unset LD_PRELOAD PYTHONMALLOC ASAN_OPTIONS CBP_FUZZ_MAX_EXAMPLES
+    if grep -q "ERROR: AddressSanitizer" "$dir/pytest.log"; then
+        echo "AddressSanitizer reported an error (see $dir/pytest.log)" >&2
+        return 1
+    fi
+    [ "$rc" -eq 0 ] || { echo "pytest under ASan failed (exit $rc; 86: an ASan report)" >&2; return 1; }
+    log "AddressSanitizer: no invalid access"
+}
+
+write_valgrind_suppressions() {  # $1: file
+    {
+        # glibc's vectorised comparisons read whole words past the end of
+        # their (valid) strings: valgrind's classic false positives
+        for size in 1 2 4 8 16 32; do
+            for fn in __wmemcmp_avx2_movbe __memcmp_avx2_movbe __strncmp_avx2 __strcmp_avx2 \
+                      __wcsnlen_avx2 __strlen_avx2; do
+                printf '{\n   glibc-%s-%s\n   Memcheck:Addr%s\n   fun:%s\n}\n' "$fn" "$size" "$size" "$fn"
+            done
+        done
+        printf '{\n   ld.so-strncmp-is_dst\n   Memcheck:Addr8\n   fun:strncmp\n   fun:is_dst\n}\n'
+        # uninitialised values inside the (uninstrumented) interpreter itself
+        for kind in Value1 Value2 Value4 Value8 Value16 Value32 Cond; do
+            printf '{\n   cpython-%s\n   Memcheck:%s\n   obj:*/libpython3*.so*\n}\n' "$kind" "$kind"
+        done
+    } > "$1"
+}
+
+mode_valgrind() {
+    MODE_NOW=valgrind
+    local dir=$WORK/valgrind src=$WORK/valgrind/src
+    command -v valgrind >/dev/null || { echo "valgrind is not installed" >&2; return 1; }
+    log "copy the tree to $src, normal (release) build"
+    copy_tree "$src"
+    (unset CBP_DEBUG CBP_SANITIZE; build "$src")
+    check_import "$src"
+    write_valgrind_suppressions "$dir/python.supp"
+    log "pytest under valgrind memcheck (slow): $(echo $VALGRIND_TESTS)"
+    local rc=0
+    # shellcheck disable=SC2086
+    PYTHONMALLOC=malloc CBP_REQUIRE_NATIVE=1 CBP_FUZZ_MAX_EXAMPLES=4 \
+        run_pytest "$src" "$dir/pytest.log" \
+        valgrind --tool=memcheck --error-exitcode=99 --leak-check=full \
+        --show-leak-kinds=definite --errors-for-leak-kinds=none \
+        --suppressions="$dir/python.supp" --num-callers=40 --log-file="$dir/valgrind.log" \
+        "$VPY" -m pytest -p no:cacheprovider -q $VALGRIND_TESTS "${EXTRA[@]}" || rc=$?
+    local parse_rc=0
+    "$VPY" - "$dir/valgrind.log" <<'EOF' || parse_rc=$?
+import re, sys
+records, cur = [], []
+for line in open(sys.argv[1], errors="replace"):
+    m = re.match(r"==\d+== ?(.*)", line.rstrip("\n"))
+    if not m:
+        continue
+    body = m.group(1)
+    if body.strip():
+        cur.append(body)
+    elif cur:
+        records.append(cur)
+        cur = []
+if cur:
+    records.append(cur)
+core = re.compile(r"cbp/_core|_core\.c:|_core\.pyx:|_kernels\.pxd:")
+errors = [r for r in records if re.match(r"(Invalid (read|write|free)|Mismatched free|"
+                                          r"Conditional jump|Use of uninitialised|"
+                                          r"Source and destination overlap|Syscall param)", r[0])]
+core_leaks = [r for r in records if "definitely lost" in r[0] and any(core.search(l) for l in r)]
+summary = [r for r in records if r[0].startswith("ERROR SUMMARY")]
+print("valgrind:", summary[-1][0] if summary else "no summary",
+      f"| {len(errors)} error records | {len(core_leaks)} definite leaks from cbp/_core")
+for r in (errors + core_leaks)[:10]:
+    print("\n".join(r[:25]), "\n---")
+sys.exit(1 if errors or core_leaks else 0)
+EOF
+    [ "$rc" -eq 0 ] || { echo "valgrind run failed (exit $rc; 99: memcheck errors; log $dir/valgrind.log)" >&2; return 1; }
+    [ "$parse_rc" -eq 0 ] || { echo "memcheck errors or cbp leaks in $dir/valgrind.log" >&2; return 1; }
+    log "valgrind: no invalid access, no leak from cbp/_core"
+}
+
+mode_debug() {
+    MODE_NOW=debug
+    local dir=$WORK/debug src=$WORK/debug/src
+    log "copy the tree to $src, build with CBP_DEBUG=1"
+    copy_tree "$src"
+    CBP_DEBUG=1 build "$src"
+    # the last -O flag gcc recorded for the core must be -O0
+    local opt
+    opt=$({ readelf --debug-dump=info "$src"/cbp/_core*.so 2>/dev/null || true; } |
+          grep -m1 DW_AT_producer | grep -o -- ' -O[0-9sgz]*' | tail -n 1 || true)
+    [ "$opt" = " -O0" ] || { echo "the core was not built at -O0 (got '$opt')" >&2; return 1; }
+    check_import "$src"
+    log "the whole suite on the CBP_DEBUG=1 build"
+    local rc=0
+    CBP_REQUIRE_NATIVE=1 run_pytest "$src" "$dir/pytest.log" \
+        "$VPY" -m pytest -p no:cacheprovider -q "${EXTRA[@]}" || rc=$?
+    [ "$rc" -eq 0 ] || { echo "the suite failed on the debug build (exit $rc)" >&2; return 1; }
+    log "CBP_DEBUG=1: the whole suite passed"
+}
+
+MODE_NOW=setup
+venv
+case "$MODE" in
+    asan) mode_asan ;;
+    valgrind) mode_valgrind ;;
+    debug) mode_debug ;;
+    all)
+        status=0
+        mode_asan || status=1
+        mode_valgrind || status=1
+        mode_debug || status=1
+        exit $status
+        ;;
+    *) echo "usage: $0 [asan|valgrind|debug|all] [pytest args]" >&2; exit 2 ;;
+esac

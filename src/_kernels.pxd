@@ -103,6 +103,18 @@ cdef inline void dense_forward_k(const double* X, const double* W, const double*
                 zi[j] += b[j]
 
 
+cdef inline void bias_grad_k(const double* dZ, double* db, Py_ssize_t n,
+                             Py_ssize_t no) noexcept nogil:
+    """db := sum(dZ, axis=0) for dZ (n, no)."""
+    cdef Py_ssize_t i, j
+    cdef const double* dzi
+    memset(db, 0, no * sizeof(double))
+    for i in range(n):
+        dzi = dZ + i * no
+        for j in range(no):
+            db[j] += dzi[j]
+
+
 cdef inline void dense_backward_k(const double* X, const double* W, const double* dZ,
                                   double* dW, double* db, double* dX, Py_ssize_t n,
                                   Py_ssize_t ni, Py_ssize_t no) noexcept nogil:
@@ -116,11 +128,7 @@ cdef inline void dense_backward_k(const double* X, const double* W, const double
         # dW.T (no, ni) = dZ.T (no, n) @ X (n, ni)
         gemm_k(b'N', b'T', no, ni, n, dZ, no, X, ni, 0.0, dW, no)
         if db != NULL:
-            memset(db, 0, no * sizeof(double))
-            for i in range(n):
-                dzi = dZ + i * no
-                for j in range(no):
-                    db[j] += dzi[j]
+            bias_grad_k(dZ, db, n, no)
         if dX != NULL:
             # dX.T (ni, n) = W (ni, no) @ dZ.T (no, n)
             gemm_k(b'T', b'N', ni, n, no, W, no, dZ, no, 0.0, dX, ni)
@@ -134,11 +142,7 @@ cdef inline void dense_backward_k(const double* X, const double* W, const double
             for j in range(no):
                 dwk[j] += x * dzi[j]
     if db != NULL:
-        memset(db, 0, no * sizeof(double))
-        for i in range(n):
-            dzi = dZ + i * no
-            for j in range(no):
-                db[j] += dzi[j]
+        bias_grad_k(dZ, db, n, no)
     if dX != NULL:
         for i in range(n):
             dzi = dZ + i * no

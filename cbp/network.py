@@ -5,6 +5,7 @@ import math
 import os
 import tempfile
 import threading
+import time
 
 import numpy as np
 
@@ -1056,9 +1057,13 @@ def _npz(obj, path):
 class _progress:
     """A progress bar over epochs: tqdm if installed, else plain lines."""
 
+    #: seconds between two lines of the plain-text fallback
+    INTERVAL = 1.0
+
     def __init__(self, total):
         self.total = total
         self.done = 0
+        self.last = None
         try:
             from tqdm.auto import tqdm  # type: ignore[import-untyped]
         except ImportError:
@@ -1072,8 +1077,11 @@ class _progress:
         if self.bar is not None:
             self.bar.update(n)
             self.bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
-        else:
-            print(f"epoch {self.done}/{self.total}  loss {loss:.6g}", flush=True)
+        else:  # at most a line a second, and the last epoch
+            now = time.monotonic()
+            if self.last is None or now - self.last >= self.INTERVAL or self.done >= self.total:
+                self.last = now
+                print(f"epoch {self.done}/{self.total}  loss {loss:.6g}", flush=True)
 
     def close(self):
         if self.bar is not None:

@@ -21,7 +21,7 @@
 #     CBP_SANITIZE=address python setup.py build_ext --inplace --force
 #     LD_PRELOAD=$(gcc -print-file-name=libasan.so) PYTHONMALLOC=malloc \
 #     ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=0:exitcode=86:allocator_may_return_null=1:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1 \
-#     CBP_REQUIRE_NATIVE=1 CBP_FUZZ_MAX_EXAMPLES=40 \
+#     CBP_REQUIRE_NATIVE=1 CBP_FUZZ_MAX_EXAMPLES=40 CBP_FUZZ_NO_SHRINK=1 \
 #         python -m pytest -p no:cacheprovider -q $ASAN_TESTS
 #     CPython is not instrumented, so the ASan runtime is preloaded and
 #     PYTHONMALLOC=malloc sends Python's allocations through it too.  Leak
@@ -32,7 +32,7 @@
 #
 #   valgrind:
 #     python setup.py build_ext --inplace --force
-#     PYTHONMALLOC=malloc CBP_REQUIRE_NATIVE=1 CBP_FUZZ_MAX_EXAMPLES=4 \
+#     PYTHONMALLOC=malloc CBP_REQUIRE_NATIVE=1 CBP_FUZZ_MAX_EXAMPLES=4 CBP_FUZZ_NO_SHRINK=1 \
 #     valgrind --tool=memcheck --error-exitcode=99 --leak-check=full \
 #         --show-leak-kinds=definite --errors-for-leak-kinds=none \
 #         --suppressions=$WORK/valgrind/python.supp --num-callers=40 \
@@ -130,15 +130,19 @@ mode_asan() {
     log "copy the tree to $src, build with CBP_SANITIZE=address"
     copy_tree "$src"
     CBP_SANITIZE=address build "$src"
-    nm -D "$src"/cbp/_core*.so | grep -q __asan_report || { echo "the core is not instrumented" >&2; return 1; }
-    export LD_PRELOAD=$libasan PYTHONMALLOC=malloc CBP_REQUIRE_NATIVE=1 CBP_FUZZ_MAX_EXAMPLES=40
+    # (grep -c reads all of nm's output: with pipefail, grep -q's early exit
+    # would fail the pipeline on nm's SIGPIPE)
+    nm -D "$src"/cbp/_core*.so | grep -c __asan_report > /dev/null ||
+        { echo "the core is not instrumented" >&2; return 1; }
+    export LD_PRELOAD=$libasan PYTHONMALLOC=malloc CBP_REQUIRE_NATIVE=1 CBP_FUZZ_MAX_EXAMPLES=40 \
+        CBP_FUZZ_NO_SHRINK=1
     export ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=0:exitcode=86:allocator_may_return_null=1:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1
     check_import "$src"
     log "pytest under AddressSanitizer: $(echo $ASAN_TESTS)"
     local rc=0
     # shellcheck disable=SC2086
     run_pytest "$src" "$dir/pytest.log" "$VPY" -m pytest -p no:cacheprovider -q $ASAN_TESTS "${EXTRA[@]}" || rc=$?
-    unset LD_PRELOAD PYTHONMALLOC ASAN_OPTIONS CBP_FUZZ_MAX_EXAMPLES
+    unset LD_PRELOAD PYTHONMALLOC ASAN_OPTIONS CBP_FUZZ_MAX_EXAMPLES CBP_FUZZ_NO_SHRINK
     if grep -q "ERROR: AddressSanitizer" "$dir/pytest.log"; then
         echo "AddressSanitizer reported an error (see $dir/pytest.log)" >&2
         return 1
@@ -177,7 +181,7 @@ mode_valgrind() {
     log "pytest under valgrind memcheck (slow): $(echo $VALGRIND_TESTS)"
     local rc=0
     # shellcheck disable=SC2086
-    PYTHONMALLOC=malloc CBP_REQUIRE_NATIVE=1 CBP_FUZZ_MAX_EXAMPLES=4 \
+    PYTHONMALLOC=malloc CBP_REQUIRE_NATIVE=1 CBP_FUZZ_MAX_EXAMPLES=4 CBP_FUZZ_NO_SHRINK=1 \
         run_pytest "$src" "$dir/pytest.log" \
         valgrind --tool=memcheck --error-exitcode=99 --leak-check=full \
         --show-leak-kinds=definite --errors-for-leak-kinds=none \

@@ -47,7 +47,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import cbp
@@ -62,6 +62,9 @@ pytestmark = pytest.mark.filterwarnings(
 MAX_EXAMPLES = int(os.environ.get("CBP_FUZZ_MAX_EXAMPLES", "100"))
 
 FUZZ = settings(
+    # CBP_FUZZ_NO_SHRINK=1 (the sanitizer runs): report a failure as found, do
+    # not spend minutes shrinking it under a slow build
+    phases=[p for p in Phase if not (p is Phase.shrink and os.environ.get("CBP_FUZZ_NO_SHRINK"))],
     derandomize=True,
     database=None,
     deadline=None,
@@ -295,6 +298,18 @@ def _repro_load_npy_typeerror():
     return False
 
 
+def _repro_val_loss_overflow_silent():
+    """fit records an infinite validation loss in its history without a word,
+    while evaluate() on the same data raises FloatingPointError and fit's
+    docstring promises DivergenceError when a loss becomes infinite."""
+    net = cbp.Network([cbp.Dense(1, 1, "identity", weights=[[1e300]], bias=[0.0])])
+    try:
+        h = net.fit([[0.0]], [[0.0]], epochs=1, lr=0.1, validation_data=([[10.0]], [[0.0]]))
+    except (ArithmeticError, ValueError):
+        return False
+    return not np.isfinite(h["val_loss"]).all()
+
+
 def _repro_dense_seed_unchecked():
     """Dense(seed="abc") is accepted; the error comes later, from NumPy."""
     try:
@@ -318,6 +333,7 @@ REPROS = {
     "load_leaks_file": _repro_load_leaks_file,
     "load_accepts_bad_epochs": _repro_load_accepts_bad_epochs,
     "load_npy_typeerror": _repro_load_npy_typeerror,
+    "val_loss_overflow_silent": _repro_val_loss_overflow_silent,
 }
 
 
@@ -1286,7 +1302,12 @@ def check_history(hist, net, kw, calls, classifier, where, may_stop):
     if L < epochs:
         assert stopped_early or may_stop, f"{where}: fit stopped after {L} epochs"
     for k in keys - {"best_epoch", "stopped_epoch"}:
-        assert len(hist[k]) == L and _finite(hist[k]), f"{where}: history[{k!r}] = {hist[k]}"
+        assert len(hist[k]) == L, f"{where}: history[{k!r}] = {hist[k]}"
+        if k.startswith("val_") and not _finite(hist[k]) and is_big(net=net) \
+                and bug("val_loss_overflow_silent"):
+            COUNTS["fit:known:val_loss_overflow_silent"] += 1
+            continue
+        assert _finite(hist[k]), f"{where}: history[{k!r}] = {hist[k]}"
         if "accuracy" in k:
             assert ((hist[k] >= 0) & (hist[k] <= 1)).all()
     for epoch, logs in calls:
@@ -2501,6 +2522,14 @@ def test_bug_load_npy_file_is_a_format_error():
 # NumPy when the network is built
 def test_bug_dense_seed_validated():
     assert not _repro_dense_seed_unchecked()
+
+
+@pytest.mark.xfail(strict=True, reason="fit records an infinite val_loss silently (history "
+                   "{'val_loss': [inf]}) when the validation forward overflows, while evaluate() "
+                   "on the same data raises FloatingPointError and fit's docstring promises "
+                   "DivergenceError 'if a loss ... becomes NaN or infinite'")
+def test_bug_fit_reports_an_overflowing_validation_loss():
+    assert not _repro_val_loss_overflow_silent()
 
 
 # ---------------------------------------------------------------------------

@@ -440,7 +440,7 @@ CRASH_SCRIPT = textwrap.dedent("""
         except RuntimeError:
             time.sleep(0.001)
     tb.join()
-    print("accepted", accepted)
+    print("accepted", accepted, "cbp from", cbp.__file__)
     sys.exit(1 if accepted else 0)
 """)
 
@@ -449,7 +449,11 @@ def test_concurrent_misuse_cannot_crash_the_interpreter(native, tmp_path):
     """In a child process, so that a crash fails this test only."""
     script = tmp_path / "crash.py"
     script.write_text(CRASH_SCRIPT)
-    env = dict(os.environ, PYTHONFAULTHANDLER="1")
+    # the child must import the cbp under test (a scratch build, say), not
+    # whichever one its script's folder would lead to
+    here = os.path.dirname(os.path.dirname(os.path.abspath(cbp.__file__)))
+    env = dict(os.environ, PYTHONFAULTHANDLER="1",
+               PYTHONPATH=os.pathsep.join([here] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                           timeout=JOIN, env=env, cwd=os.getcwd())
     assert proc.returncode == 0, (

@@ -848,6 +848,7 @@ def test_callback_returning_false_stops(backend):
 def test_verbose_without_tqdm_prints_lines(backend, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm -> ImportError
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    monkeypatch.setattr(cbp.network._progress, "INTERVAL", 0.0)  # a line every chunk
     X, y = DATA["sine"]
     net = build("sine", backend)
     hist = net.fit(X, y, epochs=10, lr=0.01, verbose=True, callback_every=4)
@@ -1197,3 +1198,16 @@ def test_divergence_with_early_stopping_keeps_the_rollback(backend):
     diverged = info.value.epoch
     assert diverged > 1
     np.testing.assert_array_equal(net.parameters, starts[diverged - 1])
+
+
+def test_plain_progress_is_throttled(backend, capsys, monkeypatch):
+    """Without tqdm, at most a line a second plus the last epoch: a long run
+    with a callback every epoch does not flood the output."""
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    monkeypatch.setattr(cbp.network._progress, "INTERVAL", 3600.0)
+    X, y = DATA["sine"]
+    net = build("sine", backend)
+    net.fit(X, y, epochs=50, lr=0.01, verbose=True, callback_every=1)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in lines] == ["1/50", "50/50"]

@@ -613,6 +613,10 @@ class Engine:
             row[C.HIST_ACC] = hit / seen if seen else math.nan
             if Xv is not None:
                 row[C.HIST_VAL_LOSS], row[C.HIST_VAL_ACC] = self._evaluate(Xv, Yv)
+                if not math.isfinite(row[C.HIST_VAL_LOSS]):  # a loss became infinite
+                    np.copyto(self.params, saved[0])
+                    np.copyto(state, saved[1])
+                    return k, saved[2], C.FIT_DIVERGED
             else:
                 row[C.HIST_VAL_LOSS] = row[C.HIST_VAL_ACC] = math.nan
             if es[C.ES_ON] != 0.0:

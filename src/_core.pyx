@@ -844,6 +844,12 @@ cdef class Engine:
                                                   self.reduction) + self._penalties()
                         h_ = correct_k(self.loss, out, &Yv[0, 0], nv, self.n_out, &s_)
                         hist[k, 3] = h_ / <double>s_ if s_ else NAN
+                        if not isfinite(hist[k, 2]):  # a loss became infinite: diverged
+                            self._restore(snap, st, slots)
+                            steps = steps0
+                            done = k
+                            status = FIT_DIVERGED
+                            break
                     else:
                         hist[k, 2] = NAN
                         hist[k, 3] = NAN

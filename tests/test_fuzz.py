@@ -2524,10 +2524,7 @@ def test_bug_dense_seed_validated():
     assert not _repro_dense_seed_unchecked()
 
 
-@pytest.mark.xfail(strict=True, reason="fit records an infinite val_loss silently (history "
-                   "{'val_loss': [inf]}) when the validation forward overflows, while evaluate() "
-                   "on the same data raises FloatingPointError and fit's docstring promises "
-                   "DivergenceError 'if a loss ... becomes NaN or infinite'")
+# fit once recorded an infinite val_loss silently; it now raises DivergenceError
 def test_bug_fit_reports_an_overflowing_validation_loss():
     assert not _repro_val_loss_overflow_silent()
 

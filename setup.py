@@ -67,6 +67,7 @@ def extensions():
     ext = Extension(
         "cbp._core",
         sources=["src/_core.pyx"],
+        depends=["src/_kernels.pxd", "src/_simd.h", "src/_simd_body.h"],
         include_dirs=["src"],
         define_macros=macros,
         extra_compile_args=cflags,

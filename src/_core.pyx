@@ -26,11 +26,50 @@ from cbp._errors import DivergenceError
 from _kernels cimport *
 
 
+def _simd(level=None):
+    """Read, and optionally set, the kernel table of src/_simd.h.
+
+    ``level`` is "auto" (the best this CPU runs), "baseline" or "avx2+fma".
+    Returns the name in force before the call; raises ValueError for a
+    level this build or CPU cannot run.  Private: the environment variable
+    CBP_SIMD sets it at import; tests use this to run both tables.
+    """
+    old = cbp_simd.name.decode()
+    if level is not None:
+        if not isinstance(level, str) or cbp_simd_select(level.encode()) != 0:
+            raise ValueError(
+                f"unknown or unsupported SIMD level {level!r}; this build and CPU "
+                f"support {_simd_levels()}")
+    return old
+
+
+def _simd_levels():
+    """The kernel tables this build has and this CPU can run."""
+    names = ["baseline"]
+    if cbp_cpu_has_avx2():
+        names.append("avx2+fma")
+    return names
+
+
+def _init_simd():
+    import os
+    import warnings
+    want = os.environ.get("CBP_SIMD", "auto").strip() or "auto"
+    try:
+        _simd(want)
+    except ValueError as e:
+        _simd("auto")
+        warnings.warn(f"CBP_SIMD={want!r} ignored: {e}", RuntimeWarning, stacklevel=2)
+
+
+_init_simd()
+
+
 def _blas_thresholds(work=None, side=None):
     """Read, and optionally set, when dense layers switch to BLAS dgemm.
 
-    A layer uses dgemm when n * n_in * n_out >= work and every one of n,
-    n_in, n_out >= side.  Returns the (work, side) in force before the call.
+    A layer uses dgemm when n * n_in * n_out >= work, n >= 2, and both
+    n_in and n_out >= side.  Returns the (work, side) in force before the call.
     Private: for the benchmark and for tests that force either path.
     """
     global cbp_blas_min_work, cbp_blas_min_side
@@ -59,9 +98,10 @@ def dense_forward(const double[:, ::1] X, const double[:, ::1] W,
     cdef const double* bp = &b[0] if b is not None and no > 0 else NULL
     if n == 0 or no == 0:
         return out.base
+    cdef double[::1] scratch = np.empty(max(ni * no, 1))
     with nogil:
         dense_forward_k(&X[0, 0] if ni else NULL, &W[0, 0] if ni else NULL, bp,
-                        &out[0, 0], n, ni, no)
+                        &out[0, 0], n, ni, no, &scratch[0], ni * no)
     return out.base
 
 
@@ -78,8 +118,10 @@ def dense_backward(const double[:, ::1] X, const double[:, ::1] W,
     _check(n > 0 and ni > 0 and no > 0, "dense_backward: empty array")
     cdef double* dbp = &db[0] if db is not None else NULL
     cdef double* dXp = &dX[0, 0] if dX is not None else NULL
+    cdef double[::1] scratch = np.empty(ni * no)
     with nogil:
-        dense_backward_k(&X[0, 0], &W[0, 0], &dZ[0, 0], &dW[0, 0], dbp, dXp, n, ni, no)
+        dense_backward_k(&X[0, 0], &W[0, 0], &dZ[0, 0], &dW[0, 0], dbp, dXp, n, ni, no,
+                         &scratch[0], ni * no)
 
 
 def activation_forward(int act, const double[:, ::1] Z, double[:, ::1] out,
@@ -310,6 +352,9 @@ cdef class Engine:
     cdef Py_ssize_t batch          # rows the workspace is laid out for
     cdef Py_ssize_t rows           # rows of the cached forward (0: none)
     cdef Py_ssize_t y_off          # offset of the gathered targets
+    cdef object _scratch           # W transposed, for the thin layers (_simd.h)
+    cdef double* scratch
+    cdef Py_ssize_t scratch_cap
     cdef object _snap              # params + optimizer state before a step
     cdef double* snap
     cdef Py_ssize_t snap_cap
@@ -373,6 +418,17 @@ cdef class Engine:
             self.width = max(self.width, Ly.n_out)
         self.n_in = self.layers[0].n_in
         self.n_out = self.layers[L - 1].n_out
+        # room to transpose the largest W up to 64k entries; larger ones are
+        # either on dgemm or run without the transpose
+        self.scratch_cap = 1
+        for l in range(L):
+            if self.layers[l].kind == KIND_DENSE:
+                lo = self.layers[l].n_in * self.layers[l].n_out
+                if lo <= 65536:
+                    self.scratch_cap = max(self.scratch_cap, lo)
+        self._scratch = np.empty(self.scratch_cap, dtype=np.float64)
+        cdef double[::1] scr = self._scratch
+        self.scratch = &scr[0]
         self.n_params = P
         self._params = params
         self._grads = grads
@@ -411,6 +467,14 @@ cdef class Engine:
         return 0
 
     # -- passes (nogil) -----------------------------------------------------
+    cdef inline double* _zbuf(self, Layer* L) noexcept nogil:
+        """Where backward reads a layer's pre-activation Z from.  A ReLU
+        dense layer stores only A = relu(Z) (fused into the product), and
+        A > 0 exactly where Z > 0, which is all its derivative needs."""
+        if L.kind == KIND_DENSE and L.act == ACT_RELU:
+            return self.work + L.a
+        return self.work + L.z
+
     cdef void _forward(self, const double* x, Py_ssize_t n, bint train, uint64_t seed,
                        uint64_t epoch, uint64_t row) noexcept nogil:
         """Forward n rows starting at x.  With ``train``, dropout layers draw
@@ -434,10 +498,14 @@ cdef class Engine:
                     for i in range(m):
                         z[i] = 1.0
                     memcpy(a, x, m * sizeof(double))
+            elif L.act == ACT_RELU:
+                dense_forward_k(x, self.params + L.w_off,
+                                self.params + L.b_off if L.b_off >= 0 else NULL,
+                                a, n, L.n_in, L.n_out, self.scratch, self.scratch_cap, True)
             else:
                 dense_forward_k(x, self.params + L.w_off,
                                 self.params + L.b_off if L.b_off >= 0 else NULL,
-                                z, n, L.n_in, L.n_out)
+                                z, n, L.n_in, L.n_out, self.scratch, self.scratch_cap)
                 activation_forward_k(L.act, z, a, n, L.n_out, L.alpha)
             x = a
 
@@ -461,12 +529,17 @@ cdef class Engine:
         cdef Layer* P
         cdef double value
         cdef const double* x
+        cdef const double* gate
         cdef double* dx
-        value = output_delta_k(L.act, self.loss, self.work + L.z, self.work + L.a, Y,
+        value = output_delta_k(L.act, self.loss, self._zbuf(L), self.work + L.a, Y,
                                self.work + L.d, n, L.n_out, self.reduction, L.alpha)
         for l in range(self.n_layers - 1, -1, -1):
             L = &self.layers[l]
             dx = self.work + self.layers[l - 1].d if l > 0 else NULL
+            P = &self.layers[l - 1] if l > 0 else NULL
+            # the ReLU mask of a dense layer below is fused into dX's store
+            gate = (self.work + P.a if P != NULL and P.kind == KIND_DENSE
+                    and P.act == ACT_RELU and L.kind == KIND_DENSE else NULL)
             if L.kind == KIND_DROPOUT:
                 if dx != NULL:
                     for i in range(n * L.n_out):
@@ -476,10 +549,10 @@ cdef class Engine:
                 dense_backward_k(x, self.params + L.w_off, self.work + L.d,
                                  self.grads + L.w_off,
                                  self.grads + L.b_off if L.b_off >= 0 else NULL,
-                                 dx, n, L.n_in, L.n_out)
-            if l > 0:
-                P = &self.layers[l - 1]
-                activation_backward_k(P.act, self.work + P.z, self.work + P.a, dx, dx,
+                                 dx, n, L.n_in, L.n_out, self.scratch, self.scratch_cap,
+                                 gate)
+            if P != NULL and gate == NULL:
+                activation_backward_k(P.act, self._zbuf(P), self.work + P.a, dx, dx,
                                       n, P.n_out, P.alpha)
         # L1/L2 penalties, nnfs semantics
         for l in range(self.n_layers):
@@ -521,8 +594,10 @@ cdef class Engine:
             else:
                 dense_forward_k(x, self.params + L.w_off,
                                 self.params + L.b_off if L.b_off >= 0 else NULL,
-                                cur, n, L.n_in, L.n_out)
-                activation_forward_k(L.act, cur, cur, n, L.n_out, L.alpha)
+                                cur, n, L.n_in, L.n_out, self.scratch, self.scratch_cap,
+                                L.act == ACT_RELU)
+                if L.act != ACT_RELU:
+                    activation_forward_k(L.act, cur, cur, n, L.n_out, L.alpha)
             x = cur
         return cur
 

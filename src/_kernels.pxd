@@ -11,23 +11,50 @@ from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport dgemm
 
 # Layers with at least cbp_blas_min_work multiply-adds (n * n_in * n_out),
-# and no side narrower than cbp_blas_min_side, go to BLAS dgemm; smaller ones
-# run the loops below, which have no call overhead.  The defaults come from
-# bench/crossover.py: dgemm wins from about a thousand multiply-adds whenever
-# the batch has two rows or more, narrow layers included (a 64 -> 3 softmax
-# layer on 300 rows runs twice as fast); with one row the two are even.
-# cbp._core._blas_thresholds() reads and sets them (the tests force each path).
+# two rows or more, and n_in and n_out both at least cbp_blas_min_side go to
+# BLAS dgemm; the rest run the kernels of _simd.h, which have no call or
+# packing overhead and stay vectorised on thin sides where dgemm does not.
+# The defaults come from bench/crossover.py (one thread): dgemm pays from
+# about 64 x 64 layers on 64 rows.  cbp._core._blas_thresholds() reads and
+# sets them (the tests force each path).
 cdef extern from *:
     """
-    static Py_ssize_t cbp_blas_min_work = 1024;
-    static Py_ssize_t cbp_blas_min_side = 2;
+    static Py_ssize_t cbp_blas_min_work = 262144;
+    static Py_ssize_t cbp_blas_min_side = 64;
     """
     Py_ssize_t cbp_blas_min_work
     Py_ssize_t cbp_blas_min_side
 
 
+# Small-matrix products and vectorised exp (src/_simd.h): one table of
+# function pointers, baseline or AVX2+FMA, chosen at import.
+cdef extern from "_simd.h" nogil:
+    ctypedef void (*mm_nn_fn)(Py_ssize_t m, Py_ssize_t K, Py_ssize_t N, const double* A,
+                              Py_ssize_t lda, const double* B, Py_ssize_t ldb,
+                              const double* bias, double* C, Py_ssize_t ldc, int epi,
+                              const double* gate) noexcept nogil
+    ctypedef void (*mm_tn_fn)(Py_ssize_t m, Py_ssize_t K, Py_ssize_t N, const double* A,
+                              Py_ssize_t lda, const double* B, Py_ssize_t ldb, double* C,
+                              Py_ssize_t ldc, int trans, double* colsum) noexcept nogil
+    enum:
+        EPI_NONE "CBP_EPI_NONE"
+        EPI_RELU "CBP_EPI_RELU"
+        EPI_GATE "CBP_EPI_GATE"
+    ctypedef void (*map_fn)(Py_ssize_t n, const double* x, double* y) noexcept nogil
+    ctypedef struct cbp_simd_table:
+        mm_nn_fn mm_nn
+        mm_nn_fn mm_nt
+        mm_tn_fn mm_tn
+        map_fn vexp
+        map_fn vsigmoid
+        const char* name
+    cbp_simd_table cbp_simd
+    int cbp_simd_select(const char* want)
+    int cbp_cpu_has_avx2()
+
+
 cdef inline bint use_blas_k(Py_ssize_t n, Py_ssize_t ni, Py_ssize_t no) noexcept nogil:
-    return (n * ni * no >= cbp_blas_min_work and n >= cbp_blas_min_side
+    return (n * ni * no >= cbp_blas_min_work and n >= 2
             and ni >= cbp_blas_min_side and no >= cbp_blas_min_side
             and n < 2147483647 and ni < 2147483647 and no < 2147483647)
 
@@ -73,34 +100,43 @@ cdef extern from *:
 
 
 # ---------------------------------------------------------------- dense ----
+# Below the BLAS crossover the products run on the register-blocked kernels
+# of _simd.h, always vectorised along a side of 4 or more: a layer with fewer
+# than 4 outputs (a regression head, 3 classes) takes dot products along its
+# inputs against W transposed into ``scratch``; ``cap`` is the scratch size,
+# and a layer that does not fit is run without the transpose.
+
+cdef inline void transpose_k(const double* W, double* Wt, Py_ssize_t ni,
+                             Py_ssize_t no) noexcept nogil:
+    """Wt (no, ni) := W (ni, no).T"""
+    cdef Py_ssize_t k, j
+    for k in range(ni):
+        for j in range(no):
+            Wt[j * ni + k] = W[k * no + j]
+
+
 cdef inline void dense_forward_k(const double* X, const double* W, const double* b,
-                                 double* Z, Py_ssize_t n, Py_ssize_t ni,
-                                 Py_ssize_t no) noexcept nogil:
-    """Z := X @ W (+ b).  X (n, ni), W (ni, no), b (no,) or NULL, Z (n, no)."""
-    cdef Py_ssize_t i, k, j
-    cdef double x
-    cdef double* zi
-    cdef const double* wk
+                                 double* Z, Py_ssize_t n, Py_ssize_t ni, Py_ssize_t no,
+                                 double* scratch, Py_ssize_t cap, bint relu=False) noexcept nogil:
+    """Z := X @ W (+ b), then Z := relu(Z) if ``relu`` (fused into the store).
+
+    X (n, ni), W (ni, no), b (no,) or NULL, Z (n, no).
+    """
+    cdef Py_ssize_t i
+    cdef int epi = EPI_RELU if relu else EPI_NONE
     if use_blas_k(n, ni, no):
         if b != NULL:
             for i in range(n):
                 memcpy(Z + i * no, b, no * sizeof(double))
         # Z.T (no, n) = W.T (no, ni) @ X.T (ni, n)
         gemm_k(b'N', b'N', no, n, ni, W, no, X, ni, 1.0 if b != NULL else 0.0, Z, no)
-        return
-    for i in range(n):
-        zi = Z + i * no
-        x = X[i * ni]
-        for j in range(no):
-            zi[j] = x * W[j]
-        for k in range(1, ni):
-            x = X[i * ni + k]
-            wk = W + k * no
-            for j in range(no):
-                zi[j] += x * wk[j]
-        if b != NULL:
-            for j in range(no):
-                zi[j] += b[j]
+        if relu:
+            activation_forward_k(ACT_RELU, Z, Z, n, no, 0.0)
+    elif no < 4 and ni >= 4 and n >= 4 and ni * no <= cap:
+        transpose_k(W, scratch, ni, no)
+        cbp_simd.mm_nt(n, ni, no, X, ni, scratch, ni, b, Z, no, epi, NULL)
+    else:
+        cbp_simd.mm_nn(n, ni, no, X, ni, W, no, b, Z, no, epi, NULL)
 
 
 cdef inline void bias_grad_k(const double* dZ, double* db, Py_ssize_t n,
@@ -117,13 +153,15 @@ cdef inline void bias_grad_k(const double* dZ, double* db, Py_ssize_t n,
 
 cdef inline void dense_backward_k(const double* X, const double* W, const double* dZ,
                                   double* dW, double* db, double* dX, Py_ssize_t n,
-                                  Py_ssize_t ni, Py_ssize_t no) noexcept nogil:
-    """dW := X.T @ dZ; db := sum(dZ, 0) (if db); dX := dZ @ W.T (if dX)."""
-    cdef Py_ssize_t i, k, j
-    cdef double x, acc
-    cdef double* dwk
-    cdef const double* dzi
-    cdef const double* wk
+                                  Py_ssize_t ni, Py_ssize_t no, double* scratch,
+                                  Py_ssize_t cap, const double* gate=NULL) noexcept nogil:
+    """dW := X.T @ dZ; db := sum(dZ, 0) (if db); dX := dZ @ W.T (if dX).
+
+    With ``gate`` (n, ni), dX := where(gate > 0, dX, 0): the ReLU mask of the
+    layer below, fused into the store.
+    """
+    cdef Py_ssize_t i
+    cdef int epi = EPI_GATE if gate != NULL else EPI_NONE
     if use_blas_k(n, ni, no):
         # dW.T (no, ni) = dZ.T (no, n) @ X (n, ni)
         gemm_k(b'N', b'T', no, ni, n, dZ, no, X, ni, 0.0, dW, no)
@@ -132,26 +170,22 @@ cdef inline void dense_backward_k(const double* X, const double* W, const double
         if dX != NULL:
             # dX.T (ni, n) = W (ni, no) @ dZ.T (no, n)
             gemm_k(b'T', b'N', ni, n, no, W, no, dZ, no, 0.0, dX, ni)
+            if gate != NULL:
+                for i in range(n * ni):
+                    dX[i] = dX[i] if gate[i] > 0.0 else 0.0
         return
-    memset(dW, 0, ni * no * sizeof(double))
-    for i in range(n):
-        dzi = dZ + i * no
-        for k in range(ni):
-            x = X[i * ni + k]
-            dwk = dW + k * no
-            for j in range(no):
-                dwk[j] += x * dzi[j]
-    if db != NULL:
-        bias_grad_k(dZ, db, n, no)
+    if no >= 4 or ni < 4:  # vectorised along the outputs; db rides along
+        cbp_simd.mm_tn(n, ni, no, X, ni, dZ, no, dW, no, 0, db)
+    else:  # few outputs: vectorise along the inputs, dW.T = dZ.T @ X
+        cbp_simd.mm_tn(n, no, ni, dZ, no, X, ni, dW, no, 1, NULL)
+        if db != NULL:
+            bias_grad_k(dZ, db, n, no)
     if dX != NULL:
-        for i in range(n):
-            dzi = dZ + i * no
-            for k in range(ni):
-                wk = W + k * no
-                acc = 0.0
-                for j in range(no):
-                    acc += dzi[j] * wk[j]
-                dX[i * ni + k] = acc
+        if ni >= 4 and n >= 4 and ni * no <= cap:
+            transpose_k(W, scratch, ni, no)
+            cbp_simd.mm_nn(n, no, ni, dZ, no, scratch, ni, NULL, dX, ni, epi, gate)
+        else:
+            cbp_simd.mm_nt(n, no, ni, dZ, no, W, no, NULL, dX, ni, epi, gate)
 
 
 # ---------------------------------------------------------- activations ----
@@ -177,8 +211,7 @@ cdef inline void activation_forward_k(int act, const double* Z, double* A,
             z = Z[i]
             A[i] = z if z > 0.0 else alpha * expm1(z)
     elif act == ACT_SIGMOID:
-        for i in range(m):
-            A[i] = 1.0 / (1.0 + exp(-Z[i]))
+        cbp_simd.vsigmoid(m, Z, A)
     elif act == ACT_TANH:
         for i in range(m):
             A[i] = tanh(Z[i])
@@ -188,9 +221,12 @@ cdef inline void activation_forward_k(int act, const double* Z, double* A,
             for j in range(1, no):
                 if Z[i * no + j] > mx:
                     mx = Z[i * no + j]
+            for j in range(no):
+                A[i * no + j] = Z[i * no + j] - mx
+        cbp_simd.vexp(m, A, A)
+        for i in range(n):
             s = 0.0
             for j in range(no):
-                A[i * no + j] = exp(Z[i * no + j] - mx)
                 s += A[i * no + j]
             for j in range(no):
                 A[i * no + j] = A[i * no + j] / s
@@ -265,7 +301,8 @@ cdef inline double loss_value_k(int loss, const double* P, const double* Y,
     elif loss == LOSS_CCE:
         # -sum(Y * log(P)): -log(p_true) for one-hot rows, as in nnfs
         for i in range(m):
-            acc += Y[i] * log(clip_k(P[i]))
+            if Y[i] != 0.0:  # 0 * log(p) adds nothing: skip the log
+                acc += Y[i] * log(clip_k(P[i]))
         acc = -acc
     elif loss == LOSS_BCE:
         for i in range(m):

@@ -1,0 +1,232 @@
+/* Small-matrix products and element-wise exponentials for cbp's native core.
+ *
+ * Dense layers narrower than the BLAS crossover, and every layer with a side
+ * too thin for dgemm to pay (2 inputs, 3 classes, 1 output), run here.  The
+ * kernels are written once, in _simd_body.h, with GCC/Clang vector
+ * extensions, and compiled twice on x86-64: for the baseline ISA of the
+ * build (SSE2 in a wheel: 2 doubles a vector) and for AVX2 with FMA (4).  At
+ * import, cbp_simd_select("auto") picks the AVX2 table when the CPU and the OS
+ * support it.  Compilers without vector extensions (MSVC), and builds with
+ * CBP_SIMD_PLAIN defined, get the plain loops at the end of this file.
+ *
+ * All matrices are row-major with explicit leading dimensions.  No kernel
+ * allocates, reads past its bounds, or touches Python objects.  The sums run
+ * over k in increasing order within each SIMD lane; the lanes are added at
+ * the end, so results differ from a plain loop only by rounding.
+ *
+ *   mm_nn:    C (m, N) := epi(A (m, K) @ B (K, N) [+ bias])     vectorised along N
+ *   mm_nt:    C (m, N) := epi(A (m, K) @ Bt(N, K).T [+ bias])   vectorised along K
+ *   mm_tn:    R (K, N) := A (m, K).T @ B (m, N), stored as C = R or C = R.T,
+ *             and colsum := the column sums of B when colsum is not NULL
+ *   vexp:     y := exp(x), within 2 ulp of the correctly rounded value
+ *   vsigmoid: a := 1 / (1 + exp(-z))
+ */
+#ifndef CBP_SIMD_H
+#define CBP_SIMD_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef ptrdiff_t cbp_ix;
+
+/* Epilogues of mm_nn and mm_nt, applied to each entry v of C as it is stored. */
+#define CBP_EPI_NONE 0
+#define CBP_EPI_RELU 1  /* v if v > 0 else 0 */
+#define CBP_EPI_GATE 2  /* v if gate > 0 else 0; gate has C's shape and ldc */
+
+typedef void (*cbp_mm_nn_fn)(cbp_ix m, cbp_ix K, cbp_ix N, const double* A, cbp_ix lda,
+                             const double* B, cbp_ix ldb, const double* bias, double* C,
+                             cbp_ix ldc, int epi, const double* gate);
+typedef void (*cbp_mm_tn_fn)(cbp_ix m, cbp_ix K, cbp_ix N, const double* A, cbp_ix lda,
+                             const double* B, cbp_ix ldb, double* C, cbp_ix ldc, int trans,
+                             double* colsum);
+typedef void (*cbp_map_fn)(cbp_ix n, const double* x, double* y);
+
+typedef struct {
+    cbp_mm_nn_fn mm_nn;
+    cbp_mm_nn_fn mm_nt;
+    cbp_mm_tn_fn mm_tn;
+    cbp_map_fn vexp;
+    cbp_map_fn vsigmoid;
+    const char* name;
+} cbp_simd_table;
+
+#define CBP_CAT_(a, b) a##b
+#define CBP_CAT(a, b) CBP_CAT_(a, b)
+
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(CBP_SIMD_PLAIN)
+#  define CBP_HAVE_VEC 1
+#  if defined(__clang__)
+#    define CBP_UNROLL _Pragma("unroll")
+#  else
+#    define CBP_UNROLL _Pragma("GCC unroll 16")
+#  endif
+/* Vectors of 2 and 4 doubles (and int64 masks), loadable from any 8-byte
+ * aligned address, aliasing doubles. */
+typedef double cbp_v2d __attribute__((vector_size(16), aligned(8), may_alias));
+typedef int64_t cbp_v2i __attribute__((vector_size(16), aligned(8), may_alias));
+typedef double cbp_v4d __attribute__((vector_size(32), aligned(8), may_alias));
+typedef int64_t cbp_v4i __attribute__((vector_size(32), aligned(8), may_alias));
+
+#  define CBP_SUFFIX _base
+#  define CBP_ATTR
+#  define CBP_NAME "baseline"
+#  if defined(__AVX__)
+#    define CBP_VW 4
+#    define CBP_VD cbp_v4d
+#    define CBP_VI cbp_v4i
+#  else  /* SSE2, NEON, ...: 128-bit registers */
+#    define CBP_VW 2
+#    define CBP_VD cbp_v2d
+#    define CBP_VI cbp_v2i
+#  endif
+#  if defined(__GNUC__) && !defined(__clang__)
+#    pragma GCC diagnostic ignored "-Wpsabi"  /* vectors pass only between inlined calls */
+#  endif
+#  include "_simd_body.h"
+#  undef CBP_VW
+#  undef CBP_VD
+#  undef CBP_VI
+/* the table in use, upgraded by cbp_simd_select() */
+static cbp_simd_table cbp_simd = {cbp_mm_nn_base, cbp_mm_nt_base, cbp_mm_tn_base,
+                                  cbp_vexp_base, cbp_vsigmoid_base, "baseline"};
+#  undef CBP_SUFFIX
+#  undef CBP_ATTR
+#  undef CBP_NAME
+#  define CBP_BASE_TABLE cbp_simd_table_base
+
+#  if (defined(__x86_64__) || defined(_M_X64)) && !defined(__AVX2__) && !defined(CBP_NO_AVX2)
+#    define CBP_HAVE_AVX2 1
+#    define CBP_SUFFIX _avx2
+#    define CBP_ATTR __attribute__((target("avx2,fma")))
+#    define CBP_NAME "avx2+fma"
+#    define CBP_VW 4
+#    define CBP_VD cbp_v4d
+#    define CBP_VI cbp_v4i
+#    include "_simd_body.h"
+#    undef CBP_VW
+#    undef CBP_VD
+#    undef CBP_VI
+#    undef CBP_SUFFIX
+#    undef CBP_ATTR
+#    undef CBP_NAME
+#  endif
+
+#else /* no vector extensions: plain loops, same contracts */
+
+static double cbp_epi_plain(int epi, double v, const double* g)
+{
+    if (epi == CBP_EPI_RELU) return v > 0.0 ? v : 0.0;
+    if (epi == CBP_EPI_GATE) return *g > 0.0 ? v : 0.0;
+    return v;
+}
+
+static void cbp_mm_nn_plain(cbp_ix m, cbp_ix K, cbp_ix N, const double* A, cbp_ix lda,
+                            const double* B, cbp_ix ldb, const double* bias, double* C,
+                            cbp_ix ldc, int epi, const double* gate)
+{
+    cbp_ix i, k, j;
+    for (i = 0; i < m; i++) {
+        double* c = C + i * ldc;
+        for (j = 0; j < N; j++) c[j] = 0.0;
+        for (k = 0; k < K; k++) {
+            double a = A[i * lda + k];
+            const double* b = B + k * ldb;
+            for (j = 0; j < N; j++) c[j] += a * b[j];
+        }
+        if (bias) for (j = 0; j < N; j++) c[j] += bias[j];
+        for (j = 0; j < N; j++)
+            c[j] = cbp_epi_plain(epi, c[j], epi == CBP_EPI_GATE ? gate + i * ldc + j : c + j);
+    }
+}
+
+static void cbp_mm_nt_plain(cbp_ix m, cbp_ix K, cbp_ix N, const double* A, cbp_ix lda,
+                            const double* Bt, cbp_ix ldb, const double* bias, double* C,
+                            cbp_ix ldc, int epi, const double* gate)
+{
+    cbp_ix i, k, j;
+    for (i = 0; i < m; i++)
+        for (j = 0; j < N; j++) {
+            double s = 0.0;
+            for (k = 0; k < K; k++) s += A[i * lda + k] * Bt[j * ldb + k];
+            if (bias) s += bias[j];
+            C[i * ldc + j] = cbp_epi_plain(epi, s, epi == CBP_EPI_GATE ? gate + i * ldc + j : &s);
+        }
+}
+
+static void cbp_mm_tn_plain(cbp_ix m, cbp_ix K, cbp_ix N, const double* A, cbp_ix lda,
+                            const double* B, cbp_ix ldb, double* C, cbp_ix ldc, int trans,
+                            double* colsum)
+{
+    cbp_ix r, k, j;
+    for (k = 0; k < K; k++)
+        for (j = 0; j < N; j++) {
+            double s = 0.0;
+            for (r = 0; r < m; r++) s += A[r * lda + k] * B[r * ldb + j];
+            if (trans) C[j * ldc + k] = s; else C[k * ldc + j] = s;
+        }
+    if (colsum)
+        for (j = 0; j < N; j++) {
+            double s = 0.0;
+            for (r = 0; r < m; r++) s += B[r * ldb + j];
+            colsum[j] = s;
+        }
+}
+
+static void cbp_vexp_plain(cbp_ix n, const double* x, double* y)
+{
+    cbp_ix i;
+    for (i = 0; i < n; i++) y[i] = exp(x[i]);
+}
+
+static void cbp_vsigmoid_plain(cbp_ix n, const double* z, double* a)
+{
+    cbp_ix i;
+    for (i = 0; i < n; i++) a[i] = 1.0 / (1.0 + exp(-z[i]));
+}
+
+#  define CBP_PLAIN_INIT {cbp_mm_nn_plain, cbp_mm_nt_plain, cbp_mm_tn_plain, \
+                          cbp_vexp_plain, cbp_vsigmoid_plain, "plain"}
+static const cbp_simd_table cbp_simd_table_plain = CBP_PLAIN_INIT;
+static cbp_simd_table cbp_simd = CBP_PLAIN_INIT;
+#  define CBP_BASE_TABLE cbp_simd_table_plain
+#endif
+
+/* 1 if this CPU and OS can run the AVX2+FMA table. */
+static int cbp_cpu_has_avx2(void)
+{
+#if defined(CBP_HAVE_AVX2)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
+/* Select a table: "auto" (the best this CPU runs), "baseline", or "avx2+fma".
+ * Returns 0, or -1 (table unchanged) when the request cannot be met. */
+static int cbp_simd_select(const char* want)
+{
+    if (strcmp(want, "auto") == 0) {
+#if defined(CBP_HAVE_AVX2)
+        if (cbp_cpu_has_avx2()) { cbp_simd = cbp_simd_table_avx2; return 0; }
+#endif
+        cbp_simd = CBP_BASE_TABLE;
+        return 0;
+    }
+    if (strcmp(want, "baseline") == 0 || strcmp(want, CBP_BASE_TABLE.name) == 0) {
+        cbp_simd = CBP_BASE_TABLE;
+        return 0;
+    }
+#if defined(CBP_HAVE_AVX2)
+    if (strcmp(want, "avx2+fma") == 0 && cbp_cpu_has_avx2()) {
+        cbp_simd = cbp_simd_table_avx2;
+        return 0;
+    }
+#endif
+    return -1;
+}
+
+#endif /* CBP_SIMD_H */

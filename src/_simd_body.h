@@ -1,0 +1,386 @@
+/* The kernels of _simd.h, instantiated once per instruction set.
+ *
+ * Included by _simd.h with CBP_SUFFIX (name suffix), CBP_ATTR (function
+ * attributes: empty, or a target ISA), CBP_NAME, and the vector types
+ * CBP_VD (CBP_VW doubles) and CBP_VI (CBP_VW int64) defined.  Not a public
+ * header: no include guard on purpose.
+ */
+#define CBP_FN(name) CBP_CAT(name, CBP_SUFFIX)
+#define CBP_INL CBP_ATTR static inline __attribute__((always_inline))
+#define CBP_LD(p) (*(const CBP_VD*)(p))
+#define CBP_ST(p, v) (*(CBP_VD*)(p) = (v))
+
+CBP_INL CBP_VD CBP_FN(cbp_splat)(double a)
+{
+    CBP_VD v = {0.0};
+    return v + a;
+}
+
+CBP_INL double CBP_FN(cbp_hsum)(CBP_VD v)
+{
+    double t = v[0];
+    int l;
+    CBP_UNROLL for (l = 1; l < CBP_VW; l++) t += v[l];
+    return t;
+}
+
+/* The epilogue of every product: CBP_EPI_RELU keeps v where v > 0,
+ * CBP_EPI_GATE keeps v where the gate (C's shape and stride) is > 0; both
+ * give 0 elsewhere, NaN included, like `v if g > 0 else 0`. */
+CBP_INL CBP_VD CBP_FN(cbp_epiv)(int epi, CBP_VD v, const double* g)
+{
+    const CBP_VD zero = CBP_FN(cbp_splat)(0.0);
+    if (epi == CBP_EPI_RELU) return (CBP_VD)((CBP_VI)v & (CBP_VI)(v > zero));
+    if (epi == CBP_EPI_GATE) return (CBP_VD)((CBP_VI)v & (CBP_VI)(CBP_LD(g) > zero));
+    return v;
+}
+
+CBP_INL double CBP_FN(cbp_epi1)(int epi, double v, const double* g)
+{
+    if (epi == CBP_EPI_RELU) return v > 0.0 ? v : 0.0;
+    if (epi == CBP_EPI_GATE) return *g > 0.0 ? v : 0.0;
+    return v;
+}
+
+/* ---------------------------------------------------------------- mm_nn --
+ * A tile of RB rows x CBP_VW*JV columns of C := A @ B (+ bias), summed over K. */
+CBP_INL void CBP_FN(cbp_nn_tile)(const int RB, const int JV, cbp_ix K, const double* A,
+                                 cbp_ix lda, const double* B, cbp_ix ldb,
+                                 const double* bias, double* C, cbp_ix ldc, int epi,
+                                 const double* gate)
+{
+    CBP_VD s[4][4];
+    CBP_VD b[4];
+    cbp_ix k;
+    int r, v;
+    CBP_UNROLL for (r = 0; r < RB; r++)
+        CBP_UNROLL for (v = 0; v < JV; v++) s[r][v] = CBP_FN(cbp_splat)(0.0);
+    for (k = 0; k < K; k++) {
+        CBP_UNROLL for (v = 0; v < JV; v++) b[v] = CBP_LD(B + k * ldb + CBP_VW * v);
+        CBP_UNROLL for (r = 0; r < RB; r++) {
+            CBP_VD a = CBP_FN(cbp_splat)(A[r * lda + k]);
+            CBP_UNROLL for (v = 0; v < JV; v++) s[r][v] += a * b[v];
+        }
+    }
+    if (bias) {
+        CBP_UNROLL for (v = 0; v < JV; v++) b[v] = CBP_LD(bias + CBP_VW * v);
+        CBP_UNROLL for (r = 0; r < RB; r++)
+            CBP_UNROLL for (v = 0; v < JV; v++) s[r][v] += b[v];
+    }
+    CBP_UNROLL for (r = 0; r < RB; r++)
+        CBP_UNROLL for (v = 0; v < JV; v++)
+            CBP_ST(C + r * ldc + CBP_VW * v,
+                   CBP_FN(cbp_epiv)(epi, s[r][v], gate + r * ldc + CBP_VW * v));
+}
+
+/* RB rows of C, columns [j0, N) one at a time (the last N % CBP_VW). */
+CBP_INL void CBP_FN(cbp_nn_cols)(const int RB, cbp_ix j0, cbp_ix K, cbp_ix N, const double* A,
+                                 cbp_ix lda, const double* B, cbp_ix ldb,
+                                 const double* bias, double* C, cbp_ix ldc, int epi,
+                                 const double* gate)
+{
+    cbp_ix j, k;
+    int r;
+    for (j = j0; j < N; j++) {
+        double s[4] = {0.0, 0.0, 0.0, 0.0};
+        for (k = 0; k < K; k++) {
+            double bk = B[k * ldb + j];
+            CBP_UNROLL for (r = 0; r < RB; r++) s[r] += A[r * lda + k] * bk;
+        }
+        CBP_UNROLL for (r = 0; r < RB; r++)
+            C[r * ldc + j] = CBP_FN(cbp_epi1)(epi, bias ? s[r] + bias[j] : s[r],
+                                              gate + r * ldc + j);
+    }
+}
+
+CBP_ATTR static void CBP_FN(cbp_mm_nn)(cbp_ix m, cbp_ix K, cbp_ix N, const double* A,
+                                      cbp_ix lda, const double* B, cbp_ix ldb,
+                                      const double* bias, double* C, cbp_ix ldc, int epi,
+                                      const double* gate)
+{
+    cbp_ix i = 0, j;
+#define CBP_NN(RB, JV) CBP_FN(cbp_nn_tile)(RB, JV, K, a, lda, B + j, ldb, bias ? bias + j : NULL, \
+                                           c + j, ldc, epi, g + j)
+    for (; i + 4 <= m; i += 4) {
+        const double* a = A + i * lda;
+        double* c = C + i * ldc;
+        const double* g = (gate ? gate : C) + i * ldc;  /* read only for CBP_EPI_GATE */
+        for (j = 0; j + 2 * CBP_VW <= N; j += 2 * CBP_VW) CBP_NN(4, 2);
+        for (; j + CBP_VW <= N; j += CBP_VW) CBP_NN(4, 1);
+        CBP_FN(cbp_nn_cols)(4, j, K, N, a, lda, B, ldb, bias, c, ldc, epi, g);
+    }
+    for (; i < m; i++) {
+        const double* a = A + i * lda;
+        double* c = C + i * ldc;
+        const double* g = (gate ? gate : C) + i * ldc;  /* read only for CBP_EPI_GATE */
+        for (j = 0; j + 4 * CBP_VW <= N; j += 4 * CBP_VW) CBP_NN(1, 4);
+        for (; j + CBP_VW <= N; j += CBP_VW) CBP_NN(1, 1);
+        CBP_FN(cbp_nn_cols)(1, j, K, N, a, lda, B, ldb, bias, c, ldc, epi, g);
+    }
+#undef CBP_NN
+}
+
+/* ---------------------------------------------------------------- mm_nt --
+ * A tile of RB rows x JB columns of C := A @ Bt.T (+ bias): dot products
+ * along K, CBP_VW lanes each, then the K % CBP_VW tail. */
+CBP_INL void CBP_FN(cbp_nt_tile)(const int RB, const int JB, cbp_ix K, const double* A,
+                                 cbp_ix lda, const double* Bt, cbp_ix ldb,
+                                 const double* bias, double* C, cbp_ix ldc, int epi,
+                                 const double* gate)
+{
+    CBP_VD s[4][4];
+    CBP_VD b[4];
+    double t[4][4];
+    cbp_ix k;
+    int r, j;
+    CBP_UNROLL for (r = 0; r < RB; r++)
+        CBP_UNROLL for (j = 0; j < JB; j++) s[r][j] = CBP_FN(cbp_splat)(0.0);
+    for (k = 0; k + CBP_VW <= K; k += CBP_VW) {
+        CBP_UNROLL for (j = 0; j < JB; j++) b[j] = CBP_LD(Bt + j * ldb + k);
+        CBP_UNROLL for (r = 0; r < RB; r++) {
+            CBP_VD a = CBP_LD(A + r * lda + k);
+            CBP_UNROLL for (j = 0; j < JB; j++) s[r][j] += a * b[j];
+        }
+    }
+    CBP_UNROLL for (r = 0; r < RB; r++)
+        CBP_UNROLL for (j = 0; j < JB; j++) t[r][j] = CBP_FN(cbp_hsum)(s[r][j]);
+    for (; k < K; k++)
+        CBP_UNROLL for (r = 0; r < RB; r++)
+            CBP_UNROLL for (j = 0; j < JB; j++) t[r][j] += A[r * lda + k] * Bt[j * ldb + k];
+    CBP_UNROLL for (r = 0; r < RB; r++)
+        CBP_UNROLL for (j = 0; j < JB; j++)
+            C[r * ldc + j] = CBP_FN(cbp_epi1)(epi, bias ? t[r][j] + bias[j] : t[r][j],
+                                              gate + r * ldc + j);
+}
+
+CBP_ATTR static void CBP_FN(cbp_mm_nt)(cbp_ix m, cbp_ix K, cbp_ix N, const double* A,
+                                      cbp_ix lda, const double* Bt, cbp_ix ldb,
+                                      const double* bias, double* C, cbp_ix ldc, int epi,
+                                      const double* gate)
+{
+    cbp_ix i = 0, j;
+#define CBP_NT(RB, JB) CBP_FN(cbp_nt_tile)(RB, JB, K, a, lda, Bt + j * ldb, ldb, \
+                                           bias ? bias + j : NULL, c + j, ldc, epi, g + j)
+    for (; i + 4 <= m; i += 4) {
+        const double* a = A + i * lda;
+        double* c = C + i * ldc;
+        const double* g = (gate ? gate : C) + i * ldc;  /* read only for CBP_EPI_GATE */
+        for (j = 0; j + 2 <= N; j += 2) CBP_NT(4, 2);
+        for (; j < N; j++) CBP_NT(4, 1);
+    }
+    for (; i < m; i++) {
+        const double* a = A + i * lda;
+        double* c = C + i * ldc;
+        const double* g = (gate ? gate : C) + i * ldc;  /* read only for CBP_EPI_GATE */
+        for (j = 0; j + 4 <= N; j += 4) CBP_NT(1, 4);
+        for (; j < N; j++) CBP_NT(1, 1);
+    }
+#undef CBP_NT
+}
+
+/* ---------------------------------------------------------------- mm_tn --
+ * A tile of KB rows x CBP_VW*JV columns of R := A.T @ B, summed over the m rows
+ * of A and B; stored into C as R (trans = 0) or as R.T (trans = 1).  With
+ * SUM, also colsum[0:CBP_VW*JV] := the column sums of B over the m rows. */
+CBP_INL void CBP_FN(cbp_tn_tile)(const int KB, const int JV, const int SUM, cbp_ix m,
+                                 const double* A, cbp_ix lda, const double* B, cbp_ix ldb,
+                                 double* C, cbp_ix ldc, int trans, double* colsum)
+{
+    CBP_VD s[4][4];
+    CBP_VD u[4];
+    CBP_VD b[4];
+    cbp_ix r;
+    int q, v, l;
+    CBP_UNROLL for (q = 0; q < KB; q++)
+        CBP_UNROLL for (v = 0; v < JV; v++) s[q][v] = CBP_FN(cbp_splat)(0.0);
+    CBP_UNROLL for (v = 0; v < JV; v++) u[v] = CBP_FN(cbp_splat)(0.0);
+    for (r = 0; r < m; r++) {
+        CBP_UNROLL for (v = 0; v < JV; v++) b[v] = CBP_LD(B + r * ldb + CBP_VW * v);
+        if (SUM) CBP_UNROLL for (v = 0; v < JV; v++) u[v] += b[v];
+        CBP_UNROLL for (q = 0; q < KB; q++) {
+            CBP_VD a = CBP_FN(cbp_splat)(A[r * lda + q]);
+            CBP_UNROLL for (v = 0; v < JV; v++) s[q][v] += a * b[v];
+        }
+    }
+    if (SUM) CBP_UNROLL for (v = 0; v < JV; v++) CBP_ST(colsum + CBP_VW * v, u[v]);
+    if (trans) {
+        CBP_UNROLL for (q = 0; q < KB; q++)
+            CBP_UNROLL for (v = 0; v < JV; v++)
+                CBP_UNROLL for (l = 0; l < CBP_VW; l++) C[(CBP_VW * v + l) * ldc + q] = s[q][v][l];
+    } else {
+        CBP_UNROLL for (q = 0; q < KB; q++)
+            CBP_UNROLL for (v = 0; v < JV; v++) CBP_ST(C + q * ldc + CBP_VW * v, s[q][v]);
+    }
+}
+
+/* All K rows of R for the columns [j0, N), one column at a time, and their
+ * column sums of B when colsum is given. */
+CBP_INL void CBP_FN(cbp_tn_cols)(cbp_ix j0, cbp_ix m, cbp_ix K, cbp_ix N, const double* A,
+                                 cbp_ix lda, const double* B, cbp_ix ldb, double* C,
+                                 cbp_ix ldc, int trans, double* colsum)
+{
+    cbp_ix j, k, r;
+    for (j = j0; j < N; j++) {
+        for (k = 0; k < K; k++) {
+            double s = 0.0;
+            for (r = 0; r < m; r++) s += A[r * lda + k] * B[r * ldb + j];
+            if (trans) C[j * ldc + k] = s; else C[k * ldc + j] = s;
+        }
+        if (colsum) {
+            double s = 0.0;
+            for (r = 0; r < m; r++) s += B[r * ldb + j];
+            colsum[j] = s;
+        }
+    }
+}
+
+CBP_ATTR static void CBP_FN(cbp_mm_tn)(cbp_ix m, cbp_ix K, cbp_ix N, const double* A,
+                                      cbp_ix lda, const double* B, cbp_ix ldb, double* C,
+                                      cbp_ix ldc, int trans, double* colsum)
+{
+    cbp_ix k = 0, j;
+    /* the column sums ride along with the first block of rows of R */
+#define CBP_TN(KB, JV)                                                                 \
+    do {                                                                               \
+        double* c_ = trans ? C + j * ldc + k : C + k * ldc + j;                       \
+        if (colsum && k == 0)                                                          \
+            CBP_FN(cbp_tn_tile)(KB, JV, 1, m, A + k, lda, B + j, ldb, c_, ldc, trans,  \
+                                colsum + j);                                           \
+        else                                                                           \
+            CBP_FN(cbp_tn_tile)(KB, JV, 0, m, A + k, lda, B + j, ldb, c_, ldc, trans,  \
+                                NULL);                                                 \
+    } while (0)
+    for (; k + 4 <= K; k += 4) {
+        for (j = 0; j + 2 * CBP_VW <= N; j += 2 * CBP_VW) CBP_TN(4, 2);
+        for (; j + CBP_VW <= N; j += CBP_VW) CBP_TN(4, 1);
+    }
+    for (; k + 2 <= K; k += 2) {
+        for (j = 0; j + 4 * CBP_VW <= N; j += 4 * CBP_VW) CBP_TN(2, 4);
+        for (; j + CBP_VW <= N; j += CBP_VW) CBP_TN(2, 1);
+    }
+    for (; k < K; k++) {
+        for (j = 0; j + 4 * CBP_VW <= N; j += 4 * CBP_VW) CBP_TN(1, 4);
+        for (; j + CBP_VW <= N; j += CBP_VW) CBP_TN(1, 1);
+    }
+#undef CBP_TN
+    CBP_FN(cbp_tn_cols)(N - N % CBP_VW, m, K, N, A, lda, B, ldb, C, ldc, trans, colsum);
+}
+
+/* ------------------------------------------------------------------ exp --
+ * exp(x) = 2^k * exp(r), x = k ln2 + r, |r| <= ln2 / 2 (Cody-Waite split of
+ * ln2), exp(r) by its Taylor series to degree 13 (truncation < 1e-17
+ * relative), 2^k put into the exponent bits.  Valid for x in [-708, 709],
+ * where every result is a normal double; lanes outside (and NaN) are
+ * recomputed by libm.  Error: within 2 ulp of exp(x). */
+CBP_INL CBP_VD CBP_FN(cbp_expv)(CBP_VD x)
+{
+    const CBP_VD shifter = CBP_FN(cbp_splat)(6755399441055744.0); /* 1.5 * 2^52 */
+    const CBP_VD log2e = CBP_FN(cbp_splat)(1.4426950408889634);
+    const CBP_VD ln2hi = CBP_FN(cbp_splat)(6.93147180369123816490e-01);
+    const CBP_VD ln2lo = CBP_FN(cbp_splat)(1.90821492927058770002e-10);
+    CBP_VD t = x * log2e + shifter;
+    CBP_VD k = t - shifter;                  /* round(x / ln2), exactly */
+    CBP_VD r = (x - k * ln2hi) - k * ln2lo;  /* k * ln2hi is exact */
+    CBP_VD p = CBP_FN(cbp_splat)(1.0 / 6227020800.0);      /* 1/13! */
+    p = p * r + CBP_FN(cbp_splat)(1.0 / 479001600.0);       /* 1/12! */
+    p = p * r + CBP_FN(cbp_splat)(1.0 / 39916800.0);
+    p = p * r + CBP_FN(cbp_splat)(1.0 / 3628800.0);
+    p = p * r + CBP_FN(cbp_splat)(1.0 / 362880.0);
+    p = p * r + CBP_FN(cbp_splat)(1.0 / 40320.0);
+    p = p * r + CBP_FN(cbp_splat)(1.0 / 5040.0);
+    p = p * r + CBP_FN(cbp_splat)(1.0 / 720.0);
+    p = p * r + CBP_FN(cbp_splat)(1.0 / 120.0);
+    p = p * r + CBP_FN(cbp_splat)(1.0 / 24.0);
+    p = p * r + CBP_FN(cbp_splat)(1.0 / 6.0);
+    p = p * r + CBP_FN(cbp_splat)(0.5);
+    p = p * r + CBP_FN(cbp_splat)(1.0);
+    p = p * r + CBP_FN(cbp_splat)(1.0);
+    /* the low bits of t hold k: add k to the exponent field of p */
+    CBP_VI ki = (CBP_VI)t - (CBP_VI)shifter;
+    return (CBP_VD)((CBP_VI)p + (ki << 52));
+}
+
+/* Lanes of x outside [-708, 709], or NaN: all bits set. */
+CBP_INL CBP_VI CBP_FN(cbp_exp_out)(CBP_VD x)
+{
+    return ~((CBP_VI)(x >= CBP_FN(cbp_splat)(-708.0)) & (CBP_VI)(x <= CBP_FN(cbp_splat)(709.0)));
+}
+
+CBP_INL int CBP_FN(cbp_any)(CBP_VI m)
+{
+    int64_t t = 0;
+    int l;
+    CBP_UNROLL for (l = 0; l < CBP_VW; l++) t |= m[l];
+    return t != 0;
+}
+
+CBP_INL CBP_VD CBP_FN(cbp_zero_where)(CBP_VI m, CBP_VD x)
+{
+    return (CBP_VD)((CBP_VI)x & ~m);
+}
+
+/* y := exp(x); y may be x. */
+CBP_ATTR static void CBP_FN(cbp_vexp)(cbp_ix n, const double* x, double* y)
+{
+    cbp_ix i = 0;
+    int l;
+    for (; i + CBP_VW <= n; i += CBP_VW) {
+        CBP_VD v = CBP_LD(x + i);
+        CBP_VI out = CBP_FN(cbp_exp_out)(v);
+        CBP_VD e = CBP_FN(cbp_expv)(CBP_FN(cbp_zero_where)(out, v));
+        if (CBP_FN(cbp_any)(out))
+            for (l = 0; l < CBP_VW; l++)
+                if (out[l]) e[l] = exp(v[l]);
+        CBP_ST(y + i, e);
+    }
+    if (i < n) {  /* the last n % CBP_VW, through the same arithmetic */
+        double buf[CBP_VW] = {0.0};
+        cbp_ix rem = n - i;
+        memcpy(buf, x + i, (size_t)rem * sizeof(double));
+        CBP_VD v = CBP_LD(buf);
+        CBP_VI out = CBP_FN(cbp_exp_out)(v);
+        CBP_VD e = CBP_FN(cbp_expv)(CBP_FN(cbp_zero_where)(out, v));
+        for (l = 0; l < CBP_VW; l++)
+            if (out[l]) e[l] = exp(v[l]);
+        CBP_ST(buf, e);
+        memcpy(y + i, buf, (size_t)rem * sizeof(double));
+    }
+}
+
+/* a := 1 / (1 + exp(-z)); a may be z. */
+CBP_ATTR static void CBP_FN(cbp_vsigmoid)(cbp_ix n, const double* z, double* a)
+{
+    const CBP_VD one = CBP_FN(cbp_splat)(1.0);
+    cbp_ix i = 0;
+    int l;
+    for (; i + CBP_VW <= n; i += CBP_VW) {
+        CBP_VD v = -CBP_LD(z + i);
+        CBP_VI out = CBP_FN(cbp_exp_out)(v);
+        CBP_VD e = CBP_FN(cbp_expv)(CBP_FN(cbp_zero_where)(out, v));
+        if (CBP_FN(cbp_any)(out))
+            for (l = 0; l < CBP_VW; l++)
+                if (out[l]) e[l] = exp(v[l]);
+        CBP_ST(a + i, one / (one + e));
+    }
+    if (i < n) {
+        double buf[CBP_VW] = {0.0};
+        cbp_ix rem = n - i;
+        memcpy(buf, z + i, (size_t)rem * sizeof(double));
+        CBP_VD v = -CBP_LD(buf);
+        CBP_VI out = CBP_FN(cbp_exp_out)(v);
+        CBP_VD e = CBP_FN(cbp_expv)(CBP_FN(cbp_zero_where)(out, v));
+        for (l = 0; l < CBP_VW; l++)
+            if (out[l]) e[l] = exp(v[l]);
+        CBP_ST(buf, one / (one + e));
+        memcpy(a + i, buf, (size_t)rem * sizeof(double));
+    }
+}
+
+static const cbp_simd_table CBP_FN(cbp_simd_table) = {
+    CBP_FN(cbp_mm_nn), CBP_FN(cbp_mm_nt), CBP_FN(cbp_mm_tn), CBP_FN(cbp_vexp),
+    CBP_FN(cbp_vsigmoid), CBP_NAME};
+
+#undef CBP_FN
+#undef CBP_INL
+#undef CBP_LD
+#undef CBP_ST

@@ -18,7 +18,7 @@
  *   mm_nt:    C (m, N) := epi(A (m, K) @ Bt(N, K).T [+ bias])   vectorised along K
  *   mm_tn:    R (K, N) := A (m, K).T @ B (m, N), stored as C = R or C = R.T,
  *             and colsum := the column sums of B when colsum is not NULL
- *   vexp:     y := exp(x), within 2 ulp of the correctly rounded value
+ *   vexp:     y := exp(x), within 1 ulp of the correctly rounded value (tested)
  *   vsigmoid: a := 1 / (1 + exp(-z))
  */
 #ifndef CBP_SIMD_H

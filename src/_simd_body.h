@@ -269,9 +269,9 @@ CBP_ATTR static void CBP_FN(cbp_mm_tn)(cbp_ix m, cbp_ix K, cbp_ix N, const doubl
 /* ------------------------------------------------------------------ exp --
  * exp(x) = 2^k * exp(r), x = k ln2 + r, |r| <= ln2 / 2 (Cody-Waite split of
  * ln2), exp(r) by its Taylor series to degree 13 (truncation < 1e-17
- * relative), 2^k put into the exponent bits.  Valid for x in [-708, 709],
- * where every result is a normal double; lanes outside (and NaN) are
- * recomputed by libm.  Error: within 2 ulp of exp(x). */
+ * relative; Estrin's scheme), 2^k put into the exponent bits.  Valid for x in [-708, 709],
+ * where every result is a normal double (callers send arrays with
+ * anything else to libm).  Error: within 1 ulp of exp(x) in tests. */
 CBP_INL CBP_VD CBP_FN(cbp_expv)(CBP_VD x)
 {
     const CBP_VD shifter = CBP_FN(cbp_splat)(6755399441055744.0); /* 1.5 * 2^52 */
@@ -281,20 +281,23 @@ CBP_INL CBP_VD CBP_FN(cbp_expv)(CBP_VD x)
     CBP_VD t = x * log2e + shifter;
     CBP_VD k = t - shifter;                  /* round(x / ln2), exactly */
     CBP_VD r = (x - k * ln2hi) - k * ln2lo;  /* k * ln2hi is exact */
-    CBP_VD p = CBP_FN(cbp_splat)(1.0 / 6227020800.0);      /* 1/13! */
-    p = p * r + CBP_FN(cbp_splat)(1.0 / 479001600.0);       /* 1/12! */
-    p = p * r + CBP_FN(cbp_splat)(1.0 / 39916800.0);
-    p = p * r + CBP_FN(cbp_splat)(1.0 / 3628800.0);
-    p = p * r + CBP_FN(cbp_splat)(1.0 / 362880.0);
-    p = p * r + CBP_FN(cbp_splat)(1.0 / 40320.0);
-    p = p * r + CBP_FN(cbp_splat)(1.0 / 5040.0);
-    p = p * r + CBP_FN(cbp_splat)(1.0 / 720.0);
-    p = p * r + CBP_FN(cbp_splat)(1.0 / 120.0);
-    p = p * r + CBP_FN(cbp_splat)(1.0 / 24.0);
-    p = p * r + CBP_FN(cbp_splat)(1.0 / 6.0);
-    p = p * r + CBP_FN(cbp_splat)(0.5);
-    p = p * r + CBP_FN(cbp_splat)(1.0);
-    p = p * r + CBP_FN(cbp_splat)(1.0);
+    /* exp(r) = 1 + (r + r^2 u), u = sum c_{j+2} r^j, c_i = 1/i!, i <= 13,
+     * u by Estrin's scheme (a chain of 5 multiply-adds instead of Horner's
+     * 13), the 1 added last so that its rounding is the last one */
+#define CBP_C(i, v) const CBP_VD c##i = CBP_FN(cbp_splat)(v)
+    CBP_C(2, 0.5); CBP_C(3, 1.0 / 6.0);
+    CBP_C(4, 1.0 / 24.0); CBP_C(5, 1.0 / 120.0); CBP_C(6, 1.0 / 720.0);
+    CBP_C(7, 1.0 / 5040.0); CBP_C(8, 1.0 / 40320.0); CBP_C(9, 1.0 / 362880.0);
+    CBP_C(10, 1.0 / 3628800.0); CBP_C(11, 1.0 / 39916800.0);
+    CBP_C(12, 1.0 / 479001600.0); CBP_C(13, 1.0 / 6227020800.0);
+#undef CBP_C
+    CBP_VD r2 = r * r;
+    CBP_VD r4 = r2 * r2;
+    CBP_VD a0 = c2 + c3 * r, a1 = c4 + c5 * r, a2 = c6 + c7 * r;
+    CBP_VD a3 = c8 + c9 * r, a4 = c10 + c11 * r, a5 = c12 + c13 * r;
+    CBP_VD b0 = a0 + a1 * r2, b1 = a2 + a3 * r2, b2 = a4 + a5 * r2;
+    CBP_VD u = b0 + (b1 + b2 * r4) * r4;
+    CBP_VD p = CBP_FN(cbp_splat)(1.0) + (r + r2 * u);
     /* the low bits of t hold k: add k to the exponent field of p */
     CBP_VI ki = (CBP_VI)t - (CBP_VI)shifter;
     return (CBP_VD)((CBP_VI)p + (ki << 52));
@@ -314,65 +317,56 @@ CBP_INL int CBP_FN(cbp_any)(CBP_VI m)
     return t != 0;
 }
 
-CBP_INL CBP_VD CBP_FN(cbp_zero_where)(CBP_VI m, CBP_VD x)
+/* 1 if any of x[0:n] is outside [-708, 709] or NaN. */
+CBP_INL int CBP_FN(cbp_exp_any_out)(cbp_ix n, const double* x)
 {
-    return (CBP_VD)((CBP_VI)x & ~m);
+    CBP_VI bad = {0};
+    cbp_ix i = 0;
+    int any = 0;
+    for (; i + CBP_VW <= n; i += CBP_VW) bad |= CBP_FN(cbp_exp_out)(CBP_LD(x + i));
+    for (; i < n; i++) any |= !(x[i] >= -708.0 && x[i] <= 709.0);
+    return any | CBP_FN(cbp_any)(bad);
 }
 
-/* y := exp(x); y may be x. */
+/* y := exp(x); y may be x.  An array with any input outside [-708, 709]
+ * (or NaN) is computed by libm throughout. */
 CBP_ATTR static void CBP_FN(cbp_vexp)(cbp_ix n, const double* x, double* y)
 {
     cbp_ix i = 0;
-    int l;
-    for (; i + CBP_VW <= n; i += CBP_VW) {
-        CBP_VD v = CBP_LD(x + i);
-        CBP_VI out = CBP_FN(cbp_exp_out)(v);
-        CBP_VD e = CBP_FN(cbp_expv)(CBP_FN(cbp_zero_where)(out, v));
-        if (CBP_FN(cbp_any)(out))
-            for (l = 0; l < CBP_VW; l++)
-                if (out[l]) e[l] = exp(v[l]);
-        CBP_ST(y + i, e);
+    if (CBP_FN(cbp_exp_any_out)(n, x)) {
+        for (; i < n; i++) y[i] = exp(x[i]);
+        return;
     }
+    for (; i + CBP_VW <= n; i += CBP_VW) CBP_ST(y + i, CBP_FN(cbp_expv)(CBP_LD(x + i)));
     if (i < n) {  /* the last n % CBP_VW, through the same arithmetic */
         double buf[CBP_VW] = {0.0};
-        cbp_ix rem = n - i;
-        memcpy(buf, x + i, (size_t)rem * sizeof(double));
-        CBP_VD v = CBP_LD(buf);
-        CBP_VI out = CBP_FN(cbp_exp_out)(v);
-        CBP_VD e = CBP_FN(cbp_expv)(CBP_FN(cbp_zero_where)(out, v));
-        for (l = 0; l < CBP_VW; l++)
-            if (out[l]) e[l] = exp(v[l]);
-        CBP_ST(buf, e);
-        memcpy(y + i, buf, (size_t)rem * sizeof(double));
+        memcpy(buf, x + i, (size_t)(n - i) * sizeof(double));
+        CBP_ST(buf, CBP_FN(cbp_expv)(CBP_LD(buf)));
+        memcpy(y + i, buf, (size_t)(n - i) * sizeof(double));
     }
 }
 
-/* a := 1 / (1 + exp(-z)); a may be z. */
+/* a := 1 / (1 + exp(-z)); a may be z.  As vexp, libm throughout when any
+ * -z is outside [-708, 709] or NaN. */
 CBP_ATTR static void CBP_FN(cbp_vsigmoid)(cbp_ix n, const double* z, double* a)
 {
     const CBP_VD one = CBP_FN(cbp_splat)(1.0);
     cbp_ix i = 0;
-    int l;
-    for (; i + CBP_VW <= n; i += CBP_VW) {
-        CBP_VD v = -CBP_LD(z + i);
-        CBP_VI out = CBP_FN(cbp_exp_out)(v);
-        CBP_VD e = CBP_FN(cbp_expv)(CBP_FN(cbp_zero_where)(out, v));
-        if (CBP_FN(cbp_any)(out))
-            for (l = 0; l < CBP_VW; l++)
-                if (out[l]) e[l] = exp(v[l]);
-        CBP_ST(a + i, one / (one + e));
+    int any = 0;
+    CBP_VI bad = {0};
+    for (; i + CBP_VW <= n; i += CBP_VW) bad |= CBP_FN(cbp_exp_out)(-CBP_LD(z + i));
+    for (; i < n; i++) any |= !(-z[i] >= -708.0 && -z[i] <= 709.0);
+    if (any | CBP_FN(cbp_any)(bad)) {
+        for (i = 0; i < n; i++) a[i] = 1.0 / (1.0 + exp(-z[i]));
+        return;
     }
+    for (i = 0; i + CBP_VW <= n; i += CBP_VW)
+        CBP_ST(a + i, one / (one + CBP_FN(cbp_expv)(-CBP_LD(z + i))));
     if (i < n) {
         double buf[CBP_VW] = {0.0};
-        cbp_ix rem = n - i;
-        memcpy(buf, z + i, (size_t)rem * sizeof(double));
-        CBP_VD v = -CBP_LD(buf);
-        CBP_VI out = CBP_FN(cbp_exp_out)(v);
-        CBP_VD e = CBP_FN(cbp_expv)(CBP_FN(cbp_zero_where)(out, v));
-        for (l = 0; l < CBP_VW; l++)
-            if (out[l]) e[l] = exp(v[l]);
-        CBP_ST(buf, one / (one + e));
-        memcpy(a + i, buf, (size_t)rem * sizeof(double));
+        memcpy(buf, z + i, (size_t)(n - i) * sizeof(double));
+        CBP_ST(buf, one / (one + CBP_FN(cbp_expv)(-CBP_LD(buf))));
+        memcpy(a + i, buf, (size_t)(n - i) * sizeof(double));
     }
 }
 

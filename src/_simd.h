@@ -69,7 +69,12 @@ typedef double cbp_v2d __attribute__((vector_size(16), aligned(8), may_alias));
 typedef int64_t cbp_v2i __attribute__((vector_size(16), aligned(8), may_alias));
 typedef double cbp_v4d __attribute__((vector_size(32), aligned(8), may_alias));
 typedef int64_t cbp_v4i __attribute__((vector_size(32), aligned(8), may_alias));
+typedef double cbp_p2d __attribute__((vector_size(16)));  /* plain, for builtins */
+typedef double cbp_p4d __attribute__((vector_size(32)));
 
+/* max(v, 0) as `v if v > 0 else 0` (NaN and -0 give +0): x86's maxpd
+ * returns its second operand unless the first is greater, which is that. */
+#  define CBP_MAX0_MASK(v, zero) ((__typeof__(v))((__typeof__((v) > (zero)))(v) & ((v) > (zero))))
 #  define CBP_SUFFIX _base
 #  define CBP_ATTR
 #  define CBP_NAME "baseline"
@@ -77,10 +82,16 @@ typedef int64_t cbp_v4i __attribute__((vector_size(32), aligned(8), may_alias));
 #    define CBP_VW 4
 #    define CBP_VD cbp_v4d
 #    define CBP_VI cbp_v4i
+#    define CBP_MAX0(v, zero) ((CBP_VD)__builtin_ia32_maxpd256((cbp_p4d)(v), (cbp_p4d)(zero)))
 #  else  /* SSE2, NEON, ...: 128-bit registers */
 #    define CBP_VW 2
 #    define CBP_VD cbp_v2d
 #    define CBP_VI cbp_v2i
+#    if defined(__SSE2__)
+#      define CBP_MAX0(v, zero) ((CBP_VD)__builtin_ia32_maxpd((cbp_p2d)(v), (cbp_p2d)(zero)))
+#    else
+#      define CBP_MAX0(v, zero) CBP_MAX0_MASK(v, zero)
+#    endif
 #  endif
 #  if defined(__GNUC__) && !defined(__clang__)
 #    pragma GCC diagnostic ignored "-Wpsabi"  /* vectors pass only between inlined calls */
@@ -89,6 +100,7 @@ typedef int64_t cbp_v4i __attribute__((vector_size(32), aligned(8), may_alias));
 #  undef CBP_VW
 #  undef CBP_VD
 #  undef CBP_VI
+#  undef CBP_MAX0
 /* the table in use, upgraded by cbp_simd_select() */
 static cbp_simd_table cbp_simd = {cbp_mm_nn_base, cbp_mm_nt_base, cbp_mm_tn_base,
                                   cbp_vexp_base, cbp_vsigmoid_base, "baseline"};
@@ -105,6 +117,7 @@ static cbp_simd_table cbp_simd = {cbp_mm_nn_base, cbp_mm_nt_base, cbp_mm_tn_base
 #    define CBP_VW 4
 #    define CBP_VD cbp_v4d
 #    define CBP_VI cbp_v4i
+#    define CBP_MAX0(v, zero) ((CBP_VD)__builtin_ia32_maxpd256((cbp_p4d)(v), (cbp_p4d)(zero)))
 #    include "_simd_body.h"
 #    undef CBP_VW
 #    undef CBP_VD

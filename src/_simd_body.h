@@ -12,8 +12,12 @@
 
 CBP_INL CBP_VD CBP_FN(cbp_splat)(double a)
 {
-    CBP_VD v = {0.0};
-    return v + a;
+#if CBP_VW == 4
+    CBP_VD v = {a, a, a, a};
+#else
+    CBP_VD v = {a, a};
+#endif
+    return v;
 }
 
 CBP_INL double CBP_FN(cbp_hsum)(CBP_VD v)
@@ -30,7 +34,7 @@ CBP_INL double CBP_FN(cbp_hsum)(CBP_VD v)
 CBP_INL CBP_VD CBP_FN(cbp_epiv)(int epi, CBP_VD v, const double* g)
 {
     const CBP_VD zero = CBP_FN(cbp_splat)(0.0);
-    if (epi == CBP_EPI_RELU) return (CBP_VD)((CBP_VI)v & (CBP_VI)(v > zero));
+    if (epi == CBP_EPI_RELU) return CBP_MAX0(v, zero);
     if (epi == CBP_EPI_GATE) return (CBP_VD)((CBP_VI)v & (CBP_VI)(CBP_LD(g) > zero));
     return v;
 }
@@ -43,7 +47,8 @@ CBP_INL double CBP_FN(cbp_epi1)(int epi, double v, const double* g)
 }
 
 /* ---------------------------------------------------------------- mm_nn --
- * A tile of RB rows x CBP_VW*JV columns of C := A @ B (+ bias), summed over K. */
+ * A tile of RB rows x CBP_VW*JV columns of C := (bias +) A @ B, summed over
+ * K in order. */
 CBP_INL void CBP_FN(cbp_nn_tile)(const int RB, const int JV, cbp_ix K, const double* A,
                                  cbp_ix lda, const double* B, cbp_ix ldb,
                                  const double* bias, double* C, cbp_ix ldc, int epi,
@@ -53,19 +58,17 @@ CBP_INL void CBP_FN(cbp_nn_tile)(const int RB, const int JV, cbp_ix K, const dou
     CBP_VD b[4];
     cbp_ix k;
     int r, v;
+    /* the sums start from the bias */
+    CBP_UNROLL for (v = 0; v < JV; v++)
+        b[v] = bias ? CBP_LD(bias + CBP_VW * v) : CBP_FN(cbp_splat)(0.0);
     CBP_UNROLL for (r = 0; r < RB; r++)
-        CBP_UNROLL for (v = 0; v < JV; v++) s[r][v] = CBP_FN(cbp_splat)(0.0);
+        CBP_UNROLL for (v = 0; v < JV; v++) s[r][v] = b[v];
     for (k = 0; k < K; k++) {
         CBP_UNROLL for (v = 0; v < JV; v++) b[v] = CBP_LD(B + k * ldb + CBP_VW * v);
         CBP_UNROLL for (r = 0; r < RB; r++) {
             CBP_VD a = CBP_FN(cbp_splat)(A[r * lda + k]);
             CBP_UNROLL for (v = 0; v < JV; v++) s[r][v] += a * b[v];
         }
-    }
-    if (bias) {
-        CBP_UNROLL for (v = 0; v < JV; v++) b[v] = CBP_LD(bias + CBP_VW * v);
-        CBP_UNROLL for (r = 0; r < RB; r++)
-            CBP_UNROLL for (v = 0; v < JV; v++) s[r][v] += b[v];
     }
     CBP_UNROLL for (r = 0; r < RB; r++)
         CBP_UNROLL for (v = 0; v < JV; v++)
@@ -82,20 +85,20 @@ CBP_INL void CBP_FN(cbp_nn_cols)(const int RB, cbp_ix j0, cbp_ix K, cbp_ix N, co
     cbp_ix j, k;
     int r;
     for (j = j0; j < N; j++) {
-        double s[4] = {0.0, 0.0, 0.0, 0.0};
+        double s[4];
+        CBP_UNROLL for (r = 0; r < RB; r++) s[r] = bias ? bias[j] : 0.0;
         for (k = 0; k < K; k++) {
             double bk = B[k * ldb + j];
             CBP_UNROLL for (r = 0; r < RB; r++) s[r] += A[r * lda + k] * bk;
         }
         CBP_UNROLL for (r = 0; r < RB; r++)
-            C[r * ldc + j] = CBP_FN(cbp_epi1)(epi, bias ? s[r] + bias[j] : s[r],
-                                              gate + r * ldc + j);
+            C[r * ldc + j] = CBP_FN(cbp_epi1)(epi, s[r], gate + r * ldc + j);
     }
 }
 
-CBP_ATTR static void CBP_FN(cbp_mm_nn)(cbp_ix m, cbp_ix K, cbp_ix N, const double* A,
+CBP_INL void CBP_FN(cbp_mm_nn_e)(cbp_ix m, cbp_ix K, cbp_ix N, const double* A,
                                       cbp_ix lda, const double* B, cbp_ix ldb,
-                                      const double* bias, double* C, cbp_ix ldc, int epi,
+                                      const double* bias, double* C, cbp_ix ldc, const int epi,
                                       const double* gate)
 {
     cbp_ix i = 0, j;
@@ -118,6 +121,20 @@ CBP_ATTR static void CBP_FN(cbp_mm_nn)(cbp_ix m, cbp_ix K, cbp_ix N, const doubl
         CBP_FN(cbp_nn_cols)(1, j, K, N, a, lda, B, ldb, bias, c, ldc, epi, g);
     }
 #undef CBP_NN
+}
+
+/* the epilogue as a constant, so that each variant is compiled without it */
+CBP_ATTR static void CBP_FN(cbp_mm_nn)(cbp_ix m, cbp_ix K, cbp_ix N, const double* A,
+                                      cbp_ix lda, const double* B, cbp_ix ldb,
+                                      const double* bias, double* C, cbp_ix ldc, int epi,
+                                      const double* gate)
+{
+    if (epi == CBP_EPI_RELU)
+        CBP_FN(cbp_mm_nn_e)(m, K, N, A, lda, B, ldb, bias, C, ldc, CBP_EPI_RELU, gate);
+    else if (epi == CBP_EPI_GATE)
+        CBP_FN(cbp_mm_nn_e)(m, K, N, A, lda, B, ldb, bias, C, ldc, CBP_EPI_GATE, gate);
+    else
+        CBP_FN(cbp_mm_nn_e)(m, K, N, A, lda, B, ldb, bias, C, ldc, CBP_EPI_NONE, gate);
 }
 
 /* ---------------------------------------------------------------- mm_nt --
@@ -153,9 +170,9 @@ CBP_INL void CBP_FN(cbp_nt_tile)(const int RB, const int JB, cbp_ix K, const dou
                                               gate + r * ldc + j);
 }
 
-CBP_ATTR static void CBP_FN(cbp_mm_nt)(cbp_ix m, cbp_ix K, cbp_ix N, const double* A,
+CBP_INL void CBP_FN(cbp_mm_nt_e)(cbp_ix m, cbp_ix K, cbp_ix N, const double* A,
                                       cbp_ix lda, const double* Bt, cbp_ix ldb,
-                                      const double* bias, double* C, cbp_ix ldc, int epi,
+                                      const double* bias, double* C, cbp_ix ldc, const int epi,
                                       const double* gate)
 {
     cbp_ix i = 0, j;
@@ -165,8 +182,9 @@ CBP_ATTR static void CBP_FN(cbp_mm_nt)(cbp_ix m, cbp_ix K, cbp_ix N, const doubl
         const double* a = A + i * lda;
         double* c = C + i * ldc;
         const double* g = (gate ? gate : C) + i * ldc;  /* read only for CBP_EPI_GATE */
-        for (j = 0; j + 2 <= N; j += 2) CBP_NT(4, 2);
-        for (; j < N; j++) CBP_NT(4, 1);
+        for (j = 0; j + 3 <= N; j += 3) CBP_NT(4, 3);
+        if (j + 2 <= N) { CBP_NT(4, 2); j += 2; }
+        if (j < N) CBP_NT(4, 1);
     }
     for (; i < m; i++) {
         const double* a = A + i * lda;
@@ -176,6 +194,19 @@ CBP_ATTR static void CBP_FN(cbp_mm_nt)(cbp_ix m, cbp_ix K, cbp_ix N, const doubl
         for (; j < N; j++) CBP_NT(1, 1);
     }
 #undef CBP_NT
+}
+
+CBP_ATTR static void CBP_FN(cbp_mm_nt)(cbp_ix m, cbp_ix K, cbp_ix N, const double* A,
+                                      cbp_ix lda, const double* Bt, cbp_ix ldb,
+                                      const double* bias, double* C, cbp_ix ldc, int epi,
+                                      const double* gate)
+{
+    if (epi == CBP_EPI_RELU)
+        CBP_FN(cbp_mm_nt_e)(m, K, N, A, lda, Bt, ldb, bias, C, ldc, CBP_EPI_RELU, gate);
+    else if (epi == CBP_EPI_GATE)
+        CBP_FN(cbp_mm_nt_e)(m, K, N, A, lda, Bt, ldb, bias, C, ldc, CBP_EPI_GATE, gate);
+    else
+        CBP_FN(cbp_mm_nt_e)(m, K, N, A, lda, Bt, ldb, bias, C, ldc, CBP_EPI_NONE, gate);
 }
 
 /* ---------------------------------------------------------------- mm_tn --
@@ -253,6 +284,11 @@ CBP_ATTR static void CBP_FN(cbp_mm_tn)(cbp_ix m, cbp_ix K, cbp_ix N, const doubl
     for (; k + 4 <= K; k += 4) {
         for (j = 0; j + 2 * CBP_VW <= N; j += 2 * CBP_VW) CBP_TN(4, 2);
         for (; j + CBP_VW <= N; j += CBP_VW) CBP_TN(4, 1);
+    }
+    if (K - k == 3) {  /* 12 chains rather than a latency-bound (1, 4) pass */
+        for (j = 0; j + 4 * CBP_VW <= N; j += 4 * CBP_VW) CBP_TN(3, 4);
+        for (; j + CBP_VW <= N; j += CBP_VW) CBP_TN(3, 1);
+        k += 3;
     }
     for (; k + 2 <= K; k += 2) {
         for (j = 0; j + 4 * CBP_VW <= N; j += 4 * CBP_VW) CBP_TN(2, 4);

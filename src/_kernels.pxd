@@ -35,7 +35,8 @@ cdef extern from "_simd.h" nogil:
                               const double* gate) noexcept nogil
     ctypedef void (*mm_tn_fn)(Py_ssize_t m, Py_ssize_t K, Py_ssize_t N, const double* A,
                               Py_ssize_t lda, const double* B, Py_ssize_t ldb, double* C,
-                              Py_ssize_t ldc, int trans, double* colsum) noexcept nogil
+                              Py_ssize_t ldc, int trans, double* colsum,
+                              double* asum) noexcept nogil
     enum:
         EPI_NONE "CBP_EPI_NONE"
         EPI_RELU "CBP_EPI_RELU"
@@ -175,11 +176,9 @@ cdef inline void dense_backward_k(const double* X, const double* W, const double
                     dX[i] = dX[i] if gate[i] > 0.0 else 0.0
         return
     if no >= 4 or ni < 4:  # vectorised along the outputs; db rides along
-        cbp_simd.mm_tn(n, ni, no, X, ni, dZ, no, dW, no, 0, db)
-    else:  # few outputs: vectorise along the inputs, dW.T = dZ.T @ X
-        cbp_simd.mm_tn(n, no, ni, dZ, no, X, ni, dW, no, 1, NULL)
-        if db != NULL:
-            bias_grad_k(dZ, db, n, no)
+        cbp_simd.mm_tn(n, ni, no, X, ni, dZ, no, dW, no, 0, db, NULL)
+    else:  # few outputs: vectorise along the inputs, dW.T = dZ.T @ X; db too
+        cbp_simd.mm_tn(n, no, ni, dZ, no, X, ni, dW, no, 1, NULL, db)
     if dX != NULL:
         if ni >= 4 and n >= 4 and ni * no <= cap:
             transpose_k(W, scratch, ni, no)

@@ -17,7 +17,8 @@
  *   mm_nn:    C (m, N) := epi(A (m, K) @ B (K, N) [+ bias])     vectorised along N
  *   mm_nt:    C (m, N) := epi(A (m, K) @ Bt(N, K).T [+ bias])   vectorised along K
  *   mm_tn:    R (K, N) := A (m, K).T @ B (m, N), stored as C = R or C = R.T,
- *             and colsum := the column sums of B when colsum is not NULL
+ *             colsum := the column sums of B and asum := those of A, when
+ *             not NULL
  *   vexp:     y := exp(x), within 1 ulp of the correctly rounded value (tested)
  *   vsigmoid: a := 1 / (1 + exp(-z))
  */
@@ -41,7 +42,7 @@ typedef void (*cbp_mm_nn_fn)(cbp_ix m, cbp_ix K, cbp_ix N, const double* A, cbp_
                              cbp_ix ldc, int epi, const double* gate);
 typedef void (*cbp_mm_tn_fn)(cbp_ix m, cbp_ix K, cbp_ix N, const double* A, cbp_ix lda,
                              const double* B, cbp_ix ldb, double* C, cbp_ix ldc, int trans,
-                             double* colsum);
+                             double* colsum, double* asum);
 typedef void (*cbp_map_fn)(cbp_ix n, const double* x, double* y);
 
 typedef struct {
@@ -171,7 +172,7 @@ static void cbp_mm_nt_plain(cbp_ix m, cbp_ix K, cbp_ix N, const double* A, cbp_i
 
 static void cbp_mm_tn_plain(cbp_ix m, cbp_ix K, cbp_ix N, const double* A, cbp_ix lda,
                             const double* B, cbp_ix ldb, double* C, cbp_ix ldc, int trans,
-                            double* colsum)
+                            double* colsum, double* asum)
 {
     cbp_ix r, k, j;
     for (k = 0; k < K; k++)
@@ -185,6 +186,12 @@ static void cbp_mm_tn_plain(cbp_ix m, cbp_ix K, cbp_ix N, const double* A, cbp_i
             double s = 0.0;
             for (r = 0; r < m; r++) s += B[r * ldb + j];
             colsum[j] = s;
+        }
+    if (asum)
+        for (k = 0; k < K; k++) {
+            double s = 0.0;
+            for (r = 0; r < m; r++) s += A[r * lda + k];
+            asum[k] = s;
         }
 }
 

@@ -212,14 +212,18 @@ CBP_ATTR static void CBP_FN(cbp_mm_nt)(cbp_ix m, cbp_ix K, cbp_ix N, const doubl
 /* ---------------------------------------------------------------- mm_tn --
  * A tile of KB rows x CBP_VW*JV columns of R := A.T @ B, summed over the m rows
  * of A and B; stored into C as R (trans = 0) or as R.T (trans = 1).  With
- * SUM, also colsum[0:CBP_VW*JV] := the column sums of B over the m rows. */
-CBP_INL void CBP_FN(cbp_tn_tile)(const int KB, const int JV, const int SUM, cbp_ix m,
+ * SUM, also colsum[0:CBP_VW*JV] := the column sums of B over the m rows; with
+ * asum, asum[0:KB] := the column sums of A. */
+CBP_INL void CBP_FN(cbp_tn_tile)(const int KB, const int JV, const int SUM, const int ASUM,
+                                 cbp_ix m,
                                  const double* A, cbp_ix lda, const double* B, cbp_ix ldb,
-                                 double* C, cbp_ix ldc, int trans, double* colsum)
+                                 double* C, cbp_ix ldc, int trans, double* colsum,
+                                 double* asum)
 {
     CBP_VD s[4][4];
     CBP_VD u[4];
     CBP_VD b[4];
+    double t[4] = {0.0, 0.0, 0.0, 0.0};
     cbp_ix r;
     int q, v, l;
     CBP_UNROLL for (q = 0; q < KB; q++)
@@ -229,11 +233,14 @@ CBP_INL void CBP_FN(cbp_tn_tile)(const int KB, const int JV, const int SUM, cbp_
         CBP_UNROLL for (v = 0; v < JV; v++) b[v] = CBP_LD(B + r * ldb + CBP_VW * v);
         if (SUM) CBP_UNROLL for (v = 0; v < JV; v++) u[v] += b[v];
         CBP_UNROLL for (q = 0; q < KB; q++) {
-            CBP_VD a = CBP_FN(cbp_splat)(A[r * lda + q]);
+            double aq = A[r * lda + q];
+            CBP_VD a = CBP_FN(cbp_splat)(aq);
+            if (ASUM) t[q] += aq;
             CBP_UNROLL for (v = 0; v < JV; v++) s[q][v] += a * b[v];
         }
     }
     if (SUM) CBP_UNROLL for (v = 0; v < JV; v++) CBP_ST(colsum + CBP_VW * v, u[v]);
+    if (ASUM) CBP_UNROLL for (q = 0; q < KB; q++) asum[q] = t[q];
     if (trans) {
         CBP_UNROLL for (q = 0; q < KB; q++)
             CBP_UNROLL for (v = 0; v < JV; v++)
@@ -267,19 +274,27 @@ CBP_INL void CBP_FN(cbp_tn_cols)(cbp_ix j0, cbp_ix m, cbp_ix K, cbp_ix N, const 
 
 CBP_ATTR static void CBP_FN(cbp_mm_tn)(cbp_ix m, cbp_ix K, cbp_ix N, const double* A,
                                       cbp_ix lda, const double* B, cbp_ix ldb, double* C,
-                                      cbp_ix ldc, int trans, double* colsum)
+                                      cbp_ix ldc, int trans, double* colsum, double* asum)
 {
-    cbp_ix k = 0, j;
+    cbp_ix k = 0, j, r;
     /* the column sums ride along with the first block of rows of R */
 #define CBP_TN(KB, JV)                                                                 \
     do {                                                                               \
         double* c_ = trans ? C + j * ldc + k : C + k * ldc + j;                       \
-        if (colsum && k == 0)                                                          \
-            CBP_FN(cbp_tn_tile)(KB, JV, 1, m, A + k, lda, B + j, ldb, c_, ldc, trans,  \
-                                colsum + j);                                           \
+        double* cs_ = colsum && k == 0 ? colsum + j : NULL;                            \
+        double* as_ = asum && j == 0 ? asum + k : NULL;                                \
+        if (cs_ && as_)                                                                \
+            CBP_FN(cbp_tn_tile)(KB, JV, 1, 1, m, A + k, lda, B + j, ldb, c_, ldc, trans, \
+                                cs_, as_);                                             \
+        else if (cs_)                                                                  \
+            CBP_FN(cbp_tn_tile)(KB, JV, 1, 0, m, A + k, lda, B + j, ldb, c_, ldc, trans, \
+                                cs_, NULL);                                            \
+        else if (as_)                                                                  \
+            CBP_FN(cbp_tn_tile)(KB, JV, 0, 1, m, A + k, lda, B + j, ldb, c_, ldc, trans, \
+                                NULL, as_);                                            \
         else                                                                           \
-            CBP_FN(cbp_tn_tile)(KB, JV, 0, m, A + k, lda, B + j, ldb, c_, ldc, trans,  \
-                                NULL);                                                 \
+            CBP_FN(cbp_tn_tile)(KB, JV, 0, 0, m, A + k, lda, B + j, ldb, c_, ldc, trans, \
+                                NULL, NULL);                                           \
     } while (0)
     for (; k + 4 <= K; k += 4) {
         for (j = 0; j + 2 * CBP_VW <= N; j += 2 * CBP_VW) CBP_TN(4, 2);
@@ -300,6 +315,12 @@ CBP_ATTR static void CBP_FN(cbp_mm_tn)(cbp_ix m, cbp_ix K, cbp_ix N, const doubl
     }
 #undef CBP_TN
     CBP_FN(cbp_tn_cols)(N - N % CBP_VW, m, K, N, A, lda, B, ldb, C, ldc, trans, colsum);
+    if (asum && N < CBP_VW)  /* no tile ran: sum the columns of A here */
+        for (k = 0; k < K; k++) {
+            double t = 0.0;
+            for (r = 0; r < m; r++) t += A[r * lda + k];
+            asum[k] = t;
+        }
 }
 
 /* ------------------------------------------------------------------ exp --

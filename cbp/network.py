@@ -769,7 +769,11 @@ class Network:
         # what it uses.
         chunk = min(every if (callback is not None or verbose) else epochs, _MAX_CHUNK)
         bar = _progress(epochs) if verbose else None
-        rows = []
+        # one chunk buffer for the whole run; each chunk's columns are copied
+        # out, so a long run touches its history memory once, not per chunk
+        part_buf = np.empty((chunk, C.N_HIST))
+        columns = self._history_columns(Xv is not None)
+        cols = {name: [] for name in columns}
 
         self._enter(trains=True)
         try:
@@ -779,12 +783,13 @@ class Network:
             epoch0 = self.epochs_trained
             while done < epochs:
                 k = min(chunk, epochs - done)
-                part = np.full((k, C.N_HIST), np.nan)
+                part = part_buf[:k]
                 ran, steps, status = self._engine.fit(
                     X, Y, Xv, Yv, kind, h, state, t, epoch0 + done, k, bs, shuffle, seed,
                     es, best, part
                 )
-                rows.append(part[:ran])
+                for name, c in columns.items():
+                    cols[name].append(part[:ran, c].copy())
                 t += steps
                 if opt is not None:
                     opt.iterations += steps
@@ -803,8 +808,9 @@ class Network:
                 if status == C.FIT_STOPPED:
                     break
             self._batch = None
-            hist = np.concatenate(rows) if rows else np.empty((0, C.N_HIST))
-            result = self._history(hist[:done], Xv is not None)
+            result = {name: (parts[0] if len(parts) == 1 else
+                             np.concatenate(parts) if parts else np.empty(0))
+                      for name, parts in cols.items()}
             if early_stopping is not None:
                 result["best_epoch"] = int(es[C.ES_BEST_EPOCH] - epoch0)
                 result["stopped_epoch"] = done if status == C.FIT_STOPPED else None
@@ -829,18 +835,19 @@ class Network:
             raise err
         return result
 
-    def _history(self, hist, with_val):
-        out = {"loss": hist[:, C.HIST_LOSS].copy()}
+    def _history_columns(self, with_val):
+        """The history's keys and their columns in the engine's rows."""
+        out = {"loss": C.HIST_LOSS}
         if self.is_classifier:
-            out["accuracy"] = hist[:, C.HIST_ACC].copy()
+            out["accuracy"] = C.HIST_ACC
         if with_val:
-            out["val_loss"] = hist[:, C.HIST_VAL_LOSS].copy()
+            out["val_loss"] = C.HIST_VAL_LOSS
             if self.is_classifier:
-                out["val_accuracy"] = hist[:, C.HIST_VAL_ACC].copy()
+                out["val_accuracy"] = C.HIST_VAL_ACC
         return out
 
     def _logs(self, row, with_val):
-        return {k: float(v[0]) for k, v in self._history(row[None, :], with_val).items()}
+        return {k: float(row[c]) for k, c in self._history_columns(with_val).items()}
 
     # -- persistence ------------------------------------------------------
     def get_config(self):

@@ -351,6 +351,7 @@ cdef class Engine:
     cdef Py_ssize_t width          # widest layer output
     cdef Py_ssize_t* segs          # trainable ranges [lo, hi), merged
     cdef Py_ssize_t n_segs
+    cdef bint penalised            # any layer with an L1/L2 term
     cdef double[::1] _params
     cdef double[::1] _grads
     cdef double* params
@@ -391,6 +392,7 @@ cdef class Engine:
         self.n_layers = L
         self.width = 0
         self.n_segs = 0
+        self.penalised = False
         for l in range(L):
             Ly = &self.layers[l]
             Ly.kind = <int>m[l, 0]
@@ -413,6 +415,8 @@ cdef class Engine:
             _check(Ly.n_in > 0 and Ly.n_out > 0 and (l == 0 or Ly.n_in == self.layers[l - 1].n_out),
                    "Engine: layer widths do not chain")
             if Ly.kind == KIND_DENSE:
+                self.penalised |= (Ly.wl1 != 0.0 or Ly.wl2 != 0.0 or Ly.bl1 != 0.0
+                                   or Ly.bl2 != 0.0)
                 _check(Ly.w_off >= 0 and Ly.w_off + Ly.n_in * Ly.n_out <= P
                        and Ly.b_off + Ly.n_out <= P,
                        "Engine: layer table does not fit the parameter buffer")
@@ -523,6 +527,8 @@ cdef class Engine:
         cdef Py_ssize_t l
         cdef Layer* L
         cdef double value = 0.0
+        if not self.penalised:
+            return 0.0
         for l in range(self.n_layers):
             L = &self.layers[l]
             if L.kind != KIND_DENSE:
@@ -564,6 +570,8 @@ cdef class Engine:
             if P != NULL and gate == NULL:
                 activation_backward_k(P.act, self._zbuf(P), self.work + P.a, dx, dx,
                                       n, P.n_out, P.alpha)
+        if not self.penalised:
+            return value
         # L1/L2 penalties, nnfs semantics
         for l in range(self.n_layers):
             L = &self.layers[l]
@@ -581,6 +589,8 @@ cdef class Engine:
         """One optimizer step over the trainable segments; True if all finite."""
         cdef Py_ssize_t s, lo, hi, P = self.n_params
         cdef int chk = 0
+        if self._plain_sgd(kind, oh):
+            return self._sgd(oh[O_LR])  # the same arithmetic, without the dispatch
         for s in range(self.n_segs):
             lo = self.segs[2 * s]
             hi = self.segs[2 * s + 1]
@@ -704,7 +714,9 @@ cdef class Engine:
         _check(Y.shape[0] == n and Y.shape[1] == self.n_out,
                "Engine: Y has the wrong shape")
         cdef Py_ssize_t slots = self._slots(kind, ohyper, state)
-        cdef double* snap = self._snapshot(state, slots)
+        cdef bint plain = self._plain_sgd(kind, &ohyper[0])
+        # plain SGD saves the old values in its own pass (no separate copy)
+        cdef double* snap = self._snapshot_ptr() if plain else self._snapshot(state, slots)
         cdef double* st = &state[0] if slots else NULL
         cdef double value
         cdef bint ok
@@ -712,7 +724,11 @@ cdef class Engine:
             self._forward(self.work, n, False, 0, 0, 0)
             value = self._backward(self.work, &Y[0, 0], n)
             ok = isfinite(value)
-            if ok:
+            if ok and plain:
+                ok = self._sgd(ohyper[O_LR], snap)
+                if not ok:
+                    self._restore_segs(snap)
+            elif ok:
                 ok = self._update(kind, &ohyper[0], st, slots, t)
                 if not ok:
                     self._restore(snap, st, slots)
@@ -778,15 +794,15 @@ cdef class Engine:
             n = xb.shape[0]
             self._layout(n)
             memcpy(self.work, xb.buf, n * self.n_in * sizeof(double))
-            self._snapshot_nogil(self._snapshot_ptr(), NULL, 0)
+            self._snapshot_ptr()
             with nogil:
                 self._forward(self.work, n, False, 0, 0, 0)
                 value = self._backward(self.work, <const double*>yb.buf, n)
                 ok = isfinite(value)
                 if ok:
-                    ok = self._sgd(lr)
+                    ok = self._sgd(lr, self.snap)
                     if not ok:
-                        memcpy(self.params, self.snap, self.n_params * sizeof(double))
+                        self._restore_segs(self.snap)
             self.rows = n
         finally:
             PyBuffer_Release(&xb)
@@ -806,8 +822,12 @@ cdef class Engine:
             self.snap_cap = self.n_params
         return self.snap
 
-    cdef bint _sgd(self, double lr) noexcept nogil:
-        """params -= lr * grads over the trainable segments; True if all finite."""
+    cdef bint _sgd(self, double lr, double* snap=NULL) noexcept nogil:
+        """params -= lr * grads over the trainable segments; True if all finite.
+
+        With ``snap``, the old values of the segments are saved there first,
+        in the same pass (snap[i] for params[i]); _restore_segs undoes it.
+        """
         cdef Py_ssize_t s, i, lo, hi
         cdef double chk = 0.0, q
         cdef double* p = self.params
@@ -815,11 +835,31 @@ cdef class Engine:
         for s in range(self.n_segs):
             lo = self.segs[2 * s]
             hi = self.segs[2 * s + 1]
-            for i in range(lo, hi):
-                q = p[i] - lr * g[i]
-                p[i] = q
-                chk = flag_k(chk, q)
+            if snap != NULL:
+                for i in range(lo, hi):
+                    q = p[i]
+                    snap[i] = q
+                    q = q - lr * g[i]
+                    p[i] = q
+                    chk = flag_k(chk, q)
+            else:
+                for i in range(lo, hi):
+                    q = p[i] - lr * g[i]
+                    p[i] = q
+                    chk = flag_k(chk, q)
         return chk == 0.0
+
+    cdef void _restore_segs(self, const double* snap) noexcept nogil:
+        """Undo ``_sgd(lr, snap)``: the trainable segments back from snap."""
+        cdef Py_ssize_t s, lo, hi
+        for s in range(self.n_segs):
+            lo = self.segs[2 * s]
+            hi = self.segs[2 * s + 1]
+            memcpy(self.params + lo, snap + lo, (hi - lo) * sizeof(double))
+
+    cdef inline bint _plain_sgd(self, int kind, const double* oh) noexcept nogil:
+        """Plain SGD: p -= lr * g, what ``_sgd`` computes."""
+        return kind == OPT_SGD and oh[O_MOMENTUM] == 0.0 and oh[O_DECAY] == 0.0
 
     def evaluate(self, const double[:, ::1] X, const double[:, ::1] Y):
         """(loss, accuracy) on (X, Y), dropout off; accuracy is NaN for regression."""
@@ -858,6 +898,9 @@ cdef class Engine:
         cdef Py_ssize_t slots = self._slots(kind, ohyper, state)
         cdef double* snap = self._snapshot(state, slots)
         cdef double* st = &state[0] if slots else NULL
+        # plain SGD: the first step of an epoch saves the epoch's start in its
+        # own pass, instead of a copy of every parameter before it
+        cdef bint plain = self._plain_sgd(kind, &ohyper[0]), snapped = False
         self._layout(bs)
         order_arr = np.empty(n, dtype=np.int64)
         cdef long long[::1] order = order_arr
@@ -877,7 +920,9 @@ cdef class Engine:
             with nogil:
                 for k in range(n_epochs):
                     epoch = epoch0 + k
-                    self._snapshot_nogil(snap, st, slots)
+                    if not plain:
+                        self._snapshot_nogil(snap, st, slots)
+                    snapped = False
                     steps0 = steps
                     if shuffle:
                         shuffle_order_k(seed, epoch, &order[0], keys, n)
@@ -905,7 +950,10 @@ cdef class Engine:
                         h_ = correct_k(self.loss, self.work + self.layers[self.n_layers - 1].a,
                                        yw, nb, self.n_out, &s_)
                         ok = isfinite(value)
-                        if ok:
+                        if ok and plain:
+                            ok = self._sgd(ohyper[O_LR], NULL if snapped else snap)
+                            snapped = True
+                        elif ok:
                             ok = self._update(kind, &ohyper[0], st, slots, t + steps)
                         if not ok:
                             break
@@ -916,7 +964,7 @@ cdef class Engine:
                         batches += 1
                         row += nb
                     if not ok:
-                        self._restore(snap, st, slots)
+                        self._undo_epoch(plain, snapped, snap, st, slots)
                         steps = steps0
                         done = k
                         status = FIT_DIVERGED
@@ -930,7 +978,7 @@ cdef class Engine:
                         h_ = correct_k(self.loss, out, &Yv[0, 0], nv, self.n_out, &s_)
                         hist[k, 3] = h_ / <double>s_ if s_ else NAN
                         if not isfinite(hist[k, 2]):  # a loss became infinite: diverged
-                            self._restore(snap, st, slots)
+                            self._undo_epoch(plain, snapped, snap, st, slots)
                             steps = steps0
                             done = k
                             status = FIT_DIVERGED
@@ -956,6 +1004,14 @@ cdef class Engine:
             PyMem_Free(keys)
         self.rows = 0
         return done, steps, status
+
+    cdef void _undo_epoch(self, bint plain, bint snapped, const double* snap, double* state,
+                          Py_ssize_t slots) noexcept nogil:
+        """Back to the start of the epoch (see fit)."""
+        if not plain:
+            self._restore(snap, state, slots)
+        elif snapped:  # else no step of the epoch was applied
+            self._restore_segs(snap)
 
     cdef void _snapshot_nogil(self, double* snap, const double* state,
                               Py_ssize_t slots) noexcept nogil:

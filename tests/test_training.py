@@ -761,6 +761,26 @@ def test_fit_divergence_rolls_back_the_epoch(backend):
     net.fit(*cbp.datasets.sine_data(16), epochs=1, lr=1e-3)
 
 
+@pytest.mark.parametrize("batch_size", [4, 16])
+def test_plain_sgd_divergence_rolls_back_exactly(backend, batch_size):
+    """Plain SGD saves the epoch's start inside its first update (no separate
+    copy); the rollback must still be exact, and a frozen layer, changed by
+    hand between fits, must keep the value it was given."""
+    X, y = cbp.datasets.sine_data(16)
+    net = cbp.Network([cbp.Dense(1, 6, "tanh", seed=0, trainable=False),
+                       cbp.Dense(6, 1, "identity", seed=1)], backend=backend)
+    net.fit(X, y, epochs=2, batch_size=batch_size, lr=1e-3)
+    net.layers[0].weights[...] = 0.25  # the frozen layer, changed by hand
+    snaps = [net.parameters.copy()]
+    with pytest.raises(cbp.DivergenceError) as info:
+        net.fit(X, y, epochs=500, batch_size=batch_size, lr=50.0,
+                callback=lambda e, logs: snaps.append(net.parameters.copy()), callback_every=1)
+    epoch = info.value.epoch
+    assert epoch > 1
+    np.testing.assert_array_equal(net.parameters, snaps[epoch - 1])
+    assert (net.layers[0].weights == 0.25).all()
+
+
 def test_fit_divergence_is_the_same_on_both_backends(native):
     X, y = cbp.datasets.sine_data(16)
     out = []

@@ -518,7 +518,8 @@ class Engine:
 
         Takes X and Y only when they are already C-contiguous float64
         ndarrays of the right shapes, finite (and within [0, 1] for the
-        cross-entropies), with lr finite and > 0.  Otherwise returns None
+        cross-entropies), or, for categorical cross-entropy, Y int64 class
+        labels in range, with lr finite and > 0.  Otherwise returns None
         having touched nothing, and the caller validates and converts.
         """
         if type(X) is not np.ndarray or type(Y) is not np.ndarray or not (
@@ -526,12 +527,16 @@ class Engine:
         ):
             return None
         n_in, n_out = self.meta[0, C.M_NIN], self.meta[-1, C.M_NOUT]
-        for A, cols in ((X, n_in), (Y, n_out)):
-            if A.dtype != np.float64 or not A.flags.c_contiguous or A.ndim != 2:
-                return None
-            if A.shape[1] != cols or A.shape[0] < 1:
-                return None
-        if Y.shape[0] != X.shape[0] or not np.isfinite(X).all():
+        if X.dtype != np.float64 or not X.flags.c_contiguous or X.ndim != 2:
+            return None
+        if X.shape[1] != n_in or X.shape[0] < 1 or not np.isfinite(X).all():
+            return None
+        if (self.loss == C.LOSS_CCE and Y.ndim == 1 and Y.dtype == np.int64
+                and Y.shape[0] == X.shape[0] and ((Y >= 0) & (Y < n_out)).all()):
+            Y = np.eye(n_out)[Y]  # class labels: one-hot rows
+        if Y.dtype != np.float64 or not Y.flags.c_contiguous or Y.ndim != 2:
+            return None
+        if Y.shape[1] != n_out or Y.shape[0] != X.shape[0]:
             return None
         if self.loss in (C.LOSS_CCE, C.LOSS_BCE):
             if not ((Y >= 0.0) & (Y <= 1.0)).all():

@@ -13,7 +13,7 @@ layouts with a ``ValueError``/``TypeError``, never a crash.
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_FORMAT
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from libc.math cimport isfinite, NAN
-from libc.stdint cimport uint64_t
+from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport qsort
 from libc.string cimport memcpy
 
@@ -753,14 +753,18 @@ cdef class Engine:
                 or (rows >= 0 and b.shape[0] != rows)):
             return False
         m = b.shape[0] * cols
-        if unit:
-            for i in range(m):
-                if not (v[i] >= 0.0 and v[i] <= 1.0):
-                    return False
-        else:
-            for i in range(m):
-                if not isfinite(v[i]):
-                    return False
+        return all_finite_k(v, m, unit)
+
+    cdef bint _labels(self, Py_buffer* b, Py_ssize_t rows):
+        """A 1-D int64 buffer of ``rows`` class labels, each in [0, n_out)."""
+        cdef Py_ssize_t i
+        cdef const int64_t* v = <const int64_t*>b.buf
+        if (b.ndim != 1 or b.itemsize != 8 or b.format == NULL or b.format[1] != 0
+                or (b.format[0] != b'l' and b.format[0] != b'q') or b.shape[0] != rows):
+            return False
+        for i in range(rows):
+            if not (0 <= v[i] < self.n_out):
+                return False
         return True
 
     def train_step_sgd(self, X, Y, double lr):
@@ -768,13 +772,15 @@ cdef class Engine:
 
         Takes X and Y only when they are already C-contiguous float64
         ndarrays of the right shapes, finite (and within [0, 1] for the
-        cross-entropies), with lr finite and > 0.  Otherwise returns None
+        cross-entropies), or, for categorical cross-entropy, Y int64 class
+        labels in range, with lr finite and > 0.  Otherwise returns None
         having touched nothing, and the caller validates and converts.
         """
         cdef Py_buffer xb, yb
-        cdef bint got_x = False, got_y = False, ok
-        cdef Py_ssize_t n
+        cdef bint got_x = False, got_y = False, ok, labels = False
+        cdef Py_ssize_t n, i
         cdef double value
+        cdef const double* yp
         if type(X) is not ndarray or type(Y) is not ndarray or not (lr > 0.0 and isfinite(lr)):
             return None
         try:
@@ -787,17 +793,25 @@ cdef class Engine:
                 PyBuffer_Release(&xb)
             return None
         try:
-            if not (self._usable(&xb, -1, self.n_in, False)
-                    and self._usable(&yb, xb.shape[0], self.n_out,
-                                     self.loss == LOSS_CCE or self.loss == LOSS_BCE)):
+            if not self._usable(&xb, -1, self.n_in, False):
+                return None
+            labels = self.loss == LOSS_CCE and self._labels(&yb, xb.shape[0])
+            if not (labels or self._usable(&yb, xb.shape[0], self.n_out,
+                                           self.loss == LOSS_CCE or self.loss == LOSS_BCE)):
                 return None
             n = xb.shape[0]
             self._layout(n)
             memcpy(self.work, xb.buf, n * self.n_in * sizeof(double))
+            yp = <const double*>yb.buf
+            if labels:  # one-hot rows in the workspace's target block
+                yp = self.work + self.y_off
+                memset(self.work + self.y_off, 0, n * self.n_out * sizeof(double))
+                for i in range(n):
+                    self.work[self.y_off + i * self.n_out + (<const int64_t*>yb.buf)[i]] = 1.0
             self._snapshot_ptr()
             with nogil:
                 self._forward(self.work, n, False, 0, 0, 0)
-                value = self._backward(self.work, <const double*>yb.buf, n)
+                value = self._backward(self.work, yp, n)
                 ok = isfinite(value)
                 if ok:
                     ok = self._sgd(lr, self.snap)

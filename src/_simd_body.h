@@ -404,27 +404,35 @@ CBP_ATTR static void CBP_FN(cbp_vexp)(cbp_ix n, const double* x, double* y)
 }
 
 /* a := 1 / (1 + exp(-z)); a may be z.  As vexp, libm throughout when any
- * -z is outside [-708, 709] or NaN. */
+ * -z is outside [-708, 709] or NaN.  When a is not z, the range is checked
+ * in the same pass as the arithmetic (z is still there to redo it). */
 CBP_ATTR static void CBP_FN(cbp_vsigmoid)(cbp_ix n, const double* z, double* a)
 {
     const CBP_VD one = CBP_FN(cbp_splat)(1.0);
     cbp_ix i = 0;
-    int any = 0;
     CBP_VI bad = {0};
-    for (; i + CBP_VW <= n; i += CBP_VW) bad |= CBP_FN(cbp_exp_out)(-CBP_LD(z + i));
-    for (; i < n; i++) any |= !(-z[i] >= -708.0 && -z[i] <= 709.0);
-    if (any | CBP_FN(cbp_any)(bad)) {
-        for (i = 0; i < n; i++) a[i] = 1.0 / (1.0 + exp(-z[i]));
-        return;
+    if (a == z) {
+        for (; i + CBP_VW <= n; i += CBP_VW) bad |= CBP_FN(cbp_exp_out)(-CBP_LD(z + i));
+        for (; i < n; i++) bad[0] |= !(-z[i] >= -708.0 && -z[i] <= 709.0);
+        if (CBP_FN(cbp_any)(bad)) goto libm;
+        i = 0;
     }
-    for (i = 0; i + CBP_VW <= n; i += CBP_VW)
-        CBP_ST(a + i, one / (one + CBP_FN(cbp_expv)(-CBP_LD(z + i))));
-    if (i < n) {
+    for (; i + CBP_VW <= n; i += CBP_VW) {
+        CBP_VD x = -CBP_LD(z + i);
+        bad |= CBP_FN(cbp_exp_out)(x);
+        CBP_ST(a + i, one / (one + CBP_FN(cbp_expv)(x)));
+    }
+    if (i < n) {  /* the tail, through the same arithmetic; unused lanes are 0 */
         double buf[CBP_VW] = {0.0};
         memcpy(buf, z + i, (size_t)(n - i) * sizeof(double));
-        CBP_ST(buf, one / (one + CBP_FN(cbp_expv)(-CBP_LD(buf))));
+        CBP_VD x = -CBP_LD(buf);
+        bad |= CBP_FN(cbp_exp_out)(x);
+        CBP_ST(buf, one / (one + CBP_FN(cbp_expv)(x)));
         memcpy(a + i, buf, (size_t)(n - i) * sizeof(double));
     }
+    if (!CBP_FN(cbp_any)(bad)) return;
+libm:
+    for (i = 0; i < n; i++) a[i] = 1.0 / (1.0 + exp(-z[i]));
 }
 
 static const cbp_simd_table CBP_FN(cbp_simd_table) = {

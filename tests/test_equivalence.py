@@ -898,3 +898,28 @@ def test_Engine__fit(core, case):
             assert n == r, f"history[{key!r}]: {n!r} != {r!r}"
     p_n, p_r = net_n.parameters, net_r.parameters
     assert_close(p_n, p_r, 1e-9 * np.abs(p_r).max(), rtol=1e-9, what="parameters after fit")
+
+
+@needs_native
+def test_Engine__train_step_sgd_takes_int64_labels(core):
+    """With categorical cross-entropy the fast path takes int64 class labels:
+    the same step as one-hot rows, on both engines; labels it cannot take
+    (out of range, another dtype, 2-D, the wrong count) return None, touching
+    nothing."""
+    meta, hyper, size = layer_table([dense(3, 5, "relu"), dense(5, 4, "softmax")])
+    rng = np.random.default_rng(11)
+    X = rng.normal(0.0, 1.0, (6, 3))
+    labels = np.array([0, 3, 1, 1, 2, 3], dtype=np.int64)
+    params = initial_params(rng, meta, size)
+    onehot = EnginePair(core, meta, hyper, params, C.LOSS_CCE, C.RED_MEAN, 1e-12)
+    want = onehot.call("train_step_sgd", X, np.eye(4)[labels], 0.1)
+    pair = EnginePair(core, meta, hyper, params, C.LOSS_CCE, C.RED_MEAN, 1e-12)
+    got = pair.call("train_step_sgd", X, labels, 0.1)
+    assert isinstance(got, float) and got == want
+    np.testing.assert_array_equal(pair.buffers["numpy"]["params"], onehot.buffers["numpy"]["params"])
+    for bad in (np.array([0, 3, 1, 1, 2, 4]), np.array([0, 3, 1, 1, 2, -1]),
+                labels.astype(np.int32), labels.reshape(6, 1), labels[:5]):
+        before = {side: b["params"].copy() for side, b in pair.buffers.items()}
+        assert pair.call("train_step_sgd", X, bad, 0.1) is None
+        for side, b in pair.buffers.items():
+            np.testing.assert_array_equal(b["params"], before[side])

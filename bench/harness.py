@@ -50,7 +50,7 @@ class PeerResult:
     workload: str
     peer: str
     threads: str
-    family: str  # "cbp", "seed", "torch", "sklearn": for ratios and notes
+    family: str  # "cbp", "seed", "numpy" (lean loop), "torch", "sklearn": for ratios and notes
     status: str = "ok"  # "ok", "skipped" or "error"
     note: str = ""
     agreement: str = ""  # "reference", "ok", "DISAGREES", "n/a (...)", "error"
@@ -80,6 +80,8 @@ class PeerResult:
 
 def family_of(peer):
     name = type(peer).__name__
+    if getattr(peer, "lean", False):
+        return "numpy"  # shown beside the seed loop, not the ratios' reference
     return {"CbpPeer": "cbp", "TorchPeer": "torch", "SklearnPeer": "sklearn"}.get(name, "seed")
 
 

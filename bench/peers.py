@@ -167,7 +167,7 @@ class CbpPeer(Peer):
     def __init__(self, problem, backend="native", via="fit", threads=1):
         super().__init__(problem, threads)
         self.backend, self.via = backend, via
-        self.label = f"cbp {backend} {via}"
+        self.label = f"cbp {backend} {via}" + (" (default threads)" if threads is None else "")
         if via == "train_step":
             self._batches = problem.batches()
 
@@ -255,22 +255,32 @@ class SeedXorPeer(SeedPeer):
 
 
 class SeedSoftmaxPeer(SeedPeer):
-    """nnfs style (seed 003's classes, flattened into one loop): dense ->
-    ReLU -> dense -> softmax, categorical cross-entropy averaged over the
-    batch with clipped probabilities, the combined softmax/CCE gradient
-    (p - onehot) / N, ``dW = np.dot(inputs.T, dvalues)``, plain SGD.
+    """nnfs style (seed 003's classes, flattened into one loop), as the nnfs
+    code runs a training epoch: dense -> ReLU -> dense -> softmax, categorical
+    cross-entropy averaged over the batch with clipped probabilities, the
+    accuracy of the batch, the combined softmax/CCE gradient (p - onehot) / N,
+    and every dense layer's backward as nnfs's ``Layer_Dense.backward`` writes
+    it: dweights, dbiases and dinputs (seed 003's dl/dX), the first layer's
+    included; plain SGD.
+
+    ``lean=True`` drops the two things cbp does not do on this path (the
+    first layer's dinputs, which nothing reads, and the accuracy): the
+    tightest NumPy loop of the same training, reported beside the seed loop.
     """
 
-    def __init__(self, problem, threads=1):
+    def __init__(self, problem, threads=1, lean=False):
         super().__init__(problem, threads)
         assert [l.activation for l in problem.layers] == ["relu", "softmax"]
         assert problem.loss == "categorical_crossentropy" and problem.reduction == "mean"
         self._batches = problem.batches()
+        self.lean = lean
+        if lean:
+            self.label = "lean NumPy (no input-layer dX, no accuracy)"
 
     def train(self, n):
         W1, W2 = self.W
         b1, b2 = self.B
-        learning_rate = self.problem.lr
+        learning_rate, lean = self.problem.lr, self.lean
         for _ in range(n):
             for X, y in self._batches:
                 # Forward pass
@@ -284,6 +294,9 @@ class SeedSoftmaxPeer(SeedPeer):
                 y_pred_clipped = np.clip(probabilities, 1e-7, 1 - 1e-7)
                 correct_confidences = y_pred_clipped[range(samples), y]
                 loss = np.mean(-np.log(correct_confidences))  # noqa: F841 (cbp computes it too)
+                if not lean:
+                    predictions = np.argmax(probabilities, axis=1)
+                    accuracy = np.mean(predictions == y)  # noqa: F841
                 # Backward pass: softmax + categorical cross-entropy combined
                 dz2 = probabilities.copy()
                 dz2[range(samples), y] -= 1
@@ -295,6 +308,8 @@ class SeedSoftmaxPeer(SeedPeer):
                 dz1[z1 <= 0] = 0
                 dW1 = np.dot(X.T, dz1)
                 db1 = np.sum(dz1, axis=0, keepdims=True)
+                if not lean:
+                    dX = np.dot(dz1, W1.T)  # noqa: F841 (nnfs's dinputs of the first layer)
                 # SGD update
                 W1 += -learning_rate * dW1
                 b1 += -learning_rate * db1

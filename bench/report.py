@@ -68,6 +68,14 @@ def _core_build(cbp):
     return {"file": path, "bytes": st.st_size, "modified": mtime.isoformat(timespec="seconds")}
 
 
+def _simd_level(cbp):
+    """The kernel table of src/_simd.h in force (None without the core)."""
+    try:
+        return cbp._backend._core._simd()
+    except Exception:
+        return None
+
+
 def machine_info(root):
     import cbp
 
@@ -91,6 +99,9 @@ def machine_info(root):
         "cbp_native_available": cbp.native_available(),
         "cbp_core": _core_build(cbp),
         "git": _git(root),
+        "cbp_simd": _simd_level(cbp),
+        "env": {k: os.environ[k] for k in sorted(os.environ)
+                if k.startswith(("OPENBLAS_", "OMP_", "MKL_", "CBP_"))},
     }
     try:
         from threadpoolctl import threadpool_info
@@ -366,7 +377,9 @@ def render_markdown(machine, settings, command, workloads, cells, linear, widths
         f"- cbp {m['cbp']} ({m['cbp_file']}), native core loaded: {m['cbp_native_available']}, "
         f"git {(m['git'] or {}).get('commit', '?')} with "
         f"{(m['git'] or {}).get('modified_files', '?')} modified tracked files; core built "
-        f"{(m['cbp_core'] or {}).get('modified', '?')}",
+        f"{(m['cbp_core'] or {}).get('modified', '?')}; SIMD kernel table "
+        f"{m.get('cbp_simd')}",
+        f"- Environment: {', '.join(f'{k}={v}' for k, v in (m.get('env') or {}).items()) or 'none'}",
         "",
         f"Method: every peer runs in this one process, at {settings.threads} thread(s) "
         f"(threadpoolctl limits for BLAS/OpenMP, `torch.set_num_threads`) unless marked "

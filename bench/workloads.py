@@ -22,11 +22,13 @@ def _workload(name, title, unit, results, **extra):
 
 
 def _standard_peers(problem, s, via="fit", torch_default=True):
-    """cbp native and NumPy backend, then torch at s.threads (and at its default)."""
+    """cbp native and NumPy backend, then torch at s.threads; with
+    ``torch_default``, cbp native and torch at their default thread counts too
+    (the pair the default-threads comparison is about)."""
     peers = [CbpPeer(problem, "native", via, s.threads), CbpPeer(problem, "numpy", via, s.threads)]
     torch_peers = [TorchPeer(problem, s.threads)]
     if torch_default:
-        torch_peers.append(TorchPeer(problem, None))
+        torch_peers += [CbpPeer(problem, "native", via, None), TorchPeer(problem, None)]
     return peers, torch_peers
 
 
@@ -99,7 +101,8 @@ def run_spiral(s, log=print):
     p = Problem(layers=(Layer(2, 64, "relu"), Layer(64, 3, "softmax")),
                 loss="categorical_crossentropy", X=X, y=y, lr=1.0)
     cbp_peers, torch_peers = _standard_peers(p, s)
-    peers = cbp_peers + [SeedSoftmaxPeer(p, s.threads)] + torch_peers + [SklearnPeer(p, s.threads)]
+    peers = (cbp_peers + [SeedSoftmaxPeer(p, s.threads), SeedSoftmaxPeer(p, s.threads, lean=True)]
+             + torch_peers + [SklearnPeer(p, s.threads)])
     res = measure_peers("spiral", peers, s, log=log)
     return _workload("spiral", "Spiral 300x2, 2-64-3 ReLU/softmax, CCE, full batch", "epoch", res,
                      data_source=source)
@@ -132,7 +135,8 @@ def run_mnist(s, log=print):
                 loss="categorical_crossentropy", X=rng.random((n, n_in)),
                 y=rng.integers(0, n_out, n), lr=0.01)
     cbp_peers, torch_peers = _standard_peers(p, s, via="train_step")
-    peers = cbp_peers + [SeedSoftmaxPeer(p, s.threads)] + torch_peers
+    peers = (cbp_peers + [SeedSoftmaxPeer(p, s.threads), SeedSoftmaxPeer(p, s.threads, lean=True)]
+             + torch_peers)
     res = measure_peers("mnist", peers, s, unit="step", log=log)
     flops = train_step_flops(p.layers, n)
     for r in res:

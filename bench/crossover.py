@@ -1,9 +1,15 @@
 """Where should a dense layer switch from cbp's own loops to BLAS dgemm?
 
-Times one ``train_step`` of an (n, w) -> (w) ReLU -> (w) softmax network with
-every layer forced onto the loops, then forced onto dgemm, one BLAS thread,
-medians of repeats, and prints the ratio.  The defaults compiled into
-src/_kernels.pxd (cbp_blas_min_work, cbp_blas_min_side) come from this table.
+Two tables, each timing one ``train_step`` with every layer forced onto the
+loops, then forced onto dgemm, one BLAS thread, medians of repeats:
+
+1. square layers: an (n, w) -> (w) ReLU -> (w) softmax network (where the
+   work threshold, cbp_blas_min_work, comes from);
+2. thin layers: a single (thin -> 256) or (256 -> thin) layer on 1024 rows,
+   squared error (where the thin-side threshold, cbp_blas_min_side, comes
+   from: the narrowest side at which dgemm still wins).
+
+The defaults compiled into src/_kernels.pxd come from these tables.
 
     python bench/crossover.py
 """
@@ -60,6 +66,21 @@ def main():
                     times.append(_time(lambda: net.train_step(X, Y, lr=1e-9)))
                 print(f"| {n} | {w} | {times[0] * 1e6:.2f} | {times[1] * 1e6:.2f} | "
                       f"{times[0] / times[1]:.2f} | {n * w * w} |")
+        print()
+        print("| rows | n_in | n_out | loops us | dgemm us | loops/dgemm |")
+        print("|---|---|---|---|---|---|")
+        n, wide = 1024, 256
+        for thin in (2, 4, 8, 10, 16, 32):
+            for ni, no in ((thin, wide), (wide, thin)):
+                X = rng.standard_normal((n, ni))
+                Y = rng.standard_normal((n, no))
+                net = cbp.Network([cbp.Dense(ni, no, "identity", seed=0)])
+                times = []
+                for work, side in ((1 << 62, 1 << 30), (1, 1)):
+                    _core._blas_thresholds(work, side)
+                    times.append(_time(lambda: net.train_step(X, Y, lr=1e-9)))
+                print(f"| {n} | {ni} | {no} | {times[0] * 1e6:.1f} | {times[1] * 1e6:.1f} | "
+                      f"{times[0] / times[1]:.2f} |")
     finally:
         _core._blas_thresholds(*saved)
 

@@ -15,12 +15,15 @@ from scipy.linalg.cython_blas cimport dgemm
 # BLAS dgemm; the rest run the kernels of _simd.h, which have no call or
 # packing overhead and stay vectorised on thin sides where dgemm does not.
 # The defaults come from bench/crossover.py (one thread): dgemm pays from
-# about 64 x 64 layers on 64 rows.  cbp._core._blas_thresholds() reads and
-# sets them (the tests force each path).
+# about 64 x 64 layers on 64 rows, and on 1024 rows the loops win while a
+# side is 8 or narrower, dgemm from 16 on; at 10 it is even for a thin
+# input side and dgemm is 2.3x faster for a thin output side (the loops'
+# tail of 10 % 4 columns).  cbp._core._blas_thresholds() reads and sets them
+# (the tests force each path).
 cdef extern from *:
     """
     static Py_ssize_t cbp_blas_min_work = 262144;
-    static Py_ssize_t cbp_blas_min_side = 64;
+    static Py_ssize_t cbp_blas_min_side = 10;
     """
     Py_ssize_t cbp_blas_min_work
     Py_ssize_t cbp_blas_min_side

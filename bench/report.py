@@ -307,7 +307,8 @@ def auto_notes(workloads, cells, linear):
         natives = [r for r in res if r.family == "cbp" and "native" in r.peer and r.seconds]
         rivals = [r for r in res if r.seconds and not (r.family == "cbp" and "native" in r.peer)]
         for nat in natives:
-            for other in rivals:
+            # like with like: one thread against one thread, defaults against defaults
+            for other in (o for o in rivals if (o.threads == "1") == (nat.threads == "1")):
                 wall = nat.seconds / other.seconds
                 cpu = nat.cpu_seconds / other.cpu_seconds
                 if wall <= 1 and cpu <= 1:

@@ -36,7 +36,8 @@ def _simd(level=None):
     """
     old = cbp_simd.name.decode()
     if level is not None:
-        if not isinstance(level, str) or cbp_simd_select(level.encode()) != 0:
+        if (not isinstance(level, str) or "\0" in level
+                or cbp_simd_select(level.encode()) != 0):
             raise ValueError(
                 f"unknown or unsupported SIMD level {level!r}; this build and CPU "
                 f"support {_simd_levels()}")

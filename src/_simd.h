@@ -128,7 +128,7 @@ static cbp_simd_table cbp_simd = {cbp_mm_nn_base, cbp_mm_nt_base, cbp_mm_tn_base
 #    undef CBP_NAME
 #  endif
 
-#else /* no vector extensions: plain loops, same contracts */
+#else /* no vector extensions: plain loops, same contracts; this build's "baseline" */
 
 static double cbp_epi_plain(int epi, double v, const double* g)
 {
@@ -208,7 +208,7 @@ static void cbp_vsigmoid_plain(cbp_ix n, const double* z, double* a)
 }
 
 #  define CBP_PLAIN_INIT {cbp_mm_nn_plain, cbp_mm_nt_plain, cbp_mm_tn_plain, \
-                          cbp_vexp_plain, cbp_vsigmoid_plain, "plain"}
+                          cbp_vexp_plain, cbp_vsigmoid_plain, "baseline"}
 static const cbp_simd_table cbp_simd_table_plain = CBP_PLAIN_INIT;
 static cbp_simd_table cbp_simd = CBP_PLAIN_INIT;
 #  define CBP_BASE_TABLE cbp_simd_table_plain

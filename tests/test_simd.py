@@ -99,7 +99,8 @@ def test_auto_picks_the_best_level(core, restore_table):
     assert core._simd() == core._simd_levels()[-1]
 
 
-@pytest.mark.parametrize("bad", ["sse9", "", "AVX2", "avx512", 3, b"baseline", ["baseline"]])
+@pytest.mark.parametrize("bad", ["sse9", "", "AVX2", "avx512", "baseline\0junk", 3, b"baseline",
+                                 ["baseline"]])
 def test_bad_level_raises_and_keeps_the_table(core, restore_table, bad):
     for name in core._simd_levels():
         core._simd(name)

@@ -10,6 +10,7 @@ Nothing here validates user input: ``cbp.network`` does that before calling.
 The memoryview signatures still reject wrong dtypes, dimensions and memory
 layouts with a ``ValueError``/``TypeError``, never a crash.
 """
+cimport cython
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_FORMAT
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from libc.math cimport isfinite, NAN
@@ -336,6 +337,7 @@ cdef struct Layer:
     Py_ssize_t d
 
 
+@cython.final  # no subclasses: the passes are called directly, not through a vtable
 cdef class Engine:
     """Forward, backward, optimizer steps and whole training runs over a flat
     parameter buffer.
@@ -586,12 +588,17 @@ cdef class Engine:
         return value + self._penalties()
 
     cdef bint _update(self, int kind, const double* oh, double* state,
-                      Py_ssize_t slots, double t) noexcept nogil:
-        """One optimizer step over the trainable segments; True if all finite."""
+                      Py_ssize_t slots, double t, double* snap) noexcept nogil:
+        """One optimizer step over the trainable segments; True if all finite.
+
+        Plain SGD runs as ``_sgd`` (the same arithmetic, without the dispatch)
+        and saves the old values into ``snap`` in its own pass, unless snap is
+        NULL; the other optimizers leave snap alone (see ``_before_update``).
+        """
         cdef Py_ssize_t s, lo, hi, P = self.n_params
         cdef int chk = 0
         if self._plain_sgd(kind, oh):
-            return self._sgd(oh[O_LR])  # the same arithmetic, without the dispatch
+            return self._sgd(oh[O_LR], snap)
         for s in range(self.n_segs):
             lo = self.segs[2 * s]
             hi = self.segs[2 * s + 1]
@@ -669,8 +676,8 @@ cdef class Engine:
         _check(state.shape[0] >= need * self.n_params, "Engine: optimizer state too small")
         return need
 
-    cdef double* _snapshot(self, const double[::1] state, Py_ssize_t slots) except NULL:
-        """Copy params and optimizer state aside; returns the copy."""
+    cdef double* _snap_buffer(self, Py_ssize_t slots) except NULL:
+        """Room for the params and ``slots`` optimizer state slots."""
         cdef Py_ssize_t m = self.n_params * (1 + slots)
         cdef double[::1] snap
         if self.snap_cap < m:
@@ -678,25 +685,39 @@ cdef class Engine:
             snap = self._snap
             self.snap = &snap[0]
             self.snap_cap = m
-        self._snapshot_nogil(self.snap, &state[0] if slots else NULL, slots)
         return self.snap
 
-    cdef void _restore(self, const double* snap, double* state,
-                       Py_ssize_t slots) noexcept nogil:
-        memcpy(self.params, snap, self.n_params * sizeof(double))
-        if slots:
-            memcpy(state, snap + self.n_params, slots * self.n_params * sizeof(double))
+    cdef double* _before_update(self, bint plain, const double[::1] state,
+                                Py_ssize_t slots) except NULL:
+        """Where the state before one update is kept for ``_rollback``: plain
+        SGD saves it in its own pass (``_update(..., snap)``), the other
+        optimizers' params and state are copied here now."""
+        cdef double* snap = self._snap_buffer(slots)
+        if not plain:
+            self._snapshot_nogil(snap, &state[0] if slots else NULL, slots)
+        return snap
+
+    cdef void _rollback(self, bint plain, const double* snap, double* state,
+                        Py_ssize_t slots) noexcept nogil:
+        """Undo what was updated since the snapshot into snap."""
+        if plain:  # only the trainable segments were saved (and changed)
+            self._restore_segs(snap)
+        else:
+            memcpy(self.params, snap, self.n_params * sizeof(double))
+            if slots:
+                memcpy(state, snap + self.n_params, slots * self.n_params * sizeof(double))
 
     def step(self, int kind, const double[::1] ohyper, double[::1] state, double t):
         """Apply one optimizer step with the current gradients."""
         cdef Py_ssize_t slots = self._slots(kind, ohyper, state)
-        cdef double* snap = self._snapshot(state, slots)
+        cdef bint plain = self._plain_sgd(kind, &ohyper[0])
+        cdef double* snap = self._before_update(plain, state, slots)
         cdef double* st = &state[0] if slots else NULL
         cdef bint ok
         with nogil:
-            ok = self._update(kind, &ohyper[0], st, slots, t)
+            ok = self._update(kind, &ohyper[0], st, slots, t, snap)
             if not ok:
-                self._restore(snap, st, slots)
+                self._rollback(plain, snap, st, slots)
         if not ok:
             raise DivergenceError(
                 "training diverged: the update made a parameter NaN or infinite; "
@@ -716,8 +737,7 @@ cdef class Engine:
                "Engine: Y has the wrong shape")
         cdef Py_ssize_t slots = self._slots(kind, ohyper, state)
         cdef bint plain = self._plain_sgd(kind, &ohyper[0])
-        # plain SGD saves the old values in its own pass (no separate copy)
-        cdef double* snap = self._snapshot_ptr() if plain else self._snapshot(state, slots)
+        cdef double* snap = self._before_update(plain, state, slots)
         cdef double* st = &state[0] if slots else NULL
         cdef double value
         cdef bint ok
@@ -725,14 +745,10 @@ cdef class Engine:
             self._forward(self.work, n, False, 0, 0, 0)
             value = self._backward(self.work, &Y[0, 0], n)
             ok = isfinite(value)
-            if ok and plain:
-                ok = self._sgd(ohyper[O_LR], snap)
+            if ok:
+                ok = self._update(kind, &ohyper[0], st, slots, t, snap)
                 if not ok:
-                    self._restore_segs(snap)
-            elif ok:
-                ok = self._update(kind, &ohyper[0], st, slots, t)
-                if not ok:
-                    self._restore(snap, st, slots)
+                    self._rollback(plain, snap, st, slots)
         self.rows = n
         if not ok:
             if not isfinite(value):
@@ -782,6 +798,7 @@ cdef class Engine:
         cdef Py_ssize_t n, i
         cdef double value
         cdef const double* yp
+        cdef double* snap
         if type(X) is not ndarray or type(Y) is not ndarray or not (lr > 0.0 and isfinite(lr)):
             return None
         try:
@@ -809,15 +826,15 @@ cdef class Engine:
                 memset(self.work + self.y_off, 0, n * self.n_out * sizeof(double))
                 for i in range(n):
                     self.work[self.y_off + i * self.n_out + (<const int64_t*>yb.buf)[i]] = 1.0
-            self._snapshot_ptr()
+            snap = self._snap_buffer(0)
             with nogil:
                 self._forward(self.work, n, False, 0, 0, 0)
                 value = self._backward(self.work, yp, n)
                 ok = isfinite(value)
                 if ok:
-                    ok = self._sgd(lr, self.snap)
+                    ok = self._sgd(lr, snap)
                     if not ok:
-                        self._restore_segs(self.snap)
+                        self._rollback(True, snap, NULL, 0)
             self.rows = n
         finally:
             PyBuffer_Release(&xb)
@@ -828,20 +845,11 @@ cdef class Engine:
                 "NaN or infinite; the parameters were left at their last finite values")
         return value
 
-    cdef double* _snapshot_ptr(self) except NULL:
-        cdef double[::1] snap
-        if self.snap_cap < self.n_params:
-            self._snap = np.empty(self.n_params, dtype=np.float64)
-            snap = self._snap
-            self.snap = &snap[0]
-            self.snap_cap = self.n_params
-        return self.snap
-
     cdef bint _sgd(self, double lr, double* snap=NULL) noexcept nogil:
         """params -= lr * grads over the trainable segments; True if all finite.
 
         With ``snap``, the old values of the segments are saved there first,
-        in the same pass (snap[i] for params[i]); _restore_segs undoes it.
+        in the same pass (snap[i] for params[i]); _rollback undoes it.
         """
         cdef Py_ssize_t s, i, lo, hi
         cdef double chk = 0.0, q
@@ -865,7 +873,7 @@ cdef class Engine:
         return chk == 0.0
 
     cdef void _restore_segs(self, const double* snap) noexcept nogil:
-        """Undo ``_sgd(lr, snap)``: the trainable segments back from snap."""
+        """The trainable segments back from snap."""
         cdef Py_ssize_t s, lo, hi
         for s in range(self.n_segs):
             lo = self.segs[2 * s]
@@ -911,7 +919,7 @@ cdef class Engine:
             _check(nv > 0 and Xv.shape[1] == self.n_in and Yv.shape[0] == nv
                    and Yv.shape[1] == self.n_out, "Engine: validation data has the wrong shape")
         cdef Py_ssize_t slots = self._slots(kind, ohyper, state)
-        cdef double* snap = self._snapshot(state, slots)
+        cdef double* snap = self._snap_buffer(slots)  # the epoch's start, for rollback
         cdef double* st = &state[0] if slots else NULL
         # plain SGD: the first step of an epoch saves the epoch's start in its
         # own pass, instead of a copy of every parameter before it
@@ -965,11 +973,10 @@ cdef class Engine:
                         h_ = correct_k(self.loss, self.work + self.layers[self.n_layers - 1].a,
                                        yw, nb, self.n_out, &s_)
                         ok = isfinite(value)
-                        if ok and plain:
-                            ok = self._sgd(ohyper[O_LR], NULL if snapped else snap)
+                        if ok:
+                            ok = self._update(kind, &ohyper[0], st, slots, t + steps,
+                                              NULL if snapped else snap)
                             snapped = True
-                        elif ok:
-                            ok = self._update(kind, &ohyper[0], st, slots, t + steps)
                         if not ok:
                             break
                         steps += 1
@@ -979,7 +986,8 @@ cdef class Engine:
                         batches += 1
                         row += nb
                     if not ok:
-                        self._undo_epoch(plain, snapped, snap, st, slots)
+                        if snapped or not plain:  # else nothing was applied
+                            self._rollback(plain, snap, st, slots)
                         steps = steps0
                         done = k
                         status = FIT_DIVERGED
@@ -993,7 +1001,7 @@ cdef class Engine:
                         h_ = correct_k(self.loss, out, &Yv[0, 0], nv, self.n_out, &s_)
                         hist[k, 3] = h_ / <double>s_ if s_ else NAN
                         if not isfinite(hist[k, 2]):  # a loss became infinite: diverged
-                            self._undo_epoch(plain, snapped, snap, st, slots)
+                            self._rollback(plain, snap, st, slots)  # snapped
                             steps = steps0
                             done = k
                             status = FIT_DIVERGED
@@ -1019,14 +1027,6 @@ cdef class Engine:
             PyMem_Free(keys)
         self.rows = 0
         return done, steps, status
-
-    cdef void _undo_epoch(self, bint plain, bint snapped, const double* snap, double* state,
-                          Py_ssize_t slots) noexcept nogil:
-        """Back to the start of the epoch (see fit)."""
-        if not plain:
-            self._restore(snap, state, slots)
-        elif snapped:  # else no step of the epoch was applied
-            self._restore_segs(snap)
 
     cdef void _snapshot_nogil(self, double* snap, const double* state,
                               Py_ssize_t slots) noexcept nogil:

@@ -174,9 +174,8 @@ cdef inline void dense_backward_k(const double* X, const double* W, const double
         if dX != NULL:
             # dX.T (ni, n) = W (ni, no) @ dZ.T (no, n)
             gemm_k(b'T', b'N', ni, n, no, W, no, dZ, no, 0.0, dX, ni)
-            if gate != NULL:
-                for i in range(n * ni):
-                    dX[i] = dX[i] if gate[i] > 0.0 else 0.0
+            if gate != NULL:  # the ReLU mask: gate = relu(Z) > 0 where Z > 0
+                activation_backward_k(ACT_RELU, gate, NULL, dX, dX, n, ni, 0.0)
         return
     if no >= 4 or ni < 4:  # vectorised along the outputs; db rides along
         cbp_simd.mm_tn(n, ni, no, X, ni, dZ, no, dW, no, 0, db, NULL)

@@ -123,18 +123,21 @@ CBP_INL void CBP_FN(cbp_mm_nn_e)(cbp_ix m, cbp_ix K, cbp_ix N, const double* A,
 #undef CBP_NN
 }
 
-/* the epilogue as a constant, so that each variant is compiled without it */
+/* F(args..., epi, gate) with the epilogue as a constant, so that each
+ * variant is compiled without the tests of the others */
+#define CBP_EPI_CONST(F, ...)                                                   \
+    do {                                                                        \
+        if (epi == CBP_EPI_RELU) F(__VA_ARGS__, CBP_EPI_RELU, gate);            \
+        else if (epi == CBP_EPI_GATE) F(__VA_ARGS__, CBP_EPI_GATE, gate);       \
+        else F(__VA_ARGS__, CBP_EPI_NONE, gate);                                \
+    } while (0)
+
 CBP_ATTR static void CBP_FN(cbp_mm_nn)(cbp_ix m, cbp_ix K, cbp_ix N, const double* A,
                                       cbp_ix lda, const double* B, cbp_ix ldb,
                                       const double* bias, double* C, cbp_ix ldc, int epi,
                                       const double* gate)
 {
-    if (epi == CBP_EPI_RELU)
-        CBP_FN(cbp_mm_nn_e)(m, K, N, A, lda, B, ldb, bias, C, ldc, CBP_EPI_RELU, gate);
-    else if (epi == CBP_EPI_GATE)
-        CBP_FN(cbp_mm_nn_e)(m, K, N, A, lda, B, ldb, bias, C, ldc, CBP_EPI_GATE, gate);
-    else
-        CBP_FN(cbp_mm_nn_e)(m, K, N, A, lda, B, ldb, bias, C, ldc, CBP_EPI_NONE, gate);
+    CBP_EPI_CONST(CBP_FN(cbp_mm_nn_e), m, K, N, A, lda, B, ldb, bias, C, ldc);
 }
 
 /* ---------------------------------------------------------------- mm_nt --
@@ -201,13 +204,9 @@ CBP_ATTR static void CBP_FN(cbp_mm_nt)(cbp_ix m, cbp_ix K, cbp_ix N, const doubl
                                       const double* bias, double* C, cbp_ix ldc, int epi,
                                       const double* gate)
 {
-    if (epi == CBP_EPI_RELU)
-        CBP_FN(cbp_mm_nt_e)(m, K, N, A, lda, Bt, ldb, bias, C, ldc, CBP_EPI_RELU, gate);
-    else if (epi == CBP_EPI_GATE)
-        CBP_FN(cbp_mm_nt_e)(m, K, N, A, lda, Bt, ldb, bias, C, ldc, CBP_EPI_GATE, gate);
-    else
-        CBP_FN(cbp_mm_nt_e)(m, K, N, A, lda, Bt, ldb, bias, C, ldc, CBP_EPI_NONE, gate);
+    CBP_EPI_CONST(CBP_FN(cbp_mm_nt_e), m, K, N, A, lda, Bt, ldb, bias, C, ldc);
 }
+#undef CBP_EPI_CONST
 
 /* ---------------------------------------------------------------- mm_tn --
  * A tile of KB rows x CBP_VW*JV columns of R := A.T @ B, summed over the m rows

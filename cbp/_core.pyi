@@ -23,6 +23,18 @@ def dense_backward(
 ) -> None:
     """dW (i, j) := X.T @ dZ; db (j,) := sum(dZ, 0); dX (n, i) := dZ @ W.T."""
 
+def _fm_limits(
+    width: Optional[int] = None, rows_lo: Optional[int] = None, rows_hi: Optional[int] = None
+) -> tuple[int, int, int]: ...
+def dense_forward_fm(XT: F64, W: F64, b: Optional[F64], out: F64, act: int) -> F64:
+    """out (j, m) := f(W (i, j).T @ XT (i, m) + b (j,)[:, None]); f identity, relu or sigmoid."""
+
+def dense_backward_fm(
+    XT: F64, W: F64, dT: F64, A: Optional[F64], act: int, dW: F64, db: Optional[F64],
+    dXT: Optional[F64],
+) -> None:
+    """dW (i, j) := XT @ dT.T; db (j,) := sum(dT, 1); dXT (i, m) := (W @ dT) * f'(Z) from A."""
+
 def activation_forward(act: int, Z: F64, out: F64, alpha: float = 0.0) -> F64:
     """out (n, j) := f(Z); row-wise for softmax."""
 

@@ -24,6 +24,8 @@ __all__ = [
     "loss_gradient",
     "output_delta",
     "dense_backward",
+    "dense_forward_fm",
+    "dense_backward_fm",
     "penalty",
     "add_penalty_gradient",
     "sgd_update",
@@ -56,6 +58,43 @@ def dense_backward(X, W, dZ, dW, db, dX):
         np.sum(dZ, axis=0, out=db)
     if dX is not None:
         np.matmul(dZ, W.T, out=dX)
+
+
+_FM_ACTS = (C.ACT_IDENTITY, C.ACT_RELU, C.ACT_SIGMOID)
+
+
+def _fm_check(act, who, m):
+    if act not in _FM_ACTS:
+        raise ValueError(f"{who}: activation code {act} is not identity, relu or sigmoid")
+    if m <= 0 or m % 4:
+        raise ValueError(f"{who}: needs i, j > 0 and m a positive multiple of 4")
+
+
+def dense_forward_fm(XT, W, b, out, act):
+    """out := f(W.T @ XT + b[:, None]), feature-major: XT (i, m), W (i, j),
+    b (j,) or None, out (j, m), m a positive multiple of 4; f is the
+    identity, relu or sigmoid (activation codes)."""
+    _fm_check(act, "dense_forward_fm", XT.shape[1])
+    np.matmul(W.T, XT, out=out)
+    if b is not None:
+        out += b[:, None]
+    if act != C.ACT_IDENTITY:
+        activation_forward(act, out, out)
+    return out
+
+
+def dense_backward_fm(XT, W, dT, A, act, dW, db, dXT):
+    """dW := XT @ dT.T, db := sum(dT, axis=1), dXT := (W @ dT) * f'(Z) from
+    A = f(Z) (db, dXT optional; A is read for relu and sigmoid), feature-major:
+    XT, A, dXT (i, m), W, dW (i, j), dT (j, m), m a positive multiple of 4."""
+    _fm_check(act, "dense_backward_fm", XT.shape[1])
+    np.matmul(XT, dT.T, out=dW)
+    if db is not None:
+        np.sum(dT, axis=1, out=db)
+    if dXT is not None:
+        np.matmul(W, dT, out=dXT)
+        if act != C.ACT_IDENTITY:  # relu's mask from A > 0, which is Z > 0
+            activation_backward(act, A, A, dXT, dXT)
 
 
 # --------------------------------------------------------------------------

@@ -11,6 +11,8 @@ from . import _backend, _reference
 NAMES = {
     "dense_forward": "Z := X @ W + b",
     "dense_backward": "dW := X.T @ dZ, db := sum(dZ), dX := dZ @ W.T",
+    "dense_forward_fm": "ZT := f(W.T @ XT + b), activations feature-major (XT = X.T)",
+    "dense_backward_fm": "dW := XT @ dT.T, db := sum(dT, 1), dXT := (W @ dT) * f'(ZT)",
     "activation_forward": "A := f(Z)",
     "activation_backward": "dZ := dA * f'(Z)",
     "loss_value": "L(P, Y)",

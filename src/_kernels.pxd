@@ -45,12 +45,25 @@ cdef extern from "_simd.h" nogil:
         EPI_RELU "CBP_EPI_RELU"
         EPI_GATE "CBP_EPI_GATE"
     ctypedef void (*map_fn)(Py_ssize_t n, const double* x, double* y) noexcept nogil
+    enum:
+        FM_NONE "CBP_FM_NONE"
+        FM_RELU "CBP_FM_RELU"
+        FM_SIGMOID "CBP_FM_SIGMOID"
+    ctypedef void (*fm_forward_fn)(Py_ssize_t ld, Py_ssize_t K, Py_ssize_t N, const double* xT,
+                                   const double* W, const double* bias, double* out,
+                                   int act) noexcept nogil
+    ctypedef void (*fm_backward_fn)(Py_ssize_t ld, Py_ssize_t K, Py_ssize_t N,
+                                    const double* xT, const double* dT, const double* W,
+                                    double* gW, double* gb, double* dxT, const double* A,
+                                    int act) noexcept nogil
     ctypedef struct cbp_simd_table:
         mm_nn_fn mm_nn
         mm_nn_fn mm_nt
         mm_tn_fn mm_tn
         map_fn vexp
         map_fn vsigmoid
+        fm_forward_fn fm_forward
+        fm_backward_fn fm_backward
         const char* name
     cbp_simd_table cbp_simd
     int cbp_simd_select(const char* want)

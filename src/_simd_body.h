@@ -28,6 +28,19 @@ CBP_INL double CBP_FN(cbp_hsum)(CBP_VD v)
     return t;
 }
 
+/* The lane sums of s[0], ..., s[CBP_VW - 1], as one vector: pairs of
+ * lanes added, then the pairs (a transpose-and-add, no scalar chain). */
+CBP_INL CBP_VD CBP_FN(cbp_hsumv)(const CBP_VD* s)
+{
+#if CBP_VW == 4
+    CBP_VD t0 = CBP_SHUF(s[0], s[1], 0, 4, 2, 6) + CBP_SHUF(s[0], s[1], 1, 5, 3, 7);
+    CBP_VD t1 = CBP_SHUF(s[2], s[3], 0, 4, 2, 6) + CBP_SHUF(s[2], s[3], 1, 5, 3, 7);
+    return CBP_SHUF(t0, t1, 0, 1, 4, 5) + CBP_SHUF(t0, t1, 2, 3, 6, 7);
+#else
+    return CBP_SHUF(s[0], s[1], 0, 2) + CBP_SHUF(s[0], s[1], 1, 3);
+#endif
+}
+
 /* The epilogue of every product: CBP_EPI_RELU keeps v where v > 0,
  * CBP_EPI_GATE keeps v where the gate (C's shape and stride) is > 0; both
  * give 0 elsewhere, NaN included, like `v if g > 0 else 0`. */
@@ -402,12 +415,18 @@ CBP_ATTR static void CBP_FN(cbp_vexp)(cbp_ix n, const double* x, double* y)
     }
 }
 
+/* 1 / (1 + exp(x)), for x within [-708, 709] */
+CBP_INL CBP_VD CBP_FN(cbp_logistic)(CBP_VD x)
+{
+    const CBP_VD one = CBP_FN(cbp_splat)(1.0);
+    return one / (one + CBP_FN(cbp_expv)(x));
+}
+
 /* a := 1 / (1 + exp(-z)); a may be z.  As vexp, libm throughout when any
  * -z is outside [-708, 709] or NaN.  When a is not z, the range is checked
  * in the same pass as the arithmetic (z is still there to redo it). */
 CBP_ATTR static void CBP_FN(cbp_vsigmoid)(cbp_ix n, const double* z, double* a)
 {
-    const CBP_VD one = CBP_FN(cbp_splat)(1.0);
     cbp_ix i = 0;
     CBP_VI bad = {0};
     if (a == z) {
@@ -419,14 +438,14 @@ CBP_ATTR static void CBP_FN(cbp_vsigmoid)(cbp_ix n, const double* z, double* a)
     for (; i + CBP_VW <= n; i += CBP_VW) {
         CBP_VD x = -CBP_LD(z + i);
         bad |= CBP_FN(cbp_exp_out)(x);
-        CBP_ST(a + i, one / (one + CBP_FN(cbp_expv)(x)));
+        CBP_ST(a + i, CBP_FN(cbp_logistic)(x));
     }
     if (i < n) {  /* the tail, through the same arithmetic; unused lanes are 0 */
         double buf[CBP_VW] = {0.0};
         memcpy(buf, z + i, (size_t)(n - i) * sizeof(double));
         CBP_VD x = -CBP_LD(buf);
         bad |= CBP_FN(cbp_exp_out)(x);
-        CBP_ST(buf, one / (one + CBP_FN(cbp_expv)(x)));
+        CBP_ST(buf, CBP_FN(cbp_logistic)(x));
         memcpy(a + i, buf, (size_t)(n - i) * sizeof(double));
     }
     if (!CBP_FN(cbp_any)(bad)) return;
@@ -434,9 +453,109 @@ libm:
     for (i = 0; i < n; i++) a[i] = 1.0 / (1.0 + exp(-z[i]));
 }
 
+/* -------------------------------------------------------- feature-major --
+ * Dense layers on activations stored feature-major: xT (K, ld) holds one
+ * row of ld batch lanes per input feature, ld a multiple of 4.  When every
+ * side of a network is narrow, vectorising over the batch beats vectorising
+ * over a side of 8 or fewer, and the activation is applied in registers.
+ *
+ *   fm_forward:  out (N, ld) := f(W (K, N).T @ xT + bias), the sums over k
+ *                in order from the bias; f is the identity (CBP_FM_NONE),
+ *                relu (CBP_FM_RELU, as CBP_EPI_RELU) or the logistic
+ *                sigmoid (CBP_FM_SIGMOID, as vsigmoid, except that libm
+ *                takes over per vector rather than per array)
+ *   fm_backward: gW (K, N) := xT @ dT.T, gb (N,) := the row sums of dT
+ *                (if gb), dxT (K, ld) := (W @ dT) * f'(Z), f' taken from
+ *                A (K, ld), the output of f: 1 (CBP_FM_NONE), A > 0
+ *                (CBP_FM_RELU: 0 where not, NaN included) or A * (1 - A)
+ *                (CBP_FM_SIGMOID) */
+CBP_ATTR static void CBP_FN(cbp_fm_forward)(cbp_ix ld, cbp_ix K, cbp_ix N, const double* xT,
+                                           const double* W, const double* bias, double* out,
+                                           int act)
+{
+    const CBP_VD zero = CBP_FN(cbp_splat)(0.0);
+    cbp_ix j, k, v;
+    int l;
+    for (j = 0; j < N; j++)
+        for (v = 0; v < ld; v += CBP_VW) {
+            CBP_VD s = CBP_FN(cbp_splat)(bias ? bias[j] : 0.0);
+            for (k = 0; k < K; k++) s += CBP_FN(cbp_splat)(W[k * N + j]) * CBP_LD(xT + k * ld + v);
+            if (act == CBP_FM_RELU) {
+                s = CBP_MAX0(s, zero);
+            } else if (act == CBP_FM_SIGMOID) {
+                CBP_VD x = -s;
+                CBP_VD a = CBP_FN(cbp_logistic)(x);
+                if (CBP_FN(cbp_any)(CBP_FN(cbp_exp_out)(x)))
+                    CBP_UNROLL for (l = 0; l < CBP_VW; l++) a[l] = 1.0 / (1.0 + exp(x[l]));
+                s = a;
+            }
+            CBP_ST(out + j * ld + v, s);
+        }
+}
+
+CBP_ATTR static void CBP_FN(cbp_fm_backward)(cbp_ix ld, cbp_ix K, cbp_ix N, const double* xT,
+                                            const double* dT, const double* W, double* gW,
+                                            double* gb, double* dxT, const double* A, int act)
+{
+    const CBP_VD zero = CBP_FN(cbp_splat)(0.0), one = CBP_FN(cbp_splat)(1.0);
+    CBP_VD s[CBP_VW];
+    cbp_ix j, k, q, v, KN = K * N;
+    int l;
+    /* gW[q], q = k * N + j, CBP_VW entries at a time, on CBP_VW independent
+     * chains; their sums over the lanes come out of one transpose-and-add
+     * (cbp_hsumv) */
+    k = 0;
+    j = 0;
+    for (q = 0; q + CBP_VW <= KN; q += CBP_VW) {
+        const double* xp[CBP_VW];
+        const double* dp[CBP_VW];
+        CBP_UNROLL for (l = 0; l < CBP_VW; l++) {
+            xp[l] = xT + k * ld;
+            dp[l] = dT + j * ld;
+            s[l] = zero;
+            if (++j == N) { j = 0; k++; }
+        }
+        for (v = 0; v < ld; v += CBP_VW)
+            CBP_UNROLL for (l = 0; l < CBP_VW; l++) s[l] += CBP_LD(xp[l] + v) * CBP_LD(dp[l] + v);
+        CBP_ST(gW + q, CBP_FN(cbp_hsumv)(s));
+    }
+    for (; q < KN; q++) {
+        s[0] = zero;
+        for (v = 0; v < ld; v += CBP_VW) s[0] += CBP_LD(xT + k * ld + v) * CBP_LD(dT + j * ld + v);
+        gW[q] = CBP_FN(cbp_hsum)(s[0]);
+        if (++j == N) { j = 0; k++; }
+    }
+    if (gb) {
+        for (j = 0; j + CBP_VW <= N; j += CBP_VW) {
+            CBP_UNROLL for (l = 0; l < CBP_VW; l++) s[l] = zero;
+            for (v = 0; v < ld; v += CBP_VW)
+                CBP_UNROLL for (l = 0; l < CBP_VW; l++) s[l] += CBP_LD(dT + (j + l) * ld + v);
+            CBP_ST(gb + j, CBP_FN(cbp_hsumv)(s));
+        }
+        for (; j < N; j++) {
+            s[0] = zero;
+            for (v = 0; v < ld; v += CBP_VW) s[0] += CBP_LD(dT + j * ld + v);
+            gb[j] = CBP_FN(cbp_hsum)(s[0]);
+        }
+    }
+    if (dxT)
+        for (k = 0; k < K; k++)
+            for (v = 0; v < ld; v += CBP_VW) {
+                CBP_VD t = zero;
+                for (j = 0; j < N; j++) t += CBP_FN(cbp_splat)(W[k * N + j]) * CBP_LD(dT + j * ld + v);
+                if (act == CBP_FM_RELU) {
+                    t = (CBP_VD)((CBP_VI)t & (CBP_VI)(CBP_LD(A + k * ld + v) > zero));
+                } else if (act == CBP_FM_SIGMOID) {
+                    CBP_VD a = CBP_LD(A + k * ld + v);
+                    t = t * (a * (one - a));
+                }
+                CBP_ST(dxT + k * ld + v, t);
+            }
+}
+
 static const cbp_simd_table CBP_FN(cbp_simd_table) = {
     CBP_FN(cbp_mm_nn), CBP_FN(cbp_mm_nt), CBP_FN(cbp_mm_tn), CBP_FN(cbp_vexp),
-    CBP_FN(cbp_vsigmoid), CBP_NAME};
+    CBP_FN(cbp_vsigmoid), CBP_FN(cbp_fm_forward), CBP_FN(cbp_fm_backward), CBP_NAME};
 
 #undef CBP_FN
 #undef CBP_INL

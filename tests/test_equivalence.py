@@ -295,6 +295,87 @@ def test_dense_backward(core, data, n, ni, no, with_db, with_dX):
         assert_close(dX_n, dX_r, RTOL * (np.abs(dZ) @ np.abs(W).T), what="dX")
 
 
+# --------------------------------------------------- dense, feature-major ---
+FM_ACTS = ["identity", "relu", "sigmoid"]
+LANES = st.integers(1, 10).map(lambda q: 4 * q)  # m, a positive multiple of 4
+
+
+@needs_native
+@examples
+@given(data=st.data(), m=LANES, ni=WIDTH, no=WIDTH, with_bias=st.booleans(),
+       act=st.sampled_from(FM_ACTS))
+def test_dense_forward_fm(core, data, m, ni, no, with_bias, act):
+    code = C.activation_code(act)
+    lim = LINEAR_RANGE if act != "sigmoid" else EXP_RANGE / 20.0  # keeps W.T @ XT in exp's range
+    XT = data.draw(matrices((ni, m), -lim, lim), "XT")
+    W = data.draw(matrices((ni, no), -1.0, 1.0) if act == "sigmoid" else matrices((ni, no)), "W")
+    b = data.draw(matrices((no,), -lim, lim), "b") if with_bias else None
+    native, reference = twins("dense_forward_fm", core)
+    out_n, out_r = nans(no, m), nans(no, m)
+    with untouched(XT, W, b):
+        assert native(XT, W, b, out_n, code) is out_n
+        assert reference(XT, W, b, out_r, code) is out_r
+    # BLAS and the native loop add the ni products of a column in different
+    # orders.  A sigmoid moves by A (1 - A) times that, relatively to A by
+    # (1 - A) times it, plus the few ulp of each side's exp.
+    terms = np.abs(W).T @ np.abs(XT) + (0.0 if b is None else np.abs(b)[:, None])
+    if act == "sigmoid":
+        assert_close(out_n, out_r, RTOL * out_r * (terms * (1.0 - out_r) + 1.0), what="A")
+    else:
+        assert_close(out_n, out_r, RTOL * terms, what="Z")
+
+
+@needs_native
+@examples
+@given(data=st.data(), m=LANES, ni=WIDTH, no=WIDTH, with_db=st.booleans(),
+       with_dX=st.booleans(), act=st.sampled_from(FM_ACTS))
+def test_dense_backward_fm(core, data, m, ni, no, with_db, with_dX, act):
+    XT = data.draw(matrices((ni, m)), "XT")
+    W = data.draw(matrices((ni, no)), "W")
+    dT = data.draw(matrices((no, m)), "dT")
+    code = C.activation_code(act)
+    if act == "sigmoid":
+        A = data.draw(probabilities((ni, m)), "A")
+    else:  # ReLU outputs: >= 0, many exactly 0
+        A = np.maximum(data.draw(matrices((ni, m)), "A"), 0.0)
+    native, reference = twins("dense_backward_fm", core)
+    outs = {}
+    for side, kernel in (("native", native), ("numpy", reference)):
+        dW = nans(ni, no)
+        db = nans(no) if with_db else None
+        dXT = nans(ni, m) if with_dX else None
+        with untouched(XT, W, dT, A):
+            assert kernel(XT, W, dT, A, code, dW, db, dXT) is None
+        outs[side] = dW, db, dXT
+    (dW_n, db_n, dX_n), (dW_r, db_r, dX_r) = outs["native"], outs["numpy"]
+    # Each output is a sum over the batch or the outputs, taken in another order.
+    assert_close(dW_n, dW_r, RTOL * (np.abs(XT) @ np.abs(dT).T), what="dW")
+    if with_db:
+        assert_close(db_n, db_r, RTOL * np.abs(dT).sum(axis=1), what="db")
+    if with_dX:
+        deriv = {"identity": 1.0, "relu": (A > 0.0) * 1.0, "sigmoid": A * (1.0 - A)}[act]
+        assert_close(dX_n, dX_r, RTOL * (np.abs(W) @ np.abs(dT)) * deriv, what="dXT")
+
+
+@needs_native
+@pytest.mark.parametrize("kernel", ["dense_forward_fm", "dense_backward_fm"])
+@pytest.mark.parametrize("bad", ["activation", "lanes", "shape"])
+def test_dense_fm_reject_bad_arguments(core, kernel, bad):
+    """The same ValueError on both sides, before anything is computed."""
+    m = 6 if bad == "lanes" else 8
+    XT, W, dT, A = np.ones((3, m)), np.ones((3, 2)), np.ones((2, m)), np.ones((3, m))
+    code = C.activation_code("tanh" if bad == "activation" else "relu")
+    for mod in (core, ref):
+        if kernel == "dense_forward_fm":
+            args = (XT, W, None, np.empty((3 if bad == "shape" else 2, m)), code)
+        else:
+            dW = np.empty((3, 3 if bad == "shape" else 2))
+            args = (XT, W, dT, A, code, dW, None, np.empty((3, m)))
+        # the twin leaves shapes to NumPy, which raises its own ValueError
+        with pytest.raises(ValueError, match=kernel if bad != "shape" or mod is core else None):
+            getattr(mod, kernel)(*args)
+
+
 # ------------------------------------------------------------- activations ---
 @needs_native
 @pytest.mark.parametrize("name", ACT_NAMES)

@@ -27,7 +27,13 @@ from cbp import _codes as C
 from cbp import _reference as ref
 
 LEVELS = ["baseline", "avx2+fma"]
-PATHS = {"loops": (1 << 62, 1 << 30), "dgemm": (1, 1)}  # as in test_blas_paths.py
+# The dense paths: the row-major SIMD loops, BLAS dgemm (dgemm thresholds as
+# in test_blas_paths.py), each with fit()'s feature-major passes off, and
+# fit() on the feature-major passes for every network they take (widths up
+# to 64 and any batch, rather than the default 8 and 4 to 16 rows, so that
+# every case without dropout does).
+PATHS = {"loops": ((1 << 62, 1 << 30), (0, 1, 1 << 30)), "dgemm": ((1, 1), (0, 1, 1 << 30)),
+         "feature-major": ((1 << 62, 1 << 30), (64, 1, 1 << 30))}
 # The widths of the dense-kernel grid: below, at and past the vector widths
 # (2 and 4 doubles), the register tiles (4 rows, 2-4 vectors) and their tails.
 SIZES = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 33]
@@ -50,10 +56,13 @@ def level(request, core):
 
 @pytest.fixture(params=sorted(PATHS))
 def path(request, core):
-    """Force the dense layers onto the SIMD loops or onto BLAS dgemm."""
-    saved = core._blas_thresholds(*PATHS[request.param])
+    """Force the dense layers onto the SIMD loops or onto BLAS dgemm, and
+    fit() on or off its feature-major passes."""
+    blas, fm = PATHS[request.param]
+    saved = core._blas_thresholds(*blas), core._fm_limits(*fm)
     yield request.param
-    core._blas_thresholds(*saved)
+    core._blas_thresholds(*saved[0])
+    core._fm_limits(*saved[1])
 
 
 @pytest.fixture
@@ -387,6 +396,84 @@ def test_dense_kernels_exact_on_integers(core, level, path):
             np.testing.assert_array_equal(got, want, err_msg=f"{(n, ni, no)}")
 
 
+# ------------------------------------------- dense kernels, feature-major ---
+FM_LANES = [4, 8, 12, 16, 36]  # one, two, three vectors of 4; 2-lane tables: 2 to 18
+
+
+def _fm_both(core, XT, W, b, dT, A, act, with_db, with_dx):
+    ni, m = XT.shape
+    no = W.shape[1]
+    code = C.activation_code(act)
+    out = {}
+    for name, mod in (("native", core), ("numpy", ref)):
+        Z, dW, dXT = np.full((no, m), np.nan), np.full((ni, no), np.nan), np.full((ni, m), np.nan)
+        db = np.full(no, np.nan) if with_db else None
+        mod.dense_forward_fm(XT, W, b, Z, code)
+        mod.dense_backward_fm(XT, W, dT, A, code, dW, db, dXT if with_dx else None)
+        out[name] = (Z, dW, db, dXT if with_dx else None)
+    return out
+
+
+@pytest.mark.parametrize("act", ["identity", "relu", "sigmoid"])
+def test_dense_fm_kernels_match_twin(core, level, act):
+    """Every (m, ni, no) of FM_LANES x SIZES x SIZES: the forward, dW, db and
+    dXT of the feature-major kernels equal the twin's to rounding (gW in
+    blocks of the vector width and a scalar tail, db likewise), every output
+    element is written, and read-only inputs stay as they were."""
+    for m, ni, no in itertools.product(FM_LANES, SIZES, SIZES):
+        rng = np.random.default_rng([m, ni, no, len(act)])
+        XT, W, dT = (rng.standard_normal(s) for s in ((ni, m), (ni, no), (no, m)))
+        A = rng.random((ni, m)) if act == "sigmoid" else np.maximum(rng.standard_normal((ni, m)), 0)
+        b = rng.standard_normal(no) if (m + ni + no) % 2 else None
+        inputs = [a for a in (XT, W, dT, A, b) if a is not None]
+        copies = [a.copy() for a in inputs]
+        for a in inputs:
+            a.flags.writeable = False
+        with_db, with_dx = (m + ni) % 3 != 0, (ni + no) % 3 != 1
+        out = _fm_both(core, XT, W, b, dT, A, act, with_db, with_dx)
+        for a, c in zip(inputs, copies):
+            np.testing.assert_array_equal(a, c)
+        for what, got, want in zip(("Z", "dW", "db", "dXT"), out["native"], out["numpy"]):
+            if want is None:
+                continue
+            assert not np.isnan(got).any(), f"{what} not fully written at {(m, ni, no)}"
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13 * max(ni, no, m),
+                                       err_msg=f"{what} at m, ni, no = {(m, ni, no)} ({level}, {act})")
+
+
+def test_dense_fm_kernels_exact_on_integers(core, level):
+    # Small integers: every sum is exact in any order, so native equals the twin
+    rng = np.random.default_rng(19)
+    for m, ni, no in itertools.product([4, 8, 20], [1, 2, 4, 5, 8, 33], [1, 3, 4, 7, 16]):
+        XT, W, dT = (rng.integers(-4, 5, s).astype(np.float64) for s in ((ni, m), (ni, no), (no, m)))
+        b = rng.integers(-4, 5, no).astype(np.float64)
+        for act in ("identity", "relu"):
+            A = np.maximum(rng.integers(-2, 3, (ni, m)), 0).astype(np.float64)
+            out = _fm_both(core, XT, W, b, dT, A, act, True, True)
+            for got, want in zip(out["native"], out["numpy"]):
+                np.testing.assert_array_equal(got, want, err_msg=f"{(m, ni, no, act)}")
+
+
+def test_dense_fm_sigmoid_out_of_range_goes_to_libm(core, level):
+    # A vector with -z outside [-708, 709] in any lane is computed by libm,
+    # bit for bit the textbook formula; the others stay within rounding.
+    code = C.activation_code("sigmoid")
+    m = 16
+    z = np.linspace(-30.0, 30.0, m)
+    z[5] = -710.0  # exp(710) overflows: sigmoid 0
+    z[14] = 745.0
+    XT, W = z.reshape(1, m), np.ones((1, 1))
+    out = np.full((1, m), np.nan)
+    core.dense_forward_fm(XT, W, None, out, code)
+    want = 1.0 / (1.0 + libm_exp(-z))
+    width = 4 if level == "avx2+fma" else 2
+    for i in range(m):
+        if any(abs(v) > 708 for v in z[i - i % width : i - i % width + width]):
+            assert out[0, i] == want[i], i
+        else:
+            np.testing.assert_allclose(out[0, i], want[i], rtol=4e-16)
+
+
 # --------------------------------------------------------- whole networks ---
 def _data(seed, n, ni, target, no):
     rng = np.random.default_rng(seed)
@@ -461,10 +548,12 @@ CASES = ["2-64relu-3softmax-cce", "5-7relu-1-se", "3-17tanh-9relu-2-se", "3-17si
 BATCHES = [1, 3, 4, 5, 300]
 
 
-def _fit(name, backend):
+def _fit(name, backend, path=None):
     layers, loss, X, y, bs, epochs, opt = _case(name)
     net = cbp.Network(layers(), loss=loss, backend=backend)
     hist = net.fit(X, y, epochs=epochs, batch_size=bs, shuffle=True, seed=21, optimizer=opt())
+    if path is not None:  # the path the fixture asked for is the one taken
+        assert (net._engine.ld > 0) == (path == "feature-major" and "dropout" not in name)
     return net.parameters.copy(), hist["loss"].copy()
 
 
@@ -486,7 +575,7 @@ def _assert_runs_agree(got, want, what):
 
 @pytest.mark.parametrize("name", CASES)
 def test_training_matches_twin(level, path, name):
-    _assert_runs_agree(_fit(name, "native"), _twin_fit(name), f"{name} ({level}, {path})")
+    _assert_runs_agree(_fit(name, "native", path), _twin_fit(name), f"{name} ({level}, {path})")
 
 
 def _fit_batches(backend, batch_size):

@@ -1,15 +1,21 @@
-"""Where should a dense layer switch from cbp's own loops to BLAS dgemm?
+"""Where should a dense layer switch from cbp's own loops to BLAS dgemm, and
+when should fit() train feature-major?
 
-Two tables, each timing one ``train_step`` with every layer forced onto the
+Three tables; the first two time one ``train_step`` with every layer forced onto the
 loops, then forced onto dgemm, one BLAS thread, medians of repeats:
 
 1. square layers: an (n, w) -> (w) ReLU -> (w) softmax network (where the
    work threshold, cbp_blas_min_work, comes from);
 2. thin layers: a single (thin -> 256) or (256 -> thin) layer on 1024 rows,
    squared error (where the thin-side threshold, cbp_blas_min_side, comes
-   from: the narrowest side at which dgemm still wins).
+   from: the narrowest side at which dgemm still wins);
+3. feature-major: fit() for 200 epochs of 4 batches of b rows on small
+   networks, per step (batch), with the feature-major passes off, then
+   forced on, the two alternating (where _fm_limits, the widest side and the batch rows, come
+   from).
 
-The defaults compiled into src/_kernels.pxd come from these tables.
+The dgemm defaults compiled into src/_kernels.pxd, and the feature-major
+limits in src/_core.pyx, come from these tables.
 
     python bench/crossover.py
 """
@@ -81,8 +87,45 @@ def main():
                     times.append(_time(lambda: net.train_step(X, Y, lr=1e-9)))
                 print(f"| {n} | {ni} | {no} | {times[0] * 1e6:.1f} | {times[1] * 1e6:.1f} | "
                       f"{times[0] / times[1]:.2f} |")
+        print()
+        fm_table(rng)
     finally:
         _core._blas_thresholds(*saved)
+
+
+def fm_table(rng):
+    """Row-major against feature-major fit() epochs (table 3)."""
+    saved = _core._fm_limits()
+    nets = [  # n_in, width, n_out, hidden, output, loss
+        (2, 4, 1, "sigmoid", "sigmoid", "half_squared_error"),
+        (1, 1, 1, "relu", "relu", "squared_error"),
+        (2, 4, 3, "relu", "softmax", "categorical_crossentropy"),
+        (4, 4, 2, "tanh", "identity", "squared_error"),
+        (2, 8, 3, "relu", "softmax", "categorical_crossentropy"),
+        (4, 8, 2, "tanh", "identity", "squared_error"),
+        (2, 16, 1, "sigmoid", "sigmoid", "binary_crossentropy"),
+    ]
+    print("| net | batch rows | row-major ns/step | feature-major ns/step | row/feature |")
+    print("|---|---|---|---|---|")
+    try:
+        for ni, w, no, hidden, out, loss in nets:
+            for b in (1, 2, 4, 8, 16, 32, 300):
+                n = 4 * b
+                X = rng.standard_normal((n, ni))
+                y = rng.integers(0, no, n) if out == "softmax" else rng.random((n, no))
+                net = cbp.Network([cbp.Dense(ni, w, hidden, seed=0),
+                                   cbp.Dense(w, no, out, seed=1)], loss=loss)
+                fit = lambda: net.fit(X, y, epochs=200, lr=1e-9, batch_size=b)  # noqa: E731
+                runs = {0: [], 1: []}
+                for _ in range(5):  # alternate, so that drift hits both alike
+                    for on in (0, 1):
+                        _core._fm_limits(1 << 30 if on else 0, 1, 1 << 30)
+                        runs[on].append(_time(fit, repeats=1) / 800)
+                row, fm = (statistics.median(runs[on]) for on in (0, 1))
+                print(f"| {ni}-{w}-{no} {hidden} | {b} | {row * 1e9:.0f} | {fm * 1e9:.0f} | "
+                      f"{row / fm:.2f} |")
+    finally:
+        _core._fm_limits(*saved)
 
 
 if __name__ == "__main__":

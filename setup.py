@@ -15,11 +15,19 @@ CBP_SANITIZE=address
     how to run the tests under it.
 CBP_NO_EXTENSIONS=1
     Build nothing native: the package then runs on its NumPy backend only.
+CBP_OPENMP=auto|0|1
+    Build the core with OpenMP, so that training steps of layers below the
+    dgemm crossover can run on several threads: ``auto`` (the default) when
+    the compiler can compile and link an OpenMP program, ``0`` never, ``1``
+    always (the build fails without it).  Without OpenMP the core runs every
+    step on one thread.
 """
 import os
 import sys
+import tempfile
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 
 def _flag(name):
@@ -67,7 +75,7 @@ def extensions():
     ext = Extension(
         "cbp._core",
         sources=["src/_core.pyx"],
-        depends=["src/_kernels.pxd", "src/_simd.h", "src/_simd_body.h"],
+        depends=["src/_kernels.pxd", "src/_simd.h", "src/_simd_body.h", "src/_par.h"],
         include_dirs=["src"],
         define_macros=macros,
         extra_compile_args=cflags,
@@ -83,4 +91,59 @@ def extensions():
     )
 
 
-setup(ext_modules=extensions())
+OPENMP_TEST = r"""
+#include <omp.h>
+int main(void) {
+    int n = 0;
+#pragma omp parallel reduction(+:n)
+    n += 1;
+    return n > 0 && omp_get_max_threads() > 0 ? 0 : 1;
+}
+"""
+
+
+def _openmp_flags(compiler):
+    """(compile, link) flags for OpenMP with this compiler."""
+    if compiler.compiler_type == "msvc":
+        return ["/openmp"], []
+    return ["-fopenmp"], ["-fopenmp"]
+
+
+def _compiles_openmp(compiler, cflags, ldflags):
+    """True if the compiler compiles, links and runs nothing but accepts an
+    OpenMP program with these flags."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "omp_test.c")
+        with open(src, "w") as f:
+            f.write(OPENMP_TEST)
+        try:
+            objs = compiler.compile([src], output_dir=tmp, extra_postargs=cflags)
+            compiler.link_executable(objs, os.path.join(tmp, "omp_test"), extra_postargs=ldflags)
+        except Exception:  # CompileError, LinkError, a missing tool
+            return False
+    return True
+
+
+class BuildExt(build_ext):
+    """build_ext that adds OpenMP where the compiler has it (CBP_OPENMP)."""
+
+    def build_extensions(self):
+        want = os.environ.get("CBP_OPENMP", "auto").strip().lower() or "auto"
+        if want not in ("auto", "0", "1"):
+            raise SystemExit(f"CBP_OPENMP must be auto, 0 or 1, not {want!r}")
+        use = False
+        if want != "0":
+            cflags, ldflags = _openmp_flags(self.compiler)
+            use = _compiles_openmp(self.compiler, cflags, ldflags)
+            if want == "1" and not use:
+                raise SystemExit("CBP_OPENMP=1, but this compiler cannot build OpenMP code "
+                                 f"with {cflags} {ldflags}")
+        print(f"cbp: building the core {'with' if use else 'without'} OpenMP")
+        if use:
+            for ext in self.extensions:
+                ext.extra_compile_args = list(ext.extra_compile_args or []) + cflags
+                ext.extra_link_args = list(ext.extra_link_args or []) + ldflags
+        super().build_extensions()
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})

@@ -12,10 +12,15 @@ loops, then forced onto dgemm, one BLAS thread, medians of repeats:
 3. feature-major: fit() for 200 epochs of 4 batches of b rows on small
    networks, per step (batch), with the feature-major passes off, then
    forced on, the two alternating (where _fm_limits, the widest side and the batch rows, come
-   from).
+   from);
+4. threads: full-batch fit() steps of networks below the dgemm crossover on
+   one thread, then on two (OpenMP over row chunks of the batch), the two
+   alternating, BLAS at one thread (where _par_config's min_rows and
+   min_work come from).  Skipped when the core was built without OpenMP or
+   the machine has one CPU.
 
 The dgemm defaults compiled into src/_kernels.pxd, and the feature-major
-limits in src/_core.pyx, come from these tables.
+and thread limits in src/_core.pyx, come from these tables.
 
     python bench/crossover.py
 """
@@ -128,9 +133,48 @@ def fm_table(rng):
         _core._fm_limits(*saved)
 
 
+def par_table(rng):
+    """One thread against two, full-batch fit() steps (table 4)."""
+    state = _core._par_state()
+    if not state["built"] or state["limit"] < 2:
+        print(f"(table 4 skipped: OpenMP built {state['built']}, thread limit {state['limit']})")
+        return
+    saved = _core._par_config()
+    nets = [  # n_in, width, n_out
+        (2, 64, 3), (32, 4, 10), (8, 8, 3), (2, 16, 1), (4, 32, 2), (16, 8, 4),
+    ]
+    print("| net | rows | multiply-adds | 1 thread us/step | 2 threads us/step | 1/2 |")
+    print("|---|---|---|---|---|---|")
+    try:
+        _core._par_config(None, 1, 0)
+        for ni, w, no in nets:
+            for n in (16, 32, 64, 128, 300, 1024):
+                X = rng.standard_normal((n, ni))
+                y = rng.integers(0, no, n)
+                net = cbp.Network([cbp.Dense(ni, w, "relu", seed=0),
+                                   cbp.Dense(w, no, "softmax", seed=1)],
+                                  loss="categorical_crossentropy")
+                fit = lambda: net.fit(X, y, epochs=100, lr=1e-9)  # noqa: E731
+                runs = {1: [], 2: []}
+                for _ in range(5):  # alternate, so that drift hits both alike
+                    for t in (1, 2):
+                        _core._par_config(t)
+                        runs[t].append(_time(fit, repeats=1) / 100)
+                one, two = (statistics.median(runs[t]) for t in (1, 2))
+                print(f"| {ni}-{w}-{no} | {n} | {n * (ni * w + w * no)} | {one * 1e6:.2f} | "
+                      f"{two * 1e6:.2f} | {one / two:.2f} |")
+    finally:
+        _core._par_config(*saved)
+
+
 if __name__ == "__main__":
     if threadpool_limits is not None:
         with threadpool_limits(1):
             main()
+        print()
+        with threadpool_limits(1, user_api="blas"):
+            par_table(np.random.default_rng(1))
     else:
         main()
+        print()
+        par_table(np.random.default_rng(1))

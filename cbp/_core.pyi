@@ -26,6 +26,14 @@ def dense_backward(
 def _fm_limits(
     width: Optional[int] = None, rows_lo: Optional[int] = None, rows_hi: Optional[int] = None
 ) -> tuple[int, int, int]: ...
+def _par_config(
+    threads: Optional[int] = None, min_rows: Optional[int] = None, min_work: Optional[int] = None
+) -> tuple[int, int, int]: ...
+def _par_state() -> dict[str, object]: ...
+def _par_reserve(want: int, limit: int) -> int: ...
+def _par_release(got: int) -> None: ...
+def _par_enter() -> None: ...
+def _par_leave() -> None: ...
 def dense_forward_fm(XT: F64, W: F64, b: Optional[F64], out: F64, act: int) -> F64:
     """out (j, m) := f(W (i, j).T @ XT (i, m) + b (j,)[:, None]); f identity, relu or sigmoid."""
 
@@ -82,6 +90,8 @@ class Engine:
 
     loss: int
     reduction: int
+    ld: int  # feature-major lanes of the workspace (0: row-major)
+    threads_used: int  # threads the last training step ran on
 
     def __init__(
         self,

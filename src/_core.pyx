@@ -11,6 +11,7 @@ The memoryview signatures still reject wrong dtypes, dimensions and memory
 layouts with a ``ValueError``/``TypeError``, never a crash.
 """
 cimport cython
+from cython.parallel cimport parallel
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_FORMAT
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from libc.math cimport isfinite, NAN
@@ -25,6 +26,19 @@ cdef object ndarray = np.ndarray
 from cbp._errors import DivergenceError
 
 from _kernels cimport *
+
+cdef extern from "_par.h" nogil:
+    int cbp_par_built()
+    int cbp_par_limit()
+    int cbp_par_thread()
+    int cbp_par_team()
+    void cbp_par_barrier()
+    void cbp_par_enter()
+    void cbp_par_leave()
+    long cbp_par_reserve(long want, long limit)
+    void cbp_par_release(long got)
+    long cbp_par_callers_now()
+    long cbp_par_extra_now()
 
 
 def _simd(level=None):
@@ -122,6 +136,84 @@ def _fm_limits(width=None, rows_lo=None, rows_hi=None):
     if rows_hi is not None:
         _fm_rows_hi = max(<Py_ssize_t>rows_hi, 1)
     return old
+
+
+# A training step is computed in row chunks that may run on several threads
+# (see Engine._plan and _fwd_bwd) when the thread limit is 2 or more, no
+# dense layer takes dgemm at the batch's size (BLAS has threads of its own),
+# the step has at least _par_min_work multiply-adds (rows times the sum of
+# n_in * n_out) and every chunk gets at least _par_min_rows rows.  From
+# bench/crossover.py's fourth table (2 cores, median step times): SEE THERE.
+cdef Py_ssize_t _par_min_rows = 64
+cdef Py_ssize_t _par_min_work = 49152
+cdef int _par_threads = 0     # threads for the chunks (0: OpenMP's limit)
+cdef bint _par_used = False   # chunks have run on several threads in this process
+cdef bint _par_off = False    # a fork's child of a process that had (see below)
+cdef enum:
+    CBP_MAX_CHUNKS = 64  # chunks of a step, at most
+
+
+def _par_config(threads=None, min_rows=None, min_work=None):
+    """Read, and optionally set, when a training step is computed in row
+    chunks that may run on several threads: one chunk per thread of the
+    limit, each of at least ``min_rows`` rows, for steps of at least
+    ``min_work`` multiply-adds.  The limit is OpenMP's for the calling
+    thread (omp_get_max_threads) or, if ``threads`` > 0, that, even in a
+    build without OpenMP (its chunks then run on one thread).  Returns the
+    (threads, min_rows, min_work) in force before the call.  Private: for
+    the benchmark and for tests that force either path.
+    """
+    global _par_threads, _par_min_rows, _par_min_work
+    old = (_par_threads, _par_min_rows, _par_min_work)
+    if threads is not None:
+        _par_threads = min(max(<int>threads, 0), CBP_MAX_CHUNKS)
+    if min_rows is not None:
+        _par_min_rows = max(<Py_ssize_t>min_rows, 1)
+    if min_work is not None:
+        _par_min_work = max(<Py_ssize_t>min_work, 0)
+    return old
+
+
+def _par_state():
+    """{"built", "limit", "callers", "extra", "off"}: whether this build has
+    OpenMP, the thread limit for a step started from this thread, the
+    threads inside cbp training calls and the helper threads they run now,
+    and whether threads are off in this process (a fork's child)."""
+    return {"built": bool(cbp_par_built()), "limit": cbp_par_limit(),
+            "callers": cbp_par_callers_now(), "extra": cbp_par_extra_now(),
+            "off": bool(_par_off)}
+
+
+def _par_reserve(long want, long limit):
+    """cbp_par_reserve, for the tests of the budget: the helper threads granted."""
+    return cbp_par_reserve(want, limit)
+
+
+def _par_release(long got):
+    cbp_par_release(got)
+
+
+def _par_enter():
+    cbp_par_enter()
+
+
+def _par_leave():
+    cbp_par_leave()
+
+
+def _after_fork_in_child():
+    # GNU libgomp cannot start a team in the child of a process that had one
+    # (it waits forever for threads the fork did not copy), so a child of a
+    # process that trained on several threads trains on one.
+    global _par_off
+    if _par_used:
+        _par_off = True
+
+
+import os as _os
+if hasattr(_os, "register_at_fork"):
+    _os.register_at_fork(after_in_child=_after_fork_in_child)
+del _os
 
 
 # ---------------------------------------------------------------------------
@@ -424,6 +516,17 @@ cdef struct Layer:
     Py_ssize_t dt
 
 
+cdef inline void _add_range(Py_ssize_t* segs, Py_ssize_t* count, Py_ssize_t lo,
+                            Py_ssize_t hi) noexcept:
+    """Append [lo, hi) to the list of ranges, merged with the last if adjacent."""
+    if count[0] and segs[2 * count[0] - 1] == lo:
+        segs[2 * count[0] - 1] = hi
+    else:
+        segs[2 * count[0]] = lo
+        segs[2 * count[0] + 1] = hi
+        count[0] += 1
+
+
 @cython.final  # no subclasses: the passes are called directly, not through a vtable
 cdef class Engine:
     """Forward, backward, optimizer steps and whole training runs over a flat
@@ -462,10 +565,26 @@ cdef class Engine:
     cdef object _snap              # params + optimizer state before a step
     cdef double* snap
     cdef Py_ssize_t snap_cap
+    # chunks (_fwd_bwd): every chunk c >= 1 has a gradient buffer and a
+    # scratch, tstride doubles from tbuf + (c - 1) * tstride
+    cdef Py_ssize_t* gsegs         # gradient ranges [lo, hi) of every dense layer, merged
+    cdef Py_ssize_t n_gsegs
+    cdef object _tbuf
+    cdef double* tbuf
+    cdef Py_ssize_t tstride
+    cdef Py_ssize_t n_chunk_bufs   # chunks (after the first) tbuf has room for
+    cdef Py_ssize_t nchunks        # chunks of the step running
+    cdef int limit                 # the thread limit of the step running
+    cdef int team                  # threads of the last step's team
+    cdef readonly int threads_used # threads the last training step ran on
+    cdef double tval[CBP_MAX_CHUNKS]
+    cdef Py_ssize_t thit[CBP_MAX_CHUNKS]
+    cdef Py_ssize_t tseen[CBP_MAX_CHUNKS]
 
     def __cinit__(self):
         self.layers = NULL
         self.segs = NULL
+        self.gsegs = NULL
 
     def __init__(self, meta, hyper, double[::1] params, double[::1] grads,
                  int loss, int reduction):
@@ -480,8 +599,10 @@ cdef class Engine:
                "Engine: bad loss or reduction code")
         self.layers = <Layer*>PyMem_Malloc(L * sizeof(Layer))
         self.segs = <Py_ssize_t*>PyMem_Malloc(2 * L * sizeof(Py_ssize_t))
-        if self.layers == NULL or self.segs == NULL:
+        self.gsegs = <Py_ssize_t*>PyMem_Malloc(2 * L * sizeof(Py_ssize_t))
+        if self.layers == NULL or self.segs == NULL or self.gsegs == NULL:
             raise MemoryError()
+        self.n_gsegs = 0
         self.n_layers = L
         self.width = 0
         self.n_segs = 0
@@ -515,15 +636,13 @@ cdef class Engine:
                 _check(Ly.w_off >= 0 and Ly.w_off + Ly.n_in * Ly.n_out <= P
                        and Ly.b_off + Ly.n_out <= P,
                        "Engine: layer table does not fit the parameter buffer")
+                _check(Ly.b_off < 0 or Ly.b_off == Ly.w_off + Ly.n_in * Ly.n_out,
+                       "Engine: a layer's bias must follow its weights")
+                lo = Ly.w_off
+                hi = lo + Ly.n_in * Ly.n_out + (Ly.n_out if Ly.b_off >= 0 else 0)
+                _add_range(self.gsegs, &self.n_gsegs, lo, hi)
                 if Ly.trainable:
-                    lo = Ly.w_off
-                    hi = lo + Ly.n_in * Ly.n_out + (Ly.n_out if Ly.b_off >= 0 else 0)
-                    if self.n_segs and self.segs[2 * self.n_segs - 1] == lo:
-                        self.segs[2 * self.n_segs - 1] = hi
-                    else:
-                        self.segs[2 * self.n_segs] = lo
-                        self.segs[2 * self.n_segs + 1] = hi
-                        self.n_segs += 1
+                    _add_range(self.segs, &self.n_segs, lo, hi)
             self.width = max(self.width, Ly.n_out)
             self.fm_side = max(self.fm_side, Ly.n_in, Ly.n_out)
         self.n_in = self.layers[0].n_in
@@ -552,10 +671,16 @@ cdef class Engine:
         self.reduction = reduction
         self.batch = 0
         self.rows = 0
+        self.tstride = P + self.scratch_cap
+        self.n_chunk_bufs = 0
+        self.nchunks = 1
+        self.team = 1
+        self.threads_used = 1
 
     def __dealloc__(self):
         PyMem_Free(self.layers)
         PyMem_Free(self.segs)
+        PyMem_Free(self.gsegs)
 
     # -- workspace ----------------------------------------------------------
     cdef int _layout(self, Py_ssize_t n) except -1:
@@ -601,18 +726,26 @@ cdef class Engine:
             return self.work + L.a
         return self.work + L.z
 
-    cdef void _forward(self, const double* x, Py_ssize_t n, bint train, uint64_t seed,
-                       uint64_t epoch, uint64_t row) noexcept nogil:
+    cdef inline void _forward(self, const double* x, Py_ssize_t n, bint train,
+                              uint64_t seed, uint64_t epoch, uint64_t row) noexcept nogil:
         """Forward n rows starting at x.  With ``train``, dropout layers draw
         their masks for (seed, epoch, first row)."""
+        self._forward_rows(x, n, train, seed, epoch, row, 0, self.scratch)
+
+    cdef void _forward_rows(self, const double* x, Py_ssize_t n, bint train, uint64_t seed,
+                            uint64_t epoch, uint64_t row, Py_ssize_t r0,
+                            double* scratch) noexcept nogil:
+        """_forward of n rows into rows r0 .. r0 + n of the workspace, with
+        this thread's ``scratch``; ``row`` is the first row's number in the
+        epoch (dropout's draws are keyed by it)."""
         cdef Py_ssize_t l, i, m
         cdef Layer* L
         cdef double* z
         cdef double* a
         for l in range(self.n_layers):
             L = &self.layers[l]
-            z = self.work + L.z
-            a = self.work + L.a
+            z = self.work + L.z + r0 * L.n_out
+            a = self.work + L.a + r0 * L.n_out
             m = n * L.n_out
             if L.kind == KIND_DROPOUT:
                 if train:
@@ -627,11 +760,11 @@ cdef class Engine:
             elif L.act == ACT_RELU:
                 dense_forward_k(x, self.params + L.w_off,
                                 self.params + L.b_off if L.b_off >= 0 else NULL,
-                                a, n, L.n_in, L.n_out, self.scratch, self.scratch_cap, True)
+                                a, n, L.n_in, L.n_out, scratch, self.scratch_cap, True)
             else:
                 dense_forward_k(x, self.params + L.w_off,
                                 self.params + L.b_off if L.b_off >= 0 else NULL,
-                                z, n, L.n_in, L.n_out, self.scratch, self.scratch_cap)
+                                z, n, L.n_in, L.n_out, scratch, self.scratch_cap)
                 activation_forward_k(L.act, z, a, n, L.n_out, L.alpha)
             x = a
 
@@ -650,39 +783,198 @@ cdef class Engine:
                 value += penalty_k(self.params + L.b_off, L.n_out, L.bl1, L.bl2)
         return value
 
-    cdef double _backward(self, const double* X, const double* Y, Py_ssize_t n) noexcept nogil:
+    cdef inline double _backward(self, const double* X, const double* Y,
+                                 Py_ssize_t n) noexcept nogil:
         """Backpropagate from target Y; X is the input of the forward pass."""
-        cdef Py_ssize_t l, i
+        return (self._backward_rows(X, Y, n, 0, self.grads, self.scratch, 0)
+                + self._penalty_grads())
+
+    cdef double _backward_rows(self, const double* X, const double* Y, Py_ssize_t n,
+                               Py_ssize_t r0, double* grads, double* scratch,
+                               Py_ssize_t nscale) noexcept nogil:
+        """_backward of the n rows at r0 of the workspace (X and Y are those
+        rows' own), the gradients into ``grads`` (laid out as self.grads),
+        without the penalties; nscale > 0: they are rows of a batch of
+        nscale rows (see loss_value_k).  Returns their loss."""
+        cdef Py_ssize_t l, i, lo, po
         cdef Layer* L = &self.layers[self.n_layers - 1]
         cdef Layer* P
         cdef double value
         cdef const double* x
         cdef const double* gate
         cdef double* dx
-        value = output_delta_k(L.act, self.loss, self._zbuf(L), self.work + L.a, Y,
-                               self.work + L.d, n, L.n_out, self.reduction, L.alpha)
+        lo = r0 * L.n_out
+        value = output_delta_k(L.act, self.loss, self._zbuf(L) + lo, self.work + L.a + lo, Y,
+                               self.work + L.d + lo, n, L.n_out, self.reduction, L.alpha,
+                               nscale)
         for l in range(self.n_layers - 1, -1, -1):
             L = &self.layers[l]
-            dx = self.work + self.layers[l - 1].d if l > 0 else NULL
             P = &self.layers[l - 1] if l > 0 else NULL
+            lo = r0 * L.n_out
+            po = r0 * P.n_out if P != NULL else 0
+            dx = self.work + P.d + po if P != NULL else NULL
             # the ReLU mask of a dense layer below is fused into dX's store
-            gate = (self.work + P.a if P != NULL and P.kind == KIND_DENSE
+            gate = (self.work + P.a + po if P != NULL and P.kind == KIND_DENSE
                     and P.act == ACT_RELU and L.kind == KIND_DENSE else NULL)
             if L.kind == KIND_DROPOUT:
                 if dx != NULL:
                     for i in range(n * L.n_out):
-                        dx[i] = self.work[L.d + i] * self.work[L.z + i]
+                        dx[i] = self.work[L.d + lo + i] * self.work[L.z + lo + i]
             else:
-                x = X if l == 0 else self.work + self.layers[l - 1].a
-                dense_backward_k(x, self.params + L.w_off, self.work + L.d,
-                                 self.grads + L.w_off,
-                                 self.grads + L.b_off if L.b_off >= 0 else NULL,
-                                 dx, n, L.n_in, L.n_out, self.scratch, self.scratch_cap,
+                x = X if l == 0 else self.work + P.a + po
+                dense_backward_k(x, self.params + L.w_off, self.work + L.d + lo,
+                                 grads + L.w_off,
+                                 grads + L.b_off if L.b_off >= 0 else NULL,
+                                 dx, n, L.n_in, L.n_out, scratch, self.scratch_cap,
                                  gate)
             if P != NULL and gate == NULL:
-                activation_backward_k(P.act, self._zbuf(P), self.work + P.a, dx, dx,
+                activation_backward_k(P.act, self._zbuf(P) + po, self.work + P.a + po, dx, dx,
                                       n, P.n_out, P.alpha)
+        return value
+
+    # -- chunks and threads ---------------------------------------------------
+    # A step on n rows whose layers are all off dgemm, with enough rows and
+    # work, on a thread limit of 2 or more (_plan), is computed in K row
+    # chunks, K = min(limit, n // _par_min_rows): each chunk's forward and
+    # backward passes are row-wise, except for the gradients, which are sums
+    # over the rows; chunk 0 writes its own into self.grads, chunk c >= 1
+    # into a buffer of its own, and then the chunks' buffers are added into
+    # self.grads in chunk order, and their losses too.  The chunks run on as
+    # many threads as the budget of _par.h grants at the time (maybe only
+    # this one), which changes nothing in the result: that depends on the
+    # thread limit (OMP_NUM_THREADS, threadpoolctl, _par_config), never on
+    # what else is running, and only the rounding of these sums tells it
+    # from an unchunked step.  No chunk calls BLAS.
+    cdef Py_ssize_t _plan(self, Py_ssize_t n) noexcept nogil:
+        """How many chunks a step on n rows is computed in (1: unchunked);
+        sets self.limit, the thread limit it is under."""
+        cdef Py_ssize_t l, work = 0
+        cdef Layer* L
+        if n < 2 * _par_min_rows:
+            return 1
+        for l in range(self.n_layers):
+            L = &self.layers[l]
+            if L.kind == KIND_DENSE:
+                if use_blas_k(n, L.n_in, L.n_out):
+                    return 1
+                work += L.n_in * L.n_out
+        if work * n < _par_min_work:
+            return 1
+        if _par_threads > 0:
+            self.limit = _par_threads
+        elif cbp_par_built():
+            self.limit = cbp_par_limit()
+        else:
+            return 1
+        return max(min(n // _par_min_rows, <Py_ssize_t>self.limit, CBP_MAX_CHUNKS), 1)
+
+    cdef int _par_prepare(self, Py_ssize_t n) except -1:
+        """Room for the chunk buffers of a step on up to n rows (those of a
+        step on fewer rows fit in them); returns the chunks it plans."""
+        cdef Py_ssize_t k = self._plan(n)
+        cdef double[::1] buf
+        if k - 1 > self.n_chunk_bufs:
+            self._tbuf = np.empty((k - 1) * self.tstride, dtype=np.float64)
+            buf = self._tbuf
+            self.tbuf = &buf[0]
+            self.n_chunk_bufs = k - 1
+        return <int>k
+
+    cdef double _fwd_bwd(self, const double* X, const double* Y, Py_ssize_t n, bint train,
+                         uint64_t seed, uint64_t epoch, uint64_t row, Py_ssize_t* hit,
+                         Py_ssize_t* seen) noexcept nogil:
+        """_forward and _backward of a batch, in chunks where _plan says so,
+        on several threads where the build, OpenMP's limit and the budget
+        (_par.h) allow; with ``hit``, its correct predictions too
+        (correct_k).  Returns the loss, penalties included."""
+        cdef Py_ssize_t k = self._plan(n), c
+        cdef long got = 0
+        cdef double value = 0.0
+        cdef Py_ssize_t h = 0, sn = 0
+        global _par_used
+        if k > 1 + self.n_chunk_bufs:  # no room (a caller forgot _par_prepare)
+            k = 1
+        if k == 1:
+            self.threads_used = 1
+            self._forward_rows(X, n, train, seed, epoch, row, 0, self.scratch)
+            value = self._backward_rows(X, Y, n, 0, self.grads, self.scratch, 0)
+            if hit != NULL:
+                hit[0] = correct_k(self.loss, self.work + self.layers[self.n_layers - 1].a,
+                                   Y, n, self.n_out, seen)
+            return value + self._penalty_grads()
+        self.nchunks = k
+        if cbp_par_built() and not _par_off:  # (a fork's child runs them on one)
+            got = cbp_par_reserve(k - 1, self.limit)
+        if got == 0:
+            self.team = 1
+            for c in range(k):
+                self._run_chunk(c, X, Y, n, train, seed, epoch, row, hit != NULL)
+            self._reduce_chunks(0, 1)
+        else:
+            _par_used = True
+            with parallel(num_threads=got + 1):
+                self._team_part(X, Y, n, train, seed, epoch, row, hit != NULL)
+            cbp_par_release(got)
+        self.threads_used = self.team
+        for c in range(k):
+            value += self.tval[c]
+            h += self.thit[c]
+            sn += self.tseen[c]
+        if hit != NULL:
+            hit[0] = h
+            seen[0] = sn
         return value + self._penalty_grads()
+
+    cdef void _team_part(self, const double* X, const double* Y, Py_ssize_t n, bint train,
+                         uint64_t seed, uint64_t epoch, uint64_t row,
+                         bint count) noexcept nogil:
+        """One thread's part of _fwd_bwd, inside the parallel region: a
+        contiguous block of the chunks, then its share of the sums."""
+        cdef int t = cbp_par_thread(), nt = cbp_par_team()
+        cdef Py_ssize_t k = self.nchunks, c
+        if t == 0:
+            self.team = nt
+        for c in range(k * t // nt, k * (t + 1) // nt):
+            self._run_chunk(c, X, Y, n, train, seed, epoch, row, count)
+        cbp_par_barrier()
+        self._reduce_chunks(t, nt)
+
+    cdef void _run_chunk(self, Py_ssize_t c, const double* X, const double* Y, Py_ssize_t n,
+                         bint train, uint64_t seed, uint64_t epoch, uint64_t row,
+                         bint count) noexcept nogil:
+        """Forward and backward of chunk c of self.nchunks; its gradients
+        into its buffer, its loss and correct predictions into tval, thit."""
+        cdef Py_ssize_t k = self.nchunks
+        cdef Py_ssize_t r0 = n * c // k, rows = n * (c + 1) // k - r0
+        cdef double* g = self.grads if c == 0 else self.tbuf + (c - 1) * self.tstride
+        cdef double* scr = self.scratch if c == 0 else g + self.n_params
+        self._forward_rows(X + r0 * self.n_in, rows, train, seed, epoch, row + r0, r0, scr)
+        self.tval[c] = self._backward_rows(X + r0 * self.n_in, Y + r0 * self.n_out, rows, r0,
+                                           g, scr, n)
+        if count:
+            self.thit[c] = correct_k(self.loss,
+                                     self.work + self.layers[self.n_layers - 1].a
+                                     + r0 * self.n_out, Y + r0 * self.n_out, rows,
+                                     self.n_out, &self.tseen[c])
+        else:
+            self.thit[c] = 0
+            self.tseen[c] = 0
+
+    cdef void _reduce_chunks(self, int t, int nt) noexcept nogil:
+        """Part t of nt of: self.grads += the gradients of chunks 1 .. K - 1,
+        in chunk order, over every dense layer's range."""
+        cdef Py_ssize_t s, c, i, lo, hi, a, b
+        cdef const double* src
+        cdef double* dst = self.grads
+        for s in range(self.n_gsegs):
+            lo = self.gsegs[2 * s]
+            hi = self.gsegs[2 * s + 1]
+            a = lo + (hi - lo) * t // nt
+            b = lo + (hi - lo) * (t + 1) // nt
+            for c in range(1, self.nchunks):
+                src = self.tbuf + (c - 1) * self.tstride
+                for i in range(a, b):
+                    dst[i] += src[i]
 
     cdef double _penalty_grads(self) noexcept nogil:
         """Add the L1/L2 penalty gradients (nnfs semantics); return the penalty."""
@@ -961,14 +1253,20 @@ cdef class Engine:
         cdef double* st = &state[0] if slots else NULL
         cdef double value
         cdef bint ok
-        with nogil:
-            self._forward(self.work, n, False, 0, 0, 0)
-            value = self._backward(self.work, &Y[0, 0], n)
-            ok = isfinite(value)
-            if ok:
-                ok = self._update(kind, &ohyper[0], st, slots, t, snap)
-                if not ok:
-                    self._rollback(plain, snap, st, slots)
+        cdef bint par = self._par_prepare(n) > 1
+        if par:
+            cbp_par_enter()
+        try:
+            with nogil:
+                value = self._fwd_bwd(self.work, &Y[0, 0], n, False, 0, 0, 0, NULL, NULL)
+                ok = isfinite(value)
+                if ok:
+                    ok = self._update(kind, &ohyper[0], st, slots, t, snap)
+                    if not ok:
+                        self._rollback(plain, snap, st, slots)
+        finally:
+            if par:
+                cbp_par_leave()
         self.rows = n
         if not ok:
             if not isfinite(value):
@@ -1014,7 +1312,7 @@ cdef class Engine:
         having touched nothing, and the caller validates and converts.
         """
         cdef Py_buffer xb, yb
-        cdef bint got_x = False, got_y = False, ok, labels = False
+        cdef bint got_x = False, got_y = False, ok, labels = False, par = False
         cdef Py_ssize_t n, i
         cdef double value
         cdef const double* yp
@@ -1047,9 +1345,11 @@ cdef class Engine:
                 for i in range(n):
                     self.work[self.y_off + i * self.n_out + (<const int64_t*>yb.buf)[i]] = 1.0
             snap = self._snap_buffer(0)
+            par = self._par_prepare(n) > 1
+            if par:
+                cbp_par_enter()
             with nogil:
-                self._forward(self.work, n, False, 0, 0, 0)
-                value = self._backward(self.work, yp, n)
+                value = self._fwd_bwd(self.work, yp, n, False, 0, 0, 0, NULL, NULL)
                 ok = isfinite(value)
                 if ok:
                     ok = self._sgd(lr, snap)
@@ -1057,6 +1357,8 @@ cdef class Engine:
                         self._rollback(True, snap, NULL, 0)
             self.rows = n
         finally:
+            if par:
+                cbp_par_leave()
             PyBuffer_Release(&xb)
             PyBuffer_Release(&yb)
         if not ok:
@@ -1146,6 +1448,10 @@ cdef class Engine:
         cdef bint plain = self._plain_sgd(kind, &ohyper[0]), snapped = False
         self._layout(bs)
         cdef bint fm = self.ld > 0
+        if not fm:  # room for the chunks of a full and of the last batch
+            self._par_prepare(bs)
+            if n % bs:
+                self._par_prepare(n % bs)
         order_arr = np.empty(n, dtype=np.int64)
         cdef long long[::1] order = order_arr
         cdef KeyIdx* keys = <KeyIdx*>PyMem_Malloc(n * sizeof(KeyIdx))
@@ -1160,6 +1466,7 @@ cdef class Engine:
         cdef double* xw
         cdef double* yw
         cdef bint ok
+        cbp_par_enter()
         try:
             with nogil:
                 for k in range(n_epochs):
@@ -1192,11 +1499,10 @@ cdef class Engine:
                         if fm:  # xT stays from epoch to epoch for an in-order full batch
                             out = self._forward_fm(xw, nb, shuffle or nb < n or k == 0)
                             value = self._backward_fm(yw, nb)
+                            h_ = correct_k(self.loss, out, yw, nb, self.n_out, &s_)
                         else:
-                            self._forward(xw, nb, True, seed, epoch, row)
-                            value = self._backward(xw, yw, nb)
-                            out = self.work + self.layers[self.n_layers - 1].a
-                        h_ = correct_k(self.loss, out, yw, nb, self.n_out, &s_)
+                            value = self._fwd_bwd(xw, yw, nb, True, seed, epoch, row, &h_,
+                                                  &s_)
                         ok = isfinite(value)
                         if ok:
                             ok = self._update(kind, &ohyper[0], st, slots, t + steps,
@@ -1249,6 +1555,7 @@ cdef class Engine:
                             status = FIT_STOPPED
                             break
         finally:
+            cbp_par_leave()
             PyMem_Free(keys)
         self.rows = 0
         return done, steps, status

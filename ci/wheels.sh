@@ -33,6 +33,9 @@ ci_begin "ci/wheels.sh"
 PY=${PYTHON:-python}
 export PIP_NO_INPUT=1 PIP_PROGRESS_BAR=off PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1
 export CBP_REQUIRE_NATIVE=1
+# The Linux builds here have OpenMP (gcc; auditwheel bundles libgomp): the
+# tests of the threaded steps may not skip.
+export CBP_REQUIRE_OPENMP=1
 # Nothing on PYTHONPATH may bring a source tree into the test runs.
 unset PYTHONPATH CBP_NO_EXTENSIONS CBP_DEBUG CBP_SANITIZE
 

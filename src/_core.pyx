@@ -350,7 +350,8 @@ def _check_loss(int loss, int reduction, const double[:, ::1] P,
 def loss_value(int loss, const double[:, ::1] P, const double[:, ::1] Y, int reduction):
     """The loss of prediction P against target Y, reduced by mean or sum."""
     _check_loss(loss, reduction, P, Y)
-    return loss_value_k(loss, &P[0, 0], &Y[0, 0], P.shape[0], P.shape[1], reduction)
+    return loss_value_k(loss, &P[0, 0], &Y[0, 0], P.shape[0], P.shape[1], reduction,
+                        P.shape[0])
 
 
 def loss_gradient(int loss, const double[:, ::1] P, const double[:, ::1] Y,
@@ -360,7 +361,7 @@ def loss_gradient(int loss, const double[:, ::1] P, const double[:, ::1] Y,
     _check(out.shape[0] == P.shape[0] and out.shape[1] == P.shape[1],
            "loss_gradient: shape mismatch")
     return loss_gradient_k(loss, &P[0, 0], &Y[0, 0], &out[0, 0], P.shape[0],
-                           P.shape[1], reduction)
+                           P.shape[1], reduction, P.shape[0])
 
 
 def output_delta(int act, int loss, const double[:, ::1] Z, const double[:, ::1] A,
@@ -373,7 +374,7 @@ def output_delta(int act, int loss, const double[:, ::1] Z, const double[:, ::1]
            and out.shape[0] == A.shape[0] and out.shape[1] == A.shape[1],
            "output_delta: shape mismatch")
     return output_delta_k(act, loss, &Z[0, 0], &A[0, 0], &Y[0, 0], &out[0, 0],
-                          A.shape[0], A.shape[1], reduction, alpha)
+                          A.shape[0], A.shape[1], reduction, alpha, A.shape[0])
 
 
 def penalty(const double[::1] V, double l1, double l2):
@@ -786,7 +787,7 @@ cdef class Engine:
     cdef inline double _backward(self, const double* X, const double* Y,
                                  Py_ssize_t n) noexcept nogil:
         """Backpropagate from target Y; X is the input of the forward pass."""
-        return (self._backward_rows(X, Y, n, 0, self.grads, self.scratch, 0)
+        return (self._backward_rows(X, Y, n, 0, self.grads, self.scratch, n)
                 + self._penalty_grads())
 
     cdef double _backward_rows(self, const double* X, const double* Y, Py_ssize_t n,
@@ -794,8 +795,8 @@ cdef class Engine:
                                Py_ssize_t nscale) noexcept nogil:
         """_backward of the n rows at r0 of the workspace (X and Y are those
         rows' own), the gradients into ``grads`` (laid out as self.grads),
-        without the penalties; nscale > 0: they are rows of a batch of
-        nscale rows (see loss_value_k).  Returns their loss."""
+        without the penalties, as rows of a batch of nscale rows (n, or more
+        for a chunk; see loss_value_k).  Returns their loss."""
         cdef Py_ssize_t l, i, lo, po
         cdef Layer* L = &self.layers[self.n_layers - 1]
         cdef Layer* P
@@ -880,28 +881,32 @@ cdef class Engine:
             self.n_chunk_bufs = k - 1
         return <int>k
 
-    cdef double _fwd_bwd(self, const double* X, const double* Y, Py_ssize_t n, bint train,
-                         uint64_t seed, uint64_t epoch, uint64_t row, Py_ssize_t* hit,
-                         Py_ssize_t* seen) noexcept nogil:
+    cdef inline double _fwd_bwd(self, const double* X, const double* Y, Py_ssize_t n,
+                                bint train, uint64_t seed, uint64_t epoch, uint64_t row,
+                                Py_ssize_t* hit, Py_ssize_t* seen) noexcept nogil:
         """_forward and _backward of a batch, in chunks where _plan says so,
         on several threads where the build, OpenMP's limit and the budget
         (_par.h) allow; with ``hit``, its correct predictions too
         (correct_k).  Returns the loss, penalties included."""
-        cdef Py_ssize_t k = self._plan(n), c
+        cdef Py_ssize_t k = self._plan(n) if n >= 2 * _par_min_rows else 1
+        if k > 1 and k <= 1 + self.n_chunk_bufs:  # (else a caller forgot _par_prepare)
+            return self._fwd_bwd_chunks(k, X, Y, n, train, seed, epoch, row, hit, seen)
+        self.threads_used = 1
+        self._forward_rows(X, n, train, seed, epoch, row, 0, self.scratch)
+        cdef double value = self._backward_rows(X, Y, n, 0, self.grads, self.scratch, n)
+        if hit != NULL:
+            hit[0] = correct_k(self.loss, self.work + self.layers[self.n_layers - 1].a,
+                               Y, n, self.n_out, seen)
+        return value + self._penalty_grads()
+
+    cdef double _fwd_bwd_chunks(self, Py_ssize_t k, const double* X, const double* Y,
+                                Py_ssize_t n, bint train, uint64_t seed, uint64_t epoch,
+                                uint64_t row, Py_ssize_t* hit, Py_ssize_t* seen) noexcept nogil:
+        """_fwd_bwd in k chunks."""
+        cdef Py_ssize_t c, h = 0, sn = 0
         cdef long got = 0
         cdef double value = 0.0
-        cdef Py_ssize_t h = 0, sn = 0
         global _par_used
-        if k > 1 + self.n_chunk_bufs:  # no room (a caller forgot _par_prepare)
-            k = 1
-        if k == 1:
-            self.threads_used = 1
-            self._forward_rows(X, n, train, seed, epoch, row, 0, self.scratch)
-            value = self._backward_rows(X, Y, n, 0, self.grads, self.scratch, 0)
-            if hit != NULL:
-                hit[0] = correct_k(self.loss, self.work + self.layers[self.n_layers - 1].a,
-                                   Y, n, self.n_out, seen)
-            return value + self._penalty_grads()
         self.nchunks = k
         if cbp_par_built() and not _par_off:  # (a fork's child runs them on one)
             got = cbp_par_reserve(k - 1, self.limit)
@@ -1072,10 +1077,10 @@ cdef class Engine:
         no = L.n_out
         if no == 1:
             value = output_delta_k(L.act, self.loss, self._fm_z(L), self.work + L.at, Y,
-                                   dt, n, 1, self.reduction, L.alpha)
+                                   dt, n, 1, self.reduction, L.alpha, n)
         else:
             value = output_delta_k(L.act, self.loss, self.work + L.z, self.work + L.a, Y,
-                                   self.work + L.d, n, no, self.reduction, L.alpha)
+                                   self.work + L.d, n, no, self.reduction, L.alpha, n)
             for j in range(no):
                 for r in range(n):
                     dt[j * ld + r] = self.work[L.d + r * no + j]
@@ -1253,7 +1258,7 @@ cdef class Engine:
         cdef double* st = &state[0] if slots else NULL
         cdef double value
         cdef bint ok
-        cdef bint par = self._par_prepare(n) > 1
+        cdef bint par = n >= 2 * _par_min_rows and self._par_prepare(n) > 1
         if par:
             cbp_par_enter()
         try:
@@ -1345,7 +1350,7 @@ cdef class Engine:
                 for i in range(n):
                     self.work[self.y_off + i * self.n_out + (<const int64_t*>yb.buf)[i]] = 1.0
             snap = self._snap_buffer(0)
-            par = self._par_prepare(n) > 1
+            par = n >= 2 * _par_min_rows and self._par_prepare(n) > 1
             if par:
                 cbp_par_enter()
             with nogil:
@@ -1416,7 +1421,7 @@ cdef class Engine:
         cdef double* out
         with nogil:
             out = self._infer(&X[0, 0], n, &buf[0])
-            value = loss_value_k(self.loss, out, &Y[0, 0], n, self.n_out, self.reduction)
+            value = loss_value_k(self.loss, out, &Y[0, 0], n, self.n_out, self.reduction, n)
             value += self._penalties()
             hit = correct_k(self.loss, out, &Y[0, 0], n, self.n_out, &seen)
         return value, (hit / <double>seen if seen else float("nan"))
@@ -1528,7 +1533,7 @@ cdef class Engine:
                     if nv:
                         out = self._infer(&Xv[0, 0], nv, &vbuf[0])
                         hist[k, 2] = loss_value_k(self.loss, out, &Yv[0, 0], nv, self.n_out,
-                                                  self.reduction) + self._penalties()
+                                                  self.reduction, nv) + self._penalties()
                         h_ = correct_k(self.loss, out, &Yv[0, 0], nv, self.n_out, &s_)
                         hist[k, 3] = h_ / <double>s_ if s_ else NAN
                         if not isfinite(hist[k, 2]):  # a loss became infinite: diverged

@@ -301,15 +301,15 @@ cdef inline double clip_k(double p) noexcept nogil:
 
 cdef inline double loss_value_k(int loss, const double* P, const double* Y,
                                 Py_ssize_t n, Py_ssize_t no,
-                                int reduction, Py_ssize_t nscale=0) noexcept nogil:
+                                int reduction, Py_ssize_t nscale) noexcept nogil:
     """The reduced loss of P against Y, both (n, no).
 
-    ``nscale`` > 0: the rows of a batch of nscale rows, reduced as that
-    batch's share (a chunk of a batch split over threads).
+    The mean is over a batch of ``nscale`` rows: n for the whole batch, more
+    for a chunk of its rows (then the result is that chunk's share).
     """
     cdef Py_ssize_t i, j, m = n * no
     cdef double acc = 0.0, d, p
-    cdef double s = loss_scale_k(loss, reduction, nscale if nscale > 0 else n, no)
+    cdef double s = loss_scale_k(loss, reduction, nscale, no)
     if loss == LOSS_SE or loss == LOSS_HALF_SE:
         for i in range(m):
             d = P[i] - Y[i]
@@ -331,12 +331,12 @@ cdef inline double loss_value_k(int loss, const double* P, const double* Y,
 
 cdef inline double loss_gradient_k(int loss, const double* P, const double* Y,
                                    double* dP, Py_ssize_t n, Py_ssize_t no,
-                                   int reduction, Py_ssize_t nscale=0) noexcept nogil:
+                                   int reduction, Py_ssize_t nscale) noexcept nogil:
     """dP := dL/dP (cross-entropies divide by the clipped P); returns the loss.
     ``nscale`` as in loss_value_k."""
     cdef Py_ssize_t i, m = n * no
     cdef double p
-    cdef double s = loss_scale_k(loss, reduction, nscale if nscale > 0 else n, no)
+    cdef double s = loss_scale_k(loss, reduction, nscale, no)
     if loss == LOSS_SE:
         for i in range(m):
             dP[i] = 2.0 * s * (P[i] - Y[i])
@@ -356,27 +356,26 @@ cdef inline double loss_gradient_k(int loss, const double* P, const double* Y,
 cdef inline double output_delta_k(int act, int loss, const double* Z, const double* A,
                                   const double* Y, double* dZ, Py_ssize_t n,
                                   Py_ssize_t no, int reduction,
-                                  double alpha, Py_ssize_t nscale=0) noexcept nogil:
+                                  double alpha, Py_ssize_t nscale) noexcept nogil:
     """dZ := dL/dZ of the output layer, fused for softmax+CCE and sigmoid+BCE.
     ``nscale`` as in loss_value_k."""
     cdef Py_ssize_t i, j, m = n * no
-    cdef Py_ssize_t ns = nscale if nscale > 0 else n
     cdef double s, ysum
     if act == ACT_SOFTMAX and loss == LOSS_CCE:
-        s = loss_scale_k(loss, reduction, ns, no)
+        s = loss_scale_k(loss, reduction, nscale, no)
         for i in range(n):
             ysum = 0.0
             for j in range(no):
                 ysum += Y[i * no + j]
             for j in range(no):
                 dZ[i * no + j] = (A[i * no + j] * ysum - Y[i * no + j]) * s
-        return loss_value_k(loss, A, Y, n, no, reduction, ns)
+        return loss_value_k(loss, A, Y, n, no, reduction, nscale)
     if act == ACT_SIGMOID and loss == LOSS_BCE:
-        s = loss_scale_k(loss, reduction, ns, no)
+        s = loss_scale_k(loss, reduction, nscale, no)
         for i in range(m):
             dZ[i] = (A[i] - Y[i]) * s
-        return loss_value_k(loss, A, Y, n, no, reduction, ns)
-    s = loss_gradient_k(loss, A, Y, dZ, n, no, reduction, ns)
+        return loss_value_k(loss, A, Y, n, no, reduction, nscale)
+    s = loss_gradient_k(loss, A, Y, dZ, n, no, reduction, nscale)
     activation_backward_k(act, Z, A, dZ, dZ, n, no, alpha)
     return s
 

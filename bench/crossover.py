@@ -148,7 +148,7 @@ def par_table(rng):
     try:
         _core._par_config(None, 1, 0)
         for ni, w, no in nets:
-            for n in (16, 32, 64, 128, 300, 1024):
+            for n in (32, 64, 128, 256, 512, 1024):
                 X = rng.standard_normal((n, ni))
                 y = rng.integers(0, no, n)
                 net = cbp.Network([cbp.Dense(ni, w, "relu", seed=0),
@@ -156,7 +156,7 @@ def par_table(rng):
                                   loss="categorical_crossentropy")
                 fit = lambda: net.fit(X, y, epochs=100, lr=1e-9)  # noqa: E731
                 runs = {1: [], 2: []}
-                for _ in range(5):  # alternate, so that drift hits both alike
+                for _ in range(7):  # alternate, so that drift hits both alike
                     for t in (1, 2):
                         _core._par_config(t)
                         runs[t].append(_time(fit, repeats=1) / 100)

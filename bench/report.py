@@ -100,6 +100,7 @@ def machine_info(root):
         "cbp_core": _core_build(cbp),
         "git": _git(root),
         "cbp_simd": _simd_level(cbp),
+        "cbp_openmp": bool(getattr(cbp, "openmp_available", lambda: False)()),
         "env": {k: os.environ[k] for k in sorted(os.environ)
                 if k.startswith(("OPENBLAS_", "OMP_", "MKL_", "CBP_"))},
     }
@@ -379,7 +380,7 @@ def render_markdown(machine, settings, command, workloads, cells, linear, widths
         f"git {(m['git'] or {}).get('commit', '?')} with "
         f"{(m['git'] or {}).get('modified_files', '?')} modified tracked files; core built "
         f"{(m['cbp_core'] or {}).get('modified', '?')}; SIMD kernel table "
-        f"{m.get('cbp_simd')}",
+        f"{m.get('cbp_simd')}; OpenMP {'on' if m.get('cbp_openmp') else 'off'}",
         f"- Environment: {', '.join(f'{k}={v}' for k, v in (m.get('env') or {}).items()) or 'none'}",
         "",
         f"Method: every peer runs in this one process, at {settings.threads} thread(s) "

@@ -7,7 +7,7 @@ same signature; set ``CBP_NO_EXTENSIONS=1`` or pass ``backend="numpy"`` to use
 it.
 """
 from . import datasets, optim
-from ._backend import default_backend, native_available
+from ._backend import default_backend, native_available, openmp_available
 from ._errors import DivergenceError, FormatError, NativeUnavailableError
 from .network import Dense, Dropout, EarlyStopping, Network, load
 
@@ -25,6 +25,7 @@ __all__ = [
     "FormatError",
     "NativeUnavailableError",
     "native_available",
+    "openmp_available",
     "default_backend",
     "__version__",
 ]

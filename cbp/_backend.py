@@ -31,6 +31,12 @@ def native_available():
     return _core is not None
 
 
+def openmp_available():
+    """Return True if the compiled core is loaded and was built with OpenMP,
+    so that large enough steps of small layers can run on several threads."""
+    return _core is not None and bool(_core._par_state()["built"])
+
+
 def default_backend():
     """``"native"`` when the compiled core is loaded, else ``"numpy"``."""
     return "native" if _core is not None else "numpy"

@@ -143,9 +143,13 @@ def _fm_limits(width=None, rows_lo=None, rows_hi=None):
 # dense layer takes dgemm at the batch's size (BLAS has threads of its own),
 # the step has at least _par_min_work multiply-adds (rows times the sum of
 # n_in * n_out) and every chunk gets at least _par_min_rows rows.  From
-# bench/crossover.py's fourth table (2 cores, median step times): SEE THERE.
+# bench/crossover.py's fourth table (2 cores, full-batch steps of six small
+# networks on 32 to 1024 rows, medians): two threads beat one by 1.2-1.8x
+# from about 40k multiply-adds (a step of 15-20 us) and 128 rows, and lose
+# (0.35-0.95x) below about 10k or 64 rows, where the region and barrier of
+# OpenMP and the reduction of the chunks cost more than half a step.
 cdef Py_ssize_t _par_min_rows = 64
-cdef Py_ssize_t _par_min_work = 49152
+cdef Py_ssize_t _par_min_work = 32768
 cdef int _par_threads = 0     # threads for the chunks (0: OpenMP's limit)
 cdef bint _par_used = False   # chunks have run on several threads in this process
 cdef bint _par_off = False    # a fork's child of a process that had (see below)

@@ -34,6 +34,7 @@ def test_no_extensions_env_forces_numpy_and_native_fails_loudly():
     code = (
         "import cbp\n"
         "assert not cbp.native_available()\n"
+        "assert not cbp.openmp_available()\n"
         "assert cbp.Network([cbp.Dense(1, 1)]).backend == 'numpy'\n"
         "try:\n"
         "    cbp.Network([cbp.Dense(1, 1)], backend='native')\n"

@@ -92,6 +92,11 @@ def _net(backend="native", dropout=0.0, seed=3):
 # ---------------------------------------------------------------------------
 # which steps take the path
 # ---------------------------------------------------------------------------
+def test_openmp_available_says_so(core):
+    assert cbp.openmp_available() is True
+    assert "openmp_available" in cbp.__all__
+
+
 def test_the_reused_tests_run_on_two_threads():
     from test_training import DATA, build
 

@@ -559,7 +559,10 @@ class Engine:
         ndarrays of the right shapes, finite (and within [0, 1] for the
         cross-entropies), or, for categorical cross-entropy, Y int64 class
         labels in range, with lr finite and > 0.  Otherwise returns None
-        having touched nothing, and the caller validates and converts.
+        having touched nothing, and the caller validates and converts; but
+        an X that is not finite, with everything else in order, also drops
+        the cached forward pass (the native engine checks X as it copies it
+        over that pass's input).
         """
         if type(X) is not np.ndarray or type(Y) is not np.ndarray or not (
             lr > 0.0 and math.isfinite(lr)
@@ -568,7 +571,7 @@ class Engine:
         n_in, n_out = self.meta[0, C.M_NIN], self.meta[-1, C.M_NOUT]
         if X.dtype != np.float64 or not X.flags.c_contiguous or X.ndim != 2:
             return None
-        if X.shape[1] != n_in or X.shape[0] < 1 or not np.isfinite(X).all():
+        if X.shape[1] != n_in or X.shape[0] < 1:
             return None
         if (self.loss == C.LOSS_CCE and Y.ndim == 1 and Y.dtype == np.int64
                 and Y.shape[0] == X.shape[0] and ((Y >= 0) & (Y < n_out)).all()):
@@ -581,6 +584,9 @@ class Engine:
             if not ((Y >= 0.0) & (Y <= 1.0)).all():
                 return None
         elif not np.isfinite(Y).all():
+            return None
+        if not np.isfinite(X).all():
+            self._cache = None
             return None
         ohyper = np.zeros(C.N_OPT)
         ohyper[C.O_LR] = lr

@@ -67,10 +67,10 @@ EXTRA=("$@")
 # threads (the guard; two trainings at once) and the fuzz (scaled down).
 ASAN_TESTS="tests/test_seeds.py tests/test_api.py tests/test_backend.py tests/test_equivalence.py
  tests/test_blas_paths.py tests/test_training.py tests/test_persistence.py tests/test_gradients.py
- tests/test_threads.py tests/test_fuzz.py"
+ tests/test_threads.py tests/test_parallel.py tests/test_fuzz.py"
 # valgrind is some 30-50 times slower: fewer files, a much smaller fuzz
 VALGRIND_TESTS="tests/test_seeds.py tests/test_api.py tests/test_backend.py
- tests/test_persistence.py tests/test_fuzz.py"
+ tests/test_persistence.py tests/test_parallel.py tests/test_fuzz.py"
 
 log() { printf '\n== [sanitize %s] %s\n' "$MODE_NOW" "$*"; }
 

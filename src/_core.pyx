@@ -1287,17 +1287,17 @@ cdef class Engine:
                 "the parameters were left at their last finite values")
         return value
 
+    cdef bint _matrix(self, Py_buffer* b, Py_ssize_t rows, Py_ssize_t cols):
+        """A 2-D float64 buffer of the given shape (rows < 0: any rows)."""
+        return not (b.ndim != 2 or b.itemsize != 8 or b.format == NULL or b.format[0] != b'd'
+                    or b.format[1] != 0 or b.shape[1] != cols or b.shape[0] < 1
+                    or (rows >= 0 and b.shape[0] != rows))
+
     cdef bint _usable(self, Py_buffer* b, Py_ssize_t rows, Py_ssize_t cols, bint unit):
         """A 2-D float64 buffer of the given shape (rows < 0: any), finite,
         and within [0, 1] when ``unit``."""
-        cdef Py_ssize_t i, m
-        cdef const double* v = <const double*>b.buf
-        if (b.ndim != 2 or b.itemsize != 8 or b.format == NULL or b.format[0] != b'd'
-                or b.format[1] != 0 or b.shape[1] != cols or b.shape[0] < 1
-                or (rows >= 0 and b.shape[0] != rows)):
-            return False
-        m = b.shape[0] * cols
-        return all_finite_k(v, m, unit)
+        return (self._matrix(b, rows, cols)
+                and all_finite_k(<const double*>b.buf, b.shape[0] * cols, unit))
 
     cdef bint _labels(self, Py_buffer* b, Py_ssize_t rows):
         """A 1-D int64 buffer of ``rows`` class labels, each in [0, n_out)."""
@@ -1318,7 +1318,10 @@ cdef class Engine:
         ndarrays of the right shapes, finite (and within [0, 1] for the
         cross-entropies), or, for categorical cross-entropy, Y int64 class
         labels in range, with lr finite and > 0.  Otherwise returns None
-        having touched nothing, and the caller validates and converts.
+        having touched nothing, and the caller validates and converts; but
+        an X that is not finite, with everything else in order, also drops
+        the cached forward pass (X is checked as it is copied over that
+        pass's input).
         """
         cdef Py_buffer xb, yb
         cdef bint got_x = False, got_y = False, ok, labels = False, par = False
@@ -1338,7 +1341,7 @@ cdef class Engine:
                 PyBuffer_Release(&xb)
             return None
         try:
-            if not self._usable(&xb, -1, self.n_in, False):
+            if not self._matrix(&xb, -1, self.n_in):
                 return None
             labels = self.loss == LOSS_CCE and self._labels(&yb, xb.shape[0])
             if not (labels or self._usable(&yb, xb.shape[0], self.n_out,
@@ -1346,7 +1349,11 @@ cdef class Engine:
                 return None
             n = xb.shape[0]
             self._layout(n)
-            memcpy(self.work, xb.buf, n * self.n_in * sizeof(double))
+            # X is checked as it is copied in, one pass over it; a value that
+            # is not finite leaves no forward pass cached (its input is gone)
+            if not copy_finite_k(<const double*>xb.buf, self.work, n * self.n_in):
+                self.rows = 0
+                return None
             yp = <const double*>yb.buf
             if labels:  # one-hot rows in the workspace's target block
                 yp = self.work + self.y_off

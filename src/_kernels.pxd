@@ -470,6 +470,23 @@ cdef inline bint all_finite_k(const double* v, Py_ssize_t m, bint unit) noexcept
     return True
 
 
+cdef inline bint copy_finite_k(const double* v, double* out, Py_ssize_t m) noexcept nogil:
+    """out[:m] := v[:m]; True if every v[i] is finite.  Stops at the block
+    of 256 with the first value that is not (out is then partly written)."""
+    cdef Py_ssize_t i, j, e
+    cdef double chk, x
+    for i in range(0, m, 256):
+        e = min(i + 256, m)
+        chk = 0.0
+        for j in range(i, e):
+            x = v[j]
+            out[j] = x
+            chk = flag_k(chk, x)
+        if chk != 0.0:
+            return False
+    return True
+
+
 cdef inline int optimizer_update_k(int kind, const double* h, double* p,
                                    const double* g, double* s0, double* s1,
                                    Py_ssize_t m, double t) noexcept nogil:

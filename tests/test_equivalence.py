@@ -872,6 +872,29 @@ def test_Engine__divergence(core):
 
 
 @needs_native
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_Engine__train_step_sgd_with_a_non_finite_X_drops_the_cached_forward(core, bad):
+    """The fast path checks X as it copies it in: an X with a NaN or inf
+    returns None on both sides, leaves the parameters alone, and no cached
+    forward pass (backward then raises on both sides, as before any forward)."""
+    meta, hyper, size = layer_table([dense(3, 4, "tanh"), dense(4, 2)])
+    rng = np.random.default_rng(8)
+    X, Y = rng.normal(size=(700, 3)), rng.normal(size=(700, 2))  # over a block of 256
+    pair = EnginePair(core, meta, hyper, rng.normal(size=size), C.LOSS_SE, C.RED_MEAN, 0.0)
+    pair.call("forward", X)
+    before = pair.buffers["numpy"]["params"].copy()
+    X[600, 1] = bad
+    assert pair.call("train_step_sgd", X, Y, 0.1) is None
+    for side in pair.engines:
+        assert np.array_equal(pair.buffers[side]["params"], before), side
+    for side, engine in pair.engines.items():
+        with pytest.raises(RuntimeError, match="forward"):
+            engine.backward(Y)
+    X[600, 1] = 0.0
+    assert isinstance(pair.call("train_step_sgd", X, Y, 0.1), float)  # usable again
+
+
+@needs_native
 def test_Engine__accepts_read_only_layer_table(core):
     """Like the twin, the native engine only reads its layer table."""
     meta, hyper, size = layer_table([dense(2, 1)])

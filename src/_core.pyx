@@ -1389,26 +1389,14 @@ cdef class Engine:
         With ``snap``, the old values of the segments are saved there first,
         in the same pass (snap[i] for params[i]); _rollback undoes it.
         """
-        cdef Py_ssize_t s, i, lo, hi
-        cdef double chk = 0.0, q
-        cdef double* p = self.params
-        cdef const double* g = self.grads
+        cdef Py_ssize_t s, lo, hi
+        cdef int bad = 0
         for s in range(self.n_segs):
             lo = self.segs[2 * s]
             hi = self.segs[2 * s + 1]
-            if snap != NULL:
-                for i in range(lo, hi):
-                    q = p[i]
-                    snap[i] = q
-                    q = q - lr * g[i]
-                    p[i] = q
-                    chk = flag_k(chk, q)
-            else:
-                for i in range(lo, hi):
-                    q = p[i] - lr * g[i]
-                    p[i] = q
-                    chk = flag_k(chk, q)
-        return chk == 0.0
+            bad |= cbp_simd.sgd(hi - lo, lr, self.params + lo, self.grads + lo,
+                                snap + lo if snap != NULL else NULL)
+        return bad == 0
 
     cdef void _restore_segs(self, const double* snap) noexcept nogil:
         """The trainable segments back from snap."""

@@ -45,6 +45,8 @@ cdef extern from "_simd.h" nogil:
         EPI_RELU "CBP_EPI_RELU"
         EPI_GATE "CBP_EPI_GATE"
     ctypedef void (*map_fn)(Py_ssize_t n, const double* x, double* y) noexcept nogil
+    ctypedef int (*sgd_fn)(Py_ssize_t n, double lr, double* p, const double* g,
+                           double* snap) noexcept nogil
     enum:
         FM_NONE "CBP_FM_NONE"
         FM_RELU "CBP_FM_RELU"
@@ -64,6 +66,7 @@ cdef extern from "_simd.h" nogil:
         map_fn vsigmoid
         fm_forward_fn fm_forward
         fm_backward_fn fm_backward
+        sgd_fn sgd
         const char* name
     cbp_simd_table cbp_simd
     int cbp_simd_select(const char* want)
@@ -417,10 +420,8 @@ cdef inline void add_penalty_gradient_k(const double* V, double* dV, Py_ssize_t 
 
 cdef inline void sgd_update_k(double* p, const double* g, Py_ssize_t m,
                               double lr) noexcept nogil:
-    """p -= lr * g."""
-    cdef Py_ssize_t i
-    for i in range(m):
-        p[i] -= lr * g[i]
+    """p -= lr * g (the sgd kernel of _simd.h)."""
+    cbp_simd.sgd(m, lr, p, g, NULL)
 
 
 # ------------------------------------------------------------ optimizers ----

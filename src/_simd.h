@@ -21,6 +21,9 @@
  *             not NULL
  *   vexp:     y := exp(x), within 1 ulp of the correctly rounded value (tested)
  *   vsigmoid: a := 1 / (1 + exp(-z))
+ *   sgd:      p := p - lr * g (lr * g rounded first, as NumPy computes it), the
+ *             old p saved into snap first unless snap is NULL; returns 1 if a
+ *             new p is NaN or infinite, else 0
  */
 #ifndef CBP_SIMD_H
 #define CBP_SIMD_H
@@ -44,6 +47,7 @@ typedef void (*cbp_mm_tn_fn)(cbp_ix m, cbp_ix K, cbp_ix N, const double* A, cbp_
                              const double* B, cbp_ix ldb, double* C, cbp_ix ldc, int trans,
                              double* colsum, double* asum);
 typedef void (*cbp_map_fn)(cbp_ix n, const double* x, double* y);
+typedef int (*cbp_sgd_fn)(cbp_ix n, double lr, double* p, const double* g, double* snap);
 /* Activations fused into fm_forward and fm_backward */
 #define CBP_FM_NONE 0
 #define CBP_FM_RELU 1
@@ -63,6 +67,7 @@ typedef struct {
     cbp_map_fn vsigmoid;
     cbp_fm_forward_fn fm_forward;
     cbp_fm_backward_fn fm_backward;
+    cbp_sgd_fn sgd;
     const char* name;
 } cbp_simd_table;
 
@@ -90,6 +95,17 @@ typedef double cbp_v4d __attribute__((vector_size(32), aligned(8), may_alias));
 typedef int64_t cbp_v4i __attribute__((vector_size(32), aligned(8), may_alias));
 typedef double cbp_p2d __attribute__((vector_size(16)));  /* plain, for builtins */
 typedef double cbp_p4d __attribute__((vector_size(32)));
+
+/* v, as the compiler must see it: a value it cannot fuse into a multiply-add
+ * with what uses it (gcc and clang contract a * b + c by default where the
+ * ISA has FMA). */
+#  if defined(__x86_64__) || defined(__i386__)
+#    define CBP_NOFUSE(v) __asm__("" : "+x"(v))
+#  elif defined(__aarch64__)
+#    define CBP_NOFUSE(v) __asm__("" : "+w"(v))
+#  else
+#    define CBP_NOFUSE(v) ((void)0)
+#  endif
 
 /* max(v, 0) as `v if v > 0 else 0` (NaN and -0 give +0): x86's maxpd
  * returns its second operand unless the first is greater, which is that. */
@@ -123,7 +139,7 @@ typedef double cbp_p4d __attribute__((vector_size(32)));
 /* the table in use, upgraded by cbp_simd_select() */
 static cbp_simd_table cbp_simd = {cbp_mm_nn_base, cbp_mm_nt_base, cbp_mm_tn_base,
                                   cbp_vexp_base, cbp_vsigmoid_base, cbp_fm_forward_base,
-                                  cbp_fm_backward_base, "baseline"};
+                                  cbp_fm_backward_base, cbp_sgd_base, "baseline"};
 #  undef CBP_SUFFIX
 #  undef CBP_ATTR
 #  undef CBP_NAME
@@ -268,9 +284,24 @@ static void cbp_fm_backward_plain(cbp_ix ld, cbp_ix K, cbp_ix N, const double* x
             }
 }
 
+static int cbp_sgd_plain(cbp_ix n, double lr, double* p, const double* g, double* snap)
+{
+    cbp_ix i;
+    int bad = 0;
+    for (i = 0; i < n; i++) {
+        volatile double t = lr * g[i];  /* rounded on its own, as in NumPy */
+        double q;
+        if (snap) snap[i] = p[i];
+        q = p[i] - t;
+        p[i] = q;
+        bad |= (q - q) != (q - q);
+    }
+    return bad;
+}
+
 #  define CBP_PLAIN_INIT {cbp_mm_nn_plain, cbp_mm_nt_plain, cbp_mm_tn_plain, \
                           cbp_vexp_plain, cbp_vsigmoid_plain, cbp_fm_forward_plain, \
-                          cbp_fm_backward_plain, "baseline"}
+                          cbp_fm_backward_plain, cbp_sgd_plain, "baseline"}
 static const cbp_simd_table cbp_simd_table_plain = CBP_PLAIN_INIT;
 static cbp_simd_table cbp_simd = CBP_PLAIN_INIT;
 #  define CBP_BASE_TABLE cbp_simd_table_plain

@@ -553,9 +553,48 @@ CBP_ATTR static void CBP_FN(cbp_fm_backward)(cbp_ix ld, cbp_ix K, cbp_ix N, cons
             }
 }
 
+/* ------------------------------------------------------------------ sgd --
+ * One pass over p, g (and snap): the flag is an OR of lane masks, so the
+ * loop has no reduction chain and no scalar select to serialise it. */
+CBP_INL int CBP_FN(cbp_sgd_e)(const int SNAP, cbp_ix n, double lr, double* p, const double* g,
+                              double* snap)
+{
+    const CBP_VD lv = CBP_FN(cbp_splat)(lr);
+    CBP_VI bad = {0};
+    cbp_ix i = 0;
+    int any;
+    for (; i + CBP_VW <= n; i += CBP_VW) {
+        CBP_VD pv = CBP_LD(p + i), t = lv * CBP_LD(g + i), q, d;
+        CBP_NOFUSE(t);
+        if (SNAP) CBP_ST(snap + i, pv);
+        q = pv - t;
+        CBP_ST(p + i, q);
+        d = q - q;  /* NaN exactly where q is NaN or infinite */
+        bad |= (CBP_VI)(d != d);
+    }
+    any = CBP_FN(cbp_any)(bad);
+    for (; i < n; i++) {
+        double t = lr * g[i], q;
+        CBP_NOFUSE(t);
+        if (SNAP) snap[i] = p[i];
+        q = p[i] - t;
+        p[i] = q;
+        any |= (q - q) != (q - q);
+    }
+    return any;
+}
+
+CBP_ATTR static int CBP_FN(cbp_sgd)(cbp_ix n, double lr, double* p, const double* g,
+                                    double* snap)
+{
+    return snap ? CBP_FN(cbp_sgd_e)(1, n, lr, p, g, snap)
+                : CBP_FN(cbp_sgd_e)(0, n, lr, p, g, NULL);
+}
+
 static const cbp_simd_table CBP_FN(cbp_simd_table) = {
     CBP_FN(cbp_mm_nn), CBP_FN(cbp_mm_nt), CBP_FN(cbp_mm_tn), CBP_FN(cbp_vexp),
-    CBP_FN(cbp_vsigmoid), CBP_FN(cbp_fm_forward), CBP_FN(cbp_fm_backward), CBP_NAME};
+    CBP_FN(cbp_vsigmoid), CBP_FN(cbp_fm_forward), CBP_FN(cbp_fm_backward), CBP_FN(cbp_sgd),
+    CBP_NAME};
 
 #undef CBP_FN
 #undef CBP_INL

@@ -474,6 +474,40 @@ def test_dense_fm_sigmoid_out_of_range_goes_to_libm(core, level):
             np.testing.assert_allclose(out[0, i], want[i], rtol=4e-16)
 
 
+# ------------------------------------------------------------------ sgd ---
+@pytest.mark.parametrize("n", SIZES + [256, 1001])
+def test_sgd_is_numpy_bit_for_bit(core, level, n):
+    """p -= lr * g rounds lr * g first, as NumPy does (no fused multiply-add
+    in the AVX2+FMA table either), over the vectors and the tail."""
+    rng = np.random.default_rng(n)
+    p, g = rng.standard_normal(n), rng.standard_normal(n) * 1e3
+    lr = 0.1 + rng.random()
+    want = p - lr * g
+    core.sgd_update(p, g, lr)
+    np.testing.assert_array_equal(p, want)
+
+
+@pytest.mark.parametrize("where", [0, 3, 4, 17, 999])
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_sgd_flags_a_non_finite_update_anywhere(core, level, where, bad):
+    """A plain SGD step that makes one parameter (in a vector or in the tail)
+    NaN or infinite is caught, and every parameter is restored."""
+    n = 1000
+    meta = np.array([[C.KIND_DENSE, 1, n, C.activation_code("identity"), 0, -1, 1]],
+                    dtype=np.int64)
+    hyper = np.zeros((1, 6))
+    params = np.random.default_rng(1).standard_normal(n)
+    grads = np.zeros(n)
+    engine = core.Engine(meta, hyper, params, grads, C.LOSS_SE, C.RED_SUM)
+    engine.forward(np.ones((1, 1)))
+    engine.backward(np.zeros((1, n)))
+    grads[where] = bad if bad != np.inf else -1e308  # p - lr * g overflows to +inf
+    before = params.copy()
+    with pytest.raises(cbp.DivergenceError):
+        engine.sgd_step(10.0 if bad == np.inf else 1.0)
+    np.testing.assert_array_equal(params, before)
+
+
 # --------------------------------------------------------- whole networks ---
 def _data(seed, n, ni, target, no):
     rng = np.random.default_rng(seed)

@@ -56,6 +56,17 @@ def _time(f, min_time=0.05, repeats=5):
     return statistics.median(runs)
 
 
+def _alternate(f, setups, rounds, per):
+    """The median time of f / per under each setup, the setups taking turns
+    (so that drift hits them alike), one timed call of each per round."""
+    runs = [[] for _ in setups]
+    for _ in range(rounds):
+        for i, setup in enumerate(setups):
+            setup()
+            runs[i].append(_time(f, repeats=1) / per)
+    return [statistics.median(r) for r in runs]
+
+
 def main():
     rng = np.random.default_rng(0)
     saved = _core._blas_thresholds()
@@ -121,12 +132,9 @@ def fm_table(rng):
                 net = cbp.Network([cbp.Dense(ni, w, hidden, seed=0),
                                    cbp.Dense(w, no, out, seed=1)], loss=loss)
                 fit = lambda: net.fit(X, y, epochs=200, lr=1e-9, batch_size=b)  # noqa: E731
-                runs = {0: [], 1: []}
-                for _ in range(5):  # alternate, so that drift hits both alike
-                    for on in (0, 1):
-                        _core._fm_limits(1 << 30 if on else 0, 1, 1 << 30)
-                        runs[on].append(_time(fit, repeats=1) / 800)
-                row, fm = (statistics.median(runs[on]) for on in (0, 1))
+                row, fm = _alternate(
+                    fit, [lambda on=on: _core._fm_limits(1 << 30 if on else 0, 1, 1 << 30)
+                          for on in (0, 1)], rounds=5, per=800)
                 print(f"| {ni}-{w}-{no} {hidden} | {b} | {row * 1e9:.0f} | {fm * 1e9:.0f} | "
                       f"{row / fm:.2f} |")
     finally:
@@ -155,12 +163,8 @@ def par_table(rng):
                                    cbp.Dense(w, no, "softmax", seed=1)],
                                   loss="categorical_crossentropy")
                 fit = lambda: net.fit(X, y, epochs=100, lr=1e-9)  # noqa: E731
-                runs = {1: [], 2: []}
-                for _ in range(7):  # alternate, so that drift hits both alike
-                    for t in (1, 2):
-                        _core._par_config(t)
-                        runs[t].append(_time(fit, repeats=1) / 100)
-                one, two = (statistics.median(runs[t]) for t in (1, 2))
+                one, two = _alternate(fit, [lambda t=t: _core._par_config(t) for t in (1, 2)],
+                                      rounds=7, per=100)
                 print(f"| {ni}-{w}-{no} | {n} | {n * (ni * w + w * no)} | {one * 1e6:.2f} | "
                       f"{two * 1e6:.2f} | {one / two:.2f} |")
     finally:

@@ -144,10 +144,11 @@ def _fm_limits(width=None, rows_lo=None, rows_hi=None):
 # the step has at least _par_min_work multiply-adds (rows times the sum of
 # n_in * n_out) and every chunk gets at least _par_min_rows rows.  From
 # bench/crossover.py's fourth table (2 cores, full-batch steps of six small
-# networks on 32 to 1024 rows, medians): two threads beat one by 1.2-1.8x
-# from about 40k multiply-adds (a step of 15-20 us) and 128 rows, and lose
-# (0.35-0.95x) below about 10k or 64 rows, where the region and barrier of
-# OpenMP and the reduction of the chunks cost more than half a step.
+# networks on 32 to 1024 rows, medians of 7): at and above these thresholds
+# two threads beat one by 1.0-1.9x (median 1.3x); below 64 rows or about 10k
+# multiply-adds they lose (0.4-0.95x), where OpenMP's region and barrier and
+# the reduction of the chunks cost more than the half step they save; in
+# between (128 rows, 11k-25k) they win or lose by little, and stay off.
 cdef Py_ssize_t _par_min_rows = 64
 cdef Py_ssize_t _par_min_work = 32768
 cdef int _par_threads = 0     # threads for the chunks (0: OpenMP's limit)

@@ -17,6 +17,7 @@ For every workload the harness
 
 A peer that raises is reported with its error; the run goes on.
 """
+import statistics
 import traceback
 from dataclasses import dataclass, field
 
@@ -31,7 +32,7 @@ class Settings:
     quick: bool = False
     threads: int = 1  # for every peer but the "default threads" ones
     target: float = 0.2  # seconds a timed call should last
-    repeats: int = 7
+    repeats: int = 11
     check_epochs: int = 5
     max_seconds: float = 3.0  # a slower peer is timed over fewer epochs than min_epochs
 
@@ -134,8 +135,17 @@ def measure_peers(workload, peers, settings, *, min_epochs=1, unit="epoch", per_
                 f"{unit if per_unit == 1 else 'epoch'}(s)")
         except Exception as exc:  # report, never crash the whole run
             _failed(res, exc, log)
-    for _ in range(settings.repeats):
-        for peer, res in ready:
+    # The seed-style loop runs next to the first peer (the reference, cbp
+    # native) in every round, before it in one round and after it in the
+    # next, so that each round's ratio of the two is taken side by side.
+    seeds = [i for i, (_, res) in enumerate(ready) if res.family == "seed"]
+    if seeds and seeds[0] > 0:
+        ready.insert(1, ready.pop(seeds[0]))
+    for k in range(settings.repeats):
+        order = list(ready)
+        if seeds and len(order) > 1 and k % 2:
+            order[0], order[1] = order[1], order[0]
+        for peer, res in order:
             if res.status != "ok":
                 continue
             try:
@@ -162,12 +172,23 @@ def _failed(res, exc, log):
 def speedup(result, results, attr="seconds"):
     """seed-style NumPy time / this peer's time: > 1 means faster than the seed loop.
 
-    attr="seconds" compares median wall-clock times, "cpu_seconds" median
-    process CPU times.
+    The median over the rounds of the ratio of the two peers' times in the
+    same round (measure_peers runs them side by side in each), or, if one
+    of them lost a round, the ratio of their medians.  attr="seconds"
+    compares wall-clock times, "cpu_seconds" process CPU times.
     """
-    seed = next((getattr(r, attr) for r in results if r.family == "seed" and r.seconds), None)
-    mine = getattr(result, attr)
-    return seed / mine if seed and mine else None
+    seed = next((r for r in results if r.family == "seed" and r.seconds), None)
+    if seed is None or not result.seconds:
+        return None
+    if result is seed:
+        return 1.0
+    key = "per_unit" if attr == "seconds" else "cpu_per_unit"
+    a, b = getattr(seed.timing, key), getattr(result.timing, key)
+    if a and len(a) == len(b) and all(x > 0 for x in b):
+        scale = seed.per_unit / result.per_unit
+        return statistics.median(x / y for x, y in zip(a, b)) * scale
+    mine, theirs = getattr(result, attr), getattr(seed, attr)
+    return theirs / mine if theirs and mine else None
 
 
 def fmt_time(seconds):

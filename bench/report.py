@@ -392,8 +392,10 @@ def render_markdown(machine, settings, command, workloads, cells, linear, widths
         f"agreement column shows the largest relative difference.  Median time is wall-clock; "
         f"CPU time is the process CPU time of the same calls (it does not count time this "
         f"process spent waiting for a CPU that another process held).  Speed-up = seed-style "
-        f"NumPy time / peer time (> 1: faster than the tutorial loop).  Spread = (max − min) / "
-        f"median of the wall times over the repeats.",
+        f"NumPy time / peer time (> 1: faster than the tutorial loop), taken in each round of "
+        f"the repeats and reported as the median over the rounds; the seed-style loop runs "
+        f"right before or after cbp native in every round (alternately), the other peers "
+        f"after them.  Spread = (max − min) / median of the wall times over the repeats.",
         "",
         "## Results",
         "",

@@ -110,8 +110,8 @@ def _openmp_flags(compiler):
 
 
 def _compiles_openmp(compiler, cflags, ldflags):
-    """True if the compiler compiles, links and runs nothing but accepts an
-    OpenMP program with these flags."""
+    """True if the compiler compiles and links an OpenMP program with these
+    flags (the program is not run: cross builds must work too)."""
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "omp_test.c")
         with open(src, "w") as f:

@@ -158,6 +158,14 @@ cdef enum:
     CBP_MAX_CHUNKS = 64  # chunks of a step, at most
 
 
+cdef inline int _thread_limit() noexcept nogil:
+    """The thread limit of a step started from this thread: _par_threads if
+    set, else OpenMP's (1 in a build without it)."""
+    if _par_threads > 0:
+        return _par_threads
+    return cbp_par_limit()
+
+
 def _par_config(threads=None, min_rows=None, min_work=None):
     """Read, and optionally set, when a training step is computed in row
     chunks that may run on several threads: one chunk per thread of the
@@ -580,8 +588,6 @@ cdef class Engine:
     cdef Py_ssize_t tstride
     cdef Py_ssize_t n_chunk_bufs   # chunks (after the first) tbuf has room for
     cdef Py_ssize_t nchunks        # chunks of the step running
-    cdef int limit                 # the thread limit of the step running
-    cdef int team                  # threads of the last step's team
     cdef readonly int threads_used # threads the last training step ran on
     cdef double tval[CBP_MAX_CHUNKS]
     cdef Py_ssize_t thit[CBP_MAX_CHUNKS]
@@ -680,7 +686,6 @@ cdef class Engine:
         self.tstride = P + self.scratch_cap
         self.n_chunk_bufs = 0
         self.nchunks = 1
-        self.team = 1
         self.threads_used = 1
 
     def __dealloc__(self):
@@ -851,13 +856,16 @@ cdef class Engine:
     # thread limit (OMP_NUM_THREADS, threadpoolctl, _par_config), never on
     # what else is running, and only the rounding of these sums tells it
     # from an unchunked step.  No chunk calls BLAS.
-    cdef Py_ssize_t _plan(self, Py_ssize_t n) noexcept nogil:
-        """How many chunks a step on n rows is computed in (1: unchunked);
-        sets self.limit, the thread limit it is under."""
+    cdef inline Py_ssize_t _plan(self, Py_ssize_t n) noexcept nogil:
+        """How many chunks a step on n rows is computed in (1: unchunked)."""
+        if n < 2 * _par_min_rows:  # most steps stop here, inline
+            return 1
+        return self._plan_work(n)
+
+    cdef Py_ssize_t _plan_work(self, Py_ssize_t n) noexcept nogil:
+        """_plan for n >= 2 * _par_min_rows: the layers and the work."""
         cdef Py_ssize_t l, work = 0
         cdef Layer* L
-        if n < 2 * _par_min_rows:
-            return 1
         for l in range(self.n_layers):
             L = &self.layers[l]
             if L.kind == KIND_DENSE:
@@ -866,25 +874,23 @@ cdef class Engine:
                 work += L.n_in * L.n_out
         if work * n < _par_min_work:
             return 1
-        if _par_threads > 0:
-            self.limit = _par_threads
-        elif cbp_par_built():
-            self.limit = cbp_par_limit()
-        else:
-            return 1
-        return max(min(n // _par_min_rows, <Py_ssize_t>self.limit, CBP_MAX_CHUNKS), 1)
+        return max(min(n // _par_min_rows, <Py_ssize_t>_thread_limit(), CBP_MAX_CHUNKS), 1)
 
-    cdef int _par_prepare(self, Py_ssize_t n) except -1:
+    cdef inline int _par_prepare(self, Py_ssize_t n) except -1:
         """Room for the chunk buffers of a step on up to n rows (those of a
         step on fewer rows fit in them); returns the chunks it plans."""
         cdef Py_ssize_t k = self._plan(n)
-        cdef double[::1] buf
         if k - 1 > self.n_chunk_bufs:
-            self._tbuf = np.empty((k - 1) * self.tstride, dtype=np.float64)
-            buf = self._tbuf
-            self.tbuf = &buf[0]
-            self.n_chunk_bufs = k - 1
+            self._grow_chunk_bufs(k - 1)
         return <int>k
+
+    cdef int _grow_chunk_bufs(self, Py_ssize_t bufs) except -1:
+        cdef double[::1] buf
+        self._tbuf = np.empty(bufs * self.tstride, dtype=np.float64)
+        buf = self._tbuf
+        self.tbuf = &buf[0]
+        self.n_chunk_bufs = bufs
+        return 0
 
     cdef inline double _fwd_bwd(self, const double* X, const double* Y, Py_ssize_t n,
                                 bint train, uint64_t seed, uint64_t epoch, uint64_t row,
@@ -893,16 +899,16 @@ cdef class Engine:
         on several threads where the build, OpenMP's limit and the budget
         (_par.h) allow; with ``hit``, its correct predictions too
         (correct_k).  Returns the loss, penalties included."""
-        cdef Py_ssize_t k = self._plan(n) if n >= 2 * _par_min_rows else 1
+        cdef Py_ssize_t k = self._plan(n)
         if k > 1 and k <= 1 + self.n_chunk_bufs:  # (else a caller forgot _par_prepare)
             return self._fwd_bwd_chunks(k, X, Y, n, train, seed, epoch, row, hit, seen)
         self.threads_used = 1
-        self._forward_rows(X, n, train, seed, epoch, row, 0, self.scratch)
-        cdef double value = self._backward_rows(X, Y, n, 0, self.grads, self.scratch, n)
+        self._forward(X, n, train, seed, epoch, row)
+        cdef double value = self._backward(X, Y, n)
         if hit != NULL:
             hit[0] = correct_k(self.loss, self.work + self.layers[self.n_layers - 1].a,
                                Y, n, self.n_out, seen)
-        return value + self._penalty_grads()
+        return value
 
     cdef double _fwd_bwd_chunks(self, Py_ssize_t k, const double* X, const double* Y,
                                 Py_ssize_t n, bint train, uint64_t seed, uint64_t epoch,
@@ -914,9 +920,9 @@ cdef class Engine:
         global _par_used
         self.nchunks = k
         if cbp_par_built() and not _par_off:  # (a fork's child runs them on one)
-            got = cbp_par_reserve(k - 1, self.limit)
+            got = cbp_par_reserve(k - 1, _thread_limit())
         if got == 0:
-            self.team = 1
+            self.threads_used = 1
             for c in range(k):
                 self._run_chunk(c, X, Y, n, train, seed, epoch, row, hit != NULL)
             self._reduce_chunks(0, 1)
@@ -925,7 +931,6 @@ cdef class Engine:
             with parallel(num_threads=got + 1):
                 self._team_part(X, Y, n, train, seed, epoch, row, hit != NULL)
             cbp_par_release(got)
-        self.threads_used = self.team
         for c in range(k):
             value += self.tval[c]
             h += self.thit[c]
@@ -943,7 +948,7 @@ cdef class Engine:
         cdef int t = cbp_par_thread(), nt = cbp_par_team()
         cdef Py_ssize_t k = self.nchunks, c
         if t == 0:
-            self.team = nt
+            self.threads_used = nt
         for c in range(k * t // nt, k * (t + 1) // nt):
             self._run_chunk(c, X, Y, n, train, seed, epoch, row, count)
         cbp_par_barrier()
@@ -1263,7 +1268,7 @@ cdef class Engine:
         cdef double* st = &state[0] if slots else NULL
         cdef double value
         cdef bint ok
-        cdef bint par = n >= 2 * _par_min_rows and self._par_prepare(n) > 1
+        cdef bint par = self._par_prepare(n) > 1
         if par:
             cbp_par_enter()
         try:
@@ -1362,7 +1367,7 @@ cdef class Engine:
                 for i in range(n):
                     self.work[self.y_off + i * self.n_out + (<const int64_t*>yb.buf)[i]] = 1.0
             snap = self._snap_buffer(0)
-            par = n >= 2 * _par_min_rows and self._par_prepare(n) > 1
+            par = self._par_prepare(n) > 1
             if par:
                 cbp_par_enter()
             with nogil:

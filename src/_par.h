@@ -7,8 +7,8 @@
  * (set by OMP_NUM_THREADS, or at run time by threadpoolctl), counting the
  * threads of every cbp training running at the time:
  *
- *   callers  the threads inside a cbp training call (fit, train_step), one
- *            each, whether they use helpers or not;
+ *   callers  the threads inside a cbp training call: every fit, whether it
+ *            uses helpers or not, and every train_step that is chunked;
  *   extra    the OpenMP helper threads those calls are running.
  *
  * A step asks for helpers with cbp_par_reserve() and gets at most

@@ -9,7 +9,10 @@ it.
 from . import datasets, optim
 from ._backend import default_backend, native_available, openmp_available
 from ._errors import DivergenceError, FormatError, NativeUnavailableError
-from .network import Dense, Dropout, EarlyStopping, Network, load
+from .callbacks import EarlyStopping
+from .layers import Dense, Dropout
+from .network import Network
+from .persistence import load
 
 __version__ = "0.1.0"
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from . import _codes as C
 from . import _validation as V
+from ._guard import Guard
 
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "get"]
 
@@ -33,16 +34,51 @@ class Optimizer:
     state : ndarray (slots * n_params,)
         The per-parameter state, allocated when the optimizer is first used
         with a network; empty for plain SGD.
+
+    Every attribute is checked when it is set, as in the constructor.  While
+    a network trains with the optimizer, setting one from another thread
+    raises ``RuntimeError``; from a ``fit`` callback (the training thread)
+    it is allowed, and a new ``lr`` takes effect from the next epoch.
     """
 
     kind: int = -1  # optimizer code, set by each subclass
     name: str = ""
 
     def __init__(self, lr, decay):
-        self.lr = V.real(lr, "lr", minimum=0.0, strict=True)
-        self.decay = V.real(decay, "decay", minimum=0.0)
+        object.__setattr__(self, "_guard", Guard("optimizer"))
+        self.lr = lr
+        self.decay = decay
         self.iterations = 0
         self.state = None
+
+    def _check(self, name, value):
+        """The value to store for attribute ``name`` (checked), or raise."""
+        if name == "lr":
+            return V.real(value, "lr", minimum=0.0, strict=True)
+        if name == "decay":
+            return V.real(value, "decay", minimum=0.0)
+        if name == "iterations":
+            return V.positive_int(value, "iterations", minimum=0)
+        if name == "state":
+            return None if value is None else _state_buffer(value)
+        return value
+
+    def __setattr__(self, name, value):
+        value = self._check(name, value)
+        with self._guard.using:  # refused while another thread trains with it
+            object.__setattr__(self, name, value)
+
+    def __getstate__(self):
+        with self._guard.using:
+            d = dict(self.__dict__)
+        del d["_guard"]
+        if d.get("state") is not None:
+            d["state"] = d["state"].copy()
+        return d
+
+    def __setstate__(self, d):
+        object.__setattr__(self, "_guard", Guard("optimizer"))
+        self.__dict__.update(d)
 
     @property
     def slots(self):
@@ -98,13 +134,24 @@ class SGD(Optimizer):
     name = "sgd"
 
     def __init__(self, lr=1.0, momentum=0.0, nesterov=False, decay=0.0):
+        object.__setattr__(self, "nesterov", False)
         super().__init__(lr, decay)
-        self.momentum = V.real(momentum, "momentum", minimum=0.0)
-        if not isinstance(nesterov, (bool, np.bool_)):
-            raise TypeError(f"nesterov must be a bool, got {type(nesterov).__name__}")
-        if nesterov and self.momentum == 0.0:
-            raise ValueError("nesterov=True needs a momentum > 0")
-        self.nesterov = bool(nesterov)
+        self.momentum = momentum
+        self.nesterov = nesterov
+
+    def _check(self, name, value):
+        if name == "momentum":
+            value = V.real(value, "momentum", minimum=0.0)
+            if value == 0.0 and self.nesterov:
+                raise ValueError("nesterov=True needs a momentum > 0")
+            return value
+        if name == "nesterov":
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"nesterov must be a bool, got {type(value).__name__}")
+            if value and self.momentum == 0.0:
+                raise ValueError("nesterov=True needs a momentum > 0")
+            return bool(value)
+        return super()._check(name, value)
 
     @property
     def slots(self):
@@ -129,7 +176,12 @@ class Adagrad(Optimizer):
 
     def __init__(self, lr=1.0, epsilon=1e-7, decay=0.0):
         super().__init__(lr, decay)
-        self.epsilon = V.real(epsilon, "epsilon", minimum=0.0, strict=True)
+        self.epsilon = epsilon
+
+    def _check(self, name, value):
+        if name == "epsilon":
+            return V.real(value, "epsilon", minimum=0.0, strict=True)
+        return super()._check(name, value)
 
     def _hyper(self):
         h = super()._hyper()
@@ -148,8 +200,15 @@ class RMSprop(Optimizer):
 
     def __init__(self, lr=0.001, rho=0.9, epsilon=1e-7, decay=0.0):
         super().__init__(lr, decay)
-        self.rho = V.real(rho, "rho", minimum=0.0, maximum=1.0)
-        self.epsilon = V.real(epsilon, "epsilon", minimum=0.0, strict=True)
+        self.rho = rho
+        self.epsilon = epsilon
+
+    def _check(self, name, value):
+        if name == "rho":
+            return V.real(value, "rho", minimum=0.0, maximum=1.0)
+        if name == "epsilon":
+            return V.real(value, "epsilon", minimum=0.0, strict=True)
+        return super()._check(name, value)
 
     def _hyper(self):
         h = super()._hyper()
@@ -173,11 +232,19 @@ class Adam(Optimizer):
 
     def __init__(self, lr=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, decay=0.0):
         super().__init__(lr, decay)
-        self.beta_1 = V.real(beta_1, "beta_1", minimum=0.0)
-        self.beta_2 = V.real(beta_2, "beta_2", minimum=0.0)
-        if self.beta_1 >= 1.0 or self.beta_2 >= 1.0:
-            raise ValueError("beta_1 and beta_2 must be < 1")
-        self.epsilon = V.real(epsilon, "epsilon", minimum=0.0, strict=True)
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+
+    def _check(self, name, value):
+        if name in ("beta_1", "beta_2"):
+            value = V.real(value, name, minimum=0.0)
+            if value >= 1.0:
+                raise ValueError("beta_1 and beta_2 must be < 1")
+            return value
+        if name == "epsilon":
+            return V.real(value, "epsilon", minimum=0.0, strict=True)
+        return super()._check(name, value)
 
     @property
     def slots(self):
@@ -193,6 +260,19 @@ class Adam(Optimizer):
     def get_config(self):
         return {"lr": self.lr, "beta_1": self.beta_1, "beta_2": self.beta_2,
                 "epsilon": self.epsilon, "decay": self.decay}
+
+
+def _state_buffer(value):
+    """An optimizer state given by the user: a finite float64 vector, copied."""
+    A = np.asarray(value)
+    if A.dtype.kind not in "iuf":
+        raise TypeError(f"state must hold real numbers, got dtype {A.dtype}")
+    if A.ndim != 1:
+        raise ValueError(f"state must be 1-D (slots * n_params,), got shape {A.shape}")
+    A = np.array(A, dtype=np.float64)  # a private copy: the engine writes into it
+    if not np.isfinite(A).all():
+        raise ValueError("state contains NaN or infinite values")
+    return A
 
 
 _BY_NAME = {cls.name: cls for cls in (SGD, Adagrad, RMSprop, Adam)}

@@ -20,7 +20,7 @@ import pytest
 
 import cbp
 from cbp import optim
-from cbp.network import FORMAT_VERSION
+from cbp.persistence import FORMAT_VERSION
 
 REQUIRE_NATIVE = os.environ.get("CBP_REQUIRE_NATIVE", "") not in ("", "0")
 

@@ -244,7 +244,7 @@ def _fit_in_thread(net, X, y, epochs, hold=None, **kw):
     # "started" is set just before fit is called: wait until fit holds the
     # network's guard, so that every probe after this returns is made during fit
     deadline = time.monotonic() + JOIN
-    while not net._lock.locked() and thread.is_alive() and time.monotonic() < deadline:
+    while not net._guard.held and thread.is_alive() and time.monotonic() < deadline:
         time.sleep(0.0005)
     return thread, box
 

@@ -868,7 +868,7 @@ def test_callback_returning_false_stops(backend):
 def test_verbose_without_tqdm_prints_lines(backend, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm -> ImportError
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)
-    monkeypatch.setattr(cbp.network._progress, "INTERVAL", 0.0)  # a line every chunk
+    monkeypatch.setattr(cbp.callbacks.Progress, "INTERVAL", 0.0)  # a line every chunk
     X, y = DATA["sine"]
     net = build("sine", backend)
     hist = net.fit(X, y, epochs=10, lr=0.01, verbose=True, callback_every=4)
@@ -1225,7 +1225,7 @@ def test_plain_progress_is_throttled(backend, capsys, monkeypatch):
     with a callback every epoch does not flood the output."""
     monkeypatch.setitem(sys.modules, "tqdm", None)
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)
-    monkeypatch.setattr(cbp.network._progress, "INTERVAL", 3600.0)
+    monkeypatch.setattr(cbp.callbacks.Progress, "INTERVAL", 3600.0)
     X, y = DATA["sine"]
     net = build("sine", backend)
     net.fit(X, y, epochs=50, lr=0.01, verbose=True, callback_every=1)

@@ -14,8 +14,10 @@
 #   all       the three, in that order.
 #
 # The exact commands, run in the scratch copy $WORK/<mode>/src with the
-# scratch venv's python (python -m venv --without-pip --system-site-packages:
-# it uses the installed numpy, scipy, Cython, pytest and hypothesis, offline):
+# scratch venv's python ($WORK/venv: made once with its own pip, setuptools,
+# Cython, NumPy, SciPy, pytest, hypothesis and threadpoolctl, see
+# VENV_REQUIREMENTS, so an old setuptools in the base interpreter does not
+# matter; remade when that list changes):
 #
 #   asan:
 #     CBP_SANITIZE=address python setup.py build_ext --inplace --force
@@ -67,19 +69,29 @@ EXTRA=("$@")
 # threads (the guard; two trainings at once) and the fuzz (scaled down).
 ASAN_TESTS="tests/test_seeds.py tests/test_api.py tests/test_backend.py tests/test_equivalence.py
  tests/test_blas_paths.py tests/test_training.py tests/test_persistence.py tests/test_gradients.py
- tests/test_threads.py tests/test_parallel.py tests/test_fuzz.py"
+ tests/test_threads.py tests/test_parallel.py tests/test_guard.py tests/test_fit_control.py
+ tests/test_fuzz.py"
 # valgrind is some 30-50 times slower: fewer files, a much smaller fuzz
 VALGRIND_TESTS="tests/test_seeds.py tests/test_api.py tests/test_backend.py
- tests/test_persistence.py tests/test_parallel.py tests/test_fuzz.py"
+ tests/test_persistence.py tests/test_parallel.py tests/test_fit_control.py tests/test_fuzz.py"
 
 log() { printf '\n== [sanitize %s] %s\n' "$MODE_NOW" "$*"; }
 
+# What the scratch venv installs: the build requirements of pyproject.toml
+# and the test requirements, whatever the base interpreter has.
+VENV_REQUIREMENTS=("setuptools>=77" "Cython>=3.1" "numpy>=2" "scipy>=1.11.1" "pytest>=7"
+                   "hypothesis>=6.80" "threadpoolctl>=3.1")
+
 venv() {
-    if [ ! -x "$WORK/venv/bin/python" ]; then
+    local stamp=$WORK/venv/.cbp-requirements want
+    want=$(printf '%s\n' "${VENV_REQUIREMENTS[@]}")
+    if [ ! -x "$WORK/venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         mkdir -p "$WORK"
-        # no pip, no setuptools of its own: the system ones (and numpy,
-        # Cython, pytest, hypothesis) are used through system-site-packages
-        "$PYTHON" -m venv --without-pip --system-site-packages "$WORK/venv"
+        rm -rf "$WORK/venv"
+        "$PYTHON" -m venv "$WORK/venv"
+        "$WORK/venv/bin/python" -m pip install -q --upgrade pip
+        "$WORK/venv/bin/python" -m pip install -q "${VENV_REQUIREMENTS[@]}"
+        printf '%s' "$want" > "$stamp"
     fi
     VPY="$WORK/venv/bin/python"
 }

@@ -10,6 +10,7 @@ and return them; they never modify their inputs.  Callers (``cbp.network``)
 validate shapes, dtypes and finiteness before calling.
 """
 import math
+import time
 
 import numpy as np
 
@@ -621,65 +622,91 @@ class Engine:
 
     @_quiet
     def fit(self, X, Y, Xv, Yv, kind, ohyper, state, t, epoch0, n_epochs, batch_size,
-            shuffle, seed, es, best, hist):
+            shuffle, seed, es, best, hist, progress, report_seconds):
         """Train for up to n_epochs epochs, numbered from epoch0.
 
         Xv, Yv : validation data or None.  es : float64 (N_ES,) early-stopping
         state, updated in place (ES_ON = 0: off); best : float64 (n_params,)
         receives the parameters of the best epoch.  hist : float64
         (n_epochs, N_HIST) receives loss, accuracy, val_loss, val_accuracy
-        (NaN where they do not apply).
+        (NaN where they do not apply).  progress : int64 (2,) holds, after
+        every completed epoch, the epochs completed and the steps they took,
+        so that a caller interrupted at any moment knows what the parameters
+        hold.  report_seconds : if > 0, return after the first epoch that ends
+        this many seconds after the call started (for a progress display).
+
+        An exception raised inside an epoch (a KeyboardInterrupt from
+        Ctrl-C) rolls the epoch back to its start and propagates: parameters,
+        optimizer state, ``es``, ``best`` and ``progress`` then describe the
+        last completed epoch.
 
         Returns (epochs completed, steps taken, status) with status FIT_DONE,
         FIT_STOPPED (early stopping) or FIT_DIVERGED (the diverging epoch was
         rolled back to its start).
         """
+        progress[0] = progress[1] = 0
+        start = time.monotonic()
         n = X.shape[0]
         bs = min(batch_size, n)
         steps = 0
         for k in range(n_epochs):
             epoch = epoch0 + k
-            saved = self.params.copy(), state.copy(), steps
-            order = shuffle_order(seed, epoch, n) if shuffle else np.arange(n)
-            total, hit, seen, batches = 0.0, 0, 0, 0
-            diverged = False
-            for row in range(0, n, bs):
-                idx = order[row : row + bs]
-                self._cache = self._forward(X[idx], train=(seed, epoch, row))
-                value = self._backward(Y[idx])
-                h, s = self._accuracy(self._cache[-1][2], Y[idx])
-                if not math.isfinite(value) or not self._update(kind, ohyper, state, t + steps):
-                    diverged = True
-                    break
-                steps += 1
-                total += value
-                hit, seen, batches = hit + h, seen + s, batches + 1
-            if diverged:
+            saved = self.params.copy(), state.copy(), steps, es.copy()
+            try:
+                status = self._fit_epoch(X, Y, Xv, Yv, kind, ohyper, state, t, epoch, n, bs,
+                                         shuffle, seed, es, best, hist[k], steps)
+            except BaseException:
+                np.copyto(self.params, saved[0])
+                np.copyto(state, saved[1])
+                np.copyto(es, saved[3])
+                self._cache = None
+                raise
+            if status == C.FIT_DIVERGED:
                 np.copyto(self.params, saved[0])
                 np.copyto(state, saved[1])
                 return k, saved[2], C.FIT_DIVERGED
-            row = hist[k]
-            row[C.HIST_LOSS] = total / batches
-            row[C.HIST_ACC] = hit / seen if seen else math.nan
-            if Xv is not None:
-                row[C.HIST_VAL_LOSS], row[C.HIST_VAL_ACC] = self._evaluate(Xv, Yv)
-                if not math.isfinite(row[C.HIST_VAL_LOSS]):  # a loss became infinite
-                    np.copyto(self.params, saved[0])
-                    np.copyto(state, saved[1])
-                    return k, saved[2], C.FIT_DIVERGED
-            else:
-                row[C.HIST_VAL_LOSS] = row[C.HIST_VAL_ACC] = math.nan
-            if es[C.ES_ON] != 0.0:
-                cur = row[C.HIST_VAL_LOSS] if Xv is not None else row[C.HIST_LOSS]
-                if cur >= es[C.ES_BEST] - es[C.ES_TOL]:  # not below best - tol
-                    es[C.ES_WAIT] += 1.0
-                else:
-                    es[C.ES_WAIT] = 0.0
-                if cur < es[C.ES_BEST]:
-                    es[C.ES_BEST] = cur
-                    es[C.ES_BEST_EPOCH] = epoch
-                    np.copyto(best, self.params)
-                if es[C.ES_WAIT] >= es[C.ES_PATIENCE]:
-                    return k + 1, steps, C.FIT_STOPPED
+            steps = status[1]
+            progress[0], progress[1] = k + 1, steps
+            if status[0] == C.FIT_STOPPED:
+                return k + 1, steps, C.FIT_STOPPED
+            if report_seconds > 0 and time.monotonic() - start >= report_seconds:
+                return k + 1, steps, C.FIT_DONE
         self._cache = None
         return n_epochs, steps, C.FIT_DONE
+
+    def _fit_epoch(self, X, Y, Xv, Yv, kind, ohyper, state, t, epoch, n, bs, shuffle, seed,
+                   es, best, row, steps):
+        """One epoch of fit: FIT_DIVERGED, or (FIT_DONE or FIT_STOPPED, steps)."""
+        order = shuffle_order(seed, epoch, n) if shuffle else np.arange(n)
+        total, hit, seen, batches = 0.0, 0, 0, 0
+        for start in range(0, n, bs):
+            idx = order[start : start + bs]
+            self._cache = self._forward(X[idx], train=(seed, epoch, start))
+            value = self._backward(Y[idx])
+            h, s = self._accuracy(self._cache[-1][2], Y[idx])
+            if not math.isfinite(value) or not self._update(kind, ohyper, state, t + steps):
+                return C.FIT_DIVERGED
+            steps += 1
+            total += value
+            hit, seen, batches = hit + h, seen + s, batches + 1
+        row[C.HIST_LOSS] = total / batches
+        row[C.HIST_ACC] = hit / seen if seen else math.nan
+        if Xv is not None:
+            row[C.HIST_VAL_LOSS], row[C.HIST_VAL_ACC] = self._evaluate(Xv, Yv)
+            if not math.isfinite(row[C.HIST_VAL_LOSS]):  # a loss became infinite
+                return C.FIT_DIVERGED
+        else:
+            row[C.HIST_VAL_LOSS] = row[C.HIST_VAL_ACC] = math.nan
+        if es[C.ES_ON] != 0.0:
+            cur = row[C.HIST_VAL_LOSS] if Xv is not None else row[C.HIST_LOSS]
+            if cur >= es[C.ES_BEST] - es[C.ES_TOL]:  # not below best - tol
+                es[C.ES_WAIT] += 1.0
+            else:
+                es[C.ES_WAIT] = 0.0
+            if cur < es[C.ES_BEST]:
+                es[C.ES_BEST] = cur
+                es[C.ES_BEST_EPOCH] = epoch
+                np.copyto(best, self.params)
+            if es[C.ES_WAIT] >= es[C.ES_PATIENCE]:
+                return C.FIT_STOPPED, steps
+        return C.FIT_DONE, steps

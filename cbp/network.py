@@ -21,6 +21,8 @@ __all__ = ["Network"]
 
 #: at most this many epochs run in one native call of fit()
 MAX_CHUNK = 1 << 16
+#: with verbose=True, the native loop returns to Python this often (seconds)
+REPORT_SECONDS = 0.5
 
 
 class Network:
@@ -244,7 +246,7 @@ class Network:
         if opt is not None:
             if not isinstance(opt, optim.Optimizer):
                 raise TypeError(f"optimizer must be a cbp.optim optimizer, got {type(opt).__name__}")
-        with self._guard.training:
+        with self._guard.training, _training_with(opt):  # opt may train another network
             if opt is not None:
                 opt._bind(self._parameters.shape[0])
             self._optimizer = opt
@@ -567,32 +569,40 @@ class Network:
                 else:
                     best = np.empty(self._parameters.shape[0])
                 bar = Progress(epochs) if verbose else None
-                done, status = 0, C.FIT_DONE
+                done, status, interrupted = 0, C.FIT_DONE, True
                 epoch0 = self._epochs_trained
+                progress = np.zeros(2, dtype=np.int64)  # written by the engine per epoch
+                report = REPORT_SECONDS if verbose else 0.0
                 try:
                     while done < epochs:
                         k = min(chunk, epochs - done)
                         if reports:  # end the call on the next callback epoch
                             k = min(k, every - done % every)
                         part = part_buf[:k]
-                        ran, steps, status = self._engine.fit(
-                            X, Y, Xv, Yv, kind, h, state, t, epoch0 + done, k, bs, shuffle,
-                            seed, es, best, part
-                        )
-                        # the counters first: they must describe the parameters
-                        t += steps
-                        if opt is not None:
-                            opt.iterations += steps
-                        self._epochs_trained += ran
-                        _keep_rows(cols, columns, part[:ran], done, keep_every,
-                                   last=done + ran == epochs or status != C.FIT_DONE)
-                        done += ran
+                        returned = False
+                        try:
+                            status = self._engine.fit(
+                                X, Y, Xv, Yv, kind, h, state, t, epoch0 + done, k, bs, shuffle,
+                                seed, es, best, part, progress, report)[2]
+                            returned = True
+                        finally:
+                            # what the engine completed, even if it raised (Ctrl-C):
+                            # the counters must describe the parameters
+                            ran, steps = int(progress[0]), int(progress[1])
+                            t += steps
+                            self._epochs_trained += ran
+                            if opt is not None:
+                                opt.iterations += steps
+                            _keep_rows(cols, columns, part[:ran], done, keep_every,
+                                       last=(not returned or done + ran == epochs
+                                             or status != C.FIT_DONE))
+                            done += ran
                         if status == C.FIT_DIVERGED:
                             break
-                        if bar is not None:
+                        if bar is not None and ran:
                             bar.update(ran, part[ran - 1])
-                        if callback is not None and (done % every == 0 or done == epochs
-                                                     or status):
+                        if callback is not None and ran and (done % every == 0 or done == epochs
+                                                             or status):
                             # this thread keeps the network: the callback may read
                             # it, other threads stay refused
                             answer = callback(done, self._logs(part[ran - 1], Xv is not None))
@@ -600,22 +610,23 @@ class Network:
                                 break
                         if status == C.FIT_STOPPED:
                             break
+                    interrupted = False
                 finally:
                     self._batch = None
                     if bar is not None:
                         bar.close()
-                result = {name: (parts[0] if len(parts) == 1 else
-                                 np.concatenate(parts) if parts else np.empty(0))
-                          for name, parts in cols.items()}
-                if early_stopping is not None:
-                    result["best_epoch"] = int(es[C.ES_BEST_EPOCH] - epoch0)
-                    result["stopped_epoch"] = done if status == C.FIT_STOPPED else None
-                    # after a divergence the parameters stay at the start of the
-                    # diverging epoch, as documented, rather than the best epoch
-                    if (early_stopping.restore_best and es[C.ES_BEST_EPOCH] >= 0
-                            and status != C.FIT_DIVERGED):
-                        np.copyto(self._parameters, best)
-                self._history = result
+                    result = {name: (parts[0] if len(parts) == 1 else
+                                     np.concatenate(parts) if parts else np.empty(0))
+                              for name, parts in cols.items()}
+                    if early_stopping is not None:
+                        result["best_epoch"] = int(es[C.ES_BEST_EPOCH] - epoch0)
+                        result["stopped_epoch"] = done if status == C.FIT_STOPPED else None
+                        # after a divergence or an interrupt the parameters stay
+                        # those of the last epoch run, as documented
+                        if (early_stopping.restore_best and es[C.ES_BEST_EPOCH] >= 0
+                                and status != C.FIT_DIVERGED and not interrupted):
+                            np.copyto(self._parameters, best)
+                    self._history = result
         if status == C.FIT_DIVERGED:
             err = DivergenceError(
                 f"training diverged in epoch {done + 1} of {epochs}: a loss or parameter "

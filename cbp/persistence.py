@@ -132,6 +132,7 @@ def save(net, path):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    return path
 
 
 def _count(value, name):

@@ -13,6 +13,7 @@ layouts with a ``ValueError``/``TypeError``, never a crash.
 cimport cython
 from cython.parallel cimport parallel
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_FORMAT
+from cpython.exc cimport PyErr_CheckSignals
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from libc.math cimport isfinite, NAN
 from libc.stdint cimport int64_t, uint64_t
@@ -26,6 +27,15 @@ cdef object ndarray = np.ndarray
 from cbp._errors import DivergenceError
 
 from _kernels cimport *
+
+cdef extern from "_clock.h" nogil:
+    double cbp_monotonic()
+
+# The training loop reads the clock every `stride` steps, with the stride
+# adapted so that reads come 1-4 ms apart, and checks for signals (with the
+# GIL, PyErr_CheckSignals) at most every SIGNAL_SECONDS.
+cdef double SIGNAL_SECONDS = 0.02
+cdef Py_ssize_t MAX_STRIDE = 1 << 20
 
 cdef extern from "_par.h" nogil:
     int cbp_par_built()
@@ -584,6 +594,7 @@ cdef class Engine:
     cdef Py_ssize_t* gsegs         # gradient ranges [lo, hi) of every dense layer, merged
     cdef Py_ssize_t n_gsegs
     cdef object _tbuf
+    cdef object _pending           # the exception a signal handler raised in fit
     cdef double* tbuf
     cdef Py_ssize_t tstride
     cdef Py_ssize_t n_chunk_bufs   # chunks (after the first) tbuf has room for
@@ -1434,13 +1445,17 @@ cdef class Engine:
     def fit(self, const double[:, ::1] X, const double[:, ::1] Y, Xv_, Yv_, int kind,
             const double[::1] ohyper, double[::1] state, double t, Py_ssize_t epoch0,
             Py_ssize_t n_epochs, Py_ssize_t batch_size, bint shuffle, uint64_t seed,
-            double[::1] es, double[::1] best, double[:, ::1] hist):
+            double[::1] es, double[::1] best, double[:, ::1] hist, long long[::1] progress,
+            double report_seconds):
         """Train for up to n_epochs epochs, numbered from epoch0; see the twin."""
         cdef Py_ssize_t n = X.shape[0], bs = min(batch_size, n)
         _check(n > 0 and bs > 0 and X.shape[1] == self.n_in and Y.shape[0] == n
                and Y.shape[1] == self.n_out, "Engine: X or Y has the wrong shape")
         _check(hist.shape[0] >= n_epochs and hist.shape[1] == 4 and es.shape[0] == 6
-               and best.shape[0] == self.n_params, "Engine: bad fit buffers")
+               and best.shape[0] == self.n_params and progress.shape[0] >= 2,
+               "Engine: bad fit buffers")
+        progress[0] = 0
+        progress[1] = 0
         cdef const double[:, ::1] Xv
         cdef const double[:, ::1] Yv
         cdef Py_ssize_t nv = 0
@@ -1476,6 +1491,10 @@ cdef class Engine:
         cdef double* xw
         cdef double* yw
         cdef bint ok
+        # the clock: read every `stride` steps (see SIGNAL_SECONDS)
+        cdef double start = cbp_monotonic(), last_read = start, last_signal = start, now
+        cdef Py_ssize_t stride = 1, ticks = 0
+        cdef bint interrupted = False, report_due = False
         cbp_par_enter()
         try:
             with nogil:
@@ -1526,6 +1545,24 @@ cdef class Engine:
                         seen += s_
                         batches += 1
                         row += nb
+                        ticks += 1
+                        if ticks >= stride:
+                            ticks = 0
+                            now = cbp_monotonic()
+                            if now - last_read < 0.001:
+                                stride = min(2 * stride, MAX_STRIDE)
+                            elif now - last_read > 0.004 and stride > 1:
+                                stride //= 2
+                            last_read = now
+                            if report_seconds > 0.0 and now - start >= report_seconds:
+                                report_due = True
+                            if now - last_signal >= SIGNAL_SECONDS:
+                                last_signal = now
+                                with gil:
+                                    interrupted = self._signal_raised()
+                                if interrupted:
+                                    ok = False
+                                    break
                     if not ok:
                         if snapped or not plain:  # else nothing was applied
                             self._rollback(plain, snap, st, slots)
@@ -1563,12 +1600,35 @@ cdef class Engine:
                         if es[1] >= es[3]:
                             done = k + 1
                             status = FIT_STOPPED
-                            break
+                    # the epoch is complete: the counters describe it
+                    progress[0] = k + 1
+                    progress[1] = steps
+                    if status == FIT_STOPPED:
+                        break
+                    if report_due and k + 1 < n_epochs:  # back to Python for the display
+                        done = k + 1
+                        break
+                if not interrupted:
+                    with gil:  # a signal that arrived since the last check
+                        interrupted = self._signal_raised()
         finally:
             cbp_par_leave()
             PyMem_Free(keys)
         self.rows = 0
+        if interrupted:
+            exc, self._pending = self._pending, None
+            raise exc
         return done, steps, status
+
+    cdef bint _signal_raised(self) noexcept:
+        """Run Python's pending signal handlers (with the GIL); True, and the
+        exception kept in _pending, if one raised (KeyboardInterrupt)."""
+        try:
+            PyErr_CheckSignals()
+        except BaseException as exc:
+            self._pending = exc
+            return True
+        return False
 
     cdef void _snapshot_nogil(self, double* snap, const double* state,
                               Py_ssize_t slots) noexcept nogil:

@@ -69,7 +69,7 @@ def extensions():
     from Cython.Build import cythonize
 
     cflags, ldflags = _compile_args()
-    macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+    macros = []
     if not DEBUG:
         macros.append(("CYTHON_WITHOUT_ASSERTIONS", None))
     ext = Extension(

@@ -32,9 +32,9 @@ cdef extern from "_clock.h" nogil:
     double cbp_monotonic()
 
 # The training loop reads the clock every `stride` steps, with the stride
-# adapted so that reads come 1-4 ms apart, and checks for signals (with the
+# adapted so that reads come 0.5-2 ms apart, and checks for signals (with the
 # GIL, PyErr_CheckSignals) at most every SIGNAL_SECONDS.
-cdef double SIGNAL_SECONDS = 0.02
+cdef double SIGNAL_SECONDS = 0.005
 cdef Py_ssize_t MAX_STRIDE = 1 << 20
 
 cdef extern from "_par.h" nogil:
@@ -1549,9 +1549,9 @@ cdef class Engine:
                         if ticks >= stride:
                             ticks = 0
                             now = cbp_monotonic()
-                            if now - last_read < 0.001:
+                            if now - last_read < 0.0005:
                                 stride = min(2 * stride, MAX_STRIDE)
-                            elif now - last_read > 0.004 and stride > 1:
+                            elif now - last_read > 0.002 and stride > 1:
                                 stride //= 2
                             last_read = now
                             if report_seconds > 0.0 and now - start >= report_seconds:

@@ -2,13 +2,12 @@
 :class:`Network` that trains them."""
 import json
 import math
-import os
-import tempfile
 import threading
 import time
 
 import numpy as np
 
+from . import _archive
 from . import _backend
 from . import _codes as C
 from . import _validation as V
@@ -944,14 +943,21 @@ class Network:
             layer.network = self
 
     def save(self, path):
-        """Write the network to a portable ``.npz`` file, atomically.
+        """Write the network to a portable ``.npz`` file, atomically; the path written.
 
         The file holds the architecture (JSON), the parameters, the optimizer
         and its state, and the epoch count, so that training can resume.  It
         is written to a temporary file in the same folder and then renamed,
-        so a crash mid-save never destroys an earlier file at ``path``.
+        so a crash mid-save never destroys an earlier file at ``path``.  A
+        path without a suffix gets ``.npz``; a symbolic link is written
+        through to its target; a replaced file keeps its mode and a new one
+        gets the umask's.  See :func:`cbp._archive.write`.
+
+        Returns
+        -------
+        str
+            The path written (``path``, plus ``.npz`` if it had no suffix).
         """
-        path = os.fspath(path)
         self._enter()  # a consistent snapshot: no other thread trains meanwhile
         try:
             opt = self._optimizer
@@ -964,18 +970,7 @@ class Network:
             }
         finally:
             self._exit()
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".cbp-", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        return _archive.write(path, arrays)
 
 
 def _count(value, name):
@@ -998,6 +993,7 @@ def load(path, backend=None):
     Parameters
     ----------
     path : str or path-like
+        ``"m"`` reads ``m.npz`` when ``m`` does not exist (``save`` adds the suffix).
     backend : {"native", "numpy"}, optional
         Default: the backend the network was saved with, if available here.
 
@@ -1005,34 +1001,13 @@ def load(path, backend=None):
     ------
     FormatError
         If the file is truncated, corrupted, not a cbp file, or from a newer
-        format version.
+        format version.  Every header and size in the file is checked against
+        the architecture it describes before its arrays are read (see
+        :mod:`cbp._archive`).
     """
-    path = os.fspath(path)
+    path = _archive.resolve_for_reading(path)
+    state, parameters, opt_state = _archive.read(path, _file_lengths, FORMAT_VERSION)
     try:
-        # open the file here so that it is closed even when numpy fails
-        with open(path, "rb") as fh, _npz(np.load(fh, allow_pickle=False), path) as f:
-            files = set(f.files)
-            need = {"format", "meta", "parameters", "optimizer_state"}
-            if not need <= files:
-                raise FormatError(f"{path} is not a cbp network file (missing {sorted(need - files)})")
-            version = f["format"]
-            if version.shape != (1,) or version.dtype.kind not in "iu" or int(version[0]) < 1:
-                raise FormatError(f"{path}: bad format field")
-            if int(version[0]) > FORMAT_VERSION:
-                raise FormatError(
-                    f"{path} was written in format {int(version[0])} by a newer cbp; "
-                    f"this cbp reads format {FORMAT_VERSION} and older")
-            meta = str(f["meta"][()])
-            parameters = np.asarray(f["parameters"], dtype=np.float64)
-            opt_state = np.asarray(f["optimizer_state"], dtype=np.float64)
-    except (FormatError, FileNotFoundError, IsADirectoryError, PermissionError):
-        raise
-    except Exception as exc:  # zipfile, numpy's header parser, ... on a damaged file
-        raise FormatError(
-            f"{path} is not a readable cbp network file: {type(exc).__name__}: {exc}"
-        ) from None
-    try:
-        state = json.loads(meta)
         if backend is None:
             backend = _pick_backend(state.get("backend"))
         return Network._from_state(state, parameters, opt_state, backend=backend)
@@ -1040,6 +1015,21 @@ def load(path, backend=None):
         raise
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise FormatError(f"{path} holds an invalid network description: {exc}") from None
+
+
+def _file_lengths(state):
+    """The array lengths a file with this description holds: load reads no other."""
+    n = 0
+    for spec in state["config"]["layers"]:
+        if spec.get("type") not in _LAYER_TYPES:
+            raise FormatError("unknown layer type in the file")
+        if spec["type"] == "Dense":
+            ni = V.positive_int(spec["n_inputs"], "n_inputs")
+            no = V.positive_int(spec["n_neurons"], "n_neurons")
+            n += ni * no + (no if spec.get("use_bias", True) else 0)
+    o = state["optimizer"]
+    slots = 0 if o is None else optim.get(o["name"], **o["config"]).slots
+    return {"parameters": (n,), "optimizer_state": (0, slots * n) if slots else (0,)}
 
 
 #: at most this many epochs run in one native call of fit()
@@ -1052,13 +1042,6 @@ def _finite(out, what):
         raise FloatingPointError(
             f"{what}: the network's output overflowed to NaN or infinity for finite inputs")
     return out
-
-
-def _npz(obj, path):
-    """np.load's result, if it is an .npz archive (a context manager)."""
-    if not isinstance(obj, np.lib.npyio.NpzFile):
-        raise FormatError(f"{path} is a single .npy array, not a cbp network file")
-    return obj
 
 
 class _progress:

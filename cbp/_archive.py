@@ -185,7 +185,7 @@ def _zip_entries(fh, size):
     if at < 0 or len(data) - at < 22:
         return None
     _, _, _, _, count, cd_size, cd_offset, _ = struct.unpack("<4s4H2LH", data[at : at + 22])
-    if 0xFFFF in (count,) or 0xFFFFFFFF in (cd_size, cd_offset):  # a zip64 end record
+    if count == 0xFFFF or 0xFFFFFFFF in (cd_size, cd_offset):  # a zip64 end record
         loc = at - 20
         if loc < 0 or data[loc : loc + 4] != b"PK\x06\x07":
             return None
@@ -344,7 +344,9 @@ def write(path, arrays):
     * **Name.** A path without a suffix gets ``.npz`` (``"m"`` writes
       ``m.npz``, as ``np.savez`` does); any other suffix is kept as given
       (``m.bin``).  The path written is returned, as a str.  A path that
-      names an existing directory raises IsADirectoryError.
+      names a directory raises IsADirectoryError; one whose target is a
+      device or a FIFO raises OSError (EINVAL), since a rename would replace
+      the device itself.
     * **Atomic.** The data go to a temporary file in the destination's
       folder, which is fsynced and renamed over the destination
       (``os.replace``), and the folder is fsynced after the rename (POSIX):
@@ -370,6 +372,8 @@ def write(path, arrays):
       delete.
     """
     given = os.fsdecode(os.fspath(path))
+    if not given:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), given)
     if not os.path.basename(given) or os.path.isdir(given):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), given)
     if not _suffix(given):
@@ -377,53 +381,75 @@ def write(path, arrays):
     target = os.path.realpath(given)
     if os.path.islink(target):  # realpath stops in a loop of links
         raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), given)
-    if os.path.isdir(target):
-        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), given)
-    folder = os.path.dirname(target)
     try:
-        mode = stat.S_IMODE(os.stat(target).st_mode)
+        st = os.stat(target)
     except FileNotFoundError:
         mode = None  # as created
+    else:
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), given)
+        if not stat.S_ISREG(st.st_mode):  # a device or a FIFO is not replaced by a file
+            raise OSError(errno.EINVAL, "not a regular file; save replaces only regular files",
+                          given)
+        mode = stat.S_IMODE(st.st_mode)
+    folder = os.path.dirname(target)
     _sweep(folder)
     fd, tmp = _create(folder)
-    f = os.fdopen(fd, "wb")
     try:
-        np.savez(f, **{k: _little_endian(v) for k, v in arrays.items()})
-        f.flush()
+        with os.fdopen(fd, "wb", closefd=False) as f:
+            np.savez(f, **{k: _little_endian(v) for k, v in arrays.items()})
         if mode is not None:
-            os.fchmod(f.fileno(), mode) if hasattr(os, "fchmod") else os.chmod(tmp, mode)
-        os.fsync(f.fileno())
+            if hasattr(os, "fchmod"):
+                os.fchmod(fd, mode)
+            else:
+                os.chmod(tmp, mode)
+        os.fsync(fd)
         if fcntl is None:
-            f.close()  # Windows renames no open file
+            os.close(fd)  # Windows renames no open file
+            fd = None
         os.replace(tmp, target)  # POSIX: still locked, so no sweep can take it first
     except BaseException:
-        f.close()
+        if fd is not None:
+            os.close(fd)
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
         raise
-    f.close()
+    if fd is not None:
+        os.close(fd)
     _fsync_folder(folder)
     return given
 
 
 def _little_endian(a):
+    """``a``, little-endian (what every machine reads without a swap, and save writes)."""
     a = np.asarray(a)
-    return a.astype(a.dtype.newbyteorder("<"), copy=False) if a.dtype.byteorder == ">" or (
-        a.dtype.byteorder == "=" and sys.byteorder == "big") else a
+    if a.dtype.byteorder == ">" or (a.dtype.byteorder == "=" and sys.byteorder == "big"):
+        return a.astype(a.dtype.newbyteorder("<"))
+    return a
 
 
 def _create(folder):
-    """A new temporary file in ``folder``, exclusively locked: (fd, path)."""
+    """A new temporary file in ``folder``, exclusively locked: (fd, path).
+
+    Created with mode 0o666, so that the kernel applies the umask (or the
+    folder's default ACL) exactly as it does to any new file.
+    """
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) \
+        | getattr(os, "O_BINARY", 0)
     while True:
         tmp = os.path.join(folder, f"{_TMP_PREFIX}{secrets.token_hex(8)}{_TMP_SUFFIX}")
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-                     | getattr(os, "O_BINARY", 0), 0o666)
+        fd = os.open(tmp, flags, 0o666)
         if fcntl is None:
             return fd, tmp
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as exc:
+                if exc.errno == errno.ENOENT:
+                    raise
+                return fd, tmp  # no locks on this file system: no sweep can take it either
             # a sweep may have locked and deleted the file between open and flock
             if os.path.samestat(os.fstat(fd), os.lstat(tmp)):
                 return fd, tmp
@@ -431,6 +457,10 @@ def _create(folder):
             pass
         except BaseException:
             os.close(fd)
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
             raise
         os.close(fd)
 

@@ -16,6 +16,7 @@ import os
 import random
 import signal
 import stat
+import struct
 import subprocess
 import sys
 import textwrap
@@ -209,6 +210,31 @@ def hostile(tmp_path_factory):
                          "lists 5004 members"),
     }
     return folder / "valid.npz", files
+
+
+def zip64_end_records(monkeypatch, build_it):
+    """What build_it() writes when zipfile must use zip64 end records (as it
+    does past 4 GiB or 65535 members): the limits lowered while it writes."""
+    with monkeypatch.context() as m:
+        m.setattr(zipfile, "ZIP64_LIMIT", 0)
+        m.setattr(zipfile, "ZIP_FILECOUNT_LIMIT", 0)
+        path = build_it()
+    raw = bytearray(path.read_bytes())
+    assert raw[-98:-94] == b"PK\x06\x06" and raw[-42:-38] == b"PK\x06\x07"  # record, locator
+    # the classic end record then says "see zip64" in every field, as past the limits
+    assert raw[-22:-18] == b"PK\x05\x06"
+    raw[-14:-2] = struct.pack("<HHLL", 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF)
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def test_zip64_end_records(base, tmp_path, monkeypatch):
+    net, _, members = base
+    assert_same(cbp.load(zip64_end_records(
+        monkeypatch, lambda: build(tmp_path / "z64.npz", members))), net)
+    many = zip64_end_records(monkeypatch, lambda: build(
+        tmp_path / "many64.npz", members, extra=[(f"x{i}.npy", b"") for i in range(5000)]))
+    expect_format_error(many, "lists 5004 members")
 
 
 def test_hostile_files_in_process(hostile):
@@ -503,6 +529,25 @@ def test_load_prefers_the_name_as_given(tmp_path):
         cbp.load(tmp_path / "other")
     with pytest.raises(FileNotFoundError):
         cbp.load(tmp_path / "m.bin")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs")
+def test_save_to_a_fifo_is_refused(tmp_path):
+    """A rename would replace the FIFO (or a device, such as /dev/null for
+    root) with a regular file."""
+    os.mkfifo(tmp_path / "pipe.npz")
+    with pytest.raises(OSError) as info:
+        small_net().save(tmp_path / "pipe.npz")
+    assert info.value.errno == errno.EINVAL
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "pipe.npz").st_mode)
+    assert sorted(os.listdir(tmp_path)) == ["pipe.npz"]
+
+
+def test_save_to_an_empty_path_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        small_net().save("")
+    assert os.listdir(tmp_path) == []
 
 
 def test_save_to_a_directory_is_refused(tmp_path):

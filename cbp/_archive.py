@@ -3,20 +3,20 @@
 A cbp file is a zip archive of exactly four ``.npy`` members, stored
 uncompressed (as ``np.savez`` writes them):
 
-=================  ==================================================
-``format``         int64, shape (1,): the format version
-``meta``           a unicode scalar: the network's description, JSON
-``parameters``     float64, shape (n,)
-``optimizer_state`` float64, shape (0,) or (slots * n,)
-=================  ==================================================
+===================  ================================================
+``format``           int64, shape (1,): the format version
+``meta``             a unicode scalar: the network's description, JSON
+``parameters``       float64, shape (n,)
+``optimizer_state``  float64, shape (0,) or (slots * n,)
+===================  ================================================
 
 :func:`read` trusts nothing in the file.  It reads the zip's directory and
 each member's ``.npy`` header (a few hundred bytes) before any data; it reads
 ``meta`` (at most :data:`MAX_META_BYTES`) and asks its caller which array
 lengths that description implies; and only when every header and every size
 the zip declares agrees with those lengths does it read the arrays' data.
-Members are never inflated: a compressed member is refused, so a load never
-allocates more than the file's own size.  Every failure after the file is
+A compressed member is refused once its header is read (a few bytes
+inflated), so a load never allocates more than the file's own size.  Every failure after the file is
 open is a :class:`cbp.FormatError` naming the file and the problem.
 
 Arrays must have exactly the dtype ``save`` writes: float64, int64 or
@@ -124,11 +124,15 @@ def _read(fh, path, lengths, newest):
     size = os.fstat(fh.fileno()).st_size
     if fh.read(6) == b"\x93NUMPY":
         raise _failure(path, "it is a single .npy array, not a .npz archive")
-    entries = _zip_entries(fh, size)
-    if entries is None:
+    end = _zip_directory(fh, size)
+    if end is None:
         raise _failure(path, "it is not a zip archive")
+    entries, directory = end
     if entries > _MAX_ENTRIES:
         raise _failure(path, f"its zip lists {entries} members; a cbp file holds {len(MEMBERS)}")
+    if directory > _MAX_DIRECTORY:
+        raise _failure(path, f"its zip directory takes {directory} bytes; a cbp file's takes "
+                             "a few hundred")
     with zipfile.ZipFile(fh) as z:
         infos = z.infolist()
         names = [i.filename for i in infos]
@@ -174,10 +178,9 @@ def _read(fh, path, lengths, newest):
                                for n in ("parameters", "optimizer_state"))
 
 
-def _zip_entries(fh, size):
-    """The entry count of the zip's end record (None if there is none),
-    read before zipfile parses a directory of any size; the directory's own
-    size counts as entries too, so that a huge one is refused as well."""
+def _zip_directory(fh, size):
+    """(entries, bytes) of the zip's central directory, from its end record
+    (None if there is none): read before zipfile parses a directory of any size."""
     tail = min(size, 22 + 0xFFFF)
     fh.seek(size - tail)
     data = fh.read(tail)
@@ -197,9 +200,7 @@ def _zip_entries(fh, size):
         if rec[:4] != b"PK\x06\x06":
             return None
         count, cd_size = struct.unpack("<QQ", rec[32:48])
-    if cd_size > _MAX_DIRECTORY:
-        return max(count, _MAX_ENTRIES + 1)
-    return count
+    return count, cd_size
 
 
 def _header(f, info, path):
@@ -314,7 +315,8 @@ def _data(z, path, info, n, dtype, offset):
     out = np.empty(n, dtype=dtype)
     view = memoryview(out).cast("B")
     with z.open(info) as f:
-        f.read(offset)
+        if len(f.read(offset)) != offset:
+            raise EOFError(f"{info.filename} ends inside its .npy header")
         done = 0
         while done < len(view):
             chunk = f.read(min(_CHUNK, len(view) - done))

@@ -350,6 +350,14 @@ def test_duplicate_member_names(base, tmp_path):
     expect_format_error(dup, "duplicate members ['parameters.npy']")
 
 
+def test_huge_zip_directory(base, tmp_path):
+    """Few entries, but names of 60000 bytes: refused from the end record."""
+    _, _, members = base
+    path = build(tmp_path / "names.npz", members, extra=[("n" * 60000 + str(i), b"")
+                                                         for i in range(3)])
+    expect_format_error(path, "its zip directory takes")
+
+
 def test_unexpected_member(base, tmp_path):
     _, _, members = base
     expect_format_error(build(tmp_path / "u.npz", members, extra=[("notes.txt", b"hi")]),

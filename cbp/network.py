@@ -1013,7 +1013,7 @@ def load(path, backend=None):
         return Network._from_state(state, parameters, opt_state, backend=backend)
     except FormatError:
         raise
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
         raise FormatError(f"{path} holds an invalid network description: {exc}") from None
 
 

@@ -711,7 +711,7 @@ def test_sweep_deletes_only_unlocked_files_of_its_own_scheme(tmp_path):
 
 
 KILLED = textwrap.dedent("""
-    import os, sys
+    import os, sys, time
     import cbp
     path = sys.argv[1]
     net = cbp.Network([cbp.Dense(1000, 1000, use_bias=False, seed=0)], backend="numpy")
@@ -719,11 +719,12 @@ KILLED = textwrap.dedent("""
     while sys.stdin.readline():  # one saver per line, killed by the test
         pid = os.fork()
         if pid == 0:
-            k = 0
-            while True:
+            k, stop = 0, time.monotonic() + 30  # never outlives a broken test
+            while time.monotonic() < stop:
                 k += 1
                 net.parameters[:] = k
                 net.save(path)
+            os._exit(0)
         print(pid, flush=True)
         sys.stdin.readline()
         os.waitpid(pid, 0)
@@ -740,18 +741,19 @@ def test_killed_saves_leave_no_litter(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", KILLED, str(path)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, env=env)
     rng = random.Random(1234)
-    seen_litter, completes = 0, set()
+    seen_litter, completes, saver = 0, set(), None
     try:
         assert proc.stdout.readline() == "ready\n"
         for _ in range(20):
             proc.stdin.write("go\n")
             proc.stdin.flush()
-            pid = int(proc.stdout.readline())
+            saver = int(proc.stdout.readline())
             time.sleep(rng.uniform(0.05, 0.6))  # a save takes ~0.1 s
-            os.kill(pid, signal.SIGKILL)
+            os.kill(saver, signal.SIGKILL)
             proc.stdin.write("reap\n")
             proc.stdin.flush()
             assert proc.stdout.readline() == "reaped\n"
+            saver = None
             seen_litter += len(litter(tmp_path))
             if path.exists():
                 back = cbp.load(path)  # complete, never partial
@@ -759,8 +761,14 @@ def test_killed_saves_leave_no_litter(tmp_path):
                 assert (back.parameters == k).all()
                 completes.add(k)
     finally:
+        if saver is not None:  # forked and not yet reaped: still ours
+            os.kill(saver, signal.SIGKILL)
         proc.stdin.close()
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
     assert seen_litter > 0  # the kills did land mid-save
     assert len(completes) > 1
     net = cbp.Network([cbp.Dense(1000, 1000, use_bias=False, seed=0)], backend="numpy")

@@ -13,12 +13,10 @@ A network file is an uncompressed ``.npz`` archive of four members:
     float64 (slots * n_params,), or empty without optimizer state.
 """
 import json
-import os
-import tempfile
 
 import numpy as np
 
-from . import _backend, optim
+from . import _archive, _backend, optim
 from . import _validation as V
 from ._errors import FormatError
 from .layers import LAYER_TYPES
@@ -55,14 +53,7 @@ def from_state(state, parameters, opt_state, backend=None):
     cfg = state["config"]
     if parameters.ndim != 1:
         raise FormatError(f"the file's parameters must be 1-D, got shape {parameters.shape}")
-    declared = 0
-    for spec in cfg["layers"]:  # check the size before allocating anything
-        if spec.get("type") not in LAYER_TYPES:
-            raise FormatError("unknown layer type in the file")
-        if spec.get("type") == "Dense":
-            ni = V.positive_int(spec["n_inputs"], "n_inputs")  # ValueError/TypeError:
-            no = V.positive_int(spec["n_neurons"], "n_neurons")  # an invalid description
-            declared += ni * no + (no if spec.get("use_bias", True) else 0)
+    declared = parameter_count(cfg)  # checked before anything is allocated
     if declared != parameters.size:
         raise FormatError(
             f"the file holds {parameters.size} parameters, its architecture needs {declared}")
@@ -105,14 +96,21 @@ def from_state(state, parameters, opt_state, backend=None):
 
 
 def save(net, path):
-    """Write the network to a portable ``.npz`` file, atomically.
+    """Write the network to a portable ``.npz`` file, atomically; the path written.
 
     The file holds the architecture (JSON), the parameters, the optimizer
     and its state, and the epoch count, so that training can resume.  It
     is written to a temporary file in the same folder and then renamed,
-    so a crash mid-save never destroys an earlier file at ``path``.
+    so a crash mid-save never destroys an earlier file at ``path``.  A
+    path without a suffix gets ``.npz``; a symbolic link is written
+    through to its target; a replaced file keeps its mode and a new one
+    gets the umask's.  See :func:`cbp._archive.write`.
+
+    Returns
+    -------
+    str
+        The path written (``path``, plus ``.npz`` if it had no suffix).
     """
-    path = os.fspath(path)
     state, parameters, opt_state = snapshot(net)
     arrays = {
         "format": np.array([FORMAT_VERSION], dtype=np.int64),
@@ -120,19 +118,7 @@ def save(net, path):
         "parameters": parameters,
         "optimizer_state": opt_state,
     }
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".cbp-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return _archive.write(path, arrays)
 
 
 def _count(value, name):
@@ -150,11 +136,12 @@ def _pick_backend(requested):
 
 
 def load(path, backend=None):
-    """Read a network written by :meth:`Network.save`.
+    """Read a network written by :func:`save`.
 
     Parameters
     ----------
     path : str or path-like
+        ``"m"`` reads ``m.npz`` when ``m`` does not exist (``save`` adds the suffix).
     backend : {"native", "numpy"}, optional
         Default: the backend the network was saved with, if available here.
 
@@ -162,47 +149,38 @@ def load(path, backend=None):
     ------
     FormatError
         If the file is truncated, corrupted, not a cbp file, or from a newer
-        format version.
+        format version.  Every header and size in the file is checked against
+        the architecture it describes before its arrays are read (see
+        :mod:`cbp._archive`).
     """
-    path = os.fspath(path)
+    path = _archive.resolve_for_reading(path)
+    state, parameters, opt_state = _archive.read(path, file_lengths, FORMAT_VERSION)
     try:
-        # open the file here so that it is closed even when numpy fails
-        with open(path, "rb") as fh, _npz(np.load(fh, allow_pickle=False), path) as f:
-            files = set(f.files)
-            need = {"format", "meta", "parameters", "optimizer_state"}
-            if not need <= files:
-                raise FormatError(f"{path} is not a cbp network file (missing {sorted(need - files)})")
-            version = f["format"]
-            if version.shape != (1,) or version.dtype.kind not in "iu" or int(version[0]) < 1:
-                raise FormatError(f"{path}: bad format field")
-            if int(version[0]) > FORMAT_VERSION:
-                raise FormatError(
-                    f"{path} was written in format {int(version[0])} by a newer cbp; "
-                    f"this cbp reads format {FORMAT_VERSION} and older")
-            meta = str(f["meta"][()])
-            parameters = np.asarray(f["parameters"], dtype=np.float64)
-            opt_state = np.asarray(f["optimizer_state"], dtype=np.float64)
-    except (FormatError, FileNotFoundError, IsADirectoryError, PermissionError):
-        raise
-    except Exception as exc:  # zipfile, numpy's header parser, ... on a damaged file
-        raise FormatError(
-            f"{path} is not a readable cbp network file: {type(exc).__name__}: {exc}"
-        ) from None
-    try:
-        state = json.loads(meta)
         if backend is None:
             backend = _pick_backend(state.get("backend"))
         return from_state(state, parameters, opt_state, backend=backend)
     except FormatError:
         raise
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
         raise FormatError(f"{path} holds an invalid network description: {exc}") from None
 
 
-def _npz(obj, path):
-    """np.load's result, if it is an .npz archive (a context manager)."""
-    if not isinstance(obj, np.lib.npyio.NpzFile):
-        raise FormatError(f"{path} is a single .npy array, not a cbp network file")
-    return obj
+def parameter_count(config):
+    """The parameters an architecture description needs (checked as it counts)."""
+    n = 0
+    for spec in config["layers"]:
+        if spec.get("type") not in LAYER_TYPES:
+            raise FormatError("unknown layer type in the file")
+        if spec["type"] == "Dense":
+            ni = V.positive_int(spec["n_inputs"], "n_inputs")
+            no = V.positive_int(spec["n_neurons"], "n_neurons")
+            n += ni * no + (no if spec.get("use_bias", True) else 0)
+    return n
 
 
+def file_lengths(state):
+    """The array lengths a file with this description holds: load reads no other."""
+    n = parameter_count(state["config"])
+    o = state["optimizer"]
+    slots = 0 if o is None else optim.get(o["name"], **o["config"]).slots
+    return {"parameters": (n,), "optimizer_state": (0, slots * n) if slots else (0,)}

@@ -107,10 +107,10 @@ def test_save_load_round_trip(backend, tmp_path, opt):
     assert all(layer.network is back for layer in back.layers)
     back.parameters[:] = 0.0
     assert np.abs(net.parameters).sum() > 0
-    # str paths work too; the name is used as given (no ".npz" appended)
+    # str paths work too; a name without a suffix gets ".npz"
     other = tmp_path / "no-suffix"
-    net.save(str(other))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["net.npz", "no-suffix"]
+    assert net.save(str(other)) == str(other) + ".npz"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net.npz", "no-suffix.npz"]
     assert_same_network(cbp.load(str(other)), net)
 
 
@@ -408,11 +408,20 @@ def test_hand_edited_files(saved, tmp_path):
     check("not a readable cbp network file", meta=np.array([{"a": 1}], dtype=object))
 
 
-def test_older_format_versions_are_read(saved, tmp_path):
-    """A version number at or below FORMAT_VERSION is read (only newer ones are refused)."""
+def test_format_versions(saved, tmp_path):
+    """Versions 1 to FORMAT_VERSION are read, as int64 (what save writes) in
+    either byte order; 0, a newer one or another integer type is refused."""
     net, path = saved
-    back = cbp.load(rewrite(path, tmp_path / "v.npz", format=np.array([FORMAT_VERSION], dtype=np.int32)))
-    assert_same_network(back, net)
+    for version in range(1, FORMAT_VERSION + 1):
+        for dtype in ("<i8", ">i8"):
+            back = cbp.load(rewrite(path, tmp_path / "v.npz",
+                                    format=np.array([version], dtype=dtype)))
+            assert_same_network(back, net)
+    expect_format_error(rewrite(path, tmp_path / "v.npz", format=np.array([0], dtype=np.int64)),
+                        "bad format field")
+    expect_format_error(rewrite(path, tmp_path / "v.npz",
+                                format=np.array([FORMAT_VERSION], dtype=np.int32)),
+                        "bad format field")
 
 
 # Files that once escaped FormatError

@@ -111,13 +111,15 @@ def _loss_lines(tr, N, outs, targets):
         num = [f"{fmt(b)}·log({fmt(a)})" for a, b in zip(o, t)]
         sym, num = [f"−({' + '.join(sym)})"], [f"−({' + '.join(num)})"]
     else:  # binary cross-entropy
-        sym = [f"−[{N(y)}·log({N(u)}) + (1 − {N(y)})·log(1 − {N(u)})]"
-               for u, y in zip(outs, targets)]
-        num = [f"−[{fmt(b)}·log({fmt(a)}) + (1 − {fmt(b)})·log(1 − {fmt(a)})]"
+        sym = [f"{N(y)}·log({N(u)}) + (1 − {N(y)})·log(1 − {N(u)})" for u, y in zip(outs, targets)]
+        num = [f"{fmt(b)}·log({fmt(a)}) + (1 − {fmt(b)})·log(1 − {fmt(a)})"
                for a, b in zip(o, t)]
+        sym, num = [f"−({' + '.join(sym)})"], [f"−({' + '.join(num)})"]
     s, n = " + ".join(sym), " + ".join(num)
-    if div:
+    if div and name in ("squared_error", "half_squared_error"):
         s, n = f"[{s}]{div}", f"[{n}]{div}"
+    elif div:
+        s, n = s + div, n + div
     one = f"  {L} = {s} = {n} = {fmt(tr.data_loss)}"
     lines = [one] if len(one) <= 100 else [f"  {L} = {s}", f"    = {n} = {fmt(tr.data_loss)}"]
     if tr.penalty:
@@ -251,11 +253,13 @@ def _detail(tr, N):
                         if lt.activation == "softmax" else "sigmoid with binary cross-entropy")
                 div = "" if tr.reduction == "sum" or lt.activation == "softmax" \
                     else _scale_text(tr, lt.a.shape[1])
+                if j == 0:
+                    lines.append(f"  ({what}: the fused dL/dz = output − target)")
                 lines.append(f"  {d('L', zs)} = ({N(u)} − {N(targets[j])}){div} = "
-                             f"({fmt(lt.a[0, j])} − {par(tr.y[0, j])}){div} = {fmt(dz)}"
-                             f"   ({what}, fused)")
+                             f"({fmt(lt.a[0, j])} − {par(tr.y[0, j])}){div} = {fmt(dz)}")
             elif lt.activation == "softmax":
-                lines.append(f"  {d('L', zs)} = {N(u)}·({d('L', u)} − Σ_k {d('L', 'o_k')}·o_k)"
+                total = " + ".join(f"{d('L', uk)}·{N(uk)}" for uk in s["units"])
+                lines.append(f"  {d('L', zs)} = {N(u)}·({d('L', u)} − ({total}))"
                              f" = {fmt(lt.a[0, j])}·({par(da)} − "
                              f"{par(float(np.dot(lt.da[0], lt.a[0])))}) = {fmt(dz)}")
             else:

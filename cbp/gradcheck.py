@@ -105,7 +105,7 @@ class GradcheckResult:
                          fmt(np.abs(c.analytic).max()) if c.analytic.size else "",
                          f"{c.max_abs_error:.3g}", f"{c.max_rel_error:.3g}", c.worst])
         widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-        lines = [f"gradcheck of {self.network} (backend {self.backend}): central differences, "
+        lines = [f"gradcheck of {self.network}: central differences, "
                  f"eps {self.eps:g}, loss {fmt(self.loss)}", ""]
         for r in rows:
             lines.append("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())

@@ -71,6 +71,15 @@ def _symbols(tr):
     return inputs, layers, targets
 
 
+def _all_symbols(tr):
+    """Every default symbol an explanation of this trace can use."""
+    inputs, layers, targets = _symbols(tr)
+    out = set(inputs) | set(targets) | {"L"}
+    for s in layers:
+        out.update(s["units"], s["z"], (w for row in s["W"] for w in row), s["b"] or ())
+    return out
+
+
 def explain(tr, names=None, detail=None, ascii=False):
     n_weights = sum(lt.weights.size for lt in tr.dense_layers)
     if detail is None:
@@ -79,6 +88,12 @@ def explain(tr, names=None, detail=None, ascii=False):
         raise ValueError(
             f"a detailed explanation is written for one sample; this trace has "
             f"{tr.batch_size} (trace a single row, X[i:i+1])")
+    if names:
+        unknown = sorted(set(names) - _all_symbols(tr))
+        if unknown:
+            raise ValueError(f"names: {', '.join(map(repr, unknown))} "
+                             f"{'is not a symbol' if len(unknown) == 1 else 'are not symbols'}"
+                             " of this network's explanation")
     text = _detail(tr, _Names(names)) if detail else _table(tr)
     if ascii:
         for k, v in _ASCII.items():

@@ -42,9 +42,10 @@ def test_names_rename_existing_symbols_only():
     """Every name an example maps is a symbol its explanation really uses."""
     for key in examples.EXAMPLES:
         net, X, y, lr = examples.get(key)
-        plain = trace(net, X[:1], y[:1], lr).explain(detail=True)
-        for default in examples.names(key):
-            assert default in plain, (key, default)
+        t = trace(net, X[:1], y[:1], lr)
+        named = t.explain(names=examples.names(key), detail=True)  # unknown names raise
+        for default, shown in examples.names(key).items():
+            assert shown in named, (key, default, shown)
 
 
 def test_mazur_forward_and_error(backend):

@@ -428,3 +428,30 @@ def test_explain_ascii(backend):
     text.encode("ascii")
     assert "dL/dw5 = dL/dy_hat * dy_hat/dz * dz/dw5 = 2(2.5 - 2) * 1 * 1.5 = 1.5" in text
     assert "w5 <- 1 - 0.01 * 1.5 = 0.985" in text
+
+
+def test_explain_deeper_network_with_dropout(backend):
+    """Two hidden layers (h1_1 ..., h2_1 ...) and a dropout layer between them."""
+    rng = np.random.default_rng(5)
+    layers = [cbp.Dense(2, 2, "tanh", weights=rng.uniform(-1, 1, (2, 2)), bias=[0.1, -0.1]),
+              cbp.Dropout(0.5),
+              cbp.Dense(2, 2, "sigmoid", weights=rng.uniform(-1, 1, (2, 2)), bias=[0.2, 0.0]),
+              cbp.Dense(2, 1, "identity", weights=[[0.7], [-0.6]], bias=[0.05])]
+    net = cbp.Network(layers, loss="half_squared_error", backend=backend)
+    t = trace(net, [[0.3, -0.8]], [[0.5]], lr=0.1)
+    text = t.explain()
+    assert "Dropout(0.5) is off outside fit: h1_1, h1_2 pass through unchanged" in text
+    assert "z_h2_1 = h1_1·w5 + h1_2·w7 + bias3" in text
+    assert "z = h2_1·w9 + h2_2·w10 + bias5" in text
+    for name, grad in zip(weight_names(net), t.gradients):
+        assert value_of(text, f"dL/d{name} =") == pytest.approx(grad, rel=1e-8, abs=1e-12)
+    for name, new in zip(weight_names(net), t.updated_parameters):
+        assert value_of(text, f"{name} ←") == pytest.approx(new, rel=1e-8, abs=1e-12)
+    assert value_of(text, "dL/dh1_1 =") == pytest.approx(t.layers[0].da[0, 0], rel=1e-8)
+
+
+def test_explain_refuses_unknown_names(backend):
+    t = trace(seed001(backend), [[1.0, 0.0]], [[2.0]])
+    assert "dL/dw13 =" in t.explain(names={"w3": "w13"})
+    with pytest.raises(ValueError, match="'w7' is not a symbol"):
+        t.explain(names={"w7": "w13"})

@@ -201,7 +201,6 @@ def _update_line(tr, N, wname, old, grad, new, changes):
 def _detail(tr, N):
     inputs, syms, targets = _symbols(tr)
     dense = tr.dense_layers
-    L = N("L")
     d = lambda a, b: f"d{N(a)}/d{N(b)}"  # noqa: E731
     lines = [f"{tr.network}: one sample, loss {tr.loss_name} ({tr.reduction}), "
              f"backend {tr.backend}", "", "Forward pass"]

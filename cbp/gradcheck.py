@@ -10,7 +10,7 @@ of the loss, penalties included, one parameter at a time.  It works on
 copies: the network is left unchanged.
 """
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List
 
 import numpy as np
 

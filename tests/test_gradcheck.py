@@ -12,7 +12,7 @@ import pytest
 
 import cbp
 from cbp.gradcheck import GradcheckResult, gradcheck
-from cbp.trace import trace
+from cbp.trace import trace, weight_names
 
 HIDDEN = ["identity", "relu", "leaky_relu", "prelu", "elu", "sigmoid", "tanh"]
 #: (loss, output activation, labels)
@@ -143,7 +143,7 @@ def test_detects_a_perturbed_gradient(backend):
     result = gradcheck(net, X, y, gradients=bad)
     assert not result.ok
     assert result.max_rel_error == pytest.approx(1e-3 / 1.001, rel=1e-3)
-    assert cbp.trace.weight_names(net)[k] == "w17"
+    assert weight_names(net)[k] == "w17"
     worst = max(result.checks, key=lambda c: c.max_rel_error)
     assert (worst.layer, worst.name, worst.worst) == (1, "weights", "w17")
     assert "MISMATCH" in str(result)

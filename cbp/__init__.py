@@ -13,6 +13,9 @@ from .callbacks import EarlyStopping
 from .layers import Dense, Dropout
 from .network import Network
 from .persistence import load
+from . import examples
+from .gradcheck import GradcheckResult, gradcheck
+from .trace import LayerTrace, Trace, trace
 
 __version__ = "0.1.0"
 
@@ -22,6 +25,12 @@ __all__ = [
     "EarlyStopping",
     "Network",
     "load",
+    "trace",
+    "Trace",
+    "LayerTrace",
+    "gradcheck",
+    "GradcheckResult",
+    "examples",
     "optim",
     "datasets",
     "DivergenceError",

@@ -157,8 +157,9 @@ def gradcheck(net, X, y, eps=1e-6, gradients=None, floor=None):
     X, Y, loss, reduction = _inputs(net, X, y)
     eps = V.real(eps, "eps", minimum=0.0, strict=True)
     K = net._kernels
-    specs = _specs(net)
-    values = _values(net)
+    with net._guard.using:  # a consistent copy: no other thread trains meanwhile
+        specs = _specs(net)
+        values = _values(net)
     base = trace(net, X, Y)
     if floor is None:
         floor = np.finfo(np.float64).eps * max(abs(base.loss), 1.0) / eps / TOLERANCE

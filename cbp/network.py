@@ -652,6 +652,22 @@ class Network:
     def _logs(self, row, with_val):
         return {k: float(row[c]) for k, c in self._history_columns(with_val).items()}
 
+    # -- for learners -----------------------------------------------------
+    def trace(self, X, y, lr=None):
+        """One forward and backward pass with every intermediate array kept,
+        the network unchanged; ``print`` it for the chain rule with numbers.
+        See :func:`cbp.trace`."""
+        from .trace import trace
+
+        return trace(self, X, y, lr)
+
+    def summary(self):
+        """A table of the layers: shapes, activations, parameter counts, what
+        is trainable (a ``str``).  See :func:`cbp.summary.summary`."""
+        from .summary import summary
+
+        return summary(self)
+
     # -- persistence ------------------------------------------------------
     def get_config(self):
         """The architecture and settings (no parameters), JSON-ready."""

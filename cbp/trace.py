@@ -360,8 +360,9 @@ def trace(net, X, y, lr=None):
     if lr is not None:
         lr = V.real(lr, "lr", minimum=0.0, strict=True)
     K = net._kernels
-    specs = _specs(net)
-    values = _values(net)
+    with net._guard.using:  # a consistent copy: no other thread trains meanwhile
+        specs = _specs(net)
+        values = _values(net)
     with np.errstate(all="ignore"):  # overflow is reported below, as the network does
         rows = _forward(K, specs, values, X)
         layers = []

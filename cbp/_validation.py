@@ -73,14 +73,25 @@ def as_targets(y, n, n_out, loss, name="y"):
         return one_hot(Y, n_out, name)
     if Y.ndim == 1:
         if n_out != 1:
+            hint = ""
+            if Y.dtype.kind in "iub" or (Y == np.round(Y)).all():
+                hint = ("; integer class labels need loss='categorical_crossentropy' (with a "
+                        "softmax output), or one-hot encode them")
             raise ValueError(
                 f"{name} has shape {Y.shape} but the network has {n_out} outputs; "
-                f"expected ({n}, {n_out})"
+                f"expected ({n}, {n_out}){hint}"
             )
         Y = Y.reshape(n, 1)
     if Y.shape[1] != n_out:
+        hint = ""
+        if Y.shape[1] == 1 and loss == C.LOSS_CCE:
+            hint = ("; a column of class labels? pass it as a 1-D array "
+                    f"({name}.ravel()) to have it one-hot encoded")
+        elif Y.shape[1] == 1 and Y.dtype.kind in "iub" and n_out > 1:
+            hint = (f"; integer class labels? one-hot encode them ({n_out} columns), or use "
+                    "loss='categorical_crossentropy' with a softmax output, which takes labels")
         raise ValueError(
-            f"{name} has {Y.shape[1]} columns but the network has {n_out} outputs"
+            f"{name} has {Y.shape[1]} columns but the network has {n_out} outputs{hint}"
         )
     Y = np.ascontiguousarray(Y, dtype=np.float64)
     if loss in (C.LOSS_CCE, C.LOSS_BCE) and ((Y < 0.0).any() or (Y > 1.0).any()):

@@ -2,7 +2,6 @@
 stopping, and the progress display of ``verbose=True``."""
 import time
 
-from . import _codes as C
 from . import _validation as V
 
 __all__ = ["EarlyStopping", "Progress"]
@@ -45,17 +44,18 @@ class Progress:
         else:
             self.bar = tqdm(total=total, unit="epoch")
 
-    def update(self, n, row):
+    def update(self, n, logs):
+        """``n`` more epochs done; ``logs``: the latest epoch's figures by name."""
         self.done += n
-        loss = row[C.HIST_LOSS]
         if self.bar is not None:
             self.bar.update(n)
-            self.bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+            self.bar.set_postfix(refresh=False, **{k: f"{v:.4g}" for k, v in logs.items()})
         else:  # at most a line a second, and the last epoch
             now = time.monotonic()
             if self.last is None or now - self.last >= self.INTERVAL or self.done >= self.total:
                 self.last = now
-                print(f"epoch {self.done}/{self.total}  loss {loss:.6g}", flush=True)
+                figures = "  ".join(f"{k} {v:.6g}" for k, v in logs.items())
+                print(f"epoch {self.done}/{self.total}  {figures}", flush=True)
 
     def close(self):
         if self.bar is not None:

@@ -48,9 +48,10 @@ class Network:
         Seeds the initial draw of every layer that has neither given values
         nor a seed of its own (layer ``i`` uses ``[seed, i]``), and is the
         default seed of :meth:`fit`'s shuffle and dropout.
-    optimizer : cbp.optim.Optimizer, optional
+    optimizer : cbp.optim.Optimizer or str, optional
         The network's optimizer, used by :meth:`step`, :meth:`train_step`
-        and :meth:`fit` when they are given no ``lr``.
+        and :meth:`fit` when they are given no ``lr``.  A name (``"sgd"``,
+        ``"adam"``, ``"rmsprop"``, ``"adagrad"``) makes one with its defaults.
 
     Attributes
     ----------
@@ -106,9 +107,7 @@ class Network:
         self._kernels = _backend.module(backend)
         self._backend_name = "native" if self._kernels is _backend._core else "numpy"
         self._seed = None if seed is None else V.seed(seed)
-        if optimizer is not None and not isinstance(optimizer, optim.Optimizer):
-            raise TypeError(
-                f"optimizer must be a cbp.optim optimizer, got {type(optimizer).__name__}")
+        optimizer = optim.resolve(optimizer)
         self._layers = tuple(layers)
         self._epochs_trained = 0
         self._history = None
@@ -243,9 +242,7 @@ class Network:
 
     @optimizer.setter
     def optimizer(self, opt):
-        if opt is not None:
-            if not isinstance(opt, optim.Optimizer):
-                raise TypeError(f"optimizer must be a cbp.optim optimizer, got {type(opt).__name__}")
+        opt = optim.resolve(opt)
         with self._guard.training, _training_with(opt):  # opt may train another network
             if opt is not None:
                 opt._bind(self._parameters.shape[0])
@@ -467,9 +464,9 @@ class Network:
         seed : int, optional
             Seed of the shuffle and of dropout (default: the network's seed,
             else 0).  The same seed gives the same run on both backends.
-        optimizer : cbp.optim.Optimizer, optional
+        optimizer : cbp.optim.Optimizer or str, optional
             Becomes the network's optimizer; its state carries over between
-            calls.
+            calls.  A name makes one with its defaults.
         validation_data : (X_val, y_val), optional
             Evaluated after every epoch (dropout off).
         early_stopping : EarlyStopping or True, optional
@@ -484,8 +481,10 @@ class Network:
             ``callback_every`` epochs between calls.
         callback_every : int, default 100
         verbose : bool, default False
-            Show a progress bar (tqdm, if installed; else a line of text), updated
-            every ``callback_every`` epochs.
+            Show a progress bar (tqdm, if installed; else a line of text) with
+            the loss, and the accuracy and validation figures where they
+            apply, refreshed at least every half second (and at every
+            callback).
         history_every : int, default 1
             Keep every ``history_every``-th epoch's row of the history (and the
             last epoch's), so that a very long run keeps a bounded history: a
@@ -537,9 +536,7 @@ class Network:
         keep_every = V.positive_int(history_every, "history_every")
         if optimizer is not None and lr is not None:
             raise ValueError("give either lr or optimizer, not both")
-        if optimizer is not None and not isinstance(optimizer, optim.Optimizer):
-            raise TypeError(
-                f"optimizer must be a cbp.optim optimizer, got {type(optimizer).__name__}")
+        optimizer = optim.resolve(optimizer)
         if lr is not None:
             V.real(lr, "lr", minimum=0.0, strict=True)
         columns = self._history_columns(Xv is not None)
@@ -600,7 +597,7 @@ class Network:
                         if status == C.FIT_DIVERGED:
                             break
                         if bar is not None and ran:
-                            bar.update(ran, part[ran - 1])
+                            bar.update(ran, self._logs(part[ran - 1], Xv is not None))
                         if callback is not None and ran and (done % every == 0 or done == epochs
                                                              or status):
                             # this thread keeps the network: the callback may read
@@ -608,6 +605,9 @@ class Network:
                             answer = callback(done, self._logs(part[ran - 1], Xv is not None))
                             if isinstance(answer, (bool, np.bool_)) and not answer:
                                 break
+                            if opt is not None:  # the callback may have set opt.lr & co:
+                                h = opt._hyper()  # they apply from the next epoch
+                                state = opt._bind(self._parameters.shape[0])
                         if status == C.FIT_STOPPED:
                             break
                     interrupted = False

@@ -21,7 +21,7 @@ from . import _codes as C
 from . import _validation as V
 from ._guard import Guard
 
-__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "get"]
+__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "get", "resolve"]
 
 
 class Optimizer:
@@ -276,6 +276,17 @@ def _state_buffer(value):
 
 
 _BY_NAME = {cls.name: cls for cls in (SGD, Adagrad, RMSprop, Adam)}
+
+
+def resolve(value, what="optimizer"):
+    """An Optimizer, or one made by name (``"adam"`` -> ``Adam()``), or None."""
+    if value is None or isinstance(value, Optimizer):
+        return value
+    if isinstance(value, str):
+        return get(value)
+    raise TypeError(
+        f"{what} must be a cbp.optim optimizer or its name ({', '.join(_BY_NAME)}), "
+        f"got {type(value).__name__}")
 
 
 def get(name, **kwargs):

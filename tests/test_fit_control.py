@@ -75,3 +75,77 @@ def test_history_every_keeps_every_kth_epoch_and_the_last(backend, monkeypatch, 
         np.testing.assert_array_equal(thin[name], full[name][rows], err_msg=name)
     with pytest.raises(ValueError, match="history_every"):
         net.fit(X, Y, epochs=1, lr=0.5, history_every=0)
+
+
+@pytest.mark.parametrize("name,cls", [("sgd", cbp.optim.SGD), ("adam", cbp.optim.Adam),
+                                      ("RMSprop", cbp.optim.RMSprop),
+                                      ("adagrad", cbp.optim.Adagrad)])
+def test_optimizers_by_name(backend, name, cls):
+    """Wherever an optimizer is taken, its name makes one with its defaults."""
+    a = xor_net(backend)
+    a.fit(X, Y, epochs=5, optimizer=name)
+    b = xor_net(backend)
+    b.fit(X, Y, epochs=5, optimizer=cls())
+    assert type(a.optimizer) is cls
+    np.testing.assert_array_equal(a.parameters, b.parameters)
+    assert type(cbp.Network([cbp.Dense(2, 1)], optimizer=name).optimizer) is cls
+    net = xor_net(backend)
+    net.optimizer = name
+    assert type(net.optimizer) is cls
+    with pytest.raises(ValueError, match="unknown optimizer 'adamw'.*sgd"):
+        net.optimizer = "adamw"
+    with pytest.raises(TypeError, match="optimizer must be"):
+        net.fit(X, Y, epochs=1, optimizer=3)
+
+
+def test_a_learning_rate_set_in_a_callback_applies_from_the_next_epoch(backend):
+    """opt.lr changed by a callback after epoch 3 trains epochs 4.. at the new
+    rate: the run equals fit(3) at the old rate, then fit(3) at the new one."""
+    opt = cbp.optim.SGD(lr=0.5, momentum=0.9)
+    net = xor_net(backend)
+
+    def halve(epoch, logs):
+        opt.lr = 0.25
+
+    net.fit(X, Y, epochs=6, optimizer=opt, callback=halve, callback_every=3)
+    ref_opt = cbp.optim.SGD(lr=0.5, momentum=0.9)
+    ref = xor_net(backend)
+    ref.fit(X, Y, epochs=3, optimizer=ref_opt)
+    ref_opt.lr = 0.25
+    ref.fit(X, Y, epochs=3)
+    np.testing.assert_array_equal(net.parameters, ref.parameters)
+    np.testing.assert_array_equal(opt.state, ref_opt.state)
+    assert opt.iterations == ref_opt.iterations == 6
+
+
+def test_verbose_shows_every_figure(backend, capsys, monkeypatch):
+    """Without tqdm, verbose prints the loss, accuracy and validation figures."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_tqdm(name, *args, **kw):
+        if name.startswith("tqdm"):
+            raise ImportError("no tqdm here")
+        return real_import(name, *args, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_tqdm)
+    net = cbp.Network([cbp.Dense(2, 3, "tanh", seed=0), cbp.Dense(3, 2, "softmax", seed=1)],
+                      loss="categorical_crossentropy", backend=backend)
+    labels = np.array([0, 1, 1, 0])
+    net.fit(X, labels, epochs=3, lr=0.1, validation_data=(X, labels), verbose=True)
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    for key in ("epoch 3/3", "loss", "accuracy", "val_loss", "val_accuracy"):
+        assert key in last, last
+
+
+def test_hints_for_common_target_mistakes(backend):
+    net = cbp.Network([cbp.Dense(2, 3, "tanh"), cbp.Dense(3, 3, "softmax")],
+                      loss="categorical_crossentropy", backend=backend)
+    with pytest.raises(ValueError, match=r"y.ravel\(\)"):
+        net.fit(X, np.array([[0], [1], [2], [1]]), epochs=1, lr=0.1)
+    reg = cbp.Network([cbp.Dense(2, 3, "tanh"), cbp.Dense(3, 3, "identity")], backend=backend)
+    with pytest.raises(ValueError, match="categorical_crossentropy"):
+        reg.fit(X, np.array([0, 1, 2, 1]), epochs=1, lr=0.1)
+    with pytest.raises(ValueError, match="one-hot"):
+        reg.fit(X, np.array([[0], [1], [2], [1]]), epochs=1, lr=0.1)

@@ -321,6 +321,9 @@ class Network:
     epochs_trained : int
         Epochs run by :meth:`fit` so far.  Epochs are numbered across calls,
         so ``fit(epochs=10)`` twice shuffles like ``fit(epochs=20)`` once.
+    metadata : dict or None
+        Free for the caller (None by default): a JSON-serialisable dict that
+        :meth:`save`, :func:`load` and pickling keep with the network.
 
     Notes
     -----
@@ -368,6 +371,7 @@ class Network:
         self.layers = tuple(layers)
         self.epochs_trained = 0
         self.history = None
+        self.metadata = None  # a JSON-ready dict of the caller's, kept by save/load and pickle
         self._lock = threading.Lock()
         self._owner, self._depth = None, 0
         self._optimizer = None
@@ -865,6 +869,7 @@ class Network:
             "config": self.get_config(),
             "backend": self._backend_request,
             "epochs_trained": self.epochs_trained,
+            "metadata": self.metadata,
             "optimizer": None if opt is None else {
                 "name": opt.name, "config": opt.get_config(), "iterations": opt.iterations},
         }
@@ -904,6 +909,9 @@ class Network:
             raise FormatError("the file's parameters contain NaN or infinite values")
         np.copyto(net.parameters, parameters)
         net.epochs_trained = _count(state["epochs_trained"], "epochs_trained")
+        net.metadata = state.get("metadata")  # absent from files written before it existed
+        if net.metadata is not None and not isinstance(net.metadata, dict):
+            raise FormatError("the file's metadata must be a JSON object")
         o = state["optimizer"]
         if o is not None:
             opt = optim.get(o["name"], **o["config"])

@@ -186,7 +186,7 @@ def read_csv(path):
         raise CLIError(f"{path}: {exc.strerror}") from None
     rows, lines = [], []
     with f:
-        reader = csv.reader(f)
+        reader = csv.reader(f, strict=True)
         try:
             header = None
             for row in reader:
@@ -550,7 +550,7 @@ def cmd_train(args, out):
             layers.append(cbp.Dense(width, size, args.activation))
             width = size
     except ValueError as exc:
-        raise CLIError(f"argument --activation: {exc}", 2) from None
+        raise CLIError(f"argument --activation: {exc}", 2, "cbp train") from None
     if task == "classification":
         layers.append(cbp.Dense(width, len(labels), "softmax"))
         loss = "categorical_crossentropy"

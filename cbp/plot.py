@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 
 try:
+    import matplotlib  # noqa: F401  (first: a blocked matplotlib fails here)
     from matplotlib.colors import ListedColormap
     from matplotlib.figure import Figure
     from matplotlib.patches import Circle

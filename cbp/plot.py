@@ -242,7 +242,8 @@ def network(net, trace=None, max_units=8, input_names=None, title=None):
     radius = 0.3
     top = spacing * (tallest - 1) / 2
     x_lim = (-0.9, xs[-1] + 0.9)
-    y_lim = (-top - 2.0, top + 0.7)
+    dropout = any(isinstance(layer, Dropout) for layer in net.layers)
+    y_lim = (-top - (2.0 if dropout else 1.7), top + 0.7)  # room for 2 or 3 caption lines
     inch = 0.62  # per data unit
     fig = Figure(figsize=(inch * (x_lim[1] - x_lim[0]), inch * (y_lim[1] - y_lim[0]) + 0.3),
                  layout="constrained")
@@ -300,7 +301,7 @@ def network(net, trace=None, max_units=8, input_names=None, title=None):
             before = net.layers[dense_index[c - 1] - 1] if dense_index[c - 1] else None
             if isinstance(before, Dropout):
                 caption += f"\nafter dropout {before.rate:g}"
-        ax.text(xs[c], -top - 0.95, caption, ha="center", va="top", fontsize=9)
+        ax.text(xs[c], -top - 0.85, caption, ha="center", va="top", fontsize=9)
     legend = "edges: weights (blue +, red −)"
     if trace is not None:
         legend += ";  ∂: gradient of the loss"

@@ -245,6 +245,9 @@ def _load_network(path):
     if os.path.isdir(path):
         raise CLIError(f"{path} is a folder, not a model file")
     try:
+        with open(path, "rb") as f:
+            if f.read(4) != b"PK\x03\x04":
+                raise CLIError(f"{path} is not a cbp model file (not an .npz archive)")
         return cbp.load(path)
     except cbp.FormatError as exc:
         raise CLIError(f"not a cbp model: {exc}") from None
@@ -834,23 +837,27 @@ def main(argv=None, out=None):
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["demo", *argv]
     parser = build_parser()
+    prog = "cbp"
     try:
         try:
             args = parser.parse_args(argv)
         except SystemExit as exc:  # --help, --version
             return exc.code if isinstance(exc.code, int) else 0
-        if args.command is None:
-            args = parser.parse_args(["demo"])
+        prog = f"cbp {args.command}"
         return args.func(args, out)
     except CLIError as exc:
-        print(f"{exc.prog}: error: {exc}", file=sys.stderr)
+        print(f"{prog if exc.prog == 'cbp' else exc.prog}: error: {exc}", file=sys.stderr)
         return exc.code
     except cbp.DivergenceError as exc:
-        print(f"cbp: error: {exc}; try a smaller --lr", file=sys.stderr)
+        print(f"{prog}: error: {exc}; try a smaller --lr", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader of stdout left (cbp predict ... | head)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout
+        return 141  # 128 + SIGPIPE, as a shell reports a process that SIGPIPE ended
     except (ValueError, OSError, ArithmeticError) as exc:  # from the data, not the options
-        print(f"cbp: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("cbp: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130

@@ -359,7 +359,10 @@ def model(capsys, tmp_path, blob_csv):
 
 def test_model_files_that_are_not_models(capsys, tmp_path, blob_csv, model):
     code, _, err = run(capsys, "predict", blob_csv, blob_csv)
-    one_line_error(err, code, 1, "not a cbp model")
+    one_line_error(err, code, 1, "blobs.csv is not a cbp model file (not an .npz archive)")
+    np.savez(tmp_path / "other.npz", a=np.ones(2))
+    code, _, err = run(capsys, "predict", str(tmp_path / "other.npz"), blob_csv)
+    one_line_error(err, code, 1, "not a cbp model: ", "is not a cbp network file")
     code, _, err = run(capsys, "predict", str(tmp_path / "none.npz"), blob_csv)
     one_line_error(err, code, 1, "none.npz: no such file")
     plain = str(tmp_path / "plain.npz")
@@ -543,7 +546,7 @@ def test_python_m_cbp_in_a_process(tmp_path):
     assert p.returncode == 2 and p.stdout == ""
     assert p.stderr.count("\n") == 1 and "argument --lr" in p.stderr, p.stderr
     p = _cbp(tmp_path, "train", "missing.csv", "--target", "animal")
-    assert p.returncode == 1 and p.stderr == "cbp: error: missing.csv: no such file\n"
+    assert p.returncode == 1 and p.stderr == "cbp train: error: missing.csv: no such file\n"
     p = _cbp(tmp_path, "train", src, "--target", "animal", "--drop", "id", "--epochs", "5",
              "--output", "m.npz")
     assert p.returncode == 0, p.stderr
@@ -551,6 +554,23 @@ def test_python_m_cbp_in_a_process(tmp_path):
     p = _cbp(tmp_path, "predict", "m.npz", src)
     assert p.returncode == 0 and p.stdout.splitlines()[0] == "animal"
     assert len(p.stdout.splitlines()) == 121
+
+
+def test_a_reader_that_leaves_early_is_no_error(tmp_path):
+    """cbp predict ... | head -1: stdout closes early; no traceback, status 141."""
+    write(tmp_path / "big.csv", ["a", "y"], [[i, i] for i in range(50_000)])
+    assert _cbp(tmp_path, "train", "big.csv", "--target", "y", "--epochs", "1",
+                "--hidden", "none", "--quiet").returncode == 0
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    with subprocess.Popen([sys.executable, "-m", "cbp", "predict", "model.npz", "big.csv"],
+                          cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as p:
+        assert p.stdout.readline() == b"y\n"
+        p.stdout.close()
+        err = p.stderr.read()
+        assert p.wait(timeout=120) == 141, err
+    assert err == b""
 
 
 def test_the_console_script(tmp_path):

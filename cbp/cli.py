@@ -19,6 +19,7 @@ be numeric (a text feature column is an error naming it; leave it out with
 ``--drop``); the target may be text (class labels) or numeric.
 """
 import argparse
+import copy
 import csv
 import importlib
 import math
@@ -702,10 +703,11 @@ def cmd_explain(args, out):
             print(f"the model standardises its inputs: x = "
                   f"{np.array2string(X[0], precision=4, separator=', ')}", file=out)
         y = _explain_target_y(net, pre, args.y)
+    before = copy.deepcopy(net)  # the weights the gradients were taken at
     result = tracing.trace(net, X, y, lr=lr)
     print(result.explain(), file=out)
     if args.plot is not None:
-        plot.network(net, trace=result).savefig(args.plot, dpi=100)
+        plot.network(before, trace=result).savefig(args.plot, dpi=100)
         print(f"network drawing saved to {args.plot}", file=out)
     return 0
 

@@ -586,7 +586,8 @@ def cmd_train(args, out):
     if len(va):
         rows.append(("validation", metrics(net, pre, Xs[va], Y[va])))
     ran = len(hist["loss"])
-    stopped = "" if ran == args.epochs else f" (early stopping: best epoch {hist['best_epoch'] + 1})"
+    stopped = ("" if ran == args.epochs
+               else f" (early stopping: best epoch {hist['best_epoch'] + 1})")
     print(f"trained {ran} epochs in {seconds:.2f} s{stopped}", file=out)
     print(format_metrics(rows), file=out)
     net.save(args.output)
@@ -622,8 +623,8 @@ def cmd_evaluate(args, out):
     table = read_csv(args.data)
     table.index(pre.target, "the model's target")
     Xs = _features_of(table, pre)
-    print(format_metrics([(os.path.basename(args.data), metrics(net, pre, Xs, pre.encode(table)))]),
-          file=out)
+    row = metrics(net, pre, Xs, pre.encode(table))
+    print(format_metrics([(os.path.basename(args.data), row)]), file=out)
     return 0
 
 

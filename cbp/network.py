@@ -909,7 +909,7 @@ class Network:
             raise FormatError("the file's parameters contain NaN or infinite values")
         np.copyto(net.parameters, parameters)
         net.epochs_trained = _count(state["epochs_trained"], "epochs_trained")
-        net.metadata = state.get("metadata")  # absent from files written before it existed
+        net.metadata = state.get("metadata")  # None when the file has none
         if net.metadata is not None and not isinstance(net.metadata, dict):
             raise FormatError("the file's metadata must be a JSON object")
         o = state["optimizer"]

@@ -149,7 +149,8 @@ def decision_boundary(net, X, y, resolution=300, class_names=None, title=None):
     regions, n_classes = _classes(net.predict(np.column_stack([xx.ravel(), yy.ravel()])))
     k = max(n_classes, int(labels.max()) + 1)
     if k > len(_CLASS_COLOURS):
-        raise ValueError(f"decision_boundary() colours up to {len(_CLASS_COLOURS)} classes, got {k}")
+        raise ValueError(
+            f"decision_boundary() colours up to {len(_CLASS_COLOURS)} classes, got {k}")
     if class_names is None:
         class_names = [f"class {c}" for c in range(k)]
     elif len(class_names) < k:

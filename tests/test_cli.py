@@ -193,9 +193,11 @@ def test_train_reports_validation_and_learns(capsys, tmp_path, blob_csv):
                          "--epochs", "40", "--output", model, "--seed", "3")
     assert code == 0, err
     assert "96 training rows, 24 validation rows, 3 features" in out
-    assert "network 3-64-32-3 (relu, output softmax), categorical_crossentropy, adam lr 0.001" in out
+    assert ("network 3-64-32-3 (relu, output softmax), categorical_crossentropy, adam lr 0.001"
+            in out)
     lines = out.splitlines()
-    table = lines[lines.index(next(l for l in lines if l.split() == ["rows", "loss", "accuracy"])):]
+    first = next(k for k, l in enumerate(lines) if l.split() == ["rows", "loss", "accuracy"])
+    table = lines[first:]
     assert table[1].split()[:2] == ["train", "96"]
     assert table[2].split()[:2] == ["validation", "24"]
     assert float(table[2].split()[3]) == 1.0  # validation accuracy

@@ -167,7 +167,8 @@ def test_network_draws_every_weight_and_bias_of_seed_001():
     assert len(lines) == 6  # 2*2 + 2*1 edges
     words = texts(fig)
     units = {"1.1", "1.2", "2.1"}
-    weight_texts = [w for w in words if w.lstrip("-").replace(".", "").isdigit() and w not in units]
+    weight_texts = [w for w in words
+                    if w.lstrip("-").replace(".", "").isdigit() and w not in units]
     assert sorted(weight_texts) == sorted(["1", "1", "0.5", "-0.5", "1", "1"])
     assert sorted(w for w in words if w.startswith("b ")) == ["b 0", "b 0.5", "b 0.5"]
     assert {"x1", "x2", "1.1", "1.2", "2.1"} <= set(words)
@@ -189,7 +190,8 @@ def test_network_shows_the_gradients_of_a_trace():
     # seed 001: dL/dw5, dL/dw6 = 1.5, 0.5 and dL/db3 = 1; the hidden layer's
     # gradients are dL/dout (1) times each weight, masked by the ReLU, times x
     trace = types.SimpleNamespace(layers=[
-        types.SimpleNamespace(dweights=np.array([[1.0, 1.0], [0.0, 0.0]]), dbias=np.array([1.0, 1.0])),
+        types.SimpleNamespace(dweights=np.array([[1.0, 1.0], [0.0, 0.0]]),
+                              dbias=np.array([1.0, 1.0])),
         types.SimpleNamespace(dweights=np.array([[1.5], [0.5]]), dbias=np.array([1.0])),
     ])
     np.testing.assert_allclose(net.layers[1].dweights, trace.layers[1].dweights, rtol=1e-12)

@@ -2,8 +2,6 @@
 import pathlib
 import types
 
-import numpy as np
-
 import cbp
 import cbp.plot
 

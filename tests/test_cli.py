@@ -245,6 +245,23 @@ def test_a_numeric_target_can_be_classified_with_numeric_label_order(capsys, tmp
     assert cbp.load(model).metadata["cbp.cli"]["task"] == "regression"
 
 
+def test_a_byte_order_mark_crlf_lines_quotes_and_blank_lines_are_read(capsys, tmp_path):
+    text = '\ufeff"a","b",label\r\n1,2,"x, y"\r\n\r\n3,4,z\r\n5,6,z\r\n'
+    path = tmp_path / "bom.csv"
+    path.write_bytes(text.encode("utf-8"))
+    table = cli.read_csv(str(path))
+    assert table.header == ["a", "b", "label"]
+    assert table.rows == [["1", "2", "x, y"], ["3", "4", "z"], ["5", "6", "z"]]
+    assert table.lines == [2, 4, 5]
+    model = str(tmp_path / "m.npz")
+    assert run(capsys, "train", str(path), "--target", "label", "--epochs", "2",
+               "--validation-split", "0", "--output", model, "--quiet")[0] == 0
+    assert cbp.load(model).metadata["cbp.cli"]["labels"] == ["x, y", "z"]
+    out = run(capsys, "predict", model, str(path))[1]
+    assert list(csv.reader(out.splitlines()))[0] == ["label"]
+    assert all(row[0] in ("x, y", "z") for row in csv.reader(out.splitlines()[1:]))
+
+
 def test_train_plot_writes_a_png(capsys, tmp_path, blob_csv):
     pytest.importorskip("matplotlib")
     png = tmp_path / "h.png"

@@ -24,7 +24,7 @@ import numpy as np
 
 from .network import Dense, Network
 
-__all__ = ["Example", "EXAMPLES", "get", "names", "explain", "titles"]
+__all__ = ["Example", "EXAMPLES", "NAMES", "get", "names", "explain", "titles"]
 
 
 @dataclass(frozen=True)
@@ -146,6 +146,10 @@ EXAMPLES = {
                       "z_o1": "net_o1", "z_o2": "net_o2", "o1": "out_o1", "o2": "out_o2",
                       "t1": "target_o1", "t2": "target_o2", "L": "E"}),
 }
+
+
+#: the examples' keys, in order
+NAMES = tuple(EXAMPLES)
 
 
 def _example(key):

@@ -65,6 +65,9 @@ class Network:
         so ``fit(epochs=10)`` twice shuffles like ``fit(epochs=20)`` once.
     history : dict or None
         What the last :meth:`fit` returned.
+    metadata : dict or None
+        Free for the caller (None by default): a JSON-serialisable dict that
+        :meth:`save`, :func:`load` and pickling keep with the network.
 
     Notes
     -----
@@ -111,6 +114,7 @@ class Network:
         self._layers = tuple(layers)
         self._epochs_trained = 0
         self._history = None
+        self.metadata = None  # a JSON-ready dict of the caller's, kept by save/load and pickle
         self._guard = Guard("Network")
         self._optimizer = None
         try:

@@ -34,6 +34,7 @@ def network_state(net):
         "config": net.get_config(),
         "backend": net._backend_request,
         "epochs_trained": net.epochs_trained,
+        "metadata": net.metadata,
         "optimizer": None if opt is None else {
             "name": opt.name, "config": opt.get_config(), "iterations": opt.iterations},
     }
@@ -76,6 +77,9 @@ def from_state(state, parameters, opt_state, backend=None):
         raise FormatError("the file's parameters contain NaN or infinite values")
     np.copyto(net.parameters, parameters)
     net.epochs_trained = _count(state["epochs_trained"], "epochs_trained")
+    net.metadata = state.get("metadata")  # None when the file has none
+    if net.metadata is not None and not isinstance(net.metadata, dict):
+        raise FormatError("the file's metadata must be a JSON object")
     o = state["optimizer"]
     if o is not None:
         opt = optim.get(o["name"], **o["config"])

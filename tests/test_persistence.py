@@ -22,22 +22,12 @@ import cbp
 from cbp import optim
 from cbp.network import FORMAT_VERSION
 
-REQUIRE_NATIVE = os.environ.get("CBP_REQUIRE_NATIVE", "") not in ("", "0")
-
 # A failed load of a damaged zip leaks the file handle np.load opened (a known
 # bug, see test_failed_load_closes_its_file).  try_load drops the traceback
 # that keeps it alive, so that it is closed at once, inside the test that
 # leaked it, where its ResourceWarning is ignored: it can never fail an
 # unrelated test at some later garbage collection.
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
-
-
-@pytest.fixture
-def native():
-    if not cbp.native_available():
-        if REQUIRE_NATIVE:
-            pytest.fail(f"CBP_REQUIRE_NATIVE=1 but the core is missing: {cbp._backend._why_not}")
-        pytest.skip("compiled core not available")
 
 
 def spiral():

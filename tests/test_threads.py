@@ -26,20 +26,9 @@ import pytest
 import cbp
 from cbp import optim
 
-REQUIRE_NATIVE = os.environ.get("CBP_REQUIRE_NATIVE", "") not in ("", "0")
-
 WIDTH = 64
 TARGET_SECONDS = 0.5  # how long a "long" fit should take, whatever the build
 JOIN = 120  # seconds: a generous bound on any join, so that a bug hangs nothing
-
-
-@pytest.fixture
-def native():
-    if not cbp.native_available():
-        if REQUIRE_NATIVE:
-            pytest.fail("CBP_REQUIRE_NATIVE=1 but the compiled core is missing")
-        pytest.skip("compiled core not available")
-    return "native"
 
 
 def data(seed=0, n=128):

@@ -22,14 +22,6 @@ import cbp
 from cbp import optim
 from cbp.network import FORMAT_VERSION
 
-# A failed load of a damaged zip leaks the file handle np.load opened (a known
-# bug, see test_failed_load_closes_its_file).  try_load drops the traceback
-# that keeps it alive, so that it is closed at once, inside the test that
-# leaked it, where its ResourceWarning is ignored: it can never fail an
-# unrelated test at some later garbage collection.
-pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
-
-
 def spiral():
     return cbp.datasets.spiral_data(10, 3)
 
@@ -262,7 +254,7 @@ def try_load(path):
         return cbp.load(path), None
     except Exception as exc:  # noqa: BLE001 - the caller judges it
         chained = exc
-        while chained is not None:  # frees the leaked file handle now
+        while chained is not None:  # what the frames hold (a file) is released, and warns, here
             chained.__traceback__ = None
             chained = chained.__context__
         return None, exc
@@ -405,7 +397,7 @@ def test_older_format_versions_are_read(saved, tmp_path):
     assert_same_network(back, net)
 
 
-# Files that once escaped FormatError
+# A .npy file, a damaged zip directory or flag, a damaged .npy header: FormatErrors too
 def test_npy_file_is_a_format_error(tmp_path):
     path = tmp_path / "array.npy"
     np.save(path, np.arange(3.0))

@@ -321,7 +321,7 @@ def test_sequential_use_from_different_threads(native):
 
 def test_callback_may_use_its_own_network(native):
     """A fit callback runs in the fitting thread and may call predict and
-    evaluate on the network being trained (2854da6)."""
+    evaluate on the network being trained."""
     X, y = data(n=32)
     net = wide_net()
     seen = []
@@ -335,7 +335,7 @@ def test_callback_may_use_its_own_network(native):
 
 
 # ---------------------------------------------------------------------------
-# Misuse the guard once let through (found by this file, fixed since)
+# Other threads while a fit is parked in its callback
 # ---------------------------------------------------------------------------
 def _park_in_callback(net, X, y, epochs=3):
     """Run net.fit in a thread whose callback parks it (after epoch 1) until

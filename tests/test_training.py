@@ -35,7 +35,7 @@ def assert_close(actual, desired, rtol=1e-12, atol=0.0, err_msg=""):
     np.testing.assert_allclose(actual, desired, rtol=rtol, atol=atol, err_msg=err_msg)
 
 
-# The training tests marked with these run on the native core's other code
+# The training tests decorated with these run on the native core's other code
 # paths as well (tests/conftest.py: the row chunks on two threads, the
 # feature-major passes of fit), against the same expected values: the NumPy
 # twin, or loops of train_step calls, which take neither path.

@@ -1,8 +1,24 @@
-"""Shared fixtures: every API test runs once per backend.
+"""Shared fixtures: the backends, the compiled core and its code paths.
 
-When the compiled core is not loaded, the native runs are skipped, except
-where ``CBP_REQUIRE_NATIVE=1`` is set (CI sets it): then they fail, so that a
-broken build can never pass as a NumPy-only run.
+Every API test that takes ``backend`` runs once per backend.  When the
+compiled core is not loaded, the native runs are skipped, except where
+``CBP_REQUIRE_NATIVE=1`` is set (CI sets it): then they fail, so that a
+broken build can never pass as a NumPy-only run.  ``CBP_REQUIRE_OPENMP=1``
+does the same for the tests that need a core built with OpenMP.
+
+Code paths.  A test can also run on the native core's other code paths, with
+the same expected values: parametrize ``backend`` (or ``native``) indirectly
+with ``"native-<path>"``, where ``<path>`` is one of the fixtures below that
+force a path (``two_threads``, ``feature_major``); ``"native"`` and
+``"numpy"`` are the plain backends::
+
+    @pytest.mark.parametrize("backend", ["native", "numpy", "native-two_threads"],
+                             indirect=True)
+
+A whole module runs on a path with ``pytestmark =
+pytest.mark.usefixtures("two_threads")``.
+
+The fuzz counts of tests/test_fuzz.py are reported in the terminal summary.
 """
 import os
 
@@ -10,20 +26,19 @@ import pytest
 
 import cbp
 
-REQUIRE_NATIVE = os.environ.get("CBP_REQUIRE_NATIVE", "") not in ("", "0")
+
+def _flag(name):
+    return os.environ.get(name, "") not in ("", "0")
 
 
-@pytest.fixture(params=["native", "numpy"])
-def backend(request):
-    """The backend name; native runs need the compiled core."""
-    if request.param == "native" and not cbp.native_available():
-        if REQUIRE_NATIVE:
-            pytest.fail(f"CBP_REQUIRE_NATIVE=1 but the core is missing: {cbp._backend._why_not}")
-        pytest.skip("compiled core not available")
-    return request.param
+REQUIRE_NATIVE = _flag("CBP_REQUIRE_NATIVE")
+REQUIRE_OPENMP = _flag("CBP_REQUIRE_OPENMP")
+
+#: the fixtures that force a code path of the native core
+NATIVE_PATHS = ("two_threads", "feature_major")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def native_core():
     """The compiled module ``cbp._core``; skipped without it, failed under
     CBP_REQUIRE_NATIVE=1."""
@@ -32,3 +47,94 @@ def native_core():
             pytest.fail(f"CBP_REQUIRE_NATIVE=1 but the core is missing: {cbp._backend._why_not}")
         pytest.skip("compiled core not available")
     return cbp._backend._core
+
+
+@pytest.fixture(scope="session")
+def openmp_core(native_core):
+    """The compiled module, built with OpenMP; skipped without, failed under
+    CBP_REQUIRE_OPENMP=1."""
+    if not native_core._par_state()["built"]:
+        if REQUIRE_OPENMP:
+            pytest.fail("CBP_REQUIRE_OPENMP=1 but the core was built without OpenMP")
+        pytest.skip("the core was built without OpenMP: every step runs on one thread")
+    return native_core
+
+
+@pytest.fixture
+def two_threads(openmp_core):
+    """Every step of two rows or more runs in row chunks on 2 threads
+    (feature-major passes off: they have their own path)."""
+    saved, saved_fm = openmp_core._par_config(2, 1, 0), openmp_core._fm_limits(0)
+    yield
+    openmp_core._par_config(*saved)
+    openmp_core._fm_limits(*saved_fm)
+
+
+@pytest.fixture
+def feature_major(native_core):
+    """fit() trains every network without dropout feature-major: the limits
+    raised to 64 units and any batch size."""
+    saved = native_core._fm_limits(64, 1, 1 << 30)
+    yield
+    native_core._fm_limits(*saved)
+
+
+def _on_path(request, param):
+    """The backend name of ``param`` ("native", "numpy", "native-<path>"),
+    with that path forced for the test."""
+    name, _, path = param.partition("-")
+    if name not in ("native", "numpy") or (path and (name != "native" or path not in NATIVE_PATHS)):
+        raise ValueError(f"unknown backend parameter {param!r}: 'native', 'numpy' or "
+                         f"'native-<path>' with a path of {NATIVE_PATHS}")
+    if name == "native":
+        request.getfixturevalue("native_core")
+        if path:
+            request.getfixturevalue(path)
+    return name
+
+
+@pytest.fixture(params=["native", "numpy"])
+def backend(request):
+    """The backend name; native runs need the compiled core."""
+    return _on_path(request, request.param)
+
+
+@pytest.fixture
+def native(request, native_core):
+    """The compiled module, for tests that run both backends side by side
+    (parametrized indirectly, on the path given)."""
+    _on_path(request, getattr(request, "param", "native"))
+    return native_core
+
+
+# ---------------------------------------------------------------------------
+# The fuzz counts (tests/test_fuzz.py counts its checked calls in FUZZ_COUNTS)
+# ---------------------------------------------------------------------------
+_FUZZ_MODULES = pytest.StashKey[list]()
+
+
+def pytest_collection_finish(session):
+    modules = {id(item.module): item.module for item in session.items
+               if getattr(item, "module", None) is not None}
+    session.config.stash[_FUZZ_MODULES] = [m for m in modules.values()
+                                           if hasattr(m, "FUZZ_COUNTS")]
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    for module in config.stash.get(_FUZZ_MODULES, []):
+        counts = module.FUZZ_COUNTS
+        if not counts:
+            continue
+        per_test = {}
+        for key, n in sorted(counts.items()):
+            test, outcome = key.split(":", 1)
+            per_test.setdefault(test, {})[outcome] = n
+        cases = sum(n for k, n in counts.items() if not k.endswith(":examples"))
+        examples = sum(n for k, n in counts.items() if k.endswith(":examples"))
+        terminalreporter.section("fuzz counts")
+        terminalreporter.write_line(
+            f"{cases} fuzz cases tried ({examples} examples, max_examples="
+            f"{module.MAX_EXAMPLES} per test and backend)")
+        for test, outcomes in per_test.items():
+            line = ", ".join(f"{outcome} {n}" for outcome, n in outcomes.items())
+            terminalreporter.write_line(f"  {test}: {line}")

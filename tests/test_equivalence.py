@@ -16,7 +16,6 @@ over a 200-step training run at 1e-9.
 import contextlib
 import functools
 import inspect
-import os
 import re
 
 import numpy as np
@@ -30,12 +29,9 @@ from cbp import _codes as C
 from cbp import _reference as ref
 from cbp import _registry, optim
 
-# Same convention as tests/conftest.py: with CBP_REQUIRE_NATIVE set, a missing
-# core fails the native tests instead of skipping them.
-REQUIRE_NATIVE = os.environ.get("CBP_REQUIRE_NATIVE", "") not in ("", "0")
-needs_native = pytest.mark.skipif(
-    not cbp.native_available() and not REQUIRE_NATIVE, reason="compiled core not available"
-)
+# tests/conftest.py's native_core: skipped without the core, failed under
+# CBP_REQUIRE_NATIVE=1
+needs_native = pytest.mark.usefixtures("native_core")
 
 RTOL = 1e-12
 
@@ -62,11 +58,9 @@ CANONICAL_ACTS = list({code: name for name, code in reversed(C.ACTIVATIONS.items
 
 
 @pytest.fixture(scope="module")
-def core():
-    """The compiled module; fails (rather than skips) under CBP_REQUIRE_NATIVE."""
-    if not cbp.native_available():
-        pytest.fail(f"CBP_REQUIRE_NATIVE=1 but the core is missing: {cbp._backend._why_not}")
-    return cbp._backend._core
+def core(native_core):
+    """The compiled module (conftest's native_core)."""
+    return native_core
 
 
 # ----------------------------------------------------------------- helpers ---

@@ -4,47 +4,24 @@ fit() takes them for a network of dense layers only, every side at most
 ``cbp._core._fm_limits()`` (4 by default), on batches of 2 to 32 rows.  The kernels themselves are
 compared with their twins in test_equivalence.py and, per SIMD table, in
 test_simd.py, which also trains its networks on this path.  Here the
-training tests of test_training.py that involve the native backend run
-again with the limits raised to 64 units and any batch size, so that their
-networks (sides up to 12, batches of 1 to 36 rows, which the defaults
-leave on the row-major passes) take the feature-major passes: the same expected values, from the NumPy twin or from a loop of
-train_step calls, which never take them.
+limits are raised to 64 units and any batch size (the fixture
+``feature_major`` of tests/conftest.py), and whole runs are compared with
+the NumPy twin over every activation, loss and batch shape.
+
+The training tests of test_training.py that involve the native backend run
+with the same limits too (their parameter "native-feature_major"), so that
+their networks (sides up to 12, batches of 1 to 36 rows, which the defaults
+leave on the row-major passes) take the feature-major passes, against the
+same expected values: the NumPy twin or a loop of train_step calls, which
+never take them.
 """
 import numpy as np
 import pytest
 
 import cbp
-from test_training import (  # noqa: F401  (collected again, under the fixtures below)
-    native,
-    test_backends_agree_after_training,
-    test_fit_divergence_is_the_same_on_both_backends,
-    test_fit_divergence_rolls_back_the_epoch,
-    test_fit_equals_train_step_loop,
-    test_plain_sgd_divergence_rolls_back_exactly,
-    test_penalties_are_in_the_fit_history,
-    test_validation_history_equals_evaluate,
-    test_early_stopping_monitors_val_loss_and_restores_best,
-    test_divergence_with_early_stopping_keeps_the_rollback,
-    test_epochs_are_numbered_across_fit_calls,
-)
 
-
-@pytest.fixture
-def backend(native):
-    """The native backend only: the twin has no feature-major passes."""
-    return "native"
-
-
-@pytest.fixture(autouse=True)
-def feature_major():
-    """Every network without dropout trains feature-major in this module."""
-    if not cbp.native_available():
-        yield
-        return
-    core = cbp._backend._core
-    saved = core._fm_limits(64, 1, 1 << 30)
-    yield
-    core._fm_limits(*saved)
+#: every network without dropout trains feature-major in this module
+pytestmark = pytest.mark.usefixtures("feature_major")
 
 
 # ---------------------------------------------------------------------------
@@ -52,19 +29,6 @@ def feature_major():
 # ---------------------------------------------------------------------------
 def _engaged(net):
     return net._engine.ld > 0
-
-
-@pytest.mark.parametrize("task", ["spiral", "vertical", "binary", "sine"])
-def test_the_reused_tests_train_feature_major(task):
-    from test_training import DATA, build
-
-    X, y = DATA[task]
-    net = build(task, "native")
-    net.fit(X, y, epochs=1, lr=0.01)
-    assert _engaged(net)
-    net = build(task, "native", dropout=0.25)
-    net.fit(X, y, epochs=1, lr=0.01)
-    assert not _engaged(net)  # dropout stays on the row-major passes
 
 
 def test_default_limits_and_what_stays_row_major(native):

@@ -37,16 +37,12 @@ pytestmark = [
     pytest.mark.skipif(not sys.platform.startswith("linux") or not os.path.exists(
         "/proc/self/statm"), reason="RSS is read from /proc/self/statm (Linux)"),
     pytest.mark.skipif(_instrumented(), reason="sanitizer/valgrind allocators keep freed memory"),
+    # every test here measures the native backend (conftest's native_core:
+    # skipped without the core, failed under CBP_REQUIRE_NATIVE=1)
+    pytest.mark.usefixtures("native_core"),
 ]
 
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-
-
-@pytest.fixture(autouse=True)
-def native(native_core):
-    """Every test here measures the native backend (conftest's native_core:
-    skipped without the core, failed under CBP_REQUIRE_NATIVE=1)."""
-    return native_core
 
 
 def rss():

@@ -6,14 +6,14 @@ passes over one chunk of rows per thread when the core was built with
 OpenMP.  Here the thresholds are forced down so that every batch of two rows
 or more takes that path, and:
 
-* the training tests of test_training.py that involve the native backend run
-  again on it, against the same expected values (the NumPy twin, or loops of
-  train_step calls), so that dropout, every optimizer, penalties, validation,
-  early stopping and divergence are covered on several threads;
 * runs on 1, 2, 3 and 5 threads agree to the rounding of the sums over the
   chunks, and a run's result depends on the thread limit only, not on how
   many threads were free to run its chunks;
 * the thread budget, the fork guard and threadpoolctl's limit are checked.
+
+The training tests of test_training.py that involve the native backend run
+on this path too, against the same expected values (their parameter
+"native-two_threads", the fixture ``two_threads`` of tests/conftest.py).
 
 Without OpenMP in the build these tests are skipped (CBP_REQUIRE_OPENMP=1
 makes that a failure, as CI sets it on Linux).
@@ -27,53 +27,13 @@ import numpy as np
 import pytest
 
 import cbp
-from test_training import (  # noqa: F401  (collected again, under the fixtures below)
-    native,
-    test_backends_agree_after_training,
-    test_divergence_with_early_stopping_keeps_the_rollback,
-    test_dropout_masks_agree_across_backends,
-    test_dropout_rows_draw_consecutive_blocks,
-    test_early_stopping_monitors_val_loss_and_restores_best,
-    test_epochs_are_numbered_across_fit_calls,
-    test_fit_divergence_is_the_same_on_both_backends,
-    test_fit_divergence_rolls_back_the_epoch,
-    test_fit_equals_train_step_loop,
-    test_penalties_are_in_the_fit_history,
-    test_plain_sgd_divergence_rolls_back_exactly,
-    test_validation_history_equals_evaluate,
-)
 
-REQUIRE_OPENMP = os.environ.get("CBP_REQUIRE_OPENMP", "") not in ("", "0")
 #: the compiled-in (min_rows, min_work), read before any fixture changes them
 DEFAULTS = cbp._backend._core._par_config()[1:] if cbp.native_available() else None
 
-
-@pytest.fixture(scope="module")
-def core():
-    if not cbp.native_available():
-        pytest.skip("compiled core not available")
-    core = cbp._backend._core
-    if not core._par_state()["built"]:
-        if REQUIRE_OPENMP:
-            pytest.fail("CBP_REQUIRE_OPENMP=1 but the core was built without OpenMP")
-        pytest.skip("the core was built without OpenMP: every step runs on one thread")
-    return core
-
-
-@pytest.fixture
-def backend(native):
-    """The native backend only: the twin has one thread."""
-    return "native"
-
-
-@pytest.fixture(autouse=True)
-def two_threads(core):
-    """Every step of two rows or more runs on 2 threads in this module
-    (feature-major passes off: they have their own tests)."""
-    saved, saved_fm = core._par_config(2, 1, 0), core._fm_limits(0)
-    yield
-    core._par_config(*saved)
-    core._fm_limits(*saved_fm)
+#: every step of two rows or more runs on 2 threads in this module, unless a
+#: test sets another configuration (restored after each test)
+pytestmark = pytest.mark.usefixtures("two_threads")
 
 
 def _spiral(n=60, seed=0):
@@ -92,30 +52,15 @@ def _net(backend="native", dropout=0.0, seed=3):
 # ---------------------------------------------------------------------------
 # which steps take the path
 # ---------------------------------------------------------------------------
-def test_openmp_available_says_so(core):
+def test_openmp_available_says_so(openmp_core):
     assert cbp.openmp_available() is True
     assert "openmp_available" in cbp.__all__
 
 
-def test_the_reused_tests_run_on_two_threads():
-    from test_training import DATA, build
-
-    X, y = DATA["spiral"]
-    net = build("spiral", "native")
-    net.fit(X, y, epochs=2, batch_size=9)  # 36 rows: 4 batches of 9
-    assert net._engine.threads_used == 2
-    net.train_step(X[:5], y[:5], lr=0.1)  # the fast path
-    assert net._engine.threads_used == 2
-    net.train_step(X[:5].tolist(), y[:5].tolist())  # the validated path, optimizer
-    assert net._engine.threads_used == 2
-    net.fit(X, y, epochs=1, batch_size=1)  # one row: one thread
-    assert net._engine.threads_used == 1
-
-
-def test_default_thresholds(core):
+def test_default_thresholds(openmp_core):
     """With the defaults: a spiral-sized step (300 rows of 2-64-3) runs on two
     threads, a small one or one with a dgemm layer on one."""
-    core._par_config(2, *DEFAULTS)
+    openmp_core._par_config(2, *DEFAULTS)
     X, y = cbp.datasets.spiral_data(100, 3)
     big = cbp.Network([cbp.Dense(2, 64, "relu"), cbp.Dense(64, 3, "softmax")],
                       loss="categorical_crossentropy", seed=0)
@@ -135,13 +80,13 @@ def test_default_thresholds(core):
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize("batch_size", [None, 7, 13])
 @pytest.mark.parametrize("dropout", [0.0, 0.3])
-def test_team_sizes_agree(core, batch_size, dropout):
+def test_team_sizes_agree(openmp_core, batch_size, dropout):
     """1, 2, 3 and 5 threads (uneven chunks, a thread of 1 row) give the same
     run as the NumPy twin, to the rounding of the per-chunk sums."""
     X, y = _spiral()
     runs = {}
     for threads in (1, 2, 3, 5):
-        core._par_config(threads)
+        openmp_core._par_config(threads)
         net = _net(dropout=dropout)
         hist = net.fit(X, y, epochs=30, batch_size=batch_size, shuffle=True, seed=4,
                        optimizer=cbp.optim.Adam(0.01), validation_data=(X[:9], y[:9]))
@@ -158,12 +103,12 @@ def test_team_sizes_agree(core, batch_size, dropout):
             np.testing.assert_allclose(hist[key], want[key], rtol=1e-9, err_msg=key)
 
 
-def test_one_step_matches_one_thread_to_rounding(core):
+def test_one_step_matches_one_thread_to_rounding(openmp_core):
     """One train_step: loss, gradients and parameters within 1e-12 of one thread's."""
     X, y = _spiral(101)
     out = {}
     for threads in (1, 2, 3):
-        core._par_config(threads)
+        openmp_core._par_config(threads)
         net = _net()
         loss = net.train_step(X, y, lr=0.5)
         out[threads] = (loss, net.gradients.copy(), net.parameters.copy())
@@ -174,13 +119,13 @@ def test_one_step_matches_one_thread_to_rounding(core):
         np.testing.assert_allclose(out[threads][2], out[1][2], rtol=1e-12, atol=1e-14)
 
 
-def test_frozen_layer_and_no_bias_on_threads(core):
+def test_frozen_layer_and_no_bias_on_threads(openmp_core):
     """Gradients of a frozen layer are still filled; a layer without bias has
     none; parameters of the frozen layer stay put."""
     X, y = _spiral(40)
     nets = {}
     for threads in (1, 2):
-        core._par_config(threads)
+        openmp_core._par_config(threads)
         net = cbp.Network([cbp.Dense(2, 6, "relu", trainable=False, seed=1),
                            cbp.Dense(6, 3, "softmax", use_bias=False, seed=2)],
                           loss="categorical_crossentropy")
@@ -193,14 +138,14 @@ def test_frozen_layer_and_no_bias_on_threads(core):
     np.testing.assert_allclose(nets[2].parameters, nets[1].parameters, rtol=1e-12)
 
 
-def test_divergence_on_threads_rolls_back(core):
+def test_divergence_on_threads_rolls_back(openmp_core):
     """A run that overflows on two threads raises, and is left where the same
     run on one thread is left: at the start of the diverging epoch."""
     rng = np.random.default_rng(2)
     X, Y = rng.standard_normal((40, 2)), rng.standard_normal((40, 3))
     left = {}
     for threads in (1, 2):
-        core._par_config(threads)
+        openmp_core._par_config(threads)
         net = cbp.Network([cbp.Dense(2, 16, "identity", seed=1),
                            cbp.Dense(16, 3, "identity", seed=2)])
         with pytest.raises(cbp.DivergenceError):
@@ -214,54 +159,56 @@ def test_divergence_on_threads_rolls_back(core):
 # ---------------------------------------------------------------------------
 # the budget (src/_par.h)
 # ---------------------------------------------------------------------------
-def test_budget_counts_callers_and_helpers(core):
-    assert core._par_state()["callers"] == 0 and core._par_state()["extra"] == 0
-    assert core._par_reserve(3, 4) == 3  # 4 threads, nobody training: 3 helpers
-    assert core._par_reserve(3, 4) == 1  # only one left
-    assert core._par_reserve(1, 4) == 0
-    core._par_release(4)
-    core._par_enter()
-    core._par_enter()  # two callers of a limit of 4: two helpers at most
+def test_budget_counts_callers_and_helpers(openmp_core):
+    state = openmp_core._par_state()
+    assert state["callers"] == 0 and state["extra"] == 0
+    assert openmp_core._par_reserve(3, 4) == 3  # 4 threads, nobody training: 3 helpers
+    assert openmp_core._par_reserve(3, 4) == 1  # only one left
+    assert openmp_core._par_reserve(1, 4) == 0
+    openmp_core._par_release(4)
+    openmp_core._par_enter()
+    openmp_core._par_enter()  # two callers of a limit of 4: two helpers at most
     try:
-        assert core._par_reserve(8, 4) == 2
-        core._par_release(2)
-        assert core._par_reserve(1, 2) == 0
+        assert openmp_core._par_reserve(8, 4) == 2
+        openmp_core._par_release(2)
+        assert openmp_core._par_reserve(1, 2) == 0
     finally:
-        core._par_leave()
-        core._par_leave()
-    assert core._par_state() | {"limit": 0} == {"built": True, "limit": 0, "callers": 0,
+        openmp_core._par_leave()
+        openmp_core._par_leave()
+    assert openmp_core._par_state() | {"limit": 0} == {"built": True, "limit": 0, "callers": 0,
                                                 "extra": 0, "off": False}
 
 
-def test_another_training_thread_takes_the_helper(core):
+def test_another_training_thread_takes_the_helper(openmp_core):
     """While another thread is inside a cbp training call, a step of a
     2-thread limit runs its two chunks alone, to the same bits; after, it
     gets its helper back."""
     X, y = _spiral(40)
     nets = [_net(), _net()]
-    core._par_enter()  # as a fit running on another thread would
+    openmp_core._par_enter()  # as a fit running on another thread would
     try:
         nets[0].fit(X, y, epochs=2, lr=0.1)
         assert nets[0]._engine.threads_used == 1
         nets[0].train_step(X, y, lr=0.1)
         assert nets[0]._engine.threads_used == 1
     finally:
-        core._par_leave()
+        openmp_core._par_leave()
     nets[1].fit(X, y, epochs=2, lr=0.1)
     assert nets[1]._engine.threads_used == 2
     nets[1].train_step(X, y, lr=0.1)
     assert nets[1]._engine.threads_used == 2
     np.testing.assert_array_equal(nets[0].parameters, nets[1].parameters)
-    assert core._par_state()["callers"] == 0 and core._par_state()["extra"] == 0
+    state = openmp_core._par_state()
+    assert state["callers"] == 0 and state["extra"] == 0
 
 
-def test_the_thread_limit_decides_the_chunks(core):
+def test_the_thread_limit_decides_the_chunks(openmp_core):
     """A limit of 1 computes a step unchunked, as a build without OpenMP
     does; a limit of 2 or more in min(limit, rows // min_rows) chunks."""
     X, y = _spiral(40)
     out = {}
     for threads in (1, 2, 3):
-        core._par_config(threads, 8)  # chunks of 8 rows or more: at most 5
+        openmp_core._par_config(threads, 8)  # chunks of 8 rows or more: at most 5
         net = _net()
         net.train_step(X, y, lr=0.5)
         out[threads] = (net._engine.threads_used, net.parameters.copy())
@@ -270,7 +217,7 @@ def test_the_thread_limit_decides_the_chunks(core):
     np.testing.assert_allclose(out[2][1], out[1][1], rtol=1e-12, atol=1e-15)
 
 
-def test_concurrent_fits_stay_within_the_budget(core):
+def test_concurrent_fits_stay_within_the_budget(openmp_core):
     """Two Python threads train at once on a 2-thread limit: each run is bit
     for bit the same run trained alone (the chunks do not depend on the
     team), and while both train, neither gets a helper thread: the helpers
@@ -288,7 +235,7 @@ def test_concurrent_fits_stay_within_the_budget(core):
         def watch():
             start.wait()
             while not done.is_set():
-                s = core._par_state()
+                s = openmp_core._par_state()
                 for key in peak:
                     peak[key] = max(peak[key], s[key])
 
@@ -312,17 +259,18 @@ def test_concurrent_fits_stay_within_the_budget(core):
             break
     else:
         pytest.fail("the two trainings never overlapped")
-    assert core._par_state()["callers"] == 0 and core._par_state()["extra"] == 0
+    state = openmp_core._par_state()
+    assert state["callers"] == 0 and state["extra"] == 0
 
 
-def test_threadpoolctl_limits_the_threads(core):
+def test_threadpoolctl_limits_the_threads(openmp_core):
     """threadpoolctl's OpenMP limit is the default limit (threads=0)."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    core._par_config(0)
+    openmp_core._par_config(0)
     X, y = _spiral(40)
     net = _net()
     with threadpoolctl.threadpool_limits(1, user_api="openmp"):
-        assert core._par_state()["limit"] == 1
+        assert openmp_core._par_state()["limit"] == 1
         net.fit(X, y, epochs=1, lr=0.1)
         assert net._engine.threads_used == 1
     with threadpoolctl.threadpool_limits(2, user_api="openmp"):
@@ -331,7 +279,7 @@ def test_threadpoolctl_limits_the_threads(core):
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() on this platform")
-def test_a_forked_child_trains_on_one_thread(core):
+def test_a_forked_child_trains_on_one_thread(openmp_core):
     """GNU libgomp cannot start a team in the child of a process that had one:
     a forked child trains on one thread instead of hanging."""
     X, y = _spiral(40)
@@ -345,7 +293,7 @@ def test_a_forked_child_trains_on_one_thread(core):
         code = 1
         try:
             net.fit(X, y, epochs=2, lr=0.1)
-            code = 0 if (net._engine.threads_used == 1 and core._par_state()["off"]) else 2
+            code = 0 if (net._engine.threads_used == 1 and openmp_core._par_state()["off"]) else 2
         finally:
             os._exit(code)
     deadline = time.monotonic() + 60
@@ -359,4 +307,4 @@ def test_a_forked_child_trains_on_one_thread(core):
             pytest.fail("the forked child hung in fit()")
         time.sleep(0.05)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert not core._par_state()["off"]  # the parent still trains on threads
+    assert not openmp_core._par_state()["off"]  # the parent still trains on threads

@@ -22,24 +22,6 @@ import cbp
 from cbp import optim
 from cbp.persistence import FORMAT_VERSION
 
-REQUIRE_NATIVE = os.environ.get("CBP_REQUIRE_NATIVE", "") not in ("", "0")
-
-# A failed load of a damaged zip leaks the file handle np.load opened (a known
-# bug, see test_failed_load_closes_its_file).  try_load drops the traceback
-# that keeps it alive, so that it is closed at once, inside the test that
-# leaked it, where its ResourceWarning is ignored: it can never fail an
-# unrelated test at some later garbage collection.
-pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
-
-
-@pytest.fixture
-def native():
-    if not cbp.native_available():
-        if REQUIRE_NATIVE:
-            pytest.fail(f"CBP_REQUIRE_NATIVE=1 but the core is missing: {cbp._backend._why_not}")
-        pytest.skip("compiled core not available")
-
-
 def spiral():
     return cbp.datasets.spiral_data(10, 3)
 
@@ -272,7 +254,7 @@ def try_load(path):
         return cbp.load(path), None
     except Exception as exc:  # noqa: BLE001 - the caller judges it
         chained = exc
-        while chained is not None:  # frees the leaked file handle now
+        while chained is not None:  # what the frames hold (a file) is released, and warns, here
             chained.__traceback__ = None
             chained = chained.__context__
         return None, exc
@@ -424,7 +406,7 @@ def test_format_versions(saved, tmp_path):
                         "bad format field")
 
 
-# Files that once escaped FormatError
+# A .npy file, a damaged zip directory or flag, a damaged .npy header: FormatErrors too
 def test_npy_file_is_a_format_error(tmp_path):
     path = tmp_path / "array.npy"
     np.save(path, np.arange(3.0))

@@ -26,20 +26,9 @@ import pytest
 import cbp
 from cbp import optim
 
-REQUIRE_NATIVE = os.environ.get("CBP_REQUIRE_NATIVE", "") not in ("", "0")
-
 WIDTH = 64
 TARGET_SECONDS = 0.5  # how long a "long" fit should take, whatever the build
 JOIN = 120  # seconds: a generous bound on any join, so that a bug hangs nothing
-
-
-@pytest.fixture
-def native():
-    if not cbp.native_available():
-        if REQUIRE_NATIVE:
-            pytest.fail("CBP_REQUIRE_NATIVE=1 but the compiled core is missing")
-        pytest.skip("compiled core not available")
-    return "native"
 
 
 def data(seed=0, n=128):
@@ -332,7 +321,7 @@ def test_sequential_use_from_different_threads(native):
 
 def test_callback_may_use_its_own_network(native):
     """A fit callback runs in the fitting thread and may call predict and
-    evaluate on the network being trained (2854da6)."""
+    evaluate on the network being trained."""
     X, y = data(n=32)
     net = wide_net()
     seen = []
@@ -346,7 +335,7 @@ def test_callback_may_use_its_own_network(native):
 
 
 # ---------------------------------------------------------------------------
-# Misuse the guard once let through (found by this file, fixed since)
+# Other threads while a fit is parked in its callback
 # ---------------------------------------------------------------------------
 def _park_in_callback(net, X, y, epochs=3):
     """Run net.fit in a thread whose callback parks it (after epoch 1) until

@@ -17,7 +17,6 @@ Where the expected values come from:
   and dropout.
 """
 import math
-import os
 import sys
 import types
 
@@ -28,25 +27,29 @@ import cbp
 from cbp import _reference as ref
 from cbp import optim
 
-REQUIRE_NATIVE = os.environ.get("CBP_REQUIRE_NATIVE", "") not in ("", "0")
-
-
-@pytest.fixture
-def native():
-    """The compiled module, for tests that run both backends side by side."""
-    if not cbp.native_available():
-        if REQUIRE_NATIVE:
-            pytest.fail(f"CBP_REQUIRE_NATIVE=1 but the core is missing: {cbp._backend._why_not}")
-        pytest.skip("compiled core not available")
-    return cbp._backend._core
-
-
 def kernels(backend):
     return cbp._backend.module(backend)
 
 
 def assert_close(actual, desired, rtol=1e-12, atol=0.0, err_msg=""):
     np.testing.assert_allclose(actual, desired, rtol=rtol, atol=atol, err_msg=err_msg)
+
+
+# The training tests decorated with these run on the native core's other code
+# paths as well (tests/conftest.py: the row chunks on two threads, the
+# feature-major passes of fit), against the same expected values: the NumPy
+# twin, or loops of train_step calls, which take neither path.
+#: backend: native, numpy, and native on both paths
+ON_EVERY_PATH = pytest.mark.parametrize(
+    "backend", ["native", "numpy", "native-two_threads", "native-feature_major"], indirect=True)
+#: native (side by side with the twin) on both paths
+NATIVE_ON_EVERY_PATH = pytest.mark.parametrize(
+    "native", ["native", "native-two_threads", "native-feature_major"], indirect=True)
+#: dropout is never trained feature-major: the two-thread path only
+ON_TWO_THREADS = pytest.mark.parametrize(
+    "backend", ["native", "numpy", "native-two_threads"], indirect=True)
+NATIVE_ON_TWO_THREADS = pytest.mark.parametrize(
+    "native", ["native", "native-two_threads"], indirect=True)
 
 
 # ---------------------------------------------------------------------------
@@ -223,6 +226,36 @@ def correct(task, out, Y):
     return 0, 0
 
 
+@pytest.mark.parametrize("native", ["native-two_threads"], indirect=True)
+def test_the_networks_here_train_on_two_threads(native):
+    """On the two-thread path, the networks of these tests split their steps
+    in fit, in train_step's fast path and in its validated path."""
+    X, y = DATA["spiral"]
+    net = build("spiral", "native")
+    net.fit(X, y, epochs=2, batch_size=9)  # 36 rows: 4 batches of 9
+    assert net._engine.threads_used == 2
+    net.train_step(X[:5], y[:5], lr=0.1)  # the fast path
+    assert net._engine.threads_used == 2
+    net.train_step(X[:5].tolist(), y[:5].tolist())  # the validated path, optimizer
+    assert net._engine.threads_used == 2
+    net.fit(X, y, epochs=1, batch_size=1)  # one row: one thread
+    assert net._engine.threads_used == 1
+
+
+@pytest.mark.parametrize("native", ["native-feature_major"], indirect=True)
+@pytest.mark.parametrize("task", TASKS)
+def test_the_networks_here_train_feature_major(native, task):
+    """On the feature-major path, the networks of these tests take it in fit;
+    with dropout they stay on the row-major passes."""
+    X, y = DATA[task]
+    net = build(task, "native")
+    net.fit(X, y, epochs=1, lr=0.01)
+    assert net._engine.ld > 0
+    net = build(task, "native", dropout=0.25)
+    net.fit(X, y, epochs=1, lr=0.01)
+    assert net._engine.ld == 0
+
+
 # Moderate learning rates: per-sample steps with large ones turn chaotic (a
 # weight that L1 and RMSprop keep bouncing around zero flips sign on a
 # rounding difference), and then no two summation orders agree to 1e-9.
@@ -261,6 +294,7 @@ def _backend_cases():
 EPOCHS = 20
 
 
+@NATIVE_ON_EVERY_PATH
 @pytest.mark.parametrize("opt, decay, batch_size, task, shuffle, dropout, penalties", _backend_cases())
 def test_backends_agree_after_training(native, opt, decay, batch_size, task, shuffle, dropout,
                                        penalties):
@@ -295,6 +329,7 @@ def test_backends_agree_after_training(native, opt, decay, batch_size, task, shu
 # ---------------------------------------------------------------------------
 # fit == a loop of train_step over the batches it documents
 # ---------------------------------------------------------------------------
+@ON_EVERY_PATH
 @pytest.mark.parametrize("task", ["spiral", "binary", "sine"])
 @pytest.mark.parametrize("shuffle", [False, True], ids=["inorder", "shuffle"])
 @pytest.mark.parametrize("batch_size", [None, 1, 7, 32, 100])
@@ -400,6 +435,7 @@ def test_shuffle_seed_decides_the_run(backend):
     assert not np.allclose(run()[0], same_a[0])
 
 
+@ON_EVERY_PATH
 def test_epochs_are_numbered_across_fit_calls(backend):
     """fit(10) then fit(10) is fit(20): same shuffles, dropout masks and Adam
     state; epochs_trained counts both calls."""
@@ -466,6 +502,7 @@ def test_dropout_masks_in_fit(backend, rate):
     assert not np.array_equal(probe_mask(other, seed=10)[0], masks[0])
 
 
+@ON_TWO_THREADS
 def test_dropout_rows_draw_consecutive_blocks(backend):
     """In a batch, row r of a dropout layer of width K uses draws r*K .. r*K+K-1."""
     rate = 0.3
@@ -502,6 +539,7 @@ def test_dropout_is_off_outside_fit(backend):
     assert hist["loss"][0] == 1.0  # the pre-update output is 0, target 1
 
 
+@NATIVE_ON_TWO_THREADS
 def test_dropout_masks_agree_across_backends(native):
     masks = [probe_mask(probe(b, 0.4), seed=123456789)[0] for b in ("native", "numpy")]
     np.testing.assert_array_equal(masks[0], masks[1])
@@ -560,6 +598,7 @@ def test_penalties_in_loss_and_gradients(backend):
     assert loss - plain.evaluate(X, Y)["loss"] == pytest.approx(penalty, rel=1e-10)
 
 
+@ON_EVERY_PATH
 def test_penalties_are_in_the_fit_history(backend):
     """hist["loss"] with penalties = data loss + penalty at the pre-update
     parameters (one full-batch epoch)."""
@@ -600,6 +639,7 @@ def test_history_keys(backend, task):
             assert hist[key].dtype == np.float64 and hist[key].shape == (3,)
 
 
+@ON_EVERY_PATH
 @pytest.mark.parametrize("task", TASKS)
 def test_validation_history_equals_evaluate(backend, task):
     """val_loss / val_accuracy of each epoch are evaluate() on the validation
@@ -657,6 +697,7 @@ def one_weight_net(backend):
     return cbp.Network([cbp.Dense(1, 1, "identity", use_bias=False, weights=[[0.0]])], backend=backend)
 
 
+@ON_EVERY_PATH
 def test_early_stopping_monitors_val_loss_and_restores_best(backend):
     """Training pulls w to 1, the validation target is 0.5: the training loss
     keeps falling while val_loss = (w_t - 0.5)**2 is smallest at t = 3
@@ -736,6 +777,7 @@ def diverging_run(backend, record):
     return net, opt, info.value, snaps
 
 
+@ON_EVERY_PATH
 def test_fit_divergence_rolls_back_the_epoch(backend):
     net, opt, err, snaps = diverging_run(backend, record=True)
     assert isinstance(err, ArithmeticError)
@@ -761,6 +803,7 @@ def test_fit_divergence_rolls_back_the_epoch(backend):
     net.fit(*cbp.datasets.sine_data(16), epochs=1, lr=1e-3)
 
 
+@ON_EVERY_PATH
 @pytest.mark.parametrize("batch_size", [4, 16])
 def test_plain_sgd_divergence_rolls_back_exactly(backend, batch_size):
     """Plain SGD saves the epoch's start inside its first update (no separate
@@ -781,6 +824,7 @@ def test_plain_sgd_divergence_rolls_back_exactly(backend, batch_size):
     assert (net.layers[0].weights == 0.25).all()
 
 
+@NATIVE_ON_EVERY_PATH
 def test_fit_divergence_is_the_same_on_both_backends(native):
     X, y = cbp.datasets.sine_data(16)
     out = []
@@ -1202,6 +1246,7 @@ def test_numpy_false_from_a_callback_stops(backend):
     assert len(hist["loss"]) == 5
 
 
+@ON_EVERY_PATH
 def test_divergence_with_early_stopping_keeps_the_rollback(backend):
     """A diverging run leaves the parameters of the start of the diverging
     epoch, even with restore_best early stopping."""

@@ -1,0 +1,514 @@
+# Included by _core.pyx.  The Engine: its state and its Python entry points.
+
+cdef enum:
+    KIND_DENSE = 0
+    KIND_DROPOUT = 1
+
+cdef enum:
+    FIT_DONE = 0
+    FIT_STOPPED = 1
+    FIT_DIVERGED = 2
+
+cdef struct Layer:
+    int kind
+    int act
+    int trainable
+    Py_ssize_t n_in
+    Py_ssize_t n_out
+    Py_ssize_t w_off
+    Py_ssize_t b_off
+    double alpha
+    double wl1
+    double wl2
+    double bl1
+    double bl2
+    double rate
+    # offsets of this layer's Z (the mask, for dropout), A and delta in the
+    # workspace
+    Py_ssize_t z
+    Py_ssize_t a
+    Py_ssize_t d
+    # and of its feature-major zT, aT and dT (n_out, ld), when laid out
+    Py_ssize_t zt
+    Py_ssize_t at
+    Py_ssize_t dt
+
+
+cdef inline void _add_range(Py_ssize_t* segs, Py_ssize_t* count, Py_ssize_t lo,
+                            Py_ssize_t hi) noexcept:
+    """Append [lo, hi) to the list of ranges, merged with the last if adjacent."""
+    if count[0] and segs[2 * count[0] - 1] == lo:
+        segs[2 * count[0] - 1] = hi
+    else:
+        segs[2 * count[0]] = lo
+        segs[2 * count[0] + 1] = hi
+        count[0] += 1
+
+
+@cython.final  # no subclasses: the passes are called directly, not through a vtable
+cdef class Engine:
+    """Forward, backward, optimizer steps and whole training runs over a flat
+    parameter buffer.
+
+    Same constructor and methods as ``cbp._reference.Engine``; see there.
+    The workspace is laid out once per batch size; nothing is allocated
+    inside a training loop.
+    """
+    cdef Layer* layers
+    cdef Py_ssize_t n_layers
+    cdef Py_ssize_t n_in
+    cdef Py_ssize_t n_out
+    cdef Py_ssize_t n_params
+    cdef Py_ssize_t width          # widest layer output
+    cdef Py_ssize_t* segs          # trainable ranges [lo, hi), merged
+    cdef Py_ssize_t n_segs
+    cdef bint penalised            # any layer with an L1/L2 term
+    cdef double[::1] _params
+    cdef double[::1] _grads
+    cdef double* params
+    cdef double* grads
+    cdef readonly int loss
+    cdef readonly int reduction
+    cdef object _work              # float64 ndarray backing the workspace
+    cdef double* work
+    cdef Py_ssize_t batch          # rows the workspace is laid out for
+    cdef Py_ssize_t rows           # rows of the cached forward (0: none)
+    cdef Py_ssize_t y_off          # offset of the gathered targets
+    cdef Py_ssize_t fm_side        # widest side if feature-major can run, else 0
+    cdef readonly Py_ssize_t ld    # feature-major lanes (0: not laid out)
+    cdef Py_ssize_t xt_off         # offset of xT (n_in, ld)
+    cdef object _scratch           # W transposed, for the thin layers (_simd.h)
+    cdef double* scratch
+    cdef Py_ssize_t scratch_cap
+    cdef object _snap              # params + optimizer state before a step
+    cdef double* snap
+    cdef Py_ssize_t snap_cap
+    # chunks (_fwd_bwd): every chunk c >= 1 has a gradient buffer and a
+    # scratch, tstride doubles from tbuf + (c - 1) * tstride
+    cdef Py_ssize_t* gsegs         # gradient ranges [lo, hi) of every dense layer, merged
+    cdef Py_ssize_t n_gsegs
+    cdef object _tbuf
+    cdef double* tbuf
+    cdef Py_ssize_t tstride
+    cdef Py_ssize_t n_chunk_bufs   # chunks (after the first) tbuf has room for
+    cdef Py_ssize_t nchunks        # chunks of the step running
+    cdef readonly int threads_used # threads the last training step ran on
+    cdef double tval[CBP_MAX_CHUNKS]
+    cdef Py_ssize_t thit[CBP_MAX_CHUNKS]
+    cdef Py_ssize_t tseen[CBP_MAX_CHUNKS]
+
+    def __cinit__(self):
+        self.layers = NULL
+        self.segs = NULL
+        self.gsegs = NULL
+
+    def __init__(self, meta, hyper, double[::1] params, double[::1] grads,
+                 int loss, int reduction):
+        cdef const long long[:, ::1] m = np.ascontiguousarray(meta, dtype=np.int64)
+        cdef const double[:, ::1] h = np.ascontiguousarray(hyper, dtype=np.float64)
+        cdef Py_ssize_t l, L = m.shape[0], lo, hi, P = params.shape[0]
+        cdef Layer* Ly
+        _check(L > 0 and m.shape[1] == 7 and h.shape[0] == L and h.shape[1] == 6,
+               "Engine: bad layer table")
+        _check(P > 0 and grads.shape[0] == P, "Engine: params/grads size mismatch")
+        _check(0 <= loss <= LOSS_BCE and (reduction == RED_MEAN or reduction == RED_SUM),
+               "Engine: bad loss or reduction code")
+        self.layers = <Layer*>PyMem_Malloc(L * sizeof(Layer))
+        self.segs = <Py_ssize_t*>PyMem_Malloc(2 * L * sizeof(Py_ssize_t))
+        self.gsegs = <Py_ssize_t*>PyMem_Malloc(2 * L * sizeof(Py_ssize_t))
+        if self.layers == NULL or self.segs == NULL or self.gsegs == NULL:
+            raise MemoryError()
+        self.n_gsegs = 0
+        self.n_layers = L
+        self.width = 0
+        self.n_segs = 0
+        self.penalised = False
+        self.fm_side = 0
+        self.ld = 0
+        for l in range(L):
+            Ly = &self.layers[l]
+            Ly.kind = <int>m[l, 0]
+            Ly.n_in = m[l, 1]
+            Ly.n_out = m[l, 2]
+            Ly.act = <int>m[l, 3]
+            Ly.w_off = m[l, 4]
+            Ly.b_off = m[l, 5]
+            Ly.trainable = <int>m[l, 6]
+            Ly.alpha = h[l, 0]
+            Ly.wl1 = h[l, 1]
+            Ly.wl2 = h[l, 2]
+            Ly.bl1 = h[l, 3]
+            Ly.bl2 = h[l, 4]
+            Ly.rate = h[l, 5]
+            _check(0 <= Ly.act <= ACT_SOFTMAX, "Engine: bad activation code")
+            _check(Ly.kind == KIND_DENSE or (Ly.kind == KIND_DROPOUT and Ly.n_in == Ly.n_out
+                                            and 0.0 <= Ly.rate < 1.0 and l < L - 1),
+                   "Engine: bad layer kind")
+            _check(Ly.n_in > 0 and Ly.n_out > 0 and (l == 0 or Ly.n_in == self.layers[l - 1].n_out),
+                   "Engine: layer widths do not chain")
+            if Ly.kind == KIND_DENSE:
+                self.penalised |= (Ly.wl1 != 0.0 or Ly.wl2 != 0.0 or Ly.bl1 != 0.0
+                                   or Ly.bl2 != 0.0)
+                _check(Ly.w_off >= 0 and Ly.w_off + Ly.n_in * Ly.n_out <= P
+                       and Ly.b_off + Ly.n_out <= P,
+                       "Engine: layer table does not fit the parameter buffer")
+                _check(Ly.b_off < 0 or Ly.b_off == Ly.w_off + Ly.n_in * Ly.n_out,
+                       "Engine: a layer's bias must follow its weights")
+                lo = Ly.w_off
+                hi = lo + Ly.n_in * Ly.n_out + (Ly.n_out if Ly.b_off >= 0 else 0)
+                _add_range(self.gsegs, &self.n_gsegs, lo, hi)
+                if Ly.trainable:
+                    _add_range(self.segs, &self.n_segs, lo, hi)
+            self.width = max(self.width, Ly.n_out)
+            self.fm_side = max(self.fm_side, Ly.n_in, Ly.n_out)
+        self.n_in = self.layers[0].n_in
+        self.n_out = self.layers[L - 1].n_out
+        for l in range(L):  # dense layers only, softmax only at the output
+            Ly = &self.layers[l]
+            if Ly.kind != KIND_DENSE or (Ly.act == ACT_SOFTMAX and l < L - 1):
+                self.fm_side = 0
+        # room to transpose the largest W up to 64k entries; larger ones are
+        # either on dgemm or run without the transpose
+        self.scratch_cap = 1
+        for l in range(L):
+            if self.layers[l].kind == KIND_DENSE:
+                lo = self.layers[l].n_in * self.layers[l].n_out
+                if lo <= 65536:
+                    self.scratch_cap = max(self.scratch_cap, lo)
+        self._scratch = np.empty(self.scratch_cap, dtype=np.float64)
+        cdef double[::1] scr = self._scratch
+        self.scratch = &scr[0]
+        self.n_params = P
+        self._params = params
+        self._grads = grads
+        self.params = &params[0]
+        self.grads = &grads[0]
+        self.loss = loss
+        self.reduction = reduction
+        self.batch = 0
+        self.rows = 0
+        self.tstride = P + self.scratch_cap
+        self.n_chunk_bufs = 0
+        self.nchunks = 1
+        self.threads_used = 1
+
+    def __dealloc__(self):
+        PyMem_Free(self.layers)
+        PyMem_Free(self.segs)
+        PyMem_Free(self.gsegs)
+
+    # -- Python entry points -------------------------------------------------
+    def forward(self, const double[:, ::1] X):
+        """Run X (n, n_in) through the network; keep what backward needs."""
+        cdef Py_ssize_t n = _load_x(self, X)
+        with nogil:
+            _forward(self, self.work, n, False, 0, 0, 0)
+        self.rows = n
+        cdef Layer* L = &self.layers[self.n_layers - 1]
+        return self._work[L.a:L.a + n * L.n_out].reshape(n, L.n_out)
+
+    def predict(self, const double[:, ::1] X):
+        """The output for X as a new array; the backward cache is untouched."""
+        cdef Py_ssize_t n = X.shape[0]
+        _check(n > 0 and X.shape[1] == self.n_in, "Engine: X has the wrong shape")
+        cdef double[::1] buf = np.empty(2 * n * self.width, dtype=np.float64)
+        cdef double* out
+        with nogil:
+            out = _infer(self, &X[0, 0], n, &buf[0])
+        cdef Py_ssize_t off = out - &buf[0]
+        return np.asarray(buf)[off:off + n * self.n_out].reshape(n, self.n_out).copy()
+
+    def backward(self, const double[:, ::1] Y):
+        """Fill the gradient buffer for target Y (n, n_out); return the loss."""
+        if self.rows == 0:
+            raise RuntimeError("backward() needs a forward() first")
+        _check(Y.shape[0] == self.rows and Y.shape[1] == self.n_out,
+               "Engine: Y has the wrong shape")
+        cdef double value
+        with nogil:
+            value = _backward(self, self.work, &Y[0, 0], self.rows)
+        return value
+    def step(self, int kind, const double[::1] ohyper, double[::1] state, double t):
+        """Apply one optimizer step with the current gradients."""
+        cdef Py_ssize_t slots = _slots(self, kind, ohyper, state)
+        cdef bint plain = _plain_sgd(self, kind, &ohyper[0])
+        cdef double* snap = _before_update(self, plain, state, slots)
+        cdef double* st = &state[0] if slots else NULL
+        cdef bint ok
+        with nogil:
+            ok = _update(self, kind, &ohyper[0], st, slots, t, snap)
+            if not ok:
+                _rollback(self, plain, snap, st, slots)
+        if not ok:
+            raise DivergenceError(
+                "training diverged: the update made a parameter NaN or infinite; "
+                "the parameters were left at their last finite values")
+
+    def sgd_step(self, double lr):
+        """params -= lr * grads over the trainable layers (plain SGD)."""
+        oh = np.zeros(8)
+        oh[O_LR] = lr
+        self.step(OPT_SGD, oh, np.empty(0), 0)
+
+    def train_step(self, const double[:, ::1] X, const double[:, ::1] Y, int kind,
+                   const double[::1] ohyper, double[::1] state, double t):
+        """forward, backward and one optimizer step; the loss before the update."""
+        cdef Py_ssize_t n = _load_x(self, X)
+        _check(Y.shape[0] == n and Y.shape[1] == self.n_out,
+               "Engine: Y has the wrong shape")
+        cdef Py_ssize_t slots = _slots(self, kind, ohyper, state)
+        cdef bint plain = _plain_sgd(self, kind, &ohyper[0])
+        cdef double* snap = _before_update(self, plain, state, slots)
+        cdef double* st = &state[0] if slots else NULL
+        cdef double value
+        cdef bint ok
+        cdef bint par = _par_prepare(self, n) > 1
+        if par:
+            cbp_par_enter()
+        try:
+            with nogil:
+                value = _fwd_bwd(self, self.work, &Y[0, 0], n, False, 0, 0, 0, NULL, NULL)
+                ok = isfinite(value)
+                if ok:
+                    ok = _update(self, kind, &ohyper[0], st, slots, t, snap)
+                    if not ok:
+                        _rollback(self, plain, snap, st, slots)
+        finally:
+            if par:
+                cbp_par_leave()
+        self.rows = n
+        if not ok:
+            if not isfinite(value):
+                raise DivergenceError(
+                    f"training diverged: the loss is {value}; the parameters were left "
+                    "at their last finite values")
+            raise DivergenceError(
+                "training diverged: the update made a parameter NaN or infinite; "
+                "the parameters were left at their last finite values")
+        return value
+
+    def train_step_sgd(self, X, Y, double lr):
+        """Fast path of ``train_step`` with plain SGD.
+
+        Takes X and Y only when they are already C-contiguous float64
+        ndarrays of the right shapes, finite (and within [0, 1] for the
+        cross-entropies), or, for categorical cross-entropy, Y int64 class
+        labels in range, with lr finite and > 0.  Otherwise returns None
+        having touched nothing, and the caller validates and converts; but
+        an X that is not finite, with everything else in order, also drops
+        the cached forward pass (X is checked as it is copied over that
+        pass's input).
+        """
+        cdef Py_buffer xb, yb
+        cdef bint got_x = False, got_y = False, ok, labels = False, par = False
+        cdef Py_ssize_t n, i
+        cdef double value
+        cdef const double* yp
+        cdef double* snap
+        if type(X) is not ndarray or type(Y) is not ndarray or not (lr > 0.0 and isfinite(lr)):
+            return None
+        try:
+            PyObject_GetBuffer(X, &xb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+            got_x = True
+            PyObject_GetBuffer(Y, &yb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+            got_y = True
+        except (BufferError, ValueError, TypeError):  # not contiguous, not numeric
+            if got_x:
+                PyBuffer_Release(&xb)
+            return None
+        try:
+            if not _matrix(self, &xb, -1, self.n_in):
+                return None
+            labels = self.loss == LOSS_CCE and _labels(self, &yb, xb.shape[0])
+            if not (labels or _usable(self, &yb, xb.shape[0], self.n_out,
+                                           self.loss == LOSS_CCE or self.loss == LOSS_BCE)):
+                return None
+            n = xb.shape[0]
+            _layout(self, n)
+            # X is checked as it is copied in, one pass over it; a value that
+            # is not finite leaves no forward pass cached (its input is gone)
+            if not copy_finite_k(<const double*>xb.buf, self.work, n * self.n_in):
+                self.rows = 0
+                return None
+            yp = <const double*>yb.buf
+            if labels:  # one-hot rows in the workspace's target block
+                yp = self.work + self.y_off
+                memset(self.work + self.y_off, 0, n * self.n_out * sizeof(double))
+                for i in range(n):
+                    self.work[self.y_off + i * self.n_out + (<const int64_t*>yb.buf)[i]] = 1.0
+            snap = _snap_buffer(self, 0)
+            par = _par_prepare(self, n) > 1
+            if par:
+                cbp_par_enter()
+            with nogil:
+                value = _fwd_bwd(self, self.work, yp, n, False, 0, 0, 0, NULL, NULL)
+                ok = isfinite(value)
+                if ok:
+                    ok = _sgd(self, lr, snap)
+                    if not ok:
+                        _rollback(self, True, snap, NULL, 0)
+            self.rows = n
+        finally:
+            if par:
+                cbp_par_leave()
+            PyBuffer_Release(&xb)
+            PyBuffer_Release(&yb)
+        if not ok:
+            raise DivergenceError(
+                f"training diverged: the loss is {value} or the update made a parameter "
+                "NaN or infinite; the parameters were left at their last finite values")
+        return value
+
+    def evaluate(self, const double[:, ::1] X, const double[:, ::1] Y):
+        """(loss, accuracy) on (X, Y), dropout off; accuracy is NaN for regression."""
+        cdef Py_ssize_t n = X.shape[0], seen = 0, hit
+        _check(n > 0 and X.shape[1] == self.n_in and Y.shape[0] == n
+               and Y.shape[1] == self.n_out, "Engine: X or Y has the wrong shape")
+        cdef double[::1] buf = np.empty(2 * n * self.width, dtype=np.float64)
+        cdef double value
+        cdef double* out
+        with nogil:
+            out = _infer(self, &X[0, 0], n, &buf[0])
+            value = loss_value_k(self.loss, out, &Y[0, 0], n, self.n_out, self.reduction, n)
+            value += _penalties(self)
+            hit = correct_k(self.loss, out, &Y[0, 0], n, self.n_out, &seen)
+        return value, (hit / <double>seen if seen else float("nan"))
+
+    def fit(self, const double[:, ::1] X, const double[:, ::1] Y, Xv_, Yv_, int kind,
+            const double[::1] ohyper, double[::1] state, double t, Py_ssize_t epoch0,
+            Py_ssize_t n_epochs, Py_ssize_t batch_size, bint shuffle, uint64_t seed,
+            double[::1] es, double[::1] best, double[:, ::1] hist):
+        """Train for up to n_epochs epochs, numbered from epoch0; see the twin."""
+        cdef Py_ssize_t n = X.shape[0], bs = min(batch_size, n)
+        _check(n > 0 and bs > 0 and X.shape[1] == self.n_in and Y.shape[0] == n
+               and Y.shape[1] == self.n_out, "Engine: X or Y has the wrong shape")
+        _check(hist.shape[0] >= n_epochs and hist.shape[1] == 4 and es.shape[0] == 6
+               and best.shape[0] == self.n_params, "Engine: bad fit buffers")
+        cdef const double[:, ::1] Xv
+        cdef const double[:, ::1] Yv
+        cdef Py_ssize_t nv = 0
+        if Xv_ is not None:
+            Xv = Xv_
+            Yv = Yv_
+            nv = Xv.shape[0]
+            _check(nv > 0 and Xv.shape[1] == self.n_in and Yv.shape[0] == nv
+                   and Yv.shape[1] == self.n_out, "Engine: validation data has the wrong shape")
+        cdef Py_ssize_t slots = _slots(self, kind, ohyper, state)
+        cdef double* snap = _snap_buffer(self, slots)  # the epoch's start, for rollback
+        cdef double* st = &state[0] if slots else NULL
+        # plain SGD: the first step of an epoch saves the epoch's start in its
+        # own pass, instead of a copy of every parameter before it
+        cdef bint plain = _plain_sgd(self, kind, &ohyper[0]), snapped = False
+        _layout(self, bs)
+        cdef bint fm = self.ld > 0
+        if not fm:  # room for the chunks of a full and of the last batch
+            _par_prepare(self, bs)
+            if n % bs:
+                _par_prepare(self, n % bs)
+        order_arr = np.empty(n, dtype=np.int64)
+        cdef long long[::1] order = order_arr
+        cdef KeyIdx* keys = <KeyIdx*>PyMem_Malloc(n * sizeof(KeyIdx))
+        if keys == NULL:
+            raise MemoryError()
+        cdef double[::1] vbuf = np.empty(2 * max(nv, 1) * self.width, dtype=np.float64)
+        cdef Py_ssize_t k, row, r, nb, i, hit, seen, h_, s_, batches, steps = 0, steps0
+        cdef Py_ssize_t done = n_epochs, status = FIT_DONE
+        cdef uint64_t epoch
+        cdef double total, value, cur
+        cdef const double* out
+        cdef double* xw
+        cdef double* yw
+        cdef bint ok
+        cbp_par_enter()
+        try:
+            with nogil:
+                for k in range(n_epochs):
+                    epoch = epoch0 + k
+                    if not plain:
+                        _snapshot_nogil(self, snap, st, slots)
+                    snapped = False
+                    steps0 = steps
+                    if shuffle:
+                        shuffle_order_k(seed, epoch, &order[0], keys, n)
+                    total = 0.0
+                    hit = 0
+                    seen = 0
+                    batches = 0
+                    ok = True
+                    row = 0
+                    while row < n:
+                        nb = min(bs, n - row)
+                        if shuffle:  # gather the batch's rows
+                            xw = self.work
+                            yw = self.work + self.y_off
+                            for r in range(nb):
+                                memcpy(xw + r * self.n_in, &X[order[row + r], 0],
+                                       self.n_in * sizeof(double))
+                                memcpy(yw + r * self.n_out, &Y[order[row + r], 0],
+                                       self.n_out * sizeof(double))
+                        else:  # in order: the batch is a slice, read in place
+                            xw = <double*>&X[row, 0]
+                            yw = <double*>&Y[row, 0]
+                        if fm:  # xT stays from epoch to epoch for an in-order full batch
+                            out = _forward_fm(self, xw, nb, shuffle or nb < n or k == 0)
+                            value = _backward_fm(self, yw, nb)
+                            h_ = correct_k(self.loss, out, yw, nb, self.n_out, &s_)
+                        else:
+                            value = _fwd_bwd(self, xw, yw, nb, True, seed, epoch, row, &h_,
+                                                  &s_)
+                        ok = isfinite(value)
+                        if ok:
+                            ok = _update(self, kind, &ohyper[0], st, slots, t + steps,
+                                              NULL if snapped else snap)
+                            snapped = True
+                        if not ok:
+                            break
+                        steps += 1
+                        total += value
+                        hit += h_
+                        seen += s_
+                        batches += 1
+                        row += nb
+                    if not ok:
+                        if snapped or not plain:  # else nothing was applied
+                            _rollback(self, plain, snap, st, slots)
+                        steps = steps0
+                        done = k
+                        status = FIT_DIVERGED
+                        break
+                    hist[k, 0] = total / batches
+                    hist[k, 1] = hit / <double>seen if seen else NAN
+                    if nv:
+                        out = _infer(self, &Xv[0, 0], nv, &vbuf[0])
+                        hist[k, 2] = loss_value_k(self.loss, out, &Yv[0, 0], nv, self.n_out,
+                                                  self.reduction, nv) + _penalties(self)
+                        h_ = correct_k(self.loss, out, &Yv[0, 0], nv, self.n_out, &s_)
+                        hist[k, 3] = h_ / <double>s_ if s_ else NAN
+                        if not isfinite(hist[k, 2]):  # a loss became infinite: diverged
+                            _rollback(self, plain, snap, st, slots)  # snapped
+                            steps = steps0
+                            done = k
+                            status = FIT_DIVERGED
+                            break
+                    else:
+                        hist[k, 2] = NAN
+                        hist[k, 3] = NAN
+                    if es[5] != 0.0:
+                        cur = hist[k, 2] if nv else hist[k, 0]
+                        if cur >= es[0] - es[4]:  # not below best - tol
+                            es[1] += 1.0
+                        else:
+                            es[1] = 0.0
+                        if cur < es[0]:
+                            es[0] = cur
+                            es[2] = <double>epoch
+                            memcpy(&best[0], self.params, self.n_params * sizeof(double))
+                        if es[1] >= es[3]:
+                            done = k + 1
+                            status = FIT_STOPPED
+                            break
+        finally:
+            cbp_par_leave()
+            PyMem_Free(keys)
+        self.rows = 0
+        return done, steps, status

@@ -387,8 +387,8 @@ class Network:
         total = sum(layer.size for layer in dense)
         self.parameters = np.zeros(total)
         self.gradients = np.zeros(total)
-        meta = np.zeros((len(self.layers), C.N_META), dtype=np.int64)
-        hyper = np.zeros((len(self.layers), C.N_HYPER))
+        meta = np.zeros((len(self.layers), C.N_LAYER_INTS), dtype=np.int64)
+        hyper = np.zeros((len(self.layers), C.N_LAYER_FLOATS))
         off = 0
         for i, layer in enumerate(self.layers):
             meta[i], hyper[i] = layer._row(off)
@@ -408,7 +408,7 @@ class Network:
         )
         self._batch = None  # samples of the last forward()
         # plain SGD, reused by step(lr) / train_step(lr) without allocating
-        self._sgd_hyper = np.zeros(C.N_OPT)
+        self._sgd_hyper = np.zeros(C.N_OPTIMIZER_HYPER)
         self._no_state = np.empty(0)
 
     @property
@@ -469,8 +469,8 @@ class Network:
         ``own``: a new hyper-parameter array (for fit); otherwise the network's
         reusable one, which only a caller holding the guard may write.
         """
-        h = np.zeros(C.N_OPT) if own else self._sgd_hyper
-        h[C.O_LR] = V.real(lr, "lr", minimum=0.0, strict=True)
+        h = np.zeros(C.N_OPTIMIZER_HYPER) if own else self._sgd_hyper
+        h[C.HYPER_LEARNING_RATE] = V.real(lr, "lr", minimum=0.0, strict=True)
         return C.OPT_SGD, h, self._no_state
 
     def _resolve(self, lr, fallback_lr, own=False):
@@ -753,14 +753,14 @@ class Network:
                                       optimizer.iterations, optimizer)
         else:
             kind, h, state, t, opt = self._resolve(lr, 0.001, own=True)
-        es = np.zeros(C.N_ES)
-        es[C.ES_BEST] = np.inf
-        es[C.ES_BEST_EPOCH] = -1
+        es = np.zeros(C.N_EARLY_STOP)
+        es[C.EARLY_STOP_BEST_LOSS] = np.inf
+        es[C.EARLY_STOP_BEST_EPOCH] = -1
         best = np.empty(0)
         if early_stopping is not None:
-            es[C.ES_ON] = 1.0
-            es[C.ES_PATIENCE] = early_stopping.patience
-            es[C.ES_TOL] = early_stopping.tol
+            es[C.EARLY_STOP_ENABLED] = 1.0
+            es[C.EARLY_STOP_PATIENCE] = early_stopping.patience
+            es[C.EARLY_STOP_TOLERANCE] = early_stopping.tol
             best = self.parameters.copy()
         else:
             best = np.empty(self.parameters.shape[0])
@@ -771,7 +771,7 @@ class Network:
         bar = _progress(epochs) if verbose else None
         # one chunk buffer for the whole run; each chunk's columns are copied
         # out, so a long run touches its history memory once, not per chunk
-        part_buf = np.empty((chunk, C.N_HIST))
+        part_buf = np.empty((chunk, C.N_HISTORY))
         columns = self._history_columns(Xv is not None)
         cols = {name: [] for name in columns}
 
@@ -812,11 +812,11 @@ class Network:
                              np.concatenate(parts) if parts else np.empty(0))
                       for name, parts in cols.items()}
             if early_stopping is not None:
-                result["best_epoch"] = int(es[C.ES_BEST_EPOCH] - epoch0)
+                result["best_epoch"] = int(es[C.EARLY_STOP_BEST_EPOCH] - epoch0)
                 result["stopped_epoch"] = done if status == C.FIT_STOPPED else None
                 # after a divergence the parameters stay at the start of the
                 # diverging epoch, as documented, rather than the best epoch
-                if (early_stopping.restore_best and es[C.ES_BEST_EPOCH] >= 0
+                if (early_stopping.restore_best and es[C.EARLY_STOP_BEST_EPOCH] >= 0
                         and status != C.FIT_DIVERGED):
                     np.copyto(self.parameters, best)
             self.history = result
@@ -837,13 +837,13 @@ class Network:
 
     def _history_columns(self, with_val):
         """The history's keys and their columns in the engine's rows."""
-        out = {"loss": C.HIST_LOSS}
+        out = {"loss": C.HISTORY_LOSS}
         if self.is_classifier:
-            out["accuracy"] = C.HIST_ACC
+            out["accuracy"] = C.HISTORY_ACCURACY
         if with_val:
-            out["val_loss"] = C.HIST_VAL_LOSS
+            out["val_loss"] = C.HISTORY_VAL_LOSS
             if self.is_classifier:
-                out["val_accuracy"] = C.HIST_VAL_ACC
+                out["val_accuracy"] = C.HISTORY_VAL_ACCURACY
         return out
 
     def _logs(self, row, with_val):
@@ -1080,7 +1080,7 @@ class _progress:
 
     def update(self, n, row):
         self.done += n
-        loss = row[C.HIST_LOSS]
+        loss = row[C.HISTORY_LOSS]
         if self.bar is not None:
             self.bar.update(n)
             self.bar.set_postfix(loss=f"{loss:.4g}", refresh=False)

@@ -17,7 +17,7 @@ from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from libc.math cimport isfinite, NAN
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport qsort
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 import numpy as np
 
@@ -25,7 +25,79 @@ cdef object ndarray = np.ndarray
 
 from cbp._errors import DivergenceError
 
-from _kernels cimport *
+from _codes cimport *
+# The C routines by their module's name (kernels.dense_forward, ...): the
+# plain names belong to the Python wrappers, which carry the twin's names.
+cimport _kernels as kernels
+from _kernels cimport (cbp_simd, cbp_simd_select, cbp_cpu_has_avx2, cbp_blas_min_work,
+                       cbp_blas_min_side, FEATURE_MAJOR_NONE, FEATURE_MAJOR_RELU,
+                       FEATURE_MAJOR_SIGMOID)
+
+
+def _columns():
+    """{name: value} of every code and table column of src/_codes.pxd, as
+    this build compiled them.  Private: the tests check it against
+    cbp/_codes.py name by name."""
+    return {
+        "ACT_IDENTITY": ACT_IDENTITY,
+        "ACT_RELU": ACT_RELU,
+        "ACT_LEAKY": ACT_LEAKY,
+        "ACT_ELU": ACT_ELU,
+        "ACT_SIGMOID": ACT_SIGMOID,
+        "ACT_TANH": ACT_TANH,
+        "ACT_SOFTMAX": ACT_SOFTMAX,
+        "LOSS_SE": LOSS_SE,
+        "LOSS_HALF_SE": LOSS_HALF_SE,
+        "LOSS_CCE": LOSS_CCE,
+        "LOSS_BCE": LOSS_BCE,
+        "RED_MEAN": RED_MEAN,
+        "RED_SUM": RED_SUM,
+        "OPT_SGD": OPT_SGD,
+        "OPT_ADAGRAD": OPT_ADAGRAD,
+        "OPT_RMSPROP": OPT_RMSPROP,
+        "OPT_ADAM": OPT_ADAM,
+        "KIND_DENSE": KIND_DENSE,
+        "KIND_DROPOUT": KIND_DROPOUT,
+        "FIT_DONE": FIT_DONE,
+        "FIT_STOPPED": FIT_STOPPED,
+        "FIT_DIVERGED": FIT_DIVERGED,
+        "LAYER_KIND": LAYER_KIND,
+        "LAYER_N_IN": LAYER_N_IN,
+        "LAYER_N_OUT": LAYER_N_OUT,
+        "LAYER_ACTIVATION": LAYER_ACTIVATION,
+        "LAYER_WEIGHT_OFFSET": LAYER_WEIGHT_OFFSET,
+        "LAYER_BIAS_OFFSET": LAYER_BIAS_OFFSET,
+        "LAYER_TRAINABLE": LAYER_TRAINABLE,
+        "N_LAYER_INTS": N_LAYER_INTS,
+        "LAYER_ALPHA": LAYER_ALPHA,
+        "LAYER_WEIGHT_L1": LAYER_WEIGHT_L1,
+        "LAYER_WEIGHT_L2": LAYER_WEIGHT_L2,
+        "LAYER_BIAS_L1": LAYER_BIAS_L1,
+        "LAYER_BIAS_L2": LAYER_BIAS_L2,
+        "LAYER_DROPOUT_RATE": LAYER_DROPOUT_RATE,
+        "N_LAYER_FLOATS": N_LAYER_FLOATS,
+        "HYPER_LEARNING_RATE": HYPER_LEARNING_RATE,
+        "HYPER_DECAY": HYPER_DECAY,
+        "HYPER_MOMENTUM": HYPER_MOMENTUM,
+        "HYPER_NESTEROV": HYPER_NESTEROV,
+        "HYPER_BETA1": HYPER_BETA1,
+        "HYPER_BETA2": HYPER_BETA2,
+        "HYPER_RHO": HYPER_RHO,
+        "HYPER_EPSILON": HYPER_EPSILON,
+        "N_OPTIMIZER_HYPER": N_OPTIMIZER_HYPER,
+        "HISTORY_LOSS": HISTORY_LOSS,
+        "HISTORY_ACCURACY": HISTORY_ACCURACY,
+        "HISTORY_VAL_LOSS": HISTORY_VAL_LOSS,
+        "HISTORY_VAL_ACCURACY": HISTORY_VAL_ACCURACY,
+        "N_HISTORY": N_HISTORY,
+        "EARLY_STOP_BEST_LOSS": EARLY_STOP_BEST_LOSS,
+        "EARLY_STOP_WAIT": EARLY_STOP_WAIT,
+        "EARLY_STOP_BEST_EPOCH": EARLY_STOP_BEST_EPOCH,
+        "EARLY_STOP_PATIENCE": EARLY_STOP_PATIENCE,
+        "EARLY_STOP_TOLERANCE": EARLY_STOP_TOLERANCE,
+        "EARLY_STOP_ENABLED": EARLY_STOP_ENABLED,
+        "N_EARLY_STOP": N_EARLY_STOP,
+    }
 
 include "_tuning.pxi"
 include "_threads.pxi"

@@ -1,14 +1,5 @@
 # Included by _core.pyx.  The Engine: its state and its Python entry points.
 
-cdef enum:
-    KIND_DENSE = 0
-    KIND_DROPOUT = 1
-
-cdef enum:
-    FIT_DONE = 0
-    FIT_STOPPED = 1
-    FIT_DIVERGED = 2
-
 cdef struct Layer:
     int kind
     int act
@@ -74,7 +65,7 @@ cdef class Engine:
     cdef Py_ssize_t batch          # rows the workspace is laid out for
     cdef Py_ssize_t rows           # rows of the cached forward (0: none)
     cdef Py_ssize_t y_off          # offset of the gathered targets
-    cdef Py_ssize_t fm_side        # widest side if feature-major can run, else 0
+    cdef Py_ssize_t feature_major_side        # widest side if feature-major can run, else 0
     cdef readonly Py_ssize_t ld    # feature-major lanes (0: not laid out)
     cdef Py_ssize_t xt_off         # offset of xT (n_in, ld)
     cdef object _scratch           # W transposed, for the thin layers (_simd.h)
@@ -84,93 +75,94 @@ cdef class Engine:
     cdef double* snap
     cdef Py_ssize_t snap_cap
     # chunks (_fwd_bwd): every chunk c >= 1 has a gradient buffer and a
-    # scratch, tstride doubles from tbuf + (c - 1) * tstride
+    # scratch, chunk_stride doubles from chunk_buf + (c - 1) * chunk_stride
     cdef Py_ssize_t* gsegs         # gradient ranges [lo, hi) of every dense layer, merged
     cdef Py_ssize_t n_gsegs
-    cdef object _tbuf
-    cdef double* tbuf
-    cdef Py_ssize_t tstride
-    cdef Py_ssize_t n_chunk_bufs   # chunks (after the first) tbuf has room for
+    cdef object _chunk_buf
+    cdef double* chunk_buf
+    cdef Py_ssize_t chunk_stride
+    cdef Py_ssize_t n_chunk_bufs   # chunks (after the first) chunk_buf has room for
     cdef Py_ssize_t nchunks        # chunks of the step running
     cdef readonly int threads_used # threads the last training step ran on
-    cdef double tval[CBP_MAX_CHUNKS]
-    cdef Py_ssize_t thit[CBP_MAX_CHUNKS]
-    cdef Py_ssize_t tseen[CBP_MAX_CHUNKS]
+    cdef double chunk_loss[CBP_MAX_CHUNKS]
+    cdef Py_ssize_t chunk_hits[CBP_MAX_CHUNKS]
+    cdef Py_ssize_t chunk_seen[CBP_MAX_CHUNKS]
 
     def __cinit__(self):
         self.layers = NULL
         self.segs = NULL
         self.gsegs = NULL
 
-    def __init__(self, meta, hyper, double[::1] params, double[::1] grads,
+    def __init__(self, layer_ints, layer_floats, double[::1] params, double[::1] grads,
                  int loss, int reduction):
-        cdef const long long[:, ::1] m = np.ascontiguousarray(meta, dtype=np.int64)
-        cdef const double[:, ::1] h = np.ascontiguousarray(hyper, dtype=np.float64)
-        cdef Py_ssize_t l, L = m.shape[0], lo, hi, P = params.shape[0]
-        cdef Layer* Ly
-        _check(L > 0 and m.shape[1] == 7 and h.shape[0] == L and h.shape[1] == 6,
+        cdef const long long[:, ::1] m = np.ascontiguousarray(layer_ints, dtype=np.int64)
+        cdef const double[:, ::1] h = np.ascontiguousarray(layer_floats, dtype=np.float64)
+        cdef Py_ssize_t l, n_layers = m.shape[0], lo, hi, n_params = params.shape[0]
+        cdef Layer* layer
+        _check(n_layers > 0 and m.shape[1] == N_LAYER_INTS and h.shape[0] == n_layers
+               and h.shape[1] == N_LAYER_FLOATS,
                "Engine: bad layer table")
-        _check(P > 0 and grads.shape[0] == P, "Engine: params/grads size mismatch")
+        _check(n_params > 0 and grads.shape[0] == n_params, "Engine: params/grads size mismatch")
         _check(0 <= loss <= LOSS_BCE and (reduction == RED_MEAN or reduction == RED_SUM),
                "Engine: bad loss or reduction code")
-        self.layers = <Layer*>PyMem_Malloc(L * sizeof(Layer))
-        self.segs = <Py_ssize_t*>PyMem_Malloc(2 * L * sizeof(Py_ssize_t))
-        self.gsegs = <Py_ssize_t*>PyMem_Malloc(2 * L * sizeof(Py_ssize_t))
+        self.layers = <Layer*>PyMem_Malloc(n_layers * sizeof(Layer))
+        self.segs = <Py_ssize_t*>PyMem_Malloc(2 * n_layers * sizeof(Py_ssize_t))
+        self.gsegs = <Py_ssize_t*>PyMem_Malloc(2 * n_layers * sizeof(Py_ssize_t))
         if self.layers == NULL or self.segs == NULL or self.gsegs == NULL:
             raise MemoryError()
         self.n_gsegs = 0
-        self.n_layers = L
+        self.n_layers = n_layers
         self.width = 0
         self.n_segs = 0
         self.penalised = False
-        self.fm_side = 0
+        self.feature_major_side = 0
         self.ld = 0
-        for l in range(L):
-            Ly = &self.layers[l]
-            Ly.kind = <int>m[l, 0]
-            Ly.n_in = m[l, 1]
-            Ly.n_out = m[l, 2]
-            Ly.act = <int>m[l, 3]
-            Ly.w_off = m[l, 4]
-            Ly.b_off = m[l, 5]
-            Ly.trainable = <int>m[l, 6]
-            Ly.alpha = h[l, 0]
-            Ly.wl1 = h[l, 1]
-            Ly.wl2 = h[l, 2]
-            Ly.bl1 = h[l, 3]
-            Ly.bl2 = h[l, 4]
-            Ly.rate = h[l, 5]
-            _check(0 <= Ly.act <= ACT_SOFTMAX, "Engine: bad activation code")
-            _check(Ly.kind == KIND_DENSE or (Ly.kind == KIND_DROPOUT and Ly.n_in == Ly.n_out
-                                            and 0.0 <= Ly.rate < 1.0 and l < L - 1),
+        for l in range(n_layers):
+            layer = &self.layers[l]
+            layer.kind = <int>m[l, LAYER_KIND]
+            layer.n_in = m[l, LAYER_N_IN]
+            layer.n_out = m[l, LAYER_N_OUT]
+            layer.act = <int>m[l, LAYER_ACTIVATION]
+            layer.w_off = m[l, LAYER_WEIGHT_OFFSET]
+            layer.b_off = m[l, LAYER_BIAS_OFFSET]
+            layer.trainable = <int>m[l, LAYER_TRAINABLE]
+            layer.alpha = h[l, LAYER_ALPHA]
+            layer.wl1 = h[l, LAYER_WEIGHT_L1]
+            layer.wl2 = h[l, LAYER_WEIGHT_L2]
+            layer.bl1 = h[l, LAYER_BIAS_L1]
+            layer.bl2 = h[l, LAYER_BIAS_L2]
+            layer.rate = h[l, LAYER_DROPOUT_RATE]
+            _check(0 <= layer.act <= ACT_SOFTMAX, "Engine: bad activation code")
+            _check(layer.kind == KIND_DENSE or (layer.kind == KIND_DROPOUT and layer.n_in == layer.n_out
+                                            and 0.0 <= layer.rate < 1.0 and l < n_layers - 1),
                    "Engine: bad layer kind")
-            _check(Ly.n_in > 0 and Ly.n_out > 0 and (l == 0 or Ly.n_in == self.layers[l - 1].n_out),
+            _check(layer.n_in > 0 and layer.n_out > 0 and (l == 0 or layer.n_in == self.layers[l - 1].n_out),
                    "Engine: layer widths do not chain")
-            if Ly.kind == KIND_DENSE:
-                self.penalised |= (Ly.wl1 != 0.0 or Ly.wl2 != 0.0 or Ly.bl1 != 0.0
-                                   or Ly.bl2 != 0.0)
-                _check(Ly.w_off >= 0 and Ly.w_off + Ly.n_in * Ly.n_out <= P
-                       and Ly.b_off + Ly.n_out <= P,
+            if layer.kind == KIND_DENSE:
+                self.penalised |= (layer.wl1 != 0.0 or layer.wl2 != 0.0 or layer.bl1 != 0.0
+                                   or layer.bl2 != 0.0)
+                _check(layer.w_off >= 0 and layer.w_off + layer.n_in * layer.n_out <= n_params
+                       and layer.b_off + layer.n_out <= n_params,
                        "Engine: layer table does not fit the parameter buffer")
-                _check(Ly.b_off < 0 or Ly.b_off == Ly.w_off + Ly.n_in * Ly.n_out,
+                _check(layer.b_off < 0 or layer.b_off == layer.w_off + layer.n_in * layer.n_out,
                        "Engine: a layer's bias must follow its weights")
-                lo = Ly.w_off
-                hi = lo + Ly.n_in * Ly.n_out + (Ly.n_out if Ly.b_off >= 0 else 0)
+                lo = layer.w_off
+                hi = lo + layer.n_in * layer.n_out + (layer.n_out if layer.b_off >= 0 else 0)
                 _add_range(self.gsegs, &self.n_gsegs, lo, hi)
-                if Ly.trainable:
+                if layer.trainable:
                     _add_range(self.segs, &self.n_segs, lo, hi)
-            self.width = max(self.width, Ly.n_out)
-            self.fm_side = max(self.fm_side, Ly.n_in, Ly.n_out)
+            self.width = max(self.width, layer.n_out)
+            self.feature_major_side = max(self.feature_major_side, layer.n_in, layer.n_out)
         self.n_in = self.layers[0].n_in
-        self.n_out = self.layers[L - 1].n_out
-        for l in range(L):  # dense layers only, softmax only at the output
-            Ly = &self.layers[l]
-            if Ly.kind != KIND_DENSE or (Ly.act == ACT_SOFTMAX and l < L - 1):
-                self.fm_side = 0
+        self.n_out = self.layers[n_layers - 1].n_out
+        for l in range(n_layers):  # dense layers only, softmax only at the output
+            layer = &self.layers[l]
+            if layer.kind != KIND_DENSE or (layer.act == ACT_SOFTMAX and l < n_layers - 1):
+                self.feature_major_side = 0
         # room to transpose the largest W up to 64k entries; larger ones are
         # either on dgemm or run without the transpose
         self.scratch_cap = 1
-        for l in range(L):
+        for l in range(n_layers):
             if self.layers[l].kind == KIND_DENSE:
                 lo = self.layers[l].n_in * self.layers[l].n_out
                 if lo <= 65536:
@@ -178,7 +170,7 @@ cdef class Engine:
         self._scratch = np.empty(self.scratch_cap, dtype=np.float64)
         cdef double[::1] scr = self._scratch
         self.scratch = &scr[0]
-        self.n_params = P
+        self.n_params = n_params
         self._params = params
         self._grads = grads
         self.params = &params[0]
@@ -187,7 +179,7 @@ cdef class Engine:
         self.reduction = reduction
         self.batch = 0
         self.rows = 0
-        self.tstride = P + self.scratch_cap
+        self.chunk_stride = n_params + self.scratch_cap
         self.n_chunk_bufs = 0
         self.nchunks = 1
         self.threads_used = 1
@@ -204,8 +196,8 @@ cdef class Engine:
         with nogil:
             _forward(self, self.work, n, False, 0, 0, 0)
         self.rows = n
-        cdef Layer* L = &self.layers[self.n_layers - 1]
-        return self._work[L.a:L.a + n * L.n_out].reshape(n, L.n_out)
+        cdef Layer* layer = &self.layers[self.n_layers - 1]
+        return self._work[layer.a:layer.a + n * layer.n_out].reshape(n, layer.n_out)
 
     def predict(self, const double[:, ::1] X):
         """The output for X as a new array; the backward cache is untouched."""
@@ -228,15 +220,15 @@ cdef class Engine:
         with nogil:
             value = _backward(self, self.work, &Y[0, 0], self.rows)
         return value
-    def step(self, int kind, const double[::1] ohyper, double[::1] state, double t):
+    def step(self, int kind, const double[::1] hyper, double[::1] state, double t):
         """Apply one optimizer step with the current gradients."""
-        cdef Py_ssize_t slots = _slots(self, kind, ohyper, state)
-        cdef bint plain = _plain_sgd(self, kind, &ohyper[0])
+        cdef Py_ssize_t slots = _slots(self, kind, hyper, state)
+        cdef bint plain = _plain_sgd(self, kind, &hyper[0])
         cdef double* snap = _before_update(self, plain, state, slots)
         cdef double* st = &state[0] if slots else NULL
         cdef bint ok
         with nogil:
-            ok = _update(self, kind, &ohyper[0], st, slots, t, snap)
+            ok = _update(self, kind, &hyper[0], st, slots, t, snap)
             if not ok:
                 _rollback(self, plain, snap, st, slots)
         if not ok:
@@ -246,36 +238,36 @@ cdef class Engine:
 
     def sgd_step(self, double lr):
         """params -= lr * grads over the trainable layers (plain SGD)."""
-        oh = np.zeros(8)
-        oh[O_LR] = lr
-        self.step(OPT_SGD, oh, np.empty(0), 0)
+        hyper = np.zeros(N_OPTIMIZER_HYPER)
+        hyper[HYPER_LEARNING_RATE] = lr
+        self.step(OPT_SGD, hyper, np.empty(0), 0)
 
     def train_step(self, const double[:, ::1] X, const double[:, ::1] Y, int kind,
-                   const double[::1] ohyper, double[::1] state, double t):
+                   const double[::1] hyper, double[::1] state, double t):
         """forward, backward and one optimizer step; the loss before the update."""
         cdef Py_ssize_t n = _load_x(self, X)
         _check(Y.shape[0] == n and Y.shape[1] == self.n_out,
                "Engine: Y has the wrong shape")
-        cdef Py_ssize_t slots = _slots(self, kind, ohyper, state)
-        cdef bint plain = _plain_sgd(self, kind, &ohyper[0])
+        cdef Py_ssize_t slots = _slots(self, kind, hyper, state)
+        cdef bint plain = _plain_sgd(self, kind, &hyper[0])
         cdef double* snap = _before_update(self, plain, state, slots)
         cdef double* st = &state[0] if slots else NULL
         cdef double value
         cdef bint ok
-        cdef bint par = _par_prepare(self, n) > 1
+        cdef bint par = _prepare_chunks(self, n) > 1
         if par:
-            cbp_par_enter()
+            cbp_threads_enter()
         try:
             with nogil:
                 value = _fwd_bwd(self, self.work, &Y[0, 0], n, False, 0, 0, 0, NULL, NULL)
                 ok = isfinite(value)
                 if ok:
-                    ok = _update(self, kind, &ohyper[0], st, slots, t, snap)
+                    ok = _update(self, kind, &hyper[0], st, slots, t, snap)
                     if not ok:
                         _rollback(self, plain, snap, st, slots)
         finally:
             if par:
-                cbp_par_leave()
+                cbp_threads_leave()
         self.rows = n
         if not ok:
             if not isfinite(value):
@@ -327,7 +319,7 @@ cdef class Engine:
             _layout(self, n)
             # X is checked as it is copied in, one pass over it; a value that
             # is not finite leaves no forward pass cached (its input is gone)
-            if not copy_finite_k(<const double*>xb.buf, self.work, n * self.n_in):
+            if not kernels.copy_finite(<const double*>xb.buf, self.work, n * self.n_in):
                 self.rows = 0
                 return None
             yp = <const double*>yb.buf
@@ -337,9 +329,9 @@ cdef class Engine:
                 for i in range(n):
                     self.work[self.y_off + i * self.n_out + (<const int64_t*>yb.buf)[i]] = 1.0
             snap = _snap_buffer(self, 0)
-            par = _par_prepare(self, n) > 1
+            par = _prepare_chunks(self, n) > 1
             if par:
-                cbp_par_enter()
+                cbp_threads_enter()
             with nogil:
                 value = _fwd_bwd(self, self.work, yp, n, False, 0, 0, 0, NULL, NULL)
                 ok = isfinite(value)
@@ -350,7 +342,7 @@ cdef class Engine:
             self.rows = n
         finally:
             if par:
-                cbp_par_leave()
+                cbp_threads_leave()
             PyBuffer_Release(&xb)
             PyBuffer_Release(&yb)
         if not ok:
@@ -369,42 +361,104 @@ cdef class Engine:
         cdef double* out
         with nogil:
             out = _infer(self, &X[0, 0], n, &buf[0])
-            value = loss_value_k(self.loss, out, &Y[0, 0], n, self.n_out, self.reduction, n)
+            value = kernels.loss_value(self.loss, out, &Y[0, 0], n, self.n_out, self.reduction, n)
             value += _penalties(self)
-            hit = correct_k(self.loss, out, &Y[0, 0], n, self.n_out, &seen)
+            hit = kernels.correct(self.loss, out, &Y[0, 0], n, self.n_out, &seen)
         return value, (hit / <double>seen if seen else float("nan"))
 
-    def fit(self, const double[:, ::1] X, const double[:, ::1] Y, Xv_, Yv_, int kind,
-            const double[::1] ohyper, double[::1] state, double t, Py_ssize_t epoch0,
+    def fit(self, const double[:, ::1] X, const double[:, ::1] Y, Xv, Yv, int kind,
+            const double[::1] hyper, double[::1] state, double t, Py_ssize_t epoch0,
             Py_ssize_t n_epochs, Py_ssize_t batch_size, bint shuffle, uint64_t seed,
-            double[::1] es, double[::1] best, double[:, ::1] hist):
-        """Train for up to n_epochs epochs, numbered from epoch0; see the twin."""
+            double[::1] early_stop, double[::1] best, double[:, ::1] history):
+        """Train for up to ``n_epochs`` epochs, numbered from ``epoch0``.
+
+        Each epoch visits the rows of X once, in batches of ``batch_size``
+        (the last one shorter), and takes one optimizer step a batch.
+
+        Parameters
+        ----------
+        X : float64 array (n, n_in)
+            The training inputs, C-contiguous, n >= 1.
+        Y : float64 array (n, n_out)
+            The training targets (one-hot rows for categorical
+            cross-entropy).
+        Xv, Yv : float64 arrays (n_val, n_in) and (n_val, n_out), or None
+            Validation data, evaluated after every epoch with dropout off;
+            both None for none.
+        kind : int
+            Optimizer code (``OPT_SGD``, ``OPT_ADAGRAD``, ``OPT_RMSPROP``,
+            ``OPT_ADAM``).
+        hyper : float64 array (N_OPTIMIZER_HYPER,)
+            The optimizer's hyper-parameters, indexed by the ``HYPER_*``
+            columns of ``cbp._codes``.
+        state : float64 array (slots * n_params,)
+            The optimizer's state (momentum, caches), updated in place.
+        t : float
+            Optimizer steps taken before this call (the learning-rate decay
+            and Adam's bias correction count from it).
+        epoch0 : int
+            The number of the first epoch; the shuffle and the dropout
+            masks of epoch e are drawn from streams keyed by e.
+        n_epochs : int
+            Epochs to run at most.
+        batch_size : int
+            Rows a batch (more than n: one batch of n rows).
+        shuffle : bool
+            Visit the rows in the order ``shuffle_order(seed, epoch, n)``
+            instead of in order.
+        seed : int
+            Seed of the shuffle and of the dropout masks.
+        early_stop : float64 array (N_EARLY_STOP,)
+            Early-stopping state, indexed by the ``EARLY_STOP_*`` columns and
+            updated in place: with ``EARLY_STOP_ENABLED`` nonzero, the
+            monitored loss (the validation loss with validation data, else
+            the training loss) of each epoch is compared with
+            ``EARLY_STOP_BEST_LOSS`` minus ``EARLY_STOP_TOLERANCE``; the run
+            stops when ``EARLY_STOP_WAIT`` epochs without improvement reach
+            ``EARLY_STOP_PATIENCE``.
+        best : float64 array (n_params,)
+            Receives the parameters at the end of the best epoch (when early
+            stopping is on).
+        history : float64 array (>= n_epochs, N_HISTORY)
+            Row k receives epoch k's ``HISTORY_LOSS``, ``HISTORY_ACCURACY``,
+            ``HISTORY_VAL_LOSS`` and ``HISTORY_VAL_ACCURACY`` (NaN where
+            they do not apply).
+
+        Returns
+        -------
+        (epochs, steps, status) : (int, int, int)
+            Epochs completed, optimizer steps taken, and ``FIT_DONE``,
+            ``FIT_STOPPED`` (early stopping) or ``FIT_DIVERGED`` (a loss or a
+            parameter stopped being finite: the diverging epoch was rolled
+            back to its start, and is not counted).
+        """
         cdef Py_ssize_t n = X.shape[0], bs = min(batch_size, n)
         _check(n > 0 and bs > 0 and X.shape[1] == self.n_in and Y.shape[0] == n
                and Y.shape[1] == self.n_out, "Engine: X or Y has the wrong shape")
-        _check(hist.shape[0] >= n_epochs and hist.shape[1] == 4 and es.shape[0] == 6
+        _check(history.shape[0] >= n_epochs and history.shape[1] == N_HISTORY
+               and early_stop.shape[0] == N_EARLY_STOP
                and best.shape[0] == self.n_params, "Engine: bad fit buffers")
-        cdef const double[:, ::1] Xv
-        cdef const double[:, ::1] Yv
+        cdef const double[:, ::1] X_val
+        cdef const double[:, ::1] Y_val
         cdef Py_ssize_t nv = 0
-        if Xv_ is not None:
-            Xv = Xv_
-            Yv = Yv_
-            nv = Xv.shape[0]
-            _check(nv > 0 and Xv.shape[1] == self.n_in and Yv.shape[0] == nv
-                   and Yv.shape[1] == self.n_out, "Engine: validation data has the wrong shape")
-        cdef Py_ssize_t slots = _slots(self, kind, ohyper, state)
+        if Xv is not None:
+            X_val = Xv
+            Y_val = Yv
+            nv = X_val.shape[0]
+            _check(nv > 0 and X_val.shape[1] == self.n_in and Y_val.shape[0] == nv
+                   and Y_val.shape[1] == self.n_out, "Engine: validation data has the wrong shape")
+        cdef Py_ssize_t slots = _slots(self, kind, hyper, state)
         cdef double* snap = _snap_buffer(self, slots)  # the epoch's start, for rollback
         cdef double* st = &state[0] if slots else NULL
         # plain SGD: the first step of an epoch saves the epoch's start in its
         # own pass, instead of a copy of every parameter before it
-        cdef bint plain = _plain_sgd(self, kind, &ohyper[0]), snapped = False
+        cdef bint plain = _plain_sgd(self, kind, &hyper[0]), snapped = False
         _layout(self, bs)
-        cdef bint fm = self.ld > 0
-        if not fm:  # room for the chunks of a full and of the last batch
-            _par_prepare(self, bs)
+        cdef bint feature_major = self.ld > 0
+        if not feature_major:  # room for the chunks of a full and of the last batch
+            _prepare_chunks(self, bs)
             if n % bs:
-                _par_prepare(self, n % bs)
+                _prepare_chunks(self, n % bs)
         order_arr = np.empty(n, dtype=np.int64)
         cdef long long[::1] order = order_arr
         cdef KeyIdx* keys = <KeyIdx*>PyMem_Malloc(n * sizeof(KeyIdx))
@@ -419,7 +473,7 @@ cdef class Engine:
         cdef double* xw
         cdef double* yw
         cdef bint ok
-        cbp_par_enter()
+        cbp_threads_enter()
         try:
             with nogil:
                 for k in range(n_epochs):
@@ -429,7 +483,7 @@ cdef class Engine:
                     snapped = False
                     steps0 = steps
                     if shuffle:
-                        shuffle_order_k(seed, epoch, &order[0], keys, n)
+                        _epoch_order(seed, epoch, &order[0], keys, n)
                     total = 0.0
                     hit = 0
                     seen = 0
@@ -449,16 +503,16 @@ cdef class Engine:
                         else:  # in order: the batch is a slice, read in place
                             xw = <double*>&X[row, 0]
                             yw = <double*>&Y[row, 0]
-                        if fm:  # xT stays from epoch to epoch for an in-order full batch
-                            out = _forward_fm(self, xw, nb, shuffle or nb < n or k == 0)
-                            value = _backward_fm(self, yw, nb)
-                            h_ = correct_k(self.loss, out, yw, nb, self.n_out, &s_)
+                        if feature_major:  # xT stays from epoch to epoch for an in-order full batch
+                            out = _forward_feature_major(self, xw, nb, shuffle or nb < n or k == 0)
+                            value = _backward_feature_major(self, yw, nb)
+                            h_ = kernels.correct(self.loss, out, yw, nb, self.n_out, &s_)
                         else:
                             value = _fwd_bwd(self, xw, yw, nb, True, seed, epoch, row, &h_,
                                                   &s_)
                         ok = isfinite(value)
                         if ok:
-                            ok = _update(self, kind, &ohyper[0], st, slots, t + steps,
+                            ok = _update(self, kind, &hyper[0], st, slots, t + steps,
                                               NULL if snapped else snap)
                             snapped = True
                         if not ok:
@@ -476,39 +530,39 @@ cdef class Engine:
                         done = k
                         status = FIT_DIVERGED
                         break
-                    hist[k, 0] = total / batches
-                    hist[k, 1] = hit / <double>seen if seen else NAN
+                    history[k, HISTORY_LOSS] = total / batches
+                    history[k, HISTORY_ACCURACY] = hit / <double>seen if seen else NAN
                     if nv:
-                        out = _infer(self, &Xv[0, 0], nv, &vbuf[0])
-                        hist[k, 2] = loss_value_k(self.loss, out, &Yv[0, 0], nv, self.n_out,
+                        out = _infer(self, &X_val[0, 0], nv, &vbuf[0])
+                        history[k, HISTORY_VAL_LOSS] = kernels.loss_value(self.loss, out, &Y_val[0, 0], nv, self.n_out,
                                                   self.reduction, nv) + _penalties(self)
-                        h_ = correct_k(self.loss, out, &Yv[0, 0], nv, self.n_out, &s_)
-                        hist[k, 3] = h_ / <double>s_ if s_ else NAN
-                        if not isfinite(hist[k, 2]):  # a loss became infinite: diverged
+                        h_ = kernels.correct(self.loss, out, &Y_val[0, 0], nv, self.n_out, &s_)
+                        history[k, HISTORY_VAL_ACCURACY] = h_ / <double>s_ if s_ else NAN
+                        if not isfinite(history[k, HISTORY_VAL_LOSS]):  # a loss became infinite: diverged
                             _rollback(self, plain, snap, st, slots)  # snapped
                             steps = steps0
                             done = k
                             status = FIT_DIVERGED
                             break
                     else:
-                        hist[k, 2] = NAN
-                        hist[k, 3] = NAN
-                    if es[5] != 0.0:
-                        cur = hist[k, 2] if nv else hist[k, 0]
-                        if cur >= es[0] - es[4]:  # not below best - tol
-                            es[1] += 1.0
+                        history[k, HISTORY_VAL_LOSS] = NAN
+                        history[k, HISTORY_VAL_ACCURACY] = NAN
+                    if early_stop[EARLY_STOP_ENABLED] != 0.0:
+                        cur = history[k, HISTORY_VAL_LOSS] if nv else history[k, HISTORY_LOSS]
+                        if cur >= early_stop[EARLY_STOP_BEST_LOSS] - early_stop[EARLY_STOP_TOLERANCE]:  # not below best - tol
+                            early_stop[EARLY_STOP_WAIT] += 1.0
                         else:
-                            es[1] = 0.0
-                        if cur < es[0]:
-                            es[0] = cur
-                            es[2] = <double>epoch
+                            early_stop[EARLY_STOP_WAIT] = 0.0
+                        if cur < early_stop[EARLY_STOP_BEST_LOSS]:
+                            early_stop[EARLY_STOP_BEST_LOSS] = cur
+                            early_stop[EARLY_STOP_BEST_EPOCH] = <double>epoch
                             memcpy(&best[0], self.params, self.n_params * sizeof(double))
-                        if es[1] >= es[3]:
+                        if early_stop[EARLY_STOP_WAIT] >= early_stop[EARLY_STOP_PATIENCE]:
                             done = k + 1
                             status = FIT_STOPPED
                             break
         finally:
-            cbp_par_leave()
+            cbp_threads_leave()
             PyMem_Free(keys)
         self.rows = 0
         return done, steps, status

@@ -17,7 +17,7 @@ cdef bint _usable(Engine self, Py_buffer* b, Py_ssize_t rows, Py_ssize_t cols, b
     """A 2-D float64 buffer of the given shape (rows < 0: any), finite,
     and within [0, 1] when ``unit``."""
     return (_matrix(self, b, rows, cols)
-            and all_finite_k(<const double*>b.buf, b.shape[0] * cols, unit))
+            and kernels.all_finite(<const double*>b.buf, b.shape[0] * cols, unit))
 
 cdef bint _labels(Engine self, Py_buffer* b, Py_ssize_t rows):
     """A 1-D int64 buffer of ``rows`` class labels, each in [0, n_out)."""

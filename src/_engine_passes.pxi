@@ -7,8 +7,8 @@ cdef int _layout(Engine self, Py_ssize_t n) except -1:
     [xT | zT aT dT per layer] of ld >= n lanes."""
     cdef Py_ssize_t l, off, ld
     cdef double[::1] w
-    ld = ((n + 3) // 4 * 4 if 0 < self.fm_side <= _fm_width
-          and _fm_rows_lo <= n <= _fm_rows_hi else 0)
+    ld = ((n + 3) // 4 * 4 if 0 < self.feature_major_side <= _feature_major_width
+          and _feature_major_rows_lo <= n <= _feature_major_rows_hi else 0)
     if n == self.batch and ld == self.ld:
         return 0
     off = n * self.n_in
@@ -36,13 +36,13 @@ cdef int _layout(Engine self, Py_ssize_t n) except -1:
     return 0
 
 # -- passes (nogil) -----------------------------------------------------
-cdef inline double* _zbuf(Engine self, Layer* L) noexcept nogil:
+cdef inline double* _zbuf(Engine self, Layer* layer) noexcept nogil:
     """Where backward reads a layer's pre-activation Z from.  A ReLU
     dense layer stores only A = relu(Z) (fused into the product), and
     A > 0 exactly where Z > 0, which is all its derivative needs."""
-    if L.kind == KIND_DENSE and L.act == ACT_RELU:
-        return self.work + L.a
-    return self.work + L.z
+    if layer.kind == KIND_DENSE and layer.act == ACT_RELU:
+        return self.work + layer.a
+    return self.work + layer.z
 
 cdef inline void _forward(Engine self, const double* x, Py_ssize_t n, bint train,
                           uint64_t seed, uint64_t epoch, uint64_t row) noexcept nogil:
@@ -57,48 +57,48 @@ cdef void _forward_rows(Engine self, const double* x, Py_ssize_t n, bint train, 
     this thread's ``scratch``; ``row`` is the first row's number in the
     epoch (dropout's draws are keyed by it)."""
     cdef Py_ssize_t l, i, m
-    cdef Layer* L
+    cdef Layer* layer
     cdef double* z
     cdef double* a
     for l in range(self.n_layers):
-        L = &self.layers[l]
-        z = self.work + L.z + r0 * L.n_out
-        a = self.work + L.a + r0 * L.n_out
-        m = n * L.n_out
-        if L.kind == KIND_DROPOUT:
+        layer = &self.layers[l]
+        z = self.work + layer.z + r0 * layer.n_out
+        a = self.work + layer.a + r0 * layer.n_out
+        m = n * layer.n_out
+        if layer.kind == KIND_DROPOUT:
             if train:
-                dropout_mask_k(seed, 2 * (epoch * self.n_layers + l) + 1,
-                               row * L.n_out, L.rate, z, m)
+                kernels.dropout_mask(seed, 2 * (epoch * self.n_layers + l) + 1,
+                               row * layer.n_out, layer.rate, z, m)
                 for i in range(m):
                     a[i] = x[i] * z[i]
             else:
                 for i in range(m):
                     z[i] = 1.0
                 memcpy(a, x, m * sizeof(double))
-        elif L.act == ACT_RELU:
-            dense_forward_k(x, self.params + L.w_off,
-                            self.params + L.b_off if L.b_off >= 0 else NULL,
-                            a, n, L.n_in, L.n_out, scratch, self.scratch_cap, True)
+        elif layer.act == ACT_RELU:
+            kernels.dense_forward(x, self.params + layer.w_off,
+                            self.params + layer.b_off if layer.b_off >= 0 else NULL,
+                            a, n, layer.n_in, layer.n_out, scratch, self.scratch_cap, True)
         else:
-            dense_forward_k(x, self.params + L.w_off,
-                            self.params + L.b_off if L.b_off >= 0 else NULL,
-                            z, n, L.n_in, L.n_out, scratch, self.scratch_cap)
-            activation_forward_k(L.act, z, a, n, L.n_out, L.alpha)
+            kernels.dense_forward(x, self.params + layer.w_off,
+                            self.params + layer.b_off if layer.b_off >= 0 else NULL,
+                            z, n, layer.n_in, layer.n_out, scratch, self.scratch_cap)
+            kernels.activation_forward(layer.act, z, a, n, layer.n_out, layer.alpha)
         x = a
 
 cdef double _penalties(Engine self) noexcept nogil:
     cdef Py_ssize_t l
-    cdef Layer* L
+    cdef Layer* layer
     cdef double value = 0.0
     if not self.penalised:
         return 0.0
     for l in range(self.n_layers):
-        L = &self.layers[l]
-        if L.kind != KIND_DENSE:
+        layer = &self.layers[l]
+        if layer.kind != KIND_DENSE:
             continue
-        value += penalty_k(self.params + L.w_off, L.n_in * L.n_out, L.wl1, L.wl2)
-        if L.b_off >= 0:
-            value += penalty_k(self.params + L.b_off, L.n_out, L.bl1, L.bl2)
+        value += kernels.penalty(self.params + layer.w_off, layer.n_in * layer.n_out, layer.wl1, layer.wl2)
+        if layer.b_off >= 0:
+            value += kernels.penalty(self.params + layer.b_off, layer.n_out, layer.bl1, layer.bl2)
     return value
 
 cdef inline double _backward(Engine self, const double* X, const double* Y,
@@ -113,90 +113,90 @@ cdef double _backward_rows(Engine self, const double* X, const double* Y, Py_ssi
     """_backward of the n rows at r0 of the workspace (X and Y are those
     rows' own), the gradients into ``grads`` (laid out as self.grads),
     without the penalties, as rows of a batch of nscale rows (n, or more
-    for a chunk; see loss_value_k).  Returns their loss."""
+    for a chunk; see kernels.loss_value).  Returns their loss."""
     cdef Py_ssize_t l, i, lo, po
-    cdef Layer* L = &self.layers[self.n_layers - 1]
-    cdef Layer* P
+    cdef Layer* layer = &self.layers[self.n_layers - 1]
+    cdef Layer* prev
     cdef double value
     cdef const double* x
     cdef const double* gate
     cdef double* dx
-    lo = r0 * L.n_out
-    value = output_delta_k(L.act, self.loss, _zbuf(self, L) + lo, self.work + L.a + lo, Y,
-                           self.work + L.d + lo, n, L.n_out, self.reduction, L.alpha,
+    lo = r0 * layer.n_out
+    value = kernels.output_delta(layer.act, self.loss, _zbuf(self, layer) + lo, self.work + layer.a + lo, Y,
+                           self.work + layer.d + lo, n, layer.n_out, self.reduction, layer.alpha,
                            nscale)
     for l in range(self.n_layers - 1, -1, -1):
-        L = &self.layers[l]
-        P = &self.layers[l - 1] if l > 0 else NULL
-        lo = r0 * L.n_out
-        po = r0 * P.n_out if P != NULL else 0
-        dx = self.work + P.d + po if P != NULL else NULL
+        layer = &self.layers[l]
+        prev = &self.layers[l - 1] if l > 0 else NULL
+        lo = r0 * layer.n_out
+        po = r0 * prev.n_out if prev != NULL else 0
+        dx = self.work + prev.d + po if prev != NULL else NULL
         # the ReLU mask of a dense layer below is fused into dX's store
-        gate = (self.work + P.a + po if P != NULL and P.kind == KIND_DENSE
-                and P.act == ACT_RELU and L.kind == KIND_DENSE else NULL)
-        if L.kind == KIND_DROPOUT:
+        gate = (self.work + prev.a + po if prev != NULL and prev.kind == KIND_DENSE
+                and prev.act == ACT_RELU and layer.kind == KIND_DENSE else NULL)
+        if layer.kind == KIND_DROPOUT:
             if dx != NULL:
-                for i in range(n * L.n_out):
-                    dx[i] = self.work[L.d + lo + i] * self.work[L.z + lo + i]
+                for i in range(n * layer.n_out):
+                    dx[i] = self.work[layer.d + lo + i] * self.work[layer.z + lo + i]
         else:
-            x = X if l == 0 else self.work + P.a + po
-            dense_backward_k(x, self.params + L.w_off, self.work + L.d + lo,
-                             grads + L.w_off,
-                             grads + L.b_off if L.b_off >= 0 else NULL,
-                             dx, n, L.n_in, L.n_out, scratch, self.scratch_cap,
+            x = X if l == 0 else self.work + prev.a + po
+            kernels.dense_backward(x, self.params + layer.w_off, self.work + layer.d + lo,
+                             grads + layer.w_off,
+                             grads + layer.b_off if layer.b_off >= 0 else NULL,
+                             dx, n, layer.n_in, layer.n_out, scratch, self.scratch_cap,
                              gate)
-        if P != NULL and gate == NULL:
-            activation_backward_k(P.act, _zbuf(self, P) + po, self.work + P.a + po, dx, dx,
-                                  n, P.n_out, P.alpha)
+        if prev != NULL and gate == NULL:
+            kernels.activation_backward(prev.act, _zbuf(self, prev) + po, self.work + prev.a + po, dx, dx,
+                                  n, prev.n_out, prev.alpha)
     return value
 
 cdef double _penalty_grads(Engine self) noexcept nogil:
     """Add the L1/L2 penalty gradients (nnfs semantics); return the penalty."""
     cdef Py_ssize_t l
-    cdef Layer* L
+    cdef Layer* layer
     if not self.penalised:
         return 0.0
     for l in range(self.n_layers):
-        L = &self.layers[l]
-        if L.kind != KIND_DENSE:
+        layer = &self.layers[l]
+        if layer.kind != KIND_DENSE:
             continue
-        add_penalty_gradient_k(self.params + L.w_off, self.grads + L.w_off,
-                               L.n_in * L.n_out, L.wl1, L.wl2)
-        if L.b_off >= 0:
-            add_penalty_gradient_k(self.params + L.b_off, self.grads + L.b_off,
-                                   L.n_out, L.bl1, L.bl2)
+        kernels.add_penalty_gradient(self.params + layer.w_off, self.grads + layer.w_off,
+                               layer.n_in * layer.n_out, layer.wl1, layer.wl2)
+        if layer.b_off >= 0:
+            kernels.add_penalty_gradient(self.params + layer.b_off, self.grads + layer.b_off,
+                                   layer.n_out, layer.bl1, layer.bl2)
     return _penalties(self)
 
 # -- feature-major passes (fit, narrow networks) --------------------------
-# Every side of the network is at most _fm_width, every layer dense, and
-# the batch has _fm_rows_lo to _fm_rows_hi rows (see there), so
+# Every side of the network is at most _feature_major_width, every layer dense, and
+# the batch has _feature_major_rows_lo to _feature_major_rows_hi rows (see there), so
 # a product has no side wide enough to vectorise along.  fit() then keeps
 # the activations feature-major, xT (n_in, ld) and zT, aT, dT (n_out, ld)
-# per layer, and fm_forward and fm_backward (_simd.h) vectorise along the
+# per layer, and feature_major_forward and feature_major_backward (_simd.h) vectorise along the
 # batch, with ReLU and sigmoid applied in registers.  The ld - n padding
 # lanes replicate the last row forward (so they compute what a real row
 # does) and carry a zero delta backward (so they add nothing to a
 # gradient).  An output layer of one unit is row-major as it is; a wider
 # one is also laid out row-major (Z, A, delta) for the loss functions.
-cdef inline int _fm_act(Engine self, const Layer* L) noexcept nogil:
-    """The activation fm_forward applies to L's output itself."""
-    if L.act == ACT_RELU:
-        return FM_RELU
-    if L.act == ACT_SIGMOID:
-        return FM_SIGMOID
-    return FM_NONE
+cdef inline int _feature_major_act(Engine self, const Layer* layer) noexcept nogil:
+    """The activation feature_major_forward applies to layer's output itself."""
+    if layer.act == ACT_RELU:
+        return FEATURE_MAJOR_RELU
+    if layer.act == ACT_SIGMOID:
+        return FEATURE_MAJOR_SIGMOID
+    return FEATURE_MAJOR_NONE
 
-cdef inline double* _fm_z(Engine self, const Layer* L) noexcept nogil:
-    """Where L's pre-activation is read back from: A when fm_forward
+cdef inline double* _feature_major_z(Engine self, const Layer* layer) noexcept nogil:
+    """Where layer's pre-activation is read back from: A when feature_major_forward
     applied the activation (all the derivative needs), else zT."""
-    return self.work + (L.at if _fm_act(self, L) != FM_NONE else L.zt)
+    return self.work + (layer.at if _feature_major_act(self, layer) != FEATURE_MAJOR_NONE else layer.zt)
 
-cdef const double* _forward_fm(Engine self, const double* x, Py_ssize_t n,
+cdef const double* _forward_feature_major(Engine self, const double* x, Py_ssize_t n,
                                bint load) noexcept nogil:
     """Forward n rows of x (with ``load``; else xT is still in place);
     returns the network's output, row-major (n, n_out)."""
     cdef Py_ssize_t l, k, r, j, ld = self.ld, ni = self.n_in, no
-    cdef Layer* L
+    cdef Layer* layer
     cdef double* xt = self.work + self.xt_off
     cdef double* z
     cdef int fa
@@ -207,89 +207,89 @@ cdef const double* _forward_fm(Engine self, const double* x, Py_ssize_t n,
             for r in range(n, ld):
                 xt[k * ld + r] = x[(n - 1) * ni + k]
     for l in range(self.n_layers):
-        L = &self.layers[l]
-        no = L.n_out
-        fa = _fm_act(self, L) if no == 1 or l < self.n_layers - 1 else FM_NONE
-        cbp_simd.fm_forward(ld, L.n_in, no, xt, self.params + L.w_off,
-                            self.params + L.b_off if L.b_off >= 0 else NULL,
-                            self.work + (L.zt if fa == FM_NONE else L.at), fa)
-        xt = self.work + L.at
-        if fa != FM_NONE:
+        layer = &self.layers[l]
+        no = layer.n_out
+        fa = _feature_major_act(self, layer) if no == 1 or l < self.n_layers - 1 else FEATURE_MAJOR_NONE
+        cbp_simd.feature_major_forward(ld, layer.n_in, no, xt, self.params + layer.w_off,
+                            self.params + layer.b_off if layer.b_off >= 0 else NULL,
+                            self.work + (layer.zt if fa == FEATURE_MAJOR_NONE else layer.at), fa)
+        xt = self.work + layer.at
+        if fa != FEATURE_MAJOR_NONE:
             continue
         if l < self.n_layers - 1 and ld == n:  # elementwise
-            activation_forward_k(L.act, self.work + L.zt, xt, 1, no * ld, L.alpha)
+            kernels.activation_forward(layer.act, self.work + layer.zt, xt, 1, no * ld, layer.alpha)
         elif l < self.n_layers - 1:  # the n lanes of each unit, the padding copied
             for j in range(no):
-                activation_forward_k(L.act, self.work + L.zt + j * ld, xt + j * ld, 1, n,
-                                     L.alpha)
+                kernels.activation_forward(layer.act, self.work + layer.zt + j * ld, xt + j * ld, 1, n,
+                                     layer.alpha)
                 for r in range(n, ld):
                     xt[j * ld + r] = xt[j * ld + n - 1]
         elif no == 1:
-            activation_forward_k(L.act, self.work + L.zt, xt, n, 1, L.alpha)
+            kernels.activation_forward(layer.act, self.work + layer.zt, xt, n, 1, layer.alpha)
         else:  # row-major Z, then A
-            z = self.work + L.z
+            z = self.work + layer.z
             for j in range(no):
                 for r in range(n):
-                    z[r * no + j] = self.work[L.zt + j * ld + r]
-            activation_forward_k(L.act, z, self.work + L.a, n, no, L.alpha)
-            return self.work + L.a
+                    z[r * no + j] = self.work[layer.zt + j * ld + r]
+            kernels.activation_forward(layer.act, z, self.work + layer.a, n, no, layer.alpha)
+            return self.work + layer.a
     return xt
 
-cdef double _backward_fm(Engine self, const double* Y, Py_ssize_t n) noexcept nogil:
-    """As _backward, after _forward_fm."""
+cdef double _backward_feature_major(Engine self, const double* Y, Py_ssize_t n) noexcept nogil:
+    """As _backward, after _forward_feature_major."""
     cdef Py_ssize_t l, r, j, ld = self.ld, no
-    cdef Layer* L = &self.layers[self.n_layers - 1]
-    cdef Layer* P
+    cdef Layer* layer = &self.layers[self.n_layers - 1]
+    cdef Layer* prev
     cdef double value
-    cdef double* dt = self.work + L.dt
+    cdef double* dt = self.work + layer.dt
     cdef int fa
-    no = L.n_out
+    no = layer.n_out
     if no == 1:
-        value = output_delta_k(L.act, self.loss, _fm_z(self, L), self.work + L.at, Y,
-                               dt, n, 1, self.reduction, L.alpha, n)
+        value = kernels.output_delta(layer.act, self.loss, _feature_major_z(self, layer), self.work + layer.at, Y,
+                               dt, n, 1, self.reduction, layer.alpha, n)
     else:
-        value = output_delta_k(L.act, self.loss, self.work + L.z, self.work + L.a, Y,
-                               self.work + L.d, n, no, self.reduction, L.alpha, n)
+        value = kernels.output_delta(layer.act, self.loss, self.work + layer.z, self.work + layer.a, Y,
+                               self.work + layer.d, n, no, self.reduction, layer.alpha, n)
         for j in range(no):
             for r in range(n):
-                dt[j * ld + r] = self.work[L.d + r * no + j]
+                dt[j * ld + r] = self.work[layer.d + r * no + j]
     for j in range(no):
         for r in range(n, ld):
             dt[j * ld + r] = 0.0
     for l in range(self.n_layers - 1, -1, -1):
-        L = &self.layers[l]
-        P = &self.layers[l - 1] if l > 0 else NULL
-        fa = _fm_act(self, P) if P != NULL else FM_NONE
-        cbp_simd.fm_backward(ld, L.n_in, L.n_out,
-                             self.work + (P.at if P != NULL else self.xt_off),
-                             self.work + L.dt, self.params + L.w_off,
-                             self.grads + L.w_off,
-                             self.grads + L.b_off if L.b_off >= 0 else NULL,
-                             self.work + P.dt if P != NULL else NULL,
-                             self.work + P.at if P != NULL else NULL, fa)
-        if P != NULL and fa == FM_NONE:
-            activation_backward_k(P.act, self.work + P.zt, self.work + P.at,
-                                  self.work + P.dt, self.work + P.dt, 1,
-                                  P.n_out * ld, P.alpha)
+        layer = &self.layers[l]
+        prev = &self.layers[l - 1] if l > 0 else NULL
+        fa = _feature_major_act(self, prev) if prev != NULL else FEATURE_MAJOR_NONE
+        cbp_simd.feature_major_backward(ld, layer.n_in, layer.n_out,
+                             self.work + (prev.at if prev != NULL else self.xt_off),
+                             self.work + layer.dt, self.params + layer.w_off,
+                             self.grads + layer.w_off,
+                             self.grads + layer.b_off if layer.b_off >= 0 else NULL,
+                             self.work + prev.dt if prev != NULL else NULL,
+                             self.work + prev.at if prev != NULL else NULL, fa)
+        if prev != NULL and fa == FEATURE_MAJOR_NONE:
+            kernels.activation_backward(prev.act, self.work + prev.zt, self.work + prev.at,
+                                  self.work + prev.dt, self.work + prev.dt, 1,
+                                  prev.n_out * ld, prev.alpha)
     return value + _penalty_grads(self)
 
 cdef double* _infer(Engine self, const double* x, Py_ssize_t n, double* buf) noexcept nogil:
     """Forward without dropout into a ping-pong buffer of 2 * n * width;
     returns the output."""
     cdef Py_ssize_t l
-    cdef Layer* L
+    cdef Layer* layer
     cdef double* cur = buf
     for l in range(self.n_layers):
-        L = &self.layers[l]
+        layer = &self.layers[l]
         cur = buf + (l % 2) * n * self.width
-        if L.kind == KIND_DROPOUT:
-            memcpy(cur, x, n * L.n_out * sizeof(double))
+        if layer.kind == KIND_DROPOUT:
+            memcpy(cur, x, n * layer.n_out * sizeof(double))
         else:
-            dense_forward_k(x, self.params + L.w_off,
-                            self.params + L.b_off if L.b_off >= 0 else NULL,
-                            cur, n, L.n_in, L.n_out, self.scratch, self.scratch_cap,
-                            L.act == ACT_RELU)
-            if L.act != ACT_RELU:
-                activation_forward_k(L.act, cur, cur, n, L.n_out, L.alpha)
+            kernels.dense_forward(x, self.params + layer.w_off,
+                            self.params + layer.b_off if layer.b_off >= 0 else NULL,
+                            cur, n, layer.n_in, layer.n_out, self.scratch, self.scratch_cap,
+                            layer.act == ACT_RELU)
+            if layer.act != ACT_RELU:
+                kernels.activation_forward(layer.act, cur, cur, n, layer.n_out, layer.alpha)
         x = cur
     return cur

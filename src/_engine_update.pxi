@@ -1,6 +1,6 @@
 # Included by _core.pyx.  The Engine's optimizer step, snapshot and rollback.
 
-cdef bint _update(Engine self, int kind, const double* oh, double* state,
+cdef bint _update(Engine self, int kind, const double* hyper, double* state,
                   Py_ssize_t slots, double t, double* snap) noexcept nogil:
     """One optimizer step over the trainable segments; True if all finite.
 
@@ -8,25 +8,25 @@ cdef bint _update(Engine self, int kind, const double* oh, double* state,
     and saves the old values into ``snap`` in its own pass, unless snap is
     NULL; the other optimizers leave snap alone (see ``_before_update``).
     """
-    cdef Py_ssize_t s, lo, hi, P = self.n_params
+    cdef Py_ssize_t s, lo, hi, n_params = self.n_params
     cdef int chk = 0
-    if _plain_sgd(self, kind, oh):
-        return _sgd(self, oh[O_LR], snap)
+    if _plain_sgd(self, kind, hyper):
+        return _sgd(self, hyper[HYPER_LEARNING_RATE], snap)
     for s in range(self.n_segs):
         lo = self.segs[2 * s]
         hi = self.segs[2 * s + 1]
-        chk |= optimizer_update_k(kind, oh, self.params + lo, self.grads + lo,
+        chk |= kernels.optimizer_update(kind, hyper, self.params + lo, self.grads + lo,
                                   state + lo if slots > 0 else NULL,
-                                  state + P + lo if slots > 1 else NULL,
+                                  state + n_params + lo if slots > 1 else NULL,
                                   hi - lo, t)
     return chk == 0
 
 
-cdef Py_ssize_t _slots(Engine self, int kind, const double[::1] oh,
+cdef Py_ssize_t _slots(Engine self, int kind, const double[::1] hyper,
                        const double[::1] state) except -1:
-    _check(0 <= kind <= OPT_ADAM and oh.shape[0] == 8, "Engine: bad optimizer")
+    _check(0 <= kind <= OPT_ADAM and hyper.shape[0] == N_OPTIMIZER_HYPER, "Engine: bad optimizer")
     cdef Py_ssize_t need = 2 if kind == OPT_ADAM else (
-        0 if kind == OPT_SGD and oh[O_MOMENTUM] == 0.0 else 1)
+        0 if kind == OPT_SGD and hyper[HYPER_MOMENTUM] == 0.0 else 1)
     _check(state.shape[0] >= need * self.n_params, "Engine: optimizer state too small")
     return need
 
@@ -84,9 +84,9 @@ cdef void _restore_segs(Engine self, const double* snap) noexcept nogil:
         hi = self.segs[2 * s + 1]
         memcpy(self.params + lo, snap + lo, (hi - lo) * sizeof(double))
 
-cdef inline bint _plain_sgd(Engine self, int kind, const double* oh) noexcept nogil:
+cdef inline bint _plain_sgd(Engine self, int kind, const double* hyper) noexcept nogil:
     """Plain SGD: p -= lr * g, what ``_sgd`` computes."""
-    return kind == OPT_SGD and oh[O_MOMENTUM] == 0.0 and oh[O_DECAY] == 0.0
+    return kind == OPT_SGD and hyper[HYPER_MOMENTUM] == 0.0 and hyper[HYPER_DECAY] == 0.0
 
 cdef void _snapshot_nogil(Engine self, double* snap, const double* state,
                           Py_ssize_t slots) noexcept nogil:

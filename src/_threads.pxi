@@ -1,18 +1,18 @@
-# Included by _core.pyx.  Threads and chunks: the thread budget of _par.h,
+# Included by _core.pyx.  Threads and chunks: the thread budget of _threads.h,
 # when a training step is computed in row chunks, and the fork handler.
 
-cdef extern from "_par.h" nogil:
-    int cbp_par_built()
-    int cbp_par_limit()
-    int cbp_par_thread()
-    int cbp_par_team()
-    void cbp_par_barrier()
-    void cbp_par_enter()
-    void cbp_par_leave()
-    long cbp_par_reserve(long want, long limit)
-    void cbp_par_release(long got)
-    long cbp_par_callers_now()
-    long cbp_par_extra_now()
+cdef extern from "_threads.h" nogil:
+    int cbp_threads_built()
+    int cbp_threads_limit()
+    int cbp_threads_id()
+    int cbp_threads_team()
+    void cbp_threads_barrier()
+    void cbp_threads_enter()
+    void cbp_threads_leave()
+    long cbp_threads_reserve(long want, long limit)
+    void cbp_threads_release(long got)
+    long cbp_threads_callers_now()
+    long cbp_threads_extra_now()
 
 
 # networks on 32 to 1024 rows, medians of 7): at and above these thresholds
@@ -20,24 +20,24 @@ cdef extern from "_par.h" nogil:
 # multiply-adds they lose (0.4-0.95x), where OpenMP's region and barrier and
 # the reduction of the chunks cost more than the half step they save; in
 # between (128 rows, 11k-25k) they win or lose by little, and stay off.
-cdef Py_ssize_t _par_min_rows = 64
-cdef Py_ssize_t _par_min_work = 32768
-cdef int _par_threads = 0     # threads for the chunks (0: OpenMP's limit)
-cdef bint _par_used = False   # chunks have run on several threads in this process
-cdef bint _par_off = False    # a fork's child of a process that had (see below)
+cdef Py_ssize_t _chunk_min_rows = 64
+cdef Py_ssize_t _chunk_min_work = 32768
+cdef int _chunk_threads = 0     # threads for the chunks (0: OpenMP's limit)
+cdef bint _threads_were_used = False   # chunks have run on several threads in this process
+cdef bint _threads_off = False    # a fork's child of a process that had (see below)
 cdef enum:
     CBP_MAX_CHUNKS = 64  # chunks of a step, at most
 
 
 cdef inline int _thread_limit() noexcept nogil:
-    """The thread limit of a step started from this thread: _par_threads if
+    """The thread limit of a step started from this thread: _chunk_threads if
     set, else OpenMP's (1 in a build without it)."""
-    if _par_threads > 0:
-        return _par_threads
-    return cbp_par_limit()
+    if _chunk_threads > 0:
+        return _chunk_threads
+    return cbp_threads_limit()
 
 
-def _par_config(threads=None, min_rows=None, min_work=None):
+def _thread_config(threads=None, min_rows=None, min_work=None):
     """Read, and optionally set, when a training step is computed in row
     chunks that may run on several threads: one chunk per thread of the
     limit, each of at least ``min_rows`` rows, for steps of at least
@@ -47,51 +47,51 @@ def _par_config(threads=None, min_rows=None, min_work=None):
     (threads, min_rows, min_work) in force before the call.  Private: for
     the benchmark and for tests that force either path.
     """
-    global _par_threads, _par_min_rows, _par_min_work
-    old = (_par_threads, _par_min_rows, _par_min_work)
+    global _chunk_threads, _chunk_min_rows, _chunk_min_work
+    old = (_chunk_threads, _chunk_min_rows, _chunk_min_work)
     if threads is not None:
-        _par_threads = min(max(<int>threads, 0), CBP_MAX_CHUNKS)
+        _chunk_threads = min(max(<int>threads, 0), CBP_MAX_CHUNKS)
     if min_rows is not None:
-        _par_min_rows = max(<Py_ssize_t>min_rows, 1)
+        _chunk_min_rows = max(<Py_ssize_t>min_rows, 1)
     if min_work is not None:
-        _par_min_work = max(<Py_ssize_t>min_work, 0)
+        _chunk_min_work = max(<Py_ssize_t>min_work, 0)
     return old
 
 
-def _par_state():
+def _thread_state():
     """{"built", "limit", "callers", "extra", "off"}: whether this build has
     OpenMP, the thread limit for a step started from this thread, the
     threads inside cbp training calls and the helper threads they run now,
     and whether threads are off in this process (a fork's child)."""
-    return {"built": bool(cbp_par_built()), "limit": cbp_par_limit(),
-            "callers": cbp_par_callers_now(), "extra": cbp_par_extra_now(),
-            "off": bool(_par_off)}
+    return {"built": bool(cbp_threads_built()), "limit": cbp_threads_limit(),
+            "callers": cbp_threads_callers_now(), "extra": cbp_threads_extra_now(),
+            "off": bool(_threads_off)}
 
 
-def _par_reserve(long want, long limit):
-    """cbp_par_reserve, for the tests of the budget: the helper threads granted."""
-    return cbp_par_reserve(want, limit)
+def _thread_reserve(long want, long limit):
+    """cbp_threads_reserve, for the tests of the budget: the helper threads granted."""
+    return cbp_threads_reserve(want, limit)
 
 
-def _par_release(long got):
-    cbp_par_release(got)
+def _thread_release(long got):
+    cbp_threads_release(got)
 
 
-def _par_enter():
-    cbp_par_enter()
+def _thread_enter():
+    cbp_threads_enter()
 
 
-def _par_leave():
-    cbp_par_leave()
+def _thread_leave():
+    cbp_threads_leave()
 
 
 def _after_fork_in_child():
     # GNU libgomp cannot start a team in the child of a process that had one
     # (it waits forever for threads the fork did not copy), so a child of a
     # process that trained on several threads trains on one.
-    global _par_off
-    if _par_used:
-        _par_off = True
+    global _threads_off
+    if _threads_were_used:
+        _threads_off = True
 
 
 import os as _os

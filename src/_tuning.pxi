@@ -68,40 +68,40 @@ def _blas_thresholds(work=None, side=None):
     return old
 
 
-# fit() trains feature-major (see Engine._forward_fm) a network of dense
-# layers only, none wider than _fm_width, on batches of _fm_rows_lo to
-# _fm_rows_hi rows.  From bench/crossover.py's third table (one thread, ns
+# fit() trains feature-major (see Engine._forward_feature_major) a network of dense
+# layers only, none wider than _feature_major_width, on batches of _feature_major_rows_lo to
+# _feature_major_rows_hi rows.  From bench/crossover.py's third table (one thread, ns
 # per step): with every side at most 4, ReLU and sigmoid networks step
 # 1.1-1.4x (2-4-1 sigmoid, XOR's) to 1.5-3x (1-1-1 ReLU) faster from 2 to
 # 32 rows; tanh ones about 5% slower (libm's tanh is most of their time);
 # on 1 row, padded to 4 lanes, it is a wash or a loss; at 8 units and more,
 # or 300 rows, the row-major passes are as fast or faster.
-cdef Py_ssize_t _fm_width = 4
-cdef Py_ssize_t _fm_rows_lo = 2
-cdef Py_ssize_t _fm_rows_hi = 32
+cdef Py_ssize_t _feature_major_width = 4
+cdef Py_ssize_t _feature_major_rows_lo = 2
+cdef Py_ssize_t _feature_major_rows_hi = 32
 
 
-def _fm_limits(width=None, rows_lo=None, rows_hi=None):
+def _feature_major_limits(width=None, rows_lo=None, rows_hi=None):
     """Read, and optionally set, when fit() trains on feature-major
     activations: every side at most ``width`` (0: never), and batches of
     ``rows_lo`` to ``rows_hi`` rows.  Returns the (width, rows_lo, rows_hi)
     in force before the call.  Private: for the benchmark and for tests that
     force either path.
     """
-    global _fm_width, _fm_rows_lo, _fm_rows_hi
-    old = (_fm_width, _fm_rows_lo, _fm_rows_hi)
+    global _feature_major_width, _feature_major_rows_lo, _feature_major_rows_hi
+    old = (_feature_major_width, _feature_major_rows_lo, _feature_major_rows_hi)
     if width is not None:
-        _fm_width = max(<Py_ssize_t>width, 0)
+        _feature_major_width = max(<Py_ssize_t>width, 0)
     if rows_lo is not None:
-        _fm_rows_lo = max(<Py_ssize_t>rows_lo, 1)
+        _feature_major_rows_lo = max(<Py_ssize_t>rows_lo, 1)
     if rows_hi is not None:
-        _fm_rows_hi = max(<Py_ssize_t>rows_hi, 1)
+        _feature_major_rows_hi = max(<Py_ssize_t>rows_hi, 1)
     return old
 
 
 # A training step is computed in row chunks that may run on several threads
 # (see Engine._plan and _fwd_bwd) when the thread limit is 2 or more, no
 # dense layer takes dgemm at the batch's size (BLAS has threads of its own),
-# the step has at least _par_min_work multiply-adds (rows times the sum of
-# n_in * n_out) and every chunk gets at least _par_min_rows rows.  From
+# the step has at least _chunk_min_work multiply-adds (rows times the sum of
+# n_in * n_out) and every chunk gets at least _chunk_min_rows rows.  From
 # bench/crossover.py's fourth table (2 cores, full-batch steps of six small

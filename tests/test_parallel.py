@@ -1,7 +1,7 @@
-"""Training steps on several threads (``Engine._fwd_bwd``, ``src/_par.h``).
+"""Training steps on several threads (``Engine._fwd_bwd``, ``src/_threads.h``).
 
 A step whose layers are all below the dgemm crossover, with enough rows and
-multiply-adds (``cbp._core._par_config``), runs its forward and backward
+multiply-adds (``cbp._core._thread_config``), runs its forward and backward
 passes over one chunk of rows per thread when the core was built with
 OpenMP.  Here the thresholds are forced down so that every batch of two rows
 or more takes that path, and:
@@ -45,7 +45,7 @@ from test_training import (  # noqa: F401  (collected again, under the fixtures 
 
 REQUIRE_OPENMP = os.environ.get("CBP_REQUIRE_OPENMP", "") not in ("", "0")
 #: the compiled-in (min_rows, min_work), read before any fixture changes them
-DEFAULTS = cbp._backend._core._par_config()[1:] if cbp.native_available() else None
+DEFAULTS = cbp._backend._core._thread_config()[1:] if cbp.native_available() else None
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def core():
     if not cbp.native_available():
         pytest.skip("compiled core not available")
     core = cbp._backend._core
-    if not core._par_state()["built"]:
+    if not core._thread_state()["built"]:
         if REQUIRE_OPENMP:
             pytest.fail("CBP_REQUIRE_OPENMP=1 but the core was built without OpenMP")
         pytest.skip("the core was built without OpenMP: every step runs on one thread")
@@ -70,10 +70,10 @@ def backend(native):
 def two_threads(core):
     """Every step of two rows or more runs on 2 threads in this module
     (feature-major passes off: they have their own tests)."""
-    saved, saved_fm = core._par_config(2, 1, 0), core._fm_limits(0)
+    saved, saved_feature_major = core._thread_config(2, 1, 0), core._feature_major_limits(0)
     yield
-    core._par_config(*saved)
-    core._fm_limits(*saved_fm)
+    core._thread_config(*saved)
+    core._feature_major_limits(*saved_feature_major)
 
 
 def _spiral(n=60, seed=0):
@@ -115,7 +115,7 @@ def test_the_reused_tests_run_on_two_threads():
 def test_default_thresholds(core):
     """With the defaults: a spiral-sized step (300 rows of 2-64-3) runs on two
     threads, a small one or one with a dgemm layer on one."""
-    core._par_config(2, *DEFAULTS)
+    core._thread_config(2, *DEFAULTS)
     X, y = cbp.datasets.spiral_data(100, 3)
     big = cbp.Network([cbp.Dense(2, 64, "relu"), cbp.Dense(64, 3, "softmax")],
                       loss="categorical_crossentropy", seed=0)
@@ -141,7 +141,7 @@ def test_team_sizes_agree(core, batch_size, dropout):
     X, y = _spiral()
     runs = {}
     for threads in (1, 2, 3, 5):
-        core._par_config(threads)
+        core._thread_config(threads)
         net = _net(dropout=dropout)
         hist = net.fit(X, y, epochs=30, batch_size=batch_size, shuffle=True, seed=4,
                        optimizer=cbp.optim.Adam(0.01), validation_data=(X[:9], y[:9]))
@@ -163,7 +163,7 @@ def test_one_step_matches_one_thread_to_rounding(core):
     X, y = _spiral(101)
     out = {}
     for threads in (1, 2, 3):
-        core._par_config(threads)
+        core._thread_config(threads)
         net = _net()
         loss = net.train_step(X, y, lr=0.5)
         out[threads] = (loss, net.gradients.copy(), net.parameters.copy())
@@ -180,7 +180,7 @@ def test_frozen_layer_and_no_bias_on_threads(core):
     X, y = _spiral(40)
     nets = {}
     for threads in (1, 2):
-        core._par_config(threads)
+        core._thread_config(threads)
         net = cbp.Network([cbp.Dense(2, 6, "relu", trainable=False, seed=1),
                            cbp.Dense(6, 3, "softmax", use_bias=False, seed=2)],
                           loss="categorical_crossentropy")
@@ -200,7 +200,7 @@ def test_divergence_on_threads_rolls_back(core):
     X, Y = rng.standard_normal((40, 2)), rng.standard_normal((40, 3))
     left = {}
     for threads in (1, 2):
-        core._par_config(threads)
+        core._thread_config(threads)
         net = cbp.Network([cbp.Dense(2, 16, "identity", seed=1),
                            cbp.Dense(16, 3, "identity", seed=2)])
         with pytest.raises(cbp.DivergenceError):
@@ -212,24 +212,24 @@ def test_divergence_on_threads_rolls_back(core):
 
 
 # ---------------------------------------------------------------------------
-# the budget (src/_par.h)
+# the budget (src/_threads.h)
 # ---------------------------------------------------------------------------
 def test_budget_counts_callers_and_helpers(core):
-    assert core._par_state()["callers"] == 0 and core._par_state()["extra"] == 0
-    assert core._par_reserve(3, 4) == 3  # 4 threads, nobody training: 3 helpers
-    assert core._par_reserve(3, 4) == 1  # only one left
-    assert core._par_reserve(1, 4) == 0
-    core._par_release(4)
-    core._par_enter()
-    core._par_enter()  # two callers of a limit of 4: two helpers at most
+    assert core._thread_state()["callers"] == 0 and core._thread_state()["extra"] == 0
+    assert core._thread_reserve(3, 4) == 3  # 4 threads, nobody training: 3 helpers
+    assert core._thread_reserve(3, 4) == 1  # only one left
+    assert core._thread_reserve(1, 4) == 0
+    core._thread_release(4)
+    core._thread_enter()
+    core._thread_enter()  # two callers of a limit of 4: two helpers at most
     try:
-        assert core._par_reserve(8, 4) == 2
-        core._par_release(2)
-        assert core._par_reserve(1, 2) == 0
+        assert core._thread_reserve(8, 4) == 2
+        core._thread_release(2)
+        assert core._thread_reserve(1, 2) == 0
     finally:
-        core._par_leave()
-        core._par_leave()
-    assert core._par_state() | {"limit": 0} == {"built": True, "limit": 0, "callers": 0,
+        core._thread_leave()
+        core._thread_leave()
+    assert core._thread_state() | {"limit": 0} == {"built": True, "limit": 0, "callers": 0,
                                                 "extra": 0, "off": False}
 
 
@@ -239,20 +239,20 @@ def test_another_training_thread_takes_the_helper(core):
     gets its helper back."""
     X, y = _spiral(40)
     nets = [_net(), _net()]
-    core._par_enter()  # as a fit running on another thread would
+    core._thread_enter()  # as a fit running on another thread would
     try:
         nets[0].fit(X, y, epochs=2, lr=0.1)
         assert nets[0]._engine.threads_used == 1
         nets[0].train_step(X, y, lr=0.1)
         assert nets[0]._engine.threads_used == 1
     finally:
-        core._par_leave()
+        core._thread_leave()
     nets[1].fit(X, y, epochs=2, lr=0.1)
     assert nets[1]._engine.threads_used == 2
     nets[1].train_step(X, y, lr=0.1)
     assert nets[1]._engine.threads_used == 2
     np.testing.assert_array_equal(nets[0].parameters, nets[1].parameters)
-    assert core._par_state()["callers"] == 0 and core._par_state()["extra"] == 0
+    assert core._thread_state()["callers"] == 0 and core._thread_state()["extra"] == 0
 
 
 def test_the_thread_limit_decides_the_chunks(core):
@@ -261,7 +261,7 @@ def test_the_thread_limit_decides_the_chunks(core):
     X, y = _spiral(40)
     out = {}
     for threads in (1, 2, 3):
-        core._par_config(threads, 8)  # chunks of 8 rows or more: at most 5
+        core._thread_config(threads, 8)  # chunks of 8 rows or more: at most 5
         net = _net()
         net.train_step(X, y, lr=0.5)
         out[threads] = (net._engine.threads_used, net.parameters.copy())
@@ -288,7 +288,7 @@ def test_concurrent_fits_stay_within_the_budget(core):
         def watch():
             start.wait()
             while not done.is_set():
-                s = core._par_state()
+                s = core._thread_state()
                 for key in peak:
                     peak[key] = max(peak[key], s[key])
 
@@ -312,17 +312,17 @@ def test_concurrent_fits_stay_within_the_budget(core):
             break
     else:
         pytest.fail("the two trainings never overlapped")
-    assert core._par_state()["callers"] == 0 and core._par_state()["extra"] == 0
+    assert core._thread_state()["callers"] == 0 and core._thread_state()["extra"] == 0
 
 
 def test_threadpoolctl_limits_the_threads(core):
     """threadpoolctl's OpenMP limit is the default limit (threads=0)."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    core._par_config(0)
+    core._thread_config(0)
     X, y = _spiral(40)
     net = _net()
     with threadpoolctl.threadpool_limits(1, user_api="openmp"):
-        assert core._par_state()["limit"] == 1
+        assert core._thread_state()["limit"] == 1
         net.fit(X, y, epochs=1, lr=0.1)
         assert net._engine.threads_used == 1
     with threadpoolctl.threadpool_limits(2, user_api="openmp"):
@@ -345,7 +345,7 @@ def test_a_forked_child_trains_on_one_thread(core):
         code = 1
         try:
             net.fit(X, y, epochs=2, lr=0.1)
-            code = 0 if (net._engine.threads_used == 1 and core._par_state()["off"]) else 2
+            code = 0 if (net._engine.threads_used == 1 and core._thread_state()["off"]) else 2
         finally:
             os._exit(code)
     deadline = time.monotonic() + 60
@@ -359,4 +359,4 @@ def test_a_forked_child_trains_on_one_thread(core):
             pytest.fail("the forked child hung in fit()")
         time.sleep(0.05)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert not core._par_state()["off"]  # the parent still trains on threads
+    assert not core._thread_state()["off"]  # the parent still trains on threads

@@ -20,7 +20,8 @@ loops, then forced onto dgemm, one BLAS thread, medians of repeats:
    the machine has one CPU.
 
 The dgemm defaults compiled into src/_kernels.pxd, and the feature-major
-and thread limits in src/_core.pyx, come from these tables.
+and thread limits in src/_tuning.pxi and src/_threads.pxi, come from these
+tables.
 
     python bench/crossover.py
 """

@@ -379,8 +379,8 @@ class Engine:
         Codes from ``cbp._codes``.
 
     Optimizer arguments, wherever they appear: ``kind`` (code), ``hyper``
-    float64 (N_OPTIMIZER_HYPER,) indexed by the ``HYPER_*`` columns, ``state`` float64 (slots * n_params,) and ``t`` (steps
-    taken so far).  A step that would leave a NaN or infinite parameter,
+    float64 (N_OPTIMIZER_HYPER,) indexed by the ``HYPER_*`` columns,
+    ``state`` float64 (slots * n_params,) and ``t`` (steps taken so far).  A step that would leave a NaN or infinite parameter,
     state or loss raises DivergenceError and restores the values from before
     the step.
     """
@@ -401,7 +401,8 @@ class Engine:
             if m[C.LAYER_KIND] != C.KIND_DENSE or not m[C.LAYER_TRAINABLE]:
                 continue
             lo = m[C.LAYER_WEIGHT_OFFSET]
-            hi = lo + m[C.LAYER_N_IN] * m[C.LAYER_N_OUT] + (m[C.LAYER_N_OUT] if m[C.LAYER_BIAS_OFFSET] >= 0 else 0)
+            hi = (lo + m[C.LAYER_N_IN] * m[C.LAYER_N_OUT]
+                  + (m[C.LAYER_N_OUT] if m[C.LAYER_BIAS_OFFSET] >= 0 else 0))
             if segs and segs[-1][1] == lo:
                 segs[-1][1] = hi
             else:
@@ -434,7 +435,8 @@ class Engine:
                 if train is not None:
                     seed, epoch, row = train
                     stream = 2 * (epoch * n_layers + l) + 1
-                    dropout_mask(seed, stream, row * m[C.LAYER_N_OUT], self.layer_floats[l, C.LAYER_DROPOUT_RATE], mask)
+                    rate = self.layer_floats[l, C.LAYER_DROPOUT_RATE]
+                    dropout_mask(seed, stream, row * m[C.LAYER_N_OUT], rate, mask)
                 if keep:
                     self._masks[l] = mask
                 Z = A * mask
@@ -479,7 +481,8 @@ class Engine:
         m = self.layer_ints[-1]
         dZ = np.empty_like(Z)
         value = output_delta(
-            m[C.LAYER_ACTIVATION], self.loss, Z, A, Y, dZ, self.reduction, self.layer_floats[-1, C.LAYER_ALPHA]
+            m[C.LAYER_ACTIVATION], self.loss, Z, A, Y, dZ, self.reduction,
+            self.layer_floats[-1, C.LAYER_ALPHA],
         )
         for l in range(len(self.layer_ints) - 1, -1, -1):
             m = self.layer_ints[l]
@@ -494,7 +497,8 @@ class Engine:
                 Zp, Ap = cache[l - 1][1:]
                 dZ = np.empty_like(Zp)
                 activation_backward(
-                    self.layer_ints[l - 1, C.LAYER_ACTIVATION], Zp, Ap, dX, dZ, self.layer_floats[l - 1, C.LAYER_ALPHA]
+                    self.layer_ints[l - 1, C.LAYER_ACTIVATION], Zp, Ap, dX, dZ,
+                    self.layer_floats[l - 1, C.LAYER_ALPHA],
                 )
         # L1/L2 penalties, nnfs semantics
         for l, m in enumerate(self.layer_ints):
@@ -502,11 +506,13 @@ class Engine:
                 continue
             h = self.layer_floats[l]
             add_penalty_gradient(
-                self._w(self.params, l), self._w(self.grads, l), h[C.LAYER_WEIGHT_L1], h[C.LAYER_WEIGHT_L2]
+                self._w(self.params, l), self._w(self.grads, l),
+                h[C.LAYER_WEIGHT_L1], h[C.LAYER_WEIGHT_L2],
             )
             b = self._b(self.params, l)
             if b is not None:
-                add_penalty_gradient(b, self._b(self.grads, l), h[C.LAYER_BIAS_L1], h[C.LAYER_BIAS_L2])
+                add_penalty_gradient(b, self._b(self.grads, l),
+                                     h[C.LAYER_BIAS_L1], h[C.LAYER_BIAS_L2])
         return value + self._penalties()
 
     @_quiet
@@ -725,7 +731,9 @@ class Engine:
                 row[C.HISTORY_VAL_LOSS] = row[C.HISTORY_VAL_ACCURACY] = math.nan
             if early_stop[C.EARLY_STOP_ENABLED] != 0.0:
                 cur = row[C.HISTORY_VAL_LOSS] if Xv is not None else row[C.HISTORY_LOSS]
-                if cur >= early_stop[C.EARLY_STOP_BEST_LOSS] - early_stop[C.EARLY_STOP_TOLERANCE]:  # not below best - tol
+                # an improvement is a loss below best - tolerance
+                if cur >= (early_stop[C.EARLY_STOP_BEST_LOSS]
+                           - early_stop[C.EARLY_STOP_TOLERANCE]):
                     early_stop[C.EARLY_STOP_WAIT] += 1.0
                 else:
                     early_stop[C.EARLY_STOP_WAIT] = 0.0

@@ -1,14 +1,33 @@
-"""The native core of cbp.
+"""The native core of cbp: one extension module, ``cbp._core``, built from
+this file and the ``.pxi`` files it includes.
 
-``def`` functions here are thin wrappers over the ``noexcept nogil`` kernels
-of ``_kernels.pxd``: each has the same signature as its NumPy twin in
-``cbp/_reference.py``, and exists so that the two can be compared.  The
-``Engine`` class runs whole forward / backward / update passes over a network
-without touching Python objects between layers.
+The data path, from the public API down::
 
-Nothing here validates user input: ``cbp.network`` does that before calling.
-The memoryview signatures still reject wrong dtypes, dimensions and memory
-layouts with a ``ValueError``/``TypeError``, never a crash.
+    cbp/network.py, cbp/optim.py    the API: Network, layers, optimizers
+    cbp/_validation.py              user input checked and converted
+    src/_engine.pxi                 Engine: its state and entry points
+      _engine_inputs.pxi            the entry points' own array checks
+      _engine_passes.pxi            workspace, forward/backward passes
+      _engine_chunks.pxi            row chunks of a step, on threads
+      _engine_update.pxi            optimizer step, snapshot, rollback
+    src/_kernels.pxd                the nogil C routines of the passes
+    src/_simd.h, _simd_body.h       their SIMD tables; BLAS dgemm
+    src/_threads.h                  the process-wide thread budget
+
+Beside the engine: ``_wrappers.pxi`` (a Python wrapper of each kernel, with
+its NumPy twin's signature in ``cbp/_reference.py``, so that the two can be
+compared), ``_random.pxi`` (the counter-based generator, shuffles, dropout
+masks), ``_tuning.pxi`` (SIMD table, BLAS and feature-major thresholds),
+``_threads.pxi`` (thread and chunk thresholds, the budget), and
+``_codes.pxd`` (every code and table column, mirrored by ``cbp/_codes.py``).
+
+Validation: ``cbp.network`` checks user input before it reaches the engine,
+except on one fast path: ``Engine.train_step_sgd`` takes raw arrays and
+checks them itself (dtype, shape, contiguity, finiteness, label range),
+returning None, having touched nothing, for anything it does not take.
+Elsewhere the memoryview signatures still reject wrong dtypes, dimensions
+and memory layouts with a ``ValueError``/``TypeError``, and the wrappers and
+entry points check shapes and codes, so no input crashes the interpreter.
 """
 cimport cython
 from cython.parallel cimport parallel

@@ -1,4 +1,12 @@
-# Included by _core.pyx.  The Engine: its state and its Python entry points.
+# Included by _core.pyx.  The Engine: its state (the cdef class) and its
+# Python entry points (forward, backward, step, train_step, train_step_sgd,
+# evaluate, fit).
+#
+# The engine's cdef routines are module-level cdef functions that take the
+# engine as their first argument, ``Engine self``, in _engine_inputs.pxi,
+# _engine_passes.pxi, _engine_chunks.pxi and _engine_update.pxi: Cython
+# allows no include inside a class body, and a function of an Engine is the
+# same direct C call as a method of a final class.
 
 cdef struct Layer:
     int kind
@@ -36,14 +44,15 @@ cdef inline void _add_range(Py_ssize_t* segs, Py_ssize_t* count, Py_ssize_t lo,
         count[0] += 1
 
 
-@cython.final  # no subclasses: the passes are called directly, not through a vtable
+@cython.final  # no subclasses: nothing here is meant to be overridden
 cdef class Engine:
     """Forward, backward, optimizer steps and whole training runs over a flat
     parameter buffer.
 
-    Same constructor and methods as ``cbp._reference.Engine``; see there.
-    The workspace is laid out once per batch size; nothing is allocated
-    inside a training loop.
+    Same constructor and methods as ``cbp._reference.Engine``, whose
+    docstrings say what each argument holds (tests/test_equivalence.py checks
+    the signatures against each other).  The workspace is laid out once per
+    batch size; nothing is allocated inside a training loop.
     """
     cdef Layer* layers
     cdef Py_ssize_t n_layers
@@ -65,7 +74,7 @@ cdef class Engine:
     cdef Py_ssize_t batch          # rows the workspace is laid out for
     cdef Py_ssize_t rows           # rows of the cached forward (0: none)
     cdef Py_ssize_t y_off          # offset of the gathered targets
-    cdef Py_ssize_t feature_major_side        # widest side if feature-major can run, else 0
+    cdef Py_ssize_t feature_major_side  # widest side if feature-major can run, else 0
     cdef readonly Py_ssize_t ld    # feature-major lanes (0: not laid out)
     cdef Py_ssize_t xt_off         # offset of xT (n_in, ld)
     cdef object _scratch           # W transposed, for the thin layers (_simd.h)
@@ -133,10 +142,12 @@ cdef class Engine:
             layer.bl2 = h[l, LAYER_BIAS_L2]
             layer.rate = h[l, LAYER_DROPOUT_RATE]
             _check(0 <= layer.act <= ACT_SOFTMAX, "Engine: bad activation code")
-            _check(layer.kind == KIND_DENSE or (layer.kind == KIND_DROPOUT and layer.n_in == layer.n_out
-                                            and 0.0 <= layer.rate < 1.0 and l < n_layers - 1),
+            _check(layer.kind == KIND_DENSE
+                   or (layer.kind == KIND_DROPOUT and layer.n_in == layer.n_out
+                       and 0.0 <= layer.rate < 1.0 and l < n_layers - 1),
                    "Engine: bad layer kind")
-            _check(layer.n_in > 0 and layer.n_out > 0 and (l == 0 or layer.n_in == self.layers[l - 1].n_out),
+            _check(layer.n_in > 0 and layer.n_out > 0
+                   and (l == 0 or layer.n_in == self.layers[l - 1].n_out),
                    "Engine: layer widths do not chain")
             if layer.kind == KIND_DENSE:
                 self.penalised |= (layer.wl1 != 0.0 or layer.wl2 != 0.0 or layer.bl1 != 0.0
@@ -220,6 +231,7 @@ cdef class Engine:
         with nogil:
             value = _backward(self, self.work, &Y[0, 0], self.rows)
         return value
+
     def step(self, int kind, const double[::1] hyper, double[::1] state, double t):
         """Apply one optimizer step with the current gradients."""
         cdef Py_ssize_t slots = _slots(self, kind, hyper, state)
@@ -254,8 +266,8 @@ cdef class Engine:
         cdef double* st = &state[0] if slots else NULL
         cdef double value
         cdef bint ok
-        cdef bint par = _prepare_chunks(self, n) > 1
-        if par:
+        cdef bint chunked = _prepare_chunks(self, n) > 1
+        if chunked:
             cbp_threads_enter()
         try:
             with nogil:
@@ -266,7 +278,7 @@ cdef class Engine:
                     if not ok:
                         _rollback(self, plain, snap, st, slots)
         finally:
-            if par:
+            if chunked:
                 cbp_threads_leave()
         self.rows = n
         if not ok:
@@ -292,7 +304,7 @@ cdef class Engine:
         pass's input).
         """
         cdef Py_buffer xb, yb
-        cdef bint got_x = False, got_y = False, ok, labels = False, par = False
+        cdef bint got_x = False, got_y = False, ok, labels = False, chunked = False
         cdef Py_ssize_t n, i
         cdef double value
         cdef const double* yp
@@ -313,7 +325,7 @@ cdef class Engine:
                 return None
             labels = self.loss == LOSS_CCE and _labels(self, &yb, xb.shape[0])
             if not (labels or _usable(self, &yb, xb.shape[0], self.n_out,
-                                           self.loss == LOSS_CCE or self.loss == LOSS_BCE)):
+                                      self.loss == LOSS_CCE or self.loss == LOSS_BCE)):
                 return None
             n = xb.shape[0]
             _layout(self, n)
@@ -329,8 +341,8 @@ cdef class Engine:
                 for i in range(n):
                     self.work[self.y_off + i * self.n_out + (<const int64_t*>yb.buf)[i]] = 1.0
             snap = _snap_buffer(self, 0)
-            par = _prepare_chunks(self, n) > 1
-            if par:
+            chunked = _prepare_chunks(self, n) > 1
+            if chunked:
                 cbp_threads_enter()
             with nogil:
                 value = _fwd_bwd(self, self.work, yp, n, False, 0, 0, 0, NULL, NULL)
@@ -341,7 +353,7 @@ cdef class Engine:
                         _rollback(self, True, snap, NULL, 0)
             self.rows = n
         finally:
-            if par:
+            if chunked:
                 cbp_threads_leave()
             PyBuffer_Release(&xb)
             PyBuffer_Release(&yb)
@@ -503,17 +515,17 @@ cdef class Engine:
                         else:  # in order: the batch is a slice, read in place
                             xw = <double*>&X[row, 0]
                             yw = <double*>&Y[row, 0]
-                        if feature_major:  # xT stays from epoch to epoch for an in-order full batch
+                        if feature_major:  # xT stays for an in-order full batch
                             out = _forward_feature_major(self, xw, nb, shuffle or nb < n or k == 0)
                             value = _backward_feature_major(self, yw, nb)
                             h_ = kernels.correct(self.loss, out, yw, nb, self.n_out, &s_)
                         else:
                             value = _fwd_bwd(self, xw, yw, nb, True, seed, epoch, row, &h_,
-                                                  &s_)
+                                             &s_)
                         ok = isfinite(value)
                         if ok:
                             ok = _update(self, kind, &hyper[0], st, slots, t + steps,
-                                              NULL if snapped else snap)
+                                         NULL if snapped else snap)
                             snapped = True
                         if not ok:
                             break
@@ -534,11 +546,12 @@ cdef class Engine:
                     history[k, HISTORY_ACCURACY] = hit / <double>seen if seen else NAN
                     if nv:
                         out = _infer(self, &X_val[0, 0], nv, &vbuf[0])
-                        history[k, HISTORY_VAL_LOSS] = kernels.loss_value(self.loss, out, &Y_val[0, 0], nv, self.n_out,
-                                                  self.reduction, nv) + _penalties(self)
+                        history[k, HISTORY_VAL_LOSS] = (
+                            kernels.loss_value(self.loss, out, &Y_val[0, 0], nv, self.n_out,
+                                               self.reduction, nv) + _penalties(self))
                         h_ = kernels.correct(self.loss, out, &Y_val[0, 0], nv, self.n_out, &s_)
                         history[k, HISTORY_VAL_ACCURACY] = h_ / <double>s_ if s_ else NAN
-                        if not isfinite(history[k, HISTORY_VAL_LOSS]):  # a loss became infinite: diverged
+                        if not isfinite(history[k, HISTORY_VAL_LOSS]):  # diverged
                             _rollback(self, plain, snap, st, slots)  # snapped
                             steps = steps0
                             done = k
@@ -549,7 +562,9 @@ cdef class Engine:
                         history[k, HISTORY_VAL_ACCURACY] = NAN
                     if early_stop[EARLY_STOP_ENABLED] != 0.0:
                         cur = history[k, HISTORY_VAL_LOSS] if nv else history[k, HISTORY_LOSS]
-                        if cur >= early_stop[EARLY_STOP_BEST_LOSS] - early_stop[EARLY_STOP_TOLERANCE]:  # not below best - tol
+                        # an improvement is a loss below best - tolerance
+                        if cur >= (early_stop[EARLY_STOP_BEST_LOSS]
+                                   - early_stop[EARLY_STOP_TOLERANCE]):
                             early_stop[EARLY_STOP_WAIT] += 1.0
                         else:
                             early_stop[EARLY_STOP_WAIT] = 0.0

@@ -1,6 +1,7 @@
-# Included by _core.pyx.  The Engine's row chunks and threads.
-
-# -- chunks and threads ---------------------------------------------------
+# Included by _core.pyx.  The Engine's row chunks and threads (functions of
+# an ``Engine self``, see _engine.pxi): whether a training step is chunked,
+# the chunks' buffers, and the chunks' run, on this thread or on a team.
+#
 # A step on n rows whose layers are all off dgemm, with enough rows and
 # work, on a thread limit of 2 or more (_plan), is computed in K row
 # chunks, K = min(limit, n // _chunk_min_rows): each chunk's forward and
@@ -64,7 +65,7 @@ cdef inline double _fwd_bwd(Engine self, const double* X, const double* Y, Py_ss
     cdef double value = _backward(self, X, Y, n)
     if hit != NULL:
         hit[0] = kernels.correct(self.loss, self.work + self.layers[self.n_layers - 1].a,
-                           Y, n, self.n_out, seen)
+                                 Y, n, self.n_out, seen)
     return value
 
 cdef double _fwd_bwd_chunks(Engine self, Py_ssize_t k, const double* X, const double* Y,
@@ -122,12 +123,12 @@ cdef void _run_chunk(Engine self, Py_ssize_t c, const double* X, const double* Y
     cdef double* scr = self.scratch if c == 0 else g + self.n_params
     _forward_rows(self, X + r0 * self.n_in, rows, train, seed, epoch, row + r0, r0, scr)
     self.chunk_loss[c] = _backward_rows(self, X + r0 * self.n_in, Y + r0 * self.n_out, rows, r0,
-                                       g, scr, n)
+                                        g, scr, n)
     if count:
         self.chunk_hits[c] = kernels.correct(self.loss,
-                                 self.work + self.layers[self.n_layers - 1].a
-                                 + r0 * self.n_out, Y + r0 * self.n_out, rows,
-                                 self.n_out, &self.chunk_seen[c])
+                                             self.work + self.layers[self.n_layers - 1].a
+                                             + r0 * self.n_out, Y + r0 * self.n_out, rows,
+                                             self.n_out, &self.chunk_seen[c])
     else:
         self.chunk_hits[c] = 0
         self.chunk_seen[c] = 0

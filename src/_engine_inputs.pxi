@@ -1,4 +1,6 @@
-# Included by _core.pyx.  The Engine's checks of its entry points' arrays.
+# Included by _core.pyx.  The Engine's checks of its entry points' arrays
+# (functions of an ``Engine self``, see _engine.pxi): loading X into the
+# workspace, and the buffer checks of train_step_sgd's fast path.
 
 cdef Py_ssize_t _load_x(Engine self, const double[:, ::1] X) except -1:
     cdef Py_ssize_t n = X.shape[0]

@@ -1,4 +1,8 @@
-# Included by _core.pyx.  The Engine's workspace and passes.
+# Included by _core.pyx.  The Engine's workspace and its passes (functions
+# of an ``Engine self``, see _engine.pxi): the layout of the workspace, the
+# row-major forward and backward passes (of a whole batch, or of the rows of
+# one chunk), the penalties, the feature-major passes of fit on narrow
+# networks, and inference into a separate buffer.
 
 # -- workspace ----------------------------------------------------------
 cdef int _layout(Engine self, Py_ssize_t n) except -1:
@@ -68,7 +72,7 @@ cdef void _forward_rows(Engine self, const double* x, Py_ssize_t n, bint train, 
         if layer.kind == KIND_DROPOUT:
             if train:
                 kernels.dropout_mask(seed, 2 * (epoch * self.n_layers + l) + 1,
-                               row * layer.n_out, layer.rate, z, m)
+                                     row * layer.n_out, layer.rate, z, m)
                 for i in range(m):
                     a[i] = x[i] * z[i]
             else:
@@ -77,12 +81,12 @@ cdef void _forward_rows(Engine self, const double* x, Py_ssize_t n, bint train, 
                 memcpy(a, x, m * sizeof(double))
         elif layer.act == ACT_RELU:
             kernels.dense_forward(x, self.params + layer.w_off,
-                            self.params + layer.b_off if layer.b_off >= 0 else NULL,
-                            a, n, layer.n_in, layer.n_out, scratch, self.scratch_cap, True)
+                                  self.params + layer.b_off if layer.b_off >= 0 else NULL,
+                                  a, n, layer.n_in, layer.n_out, scratch, self.scratch_cap, True)
         else:
             kernels.dense_forward(x, self.params + layer.w_off,
-                            self.params + layer.b_off if layer.b_off >= 0 else NULL,
-                            z, n, layer.n_in, layer.n_out, scratch, self.scratch_cap)
+                                  self.params + layer.b_off if layer.b_off >= 0 else NULL,
+                                  z, n, layer.n_in, layer.n_out, scratch, self.scratch_cap)
             kernels.activation_forward(layer.act, z, a, n, layer.n_out, layer.alpha)
         x = a
 
@@ -96,7 +100,8 @@ cdef double _penalties(Engine self) noexcept nogil:
         layer = &self.layers[l]
         if layer.kind != KIND_DENSE:
             continue
-        value += kernels.penalty(self.params + layer.w_off, layer.n_in * layer.n_out, layer.wl1, layer.wl2)
+        value += kernels.penalty(self.params + layer.w_off, layer.n_in * layer.n_out,
+                                 layer.wl1, layer.wl2)
         if layer.b_off >= 0:
             value += kernels.penalty(self.params + layer.b_off, layer.n_out, layer.bl1, layer.bl2)
     return value
@@ -122,9 +127,9 @@ cdef double _backward_rows(Engine self, const double* X, const double* Y, Py_ssi
     cdef const double* gate
     cdef double* dx
     lo = r0 * layer.n_out
-    value = kernels.output_delta(layer.act, self.loss, _zbuf(self, layer) + lo, self.work + layer.a + lo, Y,
-                           self.work + layer.d + lo, n, layer.n_out, self.reduction, layer.alpha,
-                           nscale)
+    value = kernels.output_delta(layer.act, self.loss, _zbuf(self, layer) + lo,
+                                 self.work + layer.a + lo, Y, self.work + layer.d + lo, n,
+                                 layer.n_out, self.reduction, layer.alpha, nscale)
     for l in range(self.n_layers - 1, -1, -1):
         layer = &self.layers[l]
         prev = &self.layers[l - 1] if l > 0 else NULL
@@ -141,13 +146,13 @@ cdef double _backward_rows(Engine self, const double* X, const double* Y, Py_ssi
         else:
             x = X if l == 0 else self.work + prev.a + po
             kernels.dense_backward(x, self.params + layer.w_off, self.work + layer.d + lo,
-                             grads + layer.w_off,
-                             grads + layer.b_off if layer.b_off >= 0 else NULL,
-                             dx, n, layer.n_in, layer.n_out, scratch, self.scratch_cap,
-                             gate)
+                                   grads + layer.w_off,
+                                   grads + layer.b_off if layer.b_off >= 0 else NULL,
+                                   dx, n, layer.n_in, layer.n_out, scratch, self.scratch_cap,
+                                   gate)
         if prev != NULL and gate == NULL:
-            kernels.activation_backward(prev.act, _zbuf(self, prev) + po, self.work + prev.a + po, dx, dx,
-                                  n, prev.n_out, prev.alpha)
+            kernels.activation_backward(prev.act, _zbuf(self, prev) + po, self.work + prev.a + po,
+                                        dx, dx, n, prev.n_out, prev.alpha)
     return value
 
 cdef double _penalty_grads(Engine self) noexcept nogil:
@@ -161,10 +166,10 @@ cdef double _penalty_grads(Engine self) noexcept nogil:
         if layer.kind != KIND_DENSE:
             continue
         kernels.add_penalty_gradient(self.params + layer.w_off, self.grads + layer.w_off,
-                               layer.n_in * layer.n_out, layer.wl1, layer.wl2)
+                                     layer.n_in * layer.n_out, layer.wl1, layer.wl2)
         if layer.b_off >= 0:
             kernels.add_penalty_gradient(self.params + layer.b_off, self.grads + layer.b_off,
-                                   layer.n_out, layer.bl1, layer.bl2)
+                                         layer.n_out, layer.bl1, layer.bl2)
     return _penalties(self)
 
 # -- feature-major passes (fit, narrow networks) --------------------------
@@ -189,10 +194,12 @@ cdef inline int _feature_major_act(Engine self, const Layer* layer) noexcept nog
 cdef inline double* _feature_major_z(Engine self, const Layer* layer) noexcept nogil:
     """Where layer's pre-activation is read back from: A when feature_major_forward
     applied the activation (all the derivative needs), else zT."""
-    return self.work + (layer.at if _feature_major_act(self, layer) != FEATURE_MAJOR_NONE else layer.zt)
+    if _feature_major_act(self, layer) != FEATURE_MAJOR_NONE:
+        return self.work + layer.at
+    return self.work + layer.zt
 
 cdef const double* _forward_feature_major(Engine self, const double* x, Py_ssize_t n,
-                               bint load) noexcept nogil:
+                                          bint load) noexcept nogil:
     """Forward n rows of x (with ``load``; else xT is still in place);
     returns the network's output, row-major (n, n_out)."""
     cdef Py_ssize_t l, k, r, j, ld = self.ld, ni = self.n_in, no
@@ -209,19 +216,22 @@ cdef const double* _forward_feature_major(Engine self, const double* x, Py_ssize
     for l in range(self.n_layers):
         layer = &self.layers[l]
         no = layer.n_out
-        fa = _feature_major_act(self, layer) if no == 1 or l < self.n_layers - 1 else FEATURE_MAJOR_NONE
+        fa = (_feature_major_act(self, layer) if no == 1 or l < self.n_layers - 1
+              else FEATURE_MAJOR_NONE)
         cbp_simd.feature_major_forward(ld, layer.n_in, no, xt, self.params + layer.w_off,
-                            self.params + layer.b_off if layer.b_off >= 0 else NULL,
-                            self.work + (layer.zt if fa == FEATURE_MAJOR_NONE else layer.at), fa)
+                                       self.params + layer.b_off if layer.b_off >= 0 else NULL,
+                                       self.work + (layer.zt if fa == FEATURE_MAJOR_NONE
+                                                    else layer.at), fa)
         xt = self.work + layer.at
         if fa != FEATURE_MAJOR_NONE:
             continue
         if l < self.n_layers - 1 and ld == n:  # elementwise
-            kernels.activation_forward(layer.act, self.work + layer.zt, xt, 1, no * ld, layer.alpha)
+            kernels.activation_forward(layer.act, self.work + layer.zt, xt, 1, no * ld,
+                                       layer.alpha)
         elif l < self.n_layers - 1:  # the n lanes of each unit, the padding copied
             for j in range(no):
-                kernels.activation_forward(layer.act, self.work + layer.zt + j * ld, xt + j * ld, 1, n,
-                                     layer.alpha)
+                kernels.activation_forward(layer.act, self.work + layer.zt + j * ld,
+                                           xt + j * ld, 1, n, layer.alpha)
                 for r in range(n, ld):
                     xt[j * ld + r] = xt[j * ld + n - 1]
         elif no == 1:
@@ -245,11 +255,13 @@ cdef double _backward_feature_major(Engine self, const double* Y, Py_ssize_t n) 
     cdef int fa
     no = layer.n_out
     if no == 1:
-        value = kernels.output_delta(layer.act, self.loss, _feature_major_z(self, layer), self.work + layer.at, Y,
-                               dt, n, 1, self.reduction, layer.alpha, n)
+        value = kernels.output_delta(layer.act, self.loss, _feature_major_z(self, layer),
+                                     self.work + layer.at, Y, dt, n, 1, self.reduction,
+                                     layer.alpha, n)
     else:
-        value = kernels.output_delta(layer.act, self.loss, self.work + layer.z, self.work + layer.a, Y,
-                               self.work + layer.d, n, no, self.reduction, layer.alpha, n)
+        value = kernels.output_delta(layer.act, self.loss, self.work + layer.z,
+                                     self.work + layer.a, Y, self.work + layer.d, n, no,
+                                     self.reduction, layer.alpha, n)
         for j in range(no):
             for r in range(n):
                 dt[j * ld + r] = self.work[layer.d + r * no + j]
@@ -261,16 +273,16 @@ cdef double _backward_feature_major(Engine self, const double* Y, Py_ssize_t n) 
         prev = &self.layers[l - 1] if l > 0 else NULL
         fa = _feature_major_act(self, prev) if prev != NULL else FEATURE_MAJOR_NONE
         cbp_simd.feature_major_backward(ld, layer.n_in, layer.n_out,
-                             self.work + (prev.at if prev != NULL else self.xt_off),
-                             self.work + layer.dt, self.params + layer.w_off,
-                             self.grads + layer.w_off,
-                             self.grads + layer.b_off if layer.b_off >= 0 else NULL,
-                             self.work + prev.dt if prev != NULL else NULL,
-                             self.work + prev.at if prev != NULL else NULL, fa)
+                                        self.work + (prev.at if prev != NULL else self.xt_off),
+                                        self.work + layer.dt, self.params + layer.w_off,
+                                        self.grads + layer.w_off,
+                                        self.grads + layer.b_off if layer.b_off >= 0 else NULL,
+                                        self.work + prev.dt if prev != NULL else NULL,
+                                        self.work + prev.at if prev != NULL else NULL, fa)
         if prev != NULL and fa == FEATURE_MAJOR_NONE:
             kernels.activation_backward(prev.act, self.work + prev.zt, self.work + prev.at,
-                                  self.work + prev.dt, self.work + prev.dt, 1,
-                                  prev.n_out * ld, prev.alpha)
+                                        self.work + prev.dt, self.work + prev.dt, 1,
+                                        prev.n_out * ld, prev.alpha)
     return value + _penalty_grads(self)
 
 cdef double* _infer(Engine self, const double* x, Py_ssize_t n, double* buf) noexcept nogil:
@@ -286,9 +298,9 @@ cdef double* _infer(Engine self, const double* x, Py_ssize_t n, double* buf) noe
             memcpy(cur, x, n * layer.n_out * sizeof(double))
         else:
             kernels.dense_forward(x, self.params + layer.w_off,
-                            self.params + layer.b_off if layer.b_off >= 0 else NULL,
-                            cur, n, layer.n_in, layer.n_out, self.scratch, self.scratch_cap,
-                            layer.act == ACT_RELU)
+                                  self.params + layer.b_off if layer.b_off >= 0 else NULL,
+                                  cur, n, layer.n_in, layer.n_out, self.scratch, self.scratch_cap,
+                                  layer.act == ACT_RELU)
             if layer.act != ACT_RELU:
                 kernels.activation_forward(layer.act, cur, cur, n, layer.n_out, layer.alpha)
         x = cur

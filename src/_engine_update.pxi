@@ -1,4 +1,8 @@
-# Included by _core.pyx.  The Engine's optimizer step, snapshot and rollback.
+# Included by _core.pyx.  The Engine's optimizer step, snapshot and rollback
+# (functions of an ``Engine self``, see _engine.pxi).  A step that leaves a
+# parameter or a loss NaN or infinite is undone from a snapshot: plain SGD
+# saves the old values in its own pass (_sgd), the other optimizers copy
+# the parameters and their state before the step (_before_update).
 
 cdef bint _update(Engine self, int kind, const double* hyper, double* state,
                   Py_ssize_t slots, double t, double* snap) noexcept nogil:
@@ -16,9 +20,9 @@ cdef bint _update(Engine self, int kind, const double* hyper, double* state,
         lo = self.segs[2 * s]
         hi = self.segs[2 * s + 1]
         chk |= kernels.optimizer_update(kind, hyper, self.params + lo, self.grads + lo,
-                                  state + lo if slots > 0 else NULL,
-                                  state + n_params + lo if slots > 1 else NULL,
-                                  hi - lo, t)
+                                        state + lo if slots > 0 else NULL,
+                                        state + n_params + lo if slots > 1 else NULL,
+                                        hi - lo, t)
     return chk == 0
 
 

@@ -6,6 +6,13 @@
 #
 # Each kernel mirrors a function of the NumPy twin (cbp/_reference.py), with
 # the same comparisons and formulas, so the two agree to rounding.
+#
+# Names: the routines here have plain names (dense_forward, loss_value, ...,
+# as scikit-learn names its nogil routines), and _core.pyx cimports this file
+# qualified, ``cimport _kernels as kernels``, calling them as
+# ``kernels.dense_forward(...)``.  The plain names in cbp._core belong to the
+# Python wrappers of _wrappers.pxi, which carry the twin's names and
+# signatures.  Codes and table columns come from _codes.pxd.
 from libc.math cimport exp, expm1, log, tanh, fabs, sqrt, isfinite
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport dgemm
@@ -53,13 +60,15 @@ cdef extern from "_simd.h" nogil:
         FEATURE_MAJOR_NONE "CBP_FEATURE_MAJOR_NONE"
         FEATURE_MAJOR_RELU "CBP_FEATURE_MAJOR_RELU"
         FEATURE_MAJOR_SIGMOID "CBP_FEATURE_MAJOR_SIGMOID"
-    ctypedef void (*feature_major_forward_fn)(Py_ssize_t ld, Py_ssize_t K, Py_ssize_t N, const double* xT,
-                                   const double* W, const double* bias, double* out,
-                                   int act) noexcept nogil
+    ctypedef void (*feature_major_forward_fn)(Py_ssize_t ld, Py_ssize_t K, Py_ssize_t N,
+                                              const double* xT, const double* W,
+                                              const double* bias, double* out,
+                                              int act) noexcept nogil
     ctypedef void (*feature_major_backward_fn)(Py_ssize_t ld, Py_ssize_t K, Py_ssize_t N,
-                                    const double* xT, const double* dT, const double* W,
-                                    double* gW, double* gb, double* dxT, const double* A,
-                                    int act) noexcept nogil
+                                               const double* xT, const double* dT,
+                                               const double* W, double* gW, double* gb,
+                                               double* dxT, const double* A,
+                                               int act) noexcept nogil
     ctypedef struct cbp_simd_table:
         mm_nn_fn mm_nn
         mm_nn_fn mm_nt
@@ -82,8 +91,8 @@ cdef inline bint use_blas(Py_ssize_t n, Py_ssize_t ni, Py_ssize_t no) noexcept n
 
 
 cdef inline void gemm(char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
-                        const double* A, Py_ssize_t lda, const double* B, Py_ssize_t ldb,
-                        double beta, double* C, Py_ssize_t ldc) noexcept nogil:
+                      const double* A, Py_ssize_t lda, const double* B, Py_ssize_t ldb,
+                      double beta, double* C, Py_ssize_t ldc) noexcept nogil:
     """Column-major C := op(A) @ op(B) + beta * C through BLAS dgemm.
 
     A row-major matrix is the column-major view of its transpose, so the
@@ -110,7 +119,7 @@ cdef extern from *:
 # and a layer that does not fit is run without the transpose.
 
 cdef inline void transpose(const double* W, double* Wt, Py_ssize_t ni,
-                             Py_ssize_t no) noexcept nogil:
+                           Py_ssize_t no) noexcept nogil:
     """Wt (no, ni) := W (ni, no).T"""
     cdef Py_ssize_t k, j
     for k in range(ni):
@@ -119,8 +128,8 @@ cdef inline void transpose(const double* W, double* Wt, Py_ssize_t ni,
 
 
 cdef inline void dense_forward(const double* X, const double* W, const double* b,
-                                 double* Z, Py_ssize_t n, Py_ssize_t ni, Py_ssize_t no,
-                                 double* scratch, Py_ssize_t cap, bint relu=False) noexcept nogil:
+                               double* Z, Py_ssize_t n, Py_ssize_t ni, Py_ssize_t no,
+                               double* scratch, Py_ssize_t cap, bint relu=False) noexcept nogil:
     """Z := X @ W (+ b), then Z := relu(Z) if ``relu`` (fused into the store).
 
     X (n, ni), W (ni, no), b (no,) or NULL, Z (n, no).
@@ -143,7 +152,7 @@ cdef inline void dense_forward(const double* X, const double* W, const double* b
 
 
 cdef inline void bias_grad(const double* dZ, double* db, Py_ssize_t n,
-                             Py_ssize_t no) noexcept nogil:
+                           Py_ssize_t no) noexcept nogil:
     """db := sum(dZ, axis=0) for dZ (n, no)."""
     cdef Py_ssize_t i, j
     cdef const double* dzi
@@ -155,9 +164,9 @@ cdef inline void bias_grad(const double* dZ, double* db, Py_ssize_t n,
 
 
 cdef inline void dense_backward(const double* X, const double* W, const double* dZ,
-                                  double* dW, double* db, double* dX, Py_ssize_t n,
-                                  Py_ssize_t ni, Py_ssize_t no, double* scratch,
-                                  Py_ssize_t cap, const double* gate=NULL) noexcept nogil:
+                                double* dW, double* db, double* dX, Py_ssize_t n,
+                                Py_ssize_t ni, Py_ssize_t no, double* scratch,
+                                Py_ssize_t cap, const double* gate=NULL) noexcept nogil:
     """dW := X.T @ dZ; db := sum(dZ, 0) (if db); dX := dZ @ W.T (if dX).
 
     With ``gate`` (n, ni), dX := where(gate > 0, dX, 0): the ReLU mask of the
@@ -190,8 +199,8 @@ cdef inline void dense_backward(const double* X, const double* W, const double* 
 
 # ---------------------------------------------------------- activations ----
 cdef inline void activation_forward(int act, const double* Z, double* A,
-                                      Py_ssize_t n, Py_ssize_t no,
-                                      double alpha) noexcept nogil:
+                                    Py_ssize_t n, Py_ssize_t no,
+                                    double alpha) noexcept nogil:
     """A := f(Z) for (n, no) buffers; softmax is taken row by row."""
     cdef Py_ssize_t i, j, m = n * no
     cdef double z, mx, s
@@ -233,8 +242,8 @@ cdef inline void activation_forward(int act, const double* Z, double* A,
 
 
 cdef inline void activation_backward(int act, const double* Z, const double* A,
-                                       const double* dA, double* dZ, Py_ssize_t n,
-                                       Py_ssize_t no, double alpha) noexcept nogil:
+                                     const double* dA, double* dZ, Py_ssize_t n,
+                                     Py_ssize_t no, double alpha) noexcept nogil:
     """dZ := dA * f'(Z); dZ may alias dA.  ReLU'(0) is 0, as in the seeds."""
     cdef Py_ssize_t i, j, m = n * no
     cdef double s, a
@@ -269,7 +278,7 @@ cdef inline void activation_backward(int act, const double* Z, const double* A,
 
 # --------------------------------------------------------------- losses ----
 cdef inline double loss_scale(int loss, int reduction, Py_ssize_t n,
-                                Py_ssize_t no) noexcept nogil:
+                              Py_ssize_t no) noexcept nogil:
     if reduction == RED_SUM:
         return 1.0
     if loss == LOSS_CCE:
@@ -286,8 +295,8 @@ cdef inline double clip(double p) noexcept nogil:
 
 
 cdef inline double loss_value(int loss, const double* P, const double* Y,
-                                Py_ssize_t n, Py_ssize_t no,
-                                int reduction, Py_ssize_t nscale) noexcept nogil:
+                              Py_ssize_t n, Py_ssize_t no,
+                              int reduction, Py_ssize_t nscale) noexcept nogil:
     """The reduced loss of P against Y, both (n, no).
 
     The mean is over a batch of ``nscale`` rows: n for the whole batch, more
@@ -316,8 +325,8 @@ cdef inline double loss_value(int loss, const double* P, const double* Y,
 
 
 cdef inline double loss_gradient(int loss, const double* P, const double* Y,
-                                   double* dP, Py_ssize_t n, Py_ssize_t no,
-                                   int reduction, Py_ssize_t nscale) noexcept nogil:
+                                 double* dP, Py_ssize_t n, Py_ssize_t no,
+                                 int reduction, Py_ssize_t nscale) noexcept nogil:
     """dP := dL/dP (cross-entropies divide by the clipped P); returns the loss.
     ``nscale`` as in loss_value."""
     cdef Py_ssize_t i, m = n * no
@@ -340,9 +349,9 @@ cdef inline double loss_gradient(int loss, const double* P, const double* Y,
 
 
 cdef inline double output_delta(int act, int loss, const double* Z, const double* A,
-                                  const double* Y, double* dZ, Py_ssize_t n,
-                                  Py_ssize_t no, int reduction,
-                                  double alpha, Py_ssize_t nscale) noexcept nogil:
+                                const double* Y, double* dZ, Py_ssize_t n,
+                                Py_ssize_t no, int reduction,
+                                double alpha, Py_ssize_t nscale) noexcept nogil:
     """dZ := dL/dZ of the output layer, fused for softmax+CCE and sigmoid+BCE.
     ``nscale`` as in loss_value."""
     cdef Py_ssize_t i, j, m = n * no
@@ -376,7 +385,7 @@ cdef inline double sign(double v) noexcept nogil:
 
 
 cdef inline double penalty(const double* V, Py_ssize_t m, double l1,
-                             double l2) noexcept nogil:
+                           double l2) noexcept nogil:
     """l1 * sum|V| + l2 * sum V**2."""
     cdef Py_ssize_t i
     cdef double a1 = 0.0, a2 = 0.0
@@ -390,7 +399,7 @@ cdef inline double penalty(const double* V, Py_ssize_t m, double l1,
 
 
 cdef inline void add_penalty_gradient(const double* V, double* dV, Py_ssize_t m,
-                                        double l1, double l2) noexcept nogil:
+                                      double l1, double l2) noexcept nogil:
     """dV += l1 * sign(V) + 2 * l2 * V."""
     cdef Py_ssize_t i
     if l1 > 0.0:
@@ -402,7 +411,7 @@ cdef inline void add_penalty_gradient(const double* V, double* dV, Py_ssize_t m,
 
 
 cdef inline void sgd_update(double* p, const double* g, Py_ssize_t m,
-                              double lr) noexcept nogil:
+                            double lr) noexcept nogil:
     """p -= lr * g (the sgd kernel of _simd.h)."""
     cbp_simd.sgd(m, lr, p, g, NULL)
 
@@ -455,8 +464,8 @@ cdef inline bint copy_finite(const double* v, double* out, Py_ssize_t m) noexcep
 
 
 cdef inline int optimizer_update(int kind, const double* h, double* p,
-                                   const double* g, double* s0, double* s1,
-                                   Py_ssize_t m, double t) noexcept nogil:
+                                 const double* g, double* s0, double* s1,
+                                 Py_ssize_t m, double t) noexcept nogil:
     """One optimizer step on m parameters (nnfs semantics), in place.
 
     s0, s1 are the state slots (momentum / cache / Adam's m and v).  Returns
@@ -539,7 +548,7 @@ cdef inline double uniform(uint64_t bits) noexcept nogil:
 
 
 cdef inline void dropout_mask(uint64_t seed, uint64_t stream, uint64_t start,
-                                double rate, double* out, Py_ssize_t m) noexcept nogil:
+                              double rate, double* out, Py_ssize_t m) noexcept nogil:
     """out := 1 / (1 - rate) where a uniform draw >= rate, else 0."""
     cdef Py_ssize_t i
     cdef uint64_t base = stream_base(seed, stream)
@@ -550,8 +559,8 @@ cdef inline void dropout_mask(uint64_t seed, uint64_t stream, uint64_t start,
 
 # --------------------------------------------------------------- accuracy ----
 cdef inline Py_ssize_t correct(int loss, const double* A, const double* Y,
-                                 Py_ssize_t n, Py_ssize_t no,
-                                 Py_ssize_t* seen) noexcept nogil:
+                               Py_ssize_t n, Py_ssize_t no,
+                               Py_ssize_t* seen) noexcept nogil:
     """Correct predictions in a batch: argmax match (categorical) or
     thresholding at 0.5 (binary).  seen receives how many were judged."""
     cdef Py_ssize_t i, j, ja, jy, hit = 0

@@ -32,7 +32,7 @@ cdef int _cmp_keyidx(const void* a, const void* b) noexcept nogil:
 
 
 cdef void _epoch_order(uint64_t seed, uint64_t epoch, long long* order,
-                          KeyIdx* tmp, Py_ssize_t n) noexcept nogil:
+                       KeyIdx* tmp, Py_ssize_t n) noexcept nogil:
     """order := argsort of the epoch's hashed keys, ties broken by index."""
     cdef Py_ssize_t i
     cdef uint64_t base = kernels.stream_base(seed, 2 * epoch)

@@ -54,10 +54,11 @@ typedef int (*cbp_sgd_fn)(cbp_ix n, double lr, double* p, const double* g, doubl
 #define CBP_FEATURE_MAJOR_SIGMOID 2
 
 typedef void (*cbp_feature_major_forward_fn)(cbp_ix ld, cbp_ix K, cbp_ix N, const double* xT,
-                                  const double* W, const double* bias, double* out, int act);
+                                             const double* W, const double* bias, double* out,
+                                             int act);
 typedef void (*cbp_feature_major_backward_fn)(cbp_ix ld, cbp_ix K, cbp_ix N, const double* xT,
-                                   const double* dT, const double* W, double* gW, double* gb,
-                                   double* dxT, const double* A, int act);
+                                              const double* dT, const double* W, double* gW,
+                                              double* gb, double* dxT, const double* A, int act);
 
 typedef struct {
     cbp_mm_nn_fn mm_nn;
@@ -243,7 +244,8 @@ static void cbp_vsigmoid_plain(cbp_ix n, const double* z, double* a)
 }
 
 static void cbp_feature_major_forward_plain(cbp_ix ld, cbp_ix K, cbp_ix N, const double* xT,
-                                 const double* W, const double* bias, double* out, int act)
+                                            const double* W, const double* bias, double* out,
+                                            int act)
 {
     cbp_ix j, k, v;
     for (j = 0; j < N; j++)
@@ -257,8 +259,8 @@ static void cbp_feature_major_forward_plain(cbp_ix ld, cbp_ix K, cbp_ix N, const
 }
 
 static void cbp_feature_major_backward_plain(cbp_ix ld, cbp_ix K, cbp_ix N, const double* xT,
-                                  const double* dT, const double* W, double* gW, double* gb,
-                                  double* dxT, const double* A, int act)
+                                             const double* dT, const double* W, double* gW,
+                                             double* gb, double* dxT, const double* A, int act)
 {
     cbp_ix j, k, v;
     for (k = 0; k < K; k++)

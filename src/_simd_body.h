@@ -469,9 +469,9 @@ libm:
  *                A (K, ld), the output of f: 1 (CBP_FEATURE_MAJOR_NONE), A > 0
  *                (CBP_FEATURE_MAJOR_RELU: 0 where not, NaN included) or A * (1 - A)
  *                (CBP_FEATURE_MAJOR_SIGMOID) */
-CBP_ATTR static void CBP_FN(cbp_feature_major_forward)(cbp_ix ld, cbp_ix K, cbp_ix N, const double* xT,
-                                           const double* W, const double* bias, double* out,
-                                           int act)
+CBP_ATTR static void CBP_FN(cbp_feature_major_forward)(cbp_ix ld, cbp_ix K, cbp_ix N,
+                                                        const double* xT, const double* W,
+                                                        const double* bias, double* out, int act)
 {
     const CBP_VD zero = CBP_FN(cbp_splat)(0.0);
     cbp_ix j, k, v;
@@ -493,9 +493,10 @@ CBP_ATTR static void CBP_FN(cbp_feature_major_forward)(cbp_ix ld, cbp_ix K, cbp_
         }
 }
 
-CBP_ATTR static void CBP_FN(cbp_feature_major_backward)(cbp_ix ld, cbp_ix K, cbp_ix N, const double* xT,
-                                            const double* dT, const double* W, double* gW,
-                                            double* gb, double* dxT, const double* A, int act)
+CBP_ATTR static void CBP_FN(cbp_feature_major_backward)(cbp_ix ld, cbp_ix K, cbp_ix N,
+                                                         const double* xT, const double* dT,
+                                                         const double* W, double* gW, double* gb,
+                                                         double* dxT, const double* A, int act)
 {
     const CBP_VD zero = CBP_FN(cbp_splat)(0.0), one = CBP_FN(cbp_splat)(1.0);
     CBP_VD s[CBP_VW];
@@ -593,8 +594,8 @@ CBP_ATTR static int CBP_FN(cbp_sgd)(cbp_ix n, double lr, double* p, const double
 
 static const cbp_simd_table CBP_FN(cbp_simd_table) = {
     CBP_FN(cbp_mm_nn), CBP_FN(cbp_mm_nt), CBP_FN(cbp_mm_tn), CBP_FN(cbp_vexp),
-    CBP_FN(cbp_vsigmoid), CBP_FN(cbp_feature_major_forward), CBP_FN(cbp_feature_major_backward), CBP_FN(cbp_sgd),
-    CBP_NAME};
+    CBP_FN(cbp_vsigmoid), CBP_FN(cbp_feature_major_forward),
+    CBP_FN(cbp_feature_major_backward), CBP_FN(cbp_sgd), CBP_NAME};
 
 #undef CBP_FN
 #undef CBP_INL

@@ -2,7 +2,7 @@
  * otherwise (every function below then has its one-thread answer).
  *
  * cbp runs a training step over row chunks of the batch on several threads
- * only where it wins (see Engine._plan in _core.pyx), and never runs more
+ * only where it wins (see _plan in _engine_chunks.pxi), and never runs more
  * threads than OpenMP's limit for the calling thread, omp_get_max_threads()
  * (set by OMP_NUM_THREADS, or at run time by threadpoolctl), counting the
  * threads of every cbp training running at the time:

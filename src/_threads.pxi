@@ -15,6 +15,12 @@ cdef extern from "_threads.h" nogil:
     long cbp_threads_extra_now()
 
 
+# A training step is computed in row chunks that may run on several threads
+# (_plan and _fwd_bwd in _engine_chunks.pxi) when the thread limit is 2 or more, no
+# dense layer takes dgemm at the batch's size (BLAS has threads of its own),
+# the step has at least _chunk_min_work multiply-adds (rows times the sum of
+# n_in * n_out) and every chunk gets at least _chunk_min_rows rows.  From
+# bench/crossover.py's fourth table (2 cores, full-batch steps of six small
 # networks on 32 to 1024 rows, medians of 7): at and above these thresholds
 # two threads beat one by 1.0-1.9x (median 1.3x); below 64 rows or about 10k
 # multiply-adds they lose (0.4-0.95x), where OpenMP's region and barrier and
@@ -22,9 +28,9 @@ cdef extern from "_threads.h" nogil:
 # between (128 rows, 11k-25k) they win or lose by little, and stay off.
 cdef Py_ssize_t _chunk_min_rows = 64
 cdef Py_ssize_t _chunk_min_work = 32768
-cdef int _chunk_threads = 0     # threads for the chunks (0: OpenMP's limit)
-cdef bint _threads_were_used = False   # chunks have run on several threads in this process
-cdef bint _threads_off = False    # a fork's child of a process that had (see below)
+cdef int _chunk_threads = 0            # threads for the chunks (0: OpenMP's limit)
+cdef bint _threads_were_used = False  # chunks have run on several threads in this process
+cdef bint _threads_off = False        # a fork's child of a process that had (see below)
 cdef enum:
     CBP_MAX_CHUNKS = 64  # chunks of a step, at most
 

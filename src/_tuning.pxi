@@ -68,10 +68,11 @@ def _blas_thresholds(work=None, side=None):
     return old
 
 
-# fit() trains feature-major (see Engine._forward_feature_major) a network of dense
-# layers only, none wider than _feature_major_width, on batches of _feature_major_rows_lo to
-# _feature_major_rows_hi rows.  From bench/crossover.py's third table (one thread, ns
-# per step): with every side at most 4, ReLU and sigmoid networks step
+# fit() trains feature-major (_forward_feature_major in _engine_passes.pxi)
+# a network of dense layers only, none wider than _feature_major_width, on
+# batches of _feature_major_rows_lo to _feature_major_rows_hi rows.  From
+# bench/crossover.py's third table (one thread, ns per step): with every side
+# at most 4, ReLU and sigmoid networks step
 # 1.1-1.4x (2-4-1 sigmoid, XOR's) to 1.5-3x (1-1-1 ReLU) faster from 2 to
 # 32 rows; tanh ones about 5% slower (libm's tanh is most of their time);
 # on 1 row, padded to 4 lanes, it is a wash or a loss; at 8 units and more,
@@ -97,11 +98,3 @@ def _feature_major_limits(width=None, rows_lo=None, rows_hi=None):
     if rows_hi is not None:
         _feature_major_rows_hi = max(<Py_ssize_t>rows_hi, 1)
     return old
-
-
-# A training step is computed in row chunks that may run on several threads
-# (see Engine._plan and _fwd_bwd) when the thread limit is 2 or more, no
-# dense layer takes dgemm at the batch's size (BLAS has threads of its own),
-# the step has at least _chunk_min_work multiply-adds (rows times the sum of
-# n_in * n_out) and every chunk gets at least _chunk_min_rows rows.  From
-# bench/crossover.py's fourth table (2 cores, full-batch steps of six small

@@ -18,7 +18,7 @@ def dense_forward(const double[:, ::1] X, const double[:, ::1] W,
     cdef double[::1] scratch = np.empty(max(ni * no, 1))
     with nogil:
         kernels.dense_forward(&X[0, 0] if ni else NULL, &W[0, 0] if ni else NULL, bp,
-                        &out[0, 0], n, ni, no, &scratch[0], ni * no)
+                              &out[0, 0], n, ni, no, &scratch[0], ni * no)
     return out.base
 
 
@@ -38,7 +38,7 @@ def dense_backward(const double[:, ::1] X, const double[:, ::1] W,
     cdef double[::1] scratch = np.empty(ni * no)
     with nogil:
         kernels.dense_backward(&X[0, 0], &W[0, 0], &dZ[0, 0], &dW[0, 0], dbp, dXp, n, ni, no,
-                         &scratch[0], ni * no)
+                               &scratch[0], ni * no)
 
 
 cdef int _feature_major_code(int act, str who) except -1:
@@ -52,7 +52,7 @@ cdef int _feature_major_code(int act, str who) except -1:
 
 
 def dense_forward_feature_major(const double[:, ::1] XT, const double[:, ::1] W,
-                     const double[::1] b, double[:, ::1] out, int act):
+                                const double[::1] b, double[:, ::1] out, int act):
     """out := f(W.T @ XT + b[:, None]), feature-major: XT (i, m), W (i, j),
     b (j,) or None, out (j, m), m a positive multiple of 4; f is the
     identity, relu or sigmoid (activation codes)."""
@@ -69,8 +69,8 @@ def dense_forward_feature_major(const double[:, ::1] XT, const double[:, ::1] W,
 
 
 def dense_backward_feature_major(const double[:, ::1] XT, const double[:, ::1] W,
-                      const double[:, ::1] dT, const double[:, ::1] A, int act,
-                      double[:, ::1] dW, double[::1] db, double[:, ::1] dXT):
+                                 const double[:, ::1] dT, const double[:, ::1] A, int act,
+                                 double[:, ::1] dW, double[::1] db, double[:, ::1] dXT):
     """dW := XT @ dT.T, db := sum(dT, axis=1), dXT := (W @ dT) * f'(Z) from
     A = f(Z) (db, dXT optional; A is read for relu and sigmoid), feature-major:
     XT, A, dXT (i, m), W, dW (i, j), dT (j, m), m a positive multiple of 4."""
@@ -90,7 +90,7 @@ def dense_backward_feature_major(const double[:, ::1] XT, const double[:, ::1] W
     cdef const double* ap = &A[0, 0] if A is not None and fa != FEATURE_MAJOR_NONE else NULL
     with nogil:
         cbp_simd.feature_major_backward(m, ni, no, &XT[0, 0], &dT[0, 0], &W[0, 0], &dW[0, 0], dbp,
-                             dxp, ap, fa)
+                                        dxp, ap, fa)
 
 
 def activation_forward(int act, const double[:, ::1] Z, double[:, ::1] out,
@@ -116,7 +116,7 @@ def activation_backward(int act, const double[:, ::1] Z, const double[:, ::1] A,
     if n and no:
         with nogil:
             kernels.activation_backward(act, &Z[0, 0], &A[0, 0], &dA[0, 0], &out[0, 0],
-                                  n, no, alpha)
+                                        n, no, alpha)
     return out.base
 
 
@@ -133,7 +133,7 @@ def loss_value(int loss, const double[:, ::1] P, const double[:, ::1] Y, int red
     """The loss of prediction P against target Y, reduced by mean or sum."""
     _check_loss(loss, reduction, P, Y)
     return kernels.loss_value(loss, &P[0, 0], &Y[0, 0], P.shape[0], P.shape[1], reduction,
-                        P.shape[0])
+                              P.shape[0])
 
 
 def loss_gradient(int loss, const double[:, ::1] P, const double[:, ::1] Y,
@@ -143,7 +143,7 @@ def loss_gradient(int loss, const double[:, ::1] P, const double[:, ::1] Y,
     _check(out.shape[0] == P.shape[0] and out.shape[1] == P.shape[1],
            "loss_gradient: shape mismatch")
     return kernels.loss_gradient(loss, &P[0, 0], &Y[0, 0], &out[0, 0], P.shape[0],
-                           P.shape[1], reduction, P.shape[0])
+                                 P.shape[1], reduction, P.shape[0])
 
 
 def output_delta(int act, int loss, const double[:, ::1] Z, const double[:, ::1] A,
@@ -156,7 +156,7 @@ def output_delta(int act, int loss, const double[:, ::1] Z, const double[:, ::1]
            and out.shape[0] == A.shape[0] and out.shape[1] == A.shape[1],
            "output_delta: shape mismatch")
     return kernels.output_delta(act, loss, &Z[0, 0], &A[0, 0], &Y[0, 0], &out[0, 0],
-                          A.shape[0], A.shape[1], reduction, alpha, A.shape[0])
+                                A.shape[0], A.shape[1], reduction, alpha, A.shape[0])
 
 
 def penalty(const double[::1] V, double l1, double l2):

@@ -1,7 +1,9 @@
-"""fit() on the feature-major passes (``Engine._forward_feature_major``, ``_backward_feature_major``).
+"""fit() on the feature-major passes (``_forward_feature_major`` and
+``_backward_feature_major`` in src/_engine_passes.pxi).
 
 fit() takes them for a network of dense layers only, every side at most
-``cbp._core._feature_major_limits()`` (4 by default), on batches of 2 to 32 rows.  The kernels themselves are
+``cbp._core._feature_major_limits()`` (4 by default), on batches of 2 to 32
+rows.  The kernels themselves are
 compared with their twins in test_equivalence.py and, per SIMD table, in
 test_simd.py, which also trains its networks on this path.  Here the
 training tests of test_training.py that involve the native backend run

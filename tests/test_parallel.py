@@ -1,4 +1,5 @@
-"""Training steps on several threads (``Engine._fwd_bwd``, ``src/_threads.h``).
+"""Training steps on several threads (``_fwd_bwd`` in src/_engine_chunks.pxi,
+``src/_threads.h``).
 
 A step whose layers are all below the dgemm crossover, with enough rows and
 multiply-adds (``cbp._core._thread_config``), runs its forward and backward

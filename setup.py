@@ -22,6 +22,7 @@ CBP_OPENMP=auto|0|1
     always (the build fails without it).  Without OpenMP the core runs every
     step on one thread.
 """
+import glob
 import os
 import sys
 import tempfile
@@ -75,7 +76,7 @@ def extensions():
     ext = Extension(
         "cbp._core",
         sources=["src/_core.pyx"],
-        depends=["src/_kernels.pxd", "src/_simd.h", "src/_simd_body.h", "src/_par.h"],
+        depends=sorted(glob.glob("src/*.pxi") + glob.glob("src/*.pxd") + glob.glob("src/*.h")),
         include_dirs=["src"],
         define_macros=macros,
         extra_compile_args=cflags,

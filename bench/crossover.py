@@ -11,16 +11,17 @@ loops, then forced onto dgemm, one BLAS thread, medians of repeats:
    from: the narrowest side at which dgemm still wins);
 3. feature-major: fit() for 200 epochs of 4 batches of b rows on small
    networks, per step (batch), with the feature-major passes off, then
-   forced on, the two alternating (where _fm_limits, the widest side and the batch rows, come
+   forced on, the two alternating (where _feature_major_limits, the widest side and the batch rows, come
    from);
 4. threads: full-batch fit() steps of networks below the dgemm crossover on
    one thread, then on two (OpenMP over row chunks of the batch), the two
-   alternating, BLAS at one thread (where _par_config's min_rows and
+   alternating, BLAS at one thread (where _thread_config's min_rows and
    min_work come from).  Skipped when the core was built without OpenMP or
    the machine has one CPU.
 
 The dgemm defaults compiled into src/_kernels.pxd, and the feature-major
-and thread limits in src/_core.pyx, come from these tables.
+and thread limits in src/_tuning.pxi and src/_threads.pxi, come from these
+tables.
 
     python bench/crossover.py
 """
@@ -104,14 +105,14 @@ def main():
                 print(f"| {n} | {ni} | {no} | {times[0] * 1e6:.1f} | {times[1] * 1e6:.1f} | "
                       f"{times[0] / times[1]:.2f} |")
         print()
-        fm_table(rng)
+        feature_major_table(rng)
     finally:
         _core._blas_thresholds(*saved)
 
 
-def fm_table(rng):
+def feature_major_table(rng):
     """Row-major against feature-major fit() epochs (table 3)."""
-    saved = _core._fm_limits()
+    saved = _core._feature_major_limits()
     nets = [  # n_in, width, n_out, hidden, output, loss
         (2, 4, 1, "sigmoid", "sigmoid", "half_squared_error"),
         (1, 1, 1, "relu", "relu", "squared_error"),
@@ -132,29 +133,29 @@ def fm_table(rng):
                 net = cbp.Network([cbp.Dense(ni, w, hidden, seed=0),
                                    cbp.Dense(w, no, out, seed=1)], loss=loss)
                 fit = lambda: net.fit(X, y, epochs=200, lr=1e-9, batch_size=b)  # noqa: E731
-                row, fm = _alternate(
-                    fit, [lambda on=on: _core._fm_limits(1 << 30 if on else 0, 1, 1 << 30)
+                row, feature_major = _alternate(
+                    fit, [lambda on=on: _core._feature_major_limits(1 << 30 if on else 0, 1, 1 << 30)
                           for on in (0, 1)], rounds=5, per=800)
-                print(f"| {ni}-{w}-{no} {hidden} | {b} | {row * 1e9:.0f} | {fm * 1e9:.0f} | "
-                      f"{row / fm:.2f} |")
+                print(f"| {ni}-{w}-{no} {hidden} | {b} | {row * 1e9:.0f} | {feature_major * 1e9:.0f} | "
+                      f"{row / feature_major:.2f} |")
     finally:
-        _core._fm_limits(*saved)
+        _core._feature_major_limits(*saved)
 
 
 def par_table(rng):
     """One thread against two, full-batch fit() steps (table 4)."""
-    state = _core._par_state()
+    state = _core._thread_state()
     if not state["built"] or state["limit"] < 2:
         print(f"(table 4 skipped: OpenMP built {state['built']}, thread limit {state['limit']})")
         return
-    saved = _core._par_config()
+    saved = _core._thread_config()
     nets = [  # n_in, width, n_out
         (2, 64, 3), (32, 4, 10), (8, 8, 3), (2, 16, 1), (4, 32, 2), (16, 8, 4),
     ]
     print("| net | rows | multiply-adds | 1 thread us/step | 2 threads us/step | 1/2 |")
     print("|---|---|---|---|---|---|")
     try:
-        _core._par_config(None, 1, 0)
+        _core._thread_config(None, 1, 0)
         for ni, w, no in nets:
             for n in (32, 64, 128, 256, 512, 1024):
                 X = rng.standard_normal((n, ni))
@@ -163,12 +164,12 @@ def par_table(rng):
                                    cbp.Dense(w, no, "softmax", seed=1)],
                                   loss="categorical_crossentropy")
                 fit = lambda: net.fit(X, y, epochs=100, lr=1e-9)  # noqa: E731
-                one, two = _alternate(fit, [lambda t=t: _core._par_config(t) for t in (1, 2)],
+                one, two = _alternate(fit, [lambda t=t: _core._thread_config(t) for t in (1, 2)],
                                       rounds=7, per=100)
                 print(f"| {ni}-{w}-{no} | {n} | {n * (ni * w + w * no)} | {one * 1e6:.2f} | "
                       f"{two * 1e6:.2f} | {one / two:.2f} |")
     finally:
-        _core._par_config(*saved)
+        _core._thread_config(*saved)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def native_available():
 def openmp_available():
     """Return True if the compiled core is loaded and was built with OpenMP,
     so that large enough steps of small layers can run on several threads."""
-    return _core is not None and bool(_core._par_state()["built"])
+    return _core is not None and bool(_core._thread_state()["built"])
 
 
 def default_backend():

@@ -3,6 +3,11 @@
 The engine works on small integer codes; the public API speaks in names.
 This module is the one place where the two meet, so that an unknown name is
 rejected with the list of the known ones before anything reaches a kernel.
+
+The integer constants (codes, and the columns of the tables the engine
+reads) are declared for the C side in src/_codes.pxd, with the same names
+and values; ``tests/test_equivalence.py`` checks the two name by name
+against ``cbp._core._columns()``.
 """
 
 #: activation name -> code.  Aliases map to the same code.
@@ -38,12 +43,15 @@ RED_MEAN, RED_SUM = range(2)
 #: clipping of predicted probabilities in the cross-entropy losses (seed 003).
 CLIP_EPS = 1e-7
 
-# Layer table columns (int64 ``meta`` and float64 ``hyper``), one row a layer.
+# Layer kinds, and the columns of the Engine's two layer tables, one row a
+# layer: the int64 ``layer_ints`` and the float64 ``layer_floats``.
 KIND_DENSE, KIND_DROPOUT = 0, 1
-M_KIND, M_NIN, M_NOUT, M_ACT, M_WOFF, M_BOFF, M_TRAIN = range(7)
-N_META = 7
-H_ALPHA, H_WL1, H_WL2, H_BL1, H_BL2, H_RATE = range(6)
-N_HYPER = 6
+(LAYER_KIND, LAYER_N_IN, LAYER_N_OUT, LAYER_ACTIVATION, LAYER_WEIGHT_OFFSET, LAYER_BIAS_OFFSET,
+ LAYER_TRAINABLE) = range(7)
+N_LAYER_INTS = 7
+(LAYER_ALPHA, LAYER_WEIGHT_L1, LAYER_WEIGHT_L2, LAYER_BIAS_L1, LAYER_BIAS_L2,
+ LAYER_DROPOUT_RATE) = range(6)
+N_LAYER_FLOATS = 6
 
 
 def _lookup(table, name, what):
@@ -70,17 +78,17 @@ def reduction_code(name):
     """Return the integer code of a reduction name ("mean" or "sum")."""
     return _lookup(REDUCTIONS, name, "reduction")
 
-# Optimizers: codes, hyper-parameter vector columns, state slots a parameter.
+# Optimizers: codes, and the entries of the hyper-parameter vector ``hyper``.
 OPT_SGD, OPT_ADAGRAD, OPT_RMSPROP, OPT_ADAM = range(4)
-O_LR, O_DECAY, O_MOMENTUM, O_NESTEROV, O_BETA1, O_BETA2, O_RHO, O_EPS = range(8)
-N_OPT = 8
+(HYPER_LEARNING_RATE, HYPER_DECAY, HYPER_MOMENTUM, HYPER_NESTEROV, HYPER_BETA1, HYPER_BETA2,
+ HYPER_RHO, HYPER_EPSILON) = range(8)
+N_OPTIMIZER_HYPER = 8
 
-# fit(): history columns, early-stopping state, return status.
-HIST_LOSS, HIST_ACC, HIST_VAL_LOSS, HIST_VAL_ACC = range(4)
-N_HIST = 4
-ES_BEST, ES_WAIT, ES_BEST_EPOCH, ES_PATIENCE, ES_TOL, ES_ON = range(6)
-N_ES = 6
+# Engine.fit: the columns of ``history``, the entries of ``early_stop``, the
+# status it returns.
+HISTORY_LOSS, HISTORY_ACCURACY, HISTORY_VAL_LOSS, HISTORY_VAL_ACCURACY = range(4)
+N_HISTORY = 4
+(EARLY_STOP_BEST_LOSS, EARLY_STOP_WAIT, EARLY_STOP_BEST_EPOCH, EARLY_STOP_PATIENCE,
+ EARLY_STOP_TOLERANCE, EARLY_STOP_ENABLED) = range(6)
+N_EARLY_STOP = 6
 FIT_DONE, FIT_STOPPED, FIT_DIVERGED = range(3)
-
-# Streams of the shared counter-based generator (splitmix64): the shuffle of
-# epoch e uses stream 2e; dropout layer l in epoch e uses 2(e * n_layers + l) + 1.

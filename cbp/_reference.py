@@ -9,6 +9,7 @@ All arrays are float64.  Kernels write into the ``out`` arrays they are given
 and return them; they never modify their inputs.  Callers (``cbp.network``)
 validate shapes, dtypes and finiteness before calling.
 """
+import functools
 import math
 import time
 
@@ -25,8 +26,8 @@ __all__ = [
     "loss_gradient",
     "output_delta",
     "dense_backward",
-    "dense_forward_fm",
-    "dense_backward_fm",
+    "dense_forward_feature_major",
+    "dense_backward_feature_major",
     "penalty",
     "add_penalty_gradient",
     "sgd_update",
@@ -64,18 +65,18 @@ def dense_backward(X, W, dZ, dW, db, dX):
 _FM_ACTS = (C.ACT_IDENTITY, C.ACT_RELU, C.ACT_SIGMOID)
 
 
-def _fm_check(act, who, m):
+def _feature_major_check(act, who, m):
     if act not in _FM_ACTS:
         raise ValueError(f"{who}: activation code {act} is not identity, relu or sigmoid")
     if m <= 0 or m % 4:
         raise ValueError(f"{who}: needs i, j > 0 and m a positive multiple of 4")
 
 
-def dense_forward_fm(XT, W, b, out, act):
+def dense_forward_feature_major(XT, W, b, out, act):
     """out := f(W.T @ XT + b[:, None]), feature-major: XT (i, m), W (i, j),
     b (j,) or None, out (j, m), m a positive multiple of 4; f is the
     identity, relu or sigmoid (activation codes)."""
-    _fm_check(act, "dense_forward_fm", XT.shape[1])
+    _feature_major_check(act, "dense_forward_feature_major", XT.shape[1])
     np.matmul(W.T, XT, out=out)
     if b is not None:
         out += b[:, None]
@@ -84,11 +85,11 @@ def dense_forward_fm(XT, W, b, out, act):
     return out
 
 
-def dense_backward_fm(XT, W, dT, A, act, dW, db, dXT):
+def dense_backward_feature_major(XT, W, dT, A, act, dW, db, dXT):
     """dW := XT @ dT.T, db := sum(dT, axis=1), dXT := (W @ dT) * f'(Z) from
     A = f(Z) (db, dXT optional; A is read for relu and sigmoid), feature-major:
     XT, A, dXT (i, m), W, dW (i, j), dT (j, m), m a positive multiple of 4."""
-    _fm_check(act, "dense_backward_fm", XT.shape[1])
+    _feature_major_check(act, "dense_backward_feature_major", XT.shape[1])
     np.matmul(XT, dT.T, out=dW)
     if db is not None:
         np.sum(dT, axis=1, out=db)
@@ -260,21 +261,21 @@ def sgd_update(params, grads, lr):
 def optimizer_update(kind, hyper, params, grads, state, t):
     """One optimizer step on a flat segment, in place (nnfs semantics).
 
-    kind : optimizer code; hyper : float64 (N_OPT,); state : float64
+    kind : optimizer code; hyper : float64 (N_OPTIMIZER_HYPER,); state : float64
     (slots, m) for m parameters; t : steps taken before this one.  The
     learning rate decays as lr / (1 + decay * t).
     """
-    lr = hyper[C.O_LR] / (1.0 + hyper[C.O_DECAY] * t)
-    eps = hyper[C.O_EPS]
+    lr = hyper[C.HYPER_LEARNING_RATE] / (1.0 + hyper[C.HYPER_DECAY] * t)
+    eps = hyper[C.HYPER_EPSILON]
     if kind == C.OPT_SGD:
-        mu = hyper[C.O_MOMENTUM]
+        mu = hyper[C.HYPER_MOMENTUM]
         if mu == 0.0:
             params -= lr * grads
         else:
             u = state[0]
             u *= mu
             u -= lr * grads
-            if hyper[C.O_NESTEROV] != 0.0:
+            if hyper[C.HYPER_NESTEROV] != 0.0:
                 params += mu * u - lr * grads
             else:
                 params += u
@@ -283,13 +284,13 @@ def optimizer_update(kind, hyper, params, grads, state, t):
         c += grads * grads
         params -= lr * grads / (np.sqrt(c) + eps)
     elif kind == C.OPT_RMSPROP:
-        rho = hyper[C.O_RHO]
+        rho = hyper[C.HYPER_RHO]
         c = state[0]
         c *= rho
         c += (1.0 - rho) * (grads * grads)
         params -= lr * grads / (np.sqrt(c) + eps)
     elif kind == C.OPT_ADAM:
-        b1, b2 = hyper[C.O_BETA1], hyper[C.O_BETA2]
+        b1, b2 = hyper[C.HYPER_BETA1], hyper[C.HYPER_BETA2]
         m, v = state[0], state[1]
         m *= b1
         m += (1.0 - b1) * grads
@@ -349,11 +350,11 @@ def _quiet(method):
     same way on both backends, so NumPy's warnings would only be noise.
     """
 
+    @functools.wraps(method)  # keeps the name, the docstring and the signature
     def wrapper(*args, **kwargs):
         with np.errstate(all="ignore"):
             return method(*args, **kwargs)
 
-    wrapper.__name__, wrapper.__doc__ = method.__name__, method.__doc__
     return wrapper
 
 
@@ -363,28 +364,31 @@ class Engine:
 
     Parameters
     ----------
-    meta : int64 array (n_layers, N_META)
-        One row a layer: kind (dense or dropout), n_in, n_out, activation
-        code, weight offset, bias offset (-1: no bias), trainable flag.
-    hyper : float64 array (n_layers, N_HYPER)
-        One row a layer: activation alpha, weight L1, weight L2, bias L1,
-        bias L2, dropout rate.
+    layer_ints : int64 array (n_layers, N_LAYER_INTS)
+        One row a layer, columns ``LAYER_KIND`` (dense or dropout),
+        ``LAYER_N_IN``, ``LAYER_N_OUT``, ``LAYER_ACTIVATION`` (code),
+        ``LAYER_WEIGHT_OFFSET``, ``LAYER_BIAS_OFFSET`` (-1: no bias) and
+        ``LAYER_TRAINABLE`` of ``cbp._codes``.
+    layer_floats : float64 array (n_layers, N_LAYER_FLOATS)
+        One row a layer, columns ``LAYER_ALPHA`` (of the activation),
+        ``LAYER_WEIGHT_L1``, ``LAYER_WEIGHT_L2``, ``LAYER_BIAS_L1``,
+        ``LAYER_BIAS_L2`` and ``LAYER_DROPOUT_RATE``.
     params, grads : float64 arrays (n_params,)
         The network's flat parameter and gradient buffers, shared (not
         copied): the engine reads and writes them in place.
     loss, reduction : int
         Codes from ``cbp._codes``.
 
-    Optimizer arguments, wherever they appear: ``kind`` (code), ``ohyper``
-    float64 (N_OPT,), ``state`` float64 (slots * n_params,) and ``t`` (steps
-    taken so far).  A step that would leave a NaN or infinite parameter,
+    Optimizer arguments, wherever they appear: ``kind`` (code), ``hyper``
+    float64 (N_OPTIMIZER_HYPER,) indexed by the ``HYPER_*`` columns,
+    ``state`` float64 (slots * n_params,) and ``t`` (steps taken so far).  A step that would leave a NaN or infinite parameter,
     state or loss raises DivergenceError and restores the values from before
     the step.
     """
 
-    def __init__(self, meta, hyper, params, grads, loss, reduction):
-        self.meta = np.array(meta, dtype=np.int64)
-        self.hyper = np.array(hyper, dtype=np.float64)
+    def __init__(self, layer_ints, layer_floats, params, grads, loss, reduction):
+        self.layer_ints = np.array(layer_ints, dtype=np.int64)
+        self.layer_floats = np.array(layer_floats, dtype=np.float64)
         self.params = params
         self.grads = grads
         self.loss = int(loss)
@@ -394,11 +398,12 @@ class Engine:
         self._training = False
         # trainable parameter ranges, merged where adjacent
         segs = []
-        for m in self.meta:
-            if m[C.M_KIND] != C.KIND_DENSE or not m[C.M_TRAIN]:
+        for m in self.layer_ints:
+            if m[C.LAYER_KIND] != C.KIND_DENSE or not m[C.LAYER_TRAINABLE]:
                 continue
-            lo = m[C.M_WOFF]
-            hi = lo + m[C.M_NIN] * m[C.M_NOUT] + (m[C.M_NOUT] if m[C.M_BOFF] >= 0 else 0)
+            lo = m[C.LAYER_WEIGHT_OFFSET]
+            hi = (lo + m[C.LAYER_N_IN] * m[C.LAYER_N_OUT]
+                  + (m[C.LAYER_N_OUT] if m[C.LAYER_BIAS_OFFSET] >= 0 else 0))
             if segs and segs[-1][1] == lo:
                 segs[-1][1] = hi
             else:
@@ -407,14 +412,14 @@ class Engine:
 
     # -- views ------------------------------------------------------------
     def _w(self, buf, l):
-        m = self.meta[l]
-        off, n_in, n_out = m[C.M_WOFF], m[C.M_NIN], m[C.M_NOUT]
+        m = self.layer_ints[l]
+        off, n_in, n_out = m[C.LAYER_WEIGHT_OFFSET], m[C.LAYER_N_IN], m[C.LAYER_N_OUT]
         return buf[off : off + n_in * n_out].reshape(n_in, n_out)
 
     def _b(self, buf, l):
-        m = self.meta[l]
-        off = m[C.M_BOFF]
-        return None if off < 0 else buf[off : off + m[C.M_NOUT]]
+        m = self.layer_ints[l]
+        off = m[C.LAYER_BIAS_OFFSET]
+        return None if off < 0 else buf[off : off + m[C.LAYER_N_OUT]]
 
     # -- passes -----------------------------------------------------------
     def _forward(self, X, train=None, keep=True):
@@ -424,24 +429,25 @@ class Engine:
         evaluate pass False, so they leave the backward cache alone)."""
         cache = []
         A = np.array(X, dtype=np.float64)  # a private copy, as the native engine keeps
-        L = len(self.meta)
-        for l, m in enumerate(self.meta):
-            if m[C.M_KIND] == C.KIND_DROPOUT:
+        n_layers = len(self.layer_ints)
+        for l, m in enumerate(self.layer_ints):
+            if m[C.LAYER_KIND] == C.KIND_DROPOUT:
                 mask = np.ones_like(A)
                 if train is not None:
                     seed, epoch, row = train
-                    stream = 2 * (epoch * L + l) + 1
-                    dropout_mask(seed, stream, row * m[C.M_NOUT], self.hyper[l, C.H_RATE], mask)
+                    stream = 2 * (epoch * n_layers + l) + 1
+                    rate = self.layer_floats[l, C.LAYER_DROPOUT_RATE]
+                    dropout_mask(seed, stream, row * m[C.LAYER_N_OUT], rate, mask)
                 if keep:
                     self._masks[l] = mask
                 Z = A * mask
                 cache.append((A, Z, Z))
                 A = Z
                 continue
-            Z = np.empty((A.shape[0], m[C.M_NOUT]))
+            Z = np.empty((A.shape[0], m[C.LAYER_N_OUT]))
             dense_forward(A, self._w(self.params, l), self._b(self.params, l), Z)
             An = np.empty_like(Z)
-            activation_forward(m[C.M_ACT], Z, An, self.hyper[l, C.H_ALPHA])
+            activation_forward(m[C.LAYER_ACTIVATION], Z, An, self.layer_floats[l, C.LAYER_ALPHA])
             cache.append((A, Z, An))
             A = An
         return cache
@@ -460,28 +466,29 @@ class Engine:
     def _penalties(self):
         """The summed L1/L2 penalty of every layer."""
         value = 0.0
-        for l, m in enumerate(self.meta):
-            if m[C.M_KIND] != C.KIND_DENSE:
+        for l, m in enumerate(self.layer_ints):
+            if m[C.LAYER_KIND] != C.KIND_DENSE:
                 continue
-            h = self.hyper[l]
-            value += penalty(self._w(self.params, l), h[C.H_WL1], h[C.H_WL2])
+            h = self.layer_floats[l]
+            value += penalty(self._w(self.params, l), h[C.LAYER_WEIGHT_L1], h[C.LAYER_WEIGHT_L2])
             b = self._b(self.params, l)
             if b is not None:
-                value += penalty(b, h[C.H_BL1], h[C.H_BL2])
+                value += penalty(b, h[C.LAYER_BIAS_L1], h[C.LAYER_BIAS_L2])
         return value
 
     def _backward(self, Y):
         cache = self._cache
         Ain, Z, A = cache[-1]
-        m = self.meta[-1]
+        m = self.layer_ints[-1]
         dZ = np.empty_like(Z)
         value = output_delta(
-            m[C.M_ACT], self.loss, Z, A, Y, dZ, self.reduction, self.hyper[-1, C.H_ALPHA]
+            m[C.LAYER_ACTIVATION], self.loss, Z, A, Y, dZ, self.reduction,
+            self.layer_floats[-1, C.LAYER_ALPHA],
         )
-        for l in range(len(self.meta) - 1, -1, -1):
-            m = self.meta[l]
+        for l in range(len(self.layer_ints) - 1, -1, -1):
+            m = self.layer_ints[l]
             Ain = cache[l][0]
-            if m[C.M_KIND] == C.KIND_DROPOUT:
+            if m[C.LAYER_KIND] == C.KIND_DROPOUT:
                 dX = dZ * self._masks[l]
             else:
                 dX = np.empty_like(Ain) if l > 0 else None
@@ -491,19 +498,22 @@ class Engine:
                 Zp, Ap = cache[l - 1][1:]
                 dZ = np.empty_like(Zp)
                 activation_backward(
-                    self.meta[l - 1, C.M_ACT], Zp, Ap, dX, dZ, self.hyper[l - 1, C.H_ALPHA]
+                    self.layer_ints[l - 1, C.LAYER_ACTIVATION], Zp, Ap, dX, dZ,
+                    self.layer_floats[l - 1, C.LAYER_ALPHA],
                 )
         # L1/L2 penalties, nnfs semantics
-        for l, m in enumerate(self.meta):
-            if m[C.M_KIND] != C.KIND_DENSE:
+        for l, m in enumerate(self.layer_ints):
+            if m[C.LAYER_KIND] != C.KIND_DENSE:
                 continue
-            h = self.hyper[l]
+            h = self.layer_floats[l]
             add_penalty_gradient(
-                self._w(self.params, l), self._w(self.grads, l), h[C.H_WL1], h[C.H_WL2]
+                self._w(self.params, l), self._w(self.grads, l),
+                h[C.LAYER_WEIGHT_L1], h[C.LAYER_WEIGHT_L2],
             )
             b = self._b(self.params, l)
             if b is not None:
-                add_penalty_gradient(b, self._b(self.grads, l), h[C.H_BL1], h[C.H_BL2])
+                add_penalty_gradient(b, self._b(self.grads, l),
+                                     h[C.LAYER_BIAS_L1], h[C.LAYER_BIAS_L2])
         return value + self._penalties()
 
     @_quiet
@@ -517,15 +527,15 @@ class Engine:
         return self._backward(Y)
 
     # -- updates ----------------------------------------------------------
-    def _update(self, kind, ohyper, state, t):
+    def _update(self, kind, hyper, state, t):
         """One optimizer step over the trainable segments; True if all finite."""
-        P = self.params.shape[0]
-        slots = state.shape[0] // P if P else 0
-        S = state.reshape(slots, P) if slots else state.reshape(0, P)
+        n_params = self.params.shape[0]
+        slots = state.shape[0] // n_params if n_params else 0
+        S = state.reshape(slots, n_params) if slots else state.reshape(0, n_params)
         ok = True
         for lo, hi in self.segments:
             p = self.params[lo:hi]
-            optimizer_update(kind, ohyper, p, self.grads[lo:hi], S[:, lo:hi], t)
+            optimizer_update(kind, hyper, p, self.grads[lo:hi], S[:, lo:hi], t)
             ok = ok and bool(np.isfinite(p).all()) and bool(np.isfinite(S[:, lo:hi]).all())
         return ok
 
@@ -535,22 +545,22 @@ class Engine:
         )
 
     @_quiet
-    def step(self, kind, ohyper, state, t):
+    def step(self, kind, hyper, state, t):
         """Apply one optimizer step with the current gradients."""
         saved = self.params.copy(), state.copy()
-        if not self._update(kind, ohyper, state, t):
+        if not self._update(kind, hyper, state, t):
             np.copyto(self.params, saved[0])
             np.copyto(state, saved[1])
             self._divergence("the update made a parameter NaN or infinite")
 
     @_quiet
-    def train_step(self, X, Y, kind, ohyper, state, t):
+    def train_step(self, X, Y, kind, hyper, state, t):
         """forward, backward and one optimizer step; the loss before the update."""
         self._cache = self._forward(X)
         value = self._backward(Y)
         if not math.isfinite(value):
             self._divergence(f"the loss is {value}")
-        self.step(kind, ohyper, state, t)
+        self.step(kind, hyper, state, t)
         return value
 
     def train_step_sgd(self, X, Y, lr):
@@ -569,7 +579,7 @@ class Engine:
             lr > 0.0 and math.isfinite(lr)
         ):
             return None
-        n_in, n_out = self.meta[0, C.M_NIN], self.meta[-1, C.M_NOUT]
+        n_in, n_out = self.layer_ints[0, C.LAYER_N_IN], self.layer_ints[-1, C.LAYER_N_OUT]
         if X.dtype != np.float64 or not X.flags.c_contiguous or X.ndim != 2:
             return None
         if X.shape[1] != n_in or X.shape[0] < 1:
@@ -589,15 +599,15 @@ class Engine:
         if not np.isfinite(X).all():
             self._cache = None
             return None
-        ohyper = np.zeros(C.N_OPT)
-        ohyper[C.O_LR] = lr
-        return self.train_step(X, Y, C.OPT_SGD, ohyper, np.empty(0), 0)
+        hyper = np.zeros(C.N_OPTIMIZER_HYPER)
+        hyper[C.HYPER_LEARNING_RATE] = lr
+        return self.train_step(X, Y, C.OPT_SGD, hyper, np.empty(0), 0)
 
     def sgd_step(self, lr):
         """params -= lr * grads over the trainable layers (plain SGD)."""
-        ohyper = np.zeros(C.N_OPT)
-        ohyper[C.O_LR] = lr
-        self.step(C.OPT_SGD, ohyper, np.empty(0), 0)
+        hyper = np.zeros(C.N_OPTIMIZER_HYPER)
+        hyper[C.HYPER_LEARNING_RATE] = lr
+        self.step(C.OPT_SGD, hyper, np.empty(0), 0)
 
     # -- whole runs -------------------------------------------------------
     def _accuracy(self, A, Y):
@@ -621,28 +631,81 @@ class Engine:
         return self._evaluate(X, Y)
 
     @_quiet
-    def fit(self, X, Y, Xv, Yv, kind, ohyper, state, t, epoch0, n_epochs, batch_size,
-            shuffle, seed, es, best, hist, progress, report_seconds):
-        """Train for up to n_epochs epochs, numbered from epoch0.
+    def fit(self, X, Y, Xv, Yv, kind, hyper, state, t, epoch0, n_epochs, batch_size,
+            shuffle, seed, early_stop, best, history, progress, report_seconds):
+        """Train for up to ``n_epochs`` epochs, numbered from ``epoch0``.
 
-        Xv, Yv : validation data or None.  es : float64 (N_ES,) early-stopping
-        state, updated in place (ES_ON = 0: off); best : float64 (n_params,)
-        receives the parameters of the best epoch.  hist : float64
-        (n_epochs, N_HIST) receives loss, accuracy, val_loss, val_accuracy
-        (NaN where they do not apply).  progress : int64 (2,) holds, after
-        every completed epoch, the epochs completed and the steps they took,
-        so that a caller interrupted at any moment knows what the parameters
-        hold.  report_seconds : if > 0, return after the first epoch that ends
-        this many seconds after the call started (for a progress display).
+        Each epoch visits the rows of X once, in batches of ``batch_size``
+        (the last one shorter), and takes one optimizer step a batch.
 
-        An exception raised inside an epoch (a KeyboardInterrupt from
-        Ctrl-C) rolls the epoch back to its start and propagates: parameters,
-        optimizer state, ``es``, ``best`` and ``progress`` then describe the
-        last completed epoch.
+        Parameters
+        ----------
+        X : float64 array (n, n_in)
+            The training inputs, C-contiguous, n >= 1.
+        Y : float64 array (n, n_out)
+            The training targets (one-hot rows for categorical
+            cross-entropy).
+        Xv, Yv : float64 arrays (n_val, n_in) and (n_val, n_out), or None
+            Validation data, evaluated after every epoch with dropout off;
+            both None for none.
+        kind : int
+            Optimizer code (``OPT_SGD``, ``OPT_ADAGRAD``, ``OPT_RMSPROP``,
+            ``OPT_ADAM``).
+        hyper : float64 array (N_OPTIMIZER_HYPER,)
+            The optimizer's hyper-parameters, indexed by the ``HYPER_*``
+            columns of ``cbp._codes``.
+        state : float64 array (slots * n_params,)
+            The optimizer's state (momentum, caches), updated in place.
+        t : float
+            Optimizer steps taken before this call (the learning-rate decay
+            and Adam's bias correction count from it).
+        epoch0 : int
+            The number of the first epoch; the shuffle and the dropout
+            masks of epoch e are drawn from streams keyed by e.
+        n_epochs : int
+            Epochs to run at most.
+        batch_size : int
+            Rows a batch (more than n: one batch of n rows).
+        shuffle : bool
+            Visit the rows in the order ``shuffle_order(seed, epoch, n)``
+            instead of in order.
+        seed : int
+            Seed of the shuffle and of the dropout masks.
+        early_stop : float64 array (N_EARLY_STOP,)
+            Early-stopping state, indexed by the ``EARLY_STOP_*`` columns and
+            updated in place: with ``EARLY_STOP_ENABLED`` nonzero, the
+            monitored loss (the validation loss with validation data, else
+            the training loss) of each epoch is compared with
+            ``EARLY_STOP_BEST_LOSS`` minus ``EARLY_STOP_TOLERANCE``; the run
+            stops when ``EARLY_STOP_WAIT`` epochs without improvement reach
+            ``EARLY_STOP_PATIENCE``.
+        best : float64 array (n_params,)
+            Receives the parameters at the end of the best epoch (when early
+            stopping is on).
+        history : float64 array (>= n_epochs, N_HISTORY)
+            Row k receives epoch k's ``HISTORY_LOSS``, ``HISTORY_ACCURACY``,
+            ``HISTORY_VAL_LOSS`` and ``HISTORY_VAL_ACCURACY`` (NaN where
+            they do not apply).
+        progress : int64 array (2,)
+            Set after every completed epoch to the epochs completed and the
+            optimizer steps they took, so that a caller that is interrupted
+            at any moment knows what the parameters hold.
+        report_seconds : float
+            If > 0, return after the first epoch that ends this many seconds
+            or more after the call started (for a progress display).
 
-        Returns (epochs completed, steps taken, status) with status FIT_DONE,
-        FIT_STOPPED (early stopping) or FIT_DIVERGED (the diverging epoch was
-        rolled back to its start).
+        An exception raised inside an epoch (KeyboardInterrupt for Ctrl-C)
+        rolls the epoch back to its start and propagates: the parameters,
+        the optimizer state, ``early_stop``, ``best`` and ``progress`` then
+        describe the last completed epoch.
+
+        Returns
+        -------
+        (epochs, steps, status) : (int, int, int)
+            Epochs completed, optimizer steps taken, and ``FIT_DONE``,
+            ``FIT_STOPPED`` (early stopping) or ``FIT_DIVERGED`` (a loss or a
+            parameter stopped being finite: the diverging epoch was rolled
+            back to its start, and is not counted).
         """
         progress[0] = progress[1] = 0
         start = time.monotonic()
@@ -651,62 +714,65 @@ class Engine:
         steps = 0
         for k in range(n_epochs):
             epoch = epoch0 + k
-            saved = self.params.copy(), state.copy(), steps, es.copy()
+            saved = self.params.copy(), state.copy(), steps, early_stop.copy()
             try:
-                status = self._fit_epoch(X, Y, Xv, Yv, kind, ohyper, state, t, epoch, n, bs,
-                                         shuffle, seed, es, best, hist[k], steps)
+                status, steps = self._fit_epoch(X, Y, Xv, Yv, kind, hyper, state, t, epoch, n,
+                                                bs, shuffle, seed, early_stop, best, history[k],
+                                                steps)
             except BaseException:
                 np.copyto(self.params, saved[0])
                 np.copyto(state, saved[1])
-                np.copyto(es, saved[3])
+                np.copyto(early_stop, saved[3])
                 self._cache = None
                 raise
             if status == C.FIT_DIVERGED:
                 np.copyto(self.params, saved[0])
                 np.copyto(state, saved[1])
                 return k, saved[2], C.FIT_DIVERGED
-            steps = status[1]
             progress[0], progress[1] = k + 1, steps
-            if status[0] == C.FIT_STOPPED:
+            if status == C.FIT_STOPPED:
                 return k + 1, steps, C.FIT_STOPPED
             if report_seconds > 0 and time.monotonic() - start >= report_seconds:
                 return k + 1, steps, C.FIT_DONE
         self._cache = None
         return n_epochs, steps, C.FIT_DONE
 
-    def _fit_epoch(self, X, Y, Xv, Yv, kind, ohyper, state, t, epoch, n, bs, shuffle, seed,
-                   es, best, row, steps):
-        """One epoch of fit: FIT_DIVERGED, or (FIT_DONE or FIT_STOPPED, steps)."""
+    def _fit_epoch(self, X, Y, Xv, Yv, kind, hyper, state, t, epoch, n, bs, shuffle, seed,
+                   early_stop, best, row, steps):
+        """One epoch of :meth:`fit`: (status, steps so far); FIT_DIVERGED leaves
+        the rollback to the caller."""
         order = shuffle_order(seed, epoch, n) if shuffle else np.arange(n)
         total, hit, seen, batches = 0.0, 0, 0, 0
-        for start in range(0, n, bs):
-            idx = order[start : start + bs]
-            self._cache = self._forward(X[idx], train=(seed, epoch, start))
+        for first in range(0, n, bs):
+            idx = order[first : first + bs]
+            self._cache = self._forward(X[idx], train=(seed, epoch, first))
             value = self._backward(Y[idx])
             h, s = self._accuracy(self._cache[-1][2], Y[idx])
-            if not math.isfinite(value) or not self._update(kind, ohyper, state, t + steps):
-                return C.FIT_DIVERGED
+            if not math.isfinite(value) or not self._update(kind, hyper, state, t + steps):
+                return C.FIT_DIVERGED, steps
             steps += 1
             total += value
             hit, seen, batches = hit + h, seen + s, batches + 1
-        row[C.HIST_LOSS] = total / batches
-        row[C.HIST_ACC] = hit / seen if seen else math.nan
+        row[C.HISTORY_LOSS] = total / batches
+        row[C.HISTORY_ACCURACY] = hit / seen if seen else math.nan
         if Xv is not None:
-            row[C.HIST_VAL_LOSS], row[C.HIST_VAL_ACC] = self._evaluate(Xv, Yv)
-            if not math.isfinite(row[C.HIST_VAL_LOSS]):  # a loss became infinite
-                return C.FIT_DIVERGED
+            row[C.HISTORY_VAL_LOSS], row[C.HISTORY_VAL_ACCURACY] = self._evaluate(Xv, Yv)
+            if not math.isfinite(row[C.HISTORY_VAL_LOSS]):  # a loss became infinite
+                return C.FIT_DIVERGED, steps
         else:
-            row[C.HIST_VAL_LOSS] = row[C.HIST_VAL_ACC] = math.nan
-        if es[C.ES_ON] != 0.0:
-            cur = row[C.HIST_VAL_LOSS] if Xv is not None else row[C.HIST_LOSS]
-            if cur >= es[C.ES_BEST] - es[C.ES_TOL]:  # not below best - tol
-                es[C.ES_WAIT] += 1.0
+            row[C.HISTORY_VAL_LOSS] = row[C.HISTORY_VAL_ACCURACY] = math.nan
+        if early_stop[C.EARLY_STOP_ENABLED] != 0.0:
+            cur = row[C.HISTORY_VAL_LOSS] if Xv is not None else row[C.HISTORY_LOSS]
+            # an improvement is a loss below best - tolerance
+            if cur >= (early_stop[C.EARLY_STOP_BEST_LOSS]
+                       - early_stop[C.EARLY_STOP_TOLERANCE]):
+                early_stop[C.EARLY_STOP_WAIT] += 1.0
             else:
-                es[C.ES_WAIT] = 0.0
-            if cur < es[C.ES_BEST]:
-                es[C.ES_BEST] = cur
-                es[C.ES_BEST_EPOCH] = epoch
+                early_stop[C.EARLY_STOP_WAIT] = 0.0
+            if cur < early_stop[C.EARLY_STOP_BEST_LOSS]:
+                early_stop[C.EARLY_STOP_BEST_LOSS] = cur
+                early_stop[C.EARLY_STOP_BEST_EPOCH] = epoch
                 np.copyto(best, self.params)
-            if es[C.ES_WAIT] >= es[C.ES_PATIENCE]:
+            if early_stop[C.EARLY_STOP_WAIT] >= early_stop[C.EARLY_STOP_PATIENCE]:
                 return C.FIT_STOPPED, steps
         return C.FIT_DONE, steps

@@ -1,9 +1,11 @@
 """One registry of (native, reference) pairs.
 
-It drives the equivalence tests (``tests/test_equivalence.py``) and the
-benchmark: every name listed here must exist, with the same signature, in both
-``cbp._core`` and ``cbp._reference``.  The native side is None when the
-compiled core is not loaded.
+It drives the equivalence tests (``tests/test_equivalence.py``): every name
+listed here must exist, with the same signature, in both ``cbp._core`` and
+``cbp._reference`` (the ``Engine``'s methods included), and each has a
+property test comparing the two.  The benchmark (``bench/``) times whole
+trainings through the public API, not these pairs.  The native side is None
+when the compiled core is not loaded.
 """
 from . import _backend, _reference
 
@@ -11,8 +13,8 @@ from . import _backend, _reference
 NAMES = {
     "dense_forward": "Z := X @ W + b",
     "dense_backward": "dW := X.T @ dZ, db := sum(dZ), dX := dZ @ W.T",
-    "dense_forward_fm": "ZT := f(W.T @ XT + b), activations feature-major (XT = X.T)",
-    "dense_backward_fm": "dW := XT @ dT.T, db := sum(dT, 1), dXT := (W @ dT) * f'(ZT)",
+    "dense_forward_feature_major": "ZT := f(W.T @ XT + b), activations feature-major (XT = X.T)",
+    "dense_backward_feature_major": "dW := XT @ dT.T, db := sum(dT, 1), dXT := (W @ dT) * f'(ZT)",
     "activation_forward": "A := f(Z)",
     "activation_backward": "dZ := dA * f'(Z)",
     "loss_value": "L(P, Y)",

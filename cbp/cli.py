@@ -467,7 +467,7 @@ def info_lines():
         else:
             lines.append("SIMD kernel table: unknown (this core does not report it)")
     if cbp.openmp_available():
-        state = getattr(core, "_par_state", None)
+        state = getattr(core, "_thread_state", None)
         limit = state()["limit"] if callable(state) else "?"
         lines.append(f"OpenMP: yes, a limit of {limit} threads")
     else:

@@ -150,13 +150,13 @@ class Network:
             off += n
         self._build_engine()
         # plain SGD, reused by step(lr) / train_step(lr) without allocating
-        self._sgd_hyper = np.zeros(C.N_OPT)
+        self._sgd_hyper = np.zeros(C.N_OPTIMIZER_HYPER)
         self._no_state = np.empty(0)
 
     def _layer_table(self):
         """The engine's layer table: an int64 and a float64 row per layer."""
-        meta = np.zeros((len(self._layers), C.N_META), dtype=np.int64)
-        hyper = np.zeros((len(self._layers), C.N_HYPER))
+        meta = np.zeros((len(self._layers), C.N_LAYER_INTS), dtype=np.int64)
+        hyper = np.zeros((len(self._layers), C.N_LAYER_FLOATS))
         off = 0
         for i, layer in enumerate(self._layers):
             meta[i], hyper[i] = layer._row(off)
@@ -263,8 +263,8 @@ class Network:
         ``own``: a new hyper-parameter array (for fit); otherwise the network's
         reusable one, which only a caller holding the guard may write.
         """
-        h = np.zeros(C.N_OPT) if own else self._sgd_hyper
-        h[C.O_LR] = V.real(lr, "lr", minimum=0.0, strict=True)
+        h = np.zeros(C.N_OPTIMIZER_HYPER) if own else self._sgd_hyper
+        h[C.HYPER_LEARNING_RATE] = V.real(lr, "lr", minimum=0.0, strict=True)
         return C.OPT_SGD, h, self._no_state
 
     def _resolve(self, lr, fallback_lr, own=False):
@@ -548,7 +548,7 @@ class Network:
         # callback epoch; its rows land in one buffer and are copied out.
         reports = callback is not None or verbose
         chunk = min(every if reports else epochs, MAX_CHUNK)
-        part_buf = np.empty((chunk, C.N_HIST))
+        part_buf = np.empty((chunk, C.N_HISTORY))
         cols = {name: [] for name in columns}
 
         with self._guard.training:
@@ -559,13 +559,13 @@ class Network:
                     optimizer._bind(self._parameters.shape[0])  # checks it fits
                     self._optimizer = optimizer
                 kind, h, state, t, opt = self._resolve(lr, 0.001, own=True)
-                es = np.zeros(C.N_ES)
-                es[C.ES_BEST] = np.inf
-                es[C.ES_BEST_EPOCH] = -1
+                es = np.zeros(C.N_EARLY_STOP)
+                es[C.EARLY_STOP_BEST_LOSS] = np.inf
+                es[C.EARLY_STOP_BEST_EPOCH] = -1
                 if early_stopping is not None:
-                    es[C.ES_ON] = 1.0
-                    es[C.ES_PATIENCE] = early_stopping.patience
-                    es[C.ES_TOL] = early_stopping.tol
+                    es[C.EARLY_STOP_ENABLED] = 1.0
+                    es[C.EARLY_STOP_PATIENCE] = early_stopping.patience
+                    es[C.EARLY_STOP_TOLERANCE] = early_stopping.tol
                     best = self._parameters.copy()
                 else:
                     best = np.empty(self._parameters.shape[0])
@@ -623,11 +623,11 @@ class Network:
                                      np.concatenate(parts) if parts else np.empty(0))
                               for name, parts in cols.items()}
                     if early_stopping is not None:
-                        result["best_epoch"] = int(es[C.ES_BEST_EPOCH] - epoch0)
+                        result["best_epoch"] = int(es[C.EARLY_STOP_BEST_EPOCH] - epoch0)
                         result["stopped_epoch"] = done if status == C.FIT_STOPPED else None
                         # after a divergence or an interrupt the parameters stay
                         # those of the last epoch run, as documented
-                        if (early_stopping.restore_best and es[C.ES_BEST_EPOCH] >= 0
+                        if (early_stopping.restore_best and es[C.EARLY_STOP_BEST_EPOCH] >= 0
                                 and status != C.FIT_DIVERGED and not interrupted):
                             np.copyto(self._parameters, best)
                     self._history = result
@@ -644,13 +644,13 @@ class Network:
 
     def _history_columns(self, with_val):
         """The history's keys and their columns in the engine's rows."""
-        out = {"loss": C.HIST_LOSS}
+        out = {"loss": C.HISTORY_LOSS}
         if self.is_classifier:
-            out["accuracy"] = C.HIST_ACC
+            out["accuracy"] = C.HISTORY_ACCURACY
         if with_val:
-            out["val_loss"] = C.HIST_VAL_LOSS
+            out["val_loss"] = C.HISTORY_VAL_LOSS
             if self.is_classifier:
-                out["val_accuracy"] = C.HIST_VAL_ACC
+                out["val_accuracy"] = C.HISTORY_VAL_ACCURACY
         return out
 
     def _logs(self, row, with_val):

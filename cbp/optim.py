@@ -91,9 +91,9 @@ class Optimizer:
         return self.lr / (1.0 + self.decay * self.iterations)
 
     def _hyper(self):
-        h = np.zeros(C.N_OPT)
-        h[C.O_LR] = self.lr
-        h[C.O_DECAY] = self.decay
+        h = np.zeros(C.N_OPTIMIZER_HYPER)
+        h[C.HYPER_LEARNING_RATE] = self.lr
+        h[C.HYPER_DECAY] = self.decay
         return h
 
     def _bind(self, n_params):
@@ -159,8 +159,8 @@ class SGD(Optimizer):
 
     def _hyper(self):
         h = super()._hyper()
-        h[C.O_MOMENTUM] = self.momentum
-        h[C.O_NESTEROV] = float(self.nesterov)
+        h[C.HYPER_MOMENTUM] = self.momentum
+        h[C.HYPER_NESTEROV] = float(self.nesterov)
         return h
 
     def get_config(self):
@@ -185,7 +185,7 @@ class Adagrad(Optimizer):
 
     def _hyper(self):
         h = super()._hyper()
-        h[C.O_EPS] = self.epsilon
+        h[C.HYPER_EPSILON] = self.epsilon
         return h
 
     def get_config(self):
@@ -212,8 +212,8 @@ class RMSprop(Optimizer):
 
     def _hyper(self):
         h = super()._hyper()
-        h[C.O_RHO] = self.rho
-        h[C.O_EPS] = self.epsilon
+        h[C.HYPER_RHO] = self.rho
+        h[C.HYPER_EPSILON] = self.epsilon
         return h
 
     def get_config(self):
@@ -252,9 +252,9 @@ class Adam(Optimizer):
 
     def _hyper(self):
         h = super()._hyper()
-        h[C.O_BETA1] = self.beta_1
-        h[C.O_BETA2] = self.beta_2
-        h[C.O_EPS] = self.epsilon
+        h[C.HYPER_BETA1] = self.beta_1
+        h[C.HYPER_BETA2] = self.beta_2
+        h[C.HYPER_EPSILON] = self.epsilon
         return h
 
     def get_config(self):

@@ -4,7 +4,7 @@
     python ci/check_dist.py wheel dist/cbp-X.Y.Z-*.whl
 
 The sdist must hold everything needed to build the native core from its
-Cython sources (every src/*.pyx and src/*.pxd, setup.py, pyproject.toml,
+Cython sources (every src/*.pyx, src/*.pxi, src/*.pxd and src/*.h, setup.py, pyproject.toml,
 README.md, every cbp/*.py and cbp/*.pyi, cbp/py.typed, every tests/**/*.py
 of the source tree) and nothing generated: no compiled module (.so, .pyd, ...), no object
 file, no C translated by Cython (.c), no Cython annotation (src/*.html), no
@@ -12,7 +12,7 @@ build/ folder, no bytecode.  MANIFEST.in is what makes that so.
 
 The wheel must hold the package (every cbp/*.py and cbp/*.pyi of the source
 tree, cbp/py.typed) with exactly one compiled core ``cbp/_core.*``, and no
-sources of the build (.pyx, .pxd, .c) nor tests.
+sources of the build (.pyx, .pxi, .pxd, .c) nor tests.
 
 Exit status 1 with a list of problems, 0 with a listing otherwise.
 """
@@ -66,8 +66,8 @@ def check_sdist(path):
     rel = {n.split("/", 1)[1] for n in names if "/" in n}
 
     required = {"setup.py", "pyproject.toml", "README.md", "PKG-INFO", "cbp/py.typed"}
-    required |= _source_files(["src/*.pyx", "src/*.pxd", "cbp/*.py", "cbp/*.pyi", "tests/**/*.py"])
-    for must in ("src/*.pyx", "src/*.pxd", "cbp/*.py", "tests/*.py"):
+    required |= _source_files(["src/*.pyx", "src/*.pxi", "src/*.pxd", "src/*.h", "cbp/*.py", "cbp/*.pyi", "tests/**/*.py"])
+    for must in ("src/*.pyx", "src/*.pxi", "src/*.pxd", "src/*.h", "cbp/*.py", "tests/*.py"):
         if not fnmatch.filter(rel, must):
             problems.append(f"no file matching {must}")
     for missing in sorted(required - rel):
@@ -104,7 +104,7 @@ def check_wheel(path):
             problems.append(f"missing: {must}")
     for name in names:
         top = name.split("/", 1)[0]
-        if name.endswith((".pyx", ".pxd", ".c", ".cpp")) or name.endswith(BYTECODE):
+        if name.endswith((".pyx", ".pxi", ".pxd", ".c", ".cpp")) or name.endswith(BYTECODE):
             problems.append(f"build source or bytecode in the wheel: {name}")
         elif not (top == "cbp" or top == "cbp.libs" or top.endswith(".dist-info")):
             problems.append(f"file outside the cbp package in the wheel: {name}")

@@ -6,9 +6,18 @@
 #
 # Each kernel mirrors a function of the NumPy twin (cbp/_reference.py), with
 # the same comparisons and formulas, so the two agree to rounding.
+#
+# Names: the routines here have plain names (dense_forward, loss_value, ...,
+# as scikit-learn names its nogil routines), and _core.pyx cimports this file
+# qualified, ``cimport _kernels as kernels``, calling them as
+# ``kernels.dense_forward(...)``.  The plain names in cbp._core belong to the
+# Python wrappers of _wrappers.pxi, which carry the twin's names and
+# signatures.  Codes and table columns come from _codes.pxd.
 from libc.math cimport exp, expm1, log, tanh, fabs, sqrt, isfinite
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport dgemm
+
+from _codes cimport *
 
 # Layers with at least cbp_blas_min_work multiply-adds (n * n_in * n_out),
 # two rows or more, and n_in and n_out both at least cbp_blas_min_side go to
@@ -48,24 +57,26 @@ cdef extern from "_simd.h" nogil:
     ctypedef int (*sgd_fn)(Py_ssize_t n, double lr, double* p, const double* g,
                            double* snap) noexcept nogil
     enum:
-        FM_NONE "CBP_FM_NONE"
-        FM_RELU "CBP_FM_RELU"
-        FM_SIGMOID "CBP_FM_SIGMOID"
-    ctypedef void (*fm_forward_fn)(Py_ssize_t ld, Py_ssize_t K, Py_ssize_t N, const double* xT,
-                                   const double* W, const double* bias, double* out,
-                                   int act) noexcept nogil
-    ctypedef void (*fm_backward_fn)(Py_ssize_t ld, Py_ssize_t K, Py_ssize_t N,
-                                    const double* xT, const double* dT, const double* W,
-                                    double* gW, double* gb, double* dxT, const double* A,
-                                    int act) noexcept nogil
+        FEATURE_MAJOR_NONE "CBP_FEATURE_MAJOR_NONE"
+        FEATURE_MAJOR_RELU "CBP_FEATURE_MAJOR_RELU"
+        FEATURE_MAJOR_SIGMOID "CBP_FEATURE_MAJOR_SIGMOID"
+    ctypedef void (*feature_major_forward_fn)(Py_ssize_t ld, Py_ssize_t K, Py_ssize_t N,
+                                              const double* xT, const double* W,
+                                              const double* bias, double* out,
+                                              int act) noexcept nogil
+    ctypedef void (*feature_major_backward_fn)(Py_ssize_t ld, Py_ssize_t K, Py_ssize_t N,
+                                               const double* xT, const double* dT,
+                                               const double* W, double* gW, double* gb,
+                                               double* dxT, const double* A,
+                                               int act) noexcept nogil
     ctypedef struct cbp_simd_table:
         mm_nn_fn mm_nn
         mm_nn_fn mm_nt
         mm_tn_fn mm_tn
         map_fn vexp
         map_fn vsigmoid
-        fm_forward_fn fm_forward
-        fm_backward_fn fm_backward
+        feature_major_forward_fn feature_major_forward
+        feature_major_backward_fn feature_major_backward
         sgd_fn sgd
         const char* name
     cbp_simd_table cbp_simd
@@ -73,15 +84,15 @@ cdef extern from "_simd.h" nogil:
     int cbp_cpu_has_avx2()
 
 
-cdef inline bint use_blas_k(Py_ssize_t n, Py_ssize_t ni, Py_ssize_t no) noexcept nogil:
+cdef inline bint use_blas(Py_ssize_t n, Py_ssize_t ni, Py_ssize_t no) noexcept nogil:
     return (n * ni * no >= cbp_blas_min_work and n >= 2
             and ni >= cbp_blas_min_side and no >= cbp_blas_min_side
             and n < 2147483647 and ni < 2147483647 and no < 2147483647)
 
 
-cdef inline void gemm_k(char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
-                        const double* A, Py_ssize_t lda, const double* B, Py_ssize_t ldb,
-                        double beta, double* C, Py_ssize_t ldc) noexcept nogil:
+cdef inline void gemm(char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                      const double* A, Py_ssize_t lda, const double* B, Py_ssize_t ldb,
+                      double beta, double* C, Py_ssize_t ldc) noexcept nogil:
     """Column-major C := op(A) @ op(B) + beta * C through BLAS dgemm.
 
     A row-major matrix is the column-major view of its transpose, so the
@@ -92,25 +103,6 @@ cdef inline void gemm_k(char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t
     cdef double one = 1.0
     dgemm(&ta, &tb, &m_, &n_, &k_, &one, <double*>A, &lda_, <double*>B, &ldb_, &beta,
           C, &ldc_)
-
-cdef enum:
-    ACT_IDENTITY = 0
-    ACT_RELU = 1
-    ACT_LEAKY = 2
-    ACT_ELU = 3
-    ACT_SIGMOID = 4
-    ACT_TANH = 5
-    ACT_SOFTMAX = 6
-
-cdef enum:
-    LOSS_SE = 0
-    LOSS_HALF_SE = 1
-    LOSS_CCE = 2
-    LOSS_BCE = 3
-
-cdef enum:
-    RED_MEAN = 0
-    RED_SUM = 1
 
 cdef extern from *:
     """
@@ -126,8 +118,8 @@ cdef extern from *:
 # inputs against W transposed into ``scratch``; ``cap`` is the scratch size,
 # and a layer that does not fit is run without the transpose.
 
-cdef inline void transpose_k(const double* W, double* Wt, Py_ssize_t ni,
-                             Py_ssize_t no) noexcept nogil:
+cdef inline void transpose(const double* W, double* Wt, Py_ssize_t ni,
+                           Py_ssize_t no) noexcept nogil:
     """Wt (no, ni) := W (ni, no).T"""
     cdef Py_ssize_t k, j
     for k in range(ni):
@@ -135,32 +127,32 @@ cdef inline void transpose_k(const double* W, double* Wt, Py_ssize_t ni,
             Wt[j * ni + k] = W[k * no + j]
 
 
-cdef inline void dense_forward_k(const double* X, const double* W, const double* b,
-                                 double* Z, Py_ssize_t n, Py_ssize_t ni, Py_ssize_t no,
-                                 double* scratch, Py_ssize_t cap, bint relu=False) noexcept nogil:
+cdef inline void dense_forward(const double* X, const double* W, const double* b,
+                               double* Z, Py_ssize_t n, Py_ssize_t ni, Py_ssize_t no,
+                               double* scratch, Py_ssize_t cap, bint relu=False) noexcept nogil:
     """Z := X @ W (+ b), then Z := relu(Z) if ``relu`` (fused into the store).
 
     X (n, ni), W (ni, no), b (no,) or NULL, Z (n, no).
     """
     cdef Py_ssize_t i
     cdef int epi = EPI_RELU if relu else EPI_NONE
-    if use_blas_k(n, ni, no):
+    if use_blas(n, ni, no):
         if b != NULL:
             for i in range(n):
                 memcpy(Z + i * no, b, no * sizeof(double))
         # Z.T (no, n) = W.T (no, ni) @ X.T (ni, n)
-        gemm_k(b'N', b'N', no, n, ni, W, no, X, ni, 1.0 if b != NULL else 0.0, Z, no)
+        gemm(b'N', b'N', no, n, ni, W, no, X, ni, 1.0 if b != NULL else 0.0, Z, no)
         if relu:
-            activation_forward_k(ACT_RELU, Z, Z, n, no, 0.0)
+            activation_forward(ACT_RELU, Z, Z, n, no, 0.0)
     elif no < 4 and ni >= 4 and n >= 4 and ni * no <= cap:
-        transpose_k(W, scratch, ni, no)
+        transpose(W, scratch, ni, no)
         cbp_simd.mm_nt(n, ni, no, X, ni, scratch, ni, b, Z, no, epi, NULL)
     else:
         cbp_simd.mm_nn(n, ni, no, X, ni, W, no, b, Z, no, epi, NULL)
 
 
-cdef inline void bias_grad_k(const double* dZ, double* db, Py_ssize_t n,
-                             Py_ssize_t no) noexcept nogil:
+cdef inline void bias_grad(const double* dZ, double* db, Py_ssize_t n,
+                           Py_ssize_t no) noexcept nogil:
     """db := sum(dZ, axis=0) for dZ (n, no)."""
     cdef Py_ssize_t i, j
     cdef const double* dzi
@@ -171,10 +163,10 @@ cdef inline void bias_grad_k(const double* dZ, double* db, Py_ssize_t n,
             db[j] += dzi[j]
 
 
-cdef inline void dense_backward_k(const double* X, const double* W, const double* dZ,
-                                  double* dW, double* db, double* dX, Py_ssize_t n,
-                                  Py_ssize_t ni, Py_ssize_t no, double* scratch,
-                                  Py_ssize_t cap, const double* gate=NULL) noexcept nogil:
+cdef inline void dense_backward(const double* X, const double* W, const double* dZ,
+                                double* dW, double* db, double* dX, Py_ssize_t n,
+                                Py_ssize_t ni, Py_ssize_t no, double* scratch,
+                                Py_ssize_t cap, const double* gate=NULL) noexcept nogil:
     """dW := X.T @ dZ; db := sum(dZ, 0) (if db); dX := dZ @ W.T (if dX).
 
     With ``gate`` (n, ni), dX := where(gate > 0, dX, 0): the ReLU mask of the
@@ -182,16 +174,16 @@ cdef inline void dense_backward_k(const double* X, const double* W, const double
     """
     cdef Py_ssize_t i
     cdef int epi = EPI_GATE if gate != NULL else EPI_NONE
-    if use_blas_k(n, ni, no):
+    if use_blas(n, ni, no):
         # dW.T (no, ni) = dZ.T (no, n) @ X (n, ni)
-        gemm_k(b'N', b'T', no, ni, n, dZ, no, X, ni, 0.0, dW, no)
+        gemm(b'N', b'T', no, ni, n, dZ, no, X, ni, 0.0, dW, no)
         if db != NULL:
-            bias_grad_k(dZ, db, n, no)
+            bias_grad(dZ, db, n, no)
         if dX != NULL:
             # dX.T (ni, n) = W (ni, no) @ dZ.T (no, n)
-            gemm_k(b'T', b'N', ni, n, no, W, no, dZ, no, 0.0, dX, ni)
+            gemm(b'T', b'N', ni, n, no, W, no, dZ, no, 0.0, dX, ni)
             if gate != NULL:  # the ReLU mask: gate = relu(Z) > 0 where Z > 0
-                activation_backward_k(ACT_RELU, gate, NULL, dX, dX, n, ni, 0.0)
+                activation_backward(ACT_RELU, gate, NULL, dX, dX, n, ni, 0.0)
         return
     if no >= 4 or ni < 4:  # vectorised along the outputs; db rides along
         cbp_simd.mm_tn(n, ni, no, X, ni, dZ, no, dW, no, 0, db, NULL)
@@ -199,16 +191,16 @@ cdef inline void dense_backward_k(const double* X, const double* W, const double
         cbp_simd.mm_tn(n, no, ni, dZ, no, X, ni, dW, no, 1, NULL, db)
     if dX != NULL:
         if ni >= 4 and n >= 4 and ni * no <= cap:
-            transpose_k(W, scratch, ni, no)
+            transpose(W, scratch, ni, no)
             cbp_simd.mm_nn(n, no, ni, dZ, no, scratch, ni, NULL, dX, ni, epi, gate)
         else:
             cbp_simd.mm_nt(n, no, ni, dZ, no, W, no, NULL, dX, ni, epi, gate)
 
 
 # ---------------------------------------------------------- activations ----
-cdef inline void activation_forward_k(int act, const double* Z, double* A,
-                                      Py_ssize_t n, Py_ssize_t no,
-                                      double alpha) noexcept nogil:
+cdef inline void activation_forward(int act, const double* Z, double* A,
+                                    Py_ssize_t n, Py_ssize_t no,
+                                    double alpha) noexcept nogil:
     """A := f(Z) for (n, no) buffers; softmax is taken row by row."""
     cdef Py_ssize_t i, j, m = n * no
     cdef double z, mx, s
@@ -249,9 +241,9 @@ cdef inline void activation_forward_k(int act, const double* Z, double* A,
                 A[i * no + j] = A[i * no + j] / s
 
 
-cdef inline void activation_backward_k(int act, const double* Z, const double* A,
-                                       const double* dA, double* dZ, Py_ssize_t n,
-                                       Py_ssize_t no, double alpha) noexcept nogil:
+cdef inline void activation_backward(int act, const double* Z, const double* A,
+                                     const double* dA, double* dZ, Py_ssize_t n,
+                                     Py_ssize_t no, double alpha) noexcept nogil:
     """dZ := dA * f'(Z); dZ may alias dA.  ReLU'(0) is 0, as in the seeds."""
     cdef Py_ssize_t i, j, m = n * no
     cdef double s, a
@@ -285,8 +277,8 @@ cdef inline void activation_backward_k(int act, const double* Z, const double* A
 
 
 # --------------------------------------------------------------- losses ----
-cdef inline double loss_scale_k(int loss, int reduction, Py_ssize_t n,
-                                Py_ssize_t no) noexcept nogil:
+cdef inline double loss_scale(int loss, int reduction, Py_ssize_t n,
+                              Py_ssize_t no) noexcept nogil:
     if reduction == RED_SUM:
         return 1.0
     if loss == LOSS_CCE:
@@ -294,7 +286,7 @@ cdef inline double loss_scale_k(int loss, int reduction, Py_ssize_t n,
     return 1.0 / <double>(n * no)
 
 
-cdef inline double clip_k(double p) noexcept nogil:
+cdef inline double clip(double p) noexcept nogil:
     if p < CLIP_EPS:
         return CLIP_EPS
     if p > 1.0 - CLIP_EPS:
@@ -302,9 +294,9 @@ cdef inline double clip_k(double p) noexcept nogil:
     return p
 
 
-cdef inline double loss_value_k(int loss, const double* P, const double* Y,
-                                Py_ssize_t n, Py_ssize_t no,
-                                int reduction, Py_ssize_t nscale) noexcept nogil:
+cdef inline double loss_value(int loss, const double* P, const double* Y,
+                              Py_ssize_t n, Py_ssize_t no,
+                              int reduction, Py_ssize_t nscale) noexcept nogil:
     """The reduced loss of P against Y, both (n, no).
 
     The mean is over a batch of ``nscale`` rows: n for the whole batch, more
@@ -312,7 +304,7 @@ cdef inline double loss_value_k(int loss, const double* P, const double* Y,
     """
     cdef Py_ssize_t i, j, m = n * no
     cdef double acc = 0.0, d, p
-    cdef double s = loss_scale_k(loss, reduction, nscale, no)
+    cdef double s = loss_scale(loss, reduction, nscale, no)
     if loss == LOSS_SE or loss == LOSS_HALF_SE:
         for i in range(m):
             d = P[i] - Y[i]
@@ -323,23 +315,23 @@ cdef inline double loss_value_k(int loss, const double* P, const double* Y,
         # -sum(Y * log(P)): -log(p_true) for one-hot rows, as in nnfs
         for i in range(m):
             if Y[i] != 0.0:  # 0 * log(p) adds nothing: skip the log
-                acc += Y[i] * log(clip_k(P[i]))
+                acc += Y[i] * log(clip(P[i]))
         acc = -acc
     elif loss == LOSS_BCE:
         for i in range(m):
-            p = clip_k(P[i])
+            p = clip(P[i])
             acc += -(Y[i] * log(p) + (1.0 - Y[i]) * log(1.0 - p))
     return acc * s
 
 
-cdef inline double loss_gradient_k(int loss, const double* P, const double* Y,
-                                   double* dP, Py_ssize_t n, Py_ssize_t no,
-                                   int reduction, Py_ssize_t nscale) noexcept nogil:
+cdef inline double loss_gradient(int loss, const double* P, const double* Y,
+                                 double* dP, Py_ssize_t n, Py_ssize_t no,
+                                 int reduction, Py_ssize_t nscale) noexcept nogil:
     """dP := dL/dP (cross-entropies divide by the clipped P); returns the loss.
-    ``nscale`` as in loss_value_k."""
+    ``nscale`` as in loss_value."""
     cdef Py_ssize_t i, m = n * no
     cdef double p
-    cdef double s = loss_scale_k(loss, reduction, nscale, no)
+    cdef double s = loss_scale(loss, reduction, nscale, no)
     if loss == LOSS_SE:
         for i in range(m):
             dP[i] = 2.0 * s * (P[i] - Y[i])
@@ -348,43 +340,43 @@ cdef inline double loss_gradient_k(int loss, const double* P, const double* Y,
             dP[i] = s * (P[i] - Y[i])
     elif loss == LOSS_CCE:
         for i in range(m):
-            dP[i] = -s * (Y[i] / clip_k(P[i]))
+            dP[i] = -s * (Y[i] / clip(P[i]))
     elif loss == LOSS_BCE:
         for i in range(m):
-            p = clip_k(P[i])
+            p = clip(P[i])
             dP[i] = -s * (Y[i] / p - (1.0 - Y[i]) / (1.0 - p))
-    return loss_value_k(loss, P, Y, n, no, reduction, nscale)
+    return loss_value(loss, P, Y, n, no, reduction, nscale)
 
 
-cdef inline double output_delta_k(int act, int loss, const double* Z, const double* A,
-                                  const double* Y, double* dZ, Py_ssize_t n,
-                                  Py_ssize_t no, int reduction,
-                                  double alpha, Py_ssize_t nscale) noexcept nogil:
+cdef inline double output_delta(int act, int loss, const double* Z, const double* A,
+                                const double* Y, double* dZ, Py_ssize_t n,
+                                Py_ssize_t no, int reduction,
+                                double alpha, Py_ssize_t nscale) noexcept nogil:
     """dZ := dL/dZ of the output layer, fused for softmax+CCE and sigmoid+BCE.
-    ``nscale`` as in loss_value_k."""
+    ``nscale`` as in loss_value."""
     cdef Py_ssize_t i, j, m = n * no
     cdef double s, ysum
     if act == ACT_SOFTMAX and loss == LOSS_CCE:
-        s = loss_scale_k(loss, reduction, nscale, no)
+        s = loss_scale(loss, reduction, nscale, no)
         for i in range(n):
             ysum = 0.0
             for j in range(no):
                 ysum += Y[i * no + j]
             for j in range(no):
                 dZ[i * no + j] = (A[i * no + j] * ysum - Y[i * no + j]) * s
-        return loss_value_k(loss, A, Y, n, no, reduction, nscale)
+        return loss_value(loss, A, Y, n, no, reduction, nscale)
     if act == ACT_SIGMOID and loss == LOSS_BCE:
-        s = loss_scale_k(loss, reduction, nscale, no)
+        s = loss_scale(loss, reduction, nscale, no)
         for i in range(m):
             dZ[i] = (A[i] - Y[i]) * s
-        return loss_value_k(loss, A, Y, n, no, reduction, nscale)
-    s = loss_gradient_k(loss, A, Y, dZ, n, no, reduction, nscale)
-    activation_backward_k(act, Z, A, dZ, dZ, n, no, alpha)
+        return loss_value(loss, A, Y, n, no, reduction, nscale)
+    s = loss_gradient(loss, A, Y, dZ, n, no, reduction, nscale)
+    activation_backward(act, Z, A, dZ, dZ, n, no, alpha)
     return s
 
 
 # ------------------------------------------------ regularisation, update ----
-cdef inline double sign_k(double v) noexcept nogil:
+cdef inline double sign(double v) noexcept nogil:
     if v > 0.0:
         return 1.0
     if v < 0.0:
@@ -392,8 +384,8 @@ cdef inline double sign_k(double v) noexcept nogil:
     return 0.0
 
 
-cdef inline double penalty_k(const double* V, Py_ssize_t m, double l1,
-                             double l2) noexcept nogil:
+cdef inline double penalty(const double* V, Py_ssize_t m, double l1,
+                           double l2) noexcept nogil:
     """l1 * sum|V| + l2 * sum V**2."""
     cdef Py_ssize_t i
     cdef double a1 = 0.0, a2 = 0.0
@@ -406,43 +398,26 @@ cdef inline double penalty_k(const double* V, Py_ssize_t m, double l1,
     return l1 * a1 + l2 * a2
 
 
-cdef inline void add_penalty_gradient_k(const double* V, double* dV, Py_ssize_t m,
-                                        double l1, double l2) noexcept nogil:
+cdef inline void add_penalty_gradient(const double* V, double* dV, Py_ssize_t m,
+                                      double l1, double l2) noexcept nogil:
     """dV += l1 * sign(V) + 2 * l2 * V."""
     cdef Py_ssize_t i
     if l1 > 0.0:
         for i in range(m):
-            dV[i] += l1 * sign_k(V[i])
+            dV[i] += l1 * sign(V[i])
     if l2 > 0.0:
         for i in range(m):
             dV[i] += 2.0 * l2 * V[i]
 
 
-cdef inline void sgd_update_k(double* p, const double* g, Py_ssize_t m,
-                              double lr) noexcept nogil:
+cdef inline void sgd_update(double* p, const double* g, Py_ssize_t m,
+                            double lr) noexcept nogil:
     """p -= lr * g (the sgd kernel of _simd.h)."""
     cbp_simd.sgd(m, lr, p, g, NULL)
 
 
 # ------------------------------------------------------------ optimizers ----
-cdef enum:
-    OPT_SGD = 0
-    OPT_ADAGRAD = 1
-    OPT_RMSPROP = 2
-    OPT_ADAM = 3
-
-cdef enum:
-    O_LR = 0
-    O_DECAY = 1
-    O_MOMENTUM = 2
-    O_NESTEROV = 3
-    O_BETA1 = 4
-    O_BETA2 = 5
-    O_RHO = 6
-    O_EPS = 7
-
-
-cdef inline double flag_k(double bad, double x) noexcept nogil:
+cdef inline double flag(double bad, double x) noexcept nogil:
     """1.0 if x is NaN or +-inf (then x - x is NaN), else ``bad``.
 
     Carrying the flag as a double through a select lets gcc vectorise the
@@ -452,7 +427,7 @@ cdef inline double flag_k(double bad, double x) noexcept nogil:
     return 1.0 if d != d else bad
 
 
-cdef inline bint all_finite_k(const double* v, Py_ssize_t m, bint unit) noexcept nogil:
+cdef inline bint all_finite(const double* v, Py_ssize_t m, bint unit) noexcept nogil:
     """True if every v[i] is finite (within [0, 1] with ``unit``).  Checked
     in blocks with a select, which gcc vectorises, and a test per block."""
     cdef Py_ssize_t i, j, e
@@ -465,13 +440,13 @@ cdef inline bint all_finite_k(const double* v, Py_ssize_t m, bint unit) noexcept
                 chk = chk if (v[j] >= 0.0 and v[j] <= 1.0) else 1.0
         else:
             for j in range(i, e):
-                chk = flag_k(chk, v[j])
+                chk = flag(chk, v[j])
         if chk != 0.0:
             return False
     return True
 
 
-cdef inline bint copy_finite_k(const double* v, double* out, Py_ssize_t m) noexcept nogil:
+cdef inline bint copy_finite(const double* v, double* out, Py_ssize_t m) noexcept nogil:
     """out[:m] := v[:m]; True if every v[i] is finite.  Stops at the block
     of 256 with the first value that is not (out is then partly written)."""
     cdef Py_ssize_t i, j, e
@@ -482,60 +457,60 @@ cdef inline bint copy_finite_k(const double* v, double* out, Py_ssize_t m) noexc
         for j in range(i, e):
             x = v[j]
             out[j] = x
-            chk = flag_k(chk, x)
+            chk = flag(chk, x)
         if chk != 0.0:
             return False
     return True
 
 
-cdef inline int optimizer_update_k(int kind, const double* h, double* p,
-                                   const double* g, double* s0, double* s1,
-                                   Py_ssize_t m, double t) noexcept nogil:
+cdef inline int optimizer_update(int kind, const double* h, double* p,
+                                 const double* g, double* s0, double* s1,
+                                 Py_ssize_t m, double t) noexcept nogil:
     """One optimizer step on m parameters (nnfs semantics), in place.
 
     s0, s1 are the state slots (momentum / cache / Adam's m and v).  Returns
     0 when every new parameter and state value is finite, non-zero otherwise.
     """
     cdef Py_ssize_t i
-    cdef double lr = h[O_LR] / (1.0 + h[O_DECAY] * t)
-    cdef double eps = h[O_EPS], mu, rho, b1, b2, c1, c2, u, gi, c, mi, vi
+    cdef double lr = h[HYPER_LEARNING_RATE] / (1.0 + h[HYPER_DECAY] * t)
+    cdef double eps = h[HYPER_EPSILON], mu, rho, b1, b2, c1, c2, u, gi, c, mi, vi
     cdef double chk = 0.0
     if kind == OPT_SGD:
-        mu = h[O_MOMENTUM]
+        mu = h[HYPER_MOMENTUM]
         if mu == 0.0:
             for i in range(m):
                 p[i] = p[i] - lr * g[i]
-                chk = flag_k(chk, p[i])
-        elif h[O_NESTEROV] != 0.0:
+                chk = flag(chk, p[i])
+        elif h[HYPER_NESTEROV] != 0.0:
             for i in range(m):
                 u = mu * s0[i] - lr * g[i]
                 s0[i] = u
                 p[i] = p[i] + (mu * u - lr * g[i])
-                chk = flag_k(flag_k(chk, p[i]), u)
+                chk = flag(flag(chk, p[i]), u)
         else:
             for i in range(m):
                 u = mu * s0[i] - lr * g[i]
                 s0[i] = u
                 p[i] = p[i] + u
-                chk = flag_k(chk, p[i])
+                chk = flag(chk, p[i])
     elif kind == OPT_ADAGRAD:
         for i in range(m):
             gi = g[i]
             c = s0[i] + gi * gi
             s0[i] = c
             p[i] = p[i] - lr * gi / (sqrt(c) + eps)
-            chk = flag_k(flag_k(chk, p[i]), c)
+            chk = flag(flag(chk, p[i]), c)
     elif kind == OPT_RMSPROP:
-        rho = h[O_RHO]
+        rho = h[HYPER_RHO]
         for i in range(m):
             gi = g[i]
             c = rho * s0[i] + (1.0 - rho) * (gi * gi)
             s0[i] = c
             p[i] = p[i] - lr * gi / (sqrt(c) + eps)
-            chk = flag_k(flag_k(chk, p[i]), c)
+            chk = flag(flag(chk, p[i]), c)
     elif kind == OPT_ADAM:
-        b1 = h[O_BETA1]
-        b2 = h[O_BETA2]
+        b1 = h[HYPER_BETA1]
+        b2 = h[HYPER_BETA2]
         c1 = 1.0 - b1 ** (t + 1.0)
         c2 = 1.0 - b2 ** (t + 1.0)
         for i in range(m):
@@ -545,47 +520,47 @@ cdef inline int optimizer_update_k(int kind, const double* h, double* p,
             s0[i] = mi
             s1[i] = vi
             p[i] = p[i] - lr * (mi / c1) / (sqrt(vi / c2) + eps)
-            chk = flag_k(flag_k(chk, p[i]), vi)
+            chk = flag(flag(chk, p[i]), vi)
     return chk != 0.0
 
 
 # ------------------------------------------- the shared generator (splitmix64)
 from libc.stdint cimport uint64_t
 
-cdef inline uint64_t mix64_k(uint64_t z) noexcept nogil:
+cdef inline uint64_t mix64(uint64_t z) noexcept nogil:
     z = (z ^ (z >> 30)) * <uint64_t>0xBF58476D1CE4E5B9ULL
     z = (z ^ (z >> 27)) * <uint64_t>0x94D049BB133111EBULL
     return z ^ (z >> 31)
 
 
-cdef inline uint64_t stream_base_k(uint64_t seed, uint64_t stream) noexcept nogil:
-    return mix64_k(seed ^ (stream * <uint64_t>0x9E3779B97F4A7C15ULL))
+cdef inline uint64_t stream_base(uint64_t seed, uint64_t stream) noexcept nogil:
+    return mix64(seed ^ (stream * <uint64_t>0x9E3779B97F4A7C15ULL))
 
 
-cdef inline uint64_t draw_k(uint64_t base, uint64_t counter) noexcept nogil:
+cdef inline uint64_t draw(uint64_t base, uint64_t counter) noexcept nogil:
     """Draw number ``counter`` of the stream whose base is ``base``."""
-    return mix64_k(base + (counter + 1) * <uint64_t>0x9E3779B97F4A7C15ULL)
+    return mix64(base + (counter + 1) * <uint64_t>0x9E3779B97F4A7C15ULL)
 
 
-cdef inline double uniform_k(uint64_t bits) noexcept nogil:
+cdef inline double uniform(uint64_t bits) noexcept nogil:
     """The top 53 bits as a double in [0, 1)."""
     return <double>(bits >> 11) * (1.0 / 9007199254740992.0)
 
 
-cdef inline void dropout_mask_k(uint64_t seed, uint64_t stream, uint64_t start,
-                                double rate, double* out, Py_ssize_t m) noexcept nogil:
+cdef inline void dropout_mask(uint64_t seed, uint64_t stream, uint64_t start,
+                              double rate, double* out, Py_ssize_t m) noexcept nogil:
     """out := 1 / (1 - rate) where a uniform draw >= rate, else 0."""
     cdef Py_ssize_t i
-    cdef uint64_t base = stream_base_k(seed, stream)
+    cdef uint64_t base = stream_base(seed, stream)
     cdef double keep = 1.0 / (1.0 - rate)
     for i in range(m):
-        out[i] = keep if uniform_k(draw_k(base, start + <uint64_t>i)) >= rate else 0.0
+        out[i] = keep if uniform(draw(base, start + <uint64_t>i)) >= rate else 0.0
 
 
 # --------------------------------------------------------------- accuracy ----
-cdef inline Py_ssize_t correct_k(int loss, const double* A, const double* Y,
-                                 Py_ssize_t n, Py_ssize_t no,
-                                 Py_ssize_t* seen) noexcept nogil:
+cdef inline Py_ssize_t correct(int loss, const double* A, const double* Y,
+                               Py_ssize_t n, Py_ssize_t no,
+                               Py_ssize_t* seen) noexcept nogil:
     """Correct predictions in a batch: argmax match (categorical) or
     thresholding at 0.5 (binary).  seen receives how many were judged."""
     cdef Py_ssize_t i, j, ja, jy, hit = 0

@@ -48,16 +48,17 @@ typedef void (*cbp_mm_tn_fn)(cbp_ix m, cbp_ix K, cbp_ix N, const double* A, cbp_
                              double* colsum, double* asum);
 typedef void (*cbp_map_fn)(cbp_ix n, const double* x, double* y);
 typedef int (*cbp_sgd_fn)(cbp_ix n, double lr, double* p, const double* g, double* snap);
-/* Activations fused into fm_forward and fm_backward */
-#define CBP_FM_NONE 0
-#define CBP_FM_RELU 1
-#define CBP_FM_SIGMOID 2
+/* Activations fused into feature_major_forward and feature_major_backward */
+#define CBP_FEATURE_MAJOR_NONE 0
+#define CBP_FEATURE_MAJOR_RELU 1
+#define CBP_FEATURE_MAJOR_SIGMOID 2
 
-typedef void (*cbp_fm_forward_fn)(cbp_ix ld, cbp_ix K, cbp_ix N, const double* xT,
-                                  const double* W, const double* bias, double* out, int act);
-typedef void (*cbp_fm_backward_fn)(cbp_ix ld, cbp_ix K, cbp_ix N, const double* xT,
-                                   const double* dT, const double* W, double* gW, double* gb,
-                                   double* dxT, const double* A, int act);
+typedef void (*cbp_feature_major_forward_fn)(cbp_ix ld, cbp_ix K, cbp_ix N, const double* xT,
+                                             const double* W, const double* bias, double* out,
+                                             int act);
+typedef void (*cbp_feature_major_backward_fn)(cbp_ix ld, cbp_ix K, cbp_ix N, const double* xT,
+                                              const double* dT, const double* W, double* gW,
+                                              double* gb, double* dxT, const double* A, int act);
 
 typedef struct {
     cbp_mm_nn_fn mm_nn;
@@ -65,8 +66,8 @@ typedef struct {
     cbp_mm_tn_fn mm_tn;
     cbp_map_fn vexp;
     cbp_map_fn vsigmoid;
-    cbp_fm_forward_fn fm_forward;
-    cbp_fm_backward_fn fm_backward;
+    cbp_feature_major_forward_fn feature_major_forward;
+    cbp_feature_major_backward_fn feature_major_backward;
     cbp_sgd_fn sgd;
     const char* name;
 } cbp_simd_table;
@@ -138,8 +139,8 @@ typedef double cbp_p4d __attribute__((vector_size(32)));
 #  undef CBP_MAX0
 /* the table in use, upgraded by cbp_simd_select() */
 static cbp_simd_table cbp_simd = {cbp_mm_nn_base, cbp_mm_nt_base, cbp_mm_tn_base,
-                                  cbp_vexp_base, cbp_vsigmoid_base, cbp_fm_forward_base,
-                                  cbp_fm_backward_base, cbp_sgd_base, "baseline"};
+                                  cbp_vexp_base, cbp_vsigmoid_base, cbp_feature_major_forward_base,
+                                  cbp_feature_major_backward_base, cbp_sgd_base, "baseline"};
 #  undef CBP_SUFFIX
 #  undef CBP_ATTR
 #  undef CBP_NAME
@@ -242,23 +243,24 @@ static void cbp_vsigmoid_plain(cbp_ix n, const double* z, double* a)
     for (i = 0; i < n; i++) a[i] = 1.0 / (1.0 + exp(-z[i]));
 }
 
-static void cbp_fm_forward_plain(cbp_ix ld, cbp_ix K, cbp_ix N, const double* xT,
-                                 const double* W, const double* bias, double* out, int act)
+static void cbp_feature_major_forward_plain(cbp_ix ld, cbp_ix K, cbp_ix N, const double* xT,
+                                            const double* W, const double* bias, double* out,
+                                            int act)
 {
     cbp_ix j, k, v;
     for (j = 0; j < N; j++)
         for (v = 0; v < ld; v++) {
             double s = bias ? bias[j] : 0.0;
             for (k = 0; k < K; k++) s += W[k * N + j] * xT[k * ld + v];
-            if (act == CBP_FM_RELU) s = s > 0.0 ? s : 0.0;
-            else if (act == CBP_FM_SIGMOID) s = 1.0 / (1.0 + exp(-s));
+            if (act == CBP_FEATURE_MAJOR_RELU) s = s > 0.0 ? s : 0.0;
+            else if (act == CBP_FEATURE_MAJOR_SIGMOID) s = 1.0 / (1.0 + exp(-s));
             out[j * ld + v] = s;
         }
 }
 
-static void cbp_fm_backward_plain(cbp_ix ld, cbp_ix K, cbp_ix N, const double* xT,
-                                  const double* dT, const double* W, double* gW, double* gb,
-                                  double* dxT, const double* A, int act)
+static void cbp_feature_major_backward_plain(cbp_ix ld, cbp_ix K, cbp_ix N, const double* xT,
+                                             const double* dT, const double* W, double* gW,
+                                             double* gb, double* dxT, const double* A, int act)
 {
     cbp_ix j, k, v;
     for (k = 0; k < K; k++)
@@ -276,10 +278,10 @@ static void cbp_fm_backward_plain(cbp_ix ld, cbp_ix K, cbp_ix N, const double* x
     if (dxT)
         for (k = 0; k < K; k++)
             for (v = 0; v < ld; v++) {
-                double s = 0.0, a = act != CBP_FM_NONE ? A[k * ld + v] : 0.0;
+                double s = 0.0, a = act != CBP_FEATURE_MAJOR_NONE ? A[k * ld + v] : 0.0;
                 for (j = 0; j < N; j++) s += W[k * N + j] * dT[j * ld + v];
-                if (act == CBP_FM_RELU) s = a > 0.0 ? s : 0.0;
-                else if (act == CBP_FM_SIGMOID) s = s * (a * (1.0 - a));
+                if (act == CBP_FEATURE_MAJOR_RELU) s = a > 0.0 ? s : 0.0;
+                else if (act == CBP_FEATURE_MAJOR_SIGMOID) s = s * (a * (1.0 - a));
                 dxT[k * ld + v] = s;
             }
 }
@@ -300,8 +302,8 @@ static int cbp_sgd_plain(cbp_ix n, double lr, double* p, const double* g, double
 }
 
 #  define CBP_PLAIN_INIT {cbp_mm_nn_plain, cbp_mm_nt_plain, cbp_mm_tn_plain, \
-                          cbp_vexp_plain, cbp_vsigmoid_plain, cbp_fm_forward_plain, \
-                          cbp_fm_backward_plain, cbp_sgd_plain, "baseline"}
+                          cbp_vexp_plain, cbp_vsigmoid_plain, cbp_feature_major_forward_plain, \
+                          cbp_feature_major_backward_plain, cbp_sgd_plain, "baseline"}
 static const cbp_simd_table cbp_simd_table_plain = CBP_PLAIN_INIT;
 static cbp_simd_table cbp_simd = CBP_PLAIN_INIT;
 #  define CBP_BASE_TABLE cbp_simd_table_plain

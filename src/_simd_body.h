@@ -459,19 +459,19 @@ libm:
  * side of a network is narrow, vectorising over the batch beats vectorising
  * over a side of 8 or fewer, and the activation is applied in registers.
  *
- *   fm_forward:  out (N, ld) := f(W (K, N).T @ xT + bias), the sums over k
- *                in order from the bias; f is the identity (CBP_FM_NONE),
- *                relu (CBP_FM_RELU, as CBP_EPI_RELU) or the logistic
- *                sigmoid (CBP_FM_SIGMOID, as vsigmoid, except that libm
+ *   feature_major_forward:  out (N, ld) := f(W (K, N).T @ xT + bias), the sums over k
+ *                in order from the bias; f is the identity (CBP_FEATURE_MAJOR_NONE),
+ *                relu (CBP_FEATURE_MAJOR_RELU, as CBP_EPI_RELU) or the logistic
+ *                sigmoid (CBP_FEATURE_MAJOR_SIGMOID, as vsigmoid, except that libm
  *                takes over per vector rather than per array)
- *   fm_backward: gW (K, N) := xT @ dT.T, gb (N,) := the row sums of dT
+ *   feature_major_backward: gW (K, N) := xT @ dT.T, gb (N,) := the row sums of dT
  *                (if gb), dxT (K, ld) := (W @ dT) * f'(Z), f' taken from
- *                A (K, ld), the output of f: 1 (CBP_FM_NONE), A > 0
- *                (CBP_FM_RELU: 0 where not, NaN included) or A * (1 - A)
- *                (CBP_FM_SIGMOID) */
-CBP_ATTR static void CBP_FN(cbp_fm_forward)(cbp_ix ld, cbp_ix K, cbp_ix N, const double* xT,
-                                           const double* W, const double* bias, double* out,
-                                           int act)
+ *                A (K, ld), the output of f: 1 (CBP_FEATURE_MAJOR_NONE), A > 0
+ *                (CBP_FEATURE_MAJOR_RELU: 0 where not, NaN included) or A * (1 - A)
+ *                (CBP_FEATURE_MAJOR_SIGMOID) */
+CBP_ATTR static void CBP_FN(cbp_feature_major_forward)(cbp_ix ld, cbp_ix K, cbp_ix N,
+                                                        const double* xT, const double* W,
+                                                        const double* bias, double* out, int act)
 {
     const CBP_VD zero = CBP_FN(cbp_splat)(0.0);
     cbp_ix j, k, v;
@@ -480,9 +480,9 @@ CBP_ATTR static void CBP_FN(cbp_fm_forward)(cbp_ix ld, cbp_ix K, cbp_ix N, const
         for (v = 0; v < ld; v += CBP_VW) {
             CBP_VD s = CBP_FN(cbp_splat)(bias ? bias[j] : 0.0);
             for (k = 0; k < K; k++) s += CBP_FN(cbp_splat)(W[k * N + j]) * CBP_LD(xT + k * ld + v);
-            if (act == CBP_FM_RELU) {
+            if (act == CBP_FEATURE_MAJOR_RELU) {
                 s = CBP_MAX0(s, zero);
-            } else if (act == CBP_FM_SIGMOID) {
+            } else if (act == CBP_FEATURE_MAJOR_SIGMOID) {
                 CBP_VD x = -s;
                 CBP_VD a = CBP_FN(cbp_logistic)(x);
                 if (CBP_FN(cbp_any)(CBP_FN(cbp_exp_out)(x)))
@@ -493,9 +493,10 @@ CBP_ATTR static void CBP_FN(cbp_fm_forward)(cbp_ix ld, cbp_ix K, cbp_ix N, const
         }
 }
 
-CBP_ATTR static void CBP_FN(cbp_fm_backward)(cbp_ix ld, cbp_ix K, cbp_ix N, const double* xT,
-                                            const double* dT, const double* W, double* gW,
-                                            double* gb, double* dxT, const double* A, int act)
+CBP_ATTR static void CBP_FN(cbp_feature_major_backward)(cbp_ix ld, cbp_ix K, cbp_ix N,
+                                                         const double* xT, const double* dT,
+                                                         const double* W, double* gW, double* gb,
+                                                         double* dxT, const double* A, int act)
 {
     const CBP_VD zero = CBP_FN(cbp_splat)(0.0), one = CBP_FN(cbp_splat)(1.0);
     CBP_VD s[CBP_VW];
@@ -543,9 +544,9 @@ CBP_ATTR static void CBP_FN(cbp_fm_backward)(cbp_ix ld, cbp_ix K, cbp_ix N, cons
             for (v = 0; v < ld; v += CBP_VW) {
                 CBP_VD t = zero;
                 for (j = 0; j < N; j++) t += CBP_FN(cbp_splat)(W[k * N + j]) * CBP_LD(dT + j * ld + v);
-                if (act == CBP_FM_RELU) {
+                if (act == CBP_FEATURE_MAJOR_RELU) {
                     t = (CBP_VD)((CBP_VI)t & (CBP_VI)(CBP_LD(A + k * ld + v) > zero));
-                } else if (act == CBP_FM_SIGMOID) {
+                } else if (act == CBP_FEATURE_MAJOR_SIGMOID) {
                     CBP_VD a = CBP_LD(A + k * ld + v);
                     t = t * (a * (one - a));
                 }
@@ -593,8 +594,8 @@ CBP_ATTR static int CBP_FN(cbp_sgd)(cbp_ix n, double lr, double* p, const double
 
 static const cbp_simd_table CBP_FN(cbp_simd_table) = {
     CBP_FN(cbp_mm_nn), CBP_FN(cbp_mm_nt), CBP_FN(cbp_mm_tn), CBP_FN(cbp_vexp),
-    CBP_FN(cbp_vsigmoid), CBP_FN(cbp_fm_forward), CBP_FN(cbp_fm_backward), CBP_FN(cbp_sgd),
-    CBP_NAME};
+    CBP_FN(cbp_vsigmoid), CBP_FN(cbp_feature_major_forward),
+    CBP_FN(cbp_feature_major_backward), CBP_FN(cbp_sgd), CBP_NAME};
 
 #undef CBP_FN
 #undef CBP_INL

@@ -53,7 +53,7 @@ def native_core():
 def openmp_core(native_core):
     """The compiled module, built with OpenMP; skipped without, failed under
     CBP_REQUIRE_OPENMP=1."""
-    if not native_core._par_state()["built"]:
+    if not native_core._thread_state()["built"]:
         if REQUIRE_OPENMP:
             pytest.fail("CBP_REQUIRE_OPENMP=1 but the core was built without OpenMP")
         pytest.skip("the core was built without OpenMP: every step runs on one thread")
@@ -64,19 +64,19 @@ def openmp_core(native_core):
 def two_threads(openmp_core):
     """Every step of two rows or more runs in row chunks on 2 threads
     (feature-major passes off: they have their own path)."""
-    saved, saved_fm = openmp_core._par_config(2, 1, 0), openmp_core._fm_limits(0)
+    saved, saved_fm = openmp_core._thread_config(2, 1, 0), openmp_core._feature_major_limits(0)
     yield
-    openmp_core._par_config(*saved)
-    openmp_core._fm_limits(*saved_fm)
+    openmp_core._thread_config(*saved)
+    openmp_core._feature_major_limits(*saved_fm)
 
 
 @pytest.fixture
 def feature_major(native_core):
     """fit() trains every network without dropout feature-major: the limits
     raised to 64 units and any batch size."""
-    saved = native_core._fm_limits(64, 1, 1 << 30)
+    saved = native_core._feature_major_limits(64, 1, 1 << 30)
     yield
-    native_core._fm_limits(*saved)
+    native_core._feature_major_limits(*saved)
 
 
 def _on_path(request, param):

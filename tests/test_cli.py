@@ -119,7 +119,7 @@ def test_info_reports_the_core_simd_openmp_and_blas(capsys):
 
 def test_info_tolerates_a_core_without_simd_functions_and_no_threadpoolctl(capsys, monkeypatch):
     fake = types.SimpleNamespace(__file__="/x/_core.so",
-                                 _par_state=lambda: {"built": True, "limit": 3})
+                                 _thread_state=lambda: {"built": True, "limit": 3})
     monkeypatch.setattr(cbp._backend, "_core", fake)
     monkeypatch.setitem(sys.modules, "threadpoolctl", None)
     code, out, _ = run(capsys, "info")

@@ -220,9 +220,10 @@ def test_registry_names_exist_in_core(core):
 
 
 def _native_parameters(obj):
-    """Parameter names and defaults from the signature Cython embeds in the docstring."""
+    """Parameter names and defaults from the signature Cython embeds in the
+    docstring (``name(...)``, or ``Engine.name(self, ...)`` for a method)."""
     first = (obj.__doc__ or "").splitlines()[0]
-    match = re.fullmatch(r"\w+\((.*)\)", first)
+    match = re.fullmatch(r"[\w.]+\((.*)\)", first)
     assert match, f"no embedded signature in {obj!r}: {first!r}"
     params = []
     for part in re.split(r",\s*(?![^\[]*\])", match.group(1)):
@@ -238,6 +239,37 @@ def test_registry_signatures_match(core, name):
     sig = inspect.signature(getattr(ref, name))
     expected = [(p.name, None if p.default is p.empty else repr(p.default)) for p in sig.parameters.values()]
     assert _native_parameters(getattr(core, name)) == expected
+
+
+ENGINE_METHODS = sorted(n for n, v in vars(ref.Engine).items() if not n.startswith("_") and callable(v))
+
+
+@needs_native
+def test_engine_methods_are_the_twins(core):
+    """The native Engine has exactly the twin's public methods."""
+    native = {n for n in dir(core.Engine) if not n.startswith("_")
+              and callable(getattr(core.Engine, n))}
+    assert native == set(ENGINE_METHODS)
+
+
+@needs_native
+@pytest.mark.parametrize("method", ENGINE_METHODS)
+def test_engine_signatures_match(core, method):
+    """Every Engine method has the twin's parameter names, order and defaults."""
+    sig = inspect.signature(getattr(ref.Engine, method))
+    expected = [(p.name, None if p.default is p.empty else repr(p.default)) for p in sig.parameters.values()]
+    assert _native_parameters(getattr(core.Engine, method)) == expected
+
+
+@needs_native
+def test_codes_and_columns_match_the_native_ones(core):
+    """Every code and table column compiled into the core (src/_codes.pxd)
+    has the same name and value in cbp/_codes.py, and the other way round."""
+    native = core._columns()
+    python = {n: v for n, v in vars(C).items()
+              if n.isupper() and isinstance(v, int) and not isinstance(v, bool)}
+    assert sorted(native) == sorted(python)
+    assert {n: python[n] for n in native} == native
 
 
 def test_every_registered_kernel_has_a_property_test():
@@ -298,13 +330,13 @@ LANES = st.integers(1, 10).map(lambda q: 4 * q)  # m, a positive multiple of 4
 @examples
 @given(data=st.data(), m=LANES, ni=WIDTH, no=WIDTH, with_bias=st.booleans(),
        act=st.sampled_from(FM_ACTS))
-def test_dense_forward_fm(core, data, m, ni, no, with_bias, act):
+def test_dense_forward_feature_major(core, data, m, ni, no, with_bias, act):
     code = C.activation_code(act)
     lim = LINEAR_RANGE if act != "sigmoid" else EXP_RANGE / 20.0  # keeps W.T @ XT in exp's range
     XT = data.draw(matrices((ni, m), -lim, lim), "XT")
     W = data.draw(matrices((ni, no), -1.0, 1.0) if act == "sigmoid" else matrices((ni, no)), "W")
     b = data.draw(matrices((no,), -lim, lim), "b") if with_bias else None
-    native, reference = twins("dense_forward_fm", core)
+    native, reference = twins("dense_forward_feature_major", core)
     out_n, out_r = nans(no, m), nans(no, m)
     with untouched(XT, W, b):
         assert native(XT, W, b, out_n, code) is out_n
@@ -323,7 +355,7 @@ def test_dense_forward_fm(core, data, m, ni, no, with_bias, act):
 @examples
 @given(data=st.data(), m=LANES, ni=WIDTH, no=WIDTH, with_db=st.booleans(),
        with_dX=st.booleans(), act=st.sampled_from(FM_ACTS))
-def test_dense_backward_fm(core, data, m, ni, no, with_db, with_dX, act):
+def test_dense_backward_feature_major(core, data, m, ni, no, with_db, with_dX, act):
     XT = data.draw(matrices((ni, m)), "XT")
     W = data.draw(matrices((ni, no)), "W")
     dT = data.draw(matrices((no, m)), "dT")
@@ -332,7 +364,7 @@ def test_dense_backward_fm(core, data, m, ni, no, with_db, with_dX, act):
         A = data.draw(probabilities((ni, m)), "A")
     else:  # ReLU outputs: >= 0, many exactly 0
         A = np.maximum(data.draw(matrices((ni, m)), "A"), 0.0)
-    native, reference = twins("dense_backward_fm", core)
+    native, reference = twins("dense_backward_feature_major", core)
     outs = {}
     for side, kernel in (("native", native), ("numpy", reference)):
         dW = nans(ni, no)
@@ -352,15 +384,15 @@ def test_dense_backward_fm(core, data, m, ni, no, with_db, with_dX, act):
 
 
 @needs_native
-@pytest.mark.parametrize("kernel", ["dense_forward_fm", "dense_backward_fm"])
+@pytest.mark.parametrize("kernel", ["dense_forward_feature_major", "dense_backward_feature_major"])
 @pytest.mark.parametrize("bad", ["activation", "lanes", "shape"])
-def test_dense_fm_reject_bad_arguments(core, kernel, bad):
+def test_dense_feature_major_reject_bad_arguments(core, kernel, bad):
     """The same ValueError on both sides, before anything is computed."""
     m = 6 if bad == "lanes" else 8
     XT, W, dT, A = np.ones((3, m)), np.ones((3, 2)), np.ones((2, m)), np.ones((3, m))
     code = C.activation_code("tanh" if bad == "activation" else "relu")
     for mod in (core, ref):
-        if kernel == "dense_forward_fm":
+        if kernel == "dense_forward_feature_major":
             args = (XT, W, None, np.empty((3 if bad == "shape" else 2, m)), code)
         else:
             dW = np.empty((3, 3 if bad == "shape" else 2))
@@ -535,19 +567,19 @@ def test_sgd_update(core, data, m, lr):
 #: train_step stays comparable at 1e-12 (test_optimizer_update draws small
 #: eps too, from identical gradients).
 OPTIMIZERS = {
-    "sgd": (C.OPT_SGD, {C.O_LR: 0.05}, 0),
-    "momentum": (C.OPT_SGD, {C.O_LR: 0.05, C.O_MOMENTUM: 0.9}, 1),
-    "nesterov": (C.OPT_SGD, {C.O_LR: 0.05, C.O_MOMENTUM: 0.5, C.O_NESTEROV: 1.0, C.O_DECAY: 0.1}, 1),
-    "adagrad": (C.OPT_ADAGRAD, {C.O_LR: 0.01, C.O_EPS: 1e-3}, 1),
-    "rmsprop": (C.OPT_RMSPROP, {C.O_LR: 0.01, C.O_RHO: 0.9, C.O_EPS: 1e-3}, 1),
-    "adam": (C.OPT_ADAM, {C.O_LR: 0.01, C.O_BETA1: 0.9, C.O_BETA2: 0.999, C.O_EPS: 1e-3, C.O_DECAY: 0.01}, 2),
+    "sgd": (C.OPT_SGD, {C.HYPER_LEARNING_RATE: 0.05}, 0),
+    "momentum": (C.OPT_SGD, {C.HYPER_LEARNING_RATE: 0.05, C.HYPER_MOMENTUM: 0.9}, 1),
+    "nesterov": (C.OPT_SGD, {C.HYPER_LEARNING_RATE: 0.05, C.HYPER_MOMENTUM: 0.5, C.HYPER_NESTEROV: 1.0, C.HYPER_DECAY: 0.1}, 1),
+    "adagrad": (C.OPT_ADAGRAD, {C.HYPER_LEARNING_RATE: 0.01, C.HYPER_EPSILON: 1e-3}, 1),
+    "rmsprop": (C.OPT_RMSPROP, {C.HYPER_LEARNING_RATE: 0.01, C.HYPER_RHO: 0.9, C.HYPER_EPSILON: 1e-3}, 1),
+    "adam": (C.OPT_ADAM, {C.HYPER_LEARNING_RATE: 0.01, C.HYPER_BETA1: 0.9, C.HYPER_BETA2: 0.999, C.HYPER_EPSILON: 1e-3, C.HYPER_DECAY: 0.01}, 2),
 }
 
 
 def optimizer_args(name):
     """(kind, ohyper, slots) of an OPTIMIZERS entry."""
     kind, values, slots = OPTIMIZERS[name]
-    ohyper = np.zeros(C.N_OPT)
+    ohyper = np.zeros(C.N_OPTIMIZER_HYPER)
     for k, v in values.items():
         ohyper[k] = v
     return kind, ohyper, slots
@@ -558,16 +590,16 @@ def optimizer_hyper(draw, name):
     """The hyper-parameter vector of an optimizer, each value drawn around its entry."""
     kind, ohyper, slots = optimizer_args(name)
     unit = st.floats(0.0, 0.999)
-    ohyper[C.O_LR] = draw(st.floats(1e-4, 1.0))
-    ohyper[C.O_DECAY] = draw(st.just(0.0) | st.floats(0.0, 1.0))
-    if ohyper[C.O_MOMENTUM]:
-        ohyper[C.O_MOMENTUM] = draw(st.floats(0.01, 0.999))
+    ohyper[C.HYPER_LEARNING_RATE] = draw(st.floats(1e-4, 1.0))
+    ohyper[C.HYPER_DECAY] = draw(st.just(0.0) | st.floats(0.0, 1.0))
+    if ohyper[C.HYPER_MOMENTUM]:
+        ohyper[C.HYPER_MOMENTUM] = draw(st.floats(0.01, 0.999))
     if kind == C.OPT_RMSPROP:
-        ohyper[C.O_RHO] = draw(unit)
+        ohyper[C.HYPER_RHO] = draw(unit)
     if kind == C.OPT_ADAM:
-        ohyper[C.O_BETA1], ohyper[C.O_BETA2] = draw(unit), draw(unit)
+        ohyper[C.HYPER_BETA1], ohyper[C.HYPER_BETA2] = draw(unit), draw(unit)
     if kind != C.OPT_SGD:
-        ohyper[C.O_EPS] = draw(st.sampled_from([1e-7, 1e-8, 1e-3]))
+        ohyper[C.HYPER_EPSILON] = draw(st.sampled_from([1e-7, 1e-8, 1e-3]))
     return ohyper
 
 
@@ -648,21 +680,21 @@ def dropout(width, rate):
 def layer_table(layers):
     """meta, hyper and the parameter count of a layer list, laid out as
     cbp.network lays them out (weights, then bias, layer after layer)."""
-    meta = np.zeros((len(layers), C.N_META), dtype=np.int64)
-    hyper = np.zeros((len(layers), C.N_HYPER))
+    meta = np.zeros((len(layers), C.N_LAYER_INTS), dtype=np.int64)
+    hyper = np.zeros((len(layers), C.N_LAYER_FLOATS))
     off = 0
     for l, layer in enumerate(layers):
         n_in, n_out = layer["n_in"], layer["n_out"]
         if layer["kind"] == C.KIND_DROPOUT:
             meta[l] = (C.KIND_DROPOUT, n_in, n_out, C.ACT_IDENTITY, 0, -1, 0)
-            hyper[l, C.H_RATE] = layer["rate"]
+            hyper[l, C.LAYER_DROPOUT_RATE] = layer["rate"]
             continue
         nw = n_in * n_out
         b_off = off + nw if layer["bias"] else -1
         code = C.ACTIVATIONS[layer["act"]]
         meta[l] = (C.KIND_DENSE, n_in, n_out, code, off, b_off, int(layer["trainable"]))
-        hyper[l, C.H_ALPHA] = layer["alpha"]
-        hyper[l, [C.H_WL1, C.H_WL2, C.H_BL1, C.H_BL2]] = layer["penalties"]
+        hyper[l, C.LAYER_ALPHA] = layer["alpha"]
+        hyper[l, [C.LAYER_WEIGHT_L1, C.LAYER_WEIGHT_L2, C.LAYER_BIAS_L1, C.LAYER_BIAS_L2]] = layer["penalties"]
         off += nw + (n_out if layer["bias"] else 0)
     return meta, hyper, off
 
@@ -706,9 +738,9 @@ def initial_params(rng, meta, size):
     them can differ by far more than 1e-12 for reasons that are not cbp's."""
     params = rng.normal(0.0, 0.1, size)
     for m in meta:
-        if m[C.M_KIND] == C.KIND_DENSE:
-            nw = m[C.M_NIN] * m[C.M_NOUT]
-            params[m[C.M_WOFF]: m[C.M_WOFF] + nw] *= 10.0 / np.sqrt(m[C.M_NIN])
+        if m[C.LAYER_KIND] == C.KIND_DENSE:
+            nw = m[C.LAYER_N_IN] * m[C.LAYER_N_OUT]
+            params[m[C.LAYER_WEIGHT_OFFSET]: m[C.LAYER_WEIGHT_OFFSET] + nw] *= 10.0 / np.sqrt(m[C.LAYER_N_IN])
     return params
 
 
@@ -856,7 +888,7 @@ def test_Engine__divergence(core):
     pair.call("backward", Y)
     before = pair.buffers["numpy"]["params"].copy()
     kind, ohyper, _ = optimizer_args("sgd")
-    ohyper[C.O_LR] = 1e308
+    ohyper[C.HYPER_LEARNING_RATE] = 1e308
     for method, args in (("sgd_step", (1e308,)), ("step", (kind, ohyper, STATE, 0.0)),
                          ("train_step", (X, Y, kind, ohyper, STATE, 0.0)),
                          ("train_step_sgd", (X, Y, 1e308))):

@@ -1,7 +1,7 @@
 """fit() on the feature-major passes (``Engine._forward_fm``, ``_backward_fm``).
 
 fit() takes them for a network of dense layers only, every side at most
-``cbp._core._fm_limits()`` (4 by default), on batches of 2 to 32 rows.  The kernels themselves are
+``cbp._core._feature_major_limits()`` (4 by default), on batches of 2 to 32 rows.  The kernels themselves are
 compared with their twins in test_equivalence.py and, per SIMD table, in
 test_simd.py, which also trains its networks on this path.  Here the
 limits are raised to 64 units and any batch size (the fixture
@@ -33,7 +33,7 @@ def _engaged(net):
 
 def test_default_limits_and_what_stays_row_major(native):
     X, y = np.random.default_rng(0).standard_normal((40, 4)), np.zeros((40, 3))
-    native._fm_limits(4, 2, 32)
+    native._feature_major_limits(4, 2, 32)
     narrow = cbp.Network([cbp.Dense(4, 4, "relu", seed=0), cbp.Dense(4, 3, "identity", seed=1)])
     wide = cbp.Network([cbp.Dense(4, 5, "relu", seed=0), cbp.Dense(5, 3, "identity", seed=1)])
     hidden_softmax = cbp.Network([cbp.Dense(4, 4, "softmax", seed=0),
@@ -44,7 +44,7 @@ def test_default_limits_and_what_stays_row_major(native):
     for batch_size, want in ((1, False), (2, True), (32, True), (33, False), (None, False)):
         narrow.fit(X, y, epochs=1, lr=0.01, batch_size=batch_size)
         assert _engaged(narrow) == want, batch_size
-    native._fm_limits(0, 2, 32)
+    native._feature_major_limits(0, 2, 32)
     narrow.fit(X, y, epochs=1, lr=0.01, batch_size=10)
     assert not _engaged(narrow)
 

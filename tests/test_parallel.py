@@ -1,7 +1,7 @@
 """Training steps on several threads (``Engine._fwd_bwd``, ``src/_par.h``).
 
 A step whose layers are all below the dgemm crossover, with enough rows and
-multiply-adds (``cbp._core._par_config``), runs its forward and backward
+multiply-adds (``cbp._core._thread_config``), runs its forward and backward
 passes over one chunk of rows per thread when the core was built with
 OpenMP.  Here the thresholds are forced down so that every batch of two rows
 or more takes that path, and:
@@ -29,7 +29,7 @@ import pytest
 import cbp
 
 #: the compiled-in (min_rows, min_work), read before any fixture changes them
-DEFAULTS = cbp._backend._core._par_config()[1:] if cbp.native_available() else None
+DEFAULTS = cbp._backend._core._thread_config()[1:] if cbp.native_available() else None
 
 #: every step of two rows or more runs on 2 threads in this module, unless a
 #: test sets another configuration (restored after each test)
@@ -60,7 +60,7 @@ def test_openmp_available_says_so(openmp_core):
 def test_default_thresholds(openmp_core):
     """With the defaults: a spiral-sized step (300 rows of 2-64-3) runs on two
     threads, a small one or one with a dgemm layer on one."""
-    openmp_core._par_config(2, *DEFAULTS)
+    openmp_core._thread_config(2, *DEFAULTS)
     X, y = cbp.datasets.spiral_data(100, 3)
     big = cbp.Network([cbp.Dense(2, 64, "relu"), cbp.Dense(64, 3, "softmax")],
                       loss="categorical_crossentropy", seed=0)
@@ -86,7 +86,7 @@ def test_team_sizes_agree(openmp_core, batch_size, dropout):
     X, y = _spiral()
     runs = {}
     for threads in (1, 2, 3, 5):
-        openmp_core._par_config(threads)
+        openmp_core._thread_config(threads)
         net = _net(dropout=dropout)
         hist = net.fit(X, y, epochs=30, batch_size=batch_size, shuffle=True, seed=4,
                        optimizer=cbp.optim.Adam(0.01), validation_data=(X[:9], y[:9]))
@@ -108,7 +108,7 @@ def test_one_step_matches_one_thread_to_rounding(openmp_core):
     X, y = _spiral(101)
     out = {}
     for threads in (1, 2, 3):
-        openmp_core._par_config(threads)
+        openmp_core._thread_config(threads)
         net = _net()
         loss = net.train_step(X, y, lr=0.5)
         out[threads] = (loss, net.gradients.copy(), net.parameters.copy())
@@ -125,7 +125,7 @@ def test_frozen_layer_and_no_bias_on_threads(openmp_core):
     X, y = _spiral(40)
     nets = {}
     for threads in (1, 2):
-        openmp_core._par_config(threads)
+        openmp_core._thread_config(threads)
         net = cbp.Network([cbp.Dense(2, 6, "relu", trainable=False, seed=1),
                            cbp.Dense(6, 3, "softmax", use_bias=False, seed=2)],
                           loss="categorical_crossentropy")
@@ -145,7 +145,7 @@ def test_divergence_on_threads_rolls_back(openmp_core):
     X, Y = rng.standard_normal((40, 2)), rng.standard_normal((40, 3))
     left = {}
     for threads in (1, 2):
-        openmp_core._par_config(threads)
+        openmp_core._thread_config(threads)
         net = cbp.Network([cbp.Dense(2, 16, "identity", seed=1),
                            cbp.Dense(16, 3, "identity", seed=2)])
         with pytest.raises(cbp.DivergenceError):
@@ -160,22 +160,22 @@ def test_divergence_on_threads_rolls_back(openmp_core):
 # the budget (src/_par.h)
 # ---------------------------------------------------------------------------
 def test_budget_counts_callers_and_helpers(openmp_core):
-    state = openmp_core._par_state()
+    state = openmp_core._thread_state()
     assert state["callers"] == 0 and state["extra"] == 0
-    assert openmp_core._par_reserve(3, 4) == 3  # 4 threads, nobody training: 3 helpers
-    assert openmp_core._par_reserve(3, 4) == 1  # only one left
-    assert openmp_core._par_reserve(1, 4) == 0
-    openmp_core._par_release(4)
-    openmp_core._par_enter()
-    openmp_core._par_enter()  # two callers of a limit of 4: two helpers at most
+    assert openmp_core._thread_reserve(3, 4) == 3  # 4 threads, nobody training: 3 helpers
+    assert openmp_core._thread_reserve(3, 4) == 1  # only one left
+    assert openmp_core._thread_reserve(1, 4) == 0
+    openmp_core._thread_release(4)
+    openmp_core._thread_enter()
+    openmp_core._thread_enter()  # two callers of a limit of 4: two helpers at most
     try:
-        assert openmp_core._par_reserve(8, 4) == 2
-        openmp_core._par_release(2)
-        assert openmp_core._par_reserve(1, 2) == 0
+        assert openmp_core._thread_reserve(8, 4) == 2
+        openmp_core._thread_release(2)
+        assert openmp_core._thread_reserve(1, 2) == 0
     finally:
-        openmp_core._par_leave()
-        openmp_core._par_leave()
-    assert openmp_core._par_state() | {"limit": 0} == {"built": True, "limit": 0, "callers": 0,
+        openmp_core._thread_leave()
+        openmp_core._thread_leave()
+    assert openmp_core._thread_state() | {"limit": 0} == {"built": True, "limit": 0, "callers": 0,
                                                 "extra": 0, "off": False}
 
 
@@ -185,20 +185,20 @@ def test_another_training_thread_takes_the_helper(openmp_core):
     gets its helper back."""
     X, y = _spiral(40)
     nets = [_net(), _net()]
-    openmp_core._par_enter()  # as a fit running on another thread would
+    openmp_core._thread_enter()  # as a fit running on another thread would
     try:
         nets[0].fit(X, y, epochs=2, lr=0.1)
         assert nets[0]._engine.threads_used == 1
         nets[0].train_step(X, y, lr=0.1)
         assert nets[0]._engine.threads_used == 1
     finally:
-        openmp_core._par_leave()
+        openmp_core._thread_leave()
     nets[1].fit(X, y, epochs=2, lr=0.1)
     assert nets[1]._engine.threads_used == 2
     nets[1].train_step(X, y, lr=0.1)
     assert nets[1]._engine.threads_used == 2
     np.testing.assert_array_equal(nets[0].parameters, nets[1].parameters)
-    state = openmp_core._par_state()
+    state = openmp_core._thread_state()
     assert state["callers"] == 0 and state["extra"] == 0
 
 
@@ -208,7 +208,7 @@ def test_the_thread_limit_decides_the_chunks(openmp_core):
     X, y = _spiral(40)
     out = {}
     for threads in (1, 2, 3):
-        openmp_core._par_config(threads, 8)  # chunks of 8 rows or more: at most 5
+        openmp_core._thread_config(threads, 8)  # chunks of 8 rows or more: at most 5
         net = _net()
         net.train_step(X, y, lr=0.5)
         out[threads] = (net._engine.threads_used, net.parameters.copy())
@@ -235,7 +235,7 @@ def test_concurrent_fits_stay_within_the_budget(openmp_core):
         def watch():
             start.wait()
             while not done.is_set():
-                s = openmp_core._par_state()
+                s = openmp_core._thread_state()
                 for key in peak:
                     peak[key] = max(peak[key], s[key])
 
@@ -259,18 +259,18 @@ def test_concurrent_fits_stay_within_the_budget(openmp_core):
             break
     else:
         pytest.fail("the two trainings never overlapped")
-    state = openmp_core._par_state()
+    state = openmp_core._thread_state()
     assert state["callers"] == 0 and state["extra"] == 0
 
 
 def test_threadpoolctl_limits_the_threads(openmp_core):
     """threadpoolctl's OpenMP limit is the default limit (threads=0)."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    openmp_core._par_config(0)
+    openmp_core._thread_config(0)
     X, y = _spiral(40)
     net = _net()
     with threadpoolctl.threadpool_limits(1, user_api="openmp"):
-        assert openmp_core._par_state()["limit"] == 1
+        assert openmp_core._thread_state()["limit"] == 1
         net.fit(X, y, epochs=1, lr=0.1)
         assert net._engine.threads_used == 1
     with threadpoolctl.threadpool_limits(2, user_api="openmp"):
@@ -293,7 +293,7 @@ def test_a_forked_child_trains_on_one_thread(openmp_core):
         code = 1
         try:
             net.fit(X, y, epochs=2, lr=0.1)
-            code = 0 if (net._engine.threads_used == 1 and openmp_core._par_state()["off"]) else 2
+            code = 0 if (net._engine.threads_used == 1 and openmp_core._thread_state()["off"]) else 2
         finally:
             os._exit(code)
     deadline = time.monotonic() + 60
@@ -307,4 +307,4 @@ def test_a_forked_child_trains_on_one_thread(openmp_core):
             pytest.fail("the forked child hung in fit()")
         time.sleep(0.05)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert not openmp_core._par_state()["off"]  # the parent still trains on threads
+    assert not openmp_core._thread_state()["off"]  # the parent still trains on threads

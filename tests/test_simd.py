@@ -58,11 +58,11 @@ def level(request, core):
 def path(request, core):
     """Force the dense layers onto the SIMD loops or onto BLAS dgemm, and
     fit() on or off its feature-major passes."""
-    blas, fm = PATHS[request.param]
-    saved = core._blas_thresholds(*blas), core._fm_limits(*fm)
+    blas, feature_major = PATHS[request.param]
+    saved = core._blas_thresholds(*blas), core._feature_major_limits(*feature_major)
     yield request.param
     core._blas_thresholds(*saved[0])
-    core._fm_limits(*saved[1])
+    core._feature_major_limits(*saved[1])
 
 
 @pytest.fixture
@@ -400,7 +400,7 @@ def test_dense_kernels_exact_on_integers(core, level, path):
 FM_LANES = [4, 8, 12, 16, 36]  # one, two, three vectors of 4; 2-lane tables: 2 to 18
 
 
-def _fm_both(core, XT, W, b, dT, A, act, with_db, with_dx):
+def _feature_major_both(core, XT, W, b, dT, A, act, with_db, with_dx):
     ni, m = XT.shape
     no = W.shape[1]
     code = C.activation_code(act)
@@ -408,14 +408,14 @@ def _fm_both(core, XT, W, b, dT, A, act, with_db, with_dx):
     for name, mod in (("native", core), ("numpy", ref)):
         Z, dW, dXT = np.full((no, m), np.nan), np.full((ni, no), np.nan), np.full((ni, m), np.nan)
         db = np.full(no, np.nan) if with_db else None
-        mod.dense_forward_fm(XT, W, b, Z, code)
-        mod.dense_backward_fm(XT, W, dT, A, code, dW, db, dXT if with_dx else None)
+        mod.dense_forward_feature_major(XT, W, b, Z, code)
+        mod.dense_backward_feature_major(XT, W, dT, A, code, dW, db, dXT if with_dx else None)
         out[name] = (Z, dW, db, dXT if with_dx else None)
     return out
 
 
 @pytest.mark.parametrize("act", ["identity", "relu", "sigmoid"])
-def test_dense_fm_kernels_match_twin(core, level, act):
+def test_dense_feature_major_kernels_match_twin(core, level, act):
     """Every (m, ni, no) of FM_LANES x SIZES x SIZES: the forward, dW, db and
     dXT of the feature-major kernels equal the twin's to rounding (gW in
     blocks of the vector width and a scalar tail, db likewise), every output
@@ -430,7 +430,7 @@ def test_dense_fm_kernels_match_twin(core, level, act):
         for a in inputs:
             a.flags.writeable = False
         with_db, with_dx = (m + ni) % 3 != 0, (ni + no) % 3 != 1
-        out = _fm_both(core, XT, W, b, dT, A, act, with_db, with_dx)
+        out = _feature_major_both(core, XT, W, b, dT, A, act, with_db, with_dx)
         for a, c in zip(inputs, copies):
             np.testing.assert_array_equal(a, c)
         for what, got, want in zip(("Z", "dW", "db", "dXT"), out["native"], out["numpy"]):
@@ -441,7 +441,7 @@ def test_dense_fm_kernels_match_twin(core, level, act):
                                        err_msg=f"{what} at m, ni, no = {(m, ni, no)} ({level}, {act})")
 
 
-def test_dense_fm_kernels_exact_on_integers(core, level):
+def test_dense_feature_major_kernels_exact_on_integers(core, level):
     # Small integers: every sum is exact in any order, so native equals the twin
     rng = np.random.default_rng(19)
     for m, ni, no in itertools.product([4, 8, 20], [1, 2, 4, 5, 8, 33], [1, 3, 4, 7, 16]):
@@ -449,12 +449,12 @@ def test_dense_fm_kernels_exact_on_integers(core, level):
         b = rng.integers(-4, 5, no).astype(np.float64)
         for act in ("identity", "relu"):
             A = np.maximum(rng.integers(-2, 3, (ni, m)), 0).astype(np.float64)
-            out = _fm_both(core, XT, W, b, dT, A, act, True, True)
+            out = _feature_major_both(core, XT, W, b, dT, A, act, True, True)
             for got, want in zip(out["native"], out["numpy"]):
                 np.testing.assert_array_equal(got, want, err_msg=f"{(m, ni, no, act)}")
 
 
-def test_dense_fm_sigmoid_out_of_range_goes_to_libm(core, level):
+def test_dense_feature_major_sigmoid_out_of_range_goes_to_libm(core, level):
     # A vector with -z outside [-708, 709] in any lane is computed by libm,
     # bit for bit the textbook formula; the others stay within rounding.
     code = C.activation_code("sigmoid")
@@ -464,7 +464,7 @@ def test_dense_fm_sigmoid_out_of_range_goes_to_libm(core, level):
     z[14] = 745.0
     XT, W = z.reshape(1, m), np.ones((1, 1))
     out = np.full((1, m), np.nan)
-    core.dense_forward_fm(XT, W, None, out, code)
+    core.dense_forward_feature_major(XT, W, None, out, code)
     want = 1.0 / (1.0 + libm_exp(-z))
     width = 4 if level == "avx2+fma" else 2
     for i in range(m):

@@ -2,7 +2,7 @@
  * otherwise (every function below then has its one-thread answer).
  *
  * cbp runs a training step over row chunks of the batch on several threads
- * only where it wins (see Engine._plan in _core.pyx), and never runs more
+ * only where it wins (see _plan in _engine_chunks.pxi), and never runs more
  * threads than OpenMP's limit for the calling thread, omp_get_max_threads()
  * (set by OMP_NUM_THREADS, or at run time by threadpoolctl), counting the
  * threads of every cbp training running at the time:
@@ -11,13 +11,13 @@
  *            uses helpers or not, and every train_step that is chunked;
  *   extra    the OpenMP helper threads those calls are running.
  *
- * A step asks for helpers with cbp_par_reserve() and gets at most
+ * A step asks for helpers with cbp_threads_reserve() and gets at most
  * limit - callers - extra of them (possibly none: it then runs on its own
  * thread), so two trainings started from two Python threads on a 2-core
  * machine run one thread each instead of four between them.
  */
-#ifndef CBP_PAR_H
-#define CBP_PAR_H
+#ifndef CBP_THREADS_H
+#define CBP_THREADS_H
 
 #ifdef _OPENMP
 #  include <omp.h>
@@ -27,7 +27,7 @@
 #endif
 
 /* 1 if this build runs steps on several threads (it was built with OpenMP). */
-static int cbp_par_built(void)
+static int cbp_threads_built(void)
 {
 #ifdef _OPENMP
     return 1;
@@ -38,7 +38,7 @@ static int cbp_par_built(void)
 
 /* The thread limit for a region started from the calling thread (1 inside a
  * parallel region: cbp never nests). */
-static int cbp_par_limit(void)
+static int cbp_threads_limit(void)
 {
 #ifdef _OPENMP
     return omp_in_parallel() ? 1 : omp_get_max_threads();
@@ -47,7 +47,7 @@ static int cbp_par_limit(void)
 #endif
 }
 
-static int cbp_par_thread(void)
+static int cbp_threads_id(void)
 {
 #ifdef _OPENMP
     return omp_get_thread_num();
@@ -57,7 +57,7 @@ static int cbp_par_thread(void)
 }
 
 /* Threads in the current team (it may have fewer than were asked for). */
-static int cbp_par_team(void)
+static int cbp_threads_team(void)
 {
 #ifdef _OPENMP
     return omp_get_num_threads();
@@ -68,7 +68,7 @@ static int cbp_par_team(void)
 
 /* Wait for the whole team (an orphaned barrier: it binds to the parallel
  * region this is called from). */
-static void cbp_par_barrier(void)
+static void cbp_threads_barrier(void)
 {
 #ifdef _OPENMP
 #  pragma omp barrier
@@ -99,33 +99,33 @@ static int cbp_cas(cbp_atomic* p, long* expect, long want)
 }
 #endif
 
-static cbp_atomic cbp_par_callers = 0;
-static cbp_atomic cbp_par_extra = 0;
+static cbp_atomic cbp_threads_callers = 0;
+static cbp_atomic cbp_threads_extra = 0;
 
-/* A training call starts (cbp_par_enter) and ends (cbp_par_leave) on this thread. */
-static void cbp_par_enter(void) { CBP_ADD(&cbp_par_callers, 1); }
-static void cbp_par_leave(void) { CBP_ADD(&cbp_par_callers, -1); }
+/* A training call starts (cbp_threads_enter) and ends (cbp_threads_leave) on this thread. */
+static void cbp_threads_enter(void) { CBP_ADD(&cbp_threads_callers, 1); }
+static void cbp_threads_leave(void) { CBP_ADD(&cbp_threads_callers, -1); }
 
 /* Up to ``want`` helper threads, within ``limit`` threads in all; returns
- * how many were granted (0 to want).  Give them back with cbp_par_release. */
-static long cbp_par_reserve(long want, long limit)
+ * how many were granted (0 to want).  Give them back with cbp_threads_release. */
+static long cbp_threads_reserve(long want, long limit)
 {
-    long cur = CBP_LOAD(&cbp_par_extra);
+    long cur = CBP_LOAD(&cbp_threads_extra);
     for (;;) {
-        long room = limit - CBP_LOAD(&cbp_par_callers) - cur;
+        long room = limit - CBP_LOAD(&cbp_threads_callers) - cur;
         long got = want < room ? want : room;
         if (got <= 0) return 0;
-        if (cbp_cas(&cbp_par_extra, &cur, cur + got)) return got;
+        if (cbp_cas(&cbp_threads_extra, &cur, cur + got)) return got;
     }
 }
 
-static void cbp_par_release(long got)
+static void cbp_threads_release(long got)
 {
-    if (got > 0) CBP_ADD(&cbp_par_extra, -got);
+    if (got > 0) CBP_ADD(&cbp_threads_extra, -got);
 }
 
 /* (callers, extra) now, for the tests */
-static long cbp_par_callers_now(void) { return CBP_LOAD(&cbp_par_callers); }
-static long cbp_par_extra_now(void) { return CBP_LOAD(&cbp_par_extra); }
+static long cbp_threads_callers_now(void) { return CBP_LOAD(&cbp_threads_callers); }
+static long cbp_threads_extra_now(void) { return CBP_LOAD(&cbp_threads_extra); }
 
-#endif /* CBP_PAR_H */
+#endif /* CBP_THREADS_H */

@@ -142,6 +142,11 @@ class Dense:
     @activation.setter
     def activation(self, name):
         C.activation_code(name)  # check before anything changes
+        net = self.network
+        if net is not None and net.layers[-1] is self:
+            from .network import check_output_activation
+
+            check_output_activation(net.loss, name)
         keep = self._alpha if name.lower() == self._activation else None
         self._reconfigure(lambda: self._set_activation(name, keep))
 

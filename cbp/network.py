@@ -21,6 +21,8 @@ __all__ = ["Network"]
 
 #: at most this many epochs run in one native call of fit()
 MAX_CHUNK = 1 << 16
+#: fit's batch size when neither lr nor batch_size is given
+DEFAULT_BATCH_SIZE = 32
 #: with verbose=True, the native loop returns to Python this often (seconds)
 REPORT_SECONDS = 0.5
 
@@ -104,6 +106,8 @@ class Network:
             raise ValueError("the same layer appears twice in the network")
         self._loss = C.loss_code(loss)
         self._loss_name = loss.lower()
+        check_output_activation(self._loss_name, layers[-1].activation
+                                if isinstance(layers[-1], Dense) else None)
         self._reduction = C.reduction_code(reduction)
         self._reduction_name = reduction.lower()
         self._backend_request = backend
@@ -434,9 +438,9 @@ class Network:
         y,
         epochs=200,
         lr=None,
-        batch_size=None,
+        batch_size="auto",
         *,
-        shuffle=False,
+        shuffle="auto",
         seed=None,
         optimizer=None,
         validation_data=None,
@@ -455,16 +459,18 @@ class Network:
             Targets, as for :meth:`backward`.
         epochs : int, default 200
         lr : float, optional
-            Plain gradient descent with this learning rate.  Give ``lr`` or
-            ``optimizer``, not both; with neither, the network's optimizer is
-            used, else plain SGD with lr 0.001.
-        batch_size : int, optional
+            Plain gradient descent with this learning rate, as the tutorials
+            write it.  Give ``lr`` or ``optimizer``, not both; with neither,
+            the network's optimizer is used, and a network without one gets
+            ``Adam(lr=0.001)`` (which then stays its optimizer), as Keras does.
+        batch_size : int, None or "auto", default "auto"
             None: one full-batch update an epoch (tutorial 004); 1: one update
             a sample (tutorial 000); k: batches of k samples, the last one
-            partial.
-        shuffle : bool, default False
-            Shuffle the samples every epoch.  Off by default so that the
-            tutorials' per-example loops are reproduced in order.
+            partial.  "auto": 32, or the full batch when ``lr`` is given
+            (plain gradient descent, as the tutorials run it).
+        shuffle : bool or "auto", default "auto"
+            Shuffle the samples every epoch.  "auto": shuffle, except when
+            ``lr`` is given (the tutorials' loops visit the samples in order).
         seed : int, optional
             Seed of the shuffle and of dropout (default: the network's seed,
             else 0).  The same seed gives the same run on both backends.
@@ -518,7 +524,14 @@ class Network:
         Y = V.as_targets(y, X.shape[0], self.n_outputs, self._loss)
         epochs = V.positive_int(epochs, "epochs")
         n = X.shape[0]
+        if isinstance(batch_size, str) and batch_size == "auto":
+            batch_size = None if lr is not None else DEFAULT_BATCH_SIZE
         bs = n if batch_size is None else min(V.positive_int(batch_size, "batch_size"), n)
+        if isinstance(shuffle, str) and shuffle == "auto":
+            shuffle = lr is None
+        if not isinstance(shuffle, (bool, np.bool_)):
+            raise TypeError(f"shuffle must be True, False or 'auto', got {shuffle!r}")
+        shuffle = bool(shuffle)
         if seed is None:
             seed = self._seed if self._seed is not None else 0
         seed = V.seed(seed)
@@ -543,6 +556,8 @@ class Network:
         optimizer = optim.resolve(optimizer)
         if lr is not None:
             V.real(lr, "lr", minimum=0.0, strict=True)
+        elif optimizer is None and self._optimizer is None:
+            optimizer = optim.Adam()  # the default, kept as the network's optimizer
         columns = self._history_columns(Xv is not None)
         # The native loop runs at most `chunk` epochs a call, ending at every
         # callback epoch; its rows land in one buffer and are copied out.
@@ -719,6 +734,27 @@ class _training_with:
         if self.opt is not None:
             self.opt._guard.exit()
         return False
+
+
+#: the output activation each cross-entropy loss needs
+OUTPUT_ACTIVATION = {"categorical_crossentropy": "softmax", "binary_crossentropy": "sigmoid"}
+
+
+def check_output_activation(loss, activation):
+    """Raise ValueError if ``loss`` needs another output activation.
+
+    The cross-entropies take probabilities: categorical cross-entropy a
+    softmax output (rows that sum to 1), binary cross-entropy a sigmoid one.
+    On another output they report a meaningless loss (clipped to 1e-7) while
+    the model trains badly, so the pair is refused.
+    """
+    need = OUTPUT_ACTIVATION.get(loss)
+    if need is None or activation is None or C.activation_code(activation) == C.activation_code(need):
+        return
+    raise ValueError(
+        f"loss={loss!r} needs a {need} output layer, but the last layer's activation is "
+        f"{activation!r}: use Dense(..., activation={need!r}) for the output layer, or a "
+        "squared-error loss for unbounded outputs")
 
 
 def _keep_rows(cols, columns, rows, done, every, last):

@@ -980,7 +980,8 @@ X_SINE, Y_SINE = DATA["sine"]
     (dict(callback=5), TypeError, "callback must be callable"),
     (dict(callback_every=0), ValueError, "callback_every must be >= 1"),
     (dict(early_stopping="yes"), TypeError, "early_stopping must be an EarlyStopping"),
-    (dict(optimizer="adam"), TypeError, "optimizer must be a cbp.optim optimizer"),
+    (dict(optimizer=3), TypeError, "optimizer must be a cbp.optim optimizer or its name"),
+    (dict(optimizer="adamw"), ValueError, "unknown optimizer 'adamw'"),
 ], ids=lambda v: None)
 def test_bad_fit_arguments(backend, kwargs, error, match):
     """Each is rejected with a clear message before anything changes."""

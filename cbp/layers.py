@@ -143,7 +143,7 @@ class Dense:
     def activation(self, name):
         C.activation_code(name)  # check before anything changes
         net = self.network
-        if net is not None and net.layers[-1] is self:
+        if net is not None and net.layers[-1] is self and net._check_output:
             from .network import check_output_activation
 
             check_output_activation(net.loss, name)

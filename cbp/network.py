@@ -50,6 +50,12 @@ class Network:
         Seeds the initial draw of every layer that has neither given values
         nor a seed of its own (layer ``i`` uses ``[seed, i]``), and is the
         default seed of :meth:`fit`'s shuffle and dropout.
+    check_output : bool, default True
+        Refuse a cross-entropy loss on an output layer that does not give
+        probabilities: categorical cross-entropy needs a softmax output,
+        binary cross-entropy a sigmoid one.  ``False`` allows any pair (the
+        engine then applies the loss's gradient through the output's
+        derivative, unfused), as in a gradient study of the chain rule.
     optimizer : cbp.optim.Optimizer or str, optional
         The network's optimizer, used by :meth:`step`, :meth:`train_step`
         and :meth:`fit` when they are given no ``lr``.  A name (``"sgd"``,
@@ -83,7 +89,7 @@ class Network:
     """
 
     def __init__(self, layers, loss="squared_error", reduction="mean", backend=None, seed=None,
-                 optimizer=None):
+                 optimizer=None, check_output=True):
         layers = list(layers)
         if not layers:
             raise ValueError("a network needs at least one layer")
@@ -106,8 +112,11 @@ class Network:
             raise ValueError("the same layer appears twice in the network")
         self._loss = C.loss_code(loss)
         self._loss_name = loss.lower()
-        check_output_activation(self._loss_name, layers[-1].activation
-                                if isinstance(layers[-1], Dense) else None)
+        if not isinstance(check_output, (bool, np.bool_)):
+            raise TypeError(f"check_output must be a bool, got {type(check_output).__name__}")
+        self._check_output = bool(check_output)
+        if self._check_output:
+            check_output_activation(self._loss_name, layers[-1].activation)
         self._reduction = C.reduction_code(reduction)
         self._reduction_name = reduction.lower()
         self._backend_request = backend
@@ -469,8 +478,9 @@ class Network:
             partial.  "auto": 32, or the full batch when ``lr`` is given
             (plain gradient descent, as the tutorials run it).
         shuffle : bool or "auto", default "auto"
-            Shuffle the samples every epoch.  "auto": shuffle, except when
-            ``lr`` is given (the tutorials' loops visit the samples in order).
+            Shuffle the samples every epoch.  "auto" (or None): shuffle,
+            except when ``lr`` is given (the tutorials' loops visit the
+            samples in order).
         seed : int, optional
             Seed of the shuffle and of dropout (default: the network's seed,
             else 0).  The same seed gives the same run on both backends.
@@ -527,7 +537,7 @@ class Network:
         if isinstance(batch_size, str) and batch_size == "auto":
             batch_size = None if lr is not None else DEFAULT_BATCH_SIZE
         bs = n if batch_size is None else min(V.positive_int(batch_size, "batch_size"), n)
-        if isinstance(shuffle, str) and shuffle == "auto":
+        if shuffle is None or (isinstance(shuffle, str) and shuffle == "auto"):
             shuffle = lr is None
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError(f"shuffle must be True, False or 'auto', got {shuffle!r}")
@@ -695,6 +705,7 @@ class Network:
             "loss": self.loss,
             "reduction": self.reduction,
             "seed": self._seed,
+            **({} if self._check_output else {"check_output": False}),
         }
 
     def save(self, path):

@@ -68,7 +68,7 @@ def from_state(state, parameters, opt_state, backend=None):
     from .network import Network
 
     net = Network(layers, loss=cfg["loss"], reduction=cfg["reduction"], backend=backend,
-                  seed=cfg["seed"])
+                  seed=cfg["seed"], check_output=cfg.get("check_output", True))
     if parameters.shape != net.parameters.shape:
         raise FormatError(
             f"the file holds {parameters.size} parameters, its architecture needs "

@@ -513,9 +513,10 @@ def make_layer(spec):
 
 
 def build(spec, backend):
+    # any output with any loss: the fuzz covers the unfused cross-entropies too
     return cbp.Network([make_layer(s) for s in spec["layers"]], loss=spec["loss"],
                        reduction=spec["reduction"], backend=backend, seed=spec["seed"],
-                       optimizer=make_opt(spec["optimizer"]))
+                       optimizer=make_opt(spec["optimizer"]), check_output=False)
 
 
 def valid_X(rng, n, n_in):
@@ -1100,8 +1101,9 @@ def _fit_args(data, spec, n):
     if mode == "diverge":
         args["lr"] = Arg(1e300, OK, tag="lr=1e300")
         args["epochs"] = Arg(data.draw(st.sampled_from([2, 3, 5])), OK, tag="epochs")
-    sh = data.draw(st.sampled_from([False, True, None, 0, 1, "yes"]))
-    args["shuffle"] = Arg(sh, OK, tag=f"shuffle={sh!r}")
+    sh = data.draw(st.sampled_from([False, True, None, "auto", np.bool_(False), 0, 1, "yes"]))
+    args["shuffle"] = Arg(sh, OK if sh is None or isinstance(sh, (bool, np.bool_)) or sh == "auto"
+                          else BAD, tag=f"shuffle={sh!r}")
     # optimizer: None, a fresh one (spec), junk
     o = data.draw(st.sampled_from(["none"] * 6 + ["fresh"] * 4 + (
         [] if safe("optimizer") else ["junk_str", "class", "bound_other", "instance_junk"])))
@@ -1296,7 +1298,8 @@ def test_fuzz_fit(backend, data):
 
 
 FIT_VARIANTS = {
-    "shuffle": [(v, OK) for v in (True, None, 0, 1, "yes", np.bool_(True))],
+    "shuffle": [(True, OK), (None, OK), ("auto", OK), (np.bool_(True), OK), (0, BAD),
+                (1, BAD), ("yes", BAD)],
     "optimizer": ["fresh", "junk_str", "class", "bound_other", "instance_junk"],
     "validation": ["ok", "list", "mutX", "muty", "single", "triple", "str", "dict", "int"],
     "early_stopping": ["true", "obj", "obj_keep", "false", "str"],
@@ -2171,7 +2174,10 @@ def test_sweep_network_arguments(backend):
     failure the same layers must still make a network."""
     T = "sweep_network"
     table = {
-        "loss": [(loss, OK) for loss in LOSSES] + [("SQUARED_ERROR", OK), ("mse", BAD)],
+        # the output is softmax: binary cross-entropy needs a sigmoid one
+        "loss": [(loss, BAD if loss == "binary_crossentropy" else OK) for loss in LOSSES]
+        + [("SQUARED_ERROR", OK), ("mse", BAD)],
+        "check_output": [(True, OK), (False, OK), (np.bool_(False), OK), (1, BAD), ("no", BAD)],
         "reduction": [("mean", OK), ("sum", OK), ("Mean", OK), ("max", BAD)],
         "backend": [(None, OK), ("numpy", OK), (backend, OK), ("NATIVE", BAD), ("torch", BAD)],
         "seed": [(None, OK), (0, OK), (2 ** 64 - 1, OK), (np.int32(7), OK), (-1, BAD),

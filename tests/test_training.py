@@ -393,17 +393,32 @@ def test_fit_in_order_is_not_shuffled_and_shuffle_matters(backend):
 
 
 def test_fit_defaults(backend):
-    """No lr and no optimizer: plain SGD with lr 0.001; a batch_size above the
-    sample count is one full batch; seed defaults to the network's seed, else 0."""
+    """No lr and no optimizer: Adam(0.001), which stays the network's
+    optimizer, on shuffled batches of 32; with lr, plain gradient descent on
+    the full batch in order (the tutorials' loop).  A batch_size above the
+    sample count is one full batch; seed defaults to the network's seed,
+    else 0."""
     X, y = DATA["sine"]
     a, b = build("sine", backend), build("sine", backend)
     a.fit(X, y, epochs=5)
-    b.fit(X, y, epochs=5, lr=0.001)
+    b.fit(X, y, epochs=5, optimizer=cbp.optim.Adam(lr=0.001), batch_size=32, shuffle=True)
     np.testing.assert_array_equal(a.parameters, b.parameters)
-    c = build("sine", backend)
-    c.fit(X, y, epochs=5, lr=0.001, batch_size=10_000)
-    np.testing.assert_array_equal(a.parameters, c.parameters)
-    assert a.optimizer is None and a.epochs_trained == 5
+    assert type(a.optimizer) is cbp.optim.Adam and a.optimizer.lr == 0.001
+    assert a.optimizer.iterations == b.optimizer.iterations == 5 * -(-len(X) // 32)
+    a.fit(X, y, epochs=2)  # the same Adam carries on
+    b.fit(X, y, epochs=2, batch_size=32, shuffle=True)
+    np.testing.assert_array_equal(a.parameters, b.parameters)
+
+    c, d = build("sine", backend), build("sine", backend)
+    c.fit(X, y, epochs=5, lr=0.001)
+    d.fit(X, y, epochs=5, lr=0.001, batch_size=None, shuffle=False)
+    np.testing.assert_array_equal(c.parameters, d.parameters)
+    e = build("sine", backend)
+    e.fit(X, y, epochs=5, lr=0.001, batch_size=10_000)
+    np.testing.assert_array_equal(c.parameters, e.parameters)
+    assert c.optimizer is None and c.epochs_trained == 5
+    with pytest.raises(TypeError, match="shuffle"):
+        c.fit(X, y, epochs=1, lr=0.1, shuffle="yes")
 
 
 # ---------------------------------------------------------------------------

@@ -64,14 +64,15 @@ def test_default_thresholds(openmp_core):
     X, y = cbp.datasets.spiral_data(100, 3)
     big = cbp.Network([cbp.Dense(2, 64, "relu"), cbp.Dense(64, 3, "softmax")],
                       loss="categorical_crossentropy", seed=0)
-    big.fit(X, y, epochs=1)
+    big.fit(X, y, epochs=1, batch_size=None)
     assert big._engine.threads_used == 2
-    big.fit(X[:40], y[:40], epochs=1)  # 40 rows
+    big.fit(X[:40], y[:40], epochs=1, batch_size=None)  # 40 rows
     assert big._engine.threads_used == 1
     wide = cbp.Network([cbp.Dense(64, 64, "relu"), cbp.Dense(64, 64, "softmax")],
                        loss="categorical_crossentropy", seed=0)
     rng = np.random.default_rng(0)
-    wide.fit(rng.standard_normal((300, 64)), rng.integers(0, 64, 300), epochs=1)  # dgemm
+    wide.fit(rng.standard_normal((300, 64)), rng.integers(0, 64, 300), epochs=1,
+             batch_size=None)  # dgemm
     assert wide._engine.threads_used == 1
 
 

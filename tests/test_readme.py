@@ -146,12 +146,12 @@ def test_readme_python_blocks_run_as_documented(tmp_path, monkeypatch):
 
 
 @needs_readme
-def test_readme_seed_example_runs_as_documented(tmp_path, monkeypatch):
-    """The seed-001 example: its stated results are checked (forward and
-    backward among them), and it leaves seed 001's numbers behind."""
+def test_readme_tutorial_example_runs_as_documented(tmp_path, monkeypatch):
+    """The tutorial-001 example: its stated results are checked (forward and
+    backward among them), and it leaves tutorial 001's numbers behind."""
     monkeypatch.chdir(tmp_path)
     text = README.read_text(encoding="utf-8")
-    section = text.split("## A seed, reproduced", 1)[1].split("\n## ", 1)[0]
+    section = text.split("## A tutorial, reproduced", 1)[1].split("\n## ", 1)[0]
     (seed_block,) = python_blocks(section)
     assert seed_block.runs
     stated = {}
@@ -161,9 +161,9 @@ def test_readme_seed_example_runs_as_documented(tmp_path, monkeypatch):
                 stated_result(tok.string)
     assert stated["net.forward([[1.0, 0.0]])"] == [[2.5]]
     assert stated["net.backward([2.0])"] == 0.25
-    namespace, _ = run_markdown(text)
+    namespace, _ = run_markdown(section)  # later sections reuse the names
     net, hidden, output = namespace["net"], namespace["hidden"], namespace["output"]
-    # the values seed 001 prints
+    # the values tutorial 001 prints
     np.testing.assert_allclose(output.weights.ravel(), [0.985, 0.995], rtol=1e-12)
     np.testing.assert_allclose(hidden.weights, [[0.99, 0.49], [1.0, -0.5]], rtol=1e-12)
     np.testing.assert_allclose(output.dweights.ravel(), [1.5, 0.5], rtol=1e-12)

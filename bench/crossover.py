@@ -149,6 +149,7 @@ def par_table(rng):
         print(f"(table 4 skipped: OpenMP built {state['built']}, thread limit {state['limit']})")
         return
     saved = _core._thread_config()
+    saved_on = _core._thread_backoff(on=False)["on"]  # every two-thread step on the team
     nets = [  # n_in, width, n_out
         (2, 64, 3), (32, 4, 10), (8, 8, 3), (2, 16, 1), (4, 32, 2), (16, 8, 4),
     ]
@@ -170,6 +171,7 @@ def par_table(rng):
                       f"{two * 1e6:.2f} | {one / two:.2f} |")
     finally:
         _core._thread_config(*saved)
+        _core._thread_backoff(reset=True, on=saved_on)
 
 
 if __name__ == "__main__":

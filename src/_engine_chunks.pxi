@@ -74,11 +74,14 @@ cdef double _fwd_bwd_chunks(Engine self, Py_ssize_t k, const double* X, const do
     """_fwd_bwd in k chunks."""
     cdef Py_ssize_t c, h = 0, sn = 0
     cdef long got = 0
+    cdef long long t0 = 0, now, alone = 0
     cdef double value = 0.0
     global _threads_were_used
     self.nchunks = k
     if cbp_threads_built() and not _threads_off:  # (a fork's child runs them on one)
-        got = cbp_threads_reserve(k - 1, _thread_limit())
+        t0 = cbp_threads_now()
+        if not cbp_threads_paused(t0):  # (the back-off of _threads.h)
+            got = cbp_threads_reserve(k - 1, _thread_limit())
     if got == 0:
         self.threads_used = 1
         for c in range(k):
@@ -87,8 +90,10 @@ cdef double _fwd_bwd_chunks(Engine self, Py_ssize_t k, const double* X, const do
     else:
         _threads_were_used = True
         with parallel(num_threads=got + 1):
-            _team_part(self, X, Y, n, train, seed, epoch, row, hit != NULL)
+            _team_part(self, X, Y, n, train, seed, epoch, row, hit != NULL, &alone)
         cbp_threads_release(got)
+        now = cbp_threads_now()
+        cbp_threads_report(now - t0, alone, now)
     for c in range(k):
         value += self.chunk_loss[c]
         h += self.chunk_hits[c]
@@ -100,15 +105,21 @@ cdef double _fwd_bwd_chunks(Engine self, Py_ssize_t k, const double* X, const do
 
 cdef void _team_part(Engine self, const double* X, const double* Y, Py_ssize_t n, bint train,
                      uint64_t seed, uint64_t epoch, uint64_t row,
-                     bint count) noexcept nogil:
+                     bint count, long long* alone) noexcept nogil:
     """One thread's part of _fwd_bwd, inside the parallel region: a
-    contiguous block of the chunks, then its share of the sums."""
+    contiguous block of the chunks, then its share of the sums.  Thread 0
+    sets ``alone`` to the time of its block scaled to all the chunks (the
+    time of the step on one thread, for the back-off of _threads.h)."""
     cdef int t = cbp_threads_id(), nt = cbp_threads_team()
     cdef Py_ssize_t k = self.nchunks, c
+    cdef long long start = 0
     if t == 0:
         self.threads_used = nt
+        start = cbp_threads_now()
     for c in range(k * t // nt, k * (t + 1) // nt):
         _run_chunk(self, c, X, Y, n, train, seed, epoch, row, count)
+    if t == 0:
+        alone[0] = (cbp_threads_now() - start) * k // (k // nt)
     cbp_threads_barrier()
     _reduce_chunks(self, t, nt)
 

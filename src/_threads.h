@@ -14,7 +14,9 @@
  * A step asks for helpers with cbp_threads_reserve() and gets at most
  * limit - callers - extra of them (possibly none: it then runs on its own
  * thread), so two trainings started from two Python threads on a 2-core
- * machine run one thread each instead of four between them.
+ * machine run one thread each instead of four between them.  It asks for
+ * none while the back-off at the end of this file pauses the teams, after
+ * a step whose helpers came too late to win.
  */
 #ifndef CBP_THREADS_H
 #define CBP_THREADS_H
@@ -127,5 +129,91 @@ static void cbp_threads_release(long got)
 /* (callers, extra) now, for the tests */
 static long cbp_threads_callers_now(void) { return CBP_LOAD(&cbp_threads_callers); }
 static long cbp_threads_extra_now(void) { return CBP_LOAD(&cbp_threads_extra); }
+
+/* ---- backing off when the helpers come late ----------------------------
+ * On a machine whose cores are busy with other work, a helper thread may
+ * start its chunks long after the caller (it was asleep, or descheduled),
+ * and the step then takes longer than the caller alone would have.  Each
+ * step that ran on a team reports its time and the time the caller alone
+ * would have taken (cbp_threads_report: its own chunks' time scaled to all the
+ * chunks).  After a lost step, every chunked step in the process runs on
+ * its own thread for a pause, which starts at CBP_PAUSE_MIN, doubles with
+ * each lost step, up to CBP_PAUSE_MAX, and halves with each step the team
+ * wins.  Only the number of threads that run the chunks changes, never the
+ * chunks, so the results do not.  Times are in nanoseconds of
+ * omp_get_wtime's clock, process-wide; concurrent reports may overwrite
+ * each other, which only shortens or lengthens one pause.
+ */
+#define CBP_PAUSE_MIN 4000000LL     /* 4 ms */
+#define CBP_PAUSE_MAX 1000000000LL  /* 1 s */
+
+#if defined(_MSC_VER) && !defined(__clang__)
+typedef volatile __int64 cbp_atomic64;
+#  define CBP_LOAD64(p) _InterlockedOr64((p), 0)
+#  define CBP_STORE64(p, v) _InterlockedExchange64((p), (v))
+#  define CBP_ADD64(p, v) _InterlockedExchangeAdd64((p), (v))
+#else
+typedef long long cbp_atomic64;
+#  define CBP_LOAD64(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#  define CBP_STORE64(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#  define CBP_ADD64(p, v) __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
+#endif
+
+static cbp_atomic64 cbp_threads_until = 0;              /* teams again from this time */
+static cbp_atomic64 cbp_threads_pause = CBP_PAUSE_MIN;  /* the next pause */
+static cbp_atomic64 cbp_threads_won = 0, cbp_threads_lost = 0;  /* team steps so far */
+static cbp_atomic64 cbp_threads_backoff_on = 1;         /* 0: never pause (tests) */
+
+/* Now, in ns (0 in a build without OpenMP: no team to time). */
+static long long cbp_threads_now(void)
+{
+#ifdef _OPENMP
+    return (long long)(omp_get_wtime() * 1e9);
+#else
+    return 0;
+#endif
+}
+
+/* 1 if chunked steps run on one thread at time ``now`` (a pause). */
+static int cbp_threads_paused(long long now)
+{
+    return now < CBP_LOAD64(&cbp_threads_until) && CBP_LOAD64(&cbp_threads_backoff_on);
+}
+
+/* A step ran on a team in ``team`` ns, ending at ``now``; its caller alone
+ * would have taken ``alone``.  Returns 1 if the team lost (a pause began). */
+static int cbp_threads_report(long long team, long long alone, long long now)
+{
+    long long pause = CBP_LOAD64(&cbp_threads_pause);
+    if (team > alone) {
+        CBP_STORE64(&cbp_threads_until, now + pause);
+        CBP_STORE64(&cbp_threads_pause, pause < CBP_PAUSE_MAX / 2 ? 2 * pause : CBP_PAUSE_MAX);
+        CBP_ADD64(&cbp_threads_lost, 1);
+        return 1;
+    }
+    CBP_STORE64(&cbp_threads_pause, pause > 2 * CBP_PAUSE_MIN ? pause / 2 : CBP_PAUSE_MIN);
+    CBP_ADD64(&cbp_threads_won, 1);
+    return 0;
+}
+
+/* The back-off state (for the tests and the benchmark): out[0..4] :=
+ * until, pause, won, lost, on; then, with ``reset``, the state back to its
+ * start; with ``on`` 0 or 1, the back-off off (no pauses) or on. */
+static void cbp_threads_backoff_state(long long* out, int reset, int on)
+{
+    out[0] = CBP_LOAD64(&cbp_threads_until);
+    out[1] = CBP_LOAD64(&cbp_threads_pause);
+    out[2] = CBP_LOAD64(&cbp_threads_won);
+    out[3] = CBP_LOAD64(&cbp_threads_lost);
+    out[4] = CBP_LOAD64(&cbp_threads_backoff_on);
+    if (on == 0 || on == 1)
+        CBP_STORE64(&cbp_threads_backoff_on, on);
+    if (reset) {
+        CBP_STORE64(&cbp_threads_until, 0);
+        CBP_STORE64(&cbp_threads_pause, CBP_PAUSE_MIN);
+        CBP_STORE64(&cbp_threads_won, 0);
+        CBP_STORE64(&cbp_threads_lost, 0);
+    }
+}
 
 #endif /* CBP_THREADS_H */

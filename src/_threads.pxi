@@ -13,6 +13,10 @@ cdef extern from "_threads.h" nogil:
     void cbp_threads_release(long got)
     long cbp_threads_callers_now()
     long cbp_threads_extra_now()
+    long long cbp_threads_now()
+    bint cbp_threads_paused(long long now)
+    bint cbp_threads_report(long long team, long long alone, long long now)
+    void cbp_threads_backoff_state(long long* out, int reset, int on)
 
 
 # A training step is computed in row chunks that may run on several threads
@@ -72,6 +76,28 @@ def _thread_state():
     return {"built": bool(cbp_threads_built()), "limit": cbp_threads_limit(),
             "callers": cbp_threads_callers_now(), "extra": cbp_threads_extra_now(),
             "off": bool(_threads_off)}
+
+
+def _thread_backoff(reset=False, on=None):
+    """{"until", "pause", "won", "lost", "on"} of the back-off of _threads.h
+    (ns, the team steps won and lost so far, whether it pauses), as they were
+    before the call; then, with ``reset``, the state back to its start, and
+    with ``on``, the back-off on or off.  Private: for the tests and the
+    benchmark."""
+    cdef long long out[5]
+    cbp_threads_backoff_state(out, 1 if reset else 0, -1 if on is None else (1 if on else 0))
+    return dict(zip(("until", "pause", "won", "lost", "on"),
+                    [out[i] for i in range(4)] + [bool(out[4])]))
+
+
+def _thread_report(long long team, long long alone, long long now):
+    """cbp_threads_report, for the tests of the back-off: True if a pause began."""
+    return bool(cbp_threads_report(team, alone, now))
+
+
+def _thread_paused(now=None):
+    """Whether chunked steps run on one thread at ``now`` (ns; default: now)."""
+    return bool(cbp_threads_paused(cbp_threads_now() if now is None else <long long>now))
 
 
 def _thread_reserve(long want, long limit):

@@ -63,11 +63,15 @@ def openmp_core(native_core):
 @pytest.fixture
 def two_threads(openmp_core):
     """Every step of two rows or more runs in row chunks on 2 threads
-    (feature-major passes off: they have their own path)."""
+    (feature-major passes off: they have their own path; the back-off of
+    src/_threads.h off)."""
     saved, saved_fm = openmp_core._thread_config(2, 1, 0), openmp_core._feature_major_limits(0)
+    # the back-off off: a loaded machine must not send steps back to one thread
+    saved_on = openmp_core._thread_backoff(reset=True, on=False)["on"]
     yield
     openmp_core._thread_config(*saved)
     openmp_core._feature_major_limits(*saved_fm)
+    openmp_core._thread_backoff(reset=True, on=saved_on)
 
 
 @pytest.fixture

@@ -208,23 +208,14 @@ def test_a_callback_lr_composes_with_the_schedule(backend, name):
     hist = net.fit(X, y, epochs=30, batch_size=16, shuffle=True, optimizer=opt,
                    schedule=schedule, callback=callback, callback_every=6)
     if name == "plateau":  # the reductions so far, times the new base
-        mon = hist["loss"]
-        ref = S.ReduceLROnPlateau(factor=0.5, patience=2, threshold=0.01, cooldown=1,
-                                  min_lr=0.01)
-        scale = numpy_rates(ref, 1.0, 12, mon)
-        rates = list(0.1 * scale)
-        # replay the state machine on the remaining epochs with the new base
-        state = S.ReduceLROnPlateau(factor=0.5, patience=2, threshold=0.01, cooldown=1,
-                                    min_lr=0.01)
-        rate, best, bad, cool = 0.1, np.inf, 0, 0
+        state, mon = SCHEDULES["plateau"](), hist["loss"]
+        rates, rate, best, bad, cool = [], 0.1, np.inf, 0, 0
         for e in range(30):
             if e == 12:
                 rate = rate / 0.1 * 0.04
-            if e >= 12:
-                rates.append(rate)
-            loss = mon[e]
-            if loss < best * (1 - state.threshold):
-                best, bad = loss, 0
+            rates.append(rate)
+            if mon[e] < best * (1 - state.threshold):
+                best, bad = mon[e], 0
             else:
                 bad += 1
             if cool > 0:

@@ -6,7 +6,7 @@ float64 buffers.  Every kernel has a NumPy twin (``cbp._reference``) with the
 same signature; set ``CBP_NO_EXTENSIONS=1`` or pass ``backend="numpy"`` to use
 it.
 """
-from . import datasets, optim
+from . import datasets, optim, schedules
 from ._backend import default_backend, native_available, openmp_available
 from ._errors import DivergenceError, FormatError, NativeUnavailableError
 from .callbacks import EarlyStopping
@@ -32,6 +32,7 @@ __all__ = [
     "GradcheckResult",
     "examples",
     "optim",
+    "schedules",
     "datasets",
     "DivergenceError",
     "FormatError",

@@ -136,4 +136,5 @@ class Engine:
         history: F64,
         progress: NDArray[np.int64],
         report_seconds: float,
+        schedule: F64,
     ) -> Tuple[int, int, int]: ...

@@ -341,6 +341,80 @@ def dropout_mask(seed, stream, start, rate, out):
 
 
 # --------------------------------------------------------------------------
+# Learning-rate schedules of Engine.fit (src/_engine_schedule.pxi): the same
+# operations in the same order, on Python floats (libm's pow and cos), so
+# that both backends give the same rates bit for bit.
+# --------------------------------------------------------------------------
+def _check_schedule(s):
+    """ValueError unless ``s`` is a schedule vector fit can run."""
+    if s.shape != (C.N_SCHEDULE,):
+        raise ValueError("Engine: the schedule vector has the wrong size")
+    finite = np.isfinite(s)
+    finite[C.SCHEDULE_BEST] = True
+    if not finite.all():
+        raise ValueError("Engine: the schedule holds NaN or inf")
+    kind = s[C.SCHEDULE_KIND]
+    if kind not in (C.SCHEDULE_NONE, C.SCHEDULE_STEP, C.SCHEDULE_EXPONENTIAL,
+                    C.SCHEDULE_COSINE, C.SCHEDULE_PLATEAU):
+        raise ValueError("Engine: bad schedule code")
+    if kind == C.SCHEDULE_STEP and not (
+            s[C.SCHEDULE_STEP_SIZE] >= 1.0 and s[C.SCHEDULE_STEP_SIZE] == math.floor(s[C.SCHEDULE_STEP_SIZE])
+            and s[C.SCHEDULE_GAMMA] > 0.0):
+        raise ValueError("Engine: bad step schedule")
+    if kind == C.SCHEDULE_EXPONENTIAL and not s[C.SCHEDULE_GAMMA] > 0.0:
+        raise ValueError("Engine: bad exponential schedule")
+    if kind == C.SCHEDULE_COSINE and not (
+            s[C.SCHEDULE_T_MAX] >= 1.0 and s[C.SCHEDULE_T_MAX] == math.floor(s[C.SCHEDULE_T_MAX])
+            and s[C.SCHEDULE_ETA_MIN] >= 0.0):
+        raise ValueError("Engine: bad cosine schedule")
+    if kind == C.SCHEDULE_PLATEAU and not (
+            0.0 < s[C.SCHEDULE_FACTOR] < 1.0 and s[C.SCHEDULE_PATIENCE] >= 0.0
+            and s[C.SCHEDULE_THRESHOLD] >= 0.0 and s[C.SCHEDULE_COOLDOWN] >= 0.0
+            and s[C.SCHEDULE_MIN_LR] >= 0.0 and s[C.SCHEDULE_EPS] >= 0.0
+            and s[C.SCHEDULE_SCALE] > 0.0 and s[C.SCHEDULE_BAD_EPOCHS] >= 0.0
+            and s[C.SCHEDULE_COOLDOWN_LEFT] >= 0.0 and not math.isnan(s[C.SCHEDULE_BEST])):
+        raise ValueError("Engine: bad plateau schedule")
+
+
+def schedule_rate(s, lr, epoch):
+    """The learning rate of epoch ``epoch`` for base rate ``lr``."""
+    kind, lr, e = int(s[C.SCHEDULE_KIND]), float(lr), float(epoch)
+    if kind == C.SCHEDULE_STEP:
+        return lr * math.pow(float(s[C.SCHEDULE_GAMMA]), math.floor(e / float(s[C.SCHEDULE_STEP_SIZE])))
+    if kind == C.SCHEDULE_EXPONENTIAL:
+        return lr * math.pow(float(s[C.SCHEDULE_GAMMA]), e)
+    if kind == C.SCHEDULE_COSINE:
+        t, eta_min = float(s[C.SCHEDULE_T_MAX]), float(s[C.SCHEDULE_ETA_MIN])
+        e = min(e, t)
+        return eta_min + (lr - eta_min) * (1.0 + math.cos(math.pi * e / t)) / 2.0
+    if kind == C.SCHEDULE_PLATEAU:
+        return lr * float(s[C.SCHEDULE_SCALE])
+    return lr
+
+
+def schedule_end_epoch(s, monitored, lr, rate):
+    """After an epoch run at ``rate`` (base rate ``lr``) whose monitored loss
+    is ``monitored``: the plateau state, updated in place as torch's
+    ReduceLROnPlateau (mode 'min', threshold_mode 'rel') steps it."""
+    if int(s[C.SCHEDULE_KIND]) != C.SCHEDULE_PLATEAU:
+        return
+    if monitored < s[C.SCHEDULE_BEST] * (1.0 - s[C.SCHEDULE_THRESHOLD]):
+        s[C.SCHEDULE_BEST] = monitored
+        s[C.SCHEDULE_BAD_EPOCHS] = 0.0
+    else:
+        s[C.SCHEDULE_BAD_EPOCHS] += 1.0
+    if s[C.SCHEDULE_COOLDOWN_LEFT] > 0.0:  # bad epochs in the cooldown do not count
+        s[C.SCHEDULE_COOLDOWN_LEFT] -= 1.0
+        s[C.SCHEDULE_BAD_EPOCHS] = 0.0
+    if s[C.SCHEDULE_BAD_EPOCHS] > s[C.SCHEDULE_PATIENCE]:
+        new = max(float(rate) * float(s[C.SCHEDULE_FACTOR]), float(s[C.SCHEDULE_MIN_LR]))
+        if rate - new > s[C.SCHEDULE_EPS]:
+            s[C.SCHEDULE_SCALE] = new / lr
+        s[C.SCHEDULE_COOLDOWN_LEFT] = s[C.SCHEDULE_COOLDOWN]
+        s[C.SCHEDULE_BAD_EPOCHS] = 0.0
+
+
+# --------------------------------------------------------------------------
 # The network engine
 # --------------------------------------------------------------------------
 def _quiet(method):
@@ -367,8 +441,9 @@ class Engine:
     layer_ints : int64 array (n_layers, N_LAYER_INTS)
         One row a layer, columns ``LAYER_KIND`` (dense or dropout),
         ``LAYER_N_IN``, ``LAYER_N_OUT``, ``LAYER_ACTIVATION`` (code),
-        ``LAYER_WEIGHT_OFFSET``, ``LAYER_BIAS_OFFSET`` (-1: no bias) and
-        ``LAYER_TRAINABLE`` of ``cbp._codes``.
+        ``LAYER_WEIGHT_OFFSET``, ``LAYER_BIAS_OFFSET`` (-1: no bias),
+        ``LAYER_TRAINABLE`` and ``LAYER_BIAS_TRAINABLE`` (0: updates leave
+        the bias of a trainable layer alone) of ``cbp._codes``.
     layer_floats : float64 array (n_layers, N_LAYER_FLOATS)
         One row a layer, columns ``LAYER_ALPHA`` (of the activation),
         ``LAYER_WEIGHT_L1``, ``LAYER_WEIGHT_L2``, ``LAYER_BIAS_L1``,
@@ -402,8 +477,9 @@ class Engine:
             if m[C.LAYER_KIND] != C.KIND_DENSE or not m[C.LAYER_TRAINABLE]:
                 continue
             lo = m[C.LAYER_WEIGHT_OFFSET]
-            hi = (lo + m[C.LAYER_N_IN] * m[C.LAYER_N_OUT]
-                  + (m[C.LAYER_N_OUT] if m[C.LAYER_BIAS_OFFSET] >= 0 else 0))
+            hi = lo + m[C.LAYER_N_IN] * m[C.LAYER_N_OUT]  # the weights, and the bias
+            if m[C.LAYER_BIAS_OFFSET] >= 0 and m[C.LAYER_BIAS_TRAINABLE]:  # unless fixed
+                hi += m[C.LAYER_N_OUT]
             if segs and segs[-1][1] == lo:
                 segs[-1][1] = hi
             else:
@@ -632,7 +708,7 @@ class Engine:
 
     @_quiet
     def fit(self, X, Y, Xv, Yv, kind, hyper, state, t, epoch0, n_epochs, batch_size,
-            shuffle, seed, early_stop, best, history, progress, report_seconds):
+            shuffle, seed, early_stop, best, history, progress, report_seconds, schedule):
         """Train for up to ``n_epochs`` epochs, numbered from ``epoch0``.
 
         Each epoch visits the rows of X once, in batches of ``batch_size``
@@ -685,7 +761,7 @@ class Engine:
         history : float64 array (>= n_epochs, N_HISTORY)
             Row k receives epoch k's ``HISTORY_LOSS``, ``HISTORY_ACCURACY``,
             ``HISTORY_VAL_LOSS`` and ``HISTORY_VAL_ACCURACY`` (NaN where
-            they do not apply).
+            they do not apply), and ``HISTORY_LR``, the rate it ran at.
         progress : int64 array (2,)
             Set after every completed epoch to the epochs completed and the
             optimizer steps they took, so that a caller that is interrupted
@@ -693,11 +769,19 @@ class Engine:
         report_seconds : float
             If > 0, return after the first epoch that ends this many seconds
             or more after the call started (for a progress display).
+        schedule : float64 array (N_SCHEDULE,)
+            The learning-rate schedule, indexed by the ``SCHEDULE_*``
+            columns: epoch e runs with ``hyper[HYPER_LEARNING_RATE]``
+            replaced by ``schedule_rate(schedule, lr, e)`` (decay then
+            applies per step on top of it).  A plateau schedule's state
+            (``SCHEDULE_SCALE``, ``SCHEDULE_BEST``, ``SCHEDULE_BAD_EPOCHS``,
+            ``SCHEDULE_COOLDOWN_LEFT``) is updated in place after each
+            completed epoch, from the loss early stopping monitors.
 
         An exception raised inside an epoch (KeyboardInterrupt for Ctrl-C)
         rolls the epoch back to its start and propagates: the parameters,
-        the optimizer state, ``early_stop``, ``best`` and ``progress`` then
-        describe the last completed epoch.
+        the optimizer state, ``early_stop``, ``best``, ``schedule`` and
+        ``progress`` then describe the last completed epoch.
 
         Returns
         -------
@@ -707,6 +791,9 @@ class Engine:
             parameter stopped being finite: the diverging epoch was rolled
             back to its start, and is not counted).
         """
+        _check_schedule(schedule)
+        base_lr = float(hyper[C.HYPER_LEARNING_RATE])
+        hyper = np.array(hyper, dtype=np.float64)  # with each epoch's rate
         progress[0] = progress[1] = 0
         start = time.monotonic()
         n = X.shape[0]
@@ -714,20 +801,23 @@ class Engine:
         steps = 0
         for k in range(n_epochs):
             epoch = epoch0 + k
-            saved = self.params.copy(), state.copy(), steps, early_stop.copy()
+            hyper[C.HYPER_LEARNING_RATE] = schedule_rate(schedule, base_lr, epoch)
+            saved = self.params.copy(), state.copy(), steps, early_stop.copy(), schedule.copy()
             try:
                 status, steps = self._fit_epoch(X, Y, Xv, Yv, kind, hyper, state, t, epoch, n,
                                                 bs, shuffle, seed, early_stop, best, history[k],
-                                                steps)
+                                                steps, schedule, base_lr)
             except BaseException:
                 np.copyto(self.params, saved[0])
                 np.copyto(state, saved[1])
                 np.copyto(early_stop, saved[3])
+                np.copyto(schedule, saved[4])
                 self._cache = None
                 raise
             if status == C.FIT_DIVERGED:
                 np.copyto(self.params, saved[0])
                 np.copyto(state, saved[1])
+                np.copyto(schedule, saved[4])
                 return k, saved[2], C.FIT_DIVERGED
             progress[0], progress[1] = k + 1, steps
             if status == C.FIT_STOPPED:
@@ -738,7 +828,7 @@ class Engine:
         return n_epochs, steps, C.FIT_DONE
 
     def _fit_epoch(self, X, Y, Xv, Yv, kind, hyper, state, t, epoch, n, bs, shuffle, seed,
-                   early_stop, best, row, steps):
+                   early_stop, best, row, steps, schedule, base_lr):
         """One epoch of :meth:`fit`: (status, steps so far); FIT_DIVERGED leaves
         the rollback to the caller."""
         order = shuffle_order(seed, epoch, n) if shuffle else np.arange(n)
@@ -754,6 +844,7 @@ class Engine:
             total += value
             hit, seen, batches = hit + h, seen + s, batches + 1
         row[C.HISTORY_LOSS] = total / batches
+        row[C.HISTORY_LR] = hyper[C.HYPER_LEARNING_RATE]
         row[C.HISTORY_ACCURACY] = hit / seen if seen else math.nan
         if Xv is not None:
             row[C.HISTORY_VAL_LOSS], row[C.HISTORY_VAL_ACCURACY] = self._evaluate(Xv, Yv)
@@ -761,8 +852,9 @@ class Engine:
                 return C.FIT_DIVERGED, steps
         else:
             row[C.HISTORY_VAL_LOSS] = row[C.HISTORY_VAL_ACCURACY] = math.nan
+        cur = row[C.HISTORY_VAL_LOSS] if Xv is not None else row[C.HISTORY_LOSS]
+        schedule_end_epoch(schedule, cur, base_lr, hyper[C.HYPER_LEARNING_RATE])
         if early_stop[C.EARLY_STOP_ENABLED] != 0.0:
-            cur = row[C.HISTORY_VAL_LOSS] if Xv is not None else row[C.HISTORY_LOSS]
             # an improvement is a loss below best - tolerance
             if cur >= (early_stop[C.EARLY_STOP_BEST_LOSS]
                        - early_stop[C.EARLY_STOP_TOLERANCE]):

@@ -16,7 +16,6 @@ own notation::
 ``examples.EXAMPLES`` maps each key ("000", "001", "002", "003", "004",
 "mazur") to its :class:`Example`.
 """
-import inspect
 from dataclasses import dataclass, field
 from typing import Callable, Dict
 
@@ -92,29 +91,19 @@ def _seed004(backend=None):
     return net, X, np.array([[0.0], [1.0], [1.0], [0.0]]), 0.1
 
 
-def _frozen_bias_kwargs():
-    """``bias_trainable=False`` where Dense takes it (a frozen bias)."""
-    try:
-        params = inspect.signature(Dense).parameters
-    except (TypeError, ValueError):
-        return {}
-    return {"bias_trainable": False} if "bias_trainable" in params else {}
-
-
 def _mazur(backend=None):
     """Matt Mazur's "A Step by Step Backpropagation Example": 2-2-2 sigmoid,
     inputs (0.05, 0.10), targets (0.01, 0.99), E = Σ ½(target − out)²,
     learning rate 0.5.  Mazur numbers w1: i1->h1, w2: i2->h1, w3: i1->h2,
     w4: i2->h2, so W1 = [[w1, w3], [w2, w4]] = [[.15, .25], [.20, .30]], and
     likewise W2 = [[w5, w7], [w6, w8]]; b1 = .35 feeds both hidden units and
-    b2 = .60 both outputs.  Mazur never updates the biases: they are frozen
-    where Dense supports ``bias_trainable``, and one step's new weights do
-    not depend on them either way."""
-    frozen = _frozen_bias_kwargs()
+    b2 = .60 both outputs.  Mazur never updates the biases, so they stay
+    fixed (``bias_trainable=False``); one step's new weights do not depend on
+    that either way."""
     hidden = Dense(2, 2, "sigmoid", weights=[[0.15, 0.25], [0.20, 0.30]], bias=[0.35, 0.35],
-                   **frozen)
+                   bias_trainable=False)
     output = Dense(2, 2, "sigmoid", weights=[[0.40, 0.50], [0.45, 0.55]], bias=[0.60, 0.60],
-                   **frozen)
+                   bias_trainable=False)
     net = Network([hidden, output], loss="half_squared_error", reduction="sum", backend=backend)
     return net, np.array([[0.05, 0.10]]), np.array([[0.01, 0.99]]), 0.5
 

@@ -3,8 +3,9 @@ values are drawn.
 
 A layer holds its settings and, once a network adopts it, views into the
 network's flat ``parameters`` and ``gradients`` buffers.  Settings that the
-engine's layer table holds (activation, penalties, ``trainable``, a dropout
-rate) may be changed on an adopted layer: the network rebuilds its table.
+engine's layer table holds (activation, penalties, ``trainable``,
+``bias_trainable``, a dropout rate) may be changed on an adopted layer: the
+network rebuilds its table.
 Sizes are fixed when the layer is made.
 """
 import math
@@ -36,6 +37,11 @@ class Dense:
     trainable : bool, default True
         A frozen layer takes part in forward and backward (its gradients are
         filled) but updates never change it.
+    bias_trainable : bool, default True
+        False: the bias stays fixed, as in Mazur's worked example.  It takes
+        part in forward and backward (``dbias`` is filled) but no update
+        changes it (``step``, ``train_step``, ``fit``, every optimizer); the
+        weights still train if ``trainable``.
     alpha : float, optional
         The slope or scale of ``leaky_relu`` (default 0.01), ``prelu`` (0.25)
         and ``elu`` (1.0).
@@ -76,6 +82,7 @@ class Dense:
         use_bias=True,
         trainable=True,
         *,
+        bias_trainable=True,
         alpha=None,
         init="glorot",
         weights=None,
@@ -96,6 +103,7 @@ class Dense:
         self._network = None
         self._set_activation(activation, alpha)
         self._trainable = bool(trainable)
+        self._bias_trainable = _flag(bias_trainable, "bias_trainable")
         self._weight_l1 = V.real(weight_l1, "weight_l1", minimum=0.0)
         self._weight_l2 = V.real(weight_l2, "weight_l2", minimum=0.0)
         self._bias_l1 = V.real(bias_l1, "bias_l1", minimum=0.0)
@@ -169,6 +177,17 @@ class Dense:
     def trainable(self, value):
         value = bool(value)
         self._reconfigure(lambda: setattr(self, "_trainable", value))
+
+    @property
+    def bias_trainable(self):
+        """Whether updates change the bias (of a trainable layer); ``dbias``
+        is filled either way."""
+        return self._bias_trainable
+
+    @bias_trainable.setter
+    def bias_trainable(self, value):
+        value = _flag(value, "bias_trainable")
+        self._reconfigure(lambda: setattr(self, "_bias_trainable", value))
 
     def _penalty_property(attr, doc):
         def get(self):
@@ -289,6 +308,7 @@ class Dense:
             "activation": self.activation,
             "use_bias": self.use_bias,
             "trainable": self.trainable,
+            "bias_trainable": self.bias_trainable,
             "alpha": self.alpha,
             "init": self.init,
             "seed": self.seed,
@@ -302,13 +322,14 @@ class Dense:
         """This layer's rows of the engine's layer table."""
         nw = self.n_inputs * self.n_neurons
         meta = (C.KIND_DENSE, self.n_inputs, self.n_neurons, self._act, off,
-                off + nw if self.use_bias else -1, int(self.trainable))
+                off + nw if self.use_bias else -1, int(self.trainable), int(self.bias_trainable))
         hyper = (self.alpha, self.weight_l1, self.weight_l2, self.bias_l1, self.bias_l2, 0.0)
         return meta, hyper
 
     def __repr__(self):
         extra = "" if self.use_bias else ", use_bias=False"
         extra += "" if self.trainable else ", trainable=False"
+        extra += "" if self.bias_trainable else ", bias_trainable=False"
         return f"Dense({self.n_inputs}, {self.n_neurons}, {self.activation!r}{extra})"
 
 
@@ -366,10 +387,17 @@ class Dropout:
 
     def _row(self, off):
         n = self.n_inputs
-        return (C.KIND_DROPOUT, n, n, C.ACT_IDENTITY, 0, -1, 0), (0.0, 0.0, 0.0, 0.0, 0.0, self.rate)
+        return (C.KIND_DROPOUT, n, n, C.ACT_IDENTITY, 0, -1, 0, 0), (0.0, 0.0, 0.0, 0.0, 0.0, self.rate)
 
     def __repr__(self):
         return f"Dropout({self.rate})"
+
+
+def _flag(value, name):
+    """A bool setting, checked (NumPy's bool included)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return bool(value)
 
 
 #: class name -> layer class, for files and configs

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from . import _backend, optim, persistence
+from . import _backend, optim, persistence, schedules
 from . import _codes as C
 from . import _validation as V
 from ._errors import DivergenceError
@@ -458,6 +458,7 @@ class Network:
         callback_every=100,
         verbose=False,
         history_every=1,
+        schedule=None,
     ):
         """Train; the whole loop runs in one native call with the GIL released.
 
@@ -508,8 +509,16 @@ class Network:
         history_every : int, default 1
             Keep every ``history_every``-th epoch's row of the history (and the
             last epoch's), so that a very long run keeps a bounded history: a
-            row costs 32 bytes, and at ``history_every=1`` a run of 10**9
-            epochs keeps 32 GB.
+            row costs 32 bytes (40 with a schedule), and at ``history_every=1``
+            a run of 10**9 epochs keeps 32 GB.
+        schedule : cbp.schedules.Schedule, optional
+            A learning-rate schedule (``StepLR``, ``ExponentialLR``,
+            ``CosineLR``, ``ReduceLROnPlateau``), applied in the native loop:
+            epoch e runs at the schedule's rate for e, computed from the base
+            rate (``lr``, or the optimizer's ``lr``, which a callback may
+            change: it applies from the next epoch, the schedule going on
+            from it), with ``decay`` on top.  Epochs are numbered by
+            ``epochs_trained``.  See :mod:`cbp.schedules`.
 
         Returns
         -------
@@ -517,7 +526,8 @@ class Network:
             ``loss``: each epoch's mean of its batch losses, each taken before
             its update (penalties included); ``accuracy`` for classifiers (of
             those same batch outputs); ``val_loss`` and ``val_accuracy`` with
-            validation data.  With early stopping, ``best_epoch`` (the best
+            validation data; ``lr`` with a schedule (each epoch's rate,
+            before ``decay``).  With early stopping, ``best_epoch`` (the best
             epoch of this call, counted from 0: its index in these arrays when
             ``history_every`` is 1) and ``stopped_epoch`` (the number of
             epochs run when it stopped training, else None).  Also kept as
@@ -568,7 +578,8 @@ class Network:
             V.real(lr, "lr", minimum=0.0, strict=True)
         elif optimizer is None and self._optimizer is None:
             optimizer = optim.Adam()  # the default, kept as the network's optimizer
-        columns = self._history_columns(Xv is not None)
+        schedule = schedules.resolve(schedule)
+        columns = self._history_columns(Xv is not None, schedule is not None)
         # The native loop runs at most `chunk` epochs a call, ending at every
         # callback epoch; its rows land in one buffer and are copied out.
         reports = callback is not None or verbose
@@ -599,6 +610,7 @@ class Network:
                 epoch0 = self._epochs_trained
                 progress = np.zeros(2, dtype=np.int64)  # written by the engine per epoch
                 report = REPORT_SECONDS if verbose else 0.0
+                sched = (schedule if schedule is not None else schedules.Schedule())._vector()
                 try:
                     while done < epochs:
                         k = min(chunk, epochs - done)
@@ -609,9 +621,11 @@ class Network:
                         try:
                             status = self._engine.fit(
                                 X, Y, Xv, Yv, kind, h, state, t, epoch0 + done, k, bs, shuffle,
-                                seed, es, best, part, progress, report)[2]
+                                seed, es, best, part, progress, report, sched)[2]
                             returned = True
                         finally:
+                            if schedule is not None:  # its state after the epochs completed
+                                schedule._keep(sched)
                             # what the engine completed, even if it raised (Ctrl-C):
                             # the counters must describe the parameters
                             ran, steps = int(progress[0]), int(progress[1])
@@ -626,17 +640,19 @@ class Network:
                         if status == C.FIT_DIVERGED:
                             break
                         if bar is not None and ran:
-                            bar.update(ran, self._logs(part[ran - 1], Xv is not None))
+                            bar.update(ran, self._logs(part[ran - 1], columns))
                         if callback is not None and ran and (done % every == 0 or done == epochs
                                                              or status):
                             # this thread keeps the network: the callback may read
                             # it, other threads stay refused
-                            answer = callback(done, self._logs(part[ran - 1], Xv is not None))
+                            answer = callback(done, self._logs(part[ran - 1], columns))
                             if isinstance(answer, (bool, np.bool_)) and not answer:
                                 break
                             if opt is not None:  # the callback may have set opt.lr & co:
                                 h = opt._hyper()  # they apply from the next epoch
                                 state = opt._bind(self._parameters.shape[0])
+                            if schedule is not None:  # and the schedule's settings
+                                sched = schedule._vector()
                         if status == C.FIT_STOPPED:
                             break
                     interrupted = False
@@ -667,7 +683,7 @@ class Network:
             raise err
         return result
 
-    def _history_columns(self, with_val):
+    def _history_columns(self, with_val, with_lr=False):
         """The history's keys and their columns in the engine's rows."""
         out = {"loss": C.HISTORY_LOSS}
         if self.is_classifier:
@@ -676,10 +692,12 @@ class Network:
             out["val_loss"] = C.HISTORY_VAL_LOSS
             if self.is_classifier:
                 out["val_accuracy"] = C.HISTORY_VAL_ACCURACY
+        if with_lr:
+            out["lr"] = C.HISTORY_LR
         return out
 
-    def _logs(self, row, with_val):
-        return {k: float(row[c]) for k, c in self._history_columns(with_val).items()}
+    def _logs(self, row, columns):
+        return {k: float(row[c]) for k, c in columns.items()}
 
     # -- for learners -----------------------------------------------------
     def trace(self, X, y, lr=None):

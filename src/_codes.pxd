@@ -50,7 +50,8 @@ cdef enum:  # columns of the int64 layer table ``layer_ints`` (n_layers, N_LAYER
     LAYER_WEIGHT_OFFSET = 4   # offset of W (n_in, n_out) in the parameter buffer
     LAYER_BIAS_OFFSET = 5     # offset of b (n_out,), right after W; -1: no bias
     LAYER_TRAINABLE = 6       # 1 if the optimizer updates the layer, else 0
-    N_LAYER_INTS = 7
+    LAYER_BIAS_TRAINABLE = 7  # 1 if the optimizer updates the bias (of a trainable layer), else 0
+    N_LAYER_INTS = 8
 
 cdef enum:  # columns of the float64 layer table ``layer_floats`` (n_layers, N_LAYER_FLOATS)
     LAYER_ALPHA = 0           # alpha of leaky_relu / prelu / elu
@@ -77,7 +78,8 @@ cdef enum:  # columns of fit's float64 history (n_epochs, N_HISTORY), one row an
     HISTORY_ACCURACY = 1      # training accuracy (NaN for regression)
     HISTORY_VAL_LOSS = 2      # loss on the validation data (NaN without)
     HISTORY_VAL_ACCURACY = 3  # accuracy on the validation data (NaN without or for regression)
-    N_HISTORY = 4
+    HISTORY_LR = 4            # the epoch's learning rate (the schedule's; before decay)
+    N_HISTORY = 5
 
 cdef enum:  # entries of fit's float64 early-stopping state (N_EARLY_STOP,), updated in place
     EARLY_STOP_BEST_LOSS = 0  # the best monitored loss so far
@@ -87,3 +89,28 @@ cdef enum:  # entries of fit's float64 early-stopping state (N_EARLY_STOP,), upd
     EARLY_STOP_TOLERANCE = 4  # an improvement is a loss below best - tolerance
     EARLY_STOP_ENABLED = 5    # 0.0: early stopping off
     N_EARLY_STOP = 6
+
+cdef enum:  # learning-rate schedules (SCHEDULE_KIND)
+    SCHEDULE_NONE = 0         # every epoch at the optimizer's rate
+    SCHEDULE_STEP = 1         # lr * gamma ** (epoch // step_size)
+    SCHEDULE_EXPONENTIAL = 2  # lr * gamma ** epoch
+    SCHEDULE_COSINE = 3       # eta_min + (lr - eta_min) * (1 + cos(pi * min(epoch, T_max) / T_max)) / 2
+    SCHEDULE_PLATEAU = 4      # lr * scale, scale multiplied down when the monitored loss stalls
+
+cdef enum:  # entries of fit's float64 schedule vector (N_SCHEDULE,): parameters, then plateau state
+    SCHEDULE_KIND = 0         # a SCHEDULE_* code
+    SCHEDULE_STEP_SIZE = 1    # step: epochs between two multiplications by gamma (>= 1)
+    SCHEDULE_GAMMA = 2        # step, exponential: the factor (> 0)
+    SCHEDULE_T_MAX = 3        # cosine: epochs of the half period (>= 1)
+    SCHEDULE_ETA_MIN = 4      # cosine: the rate at T_max and after
+    SCHEDULE_FACTOR = 5       # plateau: a reduction multiplies the rate by this (0 < factor < 1)
+    SCHEDULE_PATIENCE = 6     # plateau: reduce after more than this many bad epochs in a row
+    SCHEDULE_THRESHOLD = 7    # plateau: an improvement is a loss below best * (1 - threshold)
+    SCHEDULE_COOLDOWN = 8     # plateau: epochs after a reduction whose bad epochs do not count
+    SCHEDULE_MIN_LR = 9       # plateau: a reduction goes no lower than this
+    SCHEDULE_EPS = 10         # plateau: a reduction by eps or less is not applied
+    SCHEDULE_SCALE = 11       # plateau state: the rate is lr * scale (1.0 at the start)
+    SCHEDULE_BEST = 12        # plateau state: the best monitored loss (inf at the start)
+    SCHEDULE_BAD_EPOCHS = 13  # plateau state: bad epochs in a row
+    SCHEDULE_COOLDOWN_LEFT = 14  # plateau state: cooldown epochs left
+    N_SCHEDULE = 15

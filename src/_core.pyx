@@ -10,6 +10,7 @@ The data path, from the public API down::
       _engine_passes.pxi            workspace, forward/backward passes
       _engine_chunks.pxi            row chunks of a step, on threads
       _engine_update.pxi            optimizer step, snapshot, rollback
+      _engine_schedule.pxi          fit's learning-rate schedules
       _signals.pxi                  the clock and Ctrl-C inside fit
     src/_kernels.pxd                the nogil C routines of the passes
     src/_simd.h, _simd_body.h       their SIMD tables; BLAS dgemm
@@ -89,6 +90,7 @@ def _columns():
         "LAYER_WEIGHT_OFFSET": LAYER_WEIGHT_OFFSET,
         "LAYER_BIAS_OFFSET": LAYER_BIAS_OFFSET,
         "LAYER_TRAINABLE": LAYER_TRAINABLE,
+        "LAYER_BIAS_TRAINABLE": LAYER_BIAS_TRAINABLE,
         "N_LAYER_INTS": N_LAYER_INTS,
         "LAYER_ALPHA": LAYER_ALPHA,
         "LAYER_WEIGHT_L1": LAYER_WEIGHT_L1,
@@ -110,6 +112,7 @@ def _columns():
         "HISTORY_ACCURACY": HISTORY_ACCURACY,
         "HISTORY_VAL_LOSS": HISTORY_VAL_LOSS,
         "HISTORY_VAL_ACCURACY": HISTORY_VAL_ACCURACY,
+        "HISTORY_LR": HISTORY_LR,
         "N_HISTORY": N_HISTORY,
         "EARLY_STOP_BEST_LOSS": EARLY_STOP_BEST_LOSS,
         "EARLY_STOP_WAIT": EARLY_STOP_WAIT,
@@ -118,6 +121,27 @@ def _columns():
         "EARLY_STOP_TOLERANCE": EARLY_STOP_TOLERANCE,
         "EARLY_STOP_ENABLED": EARLY_STOP_ENABLED,
         "N_EARLY_STOP": N_EARLY_STOP,
+        "SCHEDULE_NONE": SCHEDULE_NONE,
+        "SCHEDULE_STEP": SCHEDULE_STEP,
+        "SCHEDULE_EXPONENTIAL": SCHEDULE_EXPONENTIAL,
+        "SCHEDULE_COSINE": SCHEDULE_COSINE,
+        "SCHEDULE_PLATEAU": SCHEDULE_PLATEAU,
+        "SCHEDULE_KIND": SCHEDULE_KIND,
+        "SCHEDULE_STEP_SIZE": SCHEDULE_STEP_SIZE,
+        "SCHEDULE_GAMMA": SCHEDULE_GAMMA,
+        "SCHEDULE_T_MAX": SCHEDULE_T_MAX,
+        "SCHEDULE_ETA_MIN": SCHEDULE_ETA_MIN,
+        "SCHEDULE_FACTOR": SCHEDULE_FACTOR,
+        "SCHEDULE_PATIENCE": SCHEDULE_PATIENCE,
+        "SCHEDULE_THRESHOLD": SCHEDULE_THRESHOLD,
+        "SCHEDULE_COOLDOWN": SCHEDULE_COOLDOWN,
+        "SCHEDULE_MIN_LR": SCHEDULE_MIN_LR,
+        "SCHEDULE_EPS": SCHEDULE_EPS,
+        "SCHEDULE_SCALE": SCHEDULE_SCALE,
+        "SCHEDULE_BEST": SCHEDULE_BEST,
+        "SCHEDULE_BAD_EPOCHS": SCHEDULE_BAD_EPOCHS,
+        "SCHEDULE_COOLDOWN_LEFT": SCHEDULE_COOLDOWN_LEFT,
+        "N_SCHEDULE": N_SCHEDULE,
     }
 
 include "_tuning.pxi"
@@ -130,3 +154,4 @@ include "_engine_inputs.pxi"
 include "_engine_passes.pxi"
 include "_engine_chunks.pxi"
 include "_engine_update.pxi"
+include "_engine_schedule.pxi"

@@ -161,7 +161,9 @@ cdef class Engine:
                 lo = layer.w_off
                 hi = lo + layer.n_in * layer.n_out + (layer.n_out if layer.b_off >= 0 else 0)
                 _add_range(self.gsegs, &self.n_gsegs, lo, hi)
-                if layer.trainable:
+                if layer.trainable:  # the weights, and the bias unless it stays fixed
+                    if not m[l, LAYER_BIAS_TRAINABLE]:
+                        hi = lo + layer.n_in * layer.n_out
                     _add_range(self.segs, &self.n_segs, lo, hi)
             self.width = max(self.width, layer.n_out)
             self.feature_major_side = max(self.feature_major_side, layer.n_in, layer.n_out)
@@ -383,7 +385,7 @@ cdef class Engine:
             const double[::1] hyper, double[::1] state, double t, Py_ssize_t epoch0,
             Py_ssize_t n_epochs, Py_ssize_t batch_size, bint shuffle, uint64_t seed,
             double[::1] early_stop, double[::1] best, double[:, ::1] history,
-            long long[::1] progress, double report_seconds):
+            long long[::1] progress, double report_seconds, double[::1] schedule):
         """Train for up to ``n_epochs`` epochs, numbered from ``epoch0``.
 
         Each epoch visits the rows of X once, in batches of ``batch_size``
@@ -436,7 +438,7 @@ cdef class Engine:
         history : float64 array (>= n_epochs, N_HISTORY)
             Row k receives epoch k's ``HISTORY_LOSS``, ``HISTORY_ACCURACY``,
             ``HISTORY_VAL_LOSS`` and ``HISTORY_VAL_ACCURACY`` (NaN where
-            they do not apply).
+            they do not apply), and ``HISTORY_LR``, the rate it ran at.
         progress : int64 array (2,)
             Set after every completed epoch to the epochs completed and the
             optimizer steps they took, so that a caller that is interrupted
@@ -444,12 +446,21 @@ cdef class Engine:
         report_seconds : float
             If > 0, return after the first epoch that ends this many seconds
             or more after the call started (for a progress display).
+        schedule : float64 array (N_SCHEDULE,)
+            The learning-rate schedule, indexed by the ``SCHEDULE_*``
+            columns: epoch e runs with ``hyper[HYPER_LEARNING_RATE]``
+            replaced by the schedule's rate for e (decay then applies per
+            step on top of it).  A plateau schedule's state
+            (``SCHEDULE_SCALE``, ``SCHEDULE_BEST``, ``SCHEDULE_BAD_EPOCHS``,
+            ``SCHEDULE_COOLDOWN_LEFT``) is updated in place after each
+            completed epoch, from the loss early stopping monitors.
 
         Every few milliseconds of work the loop runs Python's signal handlers
         (with the GIL).  If one raises (KeyboardInterrupt for Ctrl-C), the
         epoch under way is rolled back to its start and the exception
         propagates: the parameters, the optimizer state, ``early_stop``,
-        ``best`` and ``progress`` then describe the last completed epoch.
+        ``best``, ``schedule`` and ``progress`` then describe the last
+        completed epoch.
 
         Returns
         -------
@@ -466,6 +477,11 @@ cdef class Engine:
                and early_stop.shape[0] == N_EARLY_STOP
                and best.shape[0] == self.n_params and progress.shape[0] >= 2,
                "Engine: bad fit buffers")
+        _check_schedule(schedule)
+        # the optimizer's hyper-parameters with each epoch's rate
+        cdef double hyp[N_OPTIMIZER_HYPER]
+        memcpy(hyp, &hyper[0], N_OPTIMIZER_HYPER * sizeof(double))
+        cdef double base_lr = hyper[HYPER_LEARNING_RATE]
         progress[0] = 0
         progress[1] = 0
         cdef const double[:, ::1] X_val
@@ -512,6 +528,7 @@ cdef class Engine:
             with nogil:
                 for k in range(n_epochs):
                     epoch = epoch0 + k
+                    hyp[HYPER_LEARNING_RATE] = _schedule_rate(&schedule[0], base_lr, epoch)
                     if not plain:
                         _snapshot_nogil(self, snap, st, slots)
                     snapped = False
@@ -546,7 +563,7 @@ cdef class Engine:
                                              &s_)
                         ok = isfinite(value)
                         if ok:
-                            ok = _update(self, kind, &hyper[0], st, slots, t + steps,
+                            ok = _update(self, kind, hyp, st, slots, t + steps,
                                          NULL if snapped else snap)
                             snapped = True
                         if not ok:
@@ -583,6 +600,7 @@ cdef class Engine:
                         status = FIT_DIVERGED
                         break
                     history[k, HISTORY_LOSS] = total / batches
+                    history[k, HISTORY_LR] = hyp[HYPER_LEARNING_RATE]
                     history[k, HISTORY_ACCURACY] = hit / <double>seen if seen else NAN
                     if nv:
                         out = _infer(self, &X_val[0, 0], nv, &vbuf[0])
@@ -600,8 +618,9 @@ cdef class Engine:
                     else:
                         history[k, HISTORY_VAL_LOSS] = NAN
                         history[k, HISTORY_VAL_ACCURACY] = NAN
+                    cur = history[k, HISTORY_VAL_LOSS] if nv else history[k, HISTORY_LOSS]
+                    _schedule_end_epoch(&schedule[0], cur, base_lr, hyp[HYPER_LEARNING_RATE])
                     if early_stop[EARLY_STOP_ENABLED] != 0.0:
-                        cur = history[k, HISTORY_VAL_LOSS] if nv else history[k, HISTORY_LOSS]
                         # an improvement is a loss below best - tolerance
                         if cur >= (early_stop[EARLY_STOP_BEST_LOSS]
                                    - early_stop[EARLY_STOP_TOLERANCE]):

@@ -665,11 +665,12 @@ def test_dropout_mask(core, seed, stream, start, n, j, rate):
 
 
 # ------------------------------------------------------------------ engine ---
-def dense(n_in, n_out, act="identity", alpha=None, bias=True, trainable=True, penalties=(0.0,) * 4):
+def dense(n_in, n_out, act="identity", alpha=None, bias=True, trainable=True, penalties=(0.0,) * 4,
+          bias_trainable=True):
     """A dense row of a layer list (see layer_table)."""
     alpha = C.DEFAULT_ALPHA.get(act, 0.0) if alpha is None else alpha
     return dict(kind=C.KIND_DENSE, n_in=n_in, n_out=n_out, act=act, alpha=alpha, bias=bias,
-                trainable=trainable, penalties=list(penalties))
+                trainable=trainable, penalties=list(penalties), bias_trainable=bias_trainable)
 
 
 def dropout(width, rate):
@@ -686,13 +687,14 @@ def layer_table(layers):
     for l, layer in enumerate(layers):
         n_in, n_out = layer["n_in"], layer["n_out"]
         if layer["kind"] == C.KIND_DROPOUT:
-            meta[l] = (C.KIND_DROPOUT, n_in, n_out, C.ACT_IDENTITY, 0, -1, 0)
+            meta[l] = (C.KIND_DROPOUT, n_in, n_out, C.ACT_IDENTITY, 0, -1, 0, 0)
             hyper[l, C.LAYER_DROPOUT_RATE] = layer["rate"]
             continue
         nw = n_in * n_out
         b_off = off + nw if layer["bias"] else -1
         code = C.ACTIVATIONS[layer["act"]]
-        meta[l] = (C.KIND_DENSE, n_in, n_out, code, off, b_off, int(layer["trainable"]))
+        meta[l] = (C.KIND_DENSE, n_in, n_out, code, off, b_off, int(layer["trainable"]),
+                   int(layer["bias_trainable"]))
         hyper[l, C.LAYER_ALPHA] = layer["alpha"]
         hyper[l, [C.LAYER_WEIGHT_L1, C.LAYER_WEIGHT_L2, C.LAYER_BIAS_L1, C.LAYER_BIAS_L2]] = layer["penalties"]
         off += nw + (n_out if layer["bias"] else 0)

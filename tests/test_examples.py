@@ -77,17 +77,28 @@ def test_mazur_weights_do_not_depend_on_the_biases(backend):
     """One step's new weights are the same whether the biases are updated or
     not (Mazur never updates them), and equal net.step's."""
     net, X, y, lr = examples.get("mazur", backend)
+    assert [layer.bias_trainable for layer in net.layers] == [False, False]
     t = trace(net, X, y, lr=lr)
     for layer in net.layers:
-        layer.bias_trainable = False
-    frozen = trace(net, X, y, lr=lr)
-    for a, b in zip(t.dense_layers, frozen.dense_layers):
+        layer.bias_trainable = True
+    updated = trace(net, X, y, lr=lr)
+    for a, b in zip(t.dense_layers, updated.dense_layers):
         np.testing.assert_array_equal(a.updated_weights, b.updated_weights)
-        np.testing.assert_array_equal(b.updated_bias, b.bias)
+        np.testing.assert_array_equal(a.updated_bias, a.bias)
+        assert not np.array_equal(b.updated_bias, b.bias)
     net2, X, y, lr = examples.get("mazur", backend)
     net2.train_step(X, y, lr=lr)
     for layer, lt in zip(net2.layers, t.dense_layers):
         np.testing.assert_allclose(layer.weights, lt.updated_weights, rtol=1e-12)
+        np.testing.assert_array_equal(layer.bias, lt.bias)  # the network keeps them too
+
+
+def test_mazur_explain_prints_no_bias_update(backend):
+    """Mazur's biases stay fixed: explain says so and writes no update for them."""
+    text = examples.explain("mazur", backend)
+    for name, value in (("b1_h1", "0.35"), ("b1_h2", "0.35"), ("b2_o1", "0.6"), ("b2_o2", "0.6")):
+        assert not [l for l in text.splitlines() if l.strip().startswith(f"{name} ←")], name
+        assert f"{name} stays {value} (not trainable)" in text
 
 
 def test_mazur_explain_uses_his_numbering(backend):

@@ -32,6 +32,13 @@ CHILD = textwrap.dedent("""
         kw.update(callback=lambda epoch, logs: None, callback_every=7)
     elif mode == "verbose":
         kw.update(verbose=True)
+
+    def sched():  # plateau: a reduction after every epoch, its state checked below
+        if mode == "plateau":
+            return cbp.schedules.ReduceLROnPlateau(factor=0.9, patience=0, threshold=0.5)
+        return None
+
+    kw["schedule"] = sched()
     net = make()
     sent = {}
 
@@ -55,8 +62,12 @@ CHILD = textwrap.dedent("""
 
     # the same epochs, uninterrupted: the same parameters, state and history
     ref = make()
+    ref_sched = sched()
     ref_hist = ref.fit(X, y, epochs=done, batch_size=16, shuffle=True, seed=3,
-                       validation_data=(X[:8], y[:8]))
+                       validation_data=(X[:8], y[:8]), schedule=ref_sched)
+    if mode == "plateau":
+        assert vars(kw["schedule"]) == vars(ref_sched), (vars(kw["schedule"]), vars(ref_sched))
+        assert net.history["lr"].tobytes() == ref_hist["lr"].tobytes()
     assert net.parameters.tobytes() == ref.parameters.tobytes()
     assert net.optimizer.state.tobytes() == ref.optimizer.state.tobytes()
     assert net.history["loss"].tobytes() == ref_hist["loss"].tobytes()
@@ -65,7 +76,8 @@ CHILD = textwrap.dedent("""
     rest = 5
     net.fit(X, y, epochs=rest, **{k: v for k, v in kw.items() if k != "verbose"})
     whole = make()
-    whole.fit(X, y, epochs=done + rest, batch_size=16, shuffle=True, seed=3)
+    whole.fit(X, y, epochs=done + rest, batch_size=16, shuffle=True, seed=3,
+              validation_data=(X[:8], y[:8]), schedule=sched())
     assert net.parameters.tobytes() == whole.parameters.tobytes()
     assert net.epochs_trained == whole.epochs_trained == done + rest
     assert net.optimizer.iterations == whole.optimizer.iterations
@@ -73,7 +85,7 @@ CHILD = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("mode", ["plain", "callback", "verbose"])
+@pytest.mark.parametrize("mode", ["plain", "callback", "verbose", "plateau"])
 def test_ctrl_c_stops_fit_at_an_epoch_boundary(backend, mode):
     proc = subprocess.run([sys.executable, "-c", CHILD, backend, mode], capture_output=True,
                           text=True, timeout=120)

@@ -493,7 +493,7 @@ def test_sgd_flags_a_non_finite_update_anywhere(core, level, where, bad):
     """A plain SGD step that makes one parameter (in a vector or in the tail)
     NaN or infinite is caught, and every parameter is restored."""
     n = 1000
-    meta = np.array([[C.KIND_DENSE, 1, n, C.activation_code("identity"), 0, -1, 1]],
+    meta = np.array([[C.KIND_DENSE, 1, n, C.activation_code("identity"), 0, -1, 1, 1]],
                     dtype=np.int64)
     hyper = np.zeros((1, 6))
     params = np.random.default_rng(1).standard_normal(n)

@@ -370,7 +370,7 @@ def test_errors_follow_sklearn():
     with pytest.raises(ValueError, match="warm_start can only be used"):
         clf.set_params(warm_start=True).fit(X[y < 2], y[y < 2])
     with pytest.warns(UserWarning, match="It is going to be clipped"):
-        _quiet(MLPRegressor((3,), batch_size=1000, max_iter=2).fit, X, y)
+        _quiet(MLPRegressor(hidden_layer_sizes=(3,), batch_size=1000, max_iter=2).fit, X, y)
 
 
 def test_import_cbp_does_not_import_sklearn():

@@ -198,6 +198,7 @@ class _BaseMLP(BaseEstimator):
         return self
 
     def _weigh_classes(self, y, sample_weight):
+        """The weights of the rows: sample_weight, with the classifier's class_weight."""
         return sample_weight
 
     def _fit_lbfgs(self, X, Y, sw, layer_units):
@@ -501,16 +502,15 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                     "`y` has classes not in `self.classes_`. "
                     f"`self.classes_` has {self.classes_}. 'y' has {classes}."
                 )
-        self._y_labels = y
         return X, self._label_binarizer.transform(y).astype(bool)
 
     def _weigh_classes(self, y, sample_weight):
-        labels = self.__dict__.pop("_y_labels")
+        """sample_weight times the weight of each row's class (y: the binarized labels)."""
         if self.class_weight is None:
             return sample_weight
         if self._label_binarizer.y_type_.startswith("multilabel"):
             raise ValueError("class_weight is not supported for multilabel targets")
-        cw = compute_sample_weight(self.class_weight, labels)
+        cw = compute_sample_weight(self.class_weight, self._label_binarizer.inverse_transform(y))
         return cw if sample_weight is None else sample_weight * cw
 
     def _targets_of(self, Y):

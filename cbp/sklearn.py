@@ -372,7 +372,10 @@ class _BaseMLP(BaseEstimator):
         X = np.ascontiguousarray(X, dtype=np.float64)
         try:
             out = self.network_.predict(X)
-        except FloatingPointError:  # overflow: scikit-learn returns the non-finite values
+        except (FloatingPointError, RuntimeError):
+            # FloatingPointError: an overflow, whose non-finite values scikit-learn
+            # returns.  RuntimeError: another thread is using network_ (a Network
+            # serves one thread at a time); a fitted estimator predicts from any.
             return E.forward(self.coefs_, self.intercepts_, X, self.activation,
                              self.out_activation_)[-1]
         if self.out_activation_ == "exp":
@@ -567,7 +570,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     Parameters are scikit-learn's (see ``sklearn.neural_network.MLPRegressor``),
     then cbp's ``backend`` (see :class:`MLPClassifier`).  With
     ``loss="poisson"`` the output is exp of the last layer; ``network_``
-    (identity output) gives its logarithm.
+    (identity output) gives its logarithm.  ``partial_fit`` exists for the
+    stochastic solvers only, as for the classifier (scikit-learn's regressor
+    also lists it with ``solver="lbfgs"``).
     """
 
     _parameter_constraints: dict = {

@@ -261,6 +261,32 @@ def test_network_weights_are_coefs():
     np.testing.assert_array_equal(clone_of.predict_proba(X), clf.predict_proba(X))
 
 
+def test_predict_from_several_threads(monkeypatch):
+    """network_ serves one thread at a time; the others predict with the NumPy forward."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cbp import _sklearn_epoch
+
+    X, y = _iris()
+    clf = _quiet(MLPClassifier((64,), max_iter=2, random_state=0).fit, X, y)
+    Xb = np.tile(X, (100, 1))  # long enough native calls for the threads to meet
+    expected = clf.predict_proba(Xb)
+    numpy_calls = []
+    forward = _sklearn_epoch.forward
+    monkeypatch.setattr(_sklearn_epoch, "forward",
+                        lambda *a: numpy_calls.append(1) or forward(*a))
+
+    def work(_):
+        return [clf.predict_proba(Xb) for _ in range(10)]
+
+    with ThreadPoolExecutor(4) as pool:
+        for batch in pool.map(work, range(4)):
+            for P in batch:
+                np.testing.assert_allclose(P, expected, rtol=1e-12, atol=1e-15)
+    if not numpy_calls:
+        pytest.skip("the threads never met inside network_ on this run")
+
+
 @pytest.mark.parametrize("backend", ["numpy", "native"])
 def test_backend_parameter(backend):
     if backend == "native" and not cbp.native_available():

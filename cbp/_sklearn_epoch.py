@@ -17,6 +17,8 @@ updated in place, so they may be views into a ``cbp.Network``'s buffer.
 import numpy as np
 from scipy.special import expit, xlogy
 
+from . import _codes as C
+
 # -- activations, in place, as sklearn.neural_network._base --------------------
 
 
@@ -126,7 +128,19 @@ LOSSES = {
 # -- optimizers: state per parameter array, coefs first, then intercepts ------
 
 
-class SGD:
+class _EngineState:
+    def _engine_state(self, params, slots, kind):
+        """The state of Engine.sklearn_epoch: ``kind``, ``hyper``, a flat
+        ``state`` (slots x n_params, in the network's buffer order) and ``t``
+        (batches so far)."""
+        self.kind = kind
+        self.hyper = np.zeros(C.N_OPTIMIZER_HYPER)
+        self.hyper[C.HYPER_LEARNING_RATE] = self.learning_rate
+        self.state = np.zeros(slots * sum(p.size for p in params))
+        self.t = 0.0
+
+
+class SGD(_EngineState):
     """scikit-learn's SGDOptimizer: v <- mu v - lr g; p += v (or mu v - lr g, Nesterov).
 
     The velocity holds the learning rate it was made with, so a rate changed
@@ -141,6 +155,9 @@ class SGD:
         self.nesterov = nesterov
         self.power_t = power_t
         self.velocities = [np.zeros_like(p) for p in params]
+        self._engine_state(params, 1, C.OPT_SGD)
+        self.hyper[C.HYPER_MOMENTUM] = momentum
+        self.hyper[C.HYPER_NESTEROV] = 1.0 if nesterov else 0.0
 
     def update_params(self, params, grads):
         updates = [self.momentum * v - self.learning_rate * g
@@ -171,7 +188,7 @@ class SGD:
         return False
 
 
-class Adam:
+class Adam(_EngineState):
     """scikit-learn's AdamOptimizer: p -= lr_t m / (sqrt(v) + eps),
     lr_t = lr sqrt(1 - b2^t) / (1 - b1^t): epsilon is added to sqrt(v), not
     to the bias-corrected sqrt(v_hat) as in torch.optim and cbp.optim.Adam."""
@@ -185,6 +202,10 @@ class Adam:
         self.t = 0
         self.ms = [np.zeros_like(p) for p in params]
         self.vs = [np.zeros_like(p) for p in params]
+        self._engine_state(params, 2, C.OPT_ADAM_SK)
+        self.hyper[C.HYPER_BETA1] = beta_1
+        self.hyper[C.HYPER_BETA2] = beta_2
+        self.hyper[C.HYPER_EPSILON] = epsilon
 
     def update_params(self, params, grads):
         self.t += 1

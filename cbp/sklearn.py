@@ -45,8 +45,13 @@ except ImportError as exc:  # pragma: no cover - exercised without scikit-learn
         'pip install "cbp[sklearn]"'
     ) from exc
 
+from . import _codes as C
 from . import _sklearn_epoch as E
 from .network import Dense, Network
+
+# scikit-learn's loss name -> the engine's code (Engine.sklearn_epoch)
+_SK_LOSS_CODES = {"squared_error": C.LOSS_SK_SQUARED, "log_loss": C.LOSS_SK_LOG,
+                  "binary_log_loss": C.LOSS_SK_BINARY_LOG, "poisson": C.LOSS_SK_POISSON}
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -212,11 +217,24 @@ class _BaseMLP(BaseEstimator):
             intercepts = [x[bounds[n + i]:bounds[n + i + 1]] for i in range(n)]
             return coefs, intercepts
 
+        engine = self.network_._engine
+        grads = self.network_._gradients
+        params = self.network_._parameters
+        code = _SK_LOSS_CODES[self._loss_name]
+        # scikit-learn's packing [W_0, ..., W_L-1, b_0, ..., b_L-1] of the
+        # network's buffer [W_0, b_0, W_1, b_1, ...]: one index permutation
+        meta, _ = self.network_._layer_table()
+        w_off = meta[:, C.LAYER_WEIGHT_OFFSET]
+        b_off = meta[:, C.LAYER_BIAS_OFFSET]
+        perm = np.concatenate(
+            [np.arange(w_off[i], w_off[i] + a * b) for i, (a, b) in enumerate(shapes)]
+            + [np.arange(b_off[i], b_off[i] + b) for i, (a, b) in enumerate(shapes)])
+        X = np.ascontiguousarray(X, dtype=np.float64)
+
         def loss_grad(x):
-            coefs, intercepts = unpack(x)
-            value, cg, ig = E.backprop(coefs, intercepts, X, Y, sw, self.activation,
-                                       self.out_activation_, self._loss_name, self.alpha)
-            return value, np.hstack([g.ravel() for g in cg + ig])
+            params[perm] = x
+            value = engine.sklearn_loss_grad(X, Y, sw, code, self.alpha)
+            return value, grads[perm]
 
         x0 = np.hstack([c.ravel() for c in self.coefs_ + self.intercepts_])
         iprint = 1 if (self.verbose is True or self.verbose >= 1) else -1
@@ -238,6 +256,12 @@ class _BaseMLP(BaseEstimator):
             else:
                 self._optimizer = E.Adam(params, self.learning_rate_init, self.beta_1,
                                          self.beta_2, self.epsilon)
+        opt = self._optimizer
+        engine = self.network_._engine
+        code = _SK_LOSS_CODES[self._loss_name]
+        X_ = np.ascontiguousarray(X, dtype=np.float64)
+        if X_ is not X:
+            X = X_
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         early_stopping = self.early_stopping
@@ -280,10 +304,10 @@ class _BaseMLP(BaseEstimator):
                 if self.shuffle:
                     sample_idx = shuffle(sample_idx, random_state=self._random_state)
                     order = sample_idx
-                total = E.sklearn_epoch(
-                    self.coefs_, self.intercepts_, X_train, Y_train, sw_train, order,
-                    batch_size, self.activation, self.out_activation_, self._loss_name,
-                    self.alpha, self._optimizer)
+                opt.hyper[C.HYPER_LEARNING_RATE] = opt.learning_rate
+                total, opt.t = engine.sklearn_epoch(
+                    X_train, Y_train, sw_train, order, batch_size, code, self.alpha,
+                    opt.kind, opt.hyper, opt.state, opt.t)
                 self.n_iter_ += 1
                 self.loss_ = total / n_samples
                 self.t_ += n_samples

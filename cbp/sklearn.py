@@ -27,7 +27,7 @@ try:
     from sklearn.metrics import accuracy_score, r2_score
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import LabelBinarizer
-    from sklearn.utils import check_random_state, column_or_1d, shuffle
+    from sklearn.utils import check_random_state, column_or_1d
     from sklearn.utils._param_validation import Interval, Options, StrOptions
     from sklearn.utils.class_weight import compute_sample_weight
     from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
@@ -46,6 +46,7 @@ except ImportError as exc:  # pragma: no cover - exercised without scikit-learn
     ) from exc
 
 from . import _codes as C
+from ._errors import DivergenceError
 from . import _sklearn_epoch as E
 from .network import Dense, Network
 
@@ -229,7 +230,6 @@ class _BaseMLP(BaseEstimator):
         perm = np.concatenate(
             [np.arange(w_off[i], w_off[i] + a * b) for i, (a, b) in enumerate(shapes)]
             + [np.arange(b_off[i], b_off[i] + b) for i, (a, b) in enumerate(shapes)])
-        X = np.ascontiguousarray(X, dtype=np.float64)
 
         def loss_grad(x):
             params[perm] = x
@@ -259,9 +259,6 @@ class _BaseMLP(BaseEstimator):
         opt = self._optimizer
         engine = self.network_._engine
         code = _SK_LOSS_CODES[self._loss_name]
-        X_ = np.ascontiguousarray(X, dtype=np.float64)
-        if X_ is not X:
-            X = X_
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         early_stopping = self.early_stopping
@@ -302,12 +299,25 @@ class _BaseMLP(BaseEstimator):
             for _ in range(self.max_iter):
                 order = None
                 if self.shuffle:
-                    sample_idx = shuffle(sample_idx, random_state=self._random_state)
+                    # sklearn.utils.shuffle(sample_idx, random_state=rs) without
+                    # its validation: the same draws, the same permutation
+                    perm = np.arange(n_samples)
+                    self._random_state.shuffle(perm)
+                    sample_idx = sample_idx[perm]
                     order = sample_idx
                 opt.hyper[C.HYPER_LEARNING_RATE] = opt.learning_rate
-                total, opt.t = engine.sklearn_epoch(
-                    X_train, Y_train, sw_train, order, batch_size, code, self.alpha,
-                    opt.kind, opt.hyper, opt.state, opt.t)
+                try:
+                    total, opt.t = engine.sklearn_epoch(
+                        X_train, Y_train, sw_train, order, batch_size, code, self.alpha,
+                        opt.kind, opt.hyper, opt.state, opt.t)
+                except DivergenceError as exc:
+                    # scikit-learn trains on with NaN and raises this ValueError
+                    # at the end; cbp stops at the first non-finite batch, with
+                    # the parameters of the batch before it.
+                    raise ValueError(
+                        "Solver produced non-finite parameter weights. The input data may"
+                        " contain large values and need to be preprocessed. (%s, in epoch %d)"
+                        % (exc, self.n_iter_ + 1)) from exc
                 self.n_iter_ += 1
                 self.loss_ = total / n_samples
                 self.t_ += n_samples

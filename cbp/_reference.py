@@ -594,11 +594,13 @@ class Engine:
             self._b(self.grads, l)[...] = ig[l]
         return value
 
+    @_quiet
     def sklearn_loss_grad(self, X, Y, sw, loss, alpha):
         """scikit-learn's loss of all rows; its gradient into grads."""
         sw = self._sk_check(X, Y, sw, loss)
         return self._sk_batch(X, Y, sw, loss, alpha)
 
+    @_quiet
     def sklearn_epoch(self, X, Y, sw, order, batch_size, loss, alpha, kind, hyper, state, t):
         """One epoch of scikit-learn's mini-batch loop.
 

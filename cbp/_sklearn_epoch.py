@@ -1,18 +1,15 @@
-"""scikit-learn's MLP training arithmetic in NumPy, for the estimators of ``cbp.sklearn``.
+"""scikit-learn's MLP arithmetic in NumPy, for the estimators of ``cbp.sklearn``.
 
 The estimators run Python once per epoch (shuffle, early stopping, schedules,
-the loss curve).  The mini-batches of an epoch are one call of
-:func:`sklearn_epoch`.  cbp's native engine does not have every formula this
-needs yet (per-sample weights, the L2 term scaled by the batch's weight sum,
-scikit-learn's Adam and momentum, its losses and clipping):
-``docs/sklearn-engine-spec.md`` lists them.  Until the engine has them, this
-module is the implementation, written to match scikit-learn 1.9
-(``sklearn/neural_network/_base.py``, ``_stochastic_optimizers.py`` and
-``_multilayer_perceptron.py``) operation for operation on float64 arrays.
-
-Parameters are kept as scikit-learn keeps them: ``coefs`` (list of
-(fan_in, fan_out) arrays) and ``intercepts`` (list of (fan_out,) arrays),
-updated in place, so they may be views into a ``cbp.Network``'s buffer.
+the loss curve); the mini-batches of an epoch are one call of
+``Engine.sklearn_epoch`` (``src/_engine_sklearn.pxi``, GIL released; its
+twin ``cbp._reference.Engine.sklearn_epoch`` for ``backend="numpy"``), and
+lbfgs evaluates ``Engine.sklearn_loss_grad``.  This module holds what stays
+in Python: the optimizers' schedules and state (:class:`SGD`, :class:`Adam`,
+whose ``kind``, ``hyper``, ``state`` and ``t`` the engine reads and
+updates), :func:`forward` for predictions, and :func:`backprop`, one batch
+of scikit-learn 1.9's ``_backprop`` operation for operation, which the twin
+uses.
 """
 import numpy as np
 from scipy.special import expit, xlogy
@@ -154,20 +151,9 @@ class SGD(_EngineState):
         self.momentum = momentum
         self.nesterov = nesterov
         self.power_t = power_t
-        self.velocities = [np.zeros_like(p) for p in params]
         self._engine_state(params, 1, C.OPT_SGD)
         self.hyper[C.HYPER_MOMENTUM] = momentum
         self.hyper[C.HYPER_NESTEROV] = 1.0 if nesterov else 0.0
-
-    def update_params(self, params, grads):
-        updates = [self.momentum * v - self.learning_rate * g
-                   for v, g in zip(self.velocities, grads)]
-        self.velocities = updates
-        if self.nesterov:
-            updates = [self.momentum * v - self.learning_rate * g
-                       for v, g in zip(self.velocities, grads)]
-        for p, u in zip(params, updates):
-            p += u
 
     def iteration_ends(self, time_step):
         if self.lr_schedule == "invscaling":
@@ -199,22 +185,10 @@ class Adam(_EngineState):
         self.beta_1 = beta_1
         self.beta_2 = beta_2
         self.epsilon = epsilon
-        self.t = 0
-        self.ms = [np.zeros_like(p) for p in params]
-        self.vs = [np.zeros_like(p) for p in params]
         self._engine_state(params, 2, C.OPT_ADAM_SK)
         self.hyper[C.HYPER_BETA1] = beta_1
         self.hyper[C.HYPER_BETA2] = beta_2
         self.hyper[C.HYPER_EPSILON] = epsilon
-
-    def update_params(self, params, grads):
-        self.t += 1
-        self.ms = [self.beta_1 * m + (1 - self.beta_1) * g for m, g in zip(self.ms, grads)]
-        self.vs = [self.beta_2 * v + (1 - self.beta_2) * (g**2) for v, g in zip(self.vs, grads)]
-        self.learning_rate = (self.learning_rate_init * np.sqrt(1 - self.beta_2**self.t)
-                              / (1 - self.beta_1**self.t))
-        for p, m, v in zip(params, self.ms, self.vs):
-            p += -self.learning_rate * m / (np.sqrt(v) + self.epsilon)
 
     def iteration_ends(self, time_step):
         pass
@@ -225,7 +199,7 @@ class Adam(_EngineState):
         return True
 
 
-# -- one batch and one epoch ---------------------------------------------------
+# -- one batch ------------------------------------------------------------------
 
 
 def forward(coefs, intercepts, X, activation, out_activation):
@@ -274,46 +248,3 @@ def backprop(coefs, intercepts, X, Y, sw, activation, out_activation, loss, alph
             delta = delta @ coefs[i].T
             derivative(acts[i], delta)
     return value, coef_grads, intercept_grads
-
-
-def batch_slices(n, batch_size):
-    """scikit-learn's ``gen_batches(n, batch_size)``: consecutive slices, the last one short."""
-    start = 0
-    for _ in range(n // batch_size):
-        yield slice(start, start + batch_size)
-        start += batch_size
-    if start < n:
-        yield slice(start, n)
-
-
-def sklearn_epoch(coefs, intercepts, X, Y, sw, order, batch_size, activation,
-                  out_activation, loss, alpha, optimizer):
-    """One epoch of scikit-learn's mini-batch loop; returns the summed batch losses.
-
-    Parameters
-    ----------
-    coefs, intercepts : lists of float64 arrays, updated in place
-    X : ndarray (n, n_features); Y : ndarray (n, n_outputs)
-    sw : ndarray (n,) or None
-        Per-sample weights, in X's row order.
-    order : ndarray (n,) of int or None
-        The epoch's sample order (None: rows in order).  Batch j is the rows
-        ``order[j*batch_size:(j+1)*batch_size]``.
-    optimizer : SGD or Adam
-
-    Returns
-    -------
-    float
-        sum over batches of batch_loss * batch_rows (scikit-learn divides it
-        by n for ``loss_curve_``).
-    """
-    params = list(coefs) + list(intercepts)
-    total = 0.0
-    for sl in batch_slices(X.shape[0], batch_size):
-        idx = sl if order is None else order[sl]
-        swb = None if sw is None else sw[idx]
-        value, cg, ig = backprop(coefs, intercepts, X[idx], Y[idx], swb, activation,
-                                 out_activation, loss, alpha)
-        total += value * (sl.stop - sl.start)
-        optimizer.update_params(params, cg + ig)
-    return total

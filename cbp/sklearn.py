@@ -9,8 +9,13 @@ weights live in ``network_``, a :class:`cbp.Network`: ``coefs_[i]`` and
 
 Python runs once per epoch (shuffle order from scikit-learn's random stream,
 early stopping, learning-rate schedules, the loss curve); the mini-batches
-of an epoch are one call of :func:`cbp._sklearn_epoch.sklearn_epoch`.
-Training is in float64 whatever the input dtype.
+of an epoch are one call of ``network_``'s ``Engine.sklearn_epoch`` (native:
+one C call with the GIL released; ``backend="numpy"``: its NumPy twin), and
+each lbfgs evaluation one ``Engine.sklearn_loss_grad``.  An epoch whose loss
+or update stops being finite raises scikit-learn's ValueError ("non-finite
+parameter weights") with the parameters of the batch before it (scikit-learn
+trains on with NaN and raises at the end).  Training is in float64 whatever
+the input dtype.
 
 Requires scikit-learn: ``pip install "cbp[sklearn]"``.
 """

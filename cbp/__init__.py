@@ -42,3 +42,22 @@ __all__ = [
     "default_backend",
     "__version__",
 ]
+
+_SKLEARN_NAMES = ("MLPClassifier", "MLPRegressor")
+
+
+def __getattr__(name):
+    """``cbp.MLPClassifier`` and ``cbp.MLPRegressor``, imported from ``cbp.sklearn`` on first use.
+
+    ``import cbp`` never imports scikit-learn; without it these names raise an
+    ImportError naming the ``cbp[sklearn]`` extra.
+    """
+    if name in _SKLEARN_NAMES:
+        from . import sklearn as _sk
+
+        return getattr(_sk, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_SKLEARN_NAMES))

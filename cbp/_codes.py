@@ -36,6 +36,8 @@ LOSSES = {
     "binary_crossentropy": 3,
 }
 LOSS_SE, LOSS_HALF_SE, LOSS_CCE, LOSS_BCE = range(4)
+# scikit-learn's losses, of Engine.sklearn_epoch / sklearn_loss_grad only
+LOSS_SK_SQUARED, LOSS_SK_LOG, LOSS_SK_BINARY_LOG, LOSS_SK_POISSON = range(4, 8)
 
 REDUCTIONS = {"mean": 0, "sum": 1}
 RED_MEAN, RED_SUM = range(2)
@@ -81,6 +83,7 @@ def reduction_code(name):
 
 # Optimizers: codes, and the entries of the hyper-parameter vector ``hyper``.
 OPT_SGD, OPT_ADAGRAD, OPT_RMSPROP, OPT_ADAM = range(4)
+OPT_ADAM_SK = 4  # scikit-learn's Adam (eps added to sqrt(v)): sklearn_epoch only
 (HYPER_LEARNING_RATE, HYPER_DECAY, HYPER_MOMENTUM, HYPER_NESTEROV, HYPER_BETA1, HYPER_BETA2,
  HYPER_RHO, HYPER_EPSILON) = range(8)
 N_OPTIMIZER_HYPER = 8

@@ -22,6 +22,12 @@ cdef enum:  # losses
     LOSS_CCE = 2
     LOSS_BCE = 3
 
+cdef enum:  # scikit-learn's losses, of Engine.sklearn_epoch / sklearn_loss_grad only
+    LOSS_SK_SQUARED = 4       # 0.5 * mean over outputs of the weighted row mean of (y - p)**2
+    LOSS_SK_LOG = 5           # softmax output, p clipped to [eps, 1 - eps]
+    LOSS_SK_BINARY_LOG = 6    # logistic outputs, p clipped to [eps, 1 - eps]
+    LOSS_SK_POISSON = 7       # exp output, half Poisson deviance
+
 cdef enum:  # reductions of a loss over the batch
     RED_MEAN = 0
     RED_SUM = 1
@@ -31,6 +37,7 @@ cdef enum:  # optimizers
     OPT_ADAGRAD = 1
     OPT_RMSPROP = 2
     OPT_ADAM = 3
+    OPT_ADAM_SK = 4           # scikit-learn's Adam (eps added to sqrt(v)): sklearn_epoch only
 
 cdef enum:  # layer kinds
     KIND_DENSE = 0

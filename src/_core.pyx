@@ -11,6 +11,7 @@ The data path, from the public API down::
       _engine_chunks.pxi            row chunks of a step, on threads
       _engine_update.pxi            optimizer step, snapshot, rollback
       _engine_schedule.pxi          fit's learning-rate schedules
+      _engine_sklearn.pxi           scikit-learn's epoch and lbfgs loss/gradient
       _signals.pxi                  the clock and Ctrl-C inside fit
     src/_kernels.pxd                the nogil C routines of the passes
     src/_simd.h, _simd_body.h       their SIMD tables; BLAS dgemm
@@ -72,12 +73,17 @@ def _columns():
         "LOSS_HALF_SE": LOSS_HALF_SE,
         "LOSS_CCE": LOSS_CCE,
         "LOSS_BCE": LOSS_BCE,
+        "LOSS_SK_SQUARED": LOSS_SK_SQUARED,
+        "LOSS_SK_LOG": LOSS_SK_LOG,
+        "LOSS_SK_BINARY_LOG": LOSS_SK_BINARY_LOG,
+        "LOSS_SK_POISSON": LOSS_SK_POISSON,
         "RED_MEAN": RED_MEAN,
         "RED_SUM": RED_SUM,
         "OPT_SGD": OPT_SGD,
         "OPT_ADAGRAD": OPT_ADAGRAD,
         "OPT_RMSPROP": OPT_RMSPROP,
         "OPT_ADAM": OPT_ADAM,
+        "OPT_ADAM_SK": OPT_ADAM_SK,
         "KIND_DENSE": KIND_DENSE,
         "KIND_DROPOUT": KIND_DROPOUT,
         "FIT_DONE": FIT_DONE,
@@ -155,3 +161,4 @@ include "_engine_passes.pxi"
 include "_engine_chunks.pxi"
 include "_engine_update.pxi"
 include "_engine_schedule.pxi"
+include "_engine_sklearn.pxi"

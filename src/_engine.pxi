@@ -251,6 +251,16 @@ cdef class Engine:
                 "training diverged: the update made a parameter NaN or infinite; "
                 "the parameters were left at their last finite values")
 
+    def sklearn_epoch(self, X, Y, sw, order, Py_ssize_t batch_size, int loss, double alpha,
+                      int kind, hyper, state, double t):
+        """One epoch of scikit-learn's mini-batch loop (src/_engine_sklearn.pxi)."""
+        return _sklearn_epoch(self, X, Y, sw, order, batch_size, loss, alpha, kind, hyper,
+                              state, t)
+
+    def sklearn_loss_grad(self, X, Y, sw, int loss, double alpha):
+        """scikit-learn's loss of all rows; its gradient into grads."""
+        return _sklearn_loss_grad(self, X, Y, sw, loss, alpha)
+
     def sgd_step(self, double lr):
         """params -= lr * grads over the trainable layers (plain SGD)."""
         hyper = np.zeros(N_OPTIMIZER_HYPER)

@@ -1,0 +1,323 @@
+# Included by _core.pyx.  scikit-learn's MLP training arithmetic on the
+# Engine's layers (docs/sklearn-engine-spec.md): the mini-batches of one
+# epoch, or the loss and gradient of one batch (lbfgs), in one native call
+# with the GIL released.  The twin is cbp._reference.Engine.sklearn_epoch /
+# sklearn_loss_grad.  The passes are the engine's dense kernels
+# (kernels.dense_forward, kernels.dense_backward, kernels.activation_forward);
+# the losses, the L2 term scaled by the batch's weight sum, the derivative
+# products and the optimizers are scikit-learn's, operation for operation.
+from libc.math cimport log as c_log, exp as c_exp, sqrt as c_sqrt, pow as c_pow
+
+cdef double SK_EPS = 2.220446049250313e-16   # np.finfo(np.float64).eps
+
+
+cdef inline double _xlogy(double x, double y) noexcept nogil:
+    """scipy.special.xlogy: 0 where x == 0 (and y not NaN), else x * log(y)."""
+    if x == 0.0 and y == y:
+        return 0.0
+    return x * c_log(y)
+
+
+cdef inline double _sk_clip(double p) noexcept nogil:
+    if p < SK_EPS:
+        return SK_EPS
+    if p > 1.0 - SK_EPS:
+        return 1.0 - SK_EPS
+    return p
+
+
+cdef double _sk_loss(int loss, const double* P, const double* Y, const double* s,
+                     Py_ssize_t n, Py_ssize_t k, double S) noexcept nogil:
+    """The batch loss before L2: weighted means over rows (Σ s_i x_i / S, or
+    Σ x_i / n without weights), summed over outputs (averaged for squared)."""
+    cdef Py_ssize_t i, j
+    cdef double total = 0.0, col, x, y, p, q
+    for j in range(k):
+        col = 0.0
+        for i in range(n):
+            y = Y[i * k + j]
+            p = P[i * k + j]
+            if loss == LOSS_SK_SQUARED:
+                x = (y - p) * (y - p)
+            elif loss == LOSS_SK_LOG:
+                x = _xlogy(y, _sk_clip(p))
+            elif loss == LOSS_SK_BINARY_LOG:
+                q = _sk_clip(p)
+                x = _xlogy(y, q) + _xlogy(1.0 - y, 1.0 - q)
+            else:  # LOSS_SK_POISSON
+                x = _xlogy(y, y / p) - y + p
+            col += x * s[i] if s != NULL else x
+        total += col / S
+    if loss == LOSS_SK_SQUARED:
+        return 0.5 * (total / k)
+    if loss == LOSS_SK_POISSON:
+        return total
+    return -total
+
+
+cdef double _sk_batch(Engine e, int loss, double alpha, const double* X, const double* Y,
+                      const double* s, Py_ssize_t n, double* acts, double* d1,
+                      double* d2) noexcept nogil:
+    """Forward, loss (with L2) and gradients into e.grads for one batch."""
+    cdef Py_ssize_t l, i, j, m, off, ni, no, L = e.n_layers
+    cdef Layer* layer
+    cdef const double* inp = X
+    cdef double* A
+    cdef double* W
+    cdef double* gW
+    cdef double* gb
+    cdef double* tmp
+    cdef double S = 0.0, value, sq = 0.0, a, mx, tot
+    cdef int act
+    off = 0
+    for l in range(L):  # forward: acts holds every layer's output, back to back
+        layer = &e.layers[l]
+        ni = layer.n_in
+        no = layer.n_out
+        A = acts + off
+        kernels.dense_forward(inp, e.params + layer.w_off, e.params + layer.b_off, A, n, ni,
+                              no, e.scratch, e.scratch_cap, False)
+        m = n * no
+        if l < L - 1:
+            act = layer.act
+        elif loss == LOSS_SK_SQUARED:
+            act = ACT_IDENTITY
+        elif loss == LOSS_SK_LOG:
+            act = ACT_SOFTMAX
+        elif loss == LOSS_SK_BINARY_LOG:
+            act = ACT_SIGMOID
+        else:
+            act = -1
+        if act == -1:
+            for i in range(m):
+                A[i] = c_exp(A[i])
+        elif act != ACT_IDENTITY:
+            kernels.activation_forward(act, A, A, n, no, 0.0)
+        inp = A
+        off += m
+    if s != NULL:
+        for i in range(n):
+            S += s[i]
+    else:
+        S = <double>n
+    layer = &e.layers[L - 1]
+    no = layer.n_out
+    A = acts + off - n * no
+    value = _sk_loss(loss, A, Y, s, n, no, S)
+    for l in range(L):
+        layer = &e.layers[l]
+        W = e.params + layer.w_off
+        tot = 0.0
+        for i in range(layer.n_in * layer.n_out):
+            tot += W[i] * W[i]
+        sq += tot
+    value += (0.5 * alpha) * sq / S
+    for i in range(n * no):  # output delta (P - Y) * s, the canonical links
+        d1[i] = A[i] - Y[i]
+    if s != NULL:
+        for i in range(n):
+            for j in range(no):
+                d1[i * no + j] *= s[i]
+    for l in range(L - 1, -1, -1):
+        layer = &e.layers[l]
+        ni = layer.n_in
+        no = layer.n_out
+        off -= n * no
+        inp = X if l == 0 else acts + off - n * ni
+        W = e.params + layer.w_off
+        gW = e.grads + layer.w_off
+        gb = e.grads + layer.b_off
+        kernels.dense_backward(inp, W, d1, gW, gb, d2 if l > 0 else NULL, n, ni, no,
+                               e.scratch, e.scratch_cap, NULL)
+        for i in range(ni * no):
+            gW[i] = (gW[i] + alpha * W[i]) / S
+        for j in range(no):
+            gb[j] = gb[j] / S
+        if l > 0:
+            act = e.layers[l - 1].act
+            A = <double*>inp
+            m = n * ni
+            if act == ACT_RELU:
+                for i in range(m):
+                    if A[i] == 0.0:
+                        d2[i] = 0.0
+            elif act == ACT_SIGMOID:
+                for i in range(m):
+                    d2[i] = d2[i] * A[i]
+                    d2[i] = d2[i] * (1.0 - A[i])
+            elif act == ACT_TANH:
+                for i in range(m):
+                    a = A[i]
+                    d2[i] = d2[i] * (1.0 - a * a)
+            tmp = d1
+            d1 = d2
+            d2 = tmp
+    return value
+
+
+cdef void _sk_update(Engine e, int kind, const double* h, double* state, double t) noexcept nogil:
+    """scikit-learn's SGD (momentum, Nesterov) or Adam on every parameter."""
+    cdef Py_ssize_t i, P = e.n_params
+    cdef double* p = e.params
+    cdef const double* g = e.grads
+    cdef double lr = h[HYPER_LEARNING_RATE], mu, b1, b2, eps, lr_t, u, m, v
+    cdef double* ms
+    cdef double* vs
+    if kind == OPT_SGD:
+        mu = h[HYPER_MOMENTUM]
+        for i in range(P):
+            u = mu * state[i] - lr * g[i]
+            state[i] = u
+            if h[HYPER_NESTEROV] != 0.0:
+                u = mu * u - lr * g[i]
+            p[i] += u
+    else:  # OPT_ADAM_SK
+        b1 = h[HYPER_BETA1]
+        b2 = h[HYPER_BETA2]
+        eps = h[HYPER_EPSILON]
+        ms = state
+        vs = state + P
+        lr_t = lr * c_sqrt(1.0 - c_pow(b2, t)) / (1.0 - c_pow(b1, t))
+        for i in range(P):
+            m = b1 * ms[i] + (1.0 - b1) * g[i]
+            v = b2 * vs[i] + (1.0 - b2) * (g[i] * g[i])
+            ms[i] = m
+            vs[i] = v
+            p[i] += -lr_t * m / (c_sqrt(v) + eps)
+
+
+cdef object _sk_inputs(Engine e, X, Y, sw, int loss):
+    """X (n, n_in), Y (n, n_out) C-contiguous float64, sw None or (n,) finite >= 0,
+    the loss code, and a network of dense layers with biases, chained."""
+    cdef Py_ssize_t l
+    if not (isinstance(X, ndarray) and isinstance(Y, ndarray) and X.dtype == np.float64
+            and Y.dtype == np.float64 and X.ndim == 2 and Y.ndim == 2
+            and X.flags.c_contiguous and Y.flags.c_contiguous):
+        raise ValueError("sklearn_epoch: X and Y must be C-contiguous 2-D float64 arrays")
+    if X.shape[1] != e.n_in or Y.shape[1] != e.n_out or X.shape[0] != Y.shape[0] or X.shape[0] < 1:
+        raise ValueError("sklearn_epoch: X is (%d, %d) and Y (%d, %d); the network takes %d "
+                         "inputs and gives %d outputs" % (X.shape[0], X.shape[1], Y.shape[0],
+                                                          Y.shape[1], e.n_in, e.n_out))
+    if not (LOSS_SK_SQUARED <= loss <= LOSS_SK_POISSON):
+        raise ValueError("sklearn_epoch: bad loss code %d" % loss)
+    for l in range(e.n_layers):
+        if e.layers[l].kind != KIND_DENSE or e.layers[l].b_off < 0:
+            raise ValueError("sklearn_epoch: every layer must be dense with a bias")
+        if l < e.n_layers - 1 and e.layers[l].act not in (ACT_IDENTITY, ACT_RELU,
+                                                            ACT_SIGMOID, ACT_TANH):
+            raise ValueError("sklearn_epoch: hidden activations are identity, relu, "
+                             "sigmoid or tanh")
+    if not np.isfinite(X).all() or not np.isfinite(Y).all():
+        raise ValueError("sklearn_epoch: X and Y must be finite")
+    if sw is not None:
+        sw = np.ascontiguousarray(sw, dtype=np.float64)
+        if sw.shape != (X.shape[0],) or not np.isfinite(sw).all() or (sw < 0).any():
+            raise ValueError("sklearn_epoch: sample weights must be (n,) finite and >= 0")
+    return sw
+
+
+cdef object _sk_work(Engine e, Py_ssize_t bs):
+    cdef Py_ssize_t l, total = 0
+    for l in range(e.n_layers):
+        total += bs * e.layers[l].n_out
+    return np.empty(total), np.empty(bs * e.width), np.empty(bs * e.width)
+
+
+def _sklearn_loss_grad(Engine e, X, Y, sw, int loss, double alpha):
+    sw = _sk_inputs(e, X, Y, sw, loss)
+    cdef Py_ssize_t n = X.shape[0]
+    acts_, d1_, d2_ = _sk_work(e, n)
+    cdef double[::1] acts = acts_, d1 = d1_, d2 = d2_
+    cdef const double[:, ::1] Xv = X
+    cdef const double[:, ::1] Yv = Y
+    cdef const double[::1] sv
+    cdef const double* sp = NULL
+    cdef double value
+    if sw is not None:
+        sv = sw
+        sp = &sv[0]
+    with nogil:
+        value = _sk_batch(e, loss, alpha, &Xv[0, 0], &Yv[0, 0], sp, n, &acts[0], &d1[0],
+                          &d2[0])
+    return value
+
+
+def _sklearn_epoch(Engine e, X, Y, sw, order, Py_ssize_t batch_size, int loss, double alpha,
+                   int kind, hyper, state, double t):
+    sw = _sk_inputs(e, X, Y, sw, loss)
+    cdef Py_ssize_t n = X.shape[0], d = e.n_in, k = e.n_out, P = e.n_params
+    cdef Py_ssize_t slots = 1 if kind == OPT_SGD else 2
+    if kind != OPT_SGD and kind != OPT_ADAM_SK:
+        raise ValueError("sklearn_epoch: the optimizer is OPT_SGD or OPT_ADAM_SK")
+    if batch_size < 1:
+        raise ValueError("sklearn_epoch: batch_size must be >= 1")
+    batch_size = min(batch_size, n)
+    hyper = np.ascontiguousarray(hyper, dtype=np.float64)
+    if hyper.shape != (N_OPTIMIZER_HYPER,) or not np.isfinite(hyper).all():
+        raise ValueError("sklearn_epoch: hyper must be (N_OPTIMIZER_HYPER,) finite float64")
+    if not (isinstance(state, ndarray) and state.dtype == np.float64
+            and state.flags.c_contiguous and state.shape == (slots * P,)):
+        raise ValueError("sklearn_epoch: state must be a C-contiguous float64 array of %d"
+                         % (slots * P))
+    if order is not None:
+        order = np.ascontiguousarray(order, dtype=np.int64)
+        if order.shape != (n,) or (n and (order.min() < 0 or order.max() >= n)):
+            raise ValueError("sklearn_epoch: order must be (n,) indices in range(n)")
+    else:
+        order = np.arange(n, dtype=np.int64)
+    acts_, d1_, d2_ = _sk_work(e, batch_size)
+    xb_ = np.empty(batch_size * d)
+    yb_ = np.empty(batch_size * k)
+    sb_ = np.empty(batch_size)
+    snap_ = np.empty((1 + slots) * P)
+    cdef double[::1] acts = acts_, d1 = d1_, d2 = d2_, xb = xb_, yb = yb_, sb = sb_
+    cdef double[::1] snap = snap_, st = state
+    cdef const double[::1] hv = hyper
+    cdef const long long[::1] ov = order
+    cdef const double[:, ::1] Xv = X
+    cdef const double[:, ::1] Yv = Y
+    cdef const double[::1] sv
+    cdef const double* sp = NULL
+    cdef double total = 0.0, value = 0.0
+    cdef Py_ssize_t start = 0, nb, i, r
+    cdef int status = 0
+    if sw is not None:
+        sv = sw
+        sp = &sv[0]
+    with nogil:
+        while start < n:
+            nb = min(batch_size, n - start)
+            for i in range(nb):
+                r = ov[start + i]
+                memcpy(&xb[i * d], &Xv[r, 0], d * sizeof(double))
+                memcpy(&yb[i * k], &Yv[r, 0], k * sizeof(double))
+                if sp != NULL:
+                    sb[i] = sp[r]
+            value = _sk_batch(e, loss, alpha, &xb[0], &yb[0], &sb[0] if sp != NULL else NULL,
+                              nb, &acts[0], &d1[0], &d2[0])
+            if not isfinite(value):
+                status = 1
+                break
+            memcpy(&snap[0], e.params, P * sizeof(double))
+            memcpy(&snap[P], &st[0], slots * P * sizeof(double))
+            t += 1.0
+            _sk_update(e, kind, &hv[0], &st[0], t)
+            if not (kernels.all_finite(e.params, P, False)
+                    and kernels.all_finite(&st[0], slots * P, False)):
+                memcpy(e.params, &snap[0], P * sizeof(double))
+                memcpy(&st[0], &snap[P], slots * P * sizeof(double))
+                t -= 1.0
+                status = 2
+                break
+            total += value * nb
+            start += nb
+    if status == 1:
+        raise DivergenceError(
+            "training diverged: a batch loss was NaN or infinite (rows %d to %d of the "
+            "epoch); the parameters were left at their last finite values"
+            % (start, start + nb))
+    if status == 2:
+        raise DivergenceError(
+            "training diverged: the update made a parameter NaN or infinite; "
+            "the parameters were left at their last finite values")
+    return total, t

@@ -1441,7 +1441,7 @@ def _apply(net, op):
         elif choice == "none":
             net.optimizer = None
         elif choice == "junk":
-            net.optimizer = "sgd"
+            net.optimizer = "sgdw"  # not an optimizer's name
         else:
             other = optim.SGD(0.1, momentum=0.5)
             other._bind(net.parameters.size + 1)

@@ -206,6 +206,7 @@ def test_divergence_leaves_the_last_finite_values(which, what):
 
 
 def test_estimator_divergence_is_sklearns_value_error():
+    pytest.importorskip("sklearn")
     X = np.random.default_rng(0).normal(size=(40, 3))
     y = X.sum(axis=1)
     reg = cbp.MLPRegressor(hidden_layer_sizes=(4,), learning_rate_init=1e308, max_iter=3, random_state=0)
@@ -217,6 +218,7 @@ def test_estimator_divergence_is_sklearns_value_error():
 @pytest.mark.parametrize("solver", ["adam", "sgd"])
 def test_whole_runs_native_equal_numpy_backend(solver):
     """Ten epochs through Engine.sklearn_epoch and its twin give the same fit."""
+    pytest.importorskip("sklearn")
     import warnings
 
     from sklearn.datasets import load_iris

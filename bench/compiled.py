@@ -7,9 +7,10 @@ loop in JAX (``jax.jit`` over ``lax.fori_loop``, gradients by ``jax.grad``,
 follow the :class:`bench.peers.Peer` interface, so the harness checks their
 parameters against cbp's before timing them.
 
-Importing this module imports jax and numba when they are installed; run it
-only in the pinned process of ``bench/pinned.py``, which sets ``XLA_FLAGS``
-and the CPU affinity before the import.  A missing library makes its peers
+Importing this module imports jax and numba when they are installed and
+turns on ``jax_enable_x64``.  Time these peers only in the pinned process of
+``bench/pinned.py``, which sets ``XLA_FLAGS`` and the CPU affinity before the
+import.  A missing library makes its peers
 report themselves unavailable (the harness skips them with a note).
 """
 import numpy as np

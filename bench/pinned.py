@@ -24,7 +24,8 @@ out: the agreement run and the calibration come first) and writes the
 results as JSON.
 
 With ``--dgemm`` it only measures NumPy's single-thread 512^3 dgemm rate and
-which OpenBLAS kernel threadpoolctl reports: run.py runs that twice, once
+which OpenBLAS kernels threadpoolctl reports for NumPy's and SciPy's OpenBLAS
+(cbp calls SciPy's): run.py runs that twice, once
 with the environment it was given and once with ``OPENBLAS_CORETYPE`` and
 ``OPENBLAS_L2_SIZE`` removed (the rate users get: their machines do not pin
 the core type).
@@ -180,6 +181,7 @@ def run_peers(args):
 
 def run_dgemm(args, size=512):
     import numpy as np
+    import scipy.linalg  # noqa: F401 (loads SciPy's OpenBLAS, cbp's BLAS, for the report)
     from threadpoolctl import threadpool_info, threadpool_limits
 
     from bench.timing import autotimeit

@@ -212,6 +212,16 @@ def _pinned_cell(w, family):
     return _pinned_time(r), _fmt_speed(ratio), r["agreement"]
 
 
+def _blas_owner(pool):
+    """Which package ships a BLAS library: "NumPy", "SciPy" or its file name."""
+    path = pool.get("filepath") or ""
+    for pkg, name in (("numpy.libs", "NumPy"), ("scipy.libs", "SciPy"), ("numpy", "NumPy"),
+                      ("scipy", "SciPy")):
+        if f"/{pkg}/" in path:
+            return name
+    return os.path.basename(path) or "?"
+
+
 def dgemm_floor(compiled):
     """{workload: {setting: (floor seconds, cbp's share of the floor)}} for the
     pinned workloads that count their flops, at each measured dgemm rate."""
@@ -255,6 +265,11 @@ def compiled_section(compiled):
             nt, nr, na = _pinned_cell(w, "numba")
             cbp_t = _pinned_time(cbp) if cbp else "—"
             lines.append(f"| {w['title']} | {cbp_t} | {jt} | {jr} | {nt} | {nr} | {ja}; {na} |")
+        behind = [f"{w['name']}: {fam} takes {1 / ratio:.3g}× less time than cbp native"
+                  for w in data["workloads"] for fam, got in w["ratios"].items()
+                  if (ratio := got.get("median")) and ratio < 1]
+        if behind:
+            lines += ["", "**Where cbp is behind**: " + "; ".join(behind) + "."]
         pop = next((w for w in data["workloads"] if w["name"] == "population"), None)
         if pop:
             whole = [f"{r['peer']} {fmt_time(r['median_s'] * pop['networks'] * pop['epochs'])}"
@@ -274,10 +289,11 @@ def compiled_section(compiled):
                   "machines do not pin the core type; the second rate is what they get.  Only "
                   "this benchmark unsets them; tests and CI never do.", "",
                   "| Setting | OPENBLAS_CORETYPE | OPENBLAS_L2_SIZE | GFLOP/s | GFLOP/s (CPU "
-                  "time) | Runs | OpenBLAS kernel (internal_api, architecture) |",
+                  "time) | Runs | BLAS kernels (threadpoolctl internal_api, version, "
+                  "architecture; cbp calls SciPy's) |",
                   "|---|---|---|---:|---:|---|---|"]
         for d in dg:
-            kern = "; ".join(f"{b.get('internal_api')} {b.get('version')}, "
+            kern = "; ".join(f"{_blas_owner(b)}: {b.get('internal_api')} {b.get('version')}, "
                              f"{b.get('architecture')}" for b in d.get("blas") or []) or "?"
             env = d.get("env") or {}
             lines.append(f"| {d['setting']} | {env.get('OPENBLAS_CORETYPE') or 'unset'} | "

@@ -189,14 +189,18 @@ def test_ratios_are_medians_of_per_round_ratios():
 
 def test_dgemm_floor_is_flops_at_the_rate_over_cbp_time():
     compiled = {
-        "dgemm": [{"setting": "as given", "gflops": 50.0}, {"setting": "unset", "gflops": 80.0}],
+        "dgemm": [{"setting": "as given", "gflops": 50.0, "gflops_cpu": 100.0},
+                  {"setting": "unset", "gflops": 80.0, "gflops_cpu": 80.0}],
         "pinned": {"workloads": [
-            {"name": "B", "flops": 1e6, "results": [{"family": "cbp", "median_s": 40e-6}]},
-            {"name": "A", "flops": None, "results": [{"family": "cbp", "median_s": 1e-7}]},
+            {"name": "B", "flops": 1e6,
+             "results": [{"family": "cbp", "median_s": 40e-6, "cpu_median_s": 25e-6}]},
+            {"name": "A", "flops": None,
+             "results": [{"family": "cbp", "median_s": 1e-7, "cpu_median_s": 1e-7}]},
         ]},
     }
     floors = dgemm_floor(compiled)
     assert set(floors) == {"B"}
-    # 1 MFLOP at 50 GFLOP/s = 20 µs, half of cbp's 40 µs; at 80 GFLOP/s 12.5 µs
-    assert floors["B"]["as given"] == pytest.approx((20e-6, 0.5))
-    assert floors["B"]["unset"] == pytest.approx((12.5e-6, 0.3125))
+    # 1 MFLOP at 50 GFLOP/s = 20 µs, half of cbp's 40 µs; by CPU time, 10 µs of 25 µs.
+    # At 80 GFLOP/s: 12.5 µs, of 40 µs and of 25 µs.
+    assert floors["B"]["as given"] == pytest.approx((20e-6, 0.5, 0.4))
+    assert floors["B"]["unset"] == pytest.approx((12.5e-6, 0.3125, 0.5))

@@ -7,12 +7,16 @@ loop in JAX (``jax.jit`` over ``lax.fori_loop``, gradients by ``jax.grad``,
 follow the :class:`bench.peers.Peer` interface, so the harness checks their
 parameters against cbp's before timing them.
 
-Importing this module imports jax and numba when they are installed and
-turns on ``jax_enable_x64``.  Time these peers only in the pinned process of
-``bench/pinned.py``, which sets ``XLA_FLAGS`` and the CPU affinity before the
-import.  A missing library makes its peers
+Importing this module imports numba when it is installed; jax is imported
+(and ``jax_enable_x64`` turned on) when a JAX peer is first reset, by
+:func:`load_jax`.  Once JAX has run, the process must not fork (JAX's
+threads): the tests run the JAX peers in a subprocess.  Time these peers only
+in the pinned process of ``bench/pinned.py``, which sets ``XLA_FLAGS`` and
+the CPU affinity before jax is imported.  A missing library makes its peers
 report themselves unavailable (the harness skips them with a note).
 """
+import importlib.util
+
 import numpy as np
 
 import cbp
@@ -20,23 +24,37 @@ import cbp
 from .peers import Peer
 
 try:
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
-    import jax.numpy as jnp
-    from jax import lax
-except ImportError:
-    jax = None
-
-try:
     import numba
     from numba import njit
 except ImportError:
     numba = None
 
+#: jax, jax.numpy and jax.lax once load_jax has run
+jax = jnp = lax = None
+HAVE_JAX = importlib.util.find_spec("jax") is not None
+NO_JAX = "jax not installed (pip install 'cbp[peers]')"
+
+
+def load_jax():
+    """Import jax (float64 on) into this module's globals; returns jax."""
+    global jax, jnp, lax
+    if jax is None:
+        import jax as _jax
+
+        _jax.config.update("jax_enable_x64", True)
+        import jax.numpy as _jnp
+        from jax import lax as _lax
+
+        jax, jnp, lax = _jax, _jnp, _lax
+    return jax
+
 
 def jax_version():
-    return None if jax is None else jax.__version__
+    if not HAVE_JAX:
+        return None
+    from importlib.metadata import version
+
+    return version("jax")
 
 
 def numba_version():
@@ -144,10 +162,11 @@ class JaxPeer(Peer):
         self._run = None
 
     def unavailable(self):
-        return None if jax is not None else "jax not installed (pip install 'cbp[peers]')"
+        return None if HAVE_JAX else NO_JAX
 
     def reset(self):
         if self._run is None:
+            load_jax()
             self._run = jax.jit(_jax_trainer(self.problem))
             self._X, self._y = _jax_arrays(self.problem)
         self.state = _jax_params(self.problem.init)
@@ -412,10 +431,11 @@ class JaxPopulationPeer(_PopulationPeer):
         self._run = None
 
     def unavailable(self):
-        return None if jax is not None else "jax not installed (pip install 'cbp[peers]')"
+        return None if HAVE_JAX else NO_JAX
 
     def reset(self):
         if self._run is None:
+            load_jax()
             self._run = jax.jit(jax.vmap(_jax_trainer(self.problem), in_axes=(0, None, None, None)))
             self._X, self._y = _jax_arrays(self.problem)
         stacked = [

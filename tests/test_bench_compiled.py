@@ -4,9 +4,13 @@ Each compiled peer is compared with cbp native over a few epochs from the
 same initial weights (the check the benchmark makes before timing), and the
 numba loops are also checked against an independent NumPy computation of the
 same updates.  Skipped where jax or numba is not installed (the "peers" extra).
-No time is measured here.
+The JAX peers run in one subprocess: once JAX has run, a process must not
+fork, and other tests of the suite fork.  No time is measured here.
 """
+import json
+import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +30,7 @@ from bench.pinned import ratios  # noqa: E402
 from bench.report import dgemm_floor  # noqa: E402
 
 needs_native = pytest.mark.skipif(not cbp.native_available(), reason="native core not loaded")
-needs_jax = pytest.mark.skipif(C.jax is None, reason="jax not installed")
+needs_jax = pytest.mark.skipif(not C.HAVE_JAX, reason="jax not installed")
 needs_numba = pytest.mark.skipif(C.numba is None, reason="numba not installed")
 
 
@@ -77,39 +81,72 @@ def test_numba_peer_agrees_with_cbp(case):
     assert_agree(trained(C.NumbaPeer(p, kind), epochs), trained(CbpPeer(p, "native"), epochs))
 
 
-@needs_native
-@needs_jax
-@pytest.mark.parametrize("case", CASES)
-def test_jax_peer_agrees_with_cbp(case):
-    make, _, epochs = CASES[case]
-    p = make()
-    assert_agree(trained(C.JaxPeer(p), epochs), trained(CbpPeer(p, "native"), epochs))
+# The JAX checks, run in a subprocess that prints one JSON object:
+# {check: [agrees, max relative difference] or an error message}.
+JAX_CHECKS = textwrap.dedent("""
+    import json, sys
+    sys.path.insert(0, sys.argv[1])
+    sys.path.append(sys.argv[2])
+    import test_bench_compiled as T
+    from bench import compiled as C
+    from bench.peers import CbpPeer, compare_params
 
-
-@needs_native
-@needs_jax
-def test_jax_peer_trains_in_equal_minibatches():
-    p = softmax_problem(n=40)
+    out = {}
+    for case, (make, _, epochs) in T.CASES.items():
+        p = make()
+        out[case] = compare_params(T.trained(C.JaxPeer(p), epochs),
+                                   T.trained(CbpPeer(p, "native"), epochs))
+    p = T.softmax_problem(n=40)
     p.batch_size = 8
-    assert_agree(trained(C.JaxPeer(p), 3), trained(CbpPeer(p, "native"), 3))
-
-
-@needs_jax
-def test_jax_peer_refuses_unequal_batches():
-    p = softmax_problem(n=40)
+    out["minibatches"] = compare_params(T.trained(C.JaxPeer(p), 3),
+                                        T.trained(CbpPeer(p, "native"), 3))
+    pop = C.Population(T.xor_problem(), 5)
+    got = T.trained(C.JaxPopulationPeer(pop), 40)
+    out["population"] = compare_params(got, T.trained(C.CbpPopulationPeer(pop), 40))
+    out["population_size"] = len(got)
     p.batch_size = 7
-    with pytest.raises(ValueError, match="equal size"):
+    try:
         C.JaxPeer(p).reset()
+        out["unequal_batches"] = "no error"
+    except ValueError as exc:
+        out["unequal_batches"] = str(exc)
+    print(json.dumps(out))
+""")
+
+
+@pytest.fixture(scope="module")
+def jax_checks():
+    proc = subprocess.run([sys.executable, "-c", JAX_CHECKS, str(Path(__file__).parent),
+                           str(ROOT)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @needs_native
-@pytest.mark.parametrize("peer", ["jax", "numba"])
-def test_population_peers_agree_with_cbp_one_by_one(peer):
-    cls = {"jax": C.JaxPopulationPeer, "numba": C.NumbaPopulationPeer}[peer]
-    if getattr(C, peer) is None:
-        pytest.skip(f"{peer} not installed")
+@needs_jax
+@pytest.mark.parametrize("check", [*CASES, "minibatches", "population"])
+def test_jax_peer_agrees_with_cbp(jax_checks, check):
+    ok, rel = jax_checks[check]
+    assert ok, rel
+
+
+@needs_native
+@needs_jax
+def test_jax_population_holds_every_network(jax_checks):
+    assert jax_checks["population_size"] == 2 * 5
+
+
+@needs_native
+@needs_jax
+def test_jax_peer_refuses_unequal_batches(jax_checks):
+    assert "equal size" in jax_checks["unequal_batches"]
+
+
+@needs_native
+@needs_numba
+def test_numba_population_agrees_with_cbp_one_by_one():
     pop = C.Population(xor_problem(), 5)
-    got = trained(cls(pop), 40)
+    got = trained(C.NumbaPopulationPeer(pop), 40)
     ref = trained(C.CbpPopulationPeer(pop), 40)
     assert len(got) == 2 * 5
     assert_agree(got, ref)

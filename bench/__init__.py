@@ -6,4 +6,6 @@ harness.py  check agreement, then time, a list of peers
 workloads.py  the five workloads
 report.py   machine info, markdown, JSON and the sweep plot
 run.py      the command line
+compiled.py the JAX and numba peers (pinned.py times them; tests check them)
+pinned.py   the one-thread JAX/numba comparison, in a process pinned to one CPU
 """

@@ -51,7 +51,7 @@ class PeerResult:
     workload: str
     peer: str
     threads: str
-    family: str  # "cbp", "seed", "numpy" (lean loop), "torch", "sklearn": for ratios and notes
+    family: str  # "cbp", "seed", "numpy" (lean loop), "torch", "sklearn", "jax", "numba"
     status: str = "ok"  # "ok", "skipped" or "error"
     note: str = ""
     agreement: str = ""  # "reference", "ok", "DISAGREES", "n/a (...)", "error"
@@ -80,6 +80,8 @@ class PeerResult:
 
 
 def family_of(peer):
+    if getattr(peer, "family", None):
+        return peer.family  # the compiled peers name theirs ("cbp", "jax", "numba")
     name = type(peer).__name__
     if getattr(peer, "lean", False):
         return "numpy"  # shown beside the seed loop, not the ratios' reference

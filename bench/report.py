@@ -195,6 +195,143 @@ def _online_section(w):
 
 
 # ---------------------------------------------------------------------------
+# JAX and numba, pinned to one CPU (bench/pinned.py)
+# ---------------------------------------------------------------------------
+def _pinned_time(r):
+    return fmt_time(r["median_s"]) if r.get("status") == "ok" and r.get("median_s") else "—"
+
+
+def _pinned_cell(w, family):
+    """'time (ratio×)' of one peer family in one pinned workload, or its status."""
+    r = next((r for r in w["results"] if r["family"] == family), None)
+    if r is None:
+        return "not run", "—", "—"
+    if r["status"] != "ok":
+        return f"{r['status']} ({r['note']})" if r["note"] else r["status"], "—", r["agreement"]
+    ratio = (w["ratios"].get(family) or {}).get("median")
+    return _pinned_time(r), _fmt_speed(ratio), r["agreement"]
+
+
+def _blas_owner(pool):
+    """Which package ships a BLAS library: "NumPy", "SciPy" or its file name."""
+    path = pool.get("filepath") or ""
+    for pkg, name in (("numpy.libs", "NumPy"), ("scipy.libs", "SciPy"), ("numpy", "NumPy"),
+                      ("scipy", "SciPy")):
+        if f"/{pkg}/" in path:
+            return name
+    return os.path.basename(path) or "?"
+
+
+def dgemm_floor(compiled):
+    """{workload: {setting: (floor seconds, cbp's share, cbp's share by CPU time)}}
+    for the pinned workloads that count their flops, at each measured dgemm
+    rate.  The share is floor / cbp time; by CPU time, both the rate and cbp's
+    time are process CPU times, which do not grow while another process holds
+    the CPU (the rate and cbp's time are measured at different moments)."""
+    out = {}
+    rates = {d["setting"]: (d["gflops"], d.get("gflops_cpu")) for d in compiled.get("dgemm") or []}
+    for w in (compiled.get("pinned") or {}).get("workloads", []):
+        cbp = next((r for r in w["results"] if r["family"] == "cbp" and r.get("median_s")), None)
+        if not w.get("flops") or cbp is None:
+            continue
+        by = {}
+        for k, (g, g_cpu) in rates.items():
+            floor = w["flops"] / (g * 1e9)
+            cpu = (w["flops"] / (g_cpu * 1e9) / cbp["cpu_median_s"]
+                   if g_cpu and cbp.get("cpu_median_s") else None)
+            by[k] = (floor, floor / cbp["median_s"], cpu)
+        out[w["name"]] = by
+    return out
+
+
+def compiled_section(compiled):
+    """The markdown of the JAX/numba comparison and the dgemm rates."""
+    data = compiled.get("pinned")
+    lines = ["## JAX and numba, one thread, one CPU", ""]
+    if data:
+        s = data["settings"]
+        lines += [
+            f"Run by `bench/pinned.py` in a subprocess pinned to CPU {data['cpu']} "
+            f"(`os.sched_setaffinity`), `XLA_FLAGS={data['xla_flags']}` and "
+            f"`NUMBA_NUM_THREADS=1` set before jax and numba are imported, threadpoolctl's "
+            f"one-thread limit for BLAS/OpenMP; JAX {data['jax'] or 'not installed'}, numba "
+            f"{data['numba'] or 'not installed'}, float64 throughout.  Every peer trains from "
+            f"cbp's initial weights and must agree with cbp native (rtol 1e-9) before it is "
+            f"timed; the agreement run and the calibration come first, so JIT compilation is not "
+            f"timed.  Ratio = peer time / cbp time (> 1: cbp is faster), the median over "
+            f"{s['repeats']} interleaved rounds of the ratio within each round.  The machine is "
+            f"shared: absolute times are only indicative, the side-by-side ratios are what "
+            f"this measures.",
+            "",
+            "| Workload | cbp native | JAX | JAX / cbp | numba | numba / cbp | Agreement "
+            "(JAX; numba) |",
+            "|---|---:|---:|---:|---:|---:|---|",
+        ]
+        for w in data["workloads"]:
+            cbp = next((r for r in w["results"] if r["family"] == "cbp"), None)
+            jt, jr, ja = _pinned_cell(w, "jax")
+            nt, nr, na = _pinned_cell(w, "numba")
+            cbp_t = _pinned_time(cbp) if cbp else "—"
+            lines.append(f"| {w['title']} | {cbp_t} | {jt} | {jr} | {nt} | {nr} | {ja}; {na} |")
+        behind = [f"{w['name']}: {fam} takes {1 / ratio:.3g}× less time than cbp native"
+                  for w in data["workloads"] for fam, got in w["ratios"].items()
+                  if (ratio := got.get("median")) and ratio < 1]
+        if behind:
+            lines += ["", "**Where cbp is behind**: " + "; ".join(behind) + "."]
+        pop = next((w for w in data["workloads"] if w["name"] == "population"), None)
+        if pop:
+            whole = [f"{r['peer']} {fmt_time(r['median_s'] * pop['networks'] * pop['epochs'])}"
+                     for r in pop["results"] if r.get("median_s")]
+            lines += ["", f"The population ({pop['networks']} networks × {pop['epochs']} epochs) "
+                          f"in all: " + ", ".join(whole) + ".  cbp fits the networks one by one "
+                          "(`cbp.fit_many` does not exist yet); JAX runs them as one `vmap`."]
+    else:
+        lines += ["Not run (see the notes)."]
+    dg = compiled.get("dgemm") or []
+    if dg:
+        lines += ["", "### The single-thread dgemm rate and the floor", "",
+                  "NumPy's 512³ dgemm at one thread on the pinned CPU, each setting in its own "
+                  "subprocess (alternately, the median of its runs): the environment as the "
+                  "bench was given it, and with `OPENBLAS_CORETYPE` and `OPENBLAS_L2_SIZE` "
+                  "unset, so that OpenBLAS picks its kernels for the CPU it finds.  Users' "
+                  "machines do not pin the core type; the second rate is what they get.  Only "
+                  "this benchmark unsets them; tests and CI never do.", "",
+                  "| Setting | OPENBLAS_CORETYPE | OPENBLAS_L2_SIZE | GFLOP/s | GFLOP/s (CPU "
+                  "time) | Runs | BLAS kernels (threadpoolctl internal_api, version, "
+                  "architecture; cbp calls SciPy's) |",
+                  "|---|---|---|---:|---:|---|---|"]
+        for d in dg:
+            kern = "; ".join(f"{_blas_owner(b)}: {b.get('internal_api')} {b.get('version')}, "
+                             f"{b.get('architecture')}" for b in d.get("blas") or []) or "?"
+            env = d.get("env") or {}
+            lines.append(f"| {d['setting']} | {env.get('OPENBLAS_CORETYPE') or 'unset'} | "
+                         f"{env.get('OPENBLAS_L2_SIZE') or 'unset'} | {d['gflops']:.1f} | "
+                         f"{d['gflops_cpu']:.1f} | "
+                         f"{', '.join(f'{g:.1f}' for g in d['runs'])} | {kern} |")
+        floors = dgemm_floor(compiled)
+        if floors:
+            lines += ["", "The floor of a workload is the time its matrix products take at "
+                          "the dgemm rate (the FLOPs of X@W, X.T@dZ and dZ@W.T, as in the MNIST "
+                          "section); cbp's share is floor / cbp time (100%: cbp runs at dgemm "
+                          "speed), by wall-clock time and, in parentheses, by CPU time (the rate "
+                          "and cbp's time are taken at different moments, so on a busy machine "
+                          "the CPU-time share is the one to read).", "",
+                      "| Workload | MFLOP | " + " | ".join(
+                          f"floor ({d['setting']}) | cbp's share (CPU time)" for d in dg) + " |",
+                      "|---|---:|" + "---:|---:|" * len(dg)]
+            for name, by in floors.items():
+                w = next(w for w in data["workloads"] if w["name"] == name)
+                cells = []
+                for d in dg:
+                    if d["setting"] in by:
+                        floor, share, cpu = by[d["setting"]]
+                        cpu = "—" if cpu is None else f"{100 * cpu:.0f}%"
+                        cells.append(f"{fmt_time(floor)} | {100 * share:.0f}% ({cpu})")
+                lines.append(f"| {name} | {w['flops'] / 1e6:.2f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
 # sweep
 # ---------------------------------------------------------------------------
 def sweep_tables(cells, widths, batches):
@@ -362,7 +499,7 @@ def _load(avg):
 
 
 def render_markdown(machine, settings, command, workloads, cells, linear, widths, batches,
-                    extra_notes, start_load=None, plot=True):
+                    extra_notes, start_load=None, plot=True, compiled=None):
     m = machine
     out = [
         "# cbp benchmark results",
@@ -407,6 +544,8 @@ def render_markdown(machine, settings, command, workloads, cells, linear, widths
             out += [_mnist_section(w), ""]
         if w["name"] == "seed000-online":
             out += [_online_section(w), ""]
+    if compiled:
+        out += [compiled_section(compiled), ""]
     if cells:
         out += ["## Sweep: hidden width × batch size", "", sweep_tables(cells, widths, batches),
                 ""] + (["![sweep](sweep.png)", ""] if plot else [])
@@ -434,7 +573,7 @@ def _jsonable(o):
     return str(o)
 
 
-def write_json(path, machine, settings, command, workloads, cells, linear):
+def write_json(path, machine, settings, command, workloads, cells, linear, compiled=None):
     data = {
         "command": command,
         "machine": machine,
@@ -444,5 +583,6 @@ def write_json(path, machine, settings, command, workloads, cells, linear):
                                   "notes": w["notes"]} for w in workloads},
         "sweep": cells,
         "linear_growth": linear,
+        "compiled_peers": compiled,
     }
     Path(path).write_text(json.dumps(data, indent=1, default=_jsonable) + "\n")

@@ -10,22 +10,37 @@ after checking that every peer computes the same parameters.  Writes
 ``bench/results/``) and prints the markdown report.
 
 Workloads (``--only``): xor, spiral, mnist, seed000, sweep (the sweep also
-measures linear growth in epochs and samples).  ``--quick`` is a smoke test:
-every workload with tiny repeat counts, well under a minute.
+measures linear growth in epochs and samples), and jax, numba: the one-thread
+comparison with JAX and numba on workloads A-D and a population of XOR
+networks, which runs in a subprocess pinned to one CPU (``bench/pinned.py``),
+with the single-thread dgemm rate measured in two more subprocesses (the
+environment as given, and without ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE``).
+``--quick`` is a smoke test: every workload with tiny repeat counts, well
+under a minute.
 """
 import argparse
+import importlib.util
+import json
 import os
 import shlex
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
-#: --only names; workloads.TABLE_WORKLOADS holds all but "sweep" (NumPy must not be
-#: imported before _limit_blas_by_env, so the list is repeated here).
-ALL_NAMES = ("xor", "spiral", "mnist", "seed000", "sweep")
+#: --only names; workloads.TABLE_WORKLOADS holds all but "sweep" and the pinned
+#: peers (NumPy must not be imported before _limit_blas_by_env, so the list is
+#: repeated here).
+ALL_NAMES = ("xor", "spiral", "mnist", "seed000", "sweep", "jax", "numba")
+PINNED_NAMES = ("jax", "numba")
+#: the variables with which a machine can pin OpenBLAS's kernel choice; the
+#: "real" dgemm rate is measured without them
+OPENBLAS_PINS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
 def parse_args(argv=None):
@@ -65,6 +80,59 @@ def _limit_blas_by_env(threads):
     return None
 
 
+def _pinned(script_args, env, timeout):
+    """Run bench/pinned.py with script_args; (its JSON result, None) or (None, why not)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "pinned.json"
+        cmd = [sys.executable, str(HERE / "pinned.py"), "--out-json", str(out), *script_args]
+        try:
+            proc = subprocess.run(cmd, env=env, timeout=timeout, stdout=None, stderr=None)
+        except subprocess.TimeoutExpired:
+            return None, f"{shlex.join(cmd[1:])} took longer than {timeout} s"
+        if proc.returncode != 0 or not out.exists():
+            return None, f"{shlex.join(cmd[1:])} failed with status {proc.returncode}"
+        return json.loads(out.read_text()), None
+
+
+def run_pinned(names, quick, notes):
+    """The JAX/numba comparison and the dgemm rates, each in a pinned subprocess.
+
+    Returns {"pinned": results or None, "dgemm": [as given, unpinned kernels]}."""
+    wanted = [n for n in PINNED_NAMES if n in names]
+    missing = [n for n in wanted if importlib.util.find_spec(n) is None]
+    for n in missing:
+        notes.append(f"{n} is not installed: its peers are skipped (pip install 'cbp[peers]')")
+    present = [n for n in wanted if n not in missing]
+    result = {"pinned": None, "dgemm": []}
+    timeout = 600 if quick else 3600
+    if present:
+        print(f"[pinned] {', '.join(present)} beside cbp native, one thread, one CPU "
+              f"(bench/pinned.py)", flush=True)
+        data, why = _pinned(["--peers", *present] + (["--quick"] if quick else []),
+                            dict(os.environ), timeout)
+        if why:
+            notes.append(f"the pinned JAX/numba run did not finish: {why}")
+        result["pinned"] = data
+    # The dgemm rate, as the environment has it and without the variables that
+    # pin OpenBLAS's core type, alternately (pairs of runs) on the same CPU.
+    unpinned = {k: v for k, v in os.environ.items() if k not in OPENBLAS_PINS}
+    runs = {"as given": [], "unset": []}
+    for _ in range(1 if quick else 2):
+        for key, env in (("as given", dict(os.environ)), ("unset", unpinned)):
+            data, why = _pinned(["--dgemm"] + (["--quick"] if quick else []), env, timeout)
+            if why:
+                notes.append(f"dgemm rate ({key}): {why}")
+            elif data:
+                runs[key].append(data)
+    for key, got in runs.items():
+        if got:
+            result["dgemm"].append({
+                **got[0], "setting": key, "runs": [d["gflops"] for d in got],
+                "gflops": statistics.median(d["gflops"] for d in got),
+                "gflops_cpu": statistics.median(d["gflops_cpu"] for d in got)})
+    return result
+
+
 def main(argv=None):
     args = parse_args(argv)
     setup_notes = [n for n in [_limit_blas_by_env(args.threads)] if n]
@@ -77,7 +145,7 @@ def main(argv=None):
     from bench.harness import Settings
     from bench.timing import torch
 
-    assert set(W.TABLE_WORKLOADS) | {"sweep"} == set(ALL_NAMES)
+    assert set(W.TABLE_WORKLOADS) | {"sweep", *PINNED_NAMES} == set(ALL_NAMES)
 
     if torch is None:
         setup_notes.append("torch is not installed: its peers are skipped "
@@ -102,6 +170,10 @@ def main(argv=None):
                                                                     "cpu_seconds")
                 workloads.append(w)
 
+    compiled = None
+    if any(n in names for n in PINNED_NAMES):
+        compiled = run_pinned(names, args.quick, setup_notes)
+
     cells, linear, plotted = [], [], False
     if "sweep" in names:
         cells = W.run_sweep(settings)
@@ -116,10 +188,11 @@ def main(argv=None):
     machine["load_average_at_start"] = start_load
     md = report.render_markdown(machine, settings, command, workloads, cells, linear,
                                 W.SWEEP_WIDTHS, W.SWEEP_BATCHES, setup_notes, start_load,
-                                plotted)
+                                plotted, compiled)
     md += f"\nTotal benchmark time: {time.perf_counter() - t0:.0f} s.\n"
     (out / "results.md").write_text(md)
-    report.write_json(out / "results.json", machine, settings, command, workloads, cells, linear)
+    report.write_json(out / "results.json", machine, settings, command, workloads, cells, linear,
+                      compiled)
     print()
     print(md)
     print(f"wrote {out / 'results.md'}, {out / 'results.json'}"

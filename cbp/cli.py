@@ -1,6 +1,6 @@
 """The ``cbp`` command line.
 
-    cbp [demo] [--epochs N] [--lr LR] [--seed S]   train the XOR seed, native vs NumPy
+    cbp [demo] [--epochs N] [--lr LR] [--seed S]   train the XOR tutorial, native vs NumPy
     cbp --version
     cbp info                                       versions, native core, SIMD, OpenMP, BLAS
     cbp train DATA.csv --target COLUMN [...]       train a network on a CSV file
@@ -500,7 +500,7 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"cbp {cbp.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("demo", help="train the XOR seed on each backend and compare (default)",
+    p = sub.add_parser("demo", help="train the XOR tutorial on each backend and compare (default)",
                        description="Train seed 004's XOR network (2-4-1 sigmoid) on the native "
                        "core and the NumPy twin, from the same weights, and compare.")
     _add_demo_options(p)

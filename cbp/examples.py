@@ -40,7 +40,7 @@ class Example:
 
 
 def _seed000(backend=None):
-    """Seed 000: 1-1-1, ReLU hidden node, linear output, J = ½(y − y_target)²,
+    """Tutorial 000: 1-1-1, ReLU hidden node, linear output, J = ½(y − y_target)²,
     the first training pair (2, 2) and learning rate 0.1."""
     hidden = Dense(1, 1, "relu", weights=[[0.5]], bias=[0.2])  # w, b
     output = Dense(1, 1, "identity", weights=[[0.3]], bias=[0.1])  # v, c
@@ -49,7 +49,7 @@ def _seed000(backend=None):
 
 
 def _seed001(backend=None):
-    """Seed 001: 2-2-1 ReLU, loss (pred − true)², input (1, 0), true value 2,
+    """Tutorial 001: 2-2-1 ReLU, loss (pred − true)², input (1, 0), true value 2,
     LR 0.01.  node1 = relu(input1·w1 + input2·w3 + bias1), node2 =
     relu(input1·w2 + input2·w4 + bias2): W1 = [[w1, w2], [w3, w4]]."""
     hidden = Dense(2, 2, "relu", weights=[[1.0, 0.5], [1.0, -0.5]], bias=[0.5, 0.0])
@@ -59,7 +59,7 @@ def _seed001(backend=None):
 
 
 def _seed002(backend=None):
-    """Seed 002: the exercise, 2-2-1 ReLU without biases, Loss = ½(y − y_actual)²,
+    """Tutorial 002: the exercise, 2-2-1 ReLU without biases, Loss = ½(y − y_actual)²,
     x = (1, −1), y_actual = 0, η = 0.1.  x3 = x1·w13 + x2·w23, x4 = x1·w14 +
     x2·w24: W1 = [[w13, w14], [w23, w24]], W2 = [[w35], [w45]]."""
     hidden = Dense(2, 2, "relu", use_bias=False, weights=[[2.0, 1.0], [-3.0, 4.0]])
@@ -69,7 +69,7 @@ def _seed002(backend=None):
 
 
 def _seed003(backend=None):
-    """Seed 003's single neuron: 3 inputs, ReLU, Loss = ReLU(...)², weights
+    """Tutorial 003's single neuron: 3 inputs, ReLU, Loss = ReLU(...)², weights
     (−3, −1, 2), bias 1, inputs (1, −2, 3), target 0, learning rate 0.001."""
     neuron = Dense(3, 1, "relu", weights=[[-3.0], [-1.0], [2.0]], bias=[1.0])
     net = Network([neuron], loss="squared_error", backend=backend)
@@ -77,7 +77,7 @@ def _seed003(backend=None):
 
 
 def _seed004(backend=None):
-    """Seed 004: XOR, 2-4-1 sigmoid without biases, full batch, the update of
+    """Tutorial 004: XOR, 2-4-1 sigmoid without biases, full batch, the update of
     ½Σ(y − output)², learning rate 0.1; the weights are U[0, 1) draws (the
     seed's np.random.uniform), here from np.random.default_rng(0)."""
     rng = np.random.default_rng(0)
@@ -109,21 +109,21 @@ def _mazur(backend=None):
 
 
 EXAMPLES = {
-    "000": Example("000", "Seed 000: 1-1-1 ReLU regression, one per-example step on (2, 2)",
+    "000": Example("000", "Tutorial 000: 1-1-1 ReLU regression, one per-example step on (2, 2)",
                    _seed000,
                    {"x1": "x", "w1": "w", "bias1": "b", "z_h1": "z", "h1": "h", "w2": "v",
                     "bias2": "c", "z": "z_out", "ŷ": "y", "y": "y_target", "L": "J"}),
-    "001": Example("001", "Seed 001: a 2-2-1 ReLU network worked by hand (dL/dw5 = 1.5)",
+    "001": Example("001", "Tutorial 001: a 2-2-1 ReLU network worked by hand (dL/dw5 = 1.5)",
                    _seed001),
-    "002": Example("002", "Seed 002: the 2-2-1 ReLU exercise without biases (w13 .. w45)",
+    "002": Example("002", "Tutorial 002: the 2-2-1 ReLU exercise without biases (w13 .. w45)",
                    _seed002,
                    {"w1": "w13", "w2": "w14", "w3": "w23", "w4": "w24", "w5": "w35",
                     "w6": "w45", "z_h1": "x3", "z_h2": "x4", "h1": "y3", "h2": "y4",
                     "z": "x5", "ŷ": "y5", "y": "y_actual"}),
-    "003": Example("003", "Seed 003: nnfs's single ReLU neuron, loss = output²", _seed003,
+    "003": Example("003", "Tutorial 003: nnfs's single ReLU neuron, loss = output²", _seed003,
                    {"x1": "x0", "x2": "x1", "x3": "x2", "w1": "w0", "w2": "w1", "w3": "w2",
                     "bias1": "b0"}),
-    "004": Example("004", "Seed 004: XOR with a 2-4-1 sigmoid network, one full-batch step",
+    "004": Example("004", "Tutorial 004: XOR with a 2-4-1 sigmoid network, one full-batch step",
                    _seed004),
     "mazur": Example("mazur", "Mazur's step-by-step example: 2-2-2 sigmoid, E = Σ ½(t − o)², "
                      "lr 0.5", _mazur,

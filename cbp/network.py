@@ -5,6 +5,7 @@ The data path is: this module (the API) -> ``_validation`` (every input is
 checked and converted here) -> the engine of the chosen backend (``cbp._core``
 or its NumPy twin ``cbp._reference``) -> the kernels.
 """
+import contextlib
 import math
 
 import numpy as np
@@ -745,24 +746,13 @@ class Network:
             layer._network = self
 
 
-class _training_with:
-    """``with _training_with(opt):`` holds an optimizer's guard for training
-    (nothing for None), so that two networks cannot train with one optimizer
-    at the same time."""
+def _training_with(opt):
+    """The optimizer's guard, taken for training (nothing for None), so that
+    two networks cannot train with one optimizer at the same time."""
+    return _NO_GUARD if opt is None else opt._guard.training
 
-    __slots__ = ("opt",)
 
-    def __init__(self, opt):
-        self.opt = opt
-
-    def __enter__(self):
-        if self.opt is not None:
-            self.opt._guard.enter(True)
-
-    def __exit__(self, *exc):
-        if self.opt is not None:
-            self.opt._guard.exit()
-        return False
+_NO_GUARD = contextlib.nullcontext()
 
 
 #: the output activation each cross-entropy loss needs

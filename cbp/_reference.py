@@ -592,6 +592,11 @@ class Engine:
                                      h[C.LAYER_BIAS_L1], h[C.LAYER_BIAS_L2])
         return value + self._penalties()
 
+    @property
+    def cached_rows(self):
+        """Rows of the cached forward pass; 0 when there is none."""
+        return 0 if self._cache is None else self._cache[-1][2].shape[0]
+
     @_quiet
     def backward(self, Y):
         """Fill the gradient buffer for target Y (n, n_out); return the loss.

@@ -360,6 +360,10 @@ class Network:
         ``lr`` works as in :meth:`step` (default: the network's optimizer,
         else plain SGD with lr 0.1).
 
+        An X that is not finite raises ValueError, and may also drop the
+        cached forward pass (its input buffer was being overwritten): call
+        :meth:`forward` again before a :meth:`backward`.
+
         Returns
         -------
         float
@@ -384,6 +388,8 @@ class Network:
             if value is not None:
                 self._batch = len(X)
                 return value
+            if self._engine.cached_rows == 0:
+                self._batch = None  # a non-finite X overwrote the cached forward's input
         X = V.as_matrix(X, "X", self.n_inputs)
         Y = V.as_targets(y, X.shape[0], self.n_outputs, self._loss)
         if lr is not None:

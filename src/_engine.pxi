@@ -224,6 +224,11 @@ cdef class Engine:
         cdef Py_ssize_t off = out - &buf[0]
         return np.asarray(buf)[off:off + n * self.n_out].reshape(n, self.n_out).copy()
 
+    @property
+    def cached_rows(self):
+        """Rows of the cached forward pass; 0 when there is none."""
+        return self.rows
+
     def backward(self, const double[:, ::1] Y):
         """Fill the gradient buffer for target Y (n, n_out); return the loss."""
         if self.rows == 0:

@@ -1,5 +1,7 @@
 """The public API: layer views, copies, frozen layers, caches, input handling,
 validation messages and divergence."""
+import math
+
 import numpy as np
 import pytest
 
@@ -505,6 +507,26 @@ def test_adjacent_widths_must_agree(backend):
         cbp.Network([], backend=backend)
     with pytest.raises(TypeError, match="not a cbp layer"):
         cbp.Network([cbp.Dense(2, 2), "dense"], backend=backend)
+
+
+def test_train_step_with_a_non_finite_X_drops_the_cached_forward(backend):
+    """The fast path checks X as it copies it over the cached forward's input:
+    a NaN in X is a ValueError that changes no parameter, and backward() then
+    asks for a new forward() (on the network, not deep in the engine).  Found
+    by test_fuzz_sequences in CI."""
+    net = small_net(backend)
+    X, y = data(4)
+    net.forward(X)
+    before = net.parameters.copy()
+    bad = X.copy()
+    bad[1, 0] = np.nan
+    with pytest.raises(ValueError, match="X"):
+        net.train_step(bad, y, lr=0.01)
+    np.testing.assert_array_equal(net.parameters, before)
+    with pytest.raises(RuntimeError, match=r"call forward\(X\) before backward"):
+        net.backward(y)
+    net.forward(X)
+    assert math.isfinite(net.backward(y))  # usable again
 
 
 # ---------------------------------------------------------------------------

@@ -1450,6 +1450,15 @@ def _apply(net, op):
     raise AssertionError(kind)
 
 
+MAYBE = "maybe"  # a cached forward pass that a failed call may have dropped
+
+
+def _non_finite(X):
+    """X is a float64 ndarray holding a NaN or an infinity."""
+    return (isinstance(X, np.ndarray) and X.dtype == np.float64
+            and not np.isfinite(X).all())
+
+
 def _verdict(op, batch):
     kind = op[0]
     args = [a for a in op[1:] if isinstance(a, Arg)]
@@ -1457,8 +1466,8 @@ def _verdict(op, batch):
     if kind in ("train_step", "evaluate", "fit") and v == OK and op[1].rows != op[2].rows:
         v = BAD
     if kind == "backward":
-        if batch is None:
-            return ANY  # RuntimeError expected
+        if batch is None or batch is MAYBE:
+            return ANY  # RuntimeError expected (MAYBE: allowed)
         if v == OK and op[1].rows != batch:
             v = BAD
     if kind == "set_optimizer":
@@ -1490,7 +1499,12 @@ def test_fuzz_sequences(backend, data):
                 allow=(RuntimeError,) if op[0] == "backward" else (),
                 big=is_big(*op[1:], net=net) or (op[0] in ("backward", "step") and big_batch))
         if isinstance(o.error, RuntimeError):
-            assert op[0] == "backward" and batch is None, f"{where}: {o.error}"
+            assert op[0] == "backward" and batch in (None, MAYBE), f"{where}: {o.error}"
+            batch = None
+        if op[0] == "train_step" and not o.ok and _non_finite(op[1].value):
+            # the fast path checks X as it copies it over the cached forward's
+            # input, so the cache may be gone (documented in train_step)
+            batch = MAYBE if batch is not None else None
         if o.ok:
             kind = op[0]
             mirror = _apply(twin, op)

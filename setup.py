@@ -22,6 +22,7 @@ CBP_OPENMP=auto|0|1
     always (the build fails without it).  Without OpenMP the core runs every
     step on one thread.
 """
+
 import glob
 import os
 import sys
@@ -137,8 +138,10 @@ class BuildExt(build_ext):
             cflags, ldflags = _openmp_flags(self.compiler)
             use = _compiles_openmp(self.compiler, cflags, ldflags)
             if want == "1" and not use:
-                raise SystemExit("CBP_OPENMP=1, but this compiler cannot build OpenMP code "
-                                 f"with {cflags} {ldflags}")
+                raise SystemExit(
+                    "CBP_OPENMP=1, but this compiler cannot build OpenMP code "
+                    f"with {cflags} {ldflags}"
+                )
         print(f"cbp: building the core {'with' if use else 'without'} OpenMP")
         if use:
             for ext in self.extensions:

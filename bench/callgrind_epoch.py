@@ -10,6 +10,7 @@ thread under ``valgrind --tool=callgrind``; the difference of the program
 totals, divided by N, is one epoch's instructions (the process start-up
 cancels out).  Needs valgrind.
 """
+
 import os
 import re
 import subprocess
@@ -34,13 +35,28 @@ EPOCHS = {"xor": 2000, "spiral": 100}
 
 def total(tree, workload, n, folder):
     out = os.path.join(folder, f"cg-{workload}-{n}.out")
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONHASHSEED="0",
-               PYTHONPATH=os.path.abspath(tree))
-    subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                    sys.executable, "-c", WORK, workload, str(n)],
-                   env=env, check=True, capture_output=True, cwd=folder)
-    report = subprocess.run(["callgrind_annotate", out], check=True, capture_output=True,
-                            text=True).stdout
+    env = dict(
+        os.environ, OMP_NUM_THREADS="1", PYTHONHASHSEED="0", PYTHONPATH=os.path.abspath(tree)
+    )
+    subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={out}",
+            sys.executable,
+            "-c",
+            WORK,
+            workload,
+            str(n),
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        cwd=folder,
+    )
+    report = subprocess.run(
+        ["callgrind_annotate", out], check=True, capture_output=True, text=True
+    ).stdout
     return int(re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", report)[1].replace(",", ""))
 
 
@@ -50,8 +66,10 @@ def main(argv=None):
     print("|---|---:|---:|")
     for tree in trees:
         with tempfile.TemporaryDirectory() as folder:
-            per = {w: (total(tree, w, 2 * n, folder) - total(tree, w, n, folder)) / n
-                   for w, n in EPOCHS.items()}
+            per = {
+                w: (total(tree, w, 2 * n, folder) - total(tree, w, n, folder)) / n
+                for w, n in EPOCHS.items()
+            }
         print(f"| {tree} | {per['xor']:.0f} | {per['spiral']:.0f} |")
 
 

@@ -15,6 +15,7 @@ in the pinned process of ``bench/pinned.py``, which sets ``XLA_FLAGS`` and
 the CPU affinity before jax is imported.  A missing library makes its peers
 report themselves unavailable (the harness skips them with a note).
 """
+
 import importlib.util
 
 import numpy as np
@@ -65,8 +66,13 @@ def numba_version():
 # JAX: the loss written once, jax.grad for the gradient, the loop jitted
 # ---------------------------------------------------------------------------
 def _jax_activation(name):
-    return {"relu": jax.nn.relu, "sigmoid": lambda z: 1.0 / (1.0 + jnp.exp(-z)),
-            "tanh": jnp.tanh, "identity": lambda z: z, "softmax": lambda z: z}[name]
+    return {
+        "relu": jax.nn.relu,
+        "sigmoid": lambda z: 1.0 / (1.0 + jnp.exp(-z)),
+        "tanh": jnp.tanh,
+        "identity": lambda z: z,
+        "softmax": lambda z: z,
+    }[name]
 
 
 def _jax_loss_fn(problem):
@@ -119,6 +125,7 @@ def _jax_trainer(problem):
         if steps == 1:
             params, loss = step(params, X, y)
         else:
+
             def one(i, c):
                 p, _l = c
                 Xb = lax.dynamic_slice_in_dim(X, i * bs, bs)
@@ -320,8 +327,11 @@ class NumbaPeer(Peer):
     def __init__(self, problem, kind, threads=1):
         super().__init__(problem, threads)
         self.kind = kind
-        self.label = {"xor": "numba njit loops", "scalar": "numba njit loops",
-                      "softmax": "numba njit + np.dot"}[kind]
+        self.label = {
+            "xor": "numba njit loops",
+            "scalar": "numba njit loops",
+            "softmax": "numba njit + np.dot",
+        }[kind]
         p = problem
         if kind == "xor":
             assert [l.activation for l in p.layers] == ["sigmoid", "sigmoid"]
@@ -403,9 +413,15 @@ class CbpPopulationPeer(_PopulationPeer):
     def reset(self):
         p = self.problem
         self.nets = [
-            cbp.Network([cbp.Dense(l.n_in, l.n_out, l.activation, l.use_bias, weights=W, bias=b)
-                         for l, (W, b) in zip(p.layers, init)],
-                        loss=p.loss, reduction=p.reduction, backend="native")
+            cbp.Network(
+                [
+                    cbp.Dense(l.n_in, l.n_out, l.activation, l.use_bias, weights=W, bias=b)
+                    for l, (W, b) in zip(p.layers, init)
+                ],
+                loss=p.loss,
+                reduction=p.reduction,
+                backend="native",
+            )
             for init in self.population.inits
         ]
 
@@ -415,8 +431,11 @@ class CbpPopulationPeer(_PopulationPeer):
             net.fit(p.X, p.y, epochs=n, lr=p.lr, batch_size=p.batch_size)
 
     def params(self):
-        return [(d.weights.copy(), None if d.bias is None else d.bias.copy())
-                for net in self.nets for d in net.layers]
+        return [
+            (d.weights.copy(), None if d.bias is None else d.bias.copy())
+            for net in self.nets
+            for d in net.layers
+        ]
 
 
 class JaxPopulationPeer(_PopulationPeer):
@@ -439,9 +458,12 @@ class JaxPopulationPeer(_PopulationPeer):
             self._run = jax.jit(jax.vmap(_jax_trainer(self.problem), in_axes=(0, None, None, None)))
             self._X, self._y = _jax_arrays(self.problem)
         stacked = [
-            (np.stack([init[i][0] for init in self.population.inits]),
-             None if self.population.inits[0][i][1] is None
-             else np.stack([init[i][1] for init in self.population.inits]))
+            (
+                np.stack([init[i][0] for init in self.population.inits]),
+                None
+                if self.population.inits[0][i][1] is None
+                else np.stack([init[i][1] for init in self.population.inits]),
+            )
             for i in range(len(self.problem.layers))
         ]
         self.state = _jax_params(stacked)
@@ -452,8 +474,11 @@ class JaxPopulationPeer(_PopulationPeer):
 
     def params(self):
         arrays = [(np.asarray(W), None if b is None else np.asarray(b)) for W, b in self.state]
-        return [(W[k], None if b is None else b[k])
-                for k in range(self.population.count) for W, b in arrays]
+        return [
+            (W[k], None if b is None else b[k])
+            for k in range(self.population.count)
+            for W, b in arrays
+        ]
 
 
 class NumbaPopulationPeer(_PopulationPeer):
@@ -481,5 +506,8 @@ class NumbaPopulationPeer(_PopulationPeer):
         _nb_xor_population(p.X, self.Y, self.W1s, self.W2s, p.lr, n)
 
     def params(self):
-        return [(W.copy(), None) for k in range(self.population.count)
-                for W in (self.W1s[k], self.W2s[k])]
+        return [
+            (W.copy(), None)
+            for k in range(self.population.count)
+            for W in (self.W1s[k], self.W2s[k])
+        ]

@@ -28,6 +28,7 @@ the chunking thresholds (128 rows, 40,960 multiply-adds).
 ``--no-backoff`` switches off the back-off of ``src/_threads.h``.  BLAS is at
 one thread (no layer here takes dgemm).
 """
+
 import argparse
 import multiprocessing as mp
 import os
@@ -64,8 +65,10 @@ def _setup(workload):
     rows = WORKLOADS[workload][0]
     X, y = cbp.datasets.spiral_data(-(-rows // 3), 3)
     _data = X[:rows], y[:rows]
-    _net = cbp.Network([cbp.Dense(2, 64, "relu", seed=0), cbp.Dense(64, 3, "softmax", seed=1)],
-                       loss="categorical_crossentropy")
+    _net = cbp.Network(
+        [cbp.Dense(2, 64, "relu", seed=0), cbp.Dense(64, 3, "softmax", seed=1)],
+        loss="categorical_crossentropy",
+    )
     _net.fit(*_data, epochs=20, lr=1e-9)
 
 
@@ -87,7 +90,7 @@ def _pool(ctx, n, env, backoff):
 def measure(case, env, rounds, scale, backoff=True):
     """{workload: (median ratio, median default s, median one-thread s, threads used)}"""
     method = "forkserver" if case.startswith("forkserver") else "spawn"
-    n = int(case[len(method):]) if case[-1].isdigit() else 1
+    n = int(case[len(method) :]) if case[-1].isdigit() else 1
     ctx = mp.get_context(method)
     busy = None
     if case == "busy":
@@ -102,14 +105,13 @@ def measure(case, env, rounds, scale, backoff=True):
             times = [[], []]
             used = 0
             for r in range(rounds):
-                for i in ((0, 1) if r % 2 == 0 else (1, 0)):
+                for i in (0, 1) if r % 2 == 0 else (1, 0):
                     res = pools[i].map(_task, job, chunksize=1)
                     times[i].append(max(t for t, _ in res))
                     if i == 0:
                         used = max(used, max(u for _, u in res))
             ratio = statistics.median(a / b for a, b in zip(*times))
-            out[workload] = (ratio, statistics.median(times[0]), statistics.median(times[1]),
-                             used)
+            out[workload] = (ratio, statistics.median(times[0]), statistics.median(times[1]), used)
     finally:
         for p in pools:
             p.terminate()
@@ -127,23 +129,30 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="3 rounds of 1/5 the epochs")
     ap.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
     ap.add_argument("--env", nargs="*", default=[], metavar="NAME=VALUE")
-    ap.add_argument("--no-backoff", action="store_true",
-                    help="switch off the back-off of src/_threads.h in the training processes")
+    ap.add_argument(
+        "--no-backoff",
+        action="store_true",
+        help="switch off the back-off of src/_threads.h in the training processes",
+    )
     args = ap.parse_args(argv)
     env = dict(kv.split("=", 1) for kv in args.env)
     env.setdefault("OPENBLAS_NUM_THREADS", "1")
     rounds, scale = (3, 0.2) if args.quick else (args.rounds, args.scale)
-    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; environment of "
-          f"the training processes: {env}; back-off {'off' if args.no_backoff else 'on'}; "
-          f"{rounds} rounds, epochs x {scale}")
+    print(
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; environment of "
+        f"the training processes: {env}; back-off {'off' if args.no_backoff else 'on'}; "
+        f"{rounds} rounds, epochs x {scale}"
+    )
     print()
     print("| case | workload | default / 1 thread | default ms | 1 thread ms | threads used |")
     print("|---|---|---:|---:|---:|---:|")
     for case in args.cases:
         res = measure(case, env, rounds, scale, not args.no_backoff)
         for workload, (ratio, td, to, used) in res.items():
-            print(f"| {case} | {workload} | {ratio:.2f} | {td * 1e3:.1f} | {to * 1e3:.1f} | "
-                  f"{used} |", flush=True)
+            print(
+                f"| {case} | {workload} | {ratio:.2f} | {td * 1e3:.1f} | {to * 1e3:.1f} | {used} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

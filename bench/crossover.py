@@ -25,6 +25,7 @@ tables.
 
     python bench/crossover.py
 """
+
 import statistics
 import time
 
@@ -87,8 +88,10 @@ def main():
                 for work, side in ((1 << 62, 1 << 30), (1, 1)):  # loops only, dgemm only
                     _core._blas_thresholds(work, side)
                     times.append(_time(lambda: net.train_step(X, Y, lr=1e-9)))
-                print(f"| {n} | {w} | {times[0] * 1e6:.2f} | {times[1] * 1e6:.2f} | "
-                      f"{times[0] / times[1]:.2f} | {n * w * w} |")
+                print(
+                    f"| {n} | {w} | {times[0] * 1e6:.2f} | {times[1] * 1e6:.2f} | "
+                    f"{times[0] / times[1]:.2f} | {n * w * w} |"
+                )
         print()
         print("| rows | n_in | n_out | loops us | dgemm us | loops/dgemm |")
         print("|---|---|---|---|---|---|")
@@ -102,8 +105,10 @@ def main():
                 for work, side in ((1 << 62, 1 << 30), (1, 1)):
                     _core._blas_thresholds(work, side)
                     times.append(_time(lambda: net.train_step(X, Y, lr=1e-9)))
-                print(f"| {n} | {ni} | {no} | {times[0] * 1e6:.1f} | {times[1] * 1e6:.1f} | "
-                      f"{times[0] / times[1]:.2f} |")
+                print(
+                    f"| {n} | {ni} | {no} | {times[0] * 1e6:.1f} | {times[1] * 1e6:.1f} | "
+                    f"{times[0] / times[1]:.2f} |"
+                )
         print()
         feature_major_table(rng)
     finally:
@@ -130,14 +135,23 @@ def feature_major_table(rng):
                 n = 4 * b
                 X = rng.standard_normal((n, ni))
                 y = rng.integers(0, no, n) if out == "softmax" else rng.random((n, no))
-                net = cbp.Network([cbp.Dense(ni, w, hidden, seed=0),
-                                   cbp.Dense(w, no, out, seed=1)], loss=loss)
+                net = cbp.Network(
+                    [cbp.Dense(ni, w, hidden, seed=0), cbp.Dense(w, no, out, seed=1)], loss=loss
+                )
                 fit = lambda: net.fit(X, y, epochs=200, lr=1e-9, batch_size=b)  # noqa: E731
                 row, feature_major = _alternate(
-                    fit, [lambda on=on: _core._feature_major_limits(1 << 30 if on else 0, 1, 1 << 30)
-                          for on in (0, 1)], rounds=5, per=800)
-                print(f"| {ni}-{w}-{no} {hidden} | {b} | {row * 1e9:.0f} | {feature_major * 1e9:.0f} | "
-                      f"{row / feature_major:.2f} |")
+                    fit,
+                    [
+                        lambda on=on: _core._feature_major_limits(1 << 30 if on else 0, 1, 1 << 30)
+                        for on in (0, 1)
+                    ],
+                    rounds=5,
+                    per=800,
+                )
+                print(
+                    f"| {ni}-{w}-{no} {hidden} | {b} | {row * 1e9:.0f} | {feature_major * 1e9:.0f} | "
+                    f"{row / feature_major:.2f} |"
+                )
     finally:
         _core._feature_major_limits(*saved)
 
@@ -151,7 +165,12 @@ def par_table(rng):
     saved = _core._thread_config()
     saved_on = _core._thread_backoff(on=False)["on"]  # every two-thread step on the team
     nets = [  # n_in, width, n_out
-        (2, 64, 3), (32, 4, 10), (8, 8, 3), (2, 16, 1), (4, 32, 2), (16, 8, 4),
+        (2, 64, 3),
+        (32, 4, 10),
+        (8, 8, 3),
+        (2, 16, 1),
+        (4, 32, 2),
+        (16, 8, 4),
     ]
     print("| net | rows | multiply-adds | 1 thread us/step | 2 threads us/step | 1/2 |")
     print("|---|---|---|---|---|---|")
@@ -161,14 +180,18 @@ def par_table(rng):
             for n in (32, 64, 128, 256, 512, 1024):
                 X = rng.standard_normal((n, ni))
                 y = rng.integers(0, no, n)
-                net = cbp.Network([cbp.Dense(ni, w, "relu", seed=0),
-                                   cbp.Dense(w, no, "softmax", seed=1)],
-                                  loss="categorical_crossentropy")
+                net = cbp.Network(
+                    [cbp.Dense(ni, w, "relu", seed=0), cbp.Dense(w, no, "softmax", seed=1)],
+                    loss="categorical_crossentropy",
+                )
                 fit = lambda: net.fit(X, y, epochs=100, lr=1e-9)  # noqa: E731
-                one, two = _alternate(fit, [lambda t=t: _core._thread_config(t) for t in (1, 2)],
-                                      rounds=7, per=100)
-                print(f"| {ni}-{w}-{no} | {n} | {n * (ni * w + w * no)} | {one * 1e6:.2f} | "
-                      f"{two * 1e6:.2f} | {one / two:.2f} |")
+                one, two = _alternate(
+                    fit, [lambda t=t: _core._thread_config(t) for t in (1, 2)], rounds=7, per=100
+                )
+                print(
+                    f"| {ni}-{w}-{no} | {n} | {n * (ni * w + w * no)} | {one * 1e6:.2f} | "
+                    f"{two * 1e6:.2f} | {one / two:.2f} |"
+                )
     finally:
         _core._thread_config(*saved)
         _core._thread_backoff(reset=True, on=saved_on)

@@ -17,6 +17,7 @@ For every workload the harness
 
 A peer that raises is reported with its error; the run goes on.
 """
+
 import statistics
 import traceback
 from dataclasses import dataclass, field
@@ -39,8 +40,9 @@ class Settings:
     @classmethod
     def make(cls, quick, threads):
         if quick:
-            return cls(quick=True, threads=threads, target=0.01, repeats=3, check_epochs=3,
-                       max_seconds=0.1)
+            return cls(
+                quick=True, threads=threads, target=0.01, repeats=3, check_epochs=3, max_seconds=0.1
+            )
         return cls(quick=False, threads=threads)
 
 
@@ -88,8 +90,17 @@ def family_of(peer):
     return {"CbpPeer": "cbp", "TorchPeer": "torch", "SklearnPeer": "sklearn"}.get(name, "seed")
 
 
-def measure_peers(workload, peers, settings, *, min_epochs=1, unit="epoch", per_unit=1.0,
-                  check_epochs=None, log=print):
+def measure_peers(
+    workload,
+    peers,
+    settings,
+    *,
+    min_epochs=1,
+    unit="epoch",
+    per_unit=1.0,
+    check_epochs=None,
+    log=print,
+):
     """Check and time each peer; returns a list of PeerResult (one per peer).
 
     The first peer that is available and runs is the reference the others
@@ -105,8 +116,9 @@ def measure_peers(workload, peers, settings, *, min_epochs=1, unit="epoch", per_
     check_epochs = settings.check_epochs if check_epochs is None else check_epochs
     results, ready, reference = [], [], None
     for peer in peers:
-        res = PeerResult(workload, peer.label, peer.threads_label, family_of(peer),
-                         unit=unit, per_unit=per_unit)
+        res = PeerResult(
+            workload, peer.label, peer.threads_label, family_of(peer), unit=unit, per_unit=per_unit
+        )
         results.append(res)
         why = peer.unavailable()
         if why:
@@ -129,12 +141,18 @@ def measure_peers(workload, peers, settings, *, min_epochs=1, unit="epoch", per_
                     res.agreement = f"ok ({rel:.0e})" if ok else f"DISAGREES ({rel:.1e})"
                 # calibration (and warm-up), from the initial weights again
                 peer.reset()
-                n, _ = calibrate(peer.train, target=settings.target, min_number=min_epochs,
-                                 max_seconds=settings.max_seconds)
+                n, _ = calibrate(
+                    peer.train,
+                    target=settings.target,
+                    min_number=min_epochs,
+                    max_seconds=settings.max_seconds,
+                )
             res.timing = Timing(number=n)
             ready.append((peer, res))
-            log(f"  {peer.label:<40} agreement {res.agreement}; timing in calls of {n} "
-                f"{unit if per_unit == 1 else 'epoch'}(s)")
+            log(
+                f"  {peer.label:<40} agreement {res.agreement}; timing in calls of {n} "
+                f"{unit if per_unit == 1 else 'epoch'}(s)"
+            )
         except Exception as exc:  # report, never crash the whole run
             _failed(res, exc, log)
     # The seed-style loop runs next to the first peer (the reference, cbp
@@ -157,9 +175,11 @@ def measure_peers(workload, peers, settings, *, min_epochs=1, unit="epoch", per_
                 _failed(res, exc, log)
     for peer, res in ready:
         if res.status == "ok":
-            log(f"  {peer.label:<40} threads={res.threads:<3} "
+            log(
+                f"  {peer.label:<40} threads={res.threads:<3} "
                 f"{fmt_time(res.seconds)}/{unit}  (spread {res.timing.spread:.0%}, "
-                f"CPU {fmt_time(res.cpu_seconds)})")
+                f"CPU {fmt_time(res.cpu_seconds)})"
+            )
     return results
 
 

@@ -6,6 +6,7 @@ would run for hours, and the time until KeyboardInterrupt reaches Python.
 Each case runs in its own subprocess; the report gives the median and the
 largest latency of the repeats, in milliseconds.  No test asserts these.
 """
+
 import argparse
 import statistics
 import subprocess
@@ -63,8 +64,12 @@ def main(argv=None):
         for mode in ("plain", "callback"):
             times = []
             for _ in range(args.repeats):
-                out = subprocess.run([sys.executable, "-c", CHILD, args.backend, workload, mode],
-                                     capture_output=True, text=True, timeout=300)
+                out = subprocess.run(
+                    [sys.executable, "-c", CHILD, args.backend, workload, mode],
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                )
                 if out.returncode != 0:
                     raise SystemExit(out.stderr)
                 times.append(1e3 * float(out.stdout))

@@ -16,6 +16,7 @@ peer has the same three methods:
 Peers only use public APIs: ``cbp.Network``/``cbp.Dense``, NumPy, torch's
 ``nn``/``optim`` and scikit-learn's estimator methods.
 """
+
 import math
 from dataclasses import dataclass, field
 
@@ -88,8 +89,10 @@ class Problem:
         Every loop-based peer iterates over this list, so none of them pays
         for slicing inside its timed loop (cbp's fit slices natively).
         """
-        return [(self.X[s : s + self.bs], self.y[s : s + self.bs])
-                for s in range(0, self.n_samples, self.bs)]
+        return [
+            (self.X[s : s + self.bs], self.y[s : s + self.bs])
+            for s in range(0, self.n_samples, self.bs)
+        ]
 
 
 def initial_params(layers, seed):
@@ -195,8 +198,9 @@ class CbpPeer(Peer):
                     step(Xb, yb, lr)
 
     def params(self):
-        return [(d.weights.copy(), None if d.bias is None else d.bias.copy())
-                for d in self.net.layers]
+        return [
+            (d.weights.copy(), None if d.bias is None else d.bias.copy()) for d in self.net.layers
+        ]
 
 
 # ---------------------------------------------------------------------------
@@ -213,8 +217,7 @@ class SeedPeer(Peer):
         self.B = [None if b is None else b.reshape(1, -1).copy() for _, b in self.problem.init]
 
     def params(self):
-        return [(W.copy(), None if b is None else b.ravel().copy())
-                for W, b in zip(self.W, self.B)]
+        return [(W.copy(), None if b is None else b.ravel().copy()) for W, b in zip(self.W, self.B)]
 
 
 class SeedXorPeer(SeedPeer):
@@ -332,8 +335,12 @@ class SeedScalarPeer(SeedPeer):
 
     def reset(self):
         (W1, b1), (W2, b2) = self.problem.init
-        self.w, self.b, self.v, self.c = (float(W1[0, 0]), float(b1[0]),
-                                          float(W2[0, 0]), float(b2[0]))
+        self.w, self.b, self.v, self.c = (
+            float(W1[0, 0]),
+            float(b1[0]),
+            float(W2[0, 0]),
+            float(b2[0]),
+        )
 
     def params(self):
         f = lambda s: np.array([[float(s)]])  # noqa: E731
@@ -442,9 +449,13 @@ class TorchPeer(Peer):
                 optimizer.step()
 
     def params(self):
-        return [(lin.weight.detach().numpy().T.copy(),
-                 None if lin.bias is None else lin.bias.detach().numpy().copy())
-                for lin in self.linears]
+        return [
+            (
+                lin.weight.detach().numpy().T.copy(),
+                None if lin.bias is None else lin.bias.detach().numpy().copy(),
+            )
+            for lin in self.linears
+        ]
 
 
 # ---------------------------------------------------------------------------
@@ -479,10 +490,18 @@ class SklearnPeer(Peer):
     def reset(self):
         p = self.problem
         self.clf = MLPClassifier(
-            hidden_layer_sizes=(p.layers[0].n_out,), activation="relu", solver="sgd",
-            batch_size=p.bs, learning_rate="constant", learning_rate_init=p.lr,
-            momentum=0.0, nesterovs_momentum=False, alpha=0.0, shuffle=False,
-            max_iter=1, random_state=0,
+            hidden_layer_sizes=(p.layers[0].n_out,),
+            activation="relu",
+            solver="sgd",
+            batch_size=p.bs,
+            learning_rate="constant",
+            learning_rate_init=p.lr,
+            momentum=0.0,
+            nesterovs_momentum=False,
+            alpha=0.0,
+            shuffle=False,
+            max_iter=1,
+            random_state=0,
         )
         self.clf.partial_fit(p.X, self.y, classes=self.classes)
         for dst, (W, _) in zip(self.clf.coefs_, p.init):

@@ -30,6 +30,7 @@ with the environment it was given and once with ``OPENBLAS_CORETYPE`` and
 ``OPENBLAS_L2_SIZE`` removed (the rate users get: their machines do not pin
 the core type).
 """
+
 import argparse
 import json
 import os
@@ -88,55 +89,119 @@ def workloads(quick):
     out = []
     xor = Problem(
         layers=(Layer(2, 4, "sigmoid", False, "uniform"), Layer(4, 1, "sigmoid", False, "uniform")),
-        loss="half_squared_error", reduction="sum",
+        loss="half_squared_error",
+        reduction="sum",
         X=np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float64),
-        y=np.array([[0], [1], [1], [0]], dtype=np.float64), lr=0.1)
+        y=np.array([[0], [1], [1], [0]], dtype=np.float64),
+        lr=0.1,
+    )
     epochs = 1_000 if quick else 10_000
-    out.append(dict(
-        name="A", title="A: XOR 2-4-1 sigmoid (tutorial 004), full batch, per epoch",
-        unit="epoch", peers=lambda: [CbpPeer(xor, "native", "fit", 1), C.JaxPeer(xor),
-                                     C.NumbaPeer(xor, "xor")],
-        kw=dict(min_epochs=epochs), flops=None))
+    out.append(
+        dict(
+            name="A",
+            title="A: XOR 2-4-1 sigmoid (tutorial 004), full batch, per epoch",
+            unit="epoch",
+            peers=lambda: [
+                CbpPeer(xor, "native", "fit", 1),
+                C.JaxPeer(xor),
+                C.NumbaPeer(xor, "xor"),
+            ],
+            kw=dict(min_epochs=epochs),
+            flops=None,
+        )
+    )
 
     X, y, _source = spiral_data(100, 3)
-    spiral = Problem(layers=(Layer(2, 64, "relu"), Layer(64, 3, "softmax")),
-                     loss="categorical_crossentropy", X=X, y=y, lr=1.0)
-    out.append(dict(
-        name="B", title="B: spiral 300x2 -> 64 ReLU -> 3 softmax, full-batch SGD, per epoch",
-        unit="epoch", peers=lambda: [CbpPeer(spiral, "native", "fit", 1), C.JaxPeer(spiral),
-                                     C.NumbaPeer(spiral, "softmax")],
-        kw={}, flops=train_step_flops(spiral.layers, spiral.n_samples)))
+    spiral = Problem(
+        layers=(Layer(2, 64, "relu"), Layer(64, 3, "softmax")),
+        loss="categorical_crossentropy",
+        X=X,
+        y=y,
+        lr=1.0,
+    )
+    out.append(
+        dict(
+            name="B",
+            title="B: spiral 300x2 -> 64 ReLU -> 3 softmax, full-batch SGD, per epoch",
+            unit="epoch",
+            peers=lambda: [
+                CbpPeer(spiral, "native", "fit", 1),
+                C.JaxPeer(spiral),
+                C.NumbaPeer(spiral, "softmax"),
+            ],
+            kw={},
+            flops=train_step_flops(spiral.layers, spiral.n_samples),
+        )
+    )
 
     rng = np.random.default_rng(0)
-    mnist = Problem(layers=(Layer(784, 256, "relu"), Layer(256, 10, "softmax")),
-                    loss="categorical_crossentropy", X=rng.random((128, 784)),
-                    y=rng.integers(0, 10, 128), lr=0.01)
-    out.append(dict(
-        name="C", title="C: MNIST-shaped 128x784 -> 256 -> 10, one step",
-        unit="step", peers=lambda: [CbpPeer(mnist, "native", "train_step", 1), C.JaxPeer(mnist),
-                                    C.NumbaPeer(mnist, "softmax")],
-        kw={}, flops=train_step_flops(mnist.layers, 128)))
+    mnist = Problem(
+        layers=(Layer(784, 256, "relu"), Layer(256, 10, "softmax")),
+        loss="categorical_crossentropy",
+        X=rng.random((128, 784)),
+        y=rng.integers(0, 10, 128),
+        lr=0.01,
+    )
+    out.append(
+        dict(
+            name="C",
+            title="C: MNIST-shaped 128x784 -> 256 -> 10, one step",
+            unit="step",
+            peers=lambda: [
+                CbpPeer(mnist, "native", "train_step", 1),
+                C.JaxPeer(mnist),
+                C.NumbaPeer(mnist, "softmax"),
+            ],
+            kw={},
+            flops=train_step_flops(mnist.layers, 128),
+        )
+    )
 
     n = 1_000
     x = np.random.default_rng(0).uniform(1.0, 4.0, (n, 1))
-    seed000 = Problem(layers=SEED000_LAYERS, loss="half_squared_error", X=x, y=x.copy(),
-                      lr=0.01, batch_size=1, init=SEED000_INIT)
-    out.append(dict(
-        name="D", title=f"D: tutorial 000's 1-1-1 ReLU net, per-sample SGD over {n} samples, "
-                        f"per sample", unit="sample",
-        peers=lambda: [CbpPeer(seed000, "native", "fit", 1), C.JaxPeer(seed000),
-                       C.NumbaPeer(seed000, "scalar")],
-        kw=dict(per_unit=1.0 / n, check_epochs=1), flops=None))
+    seed000 = Problem(
+        layers=SEED000_LAYERS,
+        loss="half_squared_error",
+        X=x,
+        y=x.copy(),
+        lr=0.01,
+        batch_size=1,
+        init=SEED000_INIT,
+    )
+    out.append(
+        dict(
+            name="D",
+            title=f"D: tutorial 000's 1-1-1 ReLU net, per-sample SGD over {n} samples, per sample",
+            unit="sample",
+            peers=lambda: [
+                CbpPeer(seed000, "native", "fit", 1),
+                C.JaxPeer(seed000),
+                C.NumbaPeer(seed000, "scalar"),
+            ],
+            kw=dict(per_unit=1.0 / n, check_epochs=1),
+            flops=None,
+        )
+    )
 
     count, pop_epochs = (16, 1_000) if quick else (256, 10_000)
     population = C.Population(xor, count)
-    out.append(dict(
-        name="population", title=f"{count} XOR networks x {pop_epochs} epochs (different initial "
-                                 f"weights), per network-epoch", unit="network-epoch",
-        peers=lambda: [C.CbpPopulationPeer(population), C.JaxPopulationPeer(population),
-                       C.NumbaPopulationPeer(population)],
-        kw=dict(min_epochs=pop_epochs, per_unit=1.0 / count), flops=None,
-        networks=count, epochs=pop_epochs))
+    out.append(
+        dict(
+            name="population",
+            title=f"{count} XOR networks x {pop_epochs} epochs (different initial "
+            f"weights), per network-epoch",
+            unit="network-epoch",
+            peers=lambda: [
+                C.CbpPopulationPeer(population),
+                C.JaxPopulationPeer(population),
+                C.NumbaPopulationPeer(population),
+            ],
+            kw=dict(min_epochs=pop_epochs, per_unit=1.0 / count),
+            flops=None,
+            networks=count,
+            epochs=pop_epochs,
+        )
+    )
     return out
 
 
@@ -152,8 +217,7 @@ def ratios(results):
         a, b = r.timing.per_unit, ref.timing.per_unit
         scale = r.per_unit / ref.per_unit
         rounds = [x / y * scale for x, y in zip(a, b)]
-        out[r.family] = {"median": statistics.median(rounds) if rounds else None,
-                         "rounds": rounds}
+        out[r.family] = {"median": statistics.median(rounds) if rounds else None, "rounds": rounds}
     return out
 
 
@@ -165,8 +229,12 @@ def run_peers(args):
     if not args.quick:
         s.repeats = 9
     keep = {"cbp", *args.peers}
-    result = {"settings": s.__dict__, "jax": C.jax_version(), "numba": C.numba_version(),
-              "workloads": []}
+    result = {
+        "settings": s.__dict__,
+        "jax": C.jax_version(),
+        "numba": C.numba_version(),
+        "workloads": [],
+    }
     for w in workloads(args.quick):
         print(f"[pinned {w['name']}] {w['title']}", flush=True)
         peers = [p for p in w["peers"]() if family_of(p) in keep]
@@ -197,11 +265,18 @@ def run_dgemm(args, size=512):
     with threadpool_limits(limits=1):
         t = autotimeit(run, target=0.02 if args.quick else 0.2, repeats=3 if args.quick else 9)
     flops = 2 * size**3
-    pools = [{k: p.get(k) for k in ("internal_api", "version", "architecture", "filepath")}
-             for p in threadpool_info() if p.get("user_api") == "blas"]
-    return {"gflops": flops / t.median / 1e9, "gflops_cpu": flops / t.cpu_median / 1e9,
-            "size": size, "blas": pools,
-            "env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}}
+    pools = [
+        {k: p.get(k) for k in ("internal_api", "version", "architecture", "filepath")}
+        for p in threadpool_info()
+        if p.get("user_api") == "blas"
+    ]
+    return {
+        "gflops": flops / t.median / 1e9,
+        "gflops_cpu": flops / t.cpu_median / 1e9,
+        "size": size,
+        "blas": pools,
+        "env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")},
+    }
 
 
 def main(argv=None):
@@ -212,8 +287,7 @@ def main(argv=None):
         sys.path.append(str(ROOT))
     t0 = time.perf_counter()
     result = run_dgemm(args) if args.dgemm else run_peers(args)
-    result.update(cpu=cpu, xla_flags=os.environ.get("XLA_FLAGS"),
-                  seconds=time.perf_counter() - t0)
+    result.update(cpu=cpu, xla_flags=os.environ.get("XLA_FLAGS"), seconds=time.perf_counter() - t0)
     Path(args.out_json).write_text(json.dumps(result, indent=1, default=str) + "\n")
     return 0
 

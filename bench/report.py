@@ -1,4 +1,5 @@
 """Machine information, the markdown report, results.json and sweep.png."""
+
 import datetime
 import json
 import os
@@ -47,12 +48,17 @@ def _version(module):
 
 def _git(root):
     def run(*args):
-        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
-                              timeout=10).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+
     try:
-        return {"commit": run("rev-parse", "HEAD") or None,
-                "modified_files": len(run("status", "--porcelain", "--untracked-files=no")
-                                      .splitlines())}
+        return {
+            "commit": run("rev-parse", "HEAD") or None,
+            "modified_files": len(
+                run("status", "--porcelain", "--untracked-files=no").splitlines()
+            ),
+        }
     except Exception:
         return None
 
@@ -101,15 +107,21 @@ def machine_info(root):
         "git": _git(root),
         "cbp_simd": _simd_level(cbp),
         "cbp_openmp": bool(getattr(cbp, "openmp_available", lambda: False)()),
-        "env": {k: os.environ[k] for k in sorted(os.environ)
-                if k.startswith(("OPENBLAS_", "OMP_", "MKL_", "CBP_"))},
+        "env": {
+            k: os.environ[k]
+            for k in sorted(os.environ)
+            if k.startswith(("OPENBLAS_", "OMP_", "MKL_", "CBP_"))
+        },
     }
     try:
         from threadpoolctl import threadpool_info
 
         info["thread_pools"] = [
-            {k: p.get(k) for k in ("user_api", "internal_api", "version", "architecture",
-                                    "num_threads")} | {"lib": os.path.basename(p["filepath"])}
+            {
+                k: p.get(k)
+                for k in ("user_api", "internal_api", "version", "architecture", "num_threads")
+            }
+            | {"lib": os.path.basename(p["filepath"])}
             for p in threadpool_info()
         ]
     except ImportError:
@@ -140,20 +152,22 @@ def main_table(workloads):
             else:
                 time, cpu, spread = r.status, "—", "—"
             agreement = r.agreement if r.status != "skipped" else f"skipped ({r.note})"
-            lines.append(f"| {w['name']} | {r.peer} | {r.threads} | {time} | "
-                         f"{_fmt_speed(speedup(r, res))} | {cpu} | "
-                         f"{_fmt_speed(speedup(r, res, 'cpu_seconds'))} | {spread} | "
-                         f"{agreement} |")
+            lines.append(
+                f"| {w['name']} | {r.peer} | {r.threads} | {time} | "
+                f"{_fmt_speed(speedup(r, res))} | {cpu} | "
+                f"{_fmt_speed(speedup(r, res, 'cpu_seconds'))} | {spread} | "
+                f"{agreement} |"
+            )
     return "\n".join(lines)
 
 
 def contention(workloads, cells):
     """Median of wall / CPU time over the single-thread rows: 1.0 on an idle
     machine, higher when other processes took the CPU from this one."""
-    rows = [r for w in workloads for r in w["results"]] + [
-        r for c in cells for r in c["results"]]
-    ratios = [r.seconds / r.cpu_seconds for r in rows
-              if r.seconds and r.cpu_seconds and r.threads == "1"]
+    rows = [r for w in workloads for r in w["results"]] + [r for c in cells for r in c["results"]]
+    ratios = [
+        r.seconds / r.cpu_seconds for r in rows if r.seconds and r.cpu_seconds and r.threads == "1"
+    ]
     return float(np.median(ratios)) if ratios else None
 
 
@@ -175,22 +189,29 @@ def _mnist_section(w):
     for r in w["results"]:
         if "gflops" in r.extra:
             cpu_gf = x["flops_per_step"] / r.cpu_seconds / 1e9
-            lines.append(f"| {r.peer} | {r.threads} | {fmt_time(r.seconds)} | "
-                         f"{r.extra['gflops']:.2f} | "
-                         f"{100 * r.extra['gflops'] / x['dgemm_gflops']:.0f}% | "
-                         f"{fmt_time(r.cpu_seconds)} | {cpu_gf:.2f} | "
-                         f"{100 * cpu_gf / x['dgemm_gflops_cpu']:.0f}% |")
+            lines.append(
+                f"| {r.peer} | {r.threads} | {fmt_time(r.seconds)} | "
+                f"{r.extra['gflops']:.2f} | "
+                f"{100 * r.extra['gflops'] / x['dgemm_gflops']:.0f}% | "
+                f"{fmt_time(r.cpu_seconds)} | {cpu_gf:.2f} | "
+                f"{100 * cpu_gf / x['dgemm_gflops_cpu']:.0f}% |"
+            )
     return "\n".join(lines)
 
 
 def _online_section(w):
-    lines = [f"### {w['title']}: throughput", "",
-             "| Peer | Threads | Time/step | Steps/s | Steps per CPU second |",
-             "|---|---:|---:|---:|---:|"]
+    lines = [
+        f"### {w['title']}: throughput",
+        "",
+        "| Peer | Threads | Time/step | Steps/s | Steps per CPU second |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for r in w["results"]:
         if "steps_per_s" in r.extra:
-            lines.append(f"| {r.peer} | {r.threads} | {fmt_time(r.seconds)} | "
-                         f"{r.extra['steps_per_s']:,.0f} | {1 / r.cpu_seconds:,.0f} |")
+            lines.append(
+                f"| {r.peer} | {r.threads} | {fmt_time(r.seconds)} | "
+                f"{r.extra['steps_per_s']:,.0f} | {1 / r.cpu_seconds:,.0f} |"
+            )
     return "\n".join(lines)
 
 
@@ -215,8 +236,12 @@ def _pinned_cell(w, family):
 def _blas_owner(pool):
     """Which package ships a BLAS library: "NumPy", "SciPy" or its file name."""
     path = pool.get("filepath") or ""
-    for pkg, name in (("numpy.libs", "NumPy"), ("scipy.libs", "SciPy"), ("numpy", "NumPy"),
-                      ("scipy", "SciPy")):
+    for pkg, name in (
+        ("numpy.libs", "NumPy"),
+        ("scipy.libs", "SciPy"),
+        ("numpy", "NumPy"),
+        ("scipy", "SciPy"),
+    ):
         if f"/{pkg}/" in path:
             return name
     return os.path.basename(path) or "?"
@@ -237,8 +262,11 @@ def dgemm_floor(compiled):
         by = {}
         for k, (g, g_cpu) in rates.items():
             floor = w["flops"] / (g * 1e9)
-            cpu = (w["flops"] / (g_cpu * 1e9) / cbp["cpu_median_s"]
-                   if g_cpu and cbp.get("cpu_median_s") else None)
+            cpu = (
+                w["flops"] / (g_cpu * 1e9) / cbp["cpu_median_s"]
+                if g_cpu and cbp.get("cpu_median_s")
+                else None
+            )
             by[k] = (floor, floor / cbp["median_s"], cpu)
         out[w["name"]] = by
     return out
@@ -273,52 +301,79 @@ def compiled_section(compiled):
             nt, nr, na = _pinned_cell(w, "numba")
             cbp_t = _pinned_time(cbp) if cbp else "—"
             lines.append(f"| {w['title']} | {cbp_t} | {jt} | {jr} | {nt} | {nr} | {ja}; {na} |")
-        behind = [f"{w['name']}: {fam} takes {1 / ratio:.3g}× less time than cbp native"
-                  for w in data["workloads"] for fam, got in w["ratios"].items()
-                  if (ratio := got.get("median")) and ratio < 1]
+        behind = [
+            f"{w['name']}: {fam} takes {1 / ratio:.3g}× less time than cbp native"
+            for w in data["workloads"]
+            for fam, got in w["ratios"].items()
+            if (ratio := got.get("median")) and ratio < 1
+        ]
         if behind:
             lines += ["", "**Where cbp is behind**: " + "; ".join(behind) + "."]
         pop = next((w for w in data["workloads"] if w["name"] == "population"), None)
         if pop:
-            whole = [f"{r['peer']} {fmt_time(r['median_s'] * pop['networks'] * pop['epochs'])}"
-                     for r in pop["results"] if r.get("median_s")]
-            lines += ["", f"The population ({pop['networks']} networks × {pop['epochs']} epochs) "
-                          f"in all: " + ", ".join(whole) + ".  cbp fits the networks one by one "
-                          "(`cbp.fit_many` does not exist yet); JAX runs them as one `vmap`."]
+            whole = [
+                f"{r['peer']} {fmt_time(r['median_s'] * pop['networks'] * pop['epochs'])}"
+                for r in pop["results"]
+                if r.get("median_s")
+            ]
+            lines += [
+                "",
+                f"The population ({pop['networks']} networks × {pop['epochs']} epochs) "
+                f"in all: " + ", ".join(whole) + ".  cbp fits the networks one by one "
+                "(`cbp.fit_many` does not exist yet); JAX runs them as one `vmap`.",
+            ]
     else:
         lines += ["Not run (see the notes)."]
     dg = compiled.get("dgemm") or []
     if dg:
-        lines += ["", "### The single-thread dgemm rate and the floor", "",
-                  "NumPy's 512³ dgemm at one thread on the pinned CPU, each setting in its own "
-                  "subprocess (alternately, the median of its runs): the environment as the "
-                  "bench was given it, and with `OPENBLAS_CORETYPE` and `OPENBLAS_L2_SIZE` "
-                  "unset, so that OpenBLAS picks its kernels for the CPU it finds.  Users' "
-                  "machines do not pin the core type; the second rate is what they get.  Only "
-                  "this benchmark unsets them; tests and CI never do.", "",
-                  "| Setting | OPENBLAS_CORETYPE | OPENBLAS_L2_SIZE | GFLOP/s | GFLOP/s (CPU "
-                  "time) | Runs | BLAS kernels (threadpoolctl internal_api, version, "
-                  "architecture; cbp calls SciPy's) |",
-                  "|---|---|---|---:|---:|---|---|"]
+        lines += [
+            "",
+            "### The single-thread dgemm rate and the floor",
+            "",
+            "NumPy's 512³ dgemm at one thread on the pinned CPU, each setting in its own "
+            "subprocess (alternately, the median of its runs): the environment as the "
+            "bench was given it, and with `OPENBLAS_CORETYPE` and `OPENBLAS_L2_SIZE` "
+            "unset, so that OpenBLAS picks its kernels for the CPU it finds.  Users' "
+            "machines do not pin the core type; the second rate is what they get.  Only "
+            "this benchmark unsets them; tests and CI never do.",
+            "",
+            "| Setting | OPENBLAS_CORETYPE | OPENBLAS_L2_SIZE | GFLOP/s | GFLOP/s (CPU "
+            "time) | Runs | BLAS kernels (threadpoolctl internal_api, version, "
+            "architecture; cbp calls SciPy's) |",
+            "|---|---|---|---:|---:|---|---|",
+        ]
         for d in dg:
-            kern = "; ".join(f"{_blas_owner(b)}: {b.get('internal_api')} {b.get('version')}, "
-                             f"{b.get('architecture')}" for b in d.get("blas") or []) or "?"
+            kern = (
+                "; ".join(
+                    f"{_blas_owner(b)}: {b.get('internal_api')} {b.get('version')}, "
+                    f"{b.get('architecture')}"
+                    for b in d.get("blas") or []
+                )
+                or "?"
+            )
             env = d.get("env") or {}
-            lines.append(f"| {d['setting']} | {env.get('OPENBLAS_CORETYPE') or 'unset'} | "
-                         f"{env.get('OPENBLAS_L2_SIZE') or 'unset'} | {d['gflops']:.1f} | "
-                         f"{d['gflops_cpu']:.1f} | "
-                         f"{', '.join(f'{g:.1f}' for g in d['runs'])} | {kern} |")
+            lines.append(
+                f"| {d['setting']} | {env.get('OPENBLAS_CORETYPE') or 'unset'} | "
+                f"{env.get('OPENBLAS_L2_SIZE') or 'unset'} | {d['gflops']:.1f} | "
+                f"{d['gflops_cpu']:.1f} | "
+                f"{', '.join(f'{g:.1f}' for g in d['runs'])} | {kern} |"
+            )
         floors = dgemm_floor(compiled)
         if floors:
-            lines += ["", "The floor of a workload is the time its matrix products take at "
-                          "the dgemm rate (the FLOPs of X@W, X.T@dZ and dZ@W.T, as in the MNIST "
-                          "section); cbp's share is floor / cbp time (100%: cbp runs at dgemm "
-                          "speed), by wall-clock time and, in parentheses, by CPU time (the rate "
-                          "and cbp's time are taken at different moments, so on a busy machine "
-                          "the CPU-time share is the one to read).", "",
-                      "| Workload | MFLOP | " + " | ".join(
-                          f"floor ({d['setting']}) | cbp's share (CPU time)" for d in dg) + " |",
-                      "|---|---:|" + "---:|---:|" * len(dg)]
+            lines += [
+                "",
+                "The floor of a workload is the time its matrix products take at "
+                "the dgemm rate (the FLOPs of X@W, X.T@dZ and dZ@W.T, as in the MNIST "
+                "section); cbp's share is floor / cbp time (100%: cbp runs at dgemm "
+                "speed), by wall-clock time and, in parentheses, by CPU time (the rate "
+                "and cbp's time are taken at different moments, so on a busy machine "
+                "the CPU-time share is the one to read).",
+                "",
+                "| Workload | MFLOP | "
+                + " | ".join(f"floor ({d['setting']}) | cbp's share (CPU time)" for d in dg)
+                + " |",
+                "|---|---:|" + "---:|---:|" * len(dg),
+            ]
             for name, by in floors.items():
                 w = next(w for w in data["workloads"] if w["name"] == name)
                 cells = []
@@ -344,17 +399,26 @@ def sweep_tables(cells, widths, batches):
     for c in cells:
         cbp_r, seed_r = c["results"]
         gf = f"{c['flops'] / cbp_r.seconds / 1e9:.2f}" if cbp_r.seconds else "—"
-        lines.append(f"| {c['batch']} | {c['width']} | {fmt_time(cbp_r.seconds)} | "
-                     f"{fmt_time(seed_r.seconds)} | {_fmt_speed(c['speedup'])} | "
-                     f"{fmt_time(cbp_r.cpu_seconds)} | {fmt_time(seed_r.cpu_seconds)} | "
-                     f"{_fmt_speed(c['speedup_cpu'])} | {gf} | {seed_r.agreement} |")
-    pivot = ["Speed-up of cbp native over seed-style NumPy (>1: cbp faster), by wall-clock "
-             "time (by CPU time in parentheses):", "",
-             "| batch \\ width | " + " | ".join(map(str, widths)) + " |",
-             "|---:|" + "---:|" * len(widths)]
+        lines.append(
+            f"| {c['batch']} | {c['width']} | {fmt_time(cbp_r.seconds)} | "
+            f"{fmt_time(seed_r.seconds)} | {_fmt_speed(c['speedup'])} | "
+            f"{fmt_time(cbp_r.cpu_seconds)} | {fmt_time(seed_r.cpu_seconds)} | "
+            f"{_fmt_speed(c['speedup_cpu'])} | {gf} | {seed_r.agreement} |"
+        )
+    pivot = [
+        "Speed-up of cbp native over seed-style NumPy (>1: cbp faster), by wall-clock "
+        "time (by CPU time in parentheses):",
+        "",
+        "| batch \\ width | " + " | ".join(map(str, widths)) + " |",
+        "|---:|" + "---:|" * len(widths),
+    ]
     for b in batches:
-        row = [f"{_fmt_speed(by[(w, b)]['speedup'])} ({_fmt_speed(by[(w, b)]['speedup_cpu'])})"
-               if (w, b) in by else "—" for w in widths]
+        row = [
+            f"{_fmt_speed(by[(w, b)]['speedup'])} ({_fmt_speed(by[(w, b)]['speedup_cpu'])})"
+            if (w, b) in by
+            else "—"
+            for w in widths
+        ]
         pivot.append(f"| {b} | " + " | ".join(row) + " |")
     return "\n".join(pivot) + "\n\n" + "\n".join(lines)
 
@@ -376,10 +440,12 @@ def linear_table(rows):
     for r in rows:
         t = r["times"]
         if "epochs_ratio" in r:
-            lines.append(f"| {r['peer']} | {fmt_time(t['N,E'])} | {fmt_time(t['N,2E'])} | "
-                         f"{r['epochs_ratio']:.3f} ({r['epochs_ratio_cpu']:.3f}) | "
-                         f"{fmt_time(t['2N,E'])} | "
-                         f"{r['samples_ratio']:.3f} ({r['samples_ratio_cpu']:.3f}) |")
+            lines.append(
+                f"| {r['peer']} | {fmt_time(t['N,E'])} | {fmt_time(t['N,2E'])} | "
+                f"{r['epochs_ratio']:.3f} ({r['epochs_ratio_cpu']:.3f}) | "
+                f"{fmt_time(t['2N,E'])} | "
+                f"{r['samples_ratio']:.3f} ({r['samples_ratio_cpu']:.3f}) |"
+            )
         else:
             lines.append(f"| {r['peer']} | {r['status']} | | | | |")
     return "\n".join(lines)
@@ -396,17 +462,33 @@ def plot_sweep(cells, widths, batches, path):
         return "matplotlib not installed: sweep.png not written"
     fig, axes = plt.subplots(1, len(batches), figsize=(4 * len(batches), 3.6), sharey=True)
     for ax, b in zip(np.atleast_1d(axes), batches):
-        for i, (label, color, marker) in enumerate((("cbp native fit", "C0", "o"),
-                                                    ("seed-style NumPy", "C1", "s"))):
-            rows = [(c["width"], c["results"][i]) for c in cells
-                    if c["batch"] == b and c["results"][i].seconds]
+        for i, (label, color, marker) in enumerate(
+            (("cbp native fit", "C0", "o"), ("seed-style NumPy", "C1", "s"))
+        ):
+            rows = [
+                (c["width"], c["results"][i])
+                for c in cells
+                if c["batch"] == b and c["results"][i].seconds
+            ]
             if not rows:
                 continue
             x = [w for w, _ in rows]
-            ax.loglog(x, [r.seconds * 1e6 for _, r in rows], marker=marker, color=color,
-                      label=f"{label} (wall)")
-            ax.loglog(x, [r.cpu_seconds * 1e6 for _, r in rows], marker=marker, color=color,
-                      linestyle=":", alpha=0.5, label=f"{label} (CPU time)")
+            ax.loglog(
+                x,
+                [r.seconds * 1e6 for _, r in rows],
+                marker=marker,
+                color=color,
+                label=f"{label} (wall)",
+            )
+            ax.loglog(
+                x,
+                [r.cpu_seconds * 1e6 for _, r in rows],
+                marker=marker,
+                color=color,
+                linestyle=":",
+                alpha=0.5,
+                label=f"{label} (CPU time)",
+            )
         ax.set_title(f"batch {b}")
         ax.set_xlabel("hidden width")
         ax.set_xticks(widths, [str(w) for w in widths])
@@ -429,17 +511,21 @@ def auto_notes(workloads, cells, linear):
         res = w["results"]
         for r in res:
             if r.agreement.startswith("DISAGREES"):
-                notes.append(f"**{w['name']} / {r.peer}: parameters DISAGREE with the reference "
-                             f"after the check steps** ({r.agreement}); its time is shown but "
-                             f"it does not compute the same thing.")
+                notes.append(
+                    f"**{w['name']} / {r.peer}: parameters DISAGREE with the reference "
+                    f"after the check steps** ({r.agreement}); its time is shown but "
+                    f"it does not compute the same thing."
+                )
             if r.status == "error":
                 notes.append(f"{w['name']} / {r.peer}: error: {r.note}")
             if r.status == "skipped":
                 notes.append(f"{w['name']} / {r.peer}: skipped ({r.note}).")
             least = w["extra"].get("epochs_per_run")
             if r.timing is not None and least and r.timing.number < least:
-                notes.append(f"{w['name']} / {r.peer}: too slow for runs of {least} epochs; "
-                             f"timed in runs of {r.timing.number}.")
+                notes.append(
+                    f"{w['name']} / {r.peer}: too slow for runs of {least} epochs; "
+                    f"timed in runs of {r.timing.number}."
+                )
             if r.timing is not None and r.timing.spread > SLOW_SPREAD:
                 noisy.append(f"{w['name']} / {r.peer} ({r.timing.spread:.0%})")
         natives = [r for r in res if r.family == "cbp" and "native" in r.peer and r.seconds]
@@ -451,43 +537,67 @@ def auto_notes(workloads, cells, linear):
                 cpu = nat.cpu_seconds / other.cpu_seconds
                 if wall <= 1 and cpu <= 1:
                     continue
-                what = (f"{w['name']}: {nat.peer} is slower than {other.peer} at "
-                        f"{other.threads} thread(s): {wall:.2f}× its wall-clock time "
-                        f"({fmt_time(nat.seconds)} vs {fmt_time(other.seconds)}/{w['unit']}), "
-                        f"{cpu:.2f}× its CPU time")
+                what = (
+                    f"{w['name']}: {nat.peer} is slower than {other.peer} at "
+                    f"{other.threads} thread(s): {wall:.2f}× its wall-clock time "
+                    f"({fmt_time(nat.seconds)} vs {fmt_time(other.seconds)}/{w['unit']}), "
+                    f"{cpu:.2f}× its CPU time"
+                )
                 if wall > 1 and cpu > 1:
                     notes.append(f"**{what}.**")
                 else:
                     notes.append(f"{what} (slower by one measure only: likely contention).")
     if noisy:
-        notes.append(f"Noisy timings (wall-clock spread > {SLOW_SPREAD:.0%} between repeats): "
-                     + ", ".join(noisy) + ".")
-    def cell(c):
-        return (f"width {c['width']} × batch {c['batch']} ({_fmt_speed(c['speedup'])} wall, "
-                f"{_fmt_speed(c['speedup_cpu'])} CPU)")
+        notes.append(
+            f"Noisy timings (wall-clock spread > {SLOW_SPREAD:.0%} between repeats): "
+            + ", ".join(noisy)
+            + "."
+        )
 
-    below = [(c, [c[k] is not None and c[k] < 1 for k in ("speedup", "speedup_cpu")])
-             for c in cells]
+    def cell(c):
+        return (
+            f"width {c['width']} × batch {c['batch']} ({_fmt_speed(c['speedup'])} wall, "
+            f"{_fmt_speed(c['speedup_cpu'])} CPU)"
+        )
+
+    below = [
+        (c, [c[k] is not None and c[k] < 1 for k in ("speedup", "speedup_cpu")]) for c in cells
+    ]
     both = [cell(c) for c, flags in below if all(flags)]
     one = [cell(c) for c, flags in below if any(flags) and not all(flags)]
     if both:
-        notes.append("**Sweep: cbp native is slower than seed-style NumPy at** "
-                     + ", ".join(both) + ".")
+        notes.append(
+            "**Sweep: cbp native is slower than seed-style NumPy at** " + ", ".join(both) + "."
+        )
     if one:
-        notes.append("Sweep: cbp native is slower than seed-style NumPy by one measure only "
-                     "(likely contention) at " + ", ".join(one) + ".")
-    bad = [c for c in cells for r in c["results"]
-           if r.agreement.startswith("DISAGREES") or r.status == "error"]
+        notes.append(
+            "Sweep: cbp native is slower than seed-style NumPy by one measure only "
+            "(likely contention) at " + ", ".join(one) + "."
+        )
+    bad = [
+        c
+        for c in cells
+        for r in c["results"]
+        if r.agreement.startswith("DISAGREES") or r.status == "error"
+    ]
     if bad:
-        notes.append("Sweep cells with a disagreement or error: " + ", ".join(
-            f"width {c['width']} × batch {c['batch']}" for c in bad) + ".")
+        notes.append(
+            "Sweep cells with a disagreement or error: "
+            + ", ".join(f"width {c['width']} × batch {c['batch']}" for c in bad)
+            + "."
+        )
     for r in linear:
         for key in ("epochs_ratio", "samples_ratio"):
-            off = [f"{r[k]:.2f} by {how}" for k, how in ((key, "wall-clock"), (key + "_cpu", "CPU"))
-                   if k in r and not 1.7 <= r[k] <= 2.3]
+            off = [
+                f"{r[k]:.2f} by {how}"
+                for k, how in ((key, "wall-clock"), (key + "_cpu", "CPU"))
+                if k in r and not 1.7 <= r[k] <= 2.3
+            ]
             if off:
-                notes.append(f"Linear growth: {r['peer']} {key.replace('_', ' ')} is "
-                             f"{' and '.join(off)} time, not ~2.")
+                notes.append(
+                    f"Linear growth: {r['peer']} {key.replace('_', ' ')} is "
+                    f"{' and '.join(off)} time, not ~2."
+                )
     return notes
 
 
@@ -498,8 +608,20 @@ def _load(avg):
     return "n/a" if avg is None else ", ".join(f"{x:.2f}" for x in avg)
 
 
-def render_markdown(machine, settings, command, workloads, cells, linear, widths, batches,
-                    extra_notes, start_load=None, plot=True, compiled=None):
+def render_markdown(
+    machine,
+    settings,
+    command,
+    workloads,
+    cells,
+    linear,
+    widths,
+    batches,
+    extra_notes,
+    start_load=None,
+    plot=True,
+    compiled=None,
+):
     m = machine
     out = [
         "# cbp benchmark results",
@@ -547,17 +669,27 @@ def render_markdown(machine, settings, command, workloads, cells, linear, widths
     if compiled:
         out += [compiled_section(compiled), ""]
     if cells:
-        out += ["## Sweep: hidden width × batch size", "", sweep_tables(cells, widths, batches),
-                ""] + (["![sweep](sweep.png)", ""] if plot else [])
+        out += [
+            "## Sweep: hidden width × batch size",
+            "",
+            sweep_tables(cells, widths, batches),
+            "",
+        ] + (["![sweep](sweep.png)", ""] if plot else [])
     if linear:
         out += ["## Linear growth", "", linear_table(linear), ""]
-    notes = [n for w in workloads for n in w["notes"]] + extra_notes + auto_notes(
-        workloads, cells, linear)
+    notes = (
+        [n for w in workloads for n in w["notes"]]
+        + extra_notes
+        + auto_notes(workloads, cells, linear)
+    )
     busy = contention(workloads, cells)
     if busy is not None and busy > 1.1:
-        notes.insert(0, f"**The machine was busy**: over the 1-thread rows, wall time / CPU "
-                        f"time has median {busy:.2f} (1.00 on an idle machine).  Compare the CPU "
-                        f"columns, and treat wall times as upper bounds.")
+        notes.insert(
+            0,
+            f"**The machine was busy**: over the 1-thread rows, wall time / CPU "
+            f"time has median {busy:.2f} (1.00 on an idle machine).  Compare the CPU "
+            f"columns, and treat wall times as upper bounds.",
+        )
     out += ["## Notes (generated: what looks off)", ""]
     out += [f"- {n}" for n in notes] if notes else ["- nothing flagged"]
     return "\n".join(out) + "\n"
@@ -578,9 +710,16 @@ def write_json(path, machine, settings, command, workloads, cells, linear, compi
         "command": command,
         "machine": machine,
         "settings": settings.__dict__,
-        "workloads": {w["name"]: {"title": w["title"], "unit": w["unit"],
-                                  "results": w["results"], "extra": w["extra"],
-                                  "notes": w["notes"]} for w in workloads},
+        "workloads": {
+            w["name"]: {
+                "title": w["title"],
+                "unit": w["unit"],
+                "results": w["results"],
+                "extra": w["extra"],
+                "notes": w["notes"],
+            }
+            for w in workloads
+        },
         "sweep": cells,
         "linear_growth": linear,
         "compiled_peers": compiled,

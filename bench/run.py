@@ -18,6 +18,7 @@ environment as given, and without ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE``).
 ``--quick`` is a smoke test: every workload with tiny repeat counts, well
 under a minute.
 """
+
 import argparse
 import importlib.util
 import json
@@ -44,15 +45,28 @@ OPENBLAS_PINS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true",
-                    help="tiny repeat counts: a smoke test of every workload (< ~60 s)")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny repeat counts: a smoke test of every workload (< ~60 s)",
+    )
     ap.add_argument("--out", default=str(HERE / "results"), help="output directory")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="threads for every peer (torch also runs at its default)")
-    ap.add_argument("--only", nargs="+", choices=ALL_NAMES, metavar="NAME",
-                    help=f"run only these workloads: {', '.join(ALL_NAMES)}")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads for every peer (torch also runs at its default)",
+    )
+    ap.add_argument(
+        "--only",
+        nargs="+",
+        choices=ALL_NAMES,
+        metavar="NAME",
+        help=f"run only these workloads: {', '.join(ALL_NAMES)}",
+    )
     args = ap.parse_args(argv)
     if args.threads < 1:
         ap.error("--threads must be >= 1")
@@ -72,11 +86,17 @@ def _limit_blas_by_env(threads):
     try:
         import threadpoolctl  # noqa: F401
     except ImportError:
-        for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
-                    "VECLIB_MAXIMUM_THREADS"):
+        for var in (
+            "OPENBLAS_NUM_THREADS",
+            "MKL_NUM_THREADS",
+            "BLIS_NUM_THREADS",
+            "VECLIB_MAXIMUM_THREADS",
+        ):
             os.environ.setdefault(var, str(threads))
-        return ("threadpoolctl is not installed: BLAS limited through OPENBLAS_NUM_THREADS & "
-                "co. for the whole run (torch's default-threads row is still at its default)")
+        return (
+            "threadpoolctl is not installed: BLAS limited through OPENBLAS_NUM_THREADS & "
+            "co. for the whole run (torch's default-threads row is still at its default)"
+        )
     return None
 
 
@@ -106,10 +126,14 @@ def run_pinned(names, quick, notes):
     result = {"pinned": None, "dgemm": []}
     timeout = 600 if quick else 3600
     if present:
-        print(f"[pinned] {', '.join(present)} beside cbp native, one thread, one CPU "
-              f"(bench/pinned.py)", flush=True)
-        data, why = _pinned(["--peers", *present] + (["--quick"] if quick else []),
-                            dict(os.environ), timeout)
+        print(
+            f"[pinned] {', '.join(present)} beside cbp native, one thread, one CPU "
+            f"(bench/pinned.py)",
+            flush=True,
+        )
+        data, why = _pinned(
+            ["--peers", *present] + (["--quick"] if quick else []), dict(os.environ), timeout
+        )
         if why:
             notes.append(f"the pinned JAX/numba run did not finish: {why}")
         result["pinned"] = data
@@ -126,10 +150,15 @@ def run_pinned(names, quick, notes):
                 runs[key].append(data)
     for key, got in runs.items():
         if got:
-            result["dgemm"].append({
-                **got[0], "setting": key, "runs": [d["gflops"] for d in got],
-                "gflops": statistics.median(d["gflops"] for d in got),
-                "gflops_cpu": statistics.median(d["gflops_cpu"] for d in got)})
+            result["dgemm"].append(
+                {
+                    **got[0],
+                    "setting": key,
+                    "runs": [d["gflops"] for d in got],
+                    "gflops": statistics.median(d["gflops"] for d in got),
+                    "gflops_cpu": statistics.median(d["gflops_cpu"] for d in got),
+                }
+            )
     return result
 
 
@@ -141,15 +170,17 @@ def main(argv=None):
     # prepend) so that the installed cbp, or PYTHONPATH, decides which cbp runs.
     if str(ROOT) not in sys.path:
         sys.path.append(str(ROOT))
-    from bench import report, workloads as W
+    from bench import report
+    from bench import workloads as W
     from bench.harness import Settings
     from bench.timing import torch
 
     assert set(W.TABLE_WORKLOADS) | {"sweep", *PINNED_NAMES} == set(ALL_NAMES)
 
     if torch is None:
-        setup_notes.append("torch is not installed: its peers are skipped "
-                           "(pip install torch==2.13.0)")
+        setup_notes.append(
+            "torch is not installed: its peers are skipped (pip install torch==2.13.0)"
+        )
 
     settings = Settings.make(args.quick, args.threads)
     names = args.only or ALL_NAMES
@@ -166,8 +197,7 @@ def main(argv=None):
                 w = func(settings)
                 for r in w["results"]:
                     r.extra["speedup_vs_seed"] = report.speedup(r, w["results"])
-                    r.extra["speedup_vs_seed_cpu"] = report.speedup(r, w["results"],
-                                                                    "cpu_seconds")
+                    r.extra["speedup_vs_seed_cpu"] = report.speedup(r, w["results"], "cpu_seconds")
                 workloads.append(w)
 
     compiled = None
@@ -186,17 +216,31 @@ def main(argv=None):
 
     machine = report.machine_info(ROOT)
     machine["load_average_at_start"] = start_load
-    md = report.render_markdown(machine, settings, command, workloads, cells, linear,
-                                W.SWEEP_WIDTHS, W.SWEEP_BATCHES, setup_notes, start_load,
-                                plotted, compiled)
+    md = report.render_markdown(
+        machine,
+        settings,
+        command,
+        workloads,
+        cells,
+        linear,
+        W.SWEEP_WIDTHS,
+        W.SWEEP_BATCHES,
+        setup_notes,
+        start_load,
+        plotted,
+        compiled,
+    )
     md += f"\nTotal benchmark time: {time.perf_counter() - t0:.0f} s.\n"
     (out / "results.md").write_text(md)
-    report.write_json(out / "results.json", machine, settings, command, workloads, cells, linear,
-                      compiled)
+    report.write_json(
+        out / "results.json", machine, settings, command, workloads, cells, linear, compiled
+    )
     print()
     print(md)
-    print(f"wrote {out / 'results.md'}, {out / 'results.json'}"
-          + (f", {out / 'sweep.png'}" if plotted else ""))
+    print(
+        f"wrote {out / 'results.md'}, {out / 'results.json'}"
+        + (f", {out / 'sweep.png'}" if plotted else "")
+    )
     return 0
 
 

@@ -17,6 +17,7 @@ candidates x 3 folds, 10 epochs each) with joblib's backends: sequential,
 ``threading`` and ``loky`` (processes) with n_jobs=2, each worker's BLAS
 limited to one thread; the median of ``rounds`` runs each.
 """
+
 import argparse
 import statistics
 import sys
@@ -35,8 +36,16 @@ import cbp
 
 
 def workloads(epochs):
-    params = dict(hidden_layer_sizes=(64,), solver="adam", batch_size=32, max_iter=epochs,
-                  early_stopping=False, tol=0.0, n_iter_no_change=epochs, random_state=0)
+    params = dict(
+        hidden_layer_sizes=(64,),
+        solver="adam",
+        batch_size=32,
+        max_iter=epochs,
+        early_stopping=False,
+        tol=0.0,
+        n_iter_no_change=epochs,
+        random_state=0,
+    )
     for name, loader in (("digits", load_digits), ("iris", load_iris)):
         X, y = loader(return_X_y=True)
         yield name, StandardScaler().fit_transform(X), y, params
@@ -86,15 +95,22 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="3 rounds of 5 epochs")
     ap.add_argument("--rounds", type=int, default=None)
-    ap.add_argument("--search", action="store_true",
-                    help="also time GridSearchCV with joblib's threading and loky backends")
+    ap.add_argument(
+        "--search",
+        action="store_true",
+        help="also time GridSearchCV with joblib's threading and loky backends",
+    )
     args = ap.parse_args(argv)
     rounds = args.rounds or (3 if args.quick else 7)
     epochs = 5 if args.quick else 30
     warnings.simplefilter("ignore", ConvergenceWarning)
-    print(f"cbp {cbp.__version__} (backend {cbp.default_backend()}), one thread, "
-          f"{rounds} rounds, {epochs} epochs")
-    print(f"{'workload':<8} {'sklearn s':>10} {'cbp s':>10} {'speed-up':>9}  (median of per-round ratios)")
+    print(
+        f"cbp {cbp.__version__} (backend {cbp.default_backend()}), one thread, "
+        f"{rounds} rounds, {epochs} epochs"
+    )
+    print(
+        f"{'workload':<8} {'sklearn s':>10} {'cbp s':>10} {'speed-up':>9}  (median of per-round ratios)"
+    )
     with threadpool_limits(1):
         for name, X, y, params in workloads(epochs):
             _, ours = fit_time(cbp.MLPClassifier, params, X, y)
@@ -109,8 +125,10 @@ def main(argv=None):
                 t_sk.append(times[sknn.MLPClassifier])
                 t_cbp.append(times[cbp.MLPClassifier])
                 ratios.append(t_sk[-1] / t_cbp[-1])
-            print(f"{name:<8} {statistics.median(t_sk):>10.4f} {statistics.median(t_cbp):>10.4f} "
-                  f"{statistics.median(ratios):>8.2f}x")
+            print(
+                f"{name:<8} {statistics.median(t_sk):>10.4f} {statistics.median(t_cbp):>10.4f} "
+                f"{statistics.median(ratios):>8.2f}x"
+            )
     if args.search:
         with threadpool_limits(1):
             times = search_times(max(1, rounds // 2))

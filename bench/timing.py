@@ -13,6 +13,7 @@ is one native call, while a seed-style NumPy loop runs ``for _ in range(n)``.
 pools limited to ``n`` threads through threadpoolctl, and torch's intra-op
 pool set to ``n``; ``n=None`` leaves every library at its default.
 """
+
 import contextlib
 import gc
 import math
@@ -69,8 +70,7 @@ class Timing:
 
     def as_dict(self):
         d = asdict(self)
-        d.update(median=self.median, best=self.best, spread=self.spread,
-                 cpu_median=self.cpu_median)
+        d.update(median=self.median, best=self.best, spread=self.spread, cpu_median=self.cpu_median)
         return d
 
 

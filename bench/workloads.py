@@ -4,11 +4,22 @@
 
 and prints its progress through ``log``.
 """
+
 import numpy as np
 
 from .harness import fmt_time, measure_peers, speedup
-from .peers import (CbpPeer, Layer, Peer, Problem, SeedScalarPeer, SeedSoftmaxPeer, SeedXorPeer,
-                    SklearnPeer, TorchPeer, train_step_flops)
+from .peers import (
+    CbpPeer,
+    Layer,
+    Peer,
+    Problem,
+    SeedScalarPeer,
+    SeedSoftmaxPeer,
+    SeedXorPeer,
+    SklearnPeer,
+    TorchPeer,
+    train_step_flops,
+)
 from .timing import autotimeit, thread_limits
 
 
@@ -17,8 +28,14 @@ def _x(ratio):
 
 
 def _workload(name, title, unit, results, **extra):
-    return {"name": name, "title": title, "unit": unit, "results": results,
-            "extra": extra, "notes": []}
+    return {
+        "name": name,
+        "title": title,
+        "unit": unit,
+        "results": results,
+        "extra": extra,
+        "notes": [],
+    }
 
 
 def _standard_peers(problem, s, via="fit", torch_default=True):
@@ -66,7 +83,9 @@ def classifier(n_in, width, n_classes, n_samples, lr, seed=0, batch_size=None):
         loss="categorical_crossentropy",
         X=rng.standard_normal((n_samples, n_in)),
         y=rng.integers(0, n_classes, n_samples),
-        lr=lr, batch_size=batch_size, seed=seed,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
     )
 
 
@@ -75,21 +94,32 @@ def classifier(n_in, width, n_classes, n_samples, lr, seed=0, batch_size=None):
 # ---------------------------------------------------------------------------
 def run_xor(s, log=print):
     epochs = 1_000 if s.quick else 10_000
-    log(f"[xor] seed 004: 2-4-1 sigmoid, no biases, 0.5*sum(err^2), lr 0.1, "
-        f"timed in whole runs of >= {epochs} epochs")
+    log(
+        f"[xor] seed 004: 2-4-1 sigmoid, no biases, 0.5*sum(err^2), lr 0.1, "
+        f"timed in whole runs of >= {epochs} epochs"
+    )
     p = Problem(
         layers=(Layer(2, 4, "sigmoid", False, "uniform"), Layer(4, 1, "sigmoid", False, "uniform")),
-        loss="half_squared_error", reduction="sum",
+        loss="half_squared_error",
+        reduction="sum",
         X=np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float64),
         y=np.array([[0], [1], [1], [0]], dtype=np.float64),
         lr=0.1,
     )
     cbp_peers, torch_peers = _standard_peers(p, s)
-    peers = cbp_peers + [CbpPeer(p, "native", "train_step", s.threads),
-                         SeedXorPeer(p, s.threads)] + torch_peers
+    peers = (
+        cbp_peers
+        + [CbpPeer(p, "native", "train_step", s.threads), SeedXorPeer(p, s.threads)]
+        + torch_peers
+    )
     res = measure_peers("xor", peers, s, min_epochs=epochs, log=log)
-    return _workload("xor", f"XOR 2-4-1 sigmoid (seed 004), full batch, runs of {epochs} epochs",
-                     "epoch", res, epochs_per_run=epochs)
+    return _workload(
+        "xor",
+        f"XOR 2-4-1 sigmoid (seed 004), full batch, runs of {epochs} epochs",
+        "epoch",
+        res,
+        epochs_per_run=epochs,
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -98,14 +128,28 @@ def run_xor(s, log=print):
 def run_spiral(s, log=print):
     X, y, source = spiral_data(100, 3)
     log(f"[spiral] 300x2 spiral ({source}), 2-64-3 ReLU/softmax, CCE mean, full-batch SGD lr 1.0")
-    p = Problem(layers=(Layer(2, 64, "relu"), Layer(64, 3, "softmax")),
-                loss="categorical_crossentropy", X=X, y=y, lr=1.0)
+    p = Problem(
+        layers=(Layer(2, 64, "relu"), Layer(64, 3, "softmax")),
+        loss="categorical_crossentropy",
+        X=X,
+        y=y,
+        lr=1.0,
+    )
     cbp_peers, torch_peers = _standard_peers(p, s)
-    peers = (cbp_peers + [SeedSoftmaxPeer(p, s.threads), SeedSoftmaxPeer(p, s.threads, lean=True)]
-             + torch_peers + [SklearnPeer(p, s.threads)])
+    peers = (
+        cbp_peers
+        + [SeedSoftmaxPeer(p, s.threads), SeedSoftmaxPeer(p, s.threads, lean=True)]
+        + torch_peers
+        + [SklearnPeer(p, s.threads)]
+    )
     res = measure_peers("spiral", peers, s, log=log)
-    return _workload("spiral", "Spiral 300x2, 2-64-3 ReLU/softmax, CCE, full batch", "epoch", res,
-                     data_source=source)
+    return _workload(
+        "spiral",
+        "Spiral 300x2, 2-64-3 ReLU/softmax, CCE, full batch",
+        "epoch",
+        res,
+        data_source=source,
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -131,23 +175,41 @@ def run_mnist(s, log=print):
     n, n_in, hidden, n_out = 128, 784, 256, 10
     log(f"[mnist] one train_step: X {n}x{n_in} random, {n_in}-{hidden}-{n_out} ReLU/softmax, CCE")
     rng = np.random.default_rng(0)
-    p = Problem(layers=(Layer(n_in, hidden, "relu"), Layer(hidden, n_out, "softmax")),
-                loss="categorical_crossentropy", X=rng.random((n, n_in)),
-                y=rng.integers(0, n_out, n), lr=0.01)
+    p = Problem(
+        layers=(Layer(n_in, hidden, "relu"), Layer(hidden, n_out, "softmax")),
+        loss="categorical_crossentropy",
+        X=rng.random((n, n_in)),
+        y=rng.integers(0, n_out, n),
+        lr=0.01,
+    )
     cbp_peers, torch_peers = _standard_peers(p, s, via="train_step")
-    peers = (cbp_peers + [SeedSoftmaxPeer(p, s.threads), SeedSoftmaxPeer(p, s.threads, lean=True)]
-             + torch_peers)
+    peers = (
+        cbp_peers
+        + [SeedSoftmaxPeer(p, s.threads), SeedSoftmaxPeer(p, s.threads, lean=True)]
+        + torch_peers
+    )
     res = measure_peers("mnist", peers, s, unit="step", log=log)
     flops = train_step_flops(p.layers, n)
     for r in res:
         if r.seconds:
             r.extra["gflops"] = flops / r.seconds / 1e9
     gemm, gemm_cpu, gemm_t = dgemm_gflops(s)
-    log(f"  flops per step {flops / 1e6:.1f} M; numpy dgemm 512^3 at {s.threads} thread(s): "
-        f"{gemm:.1f} GFLOP/s")
-    w = _workload("mnist", f"MNIST-shaped train_step, {n}x{n_in}, {n_in}-{hidden}-{n_out}",
-                  "step", res, flops_per_step=flops, dgemm_gflops=gemm, dgemm_gflops_cpu=gemm_cpu,
-                  dgemm_size=512, dgemm_threads=s.threads, dgemm_timing=gemm_t.as_dict())
+    log(
+        f"  flops per step {flops / 1e6:.1f} M; numpy dgemm 512^3 at {s.threads} thread(s): "
+        f"{gemm:.1f} GFLOP/s"
+    )
+    w = _workload(
+        "mnist",
+        f"MNIST-shaped train_step, {n}x{n_in}, {n_in}-{hidden}-{n_out}",
+        "step",
+        res,
+        flops_per_step=flops,
+        dgemm_gflops=gemm,
+        dgemm_gflops_cpu=gemm_cpu,
+        dgemm_size=512,
+        dgemm_threads=s.threads,
+        dgemm_timing=gemm_t.as_dict(),
+    )
     return w
 
 
@@ -162,13 +224,18 @@ SEED000_PRINTED = (0.5924, 0.2462, 0.4848, 0.254)
 
 def run_seed000_call(s, log=print):
     log("[seed000-call] seed 000's 1-1-1 ReLU net, train_step on one (1, 1) sample from Python")
-    p = Problem(layers=SEED000_LAYERS, loss="half_squared_error", X=np.array([[2.0]]),
-                y=np.array([[2.0]]), lr=0.1, init=SEED000_INIT)
+    p = Problem(
+        layers=SEED000_LAYERS,
+        loss="half_squared_error",
+        X=np.array([[2.0]]),
+        y=np.array([[2.0]]),
+        lr=0.1,
+        init=SEED000_INIT,
+    )
     cbp_peers, torch_peers = _standard_peers(p, s, via="train_step", torch_default=False)
     peers = cbp_peers + [SeedScalarPeer(p, s.threads)] + torch_peers
     res = measure_peers("seed000-call", peers, s, unit="call", log=log)
-    w = _workload("seed000-call", "Seed 000 net, one train_step call on a (1,1) batch",
-                  "call", res)
+    w = _workload("seed000-call", "Seed 000 net, one train_step call on a (1,1) batch", "call", res)
     # cbp must reproduce the numbers the seed prints after its single step.
     ref = cbp_peers[0] if cbp_peers[0].unavailable() is None else cbp_peers[1]
     try:
@@ -178,8 +245,10 @@ def run_seed000_call(s, log=print):
         got = (W1[0, 0], b1[0], W2[0, 0], b2[0])
         ok = np.allclose(got, SEED000_PRINTED, rtol=0, atol=5e-13)
         w["extra"]["seed_printed_values_reproduced"] = bool(ok)
-        w["notes"].append(f"{ref.label}: one step reproduces seed 000's printed w, b, v, c "
-                          f"{SEED000_PRINTED}: {'yes' if ok else 'NO, got ' + repr(got)}")
+        w["notes"].append(
+            f"{ref.label}: one step reproduces seed 000's printed w, b, v, c "
+            f"{SEED000_PRINTED}: {'yes' if ok else 'NO, got ' + repr(got)}"
+        )
     except Exception as exc:  # reported, not fatal
         w["notes"].append(f"seed 000 printed-values check failed: {exc!r}")
     return w
@@ -190,17 +259,30 @@ def run_seed000_online(s, log=print):
     log(f"[seed000-online] per-example SGD over {n} samples (fit(batch_size=1)), y = x")
     rng = np.random.default_rng(0)
     x = rng.uniform(1.0, 4.0, (n, 1))
-    p = Problem(layers=SEED000_LAYERS, loss="half_squared_error", X=x, y=x.copy(), lr=0.01,
-                batch_size=1, init=SEED000_INIT)
+    p = Problem(
+        layers=SEED000_LAYERS,
+        loss="half_squared_error",
+        X=x,
+        y=x.copy(),
+        lr=0.01,
+        batch_size=1,
+        init=SEED000_INIT,
+    )
     cbp_peers, torch_peers = _standard_peers(p, s, torch_default=False)
     peers = cbp_peers + [SeedScalarPeer(p, s.threads)] + torch_peers
-    res = measure_peers("seed000-online", peers, s, unit="step", per_unit=1.0 / n,
-                        check_epochs=1, log=log)
+    res = measure_peers(
+        "seed000-online", peers, s, unit="step", per_unit=1.0 / n, check_epochs=1, log=log
+    )
     for r in res:
         if r.seconds:
             r.extra["steps_per_s"] = 1.0 / r.seconds
-    return _workload("seed000-online", f"Seed 000 net, online SGD over {n} samples (batch 1)",
-                     "step", res, samples=n)
+    return _workload(
+        "seed000-online",
+        f"Seed 000 net, online SGD over {n} samples (batch 1)",
+        "step",
+        res,
+        samples=n,
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -212,25 +294,37 @@ SWEEP_INPUTS, SWEEP_CLASSES = 32, 10
 
 
 def run_sweep(s, log=print):
-    log(f"[sweep] {SWEEP_INPUTS} -> width ReLU -> {SWEEP_CLASSES} softmax, one full-batch step, "
-        f"cbp native fit vs seed-style NumPy")
+    log(
+        f"[sweep] {SWEEP_INPUTS} -> width ReLU -> {SWEEP_CLASSES} softmax, one full-batch step, "
+        f"cbp native fit vs seed-style NumPy"
+    )
     cells = []
     for batch in SWEEP_BATCHES:
         for width in SWEEP_WIDTHS:
             p = classifier(SWEEP_INPUTS, width, SWEEP_CLASSES, batch, lr=0.1)
             peers = [CbpPeer(p, "native", "fit", s.threads), SeedSoftmaxPeer(p, s.threads)]
-            res = measure_peers(f"sweep w={width} b={batch}", peers, s, unit="step",
-                                log=lambda *a: None)
+            res = measure_peers(
+                f"sweep w={width} b={batch}", peers, s, unit="step", log=lambda *a: None
+            )
             cbp_r, seed_r = res
             speed = speedup(cbp_r, res)
             speed_cpu = speedup(cbp_r, res, "cpu_seconds")
-            log(f"  width {width:>5} batch {batch:>5}: cbp {fmt_time(cbp_r.seconds):>9}  "
+            log(
+                f"  width {width:>5} batch {batch:>5}: cbp {fmt_time(cbp_r.seconds):>9}  "
                 f"numpy {fmt_time(seed_r.seconds):>9}  speed-up {_x(speed)} "
                 f"(CPU time {_x(speed_cpu)})  [{cbp_r.status}/{seed_r.status}, "
-                f"{seed_r.agreement}]")
-            cells.append({"width": width, "batch": batch, "results": res, "speedup": speed,
-                          "speedup_cpu": speed_cpu,
-                          "flops": train_step_flops(p.layers, batch)})
+                f"{seed_r.agreement}]"
+            )
+            cells.append(
+                {
+                    "width": width,
+                    "batch": batch,
+                    "results": res,
+                    "speedup": speed,
+                    "speedup_cpu": speed_cpu,
+                    "flops": train_step_flops(p.layers, batch),
+                }
+            )
     return cells
 
 
@@ -268,14 +362,24 @@ def run_linear_growth(s, log=print):
     the time of one whole training call, all six runs interleaved."""
     width, bs = 64, 32
     E, N = (4, 256) if s.quick else (20, 1024)
-    log(f"[linear] {SWEEP_INPUTS}-{width}-{SWEEP_CLASSES}, batches of {bs}: "
-        f"time of one fit over E={E} / {2 * E} epochs and N={N} / {2 * N} samples")
+    log(
+        f"[linear] {SWEEP_INPUTS}-{width}-{SWEEP_CLASSES}, batches of {bs}: "
+        f"time of one fit over E={E} / {2 * E} epochs and N={N} / {2 * N} samples"
+    )
     configs = (("N,E", N, E), ("N,2E", N, 2 * E), ("2N,E", 2 * N, E))
-    makers = (lambda p: CbpPeer(p, "native", "fit", s.threads),
-              lambda p: SeedSoftmaxPeer(p, s.threads))
-    peers = [_Calls(make(classifier(SWEEP_INPUTS, width, SWEEP_CLASSES, n, lr=0.01,
-                                    batch_size=bs)), epochs, key)
-             for make in makers for key, n, epochs in configs]
+    makers = (
+        lambda p: CbpPeer(p, "native", "fit", s.threads),
+        lambda p: SeedSoftmaxPeer(p, s.threads),
+    )
+    peers = [
+        _Calls(
+            make(classifier(SWEEP_INPUTS, width, SWEEP_CLASSES, n, lr=0.01, batch_size=bs)),
+            epochs,
+            key,
+        )
+        for make in makers
+        for key, n, epochs in configs
+    ]
     res = measure_peers("linear", peers, s, unit="call", log=log)
     rows = []
     for i in range(0, len(peers), len(configs)):
@@ -283,16 +387,26 @@ def run_linear_growth(s, log=print):
         times = {p.key: r.seconds for p, r in group if r.seconds}
         cpu = {p.key: r.cpu_seconds for p, r in group if r.seconds}
         bad = [f"{r.status}: {r.note}" for _, r in group if r.status != "ok"]
-        row = {"peer": group[0][0].peer.label, "status": bad[0] if bad else "ok", "E": E,
-               "N": N, "batch_size": bs, "width": width, "times": times, "cpu_times": cpu,
-               "spread": {p.key: r.timing.spread for p, r in group if r.timing}}
+        row = {
+            "peer": group[0][0].peer.label,
+            "status": bad[0] if bad else "ok",
+            "E": E,
+            "N": N,
+            "batch_size": bs,
+            "width": width,
+            "times": times,
+            "cpu_times": cpu,
+            "spread": {p.key: r.timing.spread for p, r in group if r.timing},
+        }
         if len(times) == len(configs):
             for name, key in (("epochs_ratio", "N,2E"), ("samples_ratio", "2N,E")):
                 row[name] = times[key] / times["N,E"]
                 row[name + "_cpu"] = cpu[key] / cpu["N,E"]
-            log(f"  {row['peer']:<22} T(N,2E)/T(N,E) {row['epochs_ratio']:.3f} "
+            log(
+                f"  {row['peer']:<22} T(N,2E)/T(N,E) {row['epochs_ratio']:.3f} "
                 f"(CPU {row['epochs_ratio_cpu']:.3f})  T(2N,E)/T(N,E) "
-                f"{row['samples_ratio']:.3f} (CPU {row['samples_ratio_cpu']:.3f})")
+                f"{row['samples_ratio']:.3f} (CPU {row['samples_ratio_cpu']:.3f})"
+            )
         rows.append(row)
     return rows
 

@@ -6,15 +6,15 @@ float64 buffers.  Every kernel has a NumPy twin (``cbp._reference``) with the
 same signature; set ``CBP_NO_EXTENSIONS=1`` or pass ``backend="numpy"`` to use
 it.
 """
-from . import datasets, optim, schedules
+
+from . import datasets, examples, optim, schedules
 from ._backend import default_backend, native_available, openmp_available
 from ._errors import DivergenceError, FormatError, NativeUnavailableError
 from .callbacks import EarlyStopping
+from .gradcheck import GradcheckResult, gradcheck
 from .layers import Dense, Dropout
 from .network import Network
 from .persistence import load
-from . import examples
-from .gradcheck import GradcheckResult, gradcheck
 from .trace import LayerTrace, Trace, trace
 
 __version__ = "0.1.0"

@@ -1,4 +1,5 @@
 """``python -m cbp``: the command line of :mod:`cbp.cli` (no arguments: the XOR demo)."""
+
 import sys
 
 from .cli import main

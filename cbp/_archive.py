@@ -28,6 +28,7 @@ header, before anything could be unpickled.
 :func:`write` writes atomically and behaves like an editor's save: see its
 docstring.
 """
+
 import errno
 import json
 import os
@@ -131,8 +132,9 @@ def _read(fh, path, lengths, newest):
     if entries > _MAX_ENTRIES:
         raise _failure(path, f"its zip lists {entries} members; a cbp file holds {len(MEMBERS)}")
     if directory > _MAX_DIRECTORY:
-        raise _failure(path, f"its zip directory takes {directory} bytes; a cbp file's takes "
-                             "a few hundred")
+        raise _failure(
+            path, f"its zip directory takes {directory} bytes; a cbp file's takes a few hundred"
+        )
     with zipfile.ZipFile(fh) as z:
         infos = z.infolist()
         names = [i.filename for i in infos]
@@ -150,7 +152,8 @@ def _read(fh, path, lengths, newest):
         if version > newest:
             raise FormatError(
                 f"{path} was written in format {version} by a newer cbp; "
-                f"this cbp reads format {newest} and older")
+                f"this cbp reads format {newest} and older"
+            )
         extra = sorted(set(names) - {m + ".npy" for m in MEMBERS})
         if extra:
             raise _failure(path, f"unexpected members {extra}")
@@ -174,8 +177,7 @@ def _read(fh, path, lengths, newest):
         needed = sum(i.file_size for i in infos)
         if size > needed + _SLACK:
             raise _failure(path, f"it is {size} bytes, its members need {needed}")
-        return (meta,) + tuple(_data(z, path, *plans[n])
-                               for n in ("parameters", "optimizer_state"))
+        return (meta,) + tuple(_data(z, path, *plans[n]) for n in ("parameters", "optimizer_state"))
 
 
 def _zip_directory(fh, size):
@@ -219,8 +221,12 @@ def _header(f, info, path):
 
 def _dtype_ok(dtype, kind):
     """``dtype`` is ``kind`` (float64, int64) in either byte order."""
-    return dtype.kind == kind.kind and dtype.itemsize == kind.itemsize and not dtype.fields \
+    return (
+        dtype.kind == kind.kind
+        and dtype.itemsize == kind.itemsize
+        and not dtype.fields
         and dtype.shape == ()
+    )
 
 
 def _check_declared(path, info, offset, nbytes):
@@ -229,8 +235,10 @@ def _check_declared(path, info, offset, nbytes):
         raise _failure(path, f"{info.filename} is compressed; cbp stores members uncompressed")
     if info.file_size != offset + nbytes or info.compress_size != info.file_size:
         raise _failure(
-            path, f"{info.filename} declares {info.file_size} bytes ({info.compress_size} "
-                  f"stored), its .npy header needs {offset + nbytes}")
+            path,
+            f"{info.filename} declares {info.file_size} bytes ({info.compress_size} "
+            f"stored), its .npy header needs {offset + nbytes}",
+        )
 
 
 def _check_array(path, name, info, shape, dtype, offset, allowed):
@@ -241,11 +249,12 @@ def _check_array(path, name, info, shape, dtype, offset, allowed):
     if shape[0] not in allowed:
         if name == "parameters":
             raise FormatError(
-                f"{path}: the file holds {shape[0]} parameters, its architecture needs "
-                f"{allowed[0]}")
+                f"{path}: the file holds {shape[0]} parameters, its architecture needs {allowed[0]}"
+            )
         raise FormatError(
             f"{path}: the optimizer state does not fit the network ({shape[0]} values; "
-            f"{' or '.join(map(str, allowed))} expected)")
+            f"{' or '.join(map(str, allowed))} expected)"
+        )
     _check_declared(path, info, offset, shape[0] * dtype.itemsize)
 
 
@@ -274,28 +283,39 @@ def _meta(z, info, path):
     with z.open(info) as f:
         shape, dtype, offset = _header(f, info, path)
         if dtype.kind != "U" or shape != ():
-            raise _failure(path, f"meta has dtype {dtype.str} and shape {shape}; "
-                                 "cbp stores a unicode scalar")
+            raise _failure(
+                path, f"meta has dtype {dtype.str} and shape {shape}; cbp stores a unicode scalar"
+            )
         if dtype.itemsize > MAX_META_BYTES:
-            raise _failure(path, f"meta is {dtype.itemsize} bytes, more than the "
-                                 f"{MAX_META_BYTES} a network description may take")
+            raise _failure(
+                path,
+                f"meta is {dtype.itemsize} bytes, more than the "
+                f"{MAX_META_BYTES} a network description may take",
+            )
         _check_declared(path, info, offset, dtype.itemsize)
         data = f.read(dtype.itemsize)
         _at_end(f, len(data), dtype.itemsize)
-    codec = "utf-32-be" if dtype.byteorder == ">" or (
-        dtype.byteorder == "=" and sys.byteorder == "big") else "utf-32-le"
+    codec = (
+        "utf-32-be"
+        if dtype.byteorder == ">" or (dtype.byteorder == "=" and sys.byteorder == "big")
+        else "utf-32-le"
+    )
     text = data.decode(codec).rstrip("\0")  # numpy pads with NULs
     try:
         meta = json.loads(text)
     except (ValueError, RecursionError) as exc:
-        raise FormatError(f"{path} holds an invalid network description: "
-                          f"{type(exc).__name__}: {exc}") from None
+        raise FormatError(
+            f"{path} holds an invalid network description: {type(exc).__name__}: {exc}"
+        ) from None
     if not isinstance(meta, dict):
-        raise FormatError(f"{path} holds an invalid network description: "
-                          f"a JSON {type(meta).__name__}, not an object")
+        raise FormatError(
+            f"{path} holds an invalid network description: "
+            f"a JSON {type(meta).__name__}, not an object"
+        )
     if _depth(meta) > _MAX_DEPTH:
-        raise FormatError(f"{path} holds an invalid network description: "
-                          f"nested deeper than {_MAX_DEPTH} levels")
+        raise FormatError(
+            f"{path} holds an invalid network description: nested deeper than {_MAX_DEPTH} levels"
+        )
     return meta
 
 
@@ -391,8 +411,9 @@ def write(path, arrays):
         if stat.S_ISDIR(st.st_mode):
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), given)
         if not stat.S_ISREG(st.st_mode):  # a device or a FIFO is not replaced by a file
-            raise OSError(errno.EINVAL, "not a regular file; save replaces only regular files",
-                          given)
+            raise OSError(
+                errno.EINVAL, "not a regular file; save replaces only regular files", given
+            )
         mode = stat.S_IMODE(st.st_mode)
     folder = os.path.dirname(target)
     _sweep(folder)
@@ -438,8 +459,13 @@ def _create(folder):
     Created with mode 0o666, so that the kernel applies the umask (or the
     folder's default ACL) exactly as it does to any new file.
     """
-    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) \
+    flags = (
+        os.O_RDWR
+        | os.O_CREAT
+        | os.O_EXCL
+        | getattr(os, "O_CLOEXEC", 0)
         | getattr(os, "O_BINARY", 0)
+    )
     while True:
         tmp = os.path.join(folder, f"{_TMP_PREFIX}{secrets.token_hex(8)}{_TMP_SUFFIX}")
         fd = os.open(tmp, flags, 0o666)
@@ -470,9 +496,13 @@ def _create(folder):
 def _sweep(folder):
     """Delete the temporary files of dead writers of this scheme in ``folder``."""
     try:
-        names = [n for n in os.listdir(folder)
-                 if n.startswith(_TMP_PREFIX) and n.endswith(_TMP_SUFFIX)
-                 and len(n) == len(_TMP_PREFIX) + 16 + len(_TMP_SUFFIX)]
+        names = [
+            n
+            for n in os.listdir(folder)
+            if n.startswith(_TMP_PREFIX)
+            and n.endswith(_TMP_SUFFIX)
+            and len(n) == len(_TMP_PREFIX) + 16 + len(_TMP_SUFFIX)
+        ]
     except OSError:
         return  # the save itself reports an unusable folder
     for name in names:

@@ -6,9 +6,9 @@ imported if it was built.  Nothing falls back silently: asking for
 ``backend="native"`` when the core did not load raises
 :class:`~cbp.NativeUnavailableError` with the reason.
 """
+
 import os
 from types import ModuleType
-from typing import Optional
 
 from . import _reference
 from ._errors import NativeUnavailableError
@@ -44,7 +44,7 @@ def _import_core():
     return _core
 
 
-_core: Optional[ModuleType] = None
+_core: ModuleType | None = None
 _why_not = None
 if os.environ.get("CBP_NO_EXTENSIONS", "").strip().lower() not in ("", "0", "false", "no"):
     _why_not = "CBP_NO_EXTENSIONS is set in the environment"

@@ -4,55 +4,57 @@ Every function and ``Engine`` here has a NumPy twin of the same signature in
 ``cbp._reference``.  Arrays are float64 and C-contiguous unless stated;
 shapes are given as (rows, columns).
 """
-from typing import Optional, Tuple
+
 
 import numpy as np
 from numpy.typing import NDArray
 
 F64 = NDArray[np.float64]
 
-def _blas_thresholds(work: Optional[int] = None, side: Optional[int] = None) -> tuple[int, int]: ...
-def _simd(level: Optional[str] = None) -> str: ...
+def _blas_thresholds(work: int | None = None, side: int | None = None) -> tuple[int, int]: ...
+def _simd(level: str | None = None) -> str: ...
 def _simd_levels() -> list[str]: ...
 def _vexp(x: F64, out: F64) -> F64: ...
 def _columns() -> dict[str, int]: ...
-def dense_forward(X: F64, W: F64, b: Optional[F64], out: F64) -> F64:
+def dense_forward(X: F64, W: F64, b: F64 | None, out: F64) -> F64:
     """out (n, j) := X (n, i) @ W (i, j) + b (j,)."""
 
-def dense_backward(
-    X: F64, W: F64, dZ: F64, dW: F64, db: Optional[F64], dX: Optional[F64]
-) -> None:
+def dense_backward(X: F64, W: F64, dZ: F64, dW: F64, db: F64 | None, dX: F64 | None) -> None:
     """dW (i, j) := X.T @ dZ; db (j,) := sum(dZ, 0); dX (n, i) := dZ @ W.T."""
 
 def _feature_major_limits(
-    width: Optional[int] = None, rows_lo: Optional[int] = None, rows_hi: Optional[int] = None
+    width: int | None = None, rows_lo: int | None = None, rows_hi: int | None = None
 ) -> tuple[int, int, int]: ...
 def _thread_config(
-    threads: Optional[int] = None, min_rows: Optional[int] = None, min_work: Optional[int] = None
+    threads: int | None = None, min_rows: int | None = None, min_work: int | None = None
 ) -> tuple[int, int, int]: ...
 def _thread_state() -> dict[str, object]: ...
-def _thread_backoff(reset: bool = False, on: Optional[bool] = None) -> dict[str, object]: ...
+def _thread_backoff(reset: bool = False, on: bool | None = None) -> dict[str, object]: ...
 def _thread_report(team: int, alone: int, now: int) -> bool: ...
-def _thread_paused(now: Optional[int] = None) -> bool: ...
+def _thread_paused(now: int | None = None) -> bool: ...
 def _thread_reserve(want: int, limit: int) -> int: ...
 def _thread_release(got: int) -> None: ...
 def _thread_enter() -> None: ...
 def _thread_leave() -> None: ...
-def dense_forward_feature_major(XT: F64, W: F64, b: Optional[F64], out: F64, act: int) -> F64:
+def dense_forward_feature_major(XT: F64, W: F64, b: F64 | None, out: F64, act: int) -> F64:
     """out (j, m) := f(W (i, j).T @ XT (i, m) + b (j,)[:, None]); f identity, relu or sigmoid."""
 
 def dense_backward_feature_major(
-    XT: F64, W: F64, dT: F64, A: Optional[F64], act: int, dW: F64, db: Optional[F64],
-    dXT: Optional[F64],
+    XT: F64,
+    W: F64,
+    dT: F64,
+    A: F64 | None,
+    act: int,
+    dW: F64,
+    db: F64 | None,
+    dXT: F64 | None,
 ) -> None:
     """dW (i, j) := XT @ dT.T; db (j,) := sum(dT, 1); dXT (i, m) := (W @ dT) * f'(Z) from A."""
 
 def activation_forward(act: int, Z: F64, out: F64, alpha: float = 0.0) -> F64:
     """out (n, j) := f(Z); row-wise for softmax."""
 
-def activation_backward(
-    act: int, Z: F64, A: F64, dA: F64, out: F64, alpha: float = 0.0
-) -> F64:
+def activation_backward(act: int, Z: F64, A: F64, dA: F64, out: F64, alpha: float = 0.0) -> F64:
     """out (n, j) := dL/dZ from dA = dL/dA, Z and A = f(Z)."""
 
 def loss_value(loss: int, P: F64, Y: F64, reduction: int) -> float:
@@ -75,9 +77,7 @@ def add_penalty_gradient(V: F64, dV: F64, l1: float, l2: float) -> None:
 def sgd_update(params: F64, grads: F64, lr: float) -> F64:
     """params (m,) -= lr * grads (m,)."""
 
-def optimizer_update(
-    kind: int, hyper: F64, params: F64, grads: F64, state: F64, t: float
-) -> F64:
+def optimizer_update(kind: int, hyper: F64, params: F64, grads: F64, state: F64, t: float) -> F64:
     """One optimizer step on params (m,), with state (slots, m) and t prior steps."""
 
 def random_bits(seed: int, stream: int, start: int, n: int) -> NDArray[np.uint64]:
@@ -111,17 +111,15 @@ class Engine:
     def backward(self, Y: F64) -> float: ...
     def step(self, kind: int, hyper: F64, state: F64, t: float) -> None: ...
     def sgd_step(self, lr: float) -> None: ...
-    def train_step(
-        self, X: F64, Y: F64, kind: int, hyper: F64, state: F64, t: float
-    ) -> float: ...
-    def train_step_sgd(self, X: object, Y: object, lr: float) -> Optional[float]: ...
-    def evaluate(self, X: F64, Y: F64) -> Tuple[float, float]: ...
+    def train_step(self, X: F64, Y: F64, kind: int, hyper: F64, state: F64, t: float) -> float: ...
+    def train_step_sgd(self, X: object, Y: object, lr: float) -> float | None: ...
+    def evaluate(self, X: F64, Y: F64) -> tuple[float, float]: ...
     def fit(
         self,
         X: F64,
         Y: F64,
-        Xv: Optional[F64],
-        Yv: Optional[F64],
+        Xv: F64 | None,
+        Yv: F64 | None,
         kind: int,
         hyper: F64,
         state: F64,
@@ -137,4 +135,4 @@ class Engine:
         progress: NDArray[np.int64],
         report_seconds: float,
         schedule: F64,
-    ) -> Tuple[int, int, int]: ...
+    ) -> tuple[int, int, int]: ...

@@ -4,13 +4,25 @@ numbers of one pass filled in, in the style of the seed tutorials.
 Every number printed is read from the trace's arrays (the backend's kernels
 computed them); the symbolic expressions around them are for reading only.
 """
+
 import numpy as np
 
 #: the most weights a detailed explanation writes out (more: a table)
 MAX_DETAIL_WEIGHTS = 12
 
-_ASCII = {"ŷ": "y_hat", "·": "*", "←": "<-", "−": "-", "²": "^2", "½": "0.5*", "Σ": "sum",
-          "→": "->", "λ₁": "l1", "λ₂": "l2", "‖": "|"}
+_ASCII = {
+    "ŷ": "y_hat",
+    "·": "*",
+    "←": "<-",
+    "−": "-",
+    "²": "^2",
+    "½": "0.5*",
+    "Σ": "sum",
+    "→": "->",
+    "λ₁": "l1",
+    "λ₂": "l2",
+    "‖": "|",
+}
 
 
 def fmt(x):
@@ -87,13 +99,16 @@ def explain(tr, names=None, detail=None, ascii=False):
     elif detail and tr.batch_size != 1:
         raise ValueError(
             f"a detailed explanation is written for one sample; this trace has "
-            f"{tr.batch_size} (trace a single row, X[i:i+1])")
+            f"{tr.batch_size} (trace a single row, X[i:i+1])"
+        )
     if names:
         unknown = sorted(set(names) - _all_symbols(tr))
         if unknown:
-            raise ValueError(f"names: {', '.join(map(repr, unknown))} "
-                             f"{'is not a symbol' if len(unknown) == 1 else 'are not symbols'}"
-                             " of this network's explanation")
+            raise ValueError(
+                f"names: {', '.join(map(repr, unknown))} "
+                f"{'is not a symbol' if len(unknown) == 1 else 'are not symbols'}"
+                " of this network's explanation"
+            )
     text = _detail(tr, _Names(names)) if detail else _table(tr)
     if ascii:
         for k, v in _ASCII.items():
@@ -127,8 +142,7 @@ def _loss_lines(tr, N, outs, targets):
         sym, num = [f"−({' + '.join(sym)})"], [f"−({' + '.join(num)})"]
     else:  # binary cross-entropy
         sym = [f"{N(y)}·log({N(u)}) + (1 − {N(y)})·log(1 − {N(u)})" for u, y in zip(outs, targets)]
-        num = [f"{fmt(b)}·log({fmt(a)}) + (1 − {fmt(b)})·log(1 − {fmt(a)})"
-               for a, b in zip(o, t)]
+        num = [f"{fmt(b)}·log({fmt(a)}) + (1 − {fmt(b)})·log(1 − {fmt(a)})" for a, b in zip(o, t)]
         sym, num = [f"−({' + '.join(sym)})"], [f"−({' + '.join(num)})"]
     s, n = " + ".join(sym), " + ".join(num)
     if div and name in ("squared_error", "half_squared_error"):
@@ -138,8 +152,10 @@ def _loss_lines(tr, N, outs, targets):
     one = f"  {L} = {s} = {n} = {fmt(tr.data_loss)}"
     lines = [one] if len(one) <= 100 else [f"  {L} = {s}", f"    = {n} = {fmt(tr.data_loss)}"]
     if tr.penalty:
-        lines.append(f"  {L} = data loss + penalties = {fmt(tr.data_loss)} + "
-                     f"{fmt(tr.penalty)} = {fmt(tr.loss)}")
+        lines.append(
+            f"  {L} = data loss + penalties = {fmt(tr.data_loss)} + "
+            f"{fmt(tr.penalty)} = {fmt(tr.loss)}"
+        )
     return lines
 
 
@@ -153,8 +169,10 @@ def _dloss(tr, N, u, y, a, b, j):
         return f"({N(u)} − {N(y)}){div}", f"({fmt(a)} − {par(b)}){div}"
     if name == "categorical_crossentropy":
         return f"−{N(y)}/{N(u)}", f"−{par(b)}/{fmt(a)}"
-    return (f"({N(u)} − {N(y)})/({N(u)}(1 − {N(u)})){div}",
-            f"({fmt(a)} − {par(b)})/({fmt(a)}(1 − {fmt(a)})){div}")
+    return (
+        f"({N(u)} − {N(y)})/({N(u)}(1 − {N(u)})){div}",
+        f"({fmt(a)} − {par(b)})/({fmt(a)}(1 − {fmt(a)})){div}",
+    )
 
 
 def _derivative(act, u, zsym, a, z, N):
@@ -169,8 +187,9 @@ def _derivative(act, u, zsym, a, z, N):
 
 
 def _fused(tr, out_lt):
-    return ((out_lt.activation == "softmax" and tr.loss_name == "categorical_crossentropy")
-            or (out_lt.activation == "sigmoid" and tr.loss_name == "binary_crossentropy"))
+    return (out_lt.activation == "softmax" and tr.loss_name == "categorical_crossentropy") or (
+        out_lt.activation == "sigmoid" and tr.loss_name == "binary_crossentropy"
+    )
 
 
 def _penalty_terms(lt, wname, value, is_bias, N):
@@ -202,15 +221,20 @@ def _detail(tr, N):
     inputs, syms, targets = _symbols(tr)
     dense = tr.dense_layers
     d = lambda a, b: f"d{N(a)}/d{N(b)}"  # noqa: E731
-    lines = [f"{tr.network}: one sample, loss {tr.loss_name} ({tr.reduction}), "
-             f"backend {tr.backend}", "", "Forward pass"]
+    lines = [
+        f"{tr.network}: one sample, loss {tr.loss_name} ({tr.reduction}), backend {tr.backend}",
+        "",
+        "Forward pass",
+    ]
     # forward
     ins = inputs
     k = 0
     for lt in tr.layers:
         if lt.kind == "Dropout":
-            lines.append(f"  Dropout({fmt(lt.rate)}) is off outside fit: "
-                         f"{', '.join(N(s) for s in ins)} pass through unchanged")
+            lines.append(
+                f"  Dropout({fmt(lt.rate)}) is off outside fit: "
+                f"{', '.join(N(s) for s in ins)} pass through unchanged"
+            )
             continue
         s = syms[k]
         x = lt.inputs[0]
@@ -220,8 +244,9 @@ def _detail(tr, N):
             if s["b"] is not None:
                 terms.append(N(s["b"][j]))
                 nums.append(par(lt.bias[j]))
-            lines.append(f"  {N(zs)} = {' + '.join(terms)} = {' + '.join(nums)} "
-                         f"= {fmt(lt.z[0, j])}")
+            lines.append(
+                f"  {N(zs)} = {' + '.join(terms)} = {' + '.join(nums)} = {fmt(lt.z[0, j])}"
+            )
             a = lt.a[0, j]
             if lt.activation == "identity":
                 lines.append(f"  {N(u)} = {N(zs)} = {fmt(a)}")
@@ -229,15 +254,20 @@ def _detail(tr, N):
                 all_z = ", ".join(N(z) for z in s["z"])
                 lines.append(f"  {N(u)} = softmax({all_z})[{j + 1}] = {fmt(a)}")
             else:
-                lines.append(f"  {N(u)} = {lt.activation}({N(zs)}) = "
-                             f"{lt.activation}({fmt(lt.z[0, j])}) = {fmt(a)}")
+                lines.append(
+                    f"  {N(u)} = {lt.activation}({N(zs)}) = "
+                    f"{lt.activation}({fmt(lt.z[0, j])}) = {fmt(a)}"
+                )
         ins = s["units"]
         k += 1
     lines += ["", "Loss"] + _loss_lines(tr, N, syms[-1]["units"], targets)
 
     # backward, output layer first
-    lines += ["", "Backward pass (chain rule)" + (
-        f", and the gradient-descent step with lr = {fmt(tr.lr)}" if tr.lr is not None else "")]
+    lines += [
+        "",
+        "Backward pass (chain rule)"
+        + (f", and the gradient-descent step with lr = {fmt(tr.lr)}" if tr.lr is not None else ""),
+    ]
     for k in range(len(dense) - 1, -1, -1):
         lt, s = dense[k], syms[k]
         ins = inputs if k == 0 else syms[k - 1]["units"]
@@ -249,33 +279,46 @@ def _detail(tr, N):
             da, dz = lt.da[0, j], lt.dz[0, j]
             # dL/du
             if last:
-                first_sym, first_num = _dloss(tr, N, u, targets[j], lt.a[0, j], tr.y[0, j],
-                                              lt.a.shape[1])
+                first_sym, first_num = _dloss(
+                    tr, N, u, targets[j], lt.a[0, j], tr.y[0, j], lt.a.shape[1]
+                )
                 if not fused:
                     lines.append(f"  {d('L', u)} = {first_sym} = {first_num} = {fmt(da)}")
             else:
                 nxt, ns = dense[k + 1], syms[k + 1]
                 terms = [f"{d('L', z2)} · {N(ns['W'][j][m])}" for m, z2 in enumerate(ns["z"])]
-                nums = [f"{par(nxt.dz[0, m])} · {par(nxt.weights[j, m])}"
-                        for m in range(len(ns["z"]))]
-                lines.append(f"  {d('L', u)} = {' + '.join(terms)} = {' + '.join(nums)} "
-                             f"= {fmt(da)}")
+                nums = [
+                    f"{par(nxt.dz[0, m])} · {par(nxt.weights[j, m])}" for m in range(len(ns["z"]))
+                ]
+                lines.append(
+                    f"  {d('L', u)} = {' + '.join(terms)} = {' + '.join(nums)} = {fmt(da)}"
+                )
                 first_sym = first_num = fmt(da)
             # dL/dz
             if fused:
-                what = ("softmax with categorical cross-entropy"
-                        if lt.activation == "softmax" else "sigmoid with binary cross-entropy")
-                div = "" if tr.reduction == "sum" or lt.activation == "softmax" \
+                what = (
+                    "softmax with categorical cross-entropy"
+                    if lt.activation == "softmax"
+                    else "sigmoid with binary cross-entropy"
+                )
+                div = (
+                    ""
+                    if tr.reduction == "sum" or lt.activation == "softmax"
                     else _scale_text(tr, lt.a.shape[1])
+                )
                 if j == 0:
                     lines.append(f"  ({what}: the fused dL/dz = output − target)")
-                lines.append(f"  {d('L', zs)} = ({N(u)} − {N(targets[j])}){div} = "
-                             f"({fmt(lt.a[0, j])} − {par(tr.y[0, j])}){div} = {fmt(dz)}")
+                lines.append(
+                    f"  {d('L', zs)} = ({N(u)} − {N(targets[j])}){div} = "
+                    f"({fmt(lt.a[0, j])} − {par(tr.y[0, j])}){div} = {fmt(dz)}"
+                )
             elif lt.activation == "softmax":
                 total = " + ".join(f"{d('L', uk)}·{N(uk)}" for uk in s["units"])
-                lines.append(f"  {d('L', zs)} = {N(u)}·({d('L', u)} − ({total}))"
-                             f" = {fmt(lt.a[0, j])}·({par(da)} − "
-                             f"{par(float(np.dot(lt.da[0], lt.a[0])))}) = {fmt(dz)}")
+                lines.append(
+                    f"  {d('L', zs)} = {N(u)}·({d('L', u)} − ({total}))"
+                    f" = {fmt(lt.a[0, j])}·({par(da)} − "
+                    f"{par(float(np.dot(lt.da[0], lt.a[0])))}) = {fmt(dz)}"
+                )
             else:
                 dsym, dnum = _derivative(lt.activation, u, zs, lt.a[0, j], lt.z[0, j], N)
                 der = lt.derivative[0, j]
@@ -283,22 +326,44 @@ def _detail(tr, N):
                     lines.append(f"  {d(u, zs)} = {dsym}")
                 else:
                     lines.append(f"  {d(u, zs)} = {dsym} = {dnum} = {fmt(der)}")
-                lines.append(f"  {d('L', zs)} = {d('L', u)} · {d(u, zs)} = "
-                             f"{par(da)} · {par(der)} = {fmt(dz)}")
+                lines.append(
+                    f"  {d('L', zs)} = {d('L', u)} · {d(u, zs)} = "
+                    f"{par(da)} · {par(der)} = {fmt(dz)}"
+                )
             # the parameters into this unit
-            params = [(s["W"][i][j], lt.weights[i, j], lt.dweights[i, j],
-                       None if lt.updated_weights is None else lt.updated_weights[i, j],
-                       x[i], N(ins[i]), False, lt.trainable) for i in range(len(ins))]
+            params = [
+                (
+                    s["W"][i][j],
+                    lt.weights[i, j],
+                    lt.dweights[i, j],
+                    None if lt.updated_weights is None else lt.updated_weights[i, j],
+                    x[i],
+                    N(ins[i]),
+                    False,
+                    lt.trainable,
+                )
+                for i in range(len(ins))
+            ]
             if s["b"] is not None:
-                params.append((s["b"][j], lt.bias[j], lt.dbias[j],
-                               None if lt.updated_bias is None else lt.updated_bias[j],
-                               1.0, "1", True, lt.bias_trainable))
+                params.append(
+                    (
+                        s["b"][j],
+                        lt.bias[j],
+                        lt.dbias[j],
+                        None if lt.updated_bias is None else lt.updated_bias[j],
+                        1.0,
+                        "1",
+                        True,
+                        lt.bias_trainable,
+                    )
+                )
             for wname, value, grad, new, xin, xsym, is_bias, changes in params:
                 psym, pnum = _penalty_terms(lt, wname, value, is_bias, N)
                 if elementwise:
                     chain = f"{d('L', u)} · {d(u, zs)} · {d(zs, wname)}"
-                    nums = _dot([first_num if last else par(da), par(lt.derivative[0, j]),
-                                 par(xin)])
+                    nums = _dot(
+                        [first_num if last else par(da), par(lt.derivative[0, j]), par(xin)]
+                    )
                 else:
                     chain = f"{d('L', zs)} · {d(zs, wname)}"
                     nums = _dot([par(dz), par(xin)])
@@ -316,27 +381,40 @@ def _norm(a):
 
 def _table(tr):
     n = tr.batch_size
-    lines = [f"{tr.network}: {n} sample{'s' if n != 1 else ''}, loss {tr.loss_name} "
-             f"({tr.reduction}), backend {tr.backend}",
-             f"loss L = {fmt(tr.loss)}" + (f" (data {fmt(tr.data_loss)} + penalties "
-                                          f"{fmt(tr.penalty)})" if tr.penalty else ""),
-             ""]
+    lines = [
+        f"{tr.network}: {n} sample{'s' if n != 1 else ''}, loss {tr.loss_name} "
+        f"({tr.reduction}), backend {tr.backend}",
+        f"loss L = {fmt(tr.loss)}"
+        + (f" (data {fmt(tr.data_loss)} + penalties {fmt(tr.penalty)})" if tr.penalty else ""),
+        "",
+    ]
     head = ["#", "layer", "inputs", "outputs", "‖W‖", "‖dL/dW‖", "‖b‖", "‖dL/db‖", "‖dL/dz‖"]
     if tr.lr is not None:
         head += ["‖W − lr·dL/dW‖"]
     rows = [head]
     for lt in tr.layers:
         name = f"Dropout({fmt(lt.rate)})" if lt.kind == "Dropout" else f"Dense {lt.activation}"
-        row = [str(lt.index), name, f"({n}, {lt.n_inputs})", f"({n}, {lt.n_neurons})",
-               _norm(lt.weights), _norm(lt.dweights), _norm(lt.bias), _norm(lt.dbias),
-               _norm(lt.dz)]
+        row = [
+            str(lt.index),
+            name,
+            f"({n}, {lt.n_inputs})",
+            f"({n}, {lt.n_neurons})",
+            _norm(lt.weights),
+            _norm(lt.dweights),
+            _norm(lt.bias),
+            _norm(lt.dbias),
+            _norm(lt.dz),
+        ]
         if tr.lr is not None:
             row.append(_norm(lt.updated_weights))
         rows.append(row)
     widths = [max(len(r[c]) for r in rows) for c in range(len(head))]
     for r in rows:
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
-    lines += ["", "‖·‖: Frobenius norm over the batch.  Every partial derivative is "
-                  "written out for one sample and at most "
-                  f"{MAX_DETAIL_WEIGHTS} weights (trace X[i:i+1], or explain(detail=True))."]
+    lines += [
+        "",
+        "‖·‖: Frobenius norm over the batch.  Every partial derivative is "
+        "written out for one sample and at most "
+        f"{MAX_DETAIL_WEIGHTS} weights (trace X[i:i+1], or explain(detail=True)).",
+    ]
     return "\n".join(lines)

@@ -15,6 +15,7 @@ owner's thread id is written only by the thread that holds the lock, so the
 re-entry test (``owner == me``) cannot be fooled by another thread's stale
 write.
 """
+
 import threading
 
 _get_ident = threading.get_ident
@@ -65,12 +66,16 @@ class Guard:
         raise RuntimeError(self._nested() if self.owner == _get_ident() else self._busy())
 
     def _nested(self):
-        return (f"this {self.what} is already training in this thread: a fit callback "
-                "may read it (predict, evaluate, save) but not train or change it")
+        return (
+            f"this {self.what} is already training in this thread: a fit callback "
+            "may read it (predict, evaluate, save) but not train or change it"
+        )
 
     def _busy(self):
-        return (f"this {self.what} is in use by another thread; it may be used from one "
-                f"thread at a time (give each thread its own {self.what})")
+        return (
+            f"this {self.what} is in use by another thread; it may be used from one "
+            f"thread at a time (give each thread its own {self.what})"
+        )
 
     @property
     def held(self):

@@ -9,6 +9,7 @@ All arrays are float64.  Kernels write into the ``out`` arrays they are given
 and return them; they never modify their inputs.  Callers (``cbp.network``)
 validate shapes, dtypes and finiteness before calling.
 """
+
 import functools
 import math
 import time
@@ -354,25 +355,40 @@ def _check_schedule(s):
     if not finite.all():
         raise ValueError("Engine: the schedule holds NaN or inf")
     kind = s[C.SCHEDULE_KIND]
-    if kind not in (C.SCHEDULE_NONE, C.SCHEDULE_STEP, C.SCHEDULE_EXPONENTIAL,
-                    C.SCHEDULE_COSINE, C.SCHEDULE_PLATEAU):
+    if kind not in (
+        C.SCHEDULE_NONE,
+        C.SCHEDULE_STEP,
+        C.SCHEDULE_EXPONENTIAL,
+        C.SCHEDULE_COSINE,
+        C.SCHEDULE_PLATEAU,
+    ):
         raise ValueError("Engine: bad schedule code")
     if kind == C.SCHEDULE_STEP and not (
-            s[C.SCHEDULE_STEP_SIZE] >= 1.0 and s[C.SCHEDULE_STEP_SIZE] == math.floor(s[C.SCHEDULE_STEP_SIZE])
-            and s[C.SCHEDULE_GAMMA] > 0.0):
+        s[C.SCHEDULE_STEP_SIZE] >= 1.0
+        and s[C.SCHEDULE_STEP_SIZE] == math.floor(s[C.SCHEDULE_STEP_SIZE])
+        and s[C.SCHEDULE_GAMMA] > 0.0
+    ):
         raise ValueError("Engine: bad step schedule")
     if kind == C.SCHEDULE_EXPONENTIAL and not s[C.SCHEDULE_GAMMA] > 0.0:
         raise ValueError("Engine: bad exponential schedule")
     if kind == C.SCHEDULE_COSINE and not (
-            s[C.SCHEDULE_T_MAX] >= 1.0 and s[C.SCHEDULE_T_MAX] == math.floor(s[C.SCHEDULE_T_MAX])
-            and s[C.SCHEDULE_ETA_MIN] >= 0.0):
+        s[C.SCHEDULE_T_MAX] >= 1.0
+        and s[C.SCHEDULE_T_MAX] == math.floor(s[C.SCHEDULE_T_MAX])
+        and s[C.SCHEDULE_ETA_MIN] >= 0.0
+    ):
         raise ValueError("Engine: bad cosine schedule")
     if kind == C.SCHEDULE_PLATEAU and not (
-            0.0 < s[C.SCHEDULE_FACTOR] < 1.0 and s[C.SCHEDULE_PATIENCE] >= 0.0
-            and s[C.SCHEDULE_THRESHOLD] >= 0.0 and s[C.SCHEDULE_COOLDOWN] >= 0.0
-            and s[C.SCHEDULE_MIN_LR] >= 0.0 and s[C.SCHEDULE_EPS] >= 0.0
-            and s[C.SCHEDULE_SCALE] > 0.0 and s[C.SCHEDULE_BAD_EPOCHS] >= 0.0
-            and s[C.SCHEDULE_COOLDOWN_LEFT] >= 0.0 and not math.isnan(s[C.SCHEDULE_BEST])):
+        0.0 < s[C.SCHEDULE_FACTOR] < 1.0
+        and s[C.SCHEDULE_PATIENCE] >= 0.0
+        and s[C.SCHEDULE_THRESHOLD] >= 0.0
+        and s[C.SCHEDULE_COOLDOWN] >= 0.0
+        and s[C.SCHEDULE_MIN_LR] >= 0.0
+        and s[C.SCHEDULE_EPS] >= 0.0
+        and s[C.SCHEDULE_SCALE] > 0.0
+        and s[C.SCHEDULE_BAD_EPOCHS] >= 0.0
+        and s[C.SCHEDULE_COOLDOWN_LEFT] >= 0.0
+        and not math.isnan(s[C.SCHEDULE_BEST])
+    ):
         raise ValueError("Engine: bad plateau schedule")
 
 
@@ -380,7 +396,9 @@ def schedule_rate(s, lr, epoch):
     """The learning rate of epoch ``epoch`` for base rate ``lr``."""
     kind, lr, e = int(s[C.SCHEDULE_KIND]), float(lr), float(epoch)
     if kind == C.SCHEDULE_STEP:
-        return lr * math.pow(float(s[C.SCHEDULE_GAMMA]), math.floor(e / float(s[C.SCHEDULE_STEP_SIZE])))
+        return lr * math.pow(
+            float(s[C.SCHEDULE_GAMMA]), math.floor(e / float(s[C.SCHEDULE_STEP_SIZE]))
+        )
     if kind == C.SCHEDULE_EXPONENTIAL:
         return lr * math.pow(float(s[C.SCHEDULE_GAMMA]), e)
     if kind == C.SCHEDULE_COSINE:
@@ -558,7 +576,13 @@ class Engine:
         m = self.layer_ints[-1]
         dZ = np.empty_like(Z)
         value = output_delta(
-            m[C.LAYER_ACTIVATION], self.loss, Z, A, Y, dZ, self.reduction,
+            m[C.LAYER_ACTIVATION],
+            self.loss,
+            Z,
+            A,
+            Y,
+            dZ,
+            self.reduction,
             self.layer_floats[-1, C.LAYER_ALPHA],
         )
         for l in range(len(self.layer_ints) - 1, -1, -1):
@@ -574,7 +598,11 @@ class Engine:
                 Zp, Ap = cache[l - 1][1:]
                 dZ = np.empty_like(Zp)
                 activation_backward(
-                    self.layer_ints[l - 1, C.LAYER_ACTIVATION], Zp, Ap, dX, dZ,
+                    self.layer_ints[l - 1, C.LAYER_ACTIVATION],
+                    Zp,
+                    Ap,
+                    dX,
+                    dZ,
                     self.layer_floats[l - 1, C.LAYER_ALPHA],
                 )
         # L1/L2 penalties, nnfs semantics
@@ -583,13 +611,16 @@ class Engine:
                 continue
             h = self.layer_floats[l]
             add_penalty_gradient(
-                self._w(self.params, l), self._w(self.grads, l),
-                h[C.LAYER_WEIGHT_L1], h[C.LAYER_WEIGHT_L2],
+                self._w(self.params, l),
+                self._w(self.grads, l),
+                h[C.LAYER_WEIGHT_L1],
+                h[C.LAYER_WEIGHT_L2],
             )
             b = self._b(self.params, l)
             if b is not None:
-                add_penalty_gradient(b, self._b(self.grads, l),
-                                     h[C.LAYER_BIAS_L1], h[C.LAYER_BIAS_L2])
+                add_penalty_gradient(
+                    b, self._b(self.grads, l), h[C.LAYER_BIAS_L1], h[C.LAYER_BIAS_L2]
+                )
         return value + self._penalties()
 
     @property
@@ -626,33 +657,48 @@ class Engine:
         )
 
     # -- scikit-learn's arithmetic (src/_engine_sklearn.pxi) ---------------
-    _SK_HIDDEN = {C.ACT_IDENTITY: "identity", C.ACT_RELU: "relu", C.ACT_SIGMOID: "logistic",
-                  C.ACT_TANH: "tanh"}
-    _SK_LOSS = {C.LOSS_SK_SQUARED: ("squared_error", "identity"),
-                C.LOSS_SK_LOG: ("log_loss", "softmax"),
-                C.LOSS_SK_BINARY_LOG: ("binary_log_loss", "logistic"),
-                C.LOSS_SK_POISSON: ("poisson", "exp")}
+    _SK_HIDDEN = {
+        C.ACT_IDENTITY: "identity",
+        C.ACT_RELU: "relu",
+        C.ACT_SIGMOID: "logistic",
+        C.ACT_TANH: "tanh",
+    }
+    _SK_LOSS = {
+        C.LOSS_SK_SQUARED: ("squared_error", "identity"),
+        C.LOSS_SK_LOG: ("log_loss", "softmax"),
+        C.LOSS_SK_BINARY_LOG: ("binary_log_loss", "logistic"),
+        C.LOSS_SK_POISSON: ("poisson", "exp"),
+    }
 
     def _sk_check(self, X, Y, sw, loss):
         L = len(self.layer_ints)
-        if not (isinstance(X, np.ndarray) and isinstance(Y, np.ndarray)
-                and X.dtype == np.float64 and Y.dtype == np.float64 and X.ndim == 2
-                and Y.ndim == 2 and X.flags.c_contiguous and Y.flags.c_contiguous):
+        if not (
+            isinstance(X, np.ndarray)
+            and isinstance(Y, np.ndarray)
+            and X.dtype == np.float64
+            and Y.dtype == np.float64
+            and X.ndim == 2
+            and Y.ndim == 2
+            and X.flags.c_contiguous
+            and Y.flags.c_contiguous
+        ):
             raise ValueError("sklearn_epoch: X and Y must be C-contiguous 2-D float64 arrays")
         n_in = self.layer_ints[0][C.LAYER_N_IN]
         n_out = self.layer_ints[-1][C.LAYER_N_OUT]
-        if (X.shape[1] != n_in or Y.shape[1] != n_out or X.shape[0] != Y.shape[0]
-                or X.shape[0] < 1):
-            raise ValueError(f"sklearn_epoch: X is {X.shape} and Y {Y.shape}; the network "
-                             f"takes {n_in} inputs and gives {n_out} outputs")
+        if X.shape[1] != n_in or Y.shape[1] != n_out or X.shape[0] != Y.shape[0] or X.shape[0] < 1:
+            raise ValueError(
+                f"sklearn_epoch: X is {X.shape} and Y {Y.shape}; the network "
+                f"takes {n_in} inputs and gives {n_out} outputs"
+            )
         if loss not in self._SK_LOSS:
             raise ValueError(f"sklearn_epoch: bad loss code {loss}")
         for l, m in enumerate(self.layer_ints):
             if m[C.LAYER_KIND] != C.KIND_DENSE or m[C.LAYER_BIAS_OFFSET] < 0:
                 raise ValueError("sklearn_epoch: every layer must be dense with a bias")
             if l < L - 1 and m[C.LAYER_ACTIVATION] not in self._SK_HIDDEN:
-                raise ValueError("sklearn_epoch: hidden activations are identity, relu, "
-                                 "sigmoid or tanh")
+                raise ValueError(
+                    "sklearn_epoch: hidden activations are identity, relu, sigmoid or tanh"
+                )
         if not np.isfinite(X).all() or not np.isfinite(Y).all():
             raise ValueError("sklearn_epoch: X and Y must be finite")
         if sw is not None:
@@ -704,10 +750,15 @@ class Engine:
         hyper = np.ascontiguousarray(hyper, dtype=np.float64)
         if hyper.shape != (C.N_OPTIMIZER_HYPER,) or not np.isfinite(hyper).all():
             raise ValueError("sklearn_epoch: hyper must be (N_OPTIMIZER_HYPER,) finite float64")
-        if not (isinstance(state, np.ndarray) and state.dtype == np.float64
-                and state.flags.c_contiguous and state.shape == (slots * P,)):
-            raise ValueError(f"sklearn_epoch: state must be a C-contiguous float64 array of "
-                             f"{slots * P}")
+        if not (
+            isinstance(state, np.ndarray)
+            and state.dtype == np.float64
+            and state.flags.c_contiguous
+            and state.shape == (slots * P,)
+        ):
+            raise ValueError(
+                f"sklearn_epoch: state must be a C-contiguous float64 array of {slots * P}"
+            )
         if order is not None:
             order = np.ascontiguousarray(order, dtype=np.int64)
             if order.shape != (n,) or order.min() < 0 or order.max() >= n:
@@ -718,12 +769,13 @@ class Engine:
         lr = hyper[C.HYPER_LEARNING_RATE]
         total = 0.0
         for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
-            value = self._sk_batch(X[idx], Y[idx], None if sw is None else sw[idx], loss,
-                                   alpha)
+            idx = order[start : start + batch_size]
+            value = self._sk_batch(X[idx], Y[idx], None if sw is None else sw[idx], loss, alpha)
             if not math.isfinite(value):
-                self._divergence(f"a batch loss was NaN or infinite (rows {start} to "
-                                 f"{start + len(idx)} of the epoch)")
+                self._divergence(
+                    f"a batch loss was NaN or infinite (rows {start} to "
+                    f"{start + len(idx)} of the epoch)"
+                )
             saved = self.params.copy(), state.copy()
             g = self.grads
             t += 1.0
@@ -779,8 +831,10 @@ class Engine:
         the cached forward pass (the native engine checks X as it copies it
         over that pass's input).
         """
-        if type(X) is not np.ndarray or type(Y) is not np.ndarray or not (
-            lr > 0.0 and math.isfinite(lr)
+        if (
+            type(X) is not np.ndarray
+            or type(Y) is not np.ndarray
+            or not (lr > 0.0 and math.isfinite(lr))
         ):
             return None
         n_in, n_out = self.layer_ints[0, C.LAYER_N_IN], self.layer_ints[-1, C.LAYER_N_OUT]
@@ -788,8 +842,13 @@ class Engine:
             return None
         if X.shape[1] != n_in or X.shape[0] < 1:
             return None
-        if (self.loss == C.LOSS_CCE and Y.ndim == 1 and Y.dtype == np.int64
-                and Y.shape[0] == X.shape[0] and ((Y >= 0) & (Y < n_out)).all()):
+        if (
+            self.loss == C.LOSS_CCE
+            and Y.ndim == 1
+            and Y.dtype == np.int64
+            and Y.shape[0] == X.shape[0]
+            and ((Y >= 0) & (Y < n_out)).all()
+        ):
             Y = np.eye(n_out)[Y]  # class labels: one-hot rows
         if Y.dtype != np.float64 or not Y.flags.c_contiguous or Y.ndim != 2:
             return None
@@ -835,8 +894,28 @@ class Engine:
         return self._evaluate(X, Y)
 
     @_quiet
-    def fit(self, X, Y, Xv, Yv, kind, hyper, state, t, epoch0, n_epochs, batch_size,
-            shuffle, seed, early_stop, best, history, progress, report_seconds, schedule):
+    def fit(
+        self,
+        X,
+        Y,
+        Xv,
+        Yv,
+        kind,
+        hyper,
+        state,
+        t,
+        epoch0,
+        n_epochs,
+        batch_size,
+        shuffle,
+        seed,
+        early_stop,
+        best,
+        history,
+        progress,
+        report_seconds,
+        schedule,
+    ):
         """Train for up to ``n_epochs`` epochs, numbered from ``epoch0``.
 
         Each epoch visits the rows of X once, in batches of ``batch_size``
@@ -932,9 +1011,27 @@ class Engine:
             hyper[C.HYPER_LEARNING_RATE] = schedule_rate(schedule, base_lr, epoch)
             saved = self.params.copy(), state.copy(), steps, early_stop.copy(), schedule.copy()
             try:
-                status, steps = self._fit_epoch(X, Y, Xv, Yv, kind, hyper, state, t, epoch, n,
-                                                bs, shuffle, seed, early_stop, best, history[k],
-                                                steps, schedule, base_lr)
+                status, steps = self._fit_epoch(
+                    X,
+                    Y,
+                    Xv,
+                    Yv,
+                    kind,
+                    hyper,
+                    state,
+                    t,
+                    epoch,
+                    n,
+                    bs,
+                    shuffle,
+                    seed,
+                    early_stop,
+                    best,
+                    history[k],
+                    steps,
+                    schedule,
+                    base_lr,
+                )
             except BaseException:
                 np.copyto(self.params, saved[0])
                 np.copyto(state, saved[1])
@@ -955,8 +1052,28 @@ class Engine:
         self._cache = None
         return n_epochs, steps, C.FIT_DONE
 
-    def _fit_epoch(self, X, Y, Xv, Yv, kind, hyper, state, t, epoch, n, bs, shuffle, seed,
-                   early_stop, best, row, steps, schedule, base_lr):
+    def _fit_epoch(
+        self,
+        X,
+        Y,
+        Xv,
+        Yv,
+        kind,
+        hyper,
+        state,
+        t,
+        epoch,
+        n,
+        bs,
+        shuffle,
+        seed,
+        early_stop,
+        best,
+        row,
+        steps,
+        schedule,
+        base_lr,
+    ):
         """One epoch of :meth:`fit`: (status, steps so far); FIT_DIVERGED leaves
         the rollback to the caller."""
         order = shuffle_order(seed, epoch, n) if shuffle else np.arange(n)
@@ -984,8 +1101,7 @@ class Engine:
         schedule_end_epoch(schedule, cur, base_lr, hyper[C.HYPER_LEARNING_RATE])
         if early_stop[C.EARLY_STOP_ENABLED] != 0.0:
             # an improvement is a loss below best - tolerance
-            if cur >= (early_stop[C.EARLY_STOP_BEST_LOSS]
-                       - early_stop[C.EARLY_STOP_TOLERANCE]):
+            if cur >= (early_stop[C.EARLY_STOP_BEST_LOSS] - early_stop[C.EARLY_STOP_TOLERANCE]):
                 early_stop[C.EARLY_STOP_WAIT] += 1.0
             else:
                 early_stop[C.EARLY_STOP_WAIT] = 0.0

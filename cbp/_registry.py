@@ -7,6 +7,7 @@ property test comparing the two.  The benchmark (``bench/``) times whole
 trainings through the public API, not these pairs.  The native side is None
 when the compiled core is not loaded.
 """
+
 from . import _backend, _reference
 
 #: kernel name -> one-line description

@@ -11,6 +11,7 @@ updates), :func:`forward` for predictions, and :func:`backprop`, one batch
 of scikit-learn 1.9's ``_backprop`` operation for operation, which the twin
 uses.
 """
+
 import numpy as np
 from scipy.special import expit, xlogy
 

@@ -6,6 +6,7 @@ CSV files have a header line, then one row a line, every row as wide as the
 header.  Feature columns must be numeric; the target may be text (class
 labels) or numeric.
 """
+
 import csv
 import math
 import os
@@ -18,6 +19,7 @@ import cbp
 #: ``metadata["cbp.cli"]`` of a model written by ``cbp train``: the version of its layout
 META_KEY = "cbp.cli"
 META_VERSION = 1
+
 
 class CLIError(Exception):
     """A failure reported as one line on stderr, with an exit status."""
@@ -38,8 +40,10 @@ class Table:
         try:
             return self.header.index(name)
         except ValueError:
-            raise CLIError(f"{self.path} has no column {name!r} ({role}); its columns are "
-                           f"{', '.join(self.header)}") from None
+            raise CLIError(
+                f"{self.path} has no column {name!r} ({role}); its columns are "
+                f"{', '.join(self.header)}"
+            ) from None
 
     def strings(self, name):
         i = self.index(name)
@@ -55,9 +59,13 @@ class Table:
                 if value is None:
                     raise CLIError(
                         f"{self.path}, line {self.lines[r]}: {role} column {name!r} holds "
-                        f"{row[i]!r}, not a number" + (
-                            "" if role != "feature" else
-                            f" (features must be numeric; leave it out with --drop {name})"))
+                        f"{row[i]!r}, not a number"
+                        + (
+                            ""
+                            if role != "feature"
+                            else f" (features must be numeric; leave it out with --drop {name})"
+                        )
+                    )
                 out[r, j] = value
         return out
 
@@ -94,8 +102,10 @@ def read_csv(path):
                     header = row
                     continue
                 if len(row) != len(header):
-                    raise CLIError(f"{path}, line {reader.line_num}: {len(row)} fields, "
-                                   f"the header has {len(header)}")
+                    raise CLIError(
+                        f"{path}, line {reader.line_num}: {len(row)} fields, "
+                        f"the header has {len(header)}"
+                    )
                 rows.append(row)
                 lines.append(reader.line_num)
         except UnicodeDecodeError:
@@ -151,14 +161,17 @@ def load_model(path):
     net = _load_network(path)
     meta = (net.metadata or {}).get(META_KEY)
     if not isinstance(meta, dict):
-        raise CLIError(f"{path} is a cbp network but not one written by 'cbp train' "
-                       "(it has no preprocessing metadata)")
+        raise CLIError(
+            f"{path} is a cbp network but not one written by 'cbp train' "
+            "(it has no preprocessing metadata)"
+        )
     try:
         pre = Preprocessing.from_dict(meta)
     except (KeyError, TypeError, ValueError) as exc:
         raise CLIError(f"{path}: its 'cbp train' metadata is invalid ({exc})") from None
     if len(pre.features) != net.n_inputs or (
-            pre.labels is not None and len(pre.labels) != net.n_outputs):
+        pre.labels is not None and len(pre.labels) != net.n_outputs
+    ):
         raise CLIError(f"{path}: its 'cbp train' metadata does not fit its network")
     return net, pre
 
@@ -173,8 +186,9 @@ class Preprocessing:
     and predictions are mapped back.
     """
 
-    def __init__(self, task, features, target, x_mean, x_scale, labels=None,
-                 y_mean=0.0, y_scale=1.0):
+    def __init__(
+        self, task, features, target, x_mean, x_scale, labels=None, y_mean=0.0, y_scale=1.0
+    ):
         self.task, self.features, self.target = task, list(features), target
         self.x_mean = np.asarray(x_mean, dtype=np.float64)
         self.x_scale = np.asarray(x_scale, dtype=np.float64)
@@ -194,10 +208,17 @@ class Preprocessing:
         return cls(task, features, target, mean, scale, labels, y_mean, y_scale)
 
     def to_dict(self):
-        return {"version": META_VERSION, "task": self.task, "features": self.features,
-                "target": self.target, "x_mean": self.x_mean.tolist(),
-                "x_scale": self.x_scale.tolist(), "labels": self.labels,
-                "y_mean": self.y_mean, "y_scale": self.y_scale}
+        return {
+            "version": META_VERSION,
+            "task": self.task,
+            "features": self.features,
+            "target": self.target,
+            "x_mean": self.x_mean.tolist(),
+            "x_scale": self.x_scale.tolist(),
+            "labels": self.labels,
+            "y_mean": self.y_mean,
+            "y_scale": self.y_scale,
+        }
 
     @classmethod
     def from_dict(cls, d):
@@ -205,8 +226,16 @@ class Preprocessing:
             raise ValueError(f"written by a newer cbp (layout {d['version']})")
         if d["task"] not in ("classification", "regression"):
             raise ValueError(f"unknown task {d['task']!r}")
-        pre = cls(d["task"], d["features"], d["target"], d["x_mean"], d["x_scale"],
-                  d["labels"], d["y_mean"], d["y_scale"])
+        pre = cls(
+            d["task"],
+            d["features"],
+            d["target"],
+            d["x_mean"],
+            d["x_scale"],
+            d["labels"],
+            d["y_mean"],
+            d["y_scale"],
+        )
         n = len(pre.features)
         if pre.x_mean.shape != (n,) or pre.x_scale.shape != (n,) or not (pre.x_scale > 0).all():
             raise ValueError("the feature scaling does not fit the features")
@@ -230,7 +259,8 @@ class Preprocessing:
                     raise CLIError(
                         f"{table.path}, line {table.lines[r]}: label {value!r} of "
                         f"{self.target!r} is not one the model knows "
-                        f"({', '.join(self.labels)})")
+                        f"({', '.join(self.labels)})"
+                    )
                 out[r] = index[value]
             return out
         y = table.numbers([self.target], role="target")
@@ -263,8 +293,9 @@ def format_metrics(rows):
     width = max(len(name) for name, _ in rows)
     lines = [f"{'':<{width}}  {'rows':>6}" + "".join(f"  {k:>10}" for k in keys)]
     for name, m in rows:
-        cells = "".join(f"  {m[k]:>10{formats[k]}}" if not math.isnan(m[k]) else f"  {'n/a':>10}"
-                        for k in keys)
+        cells = "".join(
+            f"  {m[k]:>10{formats[k]}}" if not math.isnan(m[k]) else f"  {'n/a':>10}" for k in keys
+        )
         lines.append(f"{name:<{width}}  {m['rows']:>6}{cells}")
     return "\n".join(lines)
 

@@ -5,6 +5,7 @@ their input, so every problem is caught and named in Python.  Inputs are never
 modified; they are converted to C-contiguous float64 at most once (no copy is
 made of an array that is already C-contiguous float64).
 """
+
 import math
 import numbers
 import operator
@@ -30,9 +31,7 @@ def as_matrix(X, name, n_cols=None):
         except Exception as exc:  # ragged lists and other oddities
             raise TypeError(f"{name} could not be read as an array: {exc}") from None
         if A.dtype.kind not in _NUMERIC:
-            raise TypeError(
-                f"{name} must hold real numbers (int or float), got dtype {A.dtype}"
-            )
+            raise TypeError(f"{name} must hold real numbers (int or float), got dtype {A.dtype}")
     if A.ndim != 2:
         hint = ""
         if A.ndim == 1:
@@ -75,8 +74,10 @@ def as_targets(y, n, n_out, loss, name="y"):
         if n_out != 1:
             hint = ""
             if Y.dtype.kind in "iub" or (Y == np.round(Y)).all():
-                hint = ("; integer class labels need loss='categorical_crossentropy' (with a "
-                        "softmax output), or one-hot encode them")
+                hint = (
+                    "; integer class labels need loss='categorical_crossentropy' (with a "
+                    "softmax output), or one-hot encode them"
+                )
             raise ValueError(
                 f"{name} has shape {Y.shape} but the network has {n_out} outputs; "
                 f"expected ({n}, {n_out}){hint}"
@@ -85,11 +86,15 @@ def as_targets(y, n, n_out, loss, name="y"):
     if Y.shape[1] != n_out:
         hint = ""
         if Y.shape[1] == 1 and loss == C.LOSS_CCE:
-            hint = ("; a column of class labels? pass it as a 1-D array "
-                    f"({name}.ravel()) to have it one-hot encoded")
+            hint = (
+                "; a column of class labels? pass it as a 1-D array "
+                f"({name}.ravel()) to have it one-hot encoded"
+            )
         elif Y.shape[1] == 1 and Y.dtype.kind in "iub" and n_out > 1:
-            hint = (f"; integer class labels? one-hot encode them ({n_out} columns), or use "
-                    "loss='categorical_crossentropy' with a softmax output, which takes labels")
+            hint = (
+                f"; integer class labels? one-hot encode them ({n_out} columns), or use "
+                "loss='categorical_crossentropy' with a softmax output, which takes labels"
+            )
         raise ValueError(
             f"{name} has {Y.shape[1]} columns but the network has {n_out} outputs{hint}"
         )
@@ -110,7 +115,8 @@ def labels(y, n_classes, name="y"):
         if Y.size and (Y.min() < 0 or Y.max() >= n_classes):  # before casting: no overflow
             bad = Y[(Y < 0) | (Y >= n_classes)][0]
             raise ValueError(
-                f"{name} has label {bad:g}, outside [0, {n_classes}) for {n_classes} outputs")
+                f"{name} has label {bad:g}, outside [0, {n_classes}) for {n_classes} outputs"
+            )
     elif Y.dtype.kind not in "iub":
         raise TypeError(f"{name} labels must be integers, got dtype {Y.dtype}")
     Y = Y.astype(np.int64)

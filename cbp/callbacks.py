@@ -1,5 +1,6 @@
 """What runs beside :meth:`Network.fit <cbp.Network.fit>`'s loop: early
 stopping, and the progress display of ``verbose=True``."""
+
 import time
 
 from . import _validation as V

@@ -18,6 +18,7 @@ then one row a line, every row as wide as the header.  Feature columns must
 be numeric (a text feature column is an error naming it; leave it out with
 ``--drop``); the target may be text (class labels) or numeric.
 """
+
 import argparse
 import copy
 import importlib
@@ -32,9 +33,19 @@ import numpy as np
 
 import cbp
 
-from ._tabular import (META_KEY, META_VERSION, CLIError, Preprocessing, Table,  # noqa: F401
-                       _load_network, _number, format_metrics, load_model, metrics,
-                       read_csv, write_csv)
+from ._tabular import (
+    META_KEY,
+    CLIError,
+    Preprocessing,
+    Table,  # noqa: F401
+    _load_network,
+    _number,
+    format_metrics,
+    load_model,
+    metrics,
+    read_csv,
+    write_csv,
+)
 
 #: --lr when it is not given, by optimizer
 DEFAULT_LR = {"adam": 0.001, "rmsprop": 0.001, "sgd": 0.01, "adagrad": 0.01}
@@ -100,7 +111,8 @@ def _hidden(text):
             size = int(part)
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"expected layer sizes like 64,32, got {text!r}") from None
+                f"expected layer sizes like 64,32, got {text!r}"
+            ) from None
         if size < 1:
             raise argparse.ArgumentTypeError(f"layer sizes must be at least 1, got {size}")
         sizes.append(size)
@@ -193,18 +205,22 @@ def demo(epochs=10_000, lr=0.1, seed=1, out=sys.stdout):
 
 def info_lines():
     """The lines ``cbp info`` prints."""
-    lines = [f"cbp {cbp.__version__} ({os.path.dirname(os.path.abspath(cbp.__file__))})",
-             f"Python {sys.version.split()[0]} ({sys.executable})",
-             f"NumPy {np.__version__}"]
+    lines = [
+        f"cbp {cbp.__version__} ({os.path.dirname(os.path.abspath(cbp.__file__))})",
+        f"Python {sys.version.split()[0]} ({sys.executable})",
+        f"NumPy {np.__version__}",
+    ]
     try:
         import scipy
+
         lines.append(f"SciPy {scipy.__version__}")
     except ImportError:
         lines.append("SciPy not installed")
     core = cbp._backend._core
     if core is None:
-        lines.append(f"native core: not loaded ({cbp._backend._why_not}); "
-                     "the NumPy twin runs instead")
+        lines.append(
+            f"native core: not loaded ({cbp._backend._why_not}); the NumPy twin runs instead"
+        )
     else:
         lines.append(f"native core: loaded ({getattr(core, '__file__', '?')})")
         simd, levels = getattr(core, "_simd", None), getattr(core, "_simd_levels", None)
@@ -229,8 +245,10 @@ def info_lines():
         if not found:
             lines.append("BLAS: none found by threadpoolctl")
         for p in found:
-            lines.append(f"BLAS: {p.get('internal_api')} {p.get('version')}, "
-                         f"{p.get('num_threads')} threads ({p.get('filepath')})")
+            lines.append(
+                f"BLAS: {p.get('internal_api')} {p.get('version')}, "
+                f"{p.get('num_threads')} threads ({p.get('filepath')})"
+            )
     return lines
 
 
@@ -280,19 +298,24 @@ def cmd_train(args, out):
     if task == "regression":
         if not is_numeric:
             r = next(r for r, v in enumerate(numeric) if v is None)
-            raise CLIError(f"{args.data}, line {table.lines[r]}: target {args.target!r} holds "
-                           f"{raw[r]!r}, not a number (a regression needs numbers)")
+            raise CLIError(
+                f"{args.data}, line {table.lines[r]}: target {args.target!r} holds "
+                f"{raw[r]!r}, not a number (a regression needs numbers)"
+            )
         y_values = np.array(numeric)
     else:
         distinct = set(raw)
         key = (lambda s: (_number(s), s)) if is_numeric else None
         labels = sorted(distinct, key=key)
         if len(labels) < 2:
-            raise CLIError(f"{args.data}: target {args.target!r} has a single class "
-                           f"({labels[0]!r}); a classifier needs two or more")
+            raise CLIError(
+                f"{args.data}: target {args.target!r} has a single class "
+                f"({labels[0]!r}); a classifier needs two or more"
+            )
     tr, va = _split(len(table.rows), args.validation_split, args.seed, args.data)
-    pre = Preprocessing.fit(task, features, args.target, X[tr],
-                            None if y_values is None else y_values[tr], labels)
+    pre = Preprocessing.fit(
+        task, features, args.target, X[tr], None if y_values is None else y_values[tr], labels
+    )
     Y = pre.encode(table)
     Xs = pre.transform(X)
 
@@ -315,27 +338,45 @@ def cmd_train(args, out):
     optimizer = cbp.optim.get(args.optimizer, lr=lr)
     sizes = "-".join(str(s) for s in [len(features), *args.hidden, net.n_outputs])
     if not args.quiet:
-        what = (f"classification of {args.target!r} into {len(labels)} classes" if labels
-                else f"regression of {args.target!r}")
-        print(f"{what}: {len(tr)} training rows, {len(va)} validation rows, "
-              f"{len(features)} features", file=out)
-        print(f"network {sizes} ({args.activation}, output "
-              f"{net.layers[-1].activation}), {loss}, {args.optimizer} lr {lr}, "
-              f"batch {args.batch_size}, {args.epochs} epochs", file=out)
+        what = (
+            f"classification of {args.target!r} into {len(labels)} classes"
+            if labels
+            else f"regression of {args.target!r}"
+        )
+        print(
+            f"{what}: {len(tr)} training rows, {len(va)} validation rows, {len(features)} features",
+            file=out,
+        )
+        print(
+            f"network {sizes} ({args.activation}, output "
+            f"{net.layers[-1].activation}), {loss}, {args.optimizer} lr {lr}, "
+            f"batch {args.batch_size}, {args.epochs} epochs",
+            file=out,
+        )
     validation = (Xs[va], Y[va]) if len(va) else None
     stopping = cbp.EarlyStopping(patience=args.patience) if args.patience else None
     start = time.perf_counter()
-    hist = net.fit(Xs[tr], Y[tr], epochs=args.epochs, batch_size=args.batch_size,
-                   shuffle=True, seed=args.seed, optimizer=optimizer,
-                   validation_data=validation, early_stopping=stopping,
-                   verbose=not args.quiet, callback_every=max(1, args.epochs // 100))
+    hist = net.fit(
+        Xs[tr],
+        Y[tr],
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        shuffle=True,
+        seed=args.seed,
+        optimizer=optimizer,
+        validation_data=validation,
+        early_stopping=stopping,
+        verbose=not args.quiet,
+        callback_every=max(1, args.epochs // 100),
+    )
     seconds = time.perf_counter() - start
     rows = [("train", metrics(net, pre, Xs[tr], Y[tr]))]
     if len(va):
         rows.append(("validation", metrics(net, pre, Xs[va], Y[va])))
     ran = len(hist["loss"])
-    stopped = ("" if ran == args.epochs
-               else f" (early stopping: best epoch {hist['best_epoch'] + 1})")
+    stopped = (
+        "" if ran == args.epochs else f" (early stopping: best epoch {hist['best_epoch'] + 1})"
+    )
     print(f"trained {ran} epochs in {seconds:.2f} s{stopped}", file=out)
     print(format_metrics(rows), file=out)
     net.save(args.output)
@@ -381,16 +422,18 @@ def _import_explainers(need_examples):
     try:
         return [importlib.import_module(name) for name in names]
     except ImportError as exc:
-        raise CLIError(f"cbp explain needs {' and '.join(names)}, which this cbp cannot "
-                       f"import ({exc})", 2) from None
+        raise CLIError(
+            f"cbp explain needs {' and '.join(names)}, which this cbp cannot import ({exc})", 2
+        ) from None
 
 
 def _explain_target_y(net, pre, text):
     """--y as the network's target for one row."""
     if pre is not None and pre.task == "classification":
         if text not in pre.labels:
-            raise CLIError(f"argument --y: {text!r} is not a label of the model "
-                           f"({', '.join(pre.labels)})", 2)
+            raise CLIError(
+                f"argument --y: {text!r} is not a label of the model ({', '.join(pre.labels)})", 2
+            )
         return np.array([pre.labels.index(text)])
     if pre is None and net.loss == "categorical_crossentropy":
         try:
@@ -398,13 +441,15 @@ def _explain_target_y(net, pre, text):
         except ValueError:
             raise CLIError(f"argument --y: expected a class index, got {text!r}", 2) from None
         if not 0 <= k < net.n_outputs:
-            raise CLIError(f"argument --y: class {k} is out of range for "
-                           f"{net.n_outputs} outputs", 2)
+            raise CLIError(
+                f"argument --y: class {k} is out of range for {net.n_outputs} outputs", 2
+            )
         return np.array([k])
     y = _numbers(text, "argument --y")
     if len(y) != net.n_outputs:
-        raise CLIError(f"argument --y: the network has {net.n_outputs} outputs, "
-                       f"got {len(y)} values", 2)
+        raise CLIError(
+            f"argument --y: the network has {net.n_outputs} outputs, got {len(y)} values", 2
+        )
     y = np.array([y])
     return y if pre is None else (y - pre.y_mean) / pre.y_scale
 
@@ -427,8 +472,11 @@ def cmd_explain(args, out):
         if meta is not None:
             net, pre = load_model(target)
         if args.x is None:
-            raise CLIError(f"explaining a model needs an input and its target: "
-                           f"cbp explain {target} --x 1,0 --y 1", 2)
+            raise CLIError(
+                f"explaining a model needs an input and its target: "
+                f"cbp explain {target} --x 1,0 --y 1",
+                2,
+            )
         lr = args.lr
     else:
         examples = modules[1]
@@ -437,8 +485,9 @@ def cmd_explain(args, out):
         if name not in names and name.isdigit() and name.zfill(3) in names:
             name = name.zfill(3)
         if name not in names:
-            raise CLIError(f"{target!r} is neither an example ({', '.join(names)}) nor a "
-                           "model file", 2)
+            raise CLIError(
+                f"{target!r} is neither an example ({', '.join(names)}) nor a model file", 2
+            )
         net, X, y, lr = examples.get(name)
         explain_kw["names"] = examples.names(name)
         print(examples.titles()[name] + "\n", file=out)
@@ -447,13 +496,17 @@ def cmd_explain(args, out):
     if args.x is not None:
         x = _numbers(args.x, "argument --x")
         if len(x) != net.n_inputs:
-            raise CLIError(f"argument --x: the network takes {net.n_inputs} inputs, "
-                           f"got {len(x)} values", 2)
+            raise CLIError(
+                f"argument --x: the network takes {net.n_inputs} inputs, got {len(x)} values", 2
+            )
         X = np.array([x])
         if pre is not None:
             X = pre.transform(X)
-            print(f"the model standardises its inputs: x = "
-                  f"{np.array2string(X[0], precision=4, separator=', ')}", file=out)
+            print(
+                f"the model standardises its inputs: x = "
+                f"{np.array2string(X[0], precision=4, separator=', ')}",
+                file=out,
+            )
         y = _explain_target_y(net, pre, args.y)
     before = copy.deepcopy(net)  # the weights the gradients were taken at
     result = tracing.trace(net, X, y, lr=lr)
@@ -472,8 +525,11 @@ def bench_script():
 def cmd_bench(args, out):
     script = bench_script()
     if not script.is_file():
-        raise CLIError(f"no benchmarks here: {script} does not exist (they live in cbp's "
-                       "source tree, not in the installed package)", 2)
+        raise CLIError(
+            f"no benchmarks here: {script} does not exist (they live in cbp's "
+            "source tree, not in the installed package)",
+            2,
+        )
     cmd = [sys.executable, str(script)]
     if args.quick:
         cmd.append("--quick")
@@ -495,83 +551,136 @@ def _add_demo_options(p):
 
 
 def build_parser():
-    parser = _Parser(prog="cbp", description="Backpropagation for small dense networks at "
-                     "native speed. Without a command, runs the demo.")
+    parser = _Parser(
+        prog="cbp",
+        description="Backpropagation for small dense networks at "
+        "native speed. Without a command, runs the demo.",
+    )
     parser.add_argument("--version", action="version", version=f"cbp {cbp.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("demo", help="train the XOR tutorial on each backend and compare (default)",
-                       description="Train seed 004's XOR network (2-4-1 sigmoid) on the native "
-                       "core and the NumPy twin, from the same weights, and compare.")
+    p = sub.add_parser(
+        "demo",
+        help="train the XOR tutorial on each backend and compare (default)",
+        description="Train seed 004's XOR network (2-4-1 sigmoid) on the native "
+        "core and the NumPy twin, from the same weights, and compare.",
+    )
     _add_demo_options(p)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("info", help="versions, native core, SIMD, OpenMP and BLAS",
-                       description="Print what this cbp runs on.")
+    p = sub.add_parser(
+        "info",
+        help="versions, native core, SIMD, OpenMP and BLAS",
+        description="Print what this cbp runs on.",
+    )
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("train", help="train a network on a CSV file",
-                       description="Train a network on a CSV file with a header line. A text "
-                       "target is classified (softmax, cross-entropy); a numeric target is "
-                       "regressed (identity output, squared error, target standardised) "
-                       "unless --task classification. Features must be numeric and are "
-                       "standardised with the training part's mean and deviation.")
+    p = sub.add_parser(
+        "train",
+        help="train a network on a CSV file",
+        description="Train a network on a CSV file with a header line. A text "
+        "target is classified (softmax, cross-entropy); a numeric target is "
+        "regressed (identity output, squared error, target standardised) "
+        "unless --task classification. Features must be numeric and are "
+        "standardised with the training part's mean and deviation.",
+    )
     p.add_argument("data", metavar="DATA.csv")
     p.add_argument("--target", required=True, metavar="COLUMN", help="the column to predict")
-    p.add_argument("--drop", type=_names, default=[], metavar="COLUMNS",
-                   help="comma-separated columns that are not features (an id, a name)")
-    p.add_argument("--hidden", type=_hidden, default=[64, 32], metavar="SIZES",
-                   help="hidden layer sizes (default 64,32; 'none' for no hidden layer)")
+    p.add_argument(
+        "--drop",
+        type=_names,
+        default=[],
+        metavar="COLUMNS",
+        help="comma-separated columns that are not features (an id, a name)",
+    )
+    p.add_argument(
+        "--hidden",
+        type=_hidden,
+        default=[64, 32],
+        metavar="SIZES",
+        help="hidden layer sizes (default 64,32; 'none' for no hidden layer)",
+    )
     p.add_argument("--activation", default="relu", help="of the hidden layers (default relu)")
     p.add_argument("--epochs", type=_positive_int, default=300, help="(default 300)")
     p.add_argument("--batch-size", type=_positive_int, default=32, help="(default 32)")
-    p.add_argument("--optimizer", default="adam", choices=sorted(DEFAULT_LR),
-                   help="(default adam)")
-    p.add_argument("--lr", type=_positive_float, default=None,
-                   help="learning rate (default 0.001 for adam and rmsprop, 0.01 for sgd "
-                   "and adagrad)")
-    p.add_argument("--validation-split", type=_fraction, default=0.2, metavar="FRACTION",
-                   help="share of the rows held out, drawn with --seed (default 0.2)")
-    p.add_argument("--patience", type=_nonneg_int, default=0,
-                   help="stop after this many epochs without improvement and keep the best "
-                   "(default 0: off)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seeds the weights, the split and the shuffle (default 0)")
+    p.add_argument("--optimizer", default="adam", choices=sorted(DEFAULT_LR), help="(default adam)")
+    p.add_argument(
+        "--lr",
+        type=_positive_float,
+        default=None,
+        help="learning rate (default 0.001 for adam and rmsprop, 0.01 for sgd and adagrad)",
+    )
+    p.add_argument(
+        "--validation-split",
+        type=_fraction,
+        default=0.2,
+        metavar="FRACTION",
+        help="share of the rows held out, drawn with --seed (default 0.2)",
+    )
+    p.add_argument(
+        "--patience",
+        type=_nonneg_int,
+        default=0,
+        help="stop after this many epochs without improvement and keep the best (default 0: off)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seeds the weights, the split and the shuffle (default 0)",
+    )
     p.add_argument("--task", default="auto", choices=("auto", "classification", "regression"))
-    p.add_argument("--output", default="model.npz", metavar="MODEL.npz",
-                   help="where to save the model (default model.npz)")
+    p.add_argument(
+        "--output",
+        default="model.npz",
+        metavar="MODEL.npz",
+        help="where to save the model (default model.npz)",
+    )
     p.add_argument("--plot", metavar="PNG", help=f"save the training curves ({_PLOT_EXTRA})")
     p.add_argument("--quiet", action="store_true", help="no progress, only the metrics")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("predict", help="predict with a model of cbp train",
-                       description="Write a CSV of the predictions, one column named as the "
-                       "target. Features are matched by name; other columns are ignored.")
+    p = sub.add_parser(
+        "predict",
+        help="predict with a model of cbp train",
+        description="Write a CSV of the predictions, one column named as the "
+        "target. Features are matched by name; other columns are ignored.",
+    )
     p.add_argument("model", metavar="MODEL")
     p.add_argument("data", metavar="DATA.csv")
     p.add_argument("--output", metavar="FILE", help="CSV to write (default: stdout)")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("evaluate", help="metrics of a model of cbp train on labelled data",
-                       description="Print the loss and the accuracy (classification) or "
-                       "RMSE and R^2 (regression) of a model on a CSV with its target column.")
+    p = sub.add_parser(
+        "evaluate",
+        help="metrics of a model of cbp train on labelled data",
+        description="Print the loss and the accuracy (classification) or "
+        "RMSE and R^2 (regression) of a model on a CSV with its target column.",
+    )
     p.add_argument("model", metavar="MODEL")
     p.add_argument("data", metavar="DATA.csv")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("explain", help="one training step worked number by number",
-                       description="Trace one training step (forward, backward, update) of a "
-                       "tutorial example (000-004, mazur) or of a saved model on one input.")
+    p = sub.add_parser(
+        "explain",
+        help="one training step worked number by number",
+        description="Trace one training step (forward, backward, update) of a "
+        "tutorial example (000-004, mazur) or of a saved model on one input.",
+    )
     p.add_argument("target", metavar="EXAMPLE|MODEL")
     p.add_argument("--x", metavar="X1,X2,...", help="the input (a model needs it)")
     p.add_argument("--y", metavar="Y", help="its target: a label name, a class index or values")
     p.add_argument("--lr", type=_positive_float, default=None, help="learning rate of the step")
-    p.add_argument("--plot", metavar="PNG", help=f"draw the network and its gradients "
-                   f"({_PLOT_EXTRA})")
+    p.add_argument(
+        "--plot", metavar="PNG", help=f"draw the network and its gradients ({_PLOT_EXTRA})"
+    )
     p.set_defaults(func=cmd_explain)
 
-    p = sub.add_parser("bench", help="run the benchmarks (bench/run.py, source tree only)",
-                       description="Run bench/run.py of cbp's source tree.")
+    p = sub.add_parser(
+        "bench",
+        help="run the benchmarks (bench/run.py, source tree only)",
+        description="Run bench/run.py of cbp's source tree.",
+    )
     p.add_argument("--quick", action="store_true", help="a smoke run of about 20 seconds")
     p.add_argument("--out", metavar="DIR", help="output folder (default bench/results)")
     p.add_argument("--threads", type=_positive_int, default=None)

@@ -19,6 +19,7 @@ Every function returns a new ``(X, y)`` pair of C-contiguous arrays that the
 caller may modify freely.  ``X`` goes straight into :meth:`cbp.Network.fit`;
 integer labels suit a softmax output with ``categorical_crossentropy``.
 """
+
 import numbers
 
 import numpy as np

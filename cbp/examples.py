@@ -16,8 +16,9 @@ own notation::
 ``examples.EXAMPLES`` maps each key ("000", "001", "002", "003", "004",
 "mazur") to its :class:`Example`.
 """
+
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Dict
 
 import numpy as np
 
@@ -33,7 +34,7 @@ class Example:
     key: str
     title: str
     build: Callable
-    names: Dict[str, str] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)
 
     def __call__(self, backend=None):
         return self.build(backend)
@@ -85,8 +86,7 @@ def _seed004(backend=None):
     w2 = rng.uniform(size=(4, 1))
     hidden = Dense(2, 4, "sigmoid", use_bias=False, weights=w1)
     output = Dense(4, 1, "sigmoid", use_bias=False, weights=w2)
-    net = Network([hidden, output], loss="half_squared_error", reduction="sum",
-                  backend=backend)
+    net = Network([hidden, output], loss="half_squared_error", reduction="sum", backend=backend)
     X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
     return net, X, np.array([[0.0], [1.0], [1.0], [0.0]]), 0.1
 
@@ -100,40 +100,109 @@ def _mazur(backend=None):
     b2 = .60 both outputs.  Mazur never updates the biases, so they stay
     fixed (``bias_trainable=False``); one step's new weights do not depend on
     that either way."""
-    hidden = Dense(2, 2, "sigmoid", weights=[[0.15, 0.25], [0.20, 0.30]], bias=[0.35, 0.35],
-                   bias_trainable=False)
-    output = Dense(2, 2, "sigmoid", weights=[[0.40, 0.50], [0.45, 0.55]], bias=[0.60, 0.60],
-                   bias_trainable=False)
+    hidden = Dense(
+        2,
+        2,
+        "sigmoid",
+        weights=[[0.15, 0.25], [0.20, 0.30]],
+        bias=[0.35, 0.35],
+        bias_trainable=False,
+    )
+    output = Dense(
+        2,
+        2,
+        "sigmoid",
+        weights=[[0.40, 0.50], [0.45, 0.55]],
+        bias=[0.60, 0.60],
+        bias_trainable=False,
+    )
     net = Network([hidden, output], loss="half_squared_error", reduction="sum", backend=backend)
     return net, np.array([[0.05, 0.10]]), np.array([[0.01, 0.99]]), 0.5
 
 
 EXAMPLES = {
-    "000": Example("000", "Tutorial 000: 1-1-1 ReLU regression, one per-example step on (2, 2)",
-                   _seed000,
-                   {"x1": "x", "w1": "w", "bias1": "b", "z_h1": "z", "h1": "h", "w2": "v",
-                    "bias2": "c", "z": "z_out", "ŷ": "y", "y": "y_target", "L": "J"}),
-    "001": Example("001", "Tutorial 001: a 2-2-1 ReLU network worked by hand (dL/dw5 = 1.5)",
-                   _seed001),
-    "002": Example("002", "Tutorial 002: the 2-2-1 ReLU exercise without biases (w13 .. w45)",
-                   _seed002,
-                   {"w1": "w13", "w2": "w14", "w3": "w23", "w4": "w24", "w5": "w35",
-                    "w6": "w45", "z_h1": "x3", "z_h2": "x4", "h1": "y3", "h2": "y4",
-                    "z": "x5", "ŷ": "y5", "y": "y_actual"}),
-    "003": Example("003", "Tutorial 003: nnfs's single ReLU neuron, loss = output²", _seed003,
-                   {"x1": "x0", "x2": "x1", "x3": "x2", "w1": "w0", "w2": "w1", "w3": "w2",
-                    "bias1": "b0"}),
-    "004": Example("004", "Tutorial 004: XOR with a 2-4-1 sigmoid network, one full-batch step",
-                   _seed004),
-    "mazur": Example("mazur", "Mazur's step-by-step example: 2-2-2 sigmoid, E = Σ ½(t − o)², "
-                     "lr 0.5", _mazur,
-                     {"x1": "i1", "x2": "i2",
-                      "w1": "w1", "w2": "w3", "w3": "w2", "w4": "w4",
-                      "w5": "w5", "w6": "w7", "w7": "w6", "w8": "w8",
-                      "bias1": "b1_h1", "bias2": "b1_h2", "bias3": "b2_o1", "bias4": "b2_o2",
-                      "z_h1": "net_h1", "z_h2": "net_h2", "h1": "out_h1", "h2": "out_h2",
-                      "z_o1": "net_o1", "z_o2": "net_o2", "o1": "out_o1", "o2": "out_o2",
-                      "t1": "target_o1", "t2": "target_o2", "L": "E"}),
+    "000": Example(
+        "000",
+        "Tutorial 000: 1-1-1 ReLU regression, one per-example step on (2, 2)",
+        _seed000,
+        {
+            "x1": "x",
+            "w1": "w",
+            "bias1": "b",
+            "z_h1": "z",
+            "h1": "h",
+            "w2": "v",
+            "bias2": "c",
+            "z": "z_out",
+            "ŷ": "y",
+            "y": "y_target",
+            "L": "J",
+        },
+    ),
+    "001": Example(
+        "001", "Tutorial 001: a 2-2-1 ReLU network worked by hand (dL/dw5 = 1.5)", _seed001
+    ),
+    "002": Example(
+        "002",
+        "Tutorial 002: the 2-2-1 ReLU exercise without biases (w13 .. w45)",
+        _seed002,
+        {
+            "w1": "w13",
+            "w2": "w14",
+            "w3": "w23",
+            "w4": "w24",
+            "w5": "w35",
+            "w6": "w45",
+            "z_h1": "x3",
+            "z_h2": "x4",
+            "h1": "y3",
+            "h2": "y4",
+            "z": "x5",
+            "ŷ": "y5",
+            "y": "y_actual",
+        },
+    ),
+    "003": Example(
+        "003",
+        "Tutorial 003: nnfs's single ReLU neuron, loss = output²",
+        _seed003,
+        {"x1": "x0", "x2": "x1", "x3": "x2", "w1": "w0", "w2": "w1", "w3": "w2", "bias1": "b0"},
+    ),
+    "004": Example(
+        "004", "Tutorial 004: XOR with a 2-4-1 sigmoid network, one full-batch step", _seed004
+    ),
+    "mazur": Example(
+        "mazur",
+        "Mazur's step-by-step example: 2-2-2 sigmoid, E = Σ ½(t − o)², lr 0.5",
+        _mazur,
+        {
+            "x1": "i1",
+            "x2": "i2",
+            "w1": "w1",
+            "w2": "w3",
+            "w3": "w2",
+            "w4": "w4",
+            "w5": "w5",
+            "w6": "w7",
+            "w7": "w6",
+            "w8": "w8",
+            "bias1": "b1_h1",
+            "bias2": "b1_h2",
+            "bias3": "b2_o1",
+            "bias4": "b2_o2",
+            "z_h1": "net_h1",
+            "z_h2": "net_h2",
+            "h1": "out_h1",
+            "h2": "out_h2",
+            "z_o1": "net_o1",
+            "z_o2": "net_o2",
+            "o1": "out_o1",
+            "o2": "out_o2",
+            "t1": "target_o1",
+            "t2": "target_o2",
+            "L": "E",
+        },
+    ),
 }
 
 
@@ -146,7 +215,8 @@ def _example(key):
         return EXAMPLES[key]
     except KeyError:
         raise ValueError(
-            f"unknown example {key!r}; expected one of: {', '.join(EXAMPLES)}") from None
+            f"unknown example {key!r}; expected one of: {', '.join(EXAMPLES)}"
+        ) from None
 
 
 def get(key, backend=None):

@@ -9,8 +9,8 @@
 of the loss, penalties included, one parameter at a time.  It works on
 copies: the network is left unchanged.
 """
+
 from dataclasses import dataclass, field
-from typing import List
 
 import numpy as np
 
@@ -41,7 +41,7 @@ class ParameterCheck:
     numeric: np.ndarray
     abs_error: np.ndarray
     rel_error: np.ndarray
-    labels: List[str]  # default parameter names (w1, ..., bias1, ...), flat order
+    labels: list[str]  # default parameter names (w1, ..., bias1, ...), flat order
 
     @property
     def max_rel_error(self):
@@ -57,15 +57,17 @@ class ParameterCheck:
         return self.labels[int(np.argmax(self.rel_error.reshape(-1)))]
 
     def __repr__(self):
-        return (f"ParameterCheck(layer={self.layer}, {self.name}, "
-                f"max_rel_error={self.max_rel_error:.3g})")
+        return (
+            f"ParameterCheck(layer={self.layer}, {self.name}, "
+            f"max_rel_error={self.max_rel_error:.3g})"
+        )
 
 
 @dataclass(repr=False)
 class GradcheckResult:
     """What :func:`gradcheck` found.  ``print(result)`` writes a table."""
 
-    checks: List[ParameterCheck] = field(default_factory=list)
+    checks: list[ParameterCheck] = field(default_factory=list)
     eps: float = 1e-6
     floor: float = 0.0
     loss: float = 0.0
@@ -97,26 +99,41 @@ class GradcheckResult:
         raise KeyError(f"no {name} check for layer {index}")
 
     def __str__(self):
-        head = ["layer", "params", "n", "max |analytic|", "max abs error", "max rel error",
-                "worst"]
+        head = ["layer", "params", "n", "max |analytic|", "max abs error", "max rel error", "worst"]
         rows = [head]
         for c in self.checks:
-            rows.append([str(c.layer), c.name, str(c.analytic.size),
-                         fmt(np.abs(c.analytic).max()) if c.analytic.size else "",
-                         f"{c.max_abs_error:.3g}", f"{c.max_rel_error:.3g}", c.worst])
+            rows.append(
+                [
+                    str(c.layer),
+                    c.name,
+                    str(c.analytic.size),
+                    fmt(np.abs(c.analytic).max()) if c.analytic.size else "",
+                    f"{c.max_abs_error:.3g}",
+                    f"{c.max_rel_error:.3g}",
+                    c.worst,
+                ]
+            )
         widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-        lines = [f"gradcheck of {self.network}: central differences, "
-                 f"eps {self.eps:g}, loss {fmt(self.loss)}", ""]
+        lines = [
+            f"gradcheck of {self.network}: central differences, "
+            f"eps {self.eps:g}, loss {fmt(self.loss)}",
+            "",
+        ]
         for r in rows:
             lines.append("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
         verdict = "OK" if self.ok else "MISMATCH"
-        lines += ["", f"max relative error {self.max_rel_error:.3g} "
-                      f"(floor {self.floor:g}): {verdict} at tolerance {TOLERANCE:g}"]
+        lines += [
+            "",
+            f"max relative error {self.max_rel_error:.3g} "
+            f"(floor {self.floor:g}): {verdict} at tolerance {TOLERANCE:g}",
+        ]
         return "\n".join(lines)
 
     def __repr__(self):
-        return (f"GradcheckResult(max_rel_error={self.max_rel_error:.3g}, "
-                f"checks={len(self.checks)}, ok={self.ok})")
+        return (
+            f"GradcheckResult(max_rel_error={self.max_rel_error:.3g}, "
+            f"checks={len(self.checks)}, ok={self.ok})"
+        )
 
 
 def gradcheck(net, X, y, eps=1e-6, gradients=None, floor=None):
@@ -169,8 +186,9 @@ def gradcheck(net, X, y, eps=1e-6, gradients=None, floor=None):
     else:
         flat = np.asarray(gradients, dtype=np.float64)
         if flat.shape != (net.parameters.size,):
-            raise ValueError(f"gradients must have shape ({net.parameters.size},), "
-                             f"got {flat.shape}")
+            raise ValueError(
+                f"gradients must have shape ({net.parameters.size},), got {flat.shape}"
+            )
     labels = weight_names(net)
     checks = []
     off = 0
@@ -191,14 +209,21 @@ def gradcheck(net, X, y, eps=1e-6, gradients=None, floor=None):
                     down = _loss(K, specs, values, X, Y, loss, reduction)[0]
                     view[k] = old
                     numeric[k] = (up - down) / (2.0 * eps)
-                analytic = flat[off: off + view.size].copy()
+                analytic = flat[off : off + view.size].copy()
                 err = np.abs(analytic - numeric)
                 scale = np.maximum(np.maximum(np.abs(analytic), np.abs(numeric)), floor)
-                checks.append(ParameterCheck(
-                    layer=spec["index"], name=name, analytic=analytic.reshape(P.shape),
-                    numeric=numeric.reshape(P.shape), abs_error=err.reshape(P.shape),
-                    rel_error=(err / scale).reshape(P.shape),
-                    labels=labels[off: off + view.size]))
+                checks.append(
+                    ParameterCheck(
+                        layer=spec["index"],
+                        name=name,
+                        analytic=analytic.reshape(P.shape),
+                        numeric=numeric.reshape(P.shape),
+                        abs_error=err.reshape(P.shape),
+                        rel_error=(err / scale).reshape(P.shape),
+                        labels=labels[off : off + view.size],
+                    )
+                )
                 off += view.size
-    return GradcheckResult(checks=checks, eps=eps, floor=floor, loss=base.loss,
-                           backend=net.backend, network=repr(net))
+    return GradcheckResult(
+        checks=checks, eps=eps, floor=floor, loss=base.loss, backend=net.backend, network=repr(net)
+    )

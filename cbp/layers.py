@@ -8,6 +8,7 @@ engine's layer table holds (activation, penalties, ``trainable``,
 network rebuilds its table.
 Sizes are fixed when the layer is made.
 """
+
 import math
 
 import numpy as np
@@ -119,7 +120,9 @@ class Dense:
     # Sizes and the initial draw are fixed; the settings the engine's layer
     # table holds may change, and an adopting network then rebuilds its table
     # (refused while the network trains, and from other threads).
-    network = property(lambda self: self._network, doc="The network that adopted the layer, or None.")
+    network = property(
+        lambda self: self._network, doc="The network that adopted the layer, or None."
+    )
     n_inputs = property(lambda self: self._n_inputs, doc="Width of the layer's input.")
     n_neurons = property(lambda self: self._n_neurons, doc="Width of the layer's output.")
     use_bias = property(lambda self: self._use_bias, doc="Whether the layer has a bias.")
@@ -321,8 +324,16 @@ class Dense:
     def _row(self, off):
         """This layer's rows of the engine's layer table."""
         nw = self.n_inputs * self.n_neurons
-        meta = (C.KIND_DENSE, self.n_inputs, self.n_neurons, self._act, off,
-                off + nw if self.use_bias else -1, int(self.trainable), int(self.bias_trainable))
+        meta = (
+            C.KIND_DENSE,
+            self.n_inputs,
+            self.n_neurons,
+            self._act,
+            off,
+            off + nw if self.use_bias else -1,
+            int(self.trainable),
+            int(self.bias_trainable),
+        )
         hyper = (self.alpha, self.weight_l1, self.weight_l2, self.bias_l1, self.bias_l2, 0.0)
         return meta, hyper
 
@@ -360,7 +371,9 @@ class Dropout:
             raise ValueError(f"rate must be < 1, got {rate}")
         return rate
 
-    network = property(lambda self: self._network, doc="The network that adopted the layer, or None.")
+    network = property(
+        lambda self: self._network, doc="The network that adopted the layer, or None."
+    )
     n_inputs = property(lambda self: self._width, doc="Width (that of the layer before).")
     n_neurons = n_inputs
 
@@ -387,7 +400,14 @@ class Dropout:
 
     def _row(self, off):
         n = self.n_inputs
-        return (C.KIND_DROPOUT, n, n, C.ACT_IDENTITY, 0, -1, 0, 0), (0.0, 0.0, 0.0, 0.0, 0.0, self.rate)
+        return (C.KIND_DROPOUT, n, n, C.ACT_IDENTITY, 0, -1, 0, 0), (
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            self.rate,
+        )
 
     def __repr__(self):
         return f"Dropout({self.rate})"

@@ -5,6 +5,7 @@ The data path is: this module (the API) -> ``_validation`` (every input is
 checked and converted here) -> the engine of the chosen backend (``cbp._core``
 or its NumPy twin ``cbp._reference``) -> the kernels.
 """
+
 import contextlib
 import math
 
@@ -89,8 +90,16 @@ class Network:
     in its loops.
     """
 
-    def __init__(self, layers, loss="squared_error", reduction="mean", backend=None, seed=None,
-                 optimizer=None, check_output=True):
+    def __init__(
+        self,
+        layers,
+        loss="squared_error",
+        reduction="mean",
+        backend=None,
+        seed=None,
+        optimizer=None,
+        check_output=True,
+    ):
         layers = list(layers)
         if not layers:
             raise ValueError("a network needs at least one layer")
@@ -106,7 +115,9 @@ class Network:
                 if i == len(layers) - 1:
                     raise ValueError("the output layer must be Dense, not Dropout")
             elif width is not None and layer.n_inputs != width:
-                raise ValueError(f"layer {i} takes {layer.n_inputs} inputs but layer {i - 1} gives {width}")
+                raise ValueError(
+                    f"layer {i} takes {layer.n_inputs} inputs but layer {i - 1} gives {width}"
+                )
             else:
                 width = layer.n_neurons
         if len(set(map(id, layers))) != len(layers):
@@ -199,8 +210,10 @@ class Network:
     loss = property(lambda self: self._loss_name, doc="The loss's name.")
     reduction = property(lambda self: self._reduction_name, doc="``mean`` or ``sum``.")
     backend = property(lambda self: self._backend_name, doc="``native`` or ``numpy``.")
-    gradients = property(lambda self: self._gradients,
-                         doc="The flat gradient buffer (n_params,), filled by backward.")
+    gradients = property(
+        lambda self: self._gradients,
+        doc="The flat gradient buffer (n_params,), filled by backward.",
+    )
     history = property(lambda self: self._history, doc="What the last fit returned, or None.")
 
     @property
@@ -224,8 +237,7 @@ class Network:
         if P.dtype.kind not in "iuf":
             raise TypeError(f"parameters must hold real numbers, got dtype {P.dtype}")
         if P.shape != self._parameters.shape:
-            raise ValueError(
-                f"parameters must have shape {self._parameters.shape}, got {P.shape}")
+            raise ValueError(f"parameters must have shape {self._parameters.shape}, got {P.shape}")
         if not np.isfinite(P).all():
             raise ValueError("parameters contain NaN or infinite values")
         with self._guard.using:
@@ -332,7 +344,8 @@ class Network:
             value = float(self._engine.backward(Y))
         if not math.isfinite(value):
             raise FloatingPointError(
-                f"the loss is {value}: the network's output or the loss overflowed")
+                f"the loss is {value}: the network's output or the loss overflowed"
+            )
         return value
 
     def step(self, lr=None):
@@ -441,7 +454,8 @@ class Network:
             value, acc = self._engine.evaluate(X, Y)
         if not math.isfinite(value):
             raise FloatingPointError(
-                f"the loss is {value}: the network's output or the loss overflowed")
+                f"the loss is {value}: the network's output or the loss overflowed"
+            )
         out = {"loss": float(value)}
         if self.is_classifier:
             out["accuracy"] = float(acc)
@@ -595,8 +609,11 @@ class Network:
         cols = {name: [] for name in columns}
 
         with self._guard.training:
-            opt = optimizer if optimizer is not None else (
-                None if lr is not None else self._optimizer)
+            opt = (
+                optimizer
+                if optimizer is not None
+                else (None if lr is not None else self._optimizer)
+            )
             with _training_with(opt):
                 if optimizer is not None:  # only once this call owns the network
                     optimizer._bind(self._parameters.shape[0])  # checks it fits
@@ -627,8 +644,26 @@ class Network:
                         returned = False
                         try:
                             status = self._engine.fit(
-                                X, Y, Xv, Yv, kind, h, state, t, epoch0 + done, k, bs, shuffle,
-                                seed, es, best, part, progress, report, sched)[2]
+                                X,
+                                Y,
+                                Xv,
+                                Yv,
+                                kind,
+                                h,
+                                state,
+                                t,
+                                epoch0 + done,
+                                k,
+                                bs,
+                                shuffle,
+                                seed,
+                                es,
+                                best,
+                                part,
+                                progress,
+                                report,
+                                sched,
+                            )[2]
                             returned = True
                         finally:
                             if schedule is not None:  # its state after the epochs completed
@@ -640,16 +675,24 @@ class Network:
                             self._epochs_trained += ran
                             if opt is not None:
                                 opt.iterations += steps
-                            _keep_rows(cols, columns, part[:ran], done, keep_every,
-                                       last=(not returned or done + ran == epochs
-                                             or status != C.FIT_DONE))
+                            _keep_rows(
+                                cols,
+                                columns,
+                                part[:ran],
+                                done,
+                                keep_every,
+                                last=(not returned or done + ran == epochs or status != C.FIT_DONE),
+                            )
                             done += ran
                         if status == C.FIT_DIVERGED:
                             break
                         if bar is not None and ran:
                             bar.update(ran, self._logs(part[ran - 1], columns))
-                        if callback is not None and ran and (done % every == 0 or done == epochs
-                                                             or status):
+                        if (
+                            callback is not None
+                            and ran
+                            and (done % every == 0 or done == epochs or status)
+                        ):
                             # this thread keeps the network: the callback may read
                             # it, other threads stay refused
                             answer = callback(done, self._logs(part[ran - 1], columns))
@@ -667,16 +710,27 @@ class Network:
                     self._batch = None
                     if bar is not None:
                         bar.close()
-                    result = {name: (parts[0] if len(parts) == 1 else
-                                     np.concatenate(parts) if parts else np.empty(0))
-                              for name, parts in cols.items()}
+                    result = {
+                        name: (
+                            parts[0]
+                            if len(parts) == 1
+                            else np.concatenate(parts)
+                            if parts
+                            else np.empty(0)
+                        )
+                        for name, parts in cols.items()
+                    }
                     if early_stopping is not None:
                         result["best_epoch"] = int(es[C.EARLY_STOP_BEST_EPOCH] - epoch0)
                         result["stopped_epoch"] = done if status == C.FIT_STOPPED else None
                         # after a divergence or an interrupt the parameters stay
                         # those of the last epoch run, as documented
-                        if (early_stopping.restore_best and es[C.EARLY_STOP_BEST_EPOCH] >= 0
-                                and status != C.FIT_DIVERGED and not interrupted):
+                        if (
+                            early_stopping.restore_best
+                            and es[C.EARLY_STOP_BEST_EPOCH] >= 0
+                            and status != C.FIT_DIVERGED
+                            and not interrupted
+                        ):
                             np.copyto(self._parameters, best)
                     self._history = result
         if status == C.FIT_DIVERGED:
@@ -739,14 +793,20 @@ class Network:
 
     def __getstate__(self):
         state, parameters, opt_state = persistence.snapshot(self)
-        return {"state": state, "parameters": parameters,
-                "optimizer_state": opt_state if opt_state.size else None}
+        return {
+            "state": state,
+            "parameters": parameters,
+            "optimizer_state": opt_state if opt_state.size else None,
+        }
 
     def __setstate__(self, d):
         opt_state = d["optimizer_state"]
         net = persistence.from_state(
-            d["state"], d["parameters"], opt_state if opt_state is not None else np.empty(0),
-            backend=persistence._pick_backend(d["state"]["backend"]))
+            d["state"],
+            d["parameters"],
+            opt_state if opt_state is not None else np.empty(0),
+            backend=persistence._pick_backend(d["state"]["backend"]),
+        )
         self.__dict__.update(net.__dict__)
         for layer in self._layers:
             layer._network = self
@@ -774,12 +834,17 @@ def check_output_activation(loss, activation):
     the model trains badly, so the pair is refused.
     """
     need = OUTPUT_ACTIVATION.get(loss)
-    if need is None or activation is None or C.activation_code(activation) == C.activation_code(need):
+    if (
+        need is None
+        or activation is None
+        or C.activation_code(activation) == C.activation_code(need)
+    ):
         return
     raise ValueError(
         f"loss={loss!r} needs a {need} output layer, but the last layer's activation is "
         f"{activation!r}: use Dense(..., activation={need!r}) for the output layer, or a "
-        "squared-error loss for unbounded outputs")
+        "squared-error loss for unbounded outputs"
+    )
 
 
 def _keep_rows(cols, columns, rows, done, every, last):
@@ -801,5 +866,6 @@ def _finite(out, what):
     """The output, if finite; finite inputs can still overflow in the layers."""
     if not np.isfinite(out).all():
         raise FloatingPointError(
-            f"{what}: the network's output overflowed to NaN or infinity for finite inputs")
+            f"{what}: the network's output overflowed to NaN or infinity for finite inputs"
+        )
     return out

@@ -15,6 +15,7 @@ computes (to rounding):
 ``Adam``      ``torch.optim.Adam`` with ``betas=(beta_1, beta_2)``
 ============  =====================================================
 """
+
 import numpy as np
 
 from . import _codes as C
@@ -164,8 +165,12 @@ class SGD(Optimizer):
         return h
 
     def get_config(self):
-        return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov,
-                "decay": self.decay}
+        return {
+            "lr": self.lr,
+            "momentum": self.momentum,
+            "nesterov": self.nesterov,
+            "decay": self.decay,
+        }
 
 
 class Adagrad(Optimizer):
@@ -258,8 +263,13 @@ class Adam(Optimizer):
         return h
 
     def get_config(self):
-        return {"lr": self.lr, "beta_1": self.beta_1, "beta_2": self.beta_2,
-                "epsilon": self.epsilon, "decay": self.decay}
+        return {
+            "lr": self.lr,
+            "beta_1": self.beta_1,
+            "beta_2": self.beta_2,
+            "epsilon": self.epsilon,
+            "decay": self.decay,
+        }
 
 
 def _state_buffer(value):
@@ -286,7 +296,8 @@ def resolve(value, what="optimizer"):
         return get(value)
     raise TypeError(
         f"{what} must be a cbp.optim optimizer or its name ({', '.join(_BY_NAME)}), "
-        f"got {type(value).__name__}")
+        f"got {type(value).__name__}"
+    )
 
 
 def get(name, **kwargs):

@@ -12,6 +12,7 @@ A network file is an uncompressed ``.npz`` archive of four members:
 ``optimizer_state``
     float64 (slots * n_params,), or empty without optimizer state.
 """
+
 import json
 
 import numpy as np
@@ -35,8 +36,9 @@ def network_state(net):
         "backend": net._backend_request,
         "epochs_trained": net.epochs_trained,
         "metadata": net.metadata,
-        "optimizer": None if opt is None else {
-            "name": opt.name, "config": opt.get_config(), "iterations": opt.iterations},
+        "optimizer": None
+        if opt is None
+        else {"name": opt.name, "config": opt.get_config(), "iterations": opt.iterations},
     }
 
 
@@ -45,8 +47,11 @@ def snapshot(net):
     so that no other thread trains meanwhile."""
     with net._guard.using:
         opt = net._optimizer
-        return (network_state(net), net.parameters.copy(),
-                opt.state.copy() if opt is not None and opt.state is not None else np.empty(0))
+        return (
+            network_state(net),
+            net.parameters.copy(),
+            opt.state.copy() if opt is not None and opt.state is not None else np.empty(0),
+        )
 
 
 def from_state(state, parameters, opt_state, backend=None):
@@ -57,7 +62,8 @@ def from_state(state, parameters, opt_state, backend=None):
     declared = parameter_count(cfg)  # checked before anything is allocated
     if declared != parameters.size:
         raise FormatError(
-            f"the file holds {parameters.size} parameters, its architecture needs {declared}")
+            f"the file holds {parameters.size} parameters, its architecture needs {declared}"
+        )
     layers = []
     for spec in cfg["layers"]:
         spec = dict(spec)
@@ -67,12 +73,19 @@ def from_state(state, parameters, opt_state, backend=None):
         layers.append(kind(**spec))
     from .network import Network
 
-    net = Network(layers, loss=cfg["loss"], reduction=cfg["reduction"], backend=backend,
-                  seed=cfg["seed"], check_output=cfg.get("check_output", True))
+    net = Network(
+        layers,
+        loss=cfg["loss"],
+        reduction=cfg["reduction"],
+        backend=backend,
+        seed=cfg["seed"],
+        check_output=cfg.get("check_output", True),
+    )
     if parameters.shape != net.parameters.shape:
         raise FormatError(
             f"the file holds {parameters.size} parameters, its architecture needs "
-            f"{net.parameters.size}")
+            f"{net.parameters.size}"
+        )
     if not np.isfinite(parameters).all():
         raise FormatError("the file's parameters contain NaN or infinite values")
     np.copyto(net.parameters, parameters)

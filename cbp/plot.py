@@ -7,6 +7,7 @@ without pyplot, so it works headless and leaves pyplot's global state alone:
 save it with ``fig.savefig("out.png")``, or show it in a notebook.  ``import
 cbp`` never imports matplotlib; ``import cbp.plot`` does.
 """
+
 from collections.abc import Mapping
 
 import numpy as np
@@ -26,8 +27,18 @@ from .network import Dense, Dropout
 __all__ = ["history", "decision_boundary", "network"]
 
 #: class colours (matplotlib's tab10)
-_CLASS_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-                  "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+_CLASS_COLOURS = [
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+]
 _POSITIVE, _NEGATIVE, _GRADIENT = "#1f5fa8", "#c0392b", "#d35400"
 
 
@@ -136,7 +147,8 @@ def decision_boundary(net, X, y, resolution=300, class_names=None, title=None):
     if X.ndim != 2 or X.shape[1] != 2 or net.n_inputs != 2:
         raise ValueError(
             f"decision_boundary() draws networks of 2 inputs on X of shape (n, 2); got a "
-            f"network of {net.n_inputs} inputs and X of shape {X.shape}")
+            f"network of {net.n_inputs} inputs and X of shape {X.shape}"
+        )
     resolution = int(resolution)
     if resolution < 2:
         raise ValueError("resolution must be at least 2")
@@ -150,7 +162,8 @@ def decision_boundary(net, X, y, resolution=300, class_names=None, title=None):
     k = max(n_classes, int(labels.max()) + 1)
     if k > len(_CLASS_COLOURS):
         raise ValueError(
-            f"decision_boundary() colours up to {len(_CLASS_COLOURS)} classes, got {k}")
+            f"decision_boundary() colours up to {len(_CLASS_COLOURS)} classes, got {k}"
+        )
     if class_names is None:
         class_names = [f"class {c}" for c in range(k)]
     elif len(class_names) < k:
@@ -158,13 +171,21 @@ def decision_boundary(net, X, y, resolution=300, class_names=None, title=None):
     cmap = ListedColormap(_CLASS_COLOURS[:k])
     fig = Figure(figsize=(5.4, 4.8), layout="constrained")
     ax = fig.subplots()
-    ax.contourf(xx, yy, regions.reshape(xx.shape), levels=np.arange(k + 1) - 0.5, cmap=cmap,
-                alpha=0.25)
+    ax.contourf(
+        xx, yy, regions.reshape(xx.shape), levels=np.arange(k + 1) - 0.5, cmap=cmap, alpha=0.25
+    )
     for c in range(k):
         mine = labels == c
         if mine.any():
-            ax.scatter(X[mine, 0], X[mine, 1], s=18, color=_CLASS_COLOURS[c],
-                       edgecolors="black", linewidths=0.4, label=class_names[c])
+            ax.scatter(
+                X[mine, 0],
+                X[mine, 1],
+                s=18,
+                color=_CLASS_COLOURS[c],
+                edgecolors="black",
+                linewidths=0.4,
+                label=class_names[c],
+            )
     predicted, _ = _classes(net.predict(X))
     accuracy = float(np.mean(predicted == labels))
     ax.set_title(title or f"decision regions (accuracy {accuracy:.1%})")
@@ -221,7 +242,8 @@ def network(net, trace=None, max_units=8, input_names=None, title=None):
         raise ValueError(
             f"network() draws at most {max_units} units a layer readably, and this network "
             f"has {max(widths)} ({'-'.join(map(str, widths))}); pass max_units={max(widths)} "
-            "to draw it anyway")
+            "to draw it anyway"
+        )
     grads = None if trace is None else _trace_layers(net, trace, dense_index)
     if input_names is None:
         input_names = [f"x{i + 1}" for i in range(net.n_inputs)]
@@ -246,8 +268,10 @@ def network(net, trace=None, max_units=8, input_names=None, title=None):
     dropout = any(isinstance(layer, Dropout) for layer in net.layers)
     y_lim = (-top - (2.0 if dropout else 1.7), top + 0.7)  # room for 2 or 3 caption lines
     inch = 0.62  # per data unit
-    fig = Figure(figsize=(inch * (x_lim[1] - x_lim[0]), inch * (y_lim[1] - y_lim[0]) + 0.3),
-                 layout="constrained")
+    fig = Figure(
+        figsize=(inch * (x_lim[1] - x_lim[0]), inch * (y_lim[1] - y_lim[0]) + 0.3),
+        layout="constrained",
+    )
     ax = fig.subplots()
     ax.set_aspect("equal")
     ax.axis("off")
@@ -268,33 +292,79 @@ def network(net, trace=None, max_units=8, input_names=None, title=None):
                 x0, y0 = xs[c - 1] + radius, ys[c - 1][i]
                 x1, y1 = xs[c] - radius, ys[c][j]
                 w = W[i, j]
-                ax.plot([x0, x1], [y0, y1], color=_POSITIVE if w >= 0 else _NEGATIVE,
-                        linewidth=0.4 + 3.0 * abs(w) / biggest, alpha=0.75, zorder=1)
+                ax.plot(
+                    [x0, x1],
+                    [y0, y1],
+                    color=_POSITIVE if w >= 0 else _NEGATIVE,
+                    linewidth=0.4 + 3.0 * abs(w) / biggest,
+                    alpha=0.75,
+                    zorder=1,
+                )
                 px, py = x0 + t * (x1 - x0), y0 + t * (y1 - y0)
-                ax.text(px, py, _fmt(w), fontsize=8, ha="center",
-                        va="bottom" if dW is not None else "center", bbox=text_box, zorder=3)
+                ax.text(
+                    px,
+                    py,
+                    _fmt(w),
+                    fontsize=8,
+                    ha="center",
+                    va="bottom" if dW is not None else "center",
+                    bbox=text_box,
+                    zorder=3,
+                )
                 if dW is not None:
-                    ax.text(px, py, f"∂{_fmt(dW[i, j])}", fontsize=8, color=_GRADIENT,
-                            ha="center", va="top", bbox=text_box, zorder=3)
+                    ax.text(
+                        px,
+                        py,
+                        f"∂{_fmt(dW[i, j])}",
+                        fontsize=8,
+                        color=_GRADIENT,
+                        ha="center",
+                        va="top",
+                        bbox=text_box,
+                        zorder=3,
+                    )
 
     for c, n in enumerate(widths):
         layer = None if c == 0 else net.layers[dense_index[c - 1]]
         for k in range(n):
             x, y = xs[c], ys[c][k]
-            ax.add_patch(Circle((x, y), radius, facecolor="#f4f4f4" if c == 0 else "#dbe8f6",
-                                edgecolor="black", linewidth=1.0, zorder=2))
+            ax.add_patch(
+                Circle(
+                    (x, y),
+                    radius,
+                    facecolor="#f4f4f4" if c == 0 else "#dbe8f6",
+                    edgecolor="black",
+                    linewidth=1.0,
+                    zorder=2,
+                )
+            )
             if c == 0:
                 ax.text(x, y, input_names[k], ha="center", va="center", fontsize=8, zorder=4)
                 continue
             ax.text(x, y, f"{c}.{k + 1}", ha="center", va="center", fontsize=7.5, zorder=4)
             if layer.use_bias:
-                ax.annotate(f"b {_fmt(layer.bias[k])}", (x, y - radius), xytext=(0, -2),
-                            textcoords="offset points", ha="center", va="top", fontsize=8,
-                            zorder=4)
+                ax.annotate(
+                    f"b {_fmt(layer.bias[k])}",
+                    (x, y - radius),
+                    xytext=(0, -2),
+                    textcoords="offset points",
+                    ha="center",
+                    va="top",
+                    fontsize=8,
+                    zorder=4,
+                )
                 if grads is not None:
-                    ax.annotate(f"∂{_fmt(np.asarray(grads[c - 1].dbias)[k])}", (x, y - radius),
-                                xytext=(0, -12), textcoords="offset points", ha="center",
-                                va="top", fontsize=8, color=_GRADIENT, zorder=4)
+                    ax.annotate(
+                        f"∂{_fmt(np.asarray(grads[c - 1].dbias)[k])}",
+                        (x, y - radius),
+                        xytext=(0, -12),
+                        textcoords="offset points",
+                        ha="center",
+                        va="top",
+                        fontsize=8,
+                        color=_GRADIENT,
+                        zorder=4,
+                    )
         if c == 0:
             caption = f"input\n{n} units"
         else:

@@ -30,6 +30,7 @@ reductions made so far.
 ``fit``'s history gains an ``lr`` column: the rate each epoch ran at (before
 ``decay``).
 """
+
 import numpy as np
 
 from . import _codes as C
@@ -170,8 +171,7 @@ class ReduceLROnPlateau(Schedule):
 
     code = C.SCHEDULE_PLATEAU
 
-    def __init__(self, factor=0.1, patience=10, threshold=1e-4, cooldown=0, min_lr=0.0,
-                 eps=1e-8):
+    def __init__(self, factor=0.1, patience=10, threshold=1e-4, cooldown=0, min_lr=0.0, eps=1e-8):
         self.factor = factor
         self.patience = patience
         self.threshold = threshold
@@ -208,8 +208,14 @@ class ReduceLROnPlateau(Schedule):
         self.cooldown_counter = int(vector[C.SCHEDULE_COOLDOWN_LEFT])
 
     def get_config(self):
-        return {"factor": self.factor, "patience": self.patience, "threshold": self.threshold,
-                "cooldown": self.cooldown, "min_lr": self.min_lr, "eps": self.eps}
+        return {
+            "factor": self.factor,
+            "patience": self.patience,
+            "threshold": self.threshold,
+            "cooldown": self.cooldown,
+            "min_lr": self.min_lr,
+            "eps": self.eps,
+        }
 
 
 def resolve(value):
@@ -218,4 +224,5 @@ def resolve(value):
         return value
     raise TypeError(
         f"schedule must be a cbp.schedules schedule (StepLR, ExponentialLR, CosineLR, "
-        f"ReduceLROnPlateau) or None, got {type(value).__name__}")
+        f"ReduceLROnPlateau) or None, got {type(value).__name__}"
+    )

@@ -19,6 +19,7 @@ the input dtype.
 
 Requires scikit-learn: ``pip install "cbp[sklearn]"``.
 """
+
 import warnings
 from numbers import Integral, Real
 
@@ -46,18 +47,21 @@ try:
     from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 except ImportError as exc:  # pragma: no cover - exercised without scikit-learn
     raise ImportError(
-        "cbp.MLPClassifier and cbp.MLPRegressor need scikit-learn>=1.9: "
-        'pip install "cbp[sklearn]"'
+        'cbp.MLPClassifier and cbp.MLPRegressor need scikit-learn>=1.9: pip install "cbp[sklearn]"'
     ) from exc
 
 from . import _codes as C
-from ._errors import DivergenceError
 from . import _sklearn_epoch as E
+from ._errors import DivergenceError
 from .network import Dense, Network
 
 # scikit-learn's loss name -> the engine's code (Engine.sklearn_epoch)
-_SK_LOSS_CODES = {"squared_error": C.LOSS_SK_SQUARED, "log_loss": C.LOSS_SK_LOG,
-                  "binary_log_loss": C.LOSS_SK_BINARY_LOG, "poisson": C.LOSS_SK_POISSON}
+_SK_LOSS_CODES = {
+    "squared_error": C.LOSS_SK_SQUARED,
+    "log_loss": C.LOSS_SK_LOG,
+    "binary_log_loss": C.LOSS_SK_BINARY_LOG,
+    "poisson": C.LOSS_SK_POISSON,
+}
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -112,8 +116,9 @@ class _BaseMLP(BaseEstimator):
             if act == "exp":  # the link of the Poisson loss: network_ gives log-means
                 act = "identity"
             layers.append(Dense(W.shape[0], W.shape[1], act, weights=W, bias=b))
-        self.network_ = Network(layers, loss=_NETWORK_LOSS[self.out_activation_],
-                                backend=self.backend)
+        self.network_ = Network(
+            layers, loss=_NETWORK_LOSS[self.out_activation_], backend=self.backend
+        )
         self._bind_views()
 
     def _bind_views(self):
@@ -219,8 +224,8 @@ class _BaseMLP(BaseEstimator):
         n = len(shapes)
 
         def unpack(x):
-            coefs = [x[bounds[i]:bounds[i + 1]].reshape(shapes[i]) for i in range(n)]
-            intercepts = [x[bounds[n + i]:bounds[n + i + 1]] for i in range(n)]
+            coefs = [x[bounds[i] : bounds[i + 1]].reshape(shapes[i]) for i in range(n)]
+            intercepts = [x[bounds[n + i] : bounds[n + i + 1]] for i in range(n)]
             return coefs, intercepts
 
         engine = self.network_._engine
@@ -234,7 +239,8 @@ class _BaseMLP(BaseEstimator):
         b_off = meta[:, C.LAYER_BIAS_OFFSET]
         perm = np.concatenate(
             [np.arange(w_off[i], w_off[i] + a * b) for i, (a, b) in enumerate(shapes)]
-            + [np.arange(b_off[i], b_off[i] + b) for i, (a, b) in enumerate(shapes)])
+            + [np.arange(b_off[i], b_off[i] + b) for i, (a, b) in enumerate(shapes)]
+        )
 
         def loss_grad(x):
             params[perm] = x
@@ -244,9 +250,16 @@ class _BaseMLP(BaseEstimator):
         x0 = np.hstack([c.ravel() for c in self.coefs_ + self.intercepts_])
         iprint = 1 if (self.verbose is True or self.verbose >= 1) else -1
         res = scipy.optimize.minimize(
-            loss_grad, x0, method="L-BFGS-B", jac=True,
-            options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol,
-                     **_get_additional_lbfgs_options_dict("iprint", iprint)},
+            loss_grad,
+            x0,
+            method="L-BFGS-B",
+            jac=True,
+            options={
+                "maxfun": self.max_fun,
+                "maxiter": self.max_iter,
+                "gtol": self.tol,
+                **_get_additional_lbfgs_options_dict("iprint", iprint),
+            },
         )
         self.n_iter_ = _check_optimize_result("lbfgs", res, self.max_iter)
         self.loss_ = res.fun
@@ -256,11 +269,18 @@ class _BaseMLP(BaseEstimator):
         params = self.coefs_ + self.intercepts_
         if not incremental or not hasattr(self, "_optimizer"):
             if self.solver == "sgd":
-                self._optimizer = E.SGD(params, self.learning_rate_init, self.learning_rate,
-                                        self.momentum, self.nesterovs_momentum, self.power_t)
+                self._optimizer = E.SGD(
+                    params,
+                    self.learning_rate_init,
+                    self.learning_rate,
+                    self.momentum,
+                    self.nesterovs_momentum,
+                    self.power_t,
+                )
             else:
-                self._optimizer = E.Adam(params, self.learning_rate_init, self.beta_1,
-                                         self.beta_2, self.epsilon)
+                self._optimizer = E.Adam(
+                    params, self.learning_rate_init, self.beta_1, self.beta_2, self.epsilon
+                )
         opt = self._optimizer
         engine = self.network_._engine
         code = _SK_LOSS_CODES[self._loss_name]
@@ -272,13 +292,22 @@ class _BaseMLP(BaseEstimator):
             stratify = Y.astype(bool) if should_stratify else None
             if sample_weight is None:
                 X_train, X_val, Y_train, Y_val = train_test_split(
-                    X, Y, random_state=self._random_state,
-                    test_size=self.validation_fraction, stratify=stratify)
+                    X,
+                    Y,
+                    random_state=self._random_state,
+                    test_size=self.validation_fraction,
+                    stratify=stratify,
+                )
                 sw_train = sw_val = None
             else:
                 X_train, X_val, Y_train, Y_val, sw_train, sw_val = train_test_split(
-                    X, Y, sample_weight, random_state=self._random_state,
-                    test_size=self.validation_fraction, stratify=stratify)
+                    X,
+                    Y,
+                    sample_weight,
+                    random_state=self._random_state,
+                    test_size=self.validation_fraction,
+                    stratify=stratify,
+                )
             if X_val.shape[0] < 2:
                 raise ValueError(
                     "The validation set is too small. Increase 'validation_fraction' "
@@ -313,8 +342,18 @@ class _BaseMLP(BaseEstimator):
                 opt.hyper[C.HYPER_LEARNING_RATE] = opt.learning_rate
                 try:
                     total, opt.t = engine.sklearn_epoch(
-                        X_train, Y_train, sw_train, order, batch_size, code, self.alpha,
-                        opt.kind, opt.hyper, opt.state, opt.t)
+                        X_train,
+                        Y_train,
+                        sw_train,
+                        order,
+                        batch_size,
+                        code,
+                        self.alpha,
+                        opt.kind,
+                        opt.hyper,
+                        opt.state,
+                        opt.t,
+                    )
                 except DivergenceError as exc:
                     # scikit-learn trains on with NaN and raises this ValueError
                     # at the end; cbp stops at the first non-finite batch, with
@@ -322,7 +361,8 @@ class _BaseMLP(BaseEstimator):
                     raise ValueError(
                         "Solver produced non-finite parameter weights. The input data may"
                         " contain large values and need to be preprocessed. (%s, in epoch %d)"
-                        % (exc, self.n_iter_ + 1)) from exc
+                        % (exc, self.n_iter_ + 1)
+                    ) from exc
                 self.n_iter_ += 1
                 self.loss_ = total / n_samples
                 self.t_ += n_samples
@@ -333,12 +373,15 @@ class _BaseMLP(BaseEstimator):
                 self._optimizer.iteration_ends(self.t_)
                 if self._no_improvement_count > self.n_iter_no_change:
                     if early_stopping:
-                        msg = ("Validation score did not improve more than "
-                               "tol=%f for %d consecutive epochs."
-                               % (self.tol, self.n_iter_no_change))
+                        msg = (
+                            "Validation score did not improve more than "
+                            "tol=%f for %d consecutive epochs." % (self.tol, self.n_iter_no_change)
+                        )
                     else:
-                        msg = ("Training loss did not improve more than tol=%f"
-                               " for %d consecutive epochs." % (self.tol, self.n_iter_no_change))
+                        msg = (
+                            "Training loss did not improve more than tol=%f"
+                            " for %d consecutive epochs." % (self.tol, self.n_iter_no_change)
+                        )
                     if self._optimizer.trigger_stopping(msg, self.verbose):
                         break
                     self._no_improvement_count = 0
@@ -415,16 +458,16 @@ class _BaseMLP(BaseEstimator):
             # FloatingPointError: an overflow, whose non-finite values scikit-learn
             # returns.  RuntimeError: another thread is using network_ (a Network
             # serves one thread at a time); a fitted estimator predicts from any.
-            return E.forward(self.coefs_, self.intercepts_, X, self.activation,
-                             self.out_activation_)[-1]
+            return E.forward(
+                self.coefs_, self.intercepts_, X, self.activation, self.out_activation_
+            )[-1]
         if self.out_activation_ == "exp":
             np.exp(out, out=out)
         return out
 
     def _score_numpy(self, X, y, sample_weight):
         """scikit-learn's validation score: from the NumPy forward pass, NaN if not finite."""
-        out = E.forward(self.coefs_, self.intercepts_, X, self.activation,
-                        self.out_activation_)[-1]
+        out = E.forward(self.coefs_, self.intercepts_, X, self.activation, self.out_activation_)[-1]
         y_pred = self._from_output(out)
         if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
             return np.nan
@@ -522,8 +565,15 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     loss = "log_loss"  # scikit-learn's MLPClassifier has it as a fixed attribute
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
-                             dtype=(np.float64, np.float32), reset=reset)
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            accept_sparse=["csr", "csc"],
+            multi_output=True,
+            dtype=(np.float64, np.float32),
+            reset=reset,
+        )
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if (not hasattr(self, "classes_")) or (not self.warm_start and not incremental):
@@ -675,8 +725,16 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.backend = backend
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
-                             y_numeric=True, dtype=(np.float64, np.float32), reset=reset)
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            accept_sparse=["csr", "csc"],
+            multi_output=True,
+            y_numeric=True,
+            dtype=(np.float64, np.float32),
+            reset=reset,
+        )
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         return X, y

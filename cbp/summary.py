@@ -53,22 +53,37 @@ def summary(net):
             cells = [str(nw), str(nb) if layer.use_bias else "-"]
         else:
             name, act, cells = f"{kind}({layer.rate:g})", "-", ["0", "-"]
-        rows.append([str(i), name, act, f"(batch, {layer.n_inputs})",
-                     f"(batch, {layer.n_neurons})", *cells, _trainable(layer)])
+        rows.append(
+            [
+                str(i),
+                name,
+                act,
+                f"(batch, {layer.n_inputs})",
+                f"(batch, {layer.n_neurons})",
+                *cells,
+                _trainable(layer),
+            ]
+        )
     widths = [max(len(r[c]) for r in rows) for c in range(len(head))]
     right = {0, 5, 6}  # numbers
     lines = []
     for r in rows:
-        lines.append("  ".join(cell.rjust(w) if c in right else cell.ljust(w)
-                               for c, (cell, w) in enumerate(zip(r, widths))).rstrip())
+        lines.append(
+            "  ".join(
+                cell.rjust(w) if c in right else cell.ljust(w)
+                for c, (cell, w) in enumerate(zip(r, widths))
+            ).rstrip()
+        )
     rule = "-" * max(len(line) for line in lines)
     lines.insert(1, rule)
     opt = net.optimizer
-    lines += [rule,
-              f"total parameters: {total}",
-              f"trainable parameters: {trainable}",
-              f"non-trainable parameters: {total - trainable}",
-              f"loss: {net.loss} ({net.reduction}); backend: {net.backend}; "
-              f"optimizer: {'none' if opt is None else type(opt).__name__}; "
-              f"epochs trained: {net.epochs_trained}"]
+    lines += [
+        rule,
+        f"total parameters: {total}",
+        f"trainable parameters: {trainable}",
+        f"non-trainable parameters: {total - trainable}",
+        f"loss: {net.loss} ({net.reduction}); backend: {net.backend}; "
+        f"optimizer: {'none' if opt is None else type(opt).__name__}; "
+        f"epochs trained: {net.epochs_trained}",
+    ]
     return Summary("\n".join(lines))

@@ -16,9 +16,9 @@ w6: h2->y``).  Biases are numbered by unit across the layers: ``bias1,
 bias2`` for the two hidden units, ``bias3`` for the output unit.  The same
 order is the order of ``net.parameters``.
 """
+
 import math
 from dataclasses import dataclass, field
-from typing import List, Optional
 
 import numpy as np
 
@@ -75,16 +75,16 @@ class LayerTrace:
     inputs: np.ndarray
     z: np.ndarray
     a: np.ndarray
-    da: Optional[np.ndarray] = None
-    derivative: Optional[np.ndarray] = None
-    dz: Optional[np.ndarray] = None
-    dinputs: Optional[np.ndarray] = None
-    weights: Optional[np.ndarray] = None
-    bias: Optional[np.ndarray] = None
-    dweights: Optional[np.ndarray] = None
-    dbias: Optional[np.ndarray] = None
-    updated_weights: Optional[np.ndarray] = None
-    updated_bias: Optional[np.ndarray] = None
+    da: np.ndarray | None = None
+    derivative: np.ndarray | None = None
+    dz: np.ndarray | None = None
+    dinputs: np.ndarray | None = None
+    weights: np.ndarray | None = None
+    bias: np.ndarray | None = None
+    dweights: np.ndarray | None = None
+    dbias: np.ndarray | None = None
+    updated_weights: np.ndarray | None = None
+    updated_bias: np.ndarray | None = None
     trainable: bool = False
     bias_trainable: bool = False
     weight_l1: float = 0.0
@@ -92,7 +92,7 @@ class LayerTrace:
     bias_l1: float = 0.0
     bias_l2: float = 0.0
     alpha: float = 0.0
-    rate: Optional[float] = None
+    rate: float | None = None
 
     @property
     def n_inputs(self):
@@ -139,8 +139,8 @@ class Trace:
     loss: float
     data_loss: float
     penalty: float
-    layers: List[LayerTrace] = field(default_factory=list)
-    lr: Optional[float] = None
+    layers: list[LayerTrace] = field(default_factory=list)
+    lr: float | None = None
     loss_name: str = ""
     reduction: str = "mean"
     backend: str = ""
@@ -214,8 +214,10 @@ class Trace:
 
     def __repr__(self):
         lr = "" if self.lr is None else f", lr={self.lr:g}"
-        return (f"Trace(loss={self.loss:.9g}, batch={self.batch_size}, "
-                f"layers={len(self.layers)}{lr}, backend={self.backend!r})")
+        return (
+            f"Trace(loss={self.loss:.9g}, batch={self.batch_size}, "
+            f"layers={len(self.layers)}{lr}, backend={self.backend!r})"
+        )
 
 
 def weight_names(net):
@@ -245,19 +247,36 @@ def _specs(net):
     for i, layer in enumerate(net.layers):
         kind = type(layer).__name__
         if kind == "Dense":
-            out.append({
-                "index": i, "kind": "Dense", "activation": layer.activation,
-                "act": C.activation_code(layer.activation), "alpha": float(layer.alpha),
-                "trainable": bool(layer.trainable),
-                "bias_trainable": bool(layer.trainable and layer.use_bias
-                                       and getattr(layer, "bias_trainable", True)),
-                "weight_l1": float(layer.weight_l1), "weight_l2": float(layer.weight_l2),
-                "bias_l1": float(layer.bias_l1), "bias_l2": float(layer.bias_l2),
-            })
+            out.append(
+                {
+                    "index": i,
+                    "kind": "Dense",
+                    "activation": layer.activation,
+                    "act": C.activation_code(layer.activation),
+                    "alpha": float(layer.alpha),
+                    "trainable": bool(layer.trainable),
+                    "bias_trainable": bool(
+                        layer.trainable
+                        and layer.use_bias
+                        and getattr(layer, "bias_trainable", True)
+                    ),
+                    "weight_l1": float(layer.weight_l1),
+                    "weight_l2": float(layer.weight_l2),
+                    "bias_l1": float(layer.bias_l1),
+                    "bias_l2": float(layer.bias_l2),
+                }
+            )
         elif kind == "Dropout":
-            out.append({"index": i, "kind": "Dropout", "activation": "identity",
-                        "act": C.activation_code("identity"), "alpha": 0.0,
-                        "rate": float(layer.rate)})
+            out.append(
+                {
+                    "index": i,
+                    "kind": "Dropout",
+                    "activation": "identity",
+                    "act": C.activation_code("identity"),
+                    "alpha": 0.0,
+                    "rate": float(layer.rate),
+                }
+            )
         else:
             raise TypeError(f"layer {i} is a {kind}, which trace does not know")
     return out
@@ -367,8 +386,15 @@ def trace(net, X, y, lr=None):
         rows = _forward(K, specs, values, X)
         layers = []
         for spec, wb, (Ain, Z, A) in zip(specs, values, rows):
-            lt = LayerTrace(index=spec["index"], kind=spec["kind"], activation=spec["activation"],
-                            inputs=Ain, z=Z, a=A, alpha=spec["alpha"])
+            lt = LayerTrace(
+                index=spec["index"],
+                kind=spec["kind"],
+                activation=spec["activation"],
+                inputs=Ain,
+                z=Z,
+                a=A,
+                alpha=spec["alpha"],
+            )
             if spec["kind"] == "Dense":
                 lt.weights, lt.bias = wb
                 lt.trainable, lt.bias_trainable = spec["trainable"], spec["bias_trainable"]
@@ -387,8 +413,11 @@ def trace(net, X, y, lr=None):
         out.da = np.empty_like(out.a)
         K.loss_gradient(loss, out.a, Y, out.da, reduction)
         out.dz = np.empty_like(out.z)
-        data_loss = float(K.output_delta(specs[-1]["act"], loss, out.z, out.a, Y, out.dz,
-                                         reduction, specs[-1]["alpha"]))
+        data_loss = float(
+            K.output_delta(
+                specs[-1]["act"], loss, out.z, out.a, Y, out.dz, reduction, specs[-1]["alpha"]
+            )
+        )
         for l in range(len(layers) - 1, -1, -1):
             lt, spec = layers[l], specs[l]
             if l < len(layers) - 1:
@@ -405,8 +434,9 @@ def trace(net, X, y, lr=None):
         for lt in layers:  # L1/L2 penalties (nnfs semantics), as the engine adds them
             if lt.kind != "Dense":
                 continue
-            K.add_penalty_gradient(lt.weights.reshape(-1), lt.dweights.reshape(-1),
-                                   lt.weight_l1, lt.weight_l2)
+            K.add_penalty_gradient(
+                lt.weights.reshape(-1), lt.dweights.reshape(-1), lt.weight_l1, lt.weight_l2
+            )
             if lt.bias is not None:
                 K.add_penalty_gradient(lt.bias, lt.dbias, lt.bias_l1, lt.bias_l2)
         pen = _penalty(K, specs, values)
@@ -424,7 +454,19 @@ def trace(net, X, y, lr=None):
     total = data_loss + pen
     if not math.isfinite(total) or not np.isfinite(out.a).all():
         raise FloatingPointError(
-            f"the loss is {total}: the network's output or the loss overflowed")
-    return Trace(X=X, y=Y, output=out.a, loss=total, data_loss=data_loss, penalty=pen,
-                 layers=layers, lr=lr, loss_name=net.loss, reduction=net.reduction,
-                 backend=net.backend, network=repr(net))
+            f"the loss is {total}: the network's output or the loss overflowed"
+        )
+    return Trace(
+        X=X,
+        y=Y,
+        output=out.a,
+        loss=total,
+        data_loss=data_loss,
+        penalty=pen,
+        layers=layers,
+        lr=lr,
+        loss_name=net.loss,
+        reduction=net.reduction,
+        backend=net.backend,
+        network=repr(net),
+    )

@@ -16,6 +16,7 @@ sources of the build (.pyx, .pxi, .pxd, .c) nor tests.
 
 Exit status 1 with a list of problems, 0 with a listing otherwise.
 """
+
 import fnmatch
 import pathlib
 import sys
@@ -66,7 +67,9 @@ def check_sdist(path):
     rel = {n.split("/", 1)[1] for n in names if "/" in n}
 
     required = {"setup.py", "pyproject.toml", "README.md", "PKG-INFO", "cbp/py.typed"}
-    required |= _source_files(["src/*.pyx", "src/*.pxi", "src/*.pxd", "src/*.h", "cbp/*.py", "cbp/*.pyi", "tests/**/*.py"])
+    required |= _source_files(
+        ["src/*.pyx", "src/*.pxi", "src/*.pxd", "src/*.h", "cbp/*.py", "cbp/*.pyi", "tests/**/*.py"]
+    )
     for must in ("src/*.pyx", "src/*.pxi", "src/*.pxd", "src/*.h", "cbp/*.py", "tests/*.py"):
         if not fnmatch.filter(rel, must):
             problems.append(f"no file matching {must}")

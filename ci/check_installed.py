@@ -15,6 +15,7 @@ It fails unless
 
 Used by ci/wheels.sh and by cibuildwheel's test-command (pyproject.toml).
 """
+
 import argparse
 import importlib.metadata
 import os

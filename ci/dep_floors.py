@@ -10,9 +10,11 @@ oldest), and asking for a package that is not a dependency is an error.
 The full listing is a pip constraints file: ci/wheels.sh installs the wheel
 under it to test cbp against the oldest stack it claims to support.
 """
+
 import pathlib
 import re
 import sys
+
 import tomllib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

@@ -4,6 +4,7 @@ Trains one step of a small 2-4-1 network on XOR with the compiled core and
 the same step with the NumPy twin, and checks that the native step changed
 the parameters, gave a finite loss, and agrees with the NumPy one.
 """
+
 import sys
 
 import numpy as np

@@ -20,6 +20,7 @@ pytest.mark.usefixtures("two_threads")``.
 
 The fuzz counts of tests/test_fuzz.py are reported in the terminal summary.
 """
+
 import os
 
 import pytest
@@ -88,8 +89,10 @@ def _on_path(request, param):
     with that path forced for the test."""
     name, _, path = param.partition("-")
     if name not in ("native", "numpy") or (path and (name != "native" or path not in NATIVE_PATHS)):
-        raise ValueError(f"unknown backend parameter {param!r}: 'native', 'numpy' or "
-                         f"'native-<path>' with a path of {NATIVE_PATHS}")
+        raise ValueError(
+            f"unknown backend parameter {param!r}: 'native', 'numpy' or "
+            f"'native-<path>' with a path of {NATIVE_PATHS}"
+        )
     if name == "native":
         request.getfixturevalue("native_core")
         if path:
@@ -118,10 +121,12 @@ _FUZZ_MODULES = pytest.StashKey[list]()
 
 
 def pytest_collection_finish(session):
-    modules = {id(item.module): item.module for item in session.items
-               if getattr(item, "module", None) is not None}
-    session.config.stash[_FUZZ_MODULES] = [m for m in modules.values()
-                                           if hasattr(m, "FUZZ_COUNTS")]
+    modules = {
+        id(item.module): item.module
+        for item in session.items
+        if getattr(item, "module", None) is not None
+    }
+    session.config.stash[_FUZZ_MODULES] = [m for m in modules.values() if hasattr(m, "FUZZ_COUNTS")]
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
@@ -138,7 +143,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.section("fuzz counts")
         terminalreporter.write_line(
             f"{cases} fuzz cases tried ({examples} examples, max_examples="
-            f"{module.MAX_EXAMPLES} per test and backend)")
+            f"{module.MAX_EXAMPLES} per test and backend)"
+        )
         for test, outcomes in per_test.items():
             line = ", ".join(f"{outcome} {n}" for outcome, n in outcomes.items())
             terminalreporter.write_line(f"  {test}: {line}")

@@ -1,5 +1,6 @@
 """The public API: layer views, copies, frozen layers, caches, input handling,
 validation messages and divergence."""
+
 import math
 
 import numpy as np

@@ -9,6 +9,7 @@ save must add ``.npz`` to a name without a suffix, write through symbolic
 links, honour the umask and keep a replaced file's mode, and leave no
 temporary files behind even when it is killed.
 """
+
 import errno
 import io
 import json
@@ -40,8 +41,12 @@ ROOT = POSIX and os.geteuid() == 0
 # Building files by hand
 # ---------------------------------------------------------------------------
 def small_net(optimizer=None):
-    return cbp.Network([cbp.Dense(2, 4, "tanh", seed=1), cbp.Dense(4, 3, seed=2)],
-                       backend="numpy", optimizer=optimizer, seed=5)
+    return cbp.Network(
+        [cbp.Dense(2, 4, "tanh", seed=1), cbp.Dense(4, 3, seed=2)],
+        backend="numpy",
+        optimizer=optimizer,
+        seed=5,
+    )
 
 
 @pytest.fixture
@@ -64,7 +69,8 @@ def npy(array=None, *, descr=None, shape=None, fortran=False, data=b""):
         np.lib.format.write_array(buf, np.asanyarray(array), allow_pickle=True)
     else:
         np.lib.format.write_array_header_1_0(
-            buf, {"descr": descr, "fortran_order": fortran, "shape": shape})
+            buf, {"descr": descr, "fortran_order": fortran, "shape": shape}
+        )
         buf.write(data)
     return buf.getvalue()
 
@@ -76,8 +82,9 @@ def meta_npy(members, edit=None, raw=None):
     return npy(np.array(json.dumps(meta) if raw is None else raw))
 
 
-def build(path, members, order=("format", "meta", "parameters", "optimizer_state"),
-          compress=(), extra=()):
+def build(
+    path, members, order=("format", "meta", "parameters", "optimizer_state"), compress=(), extra=()
+):
     """A zip of ``members`` (name -> bytes) in ``order``, plus (name, bytes)
     pairs of ``extra`` (names may repeat); members named in ``compress`` deflated."""
     with warnings.catch_warnings():
@@ -85,8 +92,11 @@ def build(path, members, order=("format", "meta", "parameters", "optimizer_state
         with zipfile.ZipFile(path, "w") as z:
             for name in order:
                 if name in members:
-                    z.writestr(name + ".npy", members[name],
-                               zipfile.ZIP_DEFLATED if name in compress else zipfile.ZIP_STORED)
+                    z.writestr(
+                        name + ".npy",
+                        members[name],
+                        zipfile.ZIP_DEFLATED if name in compress else zipfile.ZIP_STORED,
+                    )
             for name, data in extra:
                 z.writestr(name, data)
     return path
@@ -129,9 +139,13 @@ def test_a_file_written_as_earlier_versions_wrote_it_loads(base, tmp_path):
     net, _, _ = base
     path = tmp_path / "old.npz"
     with open(path, "wb") as f:
-        np.savez(f, format=np.array([1], dtype=np.int64),
-                 meta=np.array(json.dumps(cbp.persistence.network_state(net))), parameters=net.parameters.copy(),
-                 optimizer_state=net.optimizer.state.copy())
+        np.savez(
+            f,
+            format=np.array([1], dtype=np.int64),
+            meta=np.array(json.dumps(cbp.persistence.network_state(net))),
+            parameters=net.parameters.copy(),
+            optimizer_state=net.optimizer.state.copy(),
+        )
     assert_same(cbp.load(path), net)
 
 
@@ -148,8 +162,12 @@ def test_a_big_endian_file_loads(base, tmp_path):
 
 def test_save_writes_little_endian(base):
     _, _, members = base
-    for name, descr in [("format", b"'<i8'"), ("meta", b"'<U"), ("parameters", b"'<f8'"),
-                        ("optimizer_state", b"'<f8'")]:
+    for name, descr in [
+        ("format", b"'<i8'"),
+        ("meta", b"'<U"),
+        ("parameters", b"'<f8'"),
+        ("optimizer_state", b"'<f8'"),
+    ]:
         assert descr in members[name][:128], name
 
 
@@ -161,12 +179,15 @@ def deflated_bomb(path, members, descr, n, meta=None):
     streamed so that this test never holds them."""
     with zipfile.ZipFile(path, "w") as z:
         for name in ("format", "meta", "optimizer_state"):
-            z.writestr(name + ".npy", meta if name == "meta" and meta is not None else members[name])
+            z.writestr(
+                name + ".npy", meta if name == "meta" and meta is not None else members[name]
+            )
         info = zipfile.ZipInfo("parameters.npy")
         info.compress_type = zipfile.ZIP_DEFLATED
         with z.open(info, "w", force_zip64=True) as m:
             np.lib.format.write_array_header_1_0(
-                m, {"descr": descr, "fortran_order": False, "shape": (n,)})
+                m, {"descr": descr, "fortran_order": False, "shape": (n,)}
+            )
             left, zero = n * np.dtype(descr).itemsize, bytes(1 << 20)
             while left:
                 m.write(zero[: min(left, len(zero))])
@@ -176,9 +197,11 @@ def deflated_bomb(path, members, descr, n, meta=None):
 
 def one_layer_meta(members, n_inputs, n_neurons):
     def edit(m):
-        m["config"]["layers"] = [dict(m["config"]["layers"][1], n_inputs=n_inputs,
-                                      n_neurons=n_neurons, use_bias=False)]
+        m["config"]["layers"] = [
+            dict(m["config"]["layers"][1], n_inputs=n_inputs, n_neurons=n_neurons, use_bias=False)
+        ]
         m["optimizer"] = None
+
     return meta_npy(members, edit)
 
 
@@ -191,23 +214,39 @@ def hostile(tmp_path_factory):
         members = {i.filename[:-4]: z.read(i) for i in z.infolist()}
     files = {
         # the probe's bomb: 262 KB inflating to 256 MiB of uint8
-        "uint8-bomb": (deflated_bomb(folder / "b1.npz", members, "|u1", 1 << 28),
-                       "dtype |u1"),
+        "uint8-bomb": (deflated_bomb(folder / "b1.npz", members, "|u1", 1 << 28), "dtype |u1"),
         # float64 zeros, 32 MiB, against the real (small) architecture
-        "f8-bomb": (deflated_bomb(folder / "b2.npz", members, "<f8", 1 << 22),
-                    f"holds {1 << 22} parameters, its architecture needs {N}"),
+        "f8-bomb": (
+            deflated_bomb(folder / "b2.npz", members, "<f8", 1 << 22),
+            f"holds {1 << 22} parameters, its architecture needs {N}",
+        ),
         # ... and against an architecture of exactly that size: stored members only
-        "consistent-bomb": (deflated_bomb(folder / "b3.npz", members, "<f8", 1 << 22,
-                                          meta=one_layer_meta(members, 1 << 11, 1 << 11)),
-                            "parameters.npy is compressed"),
+        "consistent-bomb": (
+            deflated_bomb(
+                folder / "b3.npz",
+                members,
+                "<f8",
+                1 << 22,
+                meta=one_layer_meta(members, 1 << 11, 1 << 11),
+            ),
+            "parameters.npy is compressed",
+        ),
         # a header declaring 2**40 values (8 TiB) over 64 bytes of data, consistent meta
-        "huge-shape": (build(folder / "h.npz", dict(
-            members, meta=one_layer_meta(members, 1 << 20, 1 << 20),
-            parameters=npy(descr="<f8", shape=(1 << 40,), data=bytes(64)))),
-            "declares"),
-        "many-members": (build(folder / "many.npz", members,
-                               extra=[(f"x{i}.npy", b"") for i in range(5000)]),
-                         "lists 5004 members"),
+        "huge-shape": (
+            build(
+                folder / "h.npz",
+                dict(
+                    members,
+                    meta=one_layer_meta(members, 1 << 20, 1 << 20),
+                    parameters=npy(descr="<f8", shape=(1 << 40,), data=bytes(64)),
+                ),
+            ),
+            "declares",
+        ),
+        "many-members": (
+            build(folder / "many.npz", members, extra=[(f"x{i}.npy", b"") for i in range(5000)]),
+            "lists 5004 members",
+        ),
     }
     return folder / "valid.npz", files
 
@@ -230,10 +269,15 @@ def zip64_end_records(monkeypatch, build_it):
 
 def test_zip64_end_records(base, tmp_path, monkeypatch):
     net, _, members = base
-    assert_same(cbp.load(zip64_end_records(
-        monkeypatch, lambda: build(tmp_path / "z64.npz", members))), net)
-    many = zip64_end_records(monkeypatch, lambda: build(
-        tmp_path / "many64.npz", members, extra=[(f"x{i}.npy", b"") for i in range(5000)]))
+    assert_same(
+        cbp.load(zip64_end_records(monkeypatch, lambda: build(tmp_path / "z64.npz", members))), net
+    )
+    many = zip64_end_records(
+        monkeypatch,
+        lambda: build(
+            tmp_path / "many64.npz", members, extra=[(f"x{i}.npy", b"") for i in range(5000)]
+        ),
+    )
     expect_format_error(many, "lists 5004 members")
 
 
@@ -282,9 +326,12 @@ def test_hostile_files_take_little_memory(hostile):
     bomb took 2.4 GB and 8 s before); measured in a fresh process, as the
     growth of the high-water mark over the resident size just before."""
     path, files = hostile
-    run = subprocess.run([sys.executable, "-c", MEASURE, str(path)]
-                         + [str(p) for p, _ in files.values()],
-                         capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(path)] + [str(p) for p, _ in files.values()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 0, run.stderr
     out = json.loads(run.stdout)
     for name, (p, fragment) in files.items():
@@ -309,8 +356,13 @@ def test_damaged_deflate_stream_is_a_format_error(base, tmp_path):
 def test_savez_compressed_is_refused(base, tmp_path):
     net, _, _ = base
     path = tmp_path / "c.npz"
-    np.savez_compressed(path, format=np.array([1]), meta=np.array(json.dumps(cbp.persistence.network_state(net))),
-                        parameters=net.parameters, optimizer_state=net.optimizer.state)
+    np.savez_compressed(
+        path,
+        format=np.array([1]),
+        meta=np.array(json.dumps(cbp.persistence.network_state(net))),
+        parameters=net.parameters,
+        optimizer_state=net.optimizer.state,
+    )
     expect_format_error(path, "is compressed; cbp stores members uncompressed")
 
 
@@ -330,38 +382,43 @@ def test_member_shorter_than_its_header(base, tmp_path):
     n = net.parameters.size
     header = len(npy(descr="<f8", shape=(n,)))
     cut = dict(members, parameters=npy(descr="<f8", shape=(n,), data=net.parameters[:-1].tobytes()))
-    expect_format_error(build(tmp_path / "s.npz", cut),
-                        f"parameters.npy declares {header + 8 * (n - 1)} bytes",
-                        f"its .npy header needs {header + 8 * n}")
+    expect_format_error(
+        build(tmp_path / "s.npz", cut),
+        f"parameters.npy declares {header + 8 * (n - 1)} bytes",
+        f"its .npy header needs {header + 8 * n}",
+    )
 
 
 def test_member_longer_than_its_header(base, tmp_path):
     net, _, members = base
     n = net.parameters.size
-    long = dict(members, parameters=npy(descr="<f8", shape=(n,),
-                                        data=net.parameters.tobytes() + bytes(8)))
+    long = dict(
+        members, parameters=npy(descr="<f8", shape=(n,), data=net.parameters.tobytes() + bytes(8))
+    )
     expect_format_error(build(tmp_path / "l.npz", long), "declares")
 
 
 def test_duplicate_member_names(base, tmp_path):
     net, _, members = base
-    dup = build(tmp_path / "d.npz", members,
-                extra=[("parameters.npy", npy(net.parameters * 2))])
+    dup = build(tmp_path / "d.npz", members, extra=[("parameters.npy", npy(net.parameters * 2))])
     expect_format_error(dup, "duplicate members ['parameters.npy']")
 
 
 def test_huge_zip_directory(base, tmp_path):
     """Few entries, but names of 60000 bytes: refused from the end record."""
     _, _, members = base
-    path = build(tmp_path / "names.npz", members, extra=[("n" * 60000 + str(i), b"")
-                                                         for i in range(3)])
+    path = build(
+        tmp_path / "names.npz", members, extra=[("n" * 60000 + str(i), b"") for i in range(3)]
+    )
     expect_format_error(path, "its zip directory takes")
 
 
 def test_unexpected_member(base, tmp_path):
     _, _, members = base
-    expect_format_error(build(tmp_path / "u.npz", members, extra=[("notes.txt", b"hi")]),
-                        "unexpected members ['notes.txt']")
+    expect_format_error(
+        build(tmp_path / "u.npz", members, extra=[("notes.txt", b"hi")]),
+        "unexpected members ['notes.txt']",
+    )
 
 
 def test_a_file_far_bigger_than_its_members(base, tmp_path):
@@ -385,14 +442,18 @@ class _Marker:
 N = 27  # parameters of small_net
 
 
-@pytest.mark.parametrize("array, fragment", [
-    (np.zeros((1, N)), f"shape (1, {N}); cbp stores it 1-D"),
-    (np.zeros(N, dtype=np.complex128), "dtype <c16"),
-    (np.zeros(N, dtype=np.int64), "dtype <i8"),
-    (np.zeros(N, dtype=np.float32), "dtype <f4"),
-    (np.array(["1.0"] * N), "dtype <U3"),
-    (np.zeros(N, dtype=[("a", "<f8")]), "dtype"),
-], ids=["2-D", "complex", "int", "float32", "string", "structured"])
+@pytest.mark.parametrize(
+    "array, fragment",
+    [
+        (np.zeros((1, N)), f"shape (1, {N}); cbp stores it 1-D"),
+        (np.zeros(N, dtype=np.complex128), "dtype <c16"),
+        (np.zeros(N, dtype=np.int64), "dtype <i8"),
+        (np.zeros(N, dtype=np.float32), "dtype <f4"),
+        (np.array(["1.0"] * N), "dtype <U3"),
+        (np.zeros(N, dtype=[("a", "<f8")]), "dtype"),
+    ],
+    ids=["2-D", "complex", "int", "float32", "string", "structured"],
+)
 def test_parameters_of_another_kind(base, tmp_path, array, fragment):
     net, _, members = base
     assert net.parameters.size == N
@@ -414,22 +475,28 @@ def test_object_arrays_are_never_unpickled(base, tmp_path, member):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("state, fragment", [
-    (np.zeros(N), "optimizer state does not fit"),  # one slot, Adam has two
-    (np.zeros((2, N)), f"shape (2, {N})"),
-    (np.zeros(2 * N, dtype=np.float32), "dtype <f4"),
-], ids=["one-slot", "2-D", "float32"])
+@pytest.mark.parametrize(
+    "state, fragment",
+    [
+        (np.zeros(N), "optimizer state does not fit"),  # one slot, Adam has two
+        (np.zeros((2, N)), f"shape (2, {N})"),
+        (np.zeros(2 * N, dtype=np.float32), "dtype <f4"),
+    ],
+    ids=["one-slot", "2-D", "float32"],
+)
 def test_optimizer_state_of_another_kind(base, tmp_path, state, fragment):
     _, _, members = base
-    expect_format_error(build(tmp_path / "s.npz", dict(members, optimizer_state=npy(state))),
-                        fragment)
+    expect_format_error(
+        build(tmp_path / "s.npz", dict(members, optimizer_state=npy(state))), fragment
+    )
 
 
 def test_optimizer_state_without_an_optimizer(base, tmp_path):
     _, _, members = base
     meta = meta_npy(members, lambda m: m.update(optimizer=None))
-    expect_format_error(build(tmp_path / "s.npz", dict(members, meta=meta)),
-                        "optimizer state does not fit")
+    expect_format_error(
+        build(tmp_path / "s.npz", dict(members, meta=meta)), "optimizer state does not fit"
+    )
     # without one, an empty state is what save writes
     fine = dict(members, meta=meta, optimizer_state=npy(np.empty(0)))
     assert cbp.load(build(tmp_path / "ok.npz", fine)).optimizer is None
@@ -439,29 +506,37 @@ def _nested(depth):
     return json.dumps({"config": json.loads("[" * depth + "]" * depth)})
 
 
-@pytest.mark.parametrize("meta, fragment", [
-    ("{not json", "invalid network description: JSONDecodeError"),
-    ("[" * 100000, "invalid network description: RecursionError"),
-    ("[1, 2]", "a JSON list, not an object"),
-    ("3", "a JSON int, not an object"),
-    ('"text"', "a JSON str, not an object"),
-    (_nested(100), "nested deeper than 32 levels"),
-    ('{"config": ' + "1" * 5000 + "}", "invalid network description"),  # int digit limit
-    ("x" * 300_000, "more than the 1048576 a network description may take"),
-    ("", "invalid network description"),
-], ids=["not-json", "deep-brackets", "list", "int", "str", "nested", "long-int", "huge",
-        "empty"])
+@pytest.mark.parametrize(
+    "meta, fragment",
+    [
+        ("{not json", "invalid network description: JSONDecodeError"),
+        ("[" * 100000, "invalid network description: RecursionError"),
+        ("[1, 2]", "a JSON list, not an object"),
+        ("3", "a JSON int, not an object"),
+        ('"text"', "a JSON str, not an object"),
+        (_nested(100), "nested deeper than 32 levels"),
+        ('{"config": ' + "1" * 5000 + "}", "invalid network description"),  # int digit limit
+        ("x" * 300_000, "more than the 1048576 a network description may take"),
+        ("", "invalid network description"),
+    ],
+    ids=["not-json", "deep-brackets", "list", "int", "str", "nested", "long-int", "huge", "empty"],
+)
 def test_bad_meta(base, tmp_path, meta, fragment):
     _, _, members = base
-    expect_format_error(build(tmp_path / "m.npz", dict(members, meta=npy(np.array(meta)))),
-                        fragment)
+    expect_format_error(
+        build(tmp_path / "m.npz", dict(members, meta=npy(np.array(meta)))), fragment
+    )
 
 
-@pytest.mark.parametrize("meta, fragment", [
-    (np.array(b"{}"), "meta has dtype |S2"),
-    (np.array(["{}"]), "shape (1,)"),
-    (np.array(1.0), "meta has dtype <f8"),
-], ids=["bytes", "1-D", "float"])
+@pytest.mark.parametrize(
+    "meta, fragment",
+    [
+        (np.array(b"{}"), "meta has dtype |S2"),
+        (np.array(["{}"]), "shape (1,)"),
+        (np.array(1.0), "meta has dtype <f8"),
+    ],
+    ids=["bytes", "1-D", "float"],
+)
 def test_meta_of_another_kind(base, tmp_path, meta, fragment):
     _, _, members = base
     expect_format_error(build(tmp_path / "m.npz", dict(members, meta=npy(meta))), fragment)
@@ -471,8 +546,7 @@ def test_meta_that_is_not_utf32(base, tmp_path):
     """A code point beyond U+10FFFF: UnicodeDecodeError, mapped."""
     _, _, members = base
     bad = npy(descr="<U2", shape=(), data=b"{\0\0\0" + (0x110000).to_bytes(4, "little"))
-    expect_format_error(build(tmp_path / "m.npz", dict(members, meta=bad)),
-                        "UnicodeDecodeError")
+    expect_format_error(build(tmp_path / "m.npz", dict(members, meta=bad)), "UnicodeDecodeError")
 
 
 def test_huge_layer_in_meta_allocates_nothing(base, tmp_path):
@@ -480,8 +554,10 @@ def test_huge_layer_in_meta_allocates_nothing(base, tmp_path):
     parameters is refused from the header's shape."""
     _, _, members = base
     meta = one_layer_meta(members, 10**6, 10**6)
-    expect_format_error(build(tmp_path / "m.npz", dict(members, meta=meta)),
-                        f"holds {N} parameters, its architecture needs 1000000000000")
+    expect_format_error(
+        build(tmp_path / "m.npz", dict(members, meta=meta)),
+        f"holds {N} parameters, its architecture needs 1000000000000",
+    )
 
 
 @pytest.mark.parametrize("member", ["format", "meta", "parameters", "optimizer_state"])
@@ -489,8 +565,9 @@ def test_npy_format_version_3_is_refused(base, tmp_path, member):
     _, _, members = base
     raw = bytearray(members[member])
     raw[6] = 3  # the major version byte after b"\x93NUMPY"
-    expect_format_error(build(tmp_path / "v.npz", dict(members, **{member: bytes(raw)})),
-                        ".npy format version 3.0")
+    expect_format_error(
+        build(tmp_path / "v.npz", dict(members, **{member: bytes(raw)})), ".npy format version 3.0"
+    )
 
 
 def test_open_errors_are_unchanged(tmp_path):
@@ -652,8 +729,12 @@ UMASK = textwrap.dedent("""
 @pytest.mark.skipif(not POSIX, reason="POSIX modes")
 @pytest.mark.parametrize("umask, mode", [("022", 0o644), ("077", 0o600), ("002", 0o664)])
 def test_new_files_honour_the_umask(tmp_path, umask, mode):
-    run = subprocess.run([sys.executable, "-c", UMASK, umask, str(tmp_path)],
-                         capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [sys.executable, "-c", UMASK, umask, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 0, run.stderr
     new, plain, old = (int(m, 8) for m in run.stdout.split())
     assert new == plain == mode  # what open() gives a new file under this umask
@@ -738,8 +819,13 @@ def test_killed_saves_leave_no_litter(tmp_path):
     always a complete one, and the next save clears every temporary file."""
     path = tmp_path / "big.npz"
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-c", KILLED, str(path)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     rng = random.Random(1234)
     seen_litter, completes, saver = 0, set(), None
     try:

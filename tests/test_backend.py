@@ -1,11 +1,11 @@
 """The backend switch: the native run really uses the compiled core."""
+
 import subprocess
 import sys
 
 import pytest
 
 import cbp
-
 
 
 def test_native_run_uses_compiled_core(backend):

@@ -7,6 +7,7 @@ same updates.  Skipped where jax or numba is not installed (the "peers" extra).
 The JAX peers run in one subprocess: once JAX has run, a process must not
 fork, and other tests of the suite fork.  No time is measured here.
 """
+
 import json
 import subprocess
 import sys
@@ -37,23 +38,37 @@ needs_numba = pytest.mark.skipif(C.numba is None, reason="numba not installed")
 def xor_problem():
     return Problem(
         layers=(Layer(2, 4, "sigmoid", False, "uniform"), Layer(4, 1, "sigmoid", False, "uniform")),
-        loss="half_squared_error", reduction="sum",
+        loss="half_squared_error",
+        reduction="sum",
         X=np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float64),
-        y=np.array([[0], [1], [1], [0]], dtype=np.float64), lr=0.1)
+        y=np.array([[0], [1], [1], [0]], dtype=np.float64),
+        lr=0.1,
+    )
 
 
 def softmax_problem(n=40, n_in=5, width=7, classes=3, lr=0.5):
     rng = np.random.default_rng(3)
-    return Problem(layers=(Layer(n_in, width, "relu"), Layer(width, classes, "softmax")),
-                   loss="categorical_crossentropy", X=rng.standard_normal((n, n_in)),
-                   y=rng.integers(0, classes, n), lr=lr)
+    return Problem(
+        layers=(Layer(n_in, width, "relu"), Layer(width, classes, "softmax")),
+        loss="categorical_crossentropy",
+        X=rng.standard_normal((n, n_in)),
+        y=rng.integers(0, classes, n),
+        lr=lr,
+    )
 
 
 def scalar_problem(n=50):
     x = np.random.default_rng(1).uniform(1.0, 4.0, (n, 1))
     init = [(np.array([[0.5]]), np.array([0.2])), (np.array([[0.3]]), np.array([0.1]))]
-    return Problem(layers=(Layer(1, 1, "relu"), Layer(1, 1, "identity")),
-                   loss="half_squared_error", X=x, y=x.copy(), lr=0.01, batch_size=1, init=init)
+    return Problem(
+        layers=(Layer(1, 1, "relu"), Layer(1, 1, "identity")),
+        loss="half_squared_error",
+        X=x,
+        y=x.copy(),
+        lr=0.01,
+        batch_size=1,
+        init=init,
+    )
 
 
 def trained(peer, epochs):
@@ -68,8 +83,11 @@ def assert_agree(got, ref):
 
 
 # -- against cbp native ------------------------------------------------------
-CASES = {"xor": (xor_problem, "xor", 30), "softmax": (softmax_problem, "softmax", 10),
-         "scalar": (scalar_problem, "scalar", 2)}
+CASES = {
+    "xor": (xor_problem, "xor", 30),
+    "softmax": (softmax_problem, "softmax", 10),
+    "scalar": (scalar_problem, "scalar", 2),
+}
 
 
 @needs_native
@@ -116,8 +134,12 @@ JAX_CHECKS = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def jax_checks():
-    proc = subprocess.run([sys.executable, "-c", JAX_CHECKS, str(Path(__file__).parent),
-                           str(ROOT)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", JAX_CHECKS, str(Path(__file__).parent), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -184,8 +206,10 @@ def test_numba_softmax_step_is_the_combined_gradient():
     prob /= prob.sum(1, keepdims=True)
     dz2 = (prob - np.eye(3)[p.y]) / len(p.X)
     dz1 = (dz2 @ W2.T) * (z1 > 0)
-    expected = [(W1 - p.lr * p.X.T @ dz1, b1 - p.lr * dz1.sum(0)),
-                (W2 - p.lr * a1.T @ dz2, b2 - p.lr * dz2.sum(0))]
+    expected = [
+        (W1 - p.lr * p.X.T @ dz1, b1 - p.lr * dz1.sum(0)),
+        (W2 - p.lr * a1.T @ dz2, b2 - p.lr * dz2.sum(0)),
+    ]
     got = trained(C.NumbaPeer(p, "softmax"), 1)
     for (W, b), (We, be) in zip(got, expected):
         np.testing.assert_allclose(W, We, rtol=1e-12, atol=1e-15)
@@ -199,8 +223,9 @@ def test_numba_scalar_loop_reproduces_tutorial_000():
     p = scalar_problem()
     p.X, p.y, p.lr = np.array([[2.0]]), np.array([[2.0]]), 0.1
     (W1, b1), (W2, b2) = trained(C.NumbaPeer(p, "scalar"), 1)
-    np.testing.assert_allclose([W1[0, 0], b1[0], W2[0, 0], b2[0]],
-                               [0.5924, 0.2462, 0.4848, 0.254], rtol=0, atol=5e-13)
+    np.testing.assert_allclose(
+        [W1[0, 0], b1[0], W2[0, 0], b2[0]], [0.5924, 0.2462, 0.4848, 0.254], rtol=0, atol=5e-13
+    )
 
 
 # -- the report's arithmetic ---------------------------------------------------
@@ -226,14 +251,24 @@ def test_ratios_are_medians_of_per_round_ratios():
 
 def test_dgemm_floor_is_flops_at_the_rate_over_cbp_time():
     compiled = {
-        "dgemm": [{"setting": "as given", "gflops": 50.0, "gflops_cpu": 100.0},
-                  {"setting": "unset", "gflops": 80.0, "gflops_cpu": 80.0}],
-        "pinned": {"workloads": [
-            {"name": "B", "flops": 1e6,
-             "results": [{"family": "cbp", "median_s": 40e-6, "cpu_median_s": 25e-6}]},
-            {"name": "A", "flops": None,
-             "results": [{"family": "cbp", "median_s": 1e-7, "cpu_median_s": 1e-7}]},
-        ]},
+        "dgemm": [
+            {"setting": "as given", "gflops": 50.0, "gflops_cpu": 100.0},
+            {"setting": "unset", "gflops": 80.0, "gflops_cpu": 80.0},
+        ],
+        "pinned": {
+            "workloads": [
+                {
+                    "name": "B",
+                    "flops": 1e6,
+                    "results": [{"family": "cbp", "median_s": 40e-6, "cpu_median_s": 25e-6}],
+                },
+                {
+                    "name": "A",
+                    "flops": None,
+                    "results": [{"family": "cbp", "median_s": 1e-7, "cpu_median_s": 1e-7}],
+                },
+            ]
+        },
     }
     floors = dgemm_floor(compiled)
     assert set(floors) == {"B"}

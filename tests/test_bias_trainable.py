@@ -5,6 +5,7 @@ The reference for "the weights train as before" is the same network with a
 trainable bias that is put back after every update: the gradients of the
 weights only read the bias's value, so the two must agree bit for bit.
 """
+
 import json
 
 import numpy as np
@@ -27,9 +28,14 @@ OPTIMIZERS = {
 
 def make(backend, frozen, **kw):
     """3 -> 4 tanh -> 2 identity; the output layer's bias fixed if ``frozen``."""
-    return cbp.Network([cbp.Dense(3, 4, "tanh", seed=1),
-                        cbp.Dense(2 * 2, 2, "identity", seed=2, bias_trainable=not frozen)],
-                       backend=backend, **kw)
+    return cbp.Network(
+        [
+            cbp.Dense(3, 4, "tanh", seed=1),
+            cbp.Dense(2 * 2, 2, "identity", seed=2, bias_trainable=not frozen),
+        ],
+        backend=backend,
+        **kw,
+    )
 
 
 def data(n=12):
@@ -134,9 +140,13 @@ def test_the_flag_on_a_frozen_or_bias_free_layer(backend):
     """A frozen layer stays frozen whatever the flag; without a bias the flag
     changes nothing."""
     X, y = data()
-    net = cbp.Network([cbp.Dense(3, 4, "tanh", seed=1, trainable=False, bias_trainable=True),
-                       cbp.Dense(4, 2, "identity", seed=2, use_bias=False,
-                                 bias_trainable=False)], backend=backend)
+    net = cbp.Network(
+        [
+            cbp.Dense(3, 4, "tanh", seed=1, trainable=False, bias_trainable=True),
+            cbp.Dense(4, 2, "identity", seed=2, use_bias=False, bias_trainable=False),
+        ],
+        backend=backend,
+    )
     first = net.layers[0].weights.copy(), net.layers[0].bias.copy()
     w = net.layers[1].weights.copy()
     net.train_step(X, y, lr=0.1)

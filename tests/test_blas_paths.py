@@ -1,5 +1,6 @@
 """Both dense paths of the native core, the loops and BLAS dgemm, agree
 with the NumPy twin: the dispatch threshold is forced each way."""
+
 import numpy as np
 import pytest
 
@@ -25,7 +26,11 @@ def path(request, core):
 @pytest.mark.parametrize("bias", [True, False])
 def test_dense_kernels_match_twin(core, path, n, ni, no, bias):
     rng = np.random.default_rng(n * 1000 + ni * 10 + no)
-    X, W, dZ = rng.standard_normal((n, ni)), rng.standard_normal((ni, no)), rng.standard_normal((n, no))
+    X, W, dZ = (
+        rng.standard_normal((n, ni)),
+        rng.standard_normal((ni, no)),
+        rng.standard_normal((n, no)),
+    )
     b = rng.standard_normal(no) if bias else None
     out = {}
     for name, mod in (("native", core), ("numpy", ref)):
@@ -51,7 +56,9 @@ def test_training_runs_match_twin_on_both_paths(path):
             loss="categorical_crossentropy",
             backend=backend,
         )
-        net.fit(X, y, epochs=20, batch_size=32, shuffle=True, seed=3, optimizer=cbp.optim.Adam(0.01))
+        net.fit(
+            X, y, epochs=20, batch_size=32, shuffle=True, seed=3, optimizer=cbp.optim.Adam(0.01)
+        )
         runs[backend] = net.parameters
     np.testing.assert_allclose(runs["native"], runs["numpy"], rtol=1e-9, atol=1e-12)
 

@@ -1,4 +1,5 @@
 """The ``cbp`` command line (cbp.cli), through main() and one real process."""
+
 import csv
 import importlib.util
 import os
@@ -75,7 +76,12 @@ def test_version(capsys):
 def test_no_arguments_run_the_demo_with_its_defaults(capsys, monkeypatch):
     calls = []
     monkeypatch.setattr(cli, "demo", lambda *a, **k: calls.append(a))
-    assert run(capsys, )[0] == 0
+    assert (
+        run(
+            capsys,
+        )[0]
+        == 0
+    )
     assert run(capsys, "demo")[0] == 0
     assert run(capsys, "--epochs", "7", "--lr", "0.5", "--seed", "3")[0] == 0
     assert calls == [(10_000, 0.1, 1), (10_000, 0.1, 1), (7, 0.5, 3)]
@@ -118,8 +124,9 @@ def test_info_reports_the_core_simd_openmp_and_blas(capsys):
 
 
 def test_info_tolerates_a_core_without_simd_functions_and_no_threadpoolctl(capsys, monkeypatch):
-    fake = types.SimpleNamespace(__file__="/x/_core.so",
-                                 _thread_state=lambda: {"built": True, "limit": 3})
+    fake = types.SimpleNamespace(
+        __file__="/x/_core.so", _thread_state=lambda: {"built": True, "limit": 3}
+    )
     monkeypatch.setattr(cbp._backend, "_core", fake)
     monkeypatch.setitem(sys.modules, "threadpoolctl", None)
     code, out, _ = run(capsys, "info")
@@ -147,9 +154,24 @@ def _table(path):
 
 def test_train_classifies_text_labels_and_saves_the_preprocessing(capsys, tmp_path, blob_csv):
     model = str(tmp_path / "m.npz")
-    code, out, err = run(capsys, "train", blob_csv, "--target", "animal", "--drop", "id",
-                         "--validation-split", "0", "--epochs", "60", "--output", model,
-                         "--quiet", "--hidden", "8")
+    code, out, err = run(
+        capsys,
+        "train",
+        blob_csv,
+        "--target",
+        "animal",
+        "--drop",
+        "id",
+        "--validation-split",
+        "0",
+        "--epochs",
+        "60",
+        "--output",
+        model,
+        "--quiet",
+        "--hidden",
+        "8",
+    )
     assert code == 0, err
     net = cbp.load(model)
     meta = net.metadata["cbp.cli"]
@@ -170,8 +192,7 @@ def test_train_classifies_text_labels_and_saves_the_preprocessing(capsys, tmp_pa
     assert f"{expect['loss']:.4g}" in out and "1.0000" in out
     # predict: labels by name, from columns in another order, without the target
     shuffled = tmp_path / "new.csv"
-    write(shuffled, ["b", "extra", "const", "a"],
-          [[r[2], "text", r[3], r[1]] for r in rows[:10]])
+    write(shuffled, ["b", "extra", "const", "a"], [[r[2], "text", r[3], r[1]] for r in rows[:10]])
     code, out, err = run(capsys, "predict", model, str(shuffled))
     assert code == 0, err
     lines = out.splitlines()
@@ -189,12 +210,26 @@ def test_train_classifies_text_labels_and_saves_the_preprocessing(capsys, tmp_pa
 
 def test_train_reports_validation_and_learns(capsys, tmp_path, blob_csv):
     model = str(tmp_path / "m.npz")
-    code, out, err = run(capsys, "train", blob_csv, "--target", "animal", "--drop", "id",
-                         "--epochs", "40", "--output", model, "--seed", "3")
+    code, out, err = run(
+        capsys,
+        "train",
+        blob_csv,
+        "--target",
+        "animal",
+        "--drop",
+        "id",
+        "--epochs",
+        "40",
+        "--output",
+        model,
+        "--seed",
+        "3",
+    )
     assert code == 0, err
     assert "96 training rows, 24 validation rows, 3 features" in out
-    assert ("network 3-64-32-3 (relu, output softmax), categorical_crossentropy, adam lr 0.001"
-            in out)
+    assert (
+        "network 3-64-32-3 (relu, output softmax), categorical_crossentropy, adam lr 0.001" in out
+    )
     lines = out.splitlines()
     first = next(k for k, l in enumerate(lines) if l.split() == ["rows", "loss", "accuracy"])
     table = lines[first:]
@@ -206,9 +241,24 @@ def test_train_reports_validation_and_learns(capsys, tmp_path, blob_csv):
 
 def test_train_regression_unscales_its_predictions(capsys, tmp_path, line_csv):
     model = str(tmp_path / "r.npz")
-    code, out, err = run(capsys, "train", line_csv, "--target", "y", "--hidden", "none",
-                         "--epochs", "300", "--lr", "0.01", "--validation-split", "0.25",
-                         "--output", model, "--quiet")
+    code, out, err = run(
+        capsys,
+        "train",
+        line_csv,
+        "--target",
+        "y",
+        "--hidden",
+        "none",
+        "--epochs",
+        "300",
+        "--lr",
+        "0.01",
+        "--validation-split",
+        "0.25",
+        "--output",
+        model,
+        "--quiet",
+    )
     assert code == 0, err
     net = cbp.load(model)
     meta = net.metadata["cbp.cli"]
@@ -223,13 +273,13 @@ def test_train_regression_unscales_its_predictions(capsys, tmp_path, line_csv):
     # a linear target and a linear model: near exact, in the target's own units
     np.testing.assert_allclose(pred, data[:, 2], atol=0.05)
     Xs = (data[:, :2] - meta["x_mean"]) / meta["x_scale"]
-    np.testing.assert_array_equal(
-        pred, net.predict(Xs)[:, 0] * meta["y_scale"] + meta["y_mean"])
+    np.testing.assert_array_equal(pred, net.predict(Xs)[:, 0] * meta["y_scale"] + meta["y_mean"])
     code, out, _ = run(capsys, "evaluate", model, line_csv)
     r2 = float(out.splitlines()[1].split()[-1])
     residual = np.sum((pred - data[:, 2]) ** 2)
-    assert r2 == pytest.approx(1 - residual / np.sum((data[:, 2] - data[:, 2].mean()) ** 2),
-                               abs=1e-4)
+    assert r2 == pytest.approx(
+        1 - residual / np.sum((data[:, 2] - data[:, 2].mean()) ** 2), abs=1e-4
+    )
     assert r2 > 0.999
 
 
@@ -237,11 +287,30 @@ def test_a_numeric_target_can_be_classified_with_numeric_label_order(capsys, tmp
     rows = [[float(i), "10" if i % 2 else "2"] for i in range(20)]
     path = write(tmp_path / "n.csv", ["x", "k"], rows)
     model = str(tmp_path / "n.npz")
-    assert run(capsys, "train", path, "--target", "k", "--task", "classification",
-               "--epochs", "2", "--output", model, "--quiet")[0] == 0
+    assert (
+        run(
+            capsys,
+            "train",
+            path,
+            "--target",
+            "k",
+            "--task",
+            "classification",
+            "--epochs",
+            "2",
+            "--output",
+            model,
+            "--quiet",
+        )[0]
+        == 0
+    )
     assert cbp.load(model).metadata["cbp.cli"]["labels"] == ["2", "10"]
-    assert run(capsys, "train", path, "--target", "k", "--epochs", "2", "--output", model,
-               "--quiet")[0] == 0
+    assert (
+        run(capsys, "train", path, "--target", "k", "--epochs", "2", "--output", model, "--quiet")[
+            0
+        ]
+        == 0
+    )
     assert cbp.load(model).metadata["cbp.cli"]["task"] == "regression"
 
 
@@ -254,8 +323,23 @@ def test_a_byte_order_mark_crlf_lines_quotes_and_blank_lines_are_read(capsys, tm
     assert table.rows == [["1", "2", "x, y"], ["3", "4", "z"], ["5", "6", "z"]]
     assert table.lines == [2, 4, 5]
     model = str(tmp_path / "m.npz")
-    assert run(capsys, "train", str(path), "--target", "label", "--epochs", "2",
-               "--validation-split", "0", "--output", model, "--quiet")[0] == 0
+    assert (
+        run(
+            capsys,
+            "train",
+            str(path),
+            "--target",
+            "label",
+            "--epochs",
+            "2",
+            "--validation-split",
+            "0",
+            "--output",
+            model,
+            "--quiet",
+        )[0]
+        == 0
+    )
     assert cbp.load(model).metadata["cbp.cli"]["labels"] == ["x, y", "z"]
     out = run(capsys, "predict", model, str(path))[1]
     assert list(csv.reader(out.splitlines()))[0] == ["label"]
@@ -265,9 +349,22 @@ def test_a_byte_order_mark_crlf_lines_quotes_and_blank_lines_are_read(capsys, tm
 def test_train_plot_writes_a_png(capsys, tmp_path, blob_csv):
     pytest.importorskip("matplotlib")
     png = tmp_path / "h.png"
-    code, out, err = run(capsys, "train", blob_csv, "--target", "animal", "--drop", "id",
-                         "--epochs", "5", "--output", str(tmp_path / "m.npz"), "--quiet",
-                         "--plot", str(png))
+    code, out, err = run(
+        capsys,
+        "train",
+        blob_csv,
+        "--target",
+        "animal",
+        "--drop",
+        "id",
+        "--epochs",
+        "5",
+        "--output",
+        str(tmp_path / "m.npz"),
+        "--quiet",
+        "--plot",
+        str(png),
+    )
     assert code == 0, err
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -275,30 +372,52 @@ def test_train_plot_writes_a_png(capsys, tmp_path, blob_csv):
 def test_train_plot_without_matplotlib_names_the_extra(capsys, tmp_path, blob_csv, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.delitem(sys.modules, "cbp.plot", raising=False)
-    code, _, err = run(capsys, "train", blob_csv, "--target", "animal", "--plot",
-                       str(tmp_path / "h.png"), "--output", str(tmp_path / "m.npz"))
+    code, _, err = run(
+        capsys,
+        "train",
+        blob_csv,
+        "--target",
+        "animal",
+        "--plot",
+        str(tmp_path / "h.png"),
+        "--output",
+        str(tmp_path / "m.npz"),
+    )
     one_line_error(err, code, 2, 'pip install "cbp[plot]"')
     assert not (tmp_path / "m.npz").exists()  # refused before training
 
 
 # -- bad input: one line, status 2 (usage) or 1 (data) -------------------------
-@pytest.mark.parametrize("args, phrase", [
-    (["--lr", "0"], "argument --lr: must be a finite number above 0"),
-    (["--lr", "nan"], "argument --lr"),
-    (["--epochs", "-1"], "argument --epochs: must be at least 1"),
-    (["--epochs", "two"], "argument --epochs: expected a whole number"),
-    (["--hidden", "a,b"], "argument --hidden: expected layer sizes like 64,32"),
-    (["--hidden", "4,0"], "argument --hidden: layer sizes must be at least 1"),
-    (["--batch-size", "0"], "argument --batch-size"),
-    (["--validation-split", "1"], "argument --validation-split: must be in [0, 1)"),
-    (["--optimizer", "lbfgs"], "argument --optimizer: invalid choice"),
-    (["--task", "ranking"], "argument --task"),
-    (["--activation", "swish"], "argument --activation: unknown activation"),
-    (["--bogus"], "unrecognized arguments: --bogus"),
-])
+@pytest.mark.parametrize(
+    "args, phrase",
+    [
+        (["--lr", "0"], "argument --lr: must be a finite number above 0"),
+        (["--lr", "nan"], "argument --lr"),
+        (["--epochs", "-1"], "argument --epochs: must be at least 1"),
+        (["--epochs", "two"], "argument --epochs: expected a whole number"),
+        (["--hidden", "a,b"], "argument --hidden: expected layer sizes like 64,32"),
+        (["--hidden", "4,0"], "argument --hidden: layer sizes must be at least 1"),
+        (["--batch-size", "0"], "argument --batch-size"),
+        (["--validation-split", "1"], "argument --validation-split: must be in [0, 1)"),
+        (["--optimizer", "lbfgs"], "argument --optimizer: invalid choice"),
+        (["--task", "ranking"], "argument --task"),
+        (["--activation", "swish"], "argument --activation: unknown activation"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
 def test_bad_train_options_are_usage_errors(capsys, blob_csv, tmp_path, args, phrase):
-    code, _, err = run(capsys, "train", blob_csv, "--target", "animal", "--drop", "id",
-                       "--output", str(tmp_path / "m.npz"), *args)
+    code, _, err = run(
+        capsys,
+        "train",
+        blob_csv,
+        "--target",
+        "animal",
+        "--drop",
+        "id",
+        "--output",
+        str(tmp_path / "m.npz"),
+        *args,
+    )
     one_line_error(err, code, 2, phrase, "cbp train" if args != ["--bogus"] else "cbp")
 
 
@@ -328,51 +447,89 @@ def _bad_csvs(tmp_path):
     os.mkdir(p / "folder.csv")
 
 
-@pytest.mark.parametrize("name, extra, phrase", [
-    ("missing.csv", [], "missing.csv: no such file"),
-    ("folder.csv", [], "is a folder"),
-    ("empty.csv", [], "empty.csv is empty"),
-    ("blank.csv", [], "blank.csv is empty"),
-    ("header.csv", [], "has a header but no data rows"),
-    ("ragged.csv", [], "ragged.csv, line 3: 2 fields, the header has 3"),
-    ("text.csv", [], "line 2: feature column 'colour' holds 'red', not a number"),
-    ("text.csv", [], "--drop colour"),
-    ("nan.csv", [], "line 2: feature column 'b' holds 'nan', not a number"),
-    ("gap.csv", [], "feature column 'b' holds '', not a number"),
-    ("dup.csv", [], "names column 'a' twice"),
-    ("noname.csv", [], "column 2 of the header has no name"),
-    ("binary.csv", [], "not a UTF-8 text (CSV) file"),
-    ("quote.csv", [], "not valid CSV"),
-    ("one.csv", [], "has a single class ('cat')"),
-    ("words.csv", ["--task", "regression"], "target 'y' holds 'cat', not a number"),
-    ("tiny.csv", [], "too few for a validation split"),
-    ("words.csv", ["--drop", "zz"], "has no column 'zz' (--drop)"),
-])
+@pytest.mark.parametrize(
+    "name, extra, phrase",
+    [
+        ("missing.csv", [], "missing.csv: no such file"),
+        ("folder.csv", [], "is a folder"),
+        ("empty.csv", [], "empty.csv is empty"),
+        ("blank.csv", [], "blank.csv is empty"),
+        ("header.csv", [], "has a header but no data rows"),
+        ("ragged.csv", [], "ragged.csv, line 3: 2 fields, the header has 3"),
+        ("text.csv", [], "line 2: feature column 'colour' holds 'red', not a number"),
+        ("text.csv", [], "--drop colour"),
+        ("nan.csv", [], "line 2: feature column 'b' holds 'nan', not a number"),
+        ("gap.csv", [], "feature column 'b' holds '', not a number"),
+        ("dup.csv", [], "names column 'a' twice"),
+        ("noname.csv", [], "column 2 of the header has no name"),
+        ("binary.csv", [], "not a UTF-8 text (CSV) file"),
+        ("quote.csv", [], "not valid CSV"),
+        ("one.csv", [], "has a single class ('cat')"),
+        ("words.csv", ["--task", "regression"], "target 'y' holds 'cat', not a number"),
+        ("tiny.csv", [], "too few for a validation split"),
+        ("words.csv", ["--drop", "zz"], "has no column 'zz' (--drop)"),
+    ],
+)
 def test_bad_data_is_a_data_error(capsys, tmp_path, name, extra, phrase):
     _bad_csvs(tmp_path)
-    code, _, err = run(capsys, "train", str(tmp_path / name), "--target", "y",
-                       "--output", str(tmp_path / "m.npz"), *extra)
+    code, _, err = run(
+        capsys,
+        "train",
+        str(tmp_path / name),
+        "--target",
+        "y",
+        "--output",
+        str(tmp_path / "m.npz"),
+        *extra,
+    )
     one_line_error(err, code, 1, phrase)
     assert not (tmp_path / "m.npz").exists()
 
 
 def test_an_unknown_target_names_the_columns(capsys, blob_csv, tmp_path):
     code, _, err = run(capsys, "train", blob_csv, "--target", "zebra")
-    one_line_error(err, code, 1, "has no column 'zebra' (the target)",
-                   "its columns are id, a, b, const, animal")
+    one_line_error(
+        err,
+        code,
+        1,
+        "has no column 'zebra' (the target)",
+        "its columns are id, a, b, const, animal",
+    )
 
 
 def test_an_output_folder_that_does_not_exist(capsys, blob_csv, tmp_path):
-    code, _, err = run(capsys, "train", blob_csv, "--target", "animal",
-                       "--output", str(tmp_path / "nope" / "m.npz"))
+    code, _, err = run(
+        capsys,
+        "train",
+        blob_csv,
+        "--target",
+        "animal",
+        "--output",
+        str(tmp_path / "nope" / "m.npz"),
+    )
     one_line_error(err, code, 1, "--output", "does not exist")
 
 
 @pytest.fixture
 def model(capsys, tmp_path, blob_csv):
     path = str(tmp_path / "m.npz")
-    assert run(capsys, "train", blob_csv, "--target", "animal", "--drop", "id", "--epochs", "3",
-               "--output", path, "--quiet")[0] == 0
+    assert (
+        run(
+            capsys,
+            "train",
+            blob_csv,
+            "--target",
+            "animal",
+            "--drop",
+            "id",
+            "--epochs",
+            "3",
+            "--output",
+            path,
+            "--quiet",
+        )[0]
+        == 0
+    )
     return path
 
 
@@ -414,12 +571,15 @@ class _FakeTrace:
         self.net, self.X, self.y, self.lr = net, X, y, lr
         net.forward(X)
         net.backward(y)
-        self.layers = [types.SimpleNamespace(dweights=l.dweights.copy(), dbias=l.dbias.copy())
-                       for l in net.layers]
+        self.layers = [
+            types.SimpleNamespace(dweights=l.dweights.copy(), dbias=l.dbias.copy())
+            for l in net.layers
+        ]
 
     def explain(self, names=None):
-        return (f"EXPLAINED x={self.X.tolist()} y={np.asarray(self.y).tolist()} lr={self.lr}"
-                + ("" if names is None else f" names={names}"))
+        return f"EXPLAINED x={self.X.tolist()} y={np.asarray(self.y).tolist()} lr={self.lr}" + (
+            "" if names is None else f" names={names}"
+        )
 
 
 @pytest.fixture
@@ -448,13 +608,17 @@ def fake_explainers(monkeypatch):
 def test_explain_an_example(capsys, fake_explainers):
     code, out, err = run(capsys, "explain", "001")
     assert code == 0, err
-    assert out == ("Title 001\n\nEXPLAINED x=[[1.0, 0.0]] y=[[2.0]] lr=0.01"
-                   " names={'w1': '001-w1'}\n")
+    assert out == (
+        "Title 001\n\nEXPLAINED x=[[1.0, 0.0]] y=[[2.0]] lr=0.01 names={'w1': '001-w1'}\n"
+    )
     code, out, _ = run(capsys, "explain", "1", "--lr", "0.5")  # 1 means 001
-    assert out == ("Title 001\n\nEXPLAINED x=[[1.0, 0.0]] y=[[2.0]] lr=0.5"
-                   " names={'w1': '001-w1'}\n")
-    assert run(capsys, "explain", "mazur", "--x", "3,4", "--y", "1.5")[1] == \
-        "Title mazur\n\nEXPLAINED x=[[3.0, 4.0]] y=[[1.5]] lr=0.01 names={'w1': 'mazur-w1'}\n"
+    assert out == (
+        "Title 001\n\nEXPLAINED x=[[1.0, 0.0]] y=[[2.0]] lr=0.5 names={'w1': '001-w1'}\n"
+    )
+    assert (
+        run(capsys, "explain", "mazur", "--x", "3,4", "--y", "1.5")[1]
+        == "Title mazur\n\nEXPLAINED x=[[3.0, 4.0]] y=[[1.5]] lr=0.01 names={'w1': 'mazur-w1'}\n"
+    )
     assert fake_explainers == ["001", "001", "mazur"]
 
 
@@ -481,8 +645,21 @@ def test_explain_a_saved_model(capsys, tmp_path, fake_explainers, line_csv):
     one_line_error(err, code, 2, "the network has 1 outputs, got 2 values")
     # a model of cbp train: the input is standardised, the target too
     model = str(tmp_path / "r.npz")
-    assert run(capsys, "train", line_csv, "--target", "y", "--epochs", "2", "--output", model,
-               "--quiet")[0] == 0
+    assert (
+        run(
+            capsys,
+            "train",
+            line_csv,
+            "--target",
+            "y",
+            "--epochs",
+            "2",
+            "--output",
+            model,
+            "--quiet",
+        )[0]
+        == 0
+    )
     meta = cbp.load(model).metadata["cbp.cli"]
     code, out, err = run(capsys, "explain", model, "--x", "1,-1", "--y", "10")
     assert code == 0, err
@@ -519,8 +696,9 @@ def test_explain_without_the_trace_module(capsys, monkeypatch):
     one_line_error(err, code, 2, "cbp explain needs cbp.trace and cbp.examples")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("cbp.examples") is None,
-                    reason="cbp.examples is not written yet")
+@pytest.mark.skipif(
+    importlib.util.find_spec("cbp.examples") is None, reason="cbp.examples is not written yet"
+)
 def test_explain_001_end_to_end(capsys):
     code, out, err = run(capsys, "explain", "001")
     assert code == 0, err
@@ -539,8 +717,9 @@ def test_bench_outside_the_source_tree(capsys, monkeypatch, tmp_path):
 def test_bench_runs_the_script_with_the_options(capsys, monkeypatch, tmp_path):
     script = tmp_path / "run.py"
     record = tmp_path / "argv.txt"
-    script.write_text(f"import sys\nopen({str(record)!r}, 'w').write(' '.join(sys.argv[1:]))\n"
-                      "sys.exit(3)\n")
+    script.write_text(
+        f"import sys\nopen({str(record)!r}, 'w').write(' '.join(sys.argv[1:]))\nsys.exit(3)\n"
+    )
     monkeypatch.setattr(cli, "bench_script", lambda: script)
     assert run(capsys, "bench", "--quick", "--only", "xor", "spiral", "--threads", "2")[0] == 3
     assert record.read_text() == "--quick --threads 2 --only xor spiral"
@@ -558,8 +737,14 @@ def test_bench_script_is_the_source_trees():
 def _cbp(tmp_path, *args):
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
-    return subprocess.run([sys.executable, "-m", "cbp", *args], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "cbp", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_python_m_cbp_in_a_process(tmp_path):
@@ -571,8 +756,19 @@ def test_python_m_cbp_in_a_process(tmp_path):
     assert p.stderr.count("\n") == 1 and "argument --lr" in p.stderr, p.stderr
     p = _cbp(tmp_path, "train", "missing.csv", "--target", "animal")
     assert p.returncode == 1 and p.stderr == "cbp train: error: missing.csv: no such file\n"
-    p = _cbp(tmp_path, "train", src, "--target", "animal", "--drop", "id", "--epochs", "5",
-             "--output", "m.npz")
+    p = _cbp(
+        tmp_path,
+        "train",
+        src,
+        "--target",
+        "animal",
+        "--drop",
+        "id",
+        "--epochs",
+        "5",
+        "--output",
+        "m.npz",
+    )
     assert p.returncode == 0, p.stderr
     assert "model saved to m.npz" in p.stdout
     p = _cbp(tmp_path, "predict", "m.npz", src)
@@ -583,13 +779,30 @@ def test_python_m_cbp_in_a_process(tmp_path):
 def test_a_reader_that_leaves_early_is_no_error(tmp_path):
     """cbp predict ... | head -1: stdout closes early; no traceback, status 141."""
     write(tmp_path / "big.csv", ["a", "y"], [[i, i] for i in range(50_000)])
-    assert _cbp(tmp_path, "train", "big.csv", "--target", "y", "--epochs", "1",
-                "--hidden", "none", "--quiet").returncode == 0
+    assert (
+        _cbp(
+            tmp_path,
+            "train",
+            "big.csv",
+            "--target",
+            "y",
+            "--epochs",
+            "1",
+            "--hidden",
+            "none",
+            "--quiet",
+        ).returncode
+        == 0
+    )
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
-    with subprocess.Popen([sys.executable, "-m", "cbp", "predict", "model.npz", "big.csv"],
-                          cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE) as p:
+    with subprocess.Popen(
+        [sys.executable, "-m", "cbp", "predict", "model.npz", "big.csv"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as p:
         assert p.stdout.readline() == b"y\n"
         p.stdout.close()
         err = p.stderr.read()
@@ -601,6 +814,7 @@ def test_the_console_script(tmp_path):
     script = pathlib.Path(sys.executable).parent / ("cbp.exe" if os.name == "nt" else "cbp")
     if not script.exists():
         pytest.skip("no cbp console script beside this interpreter")
-    p = subprocess.run([str(script), "--version"], cwd=tmp_path, capture_output=True, text=True,
-                       timeout=60)
+    p = subprocess.run(
+        [str(script), "--version"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert (p.returncode, p.stdout) == (0, f"cbp {cbp.__version__}\n")

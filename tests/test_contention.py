@@ -13,6 +13,7 @@
 Without OpenMP in the build these tests are skipped (CBP_REQUIRE_OPENMP=1
 makes that a failure).
 """
+
 import multiprocessing as mp
 import os
 import re
@@ -52,12 +53,15 @@ def _import_in_child(**env):
     full = {k: v for k, v in os.environ.items() if k not in POLICY_VARS}
     full.update(OMP_DISPLAY_ENV="VERBOSE", CBP_NO_EXTENSIONS="")
     full.update({k: v for k, v in env.items() if v is not None})
-    code = ("import os, cbp\n"
-            "assert cbp.native_available()\n"
-            "print(cbp._backend.wait_policy_set)\n"
-            f"print({{k: os.environ[k] for k in {POLICY_VARS!r} if k in os.environ}})\n")
-    out = subprocess.run([sys.executable, "-c", code], env=full, capture_output=True,
-                         text=True, timeout=120)
+    code = (
+        "import os, cbp\n"
+        "assert cbp.native_available()\n"
+        "print(cbp._backend.wait_policy_set)\n"
+        f"print({{k: os.environ[k] for k in {POLICY_VARS!r} if k in os.environ}})\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=full, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     set_here, left = out.stdout.strip().splitlines()[-2:]
     return eval(set_here), eval(left), out.stderr
@@ -78,12 +82,15 @@ def test_passive_policy_when_the_user_set_none(core):
         assert _reported(report, "GOMP_SPINCOUNT") == "0"  # no spinning at all
 
 
-@pytest.mark.parametrize("name, value, policy, spincount", [
-    ("OMP_WAIT_POLICY", "ACTIVE", "ACTIVE", "30000000000"),
-    ("OMP_WAIT_POLICY", "passive", "PASSIVE", "0"),
-    ("GOMP_SPINCOUNT", "12345", None, "12345"),
-    ("KMP_BLOCKTIME", "7", None, "300000"),  # (libgomp ignores it: its default)
-])
+@pytest.mark.parametrize(
+    "name, value, policy, spincount",
+    [
+        ("OMP_WAIT_POLICY", "ACTIVE", "ACTIVE", "30000000000"),
+        ("OMP_WAIT_POLICY", "passive", "PASSIVE", "0"),
+        ("GOMP_SPINCOUNT", "12345", None, "12345"),
+        ("KMP_BLOCKTIME", "7", None, "300000"),  # (libgomp ignores it: its default)
+    ],
+)
 def test_a_users_wait_policy_is_kept(core, name, value, policy, spincount):
     set_here, left, report = _import_in_child(**{name: value})
     assert set_here == {}
@@ -160,13 +167,20 @@ def test_the_back_off_can_be_switched_off(backoff):
     assert backoff._thread_backoff(on=True)["on"] is False
     assert backoff._thread_paused(1000 * MS)
     assert backoff._thread_backoff(reset=True)["lost"] == 1
-    assert backoff._thread_backoff() == {"until": 0, "pause": 4 * MS, "won": 0, "lost": 0,
-                                      "on": True}
+    assert backoff._thread_backoff() == {
+        "until": 0,
+        "pause": 4 * MS,
+        "won": 0,
+        "lost": 0,
+        "on": True,
+    }
 
 
 def _spiral_net():
-    return cbp.Network([cbp.Dense(2, 64, "relu", seed=0), cbp.Dense(64, 3, "softmax", seed=1)],
-                       loss="categorical_crossentropy")
+    return cbp.Network(
+        [cbp.Dense(2, 64, "relu", seed=0), cbp.Dense(64, 3, "softmax", seed=1)],
+        loss="categorical_crossentropy",
+    )
 
 
 SPIRAL = cbp.datasets.spiral_data(100, 3)

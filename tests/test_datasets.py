@@ -1,4 +1,5 @@
 """The toy data sets: shapes, dtypes, seeding and the nnfs constructions."""
+
 import numpy as np
 import pytest
 
@@ -18,7 +19,10 @@ def nnfs_spiral(samples, classes, noise):
     for class_number in range(classes):
         ix = range(samples * class_number, samples * (class_number + 1))
         r = np.linspace(0.0, 1, samples)
-        t = np.linspace(class_number * 4, (class_number + 1) * 4, samples) + noise[class_number] * 0.2
+        t = (
+            np.linspace(class_number * 4, (class_number + 1) * 4, samples)
+            + noise[class_number] * 0.2
+        )
         X[ix] = np.c_[r * np.sin(t * 2.5), r * np.cos(t * 2.5)]
         y[ix] = class_number
     return X, y
@@ -30,7 +34,9 @@ def nnfs_vertical(samples, classes, noise):
     y = np.zeros(samples * classes, dtype="uint8")
     for class_number in range(classes):
         ix = range(samples * class_number, samples * (class_number + 1))
-        X[ix] = np.c_[noise[class_number, 0] * 0.1 + class_number / 3, noise[class_number, 1] * 0.1 + 0.5]
+        X[ix] = np.c_[
+            noise[class_number, 0] * 0.1 + class_number / 3, noise[class_number, 1] * 0.1 + 0.5
+        ]
         y[ix] = class_number
     return X, y
 

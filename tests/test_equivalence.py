@@ -13,6 +13,7 @@ an input written to raises, and an output left partly unwritten shows up.
 Whole ``Engine`` objects are compared call by call on random networks, and
 over a 200-step training run at 1e-9.
 """
+
 import contextlib
 import functools
 import inspect
@@ -119,7 +120,7 @@ def _dense(shape, lo, hi, seed):
     return A
 
 
-@functools.lru_cache(maxsize=None)  # building a strategy costs more than drawing from it
+@functools.cache  # building a strategy costs more than drawing from it
 def matrices(shape, lo=-LINEAR_RANGE, hi=LINEAR_RANGE):
     """Finite float64 arrays in [lo, hi]: hypothesis' own (sparse, edge values
     such as 0, -0.0, subnormals and the bounds) or dense random ones."""
@@ -128,9 +129,10 @@ def matrices(shape, lo=-LINEAR_RANGE, hi=LINEAR_RANGE):
     return st.one_of(edge, dense)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def probabilities(shape):
     """Predictions in [0, 1], with entries exactly at 0 and 1 to exercise clipping."""
+
     def draw(seed):
         rng = np.random.default_rng(seed)
         P = rng.random(shape)
@@ -142,7 +144,7 @@ def probabilities(shape):
     return st.one_of(edge, st.builds(draw, st.integers(0, 2**32 - 1)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def targets(loss, shape):
     """Valid targets: any values for the squared errors, one-hot or probability rows
     for categorical cross-entropy, hard or soft labels in [0, 1] for binary."""
@@ -214,9 +216,14 @@ def test_registry_names_exist_in_core(core):
     """Every registered name is in the core, and every public callable of the core is registered."""
     for name in _registry.NAMES:
         assert callable(getattr(core, name, None)), f"cbp._core lacks {name}"
-    own = {n for n, v in vars(core).items() if not n.startswith("_") and callable(v)
-           and getattr(v, "__module__", None) == core.__name__}
-    assert own <= set(_registry.NAMES), f"unregistered kernels in cbp._core: {own - set(_registry.NAMES)}"
+    own = {
+        n
+        for n, v in vars(core).items()
+        if not n.startswith("_") and callable(v) and getattr(v, "__module__", None) == core.__name__
+    }
+    assert own <= set(_registry.NAMES), (
+        f"unregistered kernels in cbp._core: {own - set(_registry.NAMES)}"
+    )
 
 
 def _native_parameters(obj):
@@ -237,18 +244,23 @@ def _native_parameters(obj):
 def test_registry_signatures_match(core, name):
     """Same parameter names, order and defaults on both sides."""
     sig = inspect.signature(getattr(ref, name))
-    expected = [(p.name, None if p.default is p.empty else repr(p.default)) for p in sig.parameters.values()]
+    expected = [
+        (p.name, None if p.default is p.empty else repr(p.default)) for p in sig.parameters.values()
+    ]
     assert _native_parameters(getattr(core, name)) == expected
 
 
-ENGINE_METHODS = sorted(n for n, v in vars(ref.Engine).items() if not n.startswith("_") and callable(v))
+ENGINE_METHODS = sorted(
+    n for n, v in vars(ref.Engine).items() if not n.startswith("_") and callable(v)
+)
 
 
 @needs_native
 def test_engine_methods_are_the_twins(core):
     """The native Engine has exactly the twin's public methods."""
-    native = {n for n in dir(core.Engine) if not n.startswith("_")
-              and callable(getattr(core.Engine, n))}
+    native = {
+        n for n in dir(core.Engine) if not n.startswith("_") and callable(getattr(core.Engine, n))
+    }
     assert native == set(ENGINE_METHODS)
 
 
@@ -257,7 +269,9 @@ def test_engine_methods_are_the_twins(core):
 def test_engine_signatures_match(core, method):
     """Every Engine method has the twin's parameter names, order and defaults."""
     sig = inspect.signature(getattr(ref.Engine, method))
-    expected = [(p.name, None if p.default is p.empty else repr(p.default)) for p in sig.parameters.values()]
+    expected = [
+        (p.name, None if p.default is p.empty else repr(p.default)) for p in sig.parameters.values()
+    ]
     assert _native_parameters(getattr(core.Engine, method)) == expected
 
 
@@ -266,15 +280,18 @@ def test_codes_and_columns_match_the_native_ones(core):
     """Every code and table column compiled into the core (src/_codes.pxd)
     has the same name and value in cbp/_codes.py, and the other way round."""
     native = core._columns()
-    python = {n: v for n, v in vars(C).items()
-              if n.isupper() and isinstance(v, int) and not isinstance(v, bool)}
+    python = {
+        n: v
+        for n, v in vars(C).items()
+        if n.isupper() and isinstance(v, int) and not isinstance(v, bool)
+    }
     assert sorted(native) == sorted(python)
     assert {n: python[n] for n in native} == native
 
 
 def test_every_registered_kernel_has_a_property_test():
     """The registry drives this file: a new kernel needs a comparison here."""
-    tested = {n[len("test_"):].split("__")[0] for n in globals() if n.startswith("test_")}
+    tested = {n[len("test_") :].split("__")[0] for n in globals() if n.startswith("test_")}
     assert set(_registry.NAMES) <= tested, f"untested pairs: {set(_registry.NAMES) - tested}"
 
 
@@ -328,8 +345,14 @@ LANES = st.integers(1, 10).map(lambda q: 4 * q)  # m, a positive multiple of 4
 
 @needs_native
 @examples
-@given(data=st.data(), m=LANES, ni=WIDTH, no=WIDTH, with_bias=st.booleans(),
-       act=st.sampled_from(FM_ACTS))
+@given(
+    data=st.data(),
+    m=LANES,
+    ni=WIDTH,
+    no=WIDTH,
+    with_bias=st.booleans(),
+    act=st.sampled_from(FM_ACTS),
+)
 def test_dense_forward_feature_major(core, data, m, ni, no, with_bias, act):
     code = C.activation_code(act)
     lim = LINEAR_RANGE if act != "sigmoid" else EXP_RANGE / 20.0  # keeps W.T @ XT in exp's range
@@ -353,8 +376,15 @@ def test_dense_forward_feature_major(core, data, m, ni, no, with_bias, act):
 
 @needs_native
 @examples
-@given(data=st.data(), m=LANES, ni=WIDTH, no=WIDTH, with_db=st.booleans(),
-       with_dX=st.booleans(), act=st.sampled_from(FM_ACTS))
+@given(
+    data=st.data(),
+    m=LANES,
+    ni=WIDTH,
+    no=WIDTH,
+    with_db=st.booleans(),
+    with_dX=st.booleans(),
+    act=st.sampled_from(FM_ACTS),
+)
 def test_dense_backward_feature_major(core, data, m, ni, no, with_db, with_dX, act):
     XT = data.draw(matrices((ni, m)), "XT")
     W = data.draw(matrices((ni, no)), "W")
@@ -569,10 +599,33 @@ def test_sgd_update(core, data, m, lr):
 OPTIMIZERS = {
     "sgd": (C.OPT_SGD, {C.HYPER_LEARNING_RATE: 0.05}, 0),
     "momentum": (C.OPT_SGD, {C.HYPER_LEARNING_RATE: 0.05, C.HYPER_MOMENTUM: 0.9}, 1),
-    "nesterov": (C.OPT_SGD, {C.HYPER_LEARNING_RATE: 0.05, C.HYPER_MOMENTUM: 0.5, C.HYPER_NESTEROV: 1.0, C.HYPER_DECAY: 0.1}, 1),
+    "nesterov": (
+        C.OPT_SGD,
+        {
+            C.HYPER_LEARNING_RATE: 0.05,
+            C.HYPER_MOMENTUM: 0.5,
+            C.HYPER_NESTEROV: 1.0,
+            C.HYPER_DECAY: 0.1,
+        },
+        1,
+    ),
     "adagrad": (C.OPT_ADAGRAD, {C.HYPER_LEARNING_RATE: 0.01, C.HYPER_EPSILON: 1e-3}, 1),
-    "rmsprop": (C.OPT_RMSPROP, {C.HYPER_LEARNING_RATE: 0.01, C.HYPER_RHO: 0.9, C.HYPER_EPSILON: 1e-3}, 1),
-    "adam": (C.OPT_ADAM, {C.HYPER_LEARNING_RATE: 0.01, C.HYPER_BETA1: 0.9, C.HYPER_BETA2: 0.999, C.HYPER_EPSILON: 1e-3, C.HYPER_DECAY: 0.01}, 2),
+    "rmsprop": (
+        C.OPT_RMSPROP,
+        {C.HYPER_LEARNING_RATE: 0.01, C.HYPER_RHO: 0.9, C.HYPER_EPSILON: 1e-3},
+        1,
+    ),
+    "adam": (
+        C.OPT_ADAM,
+        {
+            C.HYPER_LEARNING_RATE: 0.01,
+            C.HYPER_BETA1: 0.9,
+            C.HYPER_BETA2: 0.999,
+            C.HYPER_EPSILON: 1e-3,
+            C.HYPER_DECAY: 0.01,
+        },
+        2,
+    ),
 }
 
 
@@ -653,8 +706,14 @@ def test_shuffle_order(core, seed, epoch, n):
 
 @needs_native
 @examples
-@given(seed=U64, stream=U64, start=st.integers(0, 2**40), n=BATCH, j=WIDTH,
-       rate=st.sampled_from([0.0, 0.5]) | st.floats(0.0, 0.99))
+@given(
+    seed=U64,
+    stream=U64,
+    start=st.integers(0, 2**40),
+    n=BATCH,
+    j=WIDTH,
+    rate=st.sampled_from([0.0, 0.5]) | st.floats(0.0, 0.99),
+)
 def test_dropout_mask(core, seed, stream, start, n, j, rate):
     native, reference = twins("dropout_mask", core)
     out_n, out_r = nans(n, j), nans(n, j)
@@ -665,12 +724,29 @@ def test_dropout_mask(core, seed, stream, start, n, j, rate):
 
 
 # ------------------------------------------------------------------ engine ---
-def dense(n_in, n_out, act="identity", alpha=None, bias=True, trainable=True, penalties=(0.0,) * 4,
-          bias_trainable=True):
+def dense(
+    n_in,
+    n_out,
+    act="identity",
+    alpha=None,
+    bias=True,
+    trainable=True,
+    penalties=(0.0,) * 4,
+    bias_trainable=True,
+):
     """A dense row of a layer list (see layer_table)."""
     alpha = C.DEFAULT_ALPHA.get(act, 0.0) if alpha is None else alpha
-    return dict(kind=C.KIND_DENSE, n_in=n_in, n_out=n_out, act=act, alpha=alpha, bias=bias,
-                trainable=trainable, penalties=list(penalties), bias_trainable=bias_trainable)
+    return dict(
+        kind=C.KIND_DENSE,
+        n_in=n_in,
+        n_out=n_out,
+        act=act,
+        alpha=alpha,
+        bias=bias,
+        trainable=trainable,
+        penalties=list(penalties),
+        bias_trainable=bias_trainable,
+    )
 
 
 def dropout(width, rate):
@@ -693,10 +769,20 @@ def layer_table(layers):
         nw = n_in * n_out
         b_off = off + nw if layer["bias"] else -1
         code = C.ACTIVATIONS[layer["act"]]
-        meta[l] = (C.KIND_DENSE, n_in, n_out, code, off, b_off, int(layer["trainable"]),
-                   int(layer["bias_trainable"]))
+        meta[l] = (
+            C.KIND_DENSE,
+            n_in,
+            n_out,
+            code,
+            off,
+            b_off,
+            int(layer["trainable"]),
+            int(layer["bias_trainable"]),
+        )
         hyper[l, C.LAYER_ALPHA] = layer["alpha"]
-        hyper[l, [C.LAYER_WEIGHT_L1, C.LAYER_WEIGHT_L2, C.LAYER_BIAS_L1, C.LAYER_BIAS_L2]] = layer["penalties"]
+        hyper[l, [C.LAYER_WEIGHT_L1, C.LAYER_WEIGHT_L2, C.LAYER_BIAS_L1, C.LAYER_BIAS_L2]] = layer[
+            "penalties"
+        ]
         off += nw + (n_out if layer["bias"] else 0)
     return meta, hyper, off
 
@@ -714,9 +800,17 @@ def engine_setups(draw):
             layers.append(dropout(widths[l], draw(st.floats(0.0, 0.9))))
         act = draw(st.sampled_from(ACT_NAMES))
         penalty = st.just(0.0) | st.floats(0.0, 0.1)
-        layers.append(dense(widths[l], widths[l + 1], act, alpha=draw(alpha_strategy(act)),
-                            bias=draw(st.booleans()), trainable=draw(st.booleans()),
-                            penalties=draw(st.lists(penalty, min_size=4, max_size=4))))
+        layers.append(
+            dense(
+                widths[l],
+                widths[l + 1],
+                act,
+                alpha=draw(alpha_strategy(act)),
+                bias=draw(st.booleans()),
+                trainable=draw(st.booleans()),
+                penalties=draw(st.lists(penalty, min_size=4, max_size=4)),
+            )
+        )
     loss = draw(st.sampled_from(LOSS_NAMES))
     reduction = draw(st.sampled_from(REDUCTION_NAMES))
     return layers, C.LOSSES[loss], C.REDUCTIONS[reduction], draw(st.integers(0, 2**32 - 1))
@@ -742,7 +836,9 @@ def initial_params(rng, meta, size):
     for m in meta:
         if m[C.LAYER_KIND] == C.KIND_DENSE:
             nw = m[C.LAYER_N_IN] * m[C.LAYER_N_OUT]
-            params[m[C.LAYER_WEIGHT_OFFSET]: m[C.LAYER_WEIGHT_OFFSET] + nw] *= 10.0 / np.sqrt(m[C.LAYER_N_IN])
+            params[m[C.LAYER_WEIGHT_OFFSET] : m[C.LAYER_WEIGHT_OFFSET] + nw] *= 10.0 / np.sqrt(
+                m[C.LAYER_N_IN]
+            )
     return params
 
 
@@ -797,7 +893,9 @@ class EnginePair:
         for name in ("params", "grads", "state"):
             n, r = self.buffers["native"][name], self.buffers["numpy"][name]
             assert np.array_equal(np.isnan(n), np.isnan(r)), f"{method}: NaNs differ in {name}"
-            assert_close(np.nan_to_num(n), np.nan_to_num(r), engine_atol(r), what=f"{method}: {name}")
+            assert_close(
+                np.nan_to_num(n), np.nan_to_num(r), engine_atol(r), what=f"{method}: {name}"
+            )
             # Start the next call from the same buffers: each call is judged
             # at 1e-12 on its own, drift over many steps is the long run's job.
             np.copyto(n, r)
@@ -805,7 +903,9 @@ class EnginePair:
 
     def _compare(self, native, reference, what):
         if isinstance(reference, Exception):
-            assert type(native) is type(reference), f"{what}: native gave {native!r}, reference raised {reference!r}"
+            assert type(native) is type(reference), (
+                f"{what}: native gave {native!r}, reference raised {reference!r}"
+            )
         elif isinstance(reference, tuple):
             assert isinstance(native, tuple) and len(native) == len(reference), what
             for k, (n, r) in enumerate(zip(native, reference)):
@@ -840,13 +940,17 @@ def test_Engine__passes(core, setup, n1, n2, n3, opt):
     Y1, Y2, Y3 = (random_targets(rng, loss, (n, n_out)) for n in (n1, n2, n3))
     # a loss is a sum of non-negative terms (penalties too), CCE aside: see loss_atol
     atol_loss = loss_atol(loss, reduction, max(n1, n2, n3), n_out) * n_out
-    pair = EnginePair(core, meta, hyper, initial_params(rng, meta, size), loss, reduction, atol_loss)
+    pair = EnginePair(
+        core, meta, hyper, initial_params(rng, meta, size), loss, reduction, atol_loss
+    )
     kind, ohyper, slots = optimizer_args(opt)
     pair.set_state(np.zeros(slots * size))
 
     pair.call("forward", X1)
     if not isinstance(pair.call("backward", Y1), Exception):
-        assert not np.isnan(pair.buffers["numpy"]["grads"]).any(), "backward left gradients unwritten"
+        assert not np.isnan(pair.buffers["numpy"]["grads"]).any(), (
+            "backward left gradients unwritten"
+        )
     pair.call("sgd_step", 0.05)
     pair.call("train_step", X2, Y2, kind, ohyper, STATE, 0.0)
     pair.call("step", kind, ohyper, STATE, 1.0)
@@ -891,12 +995,17 @@ def test_Engine__divergence(core):
     before = pair.buffers["numpy"]["params"].copy()
     kind, ohyper, _ = optimizer_args("sgd")
     ohyper[C.HYPER_LEARNING_RATE] = 1e308
-    for method, args in (("sgd_step", (1e308,)), ("step", (kind, ohyper, STATE, 0.0)),
-                         ("train_step", (X, Y, kind, ohyper, STATE, 0.0)),
-                         ("train_step_sgd", (X, Y, 1e308))):
+    for method, args in (
+        ("sgd_step", (1e308,)),
+        ("step", (kind, ohyper, STATE, 0.0)),
+        ("train_step", (X, Y, kind, ohyper, STATE, 0.0)),
+        ("train_step_sgd", (X, Y, 1e308)),
+    ):
         assert isinstance(pair.call(method, *args), cbp.DivergenceError), method
         for side in pair.engines:
-            assert np.array_equal(pair.buffers[side]["params"], before), f"{side} {method} changed the parameters"
+            assert np.array_equal(pair.buffers[side]["params"], before), (
+                f"{side} {method} changed the parameters"
+            )
 
 
 @needs_native
@@ -959,8 +1068,9 @@ def test_Engine__long_run(core, case):
             cbp.Dense(5, 3, out_act),
         ]
         optimizer = optim.Adam(lr=0.01) if opt == "adam" else None
-        return cbp.Network(layers, loss=loss, reduction=reduction, backend=backend, seed=3,
-                           optimizer=optimizer)
+        return cbp.Network(
+            layers, loss=loss, reduction=reduction, backend=backend, seed=3, optimizer=optimizer
+        )
 
     nets = {side: network(side) for side in ("native", "numpy")}
     assert np.array_equal(nets["native"].parameters, nets["numpy"].parameters)
@@ -981,14 +1091,35 @@ def test_Engine__long_run(core, case):
 
 FIT_RUNS = {
     "cce-adam-dropout-shuffle-validation": dict(
-        out="softmax", loss="categorical_crossentropy", optimizer="adam", dropout=0.3,
-        shuffle=True, batch_size=13, validation=True, early_stopping=False),
+        out="softmax",
+        loss="categorical_crossentropy",
+        optimizer="adam",
+        dropout=0.3,
+        shuffle=True,
+        batch_size=13,
+        validation=True,
+        early_stopping=False,
+    ),
     "bce-momentum-early-stopping": dict(
-        out="sigmoid", loss="binary_crossentropy", optimizer="momentum", dropout=0.0,
-        shuffle=True, batch_size=None, validation=True, early_stopping=True),
+        out="sigmoid",
+        loss="binary_crossentropy",
+        optimizer="momentum",
+        dropout=0.0,
+        shuffle=True,
+        batch_size=None,
+        validation=True,
+        early_stopping=True,
+    ),
     "se-sgd-in-order": dict(
-        out="identity", loss="half_squared_error", optimizer=None, dropout=0.5,
-        shuffle=False, batch_size=1, validation=False, early_stopping=False),
+        out="identity",
+        loss="half_squared_error",
+        optimizer=None,
+        dropout=0.5,
+        shuffle=False,
+        batch_size=1,
+        validation=False,
+        early_stopping=False,
+    ),
 }
 
 
@@ -1007,16 +1138,31 @@ def test_Engine__fit(core, case):
         return np.sin(X[:, :3]) if cfg["loss"] == "half_squared_error" else np.eye(3)[labels]
 
     def run(backend):
-        layers = [cbp.Dense(4, 8, "tanh"), cbp.Dropout(cfg["dropout"]), cbp.Dense(8, 6, "elu"),
-                  cbp.Dense(6, 3, cfg["out"])]
+        layers = [
+            cbp.Dense(4, 8, "tanh"),
+            cbp.Dropout(cfg["dropout"]),
+            cbp.Dense(8, 6, "elu"),
+            cbp.Dense(6, 3, cfg["out"]),
+        ]
         net = cbp.Network(layers, loss=cfg["loss"], backend=backend, seed=4)
-        opt = {"adam": lambda: optim.Adam(lr=0.01),
-               "momentum": lambda: optim.SGD(lr=0.1, momentum=0.9), None: lambda: None}[cfg["optimizer"]]()
+        opt = {
+            "adam": lambda: optim.Adam(lr=0.01),
+            "momentum": lambda: optim.SGD(lr=0.1, momentum=0.9),
+            None: lambda: None,
+        }[cfg["optimizer"]]()
         history = net.fit(
-            X, target(X), epochs=40, lr=None if opt else 0.01, optimizer=opt,
-            batch_size=cfg["batch_size"], shuffle=cfg["shuffle"], seed=7,
+            X,
+            target(X),
+            epochs=40,
+            lr=None if opt else 0.01,
+            optimizer=opt,
+            batch_size=cfg["batch_size"],
+            shuffle=cfg["shuffle"],
+            seed=7,
             validation_data=(Xv, target(Xv)) if cfg["validation"] else None,
-            early_stopping=cbp.EarlyStopping(patience=3, tol=1e-3) if cfg["early_stopping"] else None,
+            early_stopping=cbp.EarlyStopping(patience=3, tol=1e-3)
+            if cfg["early_stopping"]
+            else None,
         )
         return net, history
 
@@ -1048,9 +1194,16 @@ def test_Engine__train_step_sgd_takes_int64_labels(core):
     pair = EnginePair(core, meta, hyper, params, C.LOSS_CCE, C.RED_MEAN, 1e-12)
     got = pair.call("train_step_sgd", X, labels, 0.1)
     assert isinstance(got, float) and got == want
-    np.testing.assert_array_equal(pair.buffers["numpy"]["params"], onehot.buffers["numpy"]["params"])
-    for bad in (np.array([0, 3, 1, 1, 2, 4]), np.array([0, 3, 1, 1, 2, -1]),
-                labels.astype(np.int32), labels.reshape(6, 1), labels[:5]):
+    np.testing.assert_array_equal(
+        pair.buffers["numpy"]["params"], onehot.buffers["numpy"]["params"]
+    )
+    for bad in (
+        np.array([0, 3, 1, 1, 2, 4]),
+        np.array([0, 3, 1, 1, 2, -1]),
+        labels.astype(np.int32),
+        labels.reshape(6, 1),
+        labels[:5],
+    ):
         before = {side: b["params"].copy() for side, b in pair.buffers.items()}
         assert pair.call("train_step_sgd", X, bad, 0.1) is None
         for side, b in pair.buffers.items():

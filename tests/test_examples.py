@@ -5,6 +5,7 @@ Mazur's numbers are from "A Step by Step Backpropagation Example" (Matt
 Mazur, 2015), printed to 8 or 9 decimals; each is matched to half a unit of
 its last printed digit.
 """
+
 import numpy as np
 import pytest
 
@@ -13,12 +14,26 @@ from cbp import examples
 from cbp.trace import trace
 
 MAZUR_NEW_WEIGHTS = {  # Mazur's name: printed value after one step at lr 0.5
-    "w1": "0.149780716", "w2": "0.19956143", "w3": "0.24975114", "w4": "0.29950229",
-    "w5": "0.35891648", "w6": "0.408666186", "w7": "0.511301270", "w8": "0.561370121",
+    "w1": "0.149780716",
+    "w2": "0.19956143",
+    "w3": "0.24975114",
+    "w4": "0.29950229",
+    "w5": "0.35891648",
+    "w6": "0.408666186",
+    "w7": "0.511301270",
+    "w8": "0.561370121",
 }
 #: Mazur's numbering in cbp's (n_inputs, n_neurons) weight matrices
-MAZUR_POSITION = {"w1": (0, 0, 0), "w2": (0, 1, 0), "w3": (0, 0, 1), "w4": (0, 1, 1),
-                  "w5": (1, 0, 0), "w6": (1, 1, 0), "w7": (1, 0, 1), "w8": (1, 1, 1)}
+MAZUR_POSITION = {
+    "w1": (0, 0, 0),
+    "w2": (0, 1, 0),
+    "w3": (0, 0, 1),
+    "w4": (0, 1, 1),
+    "w5": (1, 0, 0),
+    "w6": (1, 1, 0),
+    "w7": (1, 0, 1),
+    "w8": (1, 1, 1),
+}
 
 
 def half_unit(printed):
@@ -109,8 +124,10 @@ def test_mazur_explain_uses_his_numbering(backend):
     assert "net_o1 = out_h1·w5 + out_h2·w6 + b2_o1" in text
     assert "net_o2 = out_h1·w7 + out_h2·w8 + b2_o2" in text
     assert "= 0.298371109" in text
-    assert ("dE/dw5 = dE/dout_o1 · dout_o1/dnet_o1 · dnet_o1/dw5 = (0.75136507 − 0.01) · "
-            "0.186815602 · 0.593269992 = 0.0821670406") in text
+    assert (
+        "dE/dw5 = dE/dout_o1 · dout_o1/dnet_o1 · dnet_o1/dw5 = (0.75136507 − 0.01) · "
+        "0.186815602 · 0.593269992 = 0.0821670406"
+    ) in text
     assert "dE/dout_h1 = dE/dnet_o1 · w5 + dE/dnet_o2 · w7" in text
     for name, printed in MAZUR_NEW_WEIGHTS.items():
         line = [l for l in text.splitlines() if l.strip().startswith(f"{name} ←")]
@@ -130,8 +147,9 @@ def test_seed_examples_match_the_seeds(backend):
     np.testing.assert_allclose(t.layers[1].updated_weights[:, 0], [0.985, 0.995], rtol=1e-12)
 
     t = trace(*examples.get("002", backend))
-    np.testing.assert_allclose(t.updated_parameters, [0.0, 1.0, -1.0, 4.0, -3.0, -1.0],
-                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        t.updated_parameters, [0.0, 1.0, -1.0, 4.0, -3.0, -1.0], rtol=0, atol=1e-12
+    )
 
     t = trace(*examples.get("003", backend))
     assert t.loss == 36.0  # "Iteration 1, Loss: 36.0"

@@ -15,6 +15,7 @@ leave on the row-major passes) take the feature-major passes, against the
 same expected values: the NumPy twin or a loop of train_step calls, which
 never take them.
 """
+
 import numpy as np
 import pytest
 
@@ -36,8 +37,9 @@ def test_default_limits_and_what_stays_row_major(native):
     native._feature_major_limits(4, 2, 32)
     narrow = cbp.Network([cbp.Dense(4, 4, "relu", seed=0), cbp.Dense(4, 3, "identity", seed=1)])
     wide = cbp.Network([cbp.Dense(4, 5, "relu", seed=0), cbp.Dense(5, 3, "identity", seed=1)])
-    hidden_softmax = cbp.Network([cbp.Dense(4, 4, "softmax", seed=0),
-                                  cbp.Dense(4, 3, "identity", seed=1)])
+    hidden_softmax = cbp.Network(
+        [cbp.Dense(4, 4, "softmax", seed=0), cbp.Dense(4, 3, "identity", seed=1)]
+    )
     for net, want in ((narrow, True), (wide, False), (hidden_softmax, False)):
         net.fit(X, y, epochs=1, lr=0.01, batch_size=10)
         assert _engaged(net) == want
@@ -76,12 +78,22 @@ def _run(backend, hidden, out, no, n, batch_size, shuffle, bias, epochs=30, **fi
     rng = np.random.default_rng([len(hidden), len(out), no, n])
     X = rng.standard_normal((n, 3))
     y = _targets(rng, out, n, no)
-    layers = [cbp.Dense(3, 5, hidden, use_bias=bias, seed=1),
-              cbp.Dense(5, 7, hidden, use_bias=not bias, seed=2),
-              cbp.Dense(7, no, out, use_bias=bias, seed=3)]
+    layers = [
+        cbp.Dense(3, 5, hidden, use_bias=bias, seed=1),
+        cbp.Dense(5, 7, hidden, use_bias=not bias, seed=2),
+        cbp.Dense(7, no, out, use_bias=bias, seed=3),
+    ]
     net = cbp.Network(layers, loss=OUTPUTS[out], backend=backend)
-    hist = net.fit(X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle, seed=4,
-                   optimizer=cbp.optim.SGD(0.05, momentum=0.5), **fit)
+    hist = net.fit(
+        X,
+        y,
+        epochs=epochs,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        seed=4,
+        optimizer=cbp.optim.SGD(0.05, momentum=0.5),
+        **fit,
+    )
     return net, hist
 
 
@@ -105,10 +117,24 @@ def test_activations_and_losses_match_twin(native, hidden, out):
     _assert_agree(got, _run("numpy", hidden, out, no, 13, 5, True, True))
 
 
-@pytest.mark.parametrize("n, batch_size", [(1, None), (2, None), (3, None), (4, None), (5, None),
-                                           (9, None), (16, None), (11, 1), (11, 4), (11, 6)])
-@pytest.mark.parametrize("out, no", [("identity", 1), ("sigmoid", 1), ("sigmoid", 3),
-                                     ("softmax", 4), ("identity", 8)])
+@pytest.mark.parametrize(
+    "n, batch_size",
+    [
+        (1, None),
+        (2, None),
+        (3, None),
+        (4, None),
+        (5, None),
+        (9, None),
+        (16, None),
+        (11, 1),
+        (11, 4),
+        (11, 6),
+    ],
+)
+@pytest.mark.parametrize(
+    "out, no", [("identity", 1), ("sigmoid", 1), ("sigmoid", 3), ("softmax", 4), ("identity", 8)]
+)
 def test_batch_shapes_match_twin(native, n, batch_size, out, no):
     """Every padding of the lanes (n mod 4), one output unit (row-major as it
     is) and several (laid out row-major for the loss), full batches in order
@@ -125,8 +151,11 @@ def test_inputs_are_read_again_by_every_fit_call(native):
     runs = []
     for backend in ("native", "numpy"):
         rng = np.random.default_rng(3)
-        net = cbp.Network([cbp.Dense(2, 4, "sigmoid", seed=0), cbp.Dense(4, 1, "sigmoid", seed=1)],
-                          loss="binary_crossentropy", backend=backend)
+        net = cbp.Network(
+            [cbp.Dense(2, 4, "sigmoid", seed=0), cbp.Dense(4, 1, "sigmoid", seed=1)],
+            loss="binary_crossentropy",
+            backend=backend,
+        )
         for _ in range(3):
             X = rng.standard_normal((6, 2))
             X[0] = 0.0  # in place of data the previous call saw
@@ -140,14 +169,27 @@ def test_frozen_layer_penalties_and_validation(native):
     for backend in ("native", "numpy"):
         rng = np.random.default_rng(8)
         X, y = rng.standard_normal((21, 4)), rng.integers(0, 3, 21)
-        net = cbp.Network([cbp.Dense(4, 6, "relu", seed=0, weight_l1=1e-3, bias_l2=1e-3),
-                           cbp.Dense(6, 6, "sigmoid", seed=1, trainable=False),
-                           cbp.Dense(6, 3, "softmax", seed=2, weight_l2=1e-2)],
-                          loss="categorical_crossentropy", backend=backend)
+        net = cbp.Network(
+            [
+                cbp.Dense(4, 6, "relu", seed=0, weight_l1=1e-3, bias_l2=1e-3),
+                cbp.Dense(6, 6, "sigmoid", seed=1, trainable=False),
+                cbp.Dense(6, 3, "softmax", seed=2, weight_l2=1e-2),
+            ],
+            loss="categorical_crossentropy",
+            backend=backend,
+        )
         frozen = net.layers[1].weights.copy()
-        hist = net.fit(X, y, epochs=40, batch_size=8, shuffle=True, seed=1,
-                       optimizer=cbp.optim.Adam(0.01), validation_data=(X[::2], y[::2]),
-                       early_stopping=cbp.EarlyStopping(patience=3))
+        hist = net.fit(
+            X,
+            y,
+            epochs=40,
+            batch_size=8,
+            shuffle=True,
+            seed=1,
+            optimizer=cbp.optim.Adam(0.01),
+            validation_data=(X[::2], y[::2]),
+            early_stopping=cbp.EarlyStopping(patience=3),
+        )
         np.testing.assert_array_equal(net.layers[1].weights, frozen)
         runs.append((net, hist))
     assert _engaged(runs[0][0])
@@ -160,8 +202,13 @@ def test_sigmoid_out_of_exp_range_in_a_hidden_layer(native):
     runs = []
     for backend in ("native", "numpy"):
         X = np.array([[0.0, 0.0], [1.0, 1.0], [800.0, -800.0]])
-        net = cbp.Network([cbp.Dense(2, 3, "sigmoid", weights=np.ones((2, 3)) * [[1], [-1]]),
-                           cbp.Dense(3, 1, "identity", seed=0)], backend=backend)
+        net = cbp.Network(
+            [
+                cbp.Dense(2, 3, "sigmoid", weights=np.ones((2, 3)) * [[1], [-1]]),
+                cbp.Dense(3, 1, "identity", seed=0),
+            ],
+            backend=backend,
+        )
         net.fit(X, np.array([[0.0], [1.0], [0.5]]), epochs=10, lr=0.1)
         runs.append(net.parameters)
     np.testing.assert_allclose(runs[0], runs[1], rtol=1e-12, atol=1e-15)

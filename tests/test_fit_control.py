@@ -1,6 +1,7 @@
 """How fit is cut into native calls: callbacks at every ``callback_every``
 epochs whatever the size of a native call, a callback that stops training,
 and a history thinned by ``history_every``."""
+
 import numpy as np
 import pytest
 
@@ -9,8 +10,10 @@ import cbp.network
 
 
 def xor_net(backend, seed=0):
-    return cbp.Network([cbp.Dense(2, 3, "sigmoid", seed=seed),
-                        cbp.Dense(3, 1, "sigmoid", seed=seed + 1)], backend=backend)
+    return cbp.Network(
+        [cbp.Dense(2, 3, "sigmoid", seed=seed), cbp.Dense(3, 1, "sigmoid", seed=seed + 1)],
+        backend=backend,
+    )
 
 
 X, Y = cbp.datasets.xor()
@@ -24,8 +27,9 @@ def test_callbacks_fire_at_every_multiple(backend, monkeypatch, chunk, every, ep
     monkeypatch.setattr(cbp.network, "MAX_CHUNK", chunk)
     seen = []
     net = xor_net(backend)
-    net.fit(X, Y, epochs=epochs, lr=0.5, callback=lambda e, logs: seen.append(e),
-            callback_every=every)
+    net.fit(
+        X, Y, epochs=epochs, lr=0.5, callback=lambda e, logs: seen.append(e), callback_every=every
+    )
     want = list(range(every, epochs + 1, every))
     if not want or want[-1] != epochs:
         want.append(epochs)
@@ -38,8 +42,7 @@ def test_callback_stop_takes_effect_at_its_epoch(backend, monkeypatch, chunk):
     exactly 30 epochs, equal to fit(epochs=30)."""
     monkeypatch.setattr(cbp.network, "MAX_CHUNK", chunk)
     net = xor_net(backend)
-    hist = net.fit(X, Y, epochs=1000, lr=0.5, callback=lambda e, logs: e < 30,
-                   callback_every=15)
+    hist = net.fit(X, Y, epochs=1000, lr=0.5, callback=lambda e, logs: e < 30, callback_every=15)
     ref = xor_net(backend)
     ref_hist = ref.fit(X, Y, epochs=30, lr=0.5)
     assert net.epochs_trained == 30 and len(hist["loss"]) == 30
@@ -77,9 +80,15 @@ def test_history_every_keeps_every_kth_epoch_and_the_last(backend, monkeypatch, 
         net.fit(X, Y, epochs=1, lr=0.5, history_every=0)
 
 
-@pytest.mark.parametrize("name,cls", [("sgd", cbp.optim.SGD), ("adam", cbp.optim.Adam),
-                                      ("RMSprop", cbp.optim.RMSprop),
-                                      ("adagrad", cbp.optim.Adagrad)])
+@pytest.mark.parametrize(
+    "name,cls",
+    [
+        ("sgd", cbp.optim.SGD),
+        ("adam", cbp.optim.Adam),
+        ("RMSprop", cbp.optim.RMSprop),
+        ("adagrad", cbp.optim.Adagrad),
+    ],
+)
 def test_optimizers_by_name(backend, name, cls):
     """Wherever an optimizer is taken, its name makes one with its defaults."""
     a = xor_net(backend)
@@ -130,8 +139,11 @@ def test_verbose_shows_every_figure(backend, capsys, monkeypatch):
         return real_import(name, *args, **kw)
 
     monkeypatch.setattr(builtins, "__import__", no_tqdm)
-    net = cbp.Network([cbp.Dense(2, 3, "tanh", seed=0), cbp.Dense(3, 2, "softmax", seed=1)],
-                      loss="categorical_crossentropy", backend=backend)
+    net = cbp.Network(
+        [cbp.Dense(2, 3, "tanh", seed=0), cbp.Dense(3, 2, "softmax", seed=1)],
+        loss="categorical_crossentropy",
+        backend=backend,
+    )
     labels = np.array([0, 1, 1, 0])
     net.fit(X, labels, epochs=3, lr=0.1, validation_data=(X, labels), verbose=True)
     last = capsys.readouterr().out.strip().splitlines()[-1]
@@ -140,8 +152,11 @@ def test_verbose_shows_every_figure(backend, capsys, monkeypatch):
 
 
 def test_hints_for_common_target_mistakes(backend):
-    net = cbp.Network([cbp.Dense(2, 3, "tanh"), cbp.Dense(3, 3, "softmax")],
-                      loss="categorical_crossentropy", backend=backend)
+    net = cbp.Network(
+        [cbp.Dense(2, 3, "tanh"), cbp.Dense(3, 3, "softmax")],
+        loss="categorical_crossentropy",
+        backend=backend,
+    )
     with pytest.raises(ValueError, match=r"y.ravel\(\)"):
         net.fit(X, np.array([[0], [1], [2], [1]]), epochs=1, lr=0.1)
     reg = cbp.Network([cbp.Dense(2, 3, "tanh"), cbp.Dense(3, 3, "identity")], backend=backend)
@@ -155,8 +170,10 @@ def test_cross_entropies_need_their_output_activation(backend, tmp_path):
     """Categorical cross-entropy on a non-softmax output, or binary
     cross-entropy on a non-sigmoid one, is refused with a message that says
     what to change; check_output=False allows it (and is saved)."""
-    for loss, good, bad in [("categorical_crossentropy", "softmax", "relu"),
-                            ("binary_crossentropy", "sigmoid", "identity")]:
+    for loss, good, bad in [
+        ("categorical_crossentropy", "softmax", "relu"),
+        ("binary_crossentropy", "sigmoid", "identity"),
+    ]:
         with pytest.raises(ValueError, match=f"needs a {good} output layer.*activation='{good}'"):
             cbp.Network([cbp.Dense(2, 3), cbp.Dense(3, 2, bad)], loss=loss, backend=backend)
         net = cbp.Network([cbp.Dense(2, 3), cbp.Dense(3, 2, good)], loss=loss, backend=backend)
@@ -164,8 +181,9 @@ def test_cross_entropies_need_their_output_activation(backend, tmp_path):
             net.layers[-1].activation = bad
         assert net.layers[-1].activation == good
         net.layers[0].activation = bad  # a hidden layer may be anything
-        free = cbp.Network([cbp.Dense(2, 3), cbp.Dense(3, 2, bad)], loss=loss, backend=backend,
-                           check_output=False)
+        free = cbp.Network(
+            [cbp.Dense(2, 3), cbp.Dense(3, 2, bad)], loss=loss, backend=backend, check_output=False
+        )
         free.layers[-1].activation = "tanh"
         assert cbp.load(free.save(tmp_path / f"{loss}.npz"))._check_output is False
     with pytest.raises(TypeError, match="check_output"):
@@ -179,12 +197,17 @@ def test_defaults_train_digits_well(backend):
     datasets = pytest.importorskip("sklearn.datasets")
     model_selection = pytest.importorskip("sklearn.model_selection")
     X, y = datasets.load_digits(return_X_y=True)
-    Xtr, Xte, ytr, yte = model_selection.train_test_split(X, y, test_size=0.25, random_state=0,
-                                                          stratify=y)
+    Xtr, Xte, ytr, yte = model_selection.train_test_split(
+        X, y, test_size=0.25, random_state=0, stratify=y
+    )
     mean, scale = Xtr.mean(0), Xtr.std(0)
     scale[scale == 0] = 1.0
-    net = cbp.Network([cbp.Dense(64, 64, "relu"), cbp.Dense(64, 10, "softmax")],
-                      loss="categorical_crossentropy", backend=backend, seed=0)
+    net = cbp.Network(
+        [cbp.Dense(64, 64, "relu"), cbp.Dense(64, 10, "softmax")],
+        loss="categorical_crossentropy",
+        backend=backend,
+        seed=0,
+    )
     net.fit((Xtr - mean) / scale, ytr, epochs=100)
     accuracy = (net.predict((Xte - mean) / scale).argmax(1) == yte).mean()
     assert accuracy >= 0.95, accuracy

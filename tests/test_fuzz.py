@@ -30,6 +30,7 @@ The profile is fixed (derandomize=True, no example database, no deadline) so
 that every run tries the same cases; ``CBP_FUZZ_MAX_EXAMPLES`` scales it down
 for slow runs (sanitizers).
 """
+
 import collections
 import copy
 import gc
@@ -52,7 +53,8 @@ from cbp import optim
 # trips a DeprecationWarning in mypy_extensions: under filterwarnings=error that
 # would turn a plain failure into a pytest INTERNALERROR.
 pytestmark = pytest.mark.filterwarnings(
-    "ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning")
+    "ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning"
+)
 
 MAX_EXAMPLES = int(os.environ.get("CBP_FUZZ_MAX_EXAMPLES", "100"))
 
@@ -85,8 +87,20 @@ OK, BAD, ANY = "ok", "bad", "any"  # verdicts on an input
 
 LOSSES = ["squared_error", "half_squared_error", "categorical_crossentropy", "binary_crossentropy"]
 CE = ("categorical_crossentropy", "binary_crossentropy")
-ACTS = ["identity", "linear", "relu", "leaky_relu", "prelu", "elu", "sigmoid", "logistic",
-        "tanh", "softmax", "ReLU", "Tanh"]
+ACTS = [
+    "identity",
+    "linear",
+    "relu",
+    "leaky_relu",
+    "prelu",
+    "elu",
+    "sigmoid",
+    "logistic",
+    "tanh",
+    "softmax",
+    "ReLU",
+    "Tanh",
+]
 INITS = ["glorot", "he", "nnfs", "uniform"]
 BIG = 1e100  # inputs beyond this may legitimately overflow a forward pass
 
@@ -98,8 +112,27 @@ class _Junk:
         return "<junk>"
 
 
-JUNK = [None, "abc", "", b"xy", [], [[]], {}, {"a": 1}, _Junk(), 1.5, -1, 0, True, 2 ** 70,
-        float("nan"), complex(1, 2), (1, 2), np.array([1.0, 2.0]), print]
+JUNK = [
+    None,
+    "abc",
+    "",
+    b"xy",
+    [],
+    [[]],
+    {},
+    {"a": 1},
+    _Junk(),
+    1.5,
+    -1,
+    0,
+    True,
+    2**70,
+    float("nan"),
+    complex(1, 2),
+    (1, 2),
+    np.array([1.0, 2.0]),
+    print,
+]
 
 
 # ---------------------------------------------------------------------------
@@ -137,7 +170,7 @@ def _repro_seed_overflow():
     OverflowError)."""
     net = cbp.Network([cbp.Dense(1, 1, seed=0)])
     try:
-        net.fit([[1.0]], [[1.0]], epochs=1, lr=0.1, seed=2 ** 64)
+        net.fit([[1.0]], [[1.0]], epochs=1, lr=0.1, seed=2**64)
     except ValueError:
         return False
     except OverflowError:
@@ -149,7 +182,7 @@ def _repro_network_seed_overflow():
     """Network(seed=2**64) is accepted (then every native fit failed)."""
     for backend in _backends():
         try:
-            cbp.Network([cbp.Dense(1, 1, seed=0)], seed=2 ** 64, backend=backend)
+            cbp.Network([cbp.Dense(1, 1, seed=0)], seed=2**64, backend=backend)
         except ValueError:
             continue
         return True
@@ -184,8 +217,9 @@ def _repro_stale_batch_after_failed_train_step():
     """A train_step that raises DivergenceError has replaced the forward cache
     but not the batch size the Python layer checks backward's y against."""
     for backend in _backends():
-        net = cbp.Network([cbp.Dense(1, 1, "identity", weights=[[1.0]], bias=[0.0])],
-                          backend=backend)
+        net = cbp.Network(
+            [cbp.Dense(1, 1, "identity", weights=[[1.0]], bias=[0.0])], backend=backend
+        )
         net.forward([[1.0]])
         try:  # a finite loss, an update to inf: DivergenceError
             net.train_step([[1.0], [2.0], [3.0]], [[0.0], [0.0], [0.0]], lr=1e308)
@@ -207,7 +241,7 @@ def _repro_load_allocates_declared_size():
         net.save(path)
         arrays = _npz_arrays(path)
         meta = json.loads(str(arrays["meta"][()]))
-        meta["config"]["layers"][0].update(n_inputs=10 ** 6, n_neurons=10 ** 6)
+        meta["config"]["layers"][0].update(n_inputs=10**6, n_neurons=10**6)
         arrays["meta"] = np.array(json.dumps(meta))
         np.savez(path, **arrays)
         try:
@@ -225,8 +259,14 @@ def _repro_history_preallocated():
     MemoryError."""
     net = cbp.Network([cbp.Dense(1, 1, seed=0)])
     try:
-        net.fit([[1.0]], [[1.0]], epochs=10 ** 12, lr=0.1, callback=lambda e, logs: False,
-                callback_every=1)
+        net.fit(
+            [[1.0]],
+            [[1.0]],
+            epochs=10**12,
+            lr=0.1,
+            callback=lambda e, logs: False,
+            callback_every=1,
+        )
     except MemoryError:
         return True
     return False
@@ -254,7 +294,7 @@ def _repro_load_accepts_bad_epochs():
     10**30); fit(shuffle=True) on the loaded network then raises
     OverflowError."""
     for backend in _backends():
-        for count in (-5, 10 ** 30):
+        for count in (-5, 10**30):
             net = cbp.Network([cbp.Dense(1, 1, seed=0)], backend=backend)
             with tempfile.TemporaryDirectory() as d:
                 path = os.path.join(d, "n.npz")
@@ -330,8 +370,16 @@ def snapshot(obj, depth=0):
     if isinstance(obj, np.ndarray):
         mask = np.ma.getmaskarray(obj).copy() if isinstance(obj, np.ma.MaskedArray) else None
         data = np.asarray(obj)
-        return ("nd", obj, data.copy(order="K"), data.dtype, data.shape, data.strides,
-                data.flags.writeable, mask)
+        return (
+            "nd",
+            obj,
+            data.copy(order="K"),
+            data.dtype,
+            data.shape,
+            data.strides,
+            data.flags.writeable,
+            mask,
+        )
     if isinstance(obj, (list, tuple)):
         return ("seq", obj, len(obj), [snapshot(o, depth + 1) for o in obj])
     if isinstance(obj, dict):
@@ -407,8 +455,9 @@ def run(test, label, fn, *args, verdict=OK, allow=(), flush=False, big=False, **
             error.__cause__ = None
     assert_unchanged(snap, f"{label}: inputs")
     for w in caught:
-        raise AssertionError(f"{label} emitted {w.category.__name__}: {w.message} "
-                             f"(verdict {verdict})")
+        raise AssertionError(
+            f"{label} emitted {w.category.__name__}: {w.message} (verdict {verdict})"
+        )
     if error is not None:
         if isinstance(error, cbp.DivergenceError):
             assert verdict != BAD, f"{label}: invalid input reached training ({error})"
@@ -423,7 +472,8 @@ def run(test, label, fn, *args, verdict=OK, allow=(), flush=False, big=False, **
             assert str(error).strip(), f"{label}: {type(error).__name__} without a message"
         else:
             raise AssertionError(
-                f"{label} raised {type(error).__name__}: {error} (verdict {verdict})") from error
+                f"{label} raised {type(error).__name__}: {error} (verdict {verdict})"
+            ) from error
     else:
         assert verdict != BAD, f"{label}: invalid input accepted"
     FUZZ_COUNTS[f"{test}:{type(error).__name__ if error else 'ok'}"] += 1
@@ -475,16 +525,20 @@ def net_specs(draw, max_hidden=2):
     width = n_in
     for _ in range(draw(st.integers(0, max_hidden))):
         w = draw(st.integers(1, 5))
-        layers.append(dict(
-            type="Dense", n_inputs=width, n_neurons=w,
-            activation=draw(st.sampled_from(ACTS)),
-            use_bias=draw(st.sampled_from([True, True, False])),
-            trainable=draw(st.sampled_from([True, True, True, False])),
-            init=draw(st.sampled_from(INITS)),
-            seed=draw(st.integers(0, 2 ** 32)),
-            weight_l2=draw(st.sampled_from([0.0, 0.0, 1e-3])),
-            bias_l1=draw(st.sampled_from([0.0, 0.0, 1e-3])),
-        ))
+        layers.append(
+            dict(
+                type="Dense",
+                n_inputs=width,
+                n_neurons=w,
+                activation=draw(st.sampled_from(ACTS)),
+                use_bias=draw(st.sampled_from([True, True, False])),
+                trainable=draw(st.sampled_from([True, True, True, False])),
+                init=draw(st.sampled_from(INITS)),
+                seed=draw(st.integers(0, 2**32)),
+                weight_l2=draw(st.sampled_from([0.0, 0.0, 1e-3])),
+                bias_l1=draw(st.sampled_from([0.0, 0.0, 1e-3])),
+            )
+        )
         if draw(st.integers(0, 3)) == 0:
             layers.append(dict(type="Dropout", rate=draw(st.sampled_from([0.0, 0.25, 0.5]))))
         width = w
@@ -497,13 +551,26 @@ def net_specs(draw, max_hidden=2):
     else:
         n_out = draw(st.integers(1, 3))
         act = draw(st.sampled_from(ACTS))
-    layers.append(dict(type="Dense", n_inputs=width, n_neurons=n_out, activation=act,
-                       use_bias=draw(st.sampled_from([True, True, False])),
-                       init=draw(st.sampled_from(INITS)), seed=draw(st.integers(0, 2 ** 32))))
-    return dict(layers=layers, loss=loss, reduction=draw(st.sampled_from(["mean", "sum"])),
-                seed=draw(st.integers(0, 1000)),
-                optimizer=draw(st.one_of(st.none(), opt_specs())),
-                n_in=n_in, n_out=n_out)
+    layers.append(
+        dict(
+            type="Dense",
+            n_inputs=width,
+            n_neurons=n_out,
+            activation=act,
+            use_bias=draw(st.sampled_from([True, True, False])),
+            init=draw(st.sampled_from(INITS)),
+            seed=draw(st.integers(0, 2**32)),
+        )
+    )
+    return dict(
+        layers=layers,
+        loss=loss,
+        reduction=draw(st.sampled_from(["mean", "sum"])),
+        seed=draw(st.integers(0, 1000)),
+        optimizer=draw(st.one_of(st.none(), opt_specs())),
+        n_in=n_in,
+        n_out=n_out,
+    )
 
 
 def make_layer(spec):
@@ -514,9 +581,15 @@ def make_layer(spec):
 
 def build(spec, backend):
     # any output with any loss: the fuzz covers the unfused cross-entropies too
-    return cbp.Network([make_layer(s) for s in spec["layers"]], loss=spec["loss"],
-                       reduction=spec["reduction"], backend=backend, seed=spec["seed"],
-                       optimizer=make_opt(spec["optimizer"]), check_output=False)
+    return cbp.Network(
+        [make_layer(s) for s in spec["layers"]],
+        loss=spec["loss"],
+        reduction=spec["reduction"],
+        backend=backend,
+        seed=spec["seed"],
+        optimizer=make_opt(spec["optimizer"]),
+        check_output=False,
+    )
 
 
 def valid_X(rng, n, n_in):
@@ -560,8 +633,9 @@ def state(net):
 
 def assert_state(net, before, where):
     after = state(net)
-    assert after["params"].tobytes() == before["params"].tobytes(), \
+    assert after["params"].tobytes() == before["params"].tobytes(), (
         f"{where}: parameters changed by a failed call"
+    )
     assert after["epochs"] == before["epochs"], f"{where}: epochs_trained changed"
     assert after["opt"] is before["opt"], f"{where}: the network's optimizer was replaced"
     if before["opt"] is not None:
@@ -586,11 +660,14 @@ def probe_same(net, twin, spec, where, rng_seed=12345):
         except cbp.DivergenceError:
             results.append(("diverged", None))
     assert results[0] == results[1] or (
-        results[0][0] == "ok" and results[1][0] == "ok"
-        and math.isnan(results[0][1]) and math.isnan(results[1][1])), \
-        f"{where}: next train_step differs from a fresh copy: {results}"
-    assert net.parameters.tobytes() == twin.parameters.tobytes(), \
+        results[0][0] == "ok"
+        and results[1][0] == "ok"
+        and math.isnan(results[0][1])
+        and math.isnan(results[1][1])
+    ), f"{where}: next train_step differs from a fresh copy: {results}"
+    assert net.parameters.tobytes() == twin.parameters.tobytes(), (
         f"{where}: parameters after the next train_step differ from a fresh copy"
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -618,17 +695,56 @@ def _quiet_cast(A, dtype):
 
 
 # mutations common to X and y: name -> (weight, verdict for X)
-_LAYOUT = ["none", "list", "tuple", "F", "strided", "negstrides", "readonly", "subclass",
-           "masked", "bigendian"]
-_DTYPES = ["float32", "float16", "longdouble", "int64", "int8", "uint8", "bool", "complex",
-           "complex_real", "object", "str", "bytes", "datetime", "timedelta"]
+_LAYOUT = [
+    "none",
+    "list",
+    "tuple",
+    "F",
+    "strided",
+    "negstrides",
+    "readonly",
+    "subclass",
+    "masked",
+    "bigendian",
+]
+_DTYPES = [
+    "float32",
+    "float16",
+    "longdouble",
+    "int64",
+    "int8",
+    "uint8",
+    "bool",
+    "complex",
+    "complex_real",
+    "object",
+    "str",
+    "bytes",
+    "datetime",
+    "timedelta",
+]
 _VALUES = ["nan", "inf", "-inf", "huge", "max", "tiny", "denormal", "negzero", "masked_nan"]
-_SHAPES = ["1d", "row1d", "0d", "3d", "empty", "zero_cols", "more_cols", "fewer_cols",
-           "more_rows", "fewer_rows", "transpose", "ragged", "scalar", "junk"]
+_SHAPES = [
+    "1d",
+    "row1d",
+    "0d",
+    "3d",
+    "empty",
+    "zero_cols",
+    "more_cols",
+    "fewer_cols",
+    "more_rows",
+    "fewer_rows",
+    "transpose",
+    "ragged",
+    "scalar",
+    "junk",
+]
 MUTATIONS = ["none"] * 12 + _LAYOUT + _DTYPES + _VALUES + _SHAPES
 #: mutations that keep a valid array valid (mostly): for "all arguments valid" cases
-SAFE_MUTATIONS = ["none"] * 10 + _LAYOUT + ["float32", "longdouble", "int64", "tiny", "negzero",
-                                            "huge"]
+SAFE_MUTATIONS = (
+    ["none"] * 10 + _LAYOUT + ["float32", "longdouble", "int64", "tiny", "negzero", "huge"]
+)
 
 
 #: every mutation once, the junk expanded value by value: what a sweep tries
@@ -645,7 +761,7 @@ def mutate(draw, A, role, loss=None, safe=False, name=None):
     is_float = A.dtype.kind == "f"
     ce = loss in CE
     labels = A.ndim == 1 and loss == "categorical_crossentropy"  # class labels
-    rng = np.random.default_rng(draw(st.integers(0, 2 ** 16)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
     pos = tuple(int(rng.integers(0, s)) for s in A.shape) if A.size else None
 
     def arg(value, verdict, big=False, rows=rows):
@@ -677,8 +793,9 @@ def mutate(draw, A, role, loss=None, safe=False, name=None):
         return arg(A.astype(A.dtype.newbyteorder(">")), OK)
     # dtypes
     if name in ("float32", "float16", "longdouble"):
-        B = _quiet_cast(A, {"float32": np.float32, "float16": np.float16,
-                            "longdouble": np.longdouble}[name])
+        B = _quiet_cast(
+            A, {"float32": np.float32, "float16": np.float16, "longdouble": np.longdouble}[name]
+        )
         if labels or not is_float:
             return arg(B, OK)
         # rounding may push a probability row's entries: still in [0, 1]
@@ -746,8 +863,7 @@ def mutate(draw, A, role, loss=None, safe=False, name=None):
     if name == "1d":
         if A.ndim == 1:
             return arg(A[:, None], ANY)  # (n, 1) labels: one-hot? a column
-        return arg(A.ravel(), ANY if (role == "y" and A.shape[1] == 1) else BAD,
-                   rows=A.size)
+        return arg(A.ravel(), ANY if (role == "y" and A.shape[1] == 1) else BAD, rows=A.size)
     if name == "row1d":
         if role == "X":
             return arg(A[0], BAD, rows=A.shape[1])
@@ -794,13 +910,13 @@ def mutate(draw, A, role, loss=None, safe=False, name=None):
 
 @st.composite
 def X_args(draw, n, n_in, safe=False):
-    rng = np.random.default_rng(draw(st.integers(0, 2 ** 16)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
     return mutate(draw, valid_X(rng, n, n_in), "X", safe=safe)
 
 
 @st.composite
 def y_args(draw, n, n_out, loss, safe=False):
-    rng = np.random.default_rng(draw(st.integers(0, 2 ** 16)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
     Y = valid_y(rng, n, n_out, loss, draw(st.integers(0, 3)))
     special = 1 if safe else draw(st.integers(0, 9))
     if special == 0 and Y_SPECIALS.get(loss):
@@ -809,8 +925,17 @@ def y_args(draw, n, n_out, loss, safe=False):
 
 
 Y_SPECIALS = {
-    "categorical_crossentropy": ["out_of_range", "negative", "half", "nan_label", "uint64_big",
-                                 "huge_label", "bool_labels", "2d_int_labels", "unnormalised"],
+    "categorical_crossentropy": [
+        "out_of_range",
+        "negative",
+        "half",
+        "nan_label",
+        "uint64_big",
+        "huge_label",
+        "bool_labels",
+        "2d_int_labels",
+        "unnormalised",
+    ],
     "binary_crossentropy": ["below0", "above1", "two", "tiny_negative"],
 }
 
@@ -832,7 +957,7 @@ def y_special(rng, n, n_out, loss, bad):
             L[0] = np.nan
             return Arg(L, BAD, n, tag="y:" + bad)
         if bad == "uint64_big":
-            return Arg(np.full(n, 2 ** 63, dtype=np.uint64), BAD, n, tag="y:" + bad)
+            return Arg(np.full(n, 2**63, dtype=np.uint64), BAD, n, tag="y:" + bad)
         if bad == "huge_label":
             return Arg(np.full(n, 1e300), BAD, n, tag="y:" + bad)
         if bad == "bool_labels":
@@ -847,14 +972,14 @@ def y_special(rng, n, n_out, loss, bad):
 
 def sweep_X(draw, n, n_in):
     """Every mutation of one valid X."""
-    A = valid_X(np.random.default_rng(draw(st.integers(0, 2 ** 16))), n, n_in)
+    A = valid_X(np.random.default_rng(draw(st.integers(0, 2**16))), n, n_in)
     for name in SWEEP_MUTATIONS:
         yield mutate(draw, A, "X", name=name)
 
 
 def sweep_y(draw, n, n_out, loss):
     """Every mutation of valid targets (their form drawn), and the specials."""
-    rng = np.random.default_rng(draw(st.integers(0, 2 ** 16)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
     for name in SWEEP_MUTATIONS:
         Y = valid_y(rng, n, n_out, loss, draw(st.integers(0, 3)))
         yield mutate(draw, Y, "y", loss, name=name)
@@ -865,8 +990,7 @@ def sweep_y(draw, n, n_out, loss):
 def scalar_arg(draw, kind, safe=False):
     """A scalar for lr, epochs, batch_size, seed or callback_every."""
     table, weights = scalar_table(kind)
-    pool = [i for i, w in enumerate(weights) for _ in range(w)
-            if not safe or table[i][1] == OK]
+    pool = [i for i, w in enumerate(weights) for _ in range(w) if not safe or table[i][1] == OK]
     value, verdict = table[draw(st.sampled_from(pool))]
     return Arg(value, verdict, tag=f"{kind}={value!r}")
 
@@ -878,33 +1002,104 @@ def sweep_scalar(kind):
 def scalar_table(kind):
     """[(value, verdict)], weights"""
     if kind == "lr":
-        table = [(None, OK), (0.1, OK), (0.01, OK), (1, OK), (np.float64(0.05), OK),
-                 (np.float32(0.05), OK), (1e-300, OK), (5e-324, OK), (1e300, OK), (1e10, OK),
-                 (0.0, BAD), (-0.1, BAD), (-np.inf, BAD), (np.inf, BAD), (np.nan, BAD),
-                 ("0.1", BAD), (True, BAD), ([0.1], BAD), ({}, BAD), (complex(0.1), BAD),
-                 (np.array(0.1), ANY), (np.array([0.1]), BAD), (2 ** 70, OK)]
+        table = [
+            (None, OK),
+            (0.1, OK),
+            (0.01, OK),
+            (1, OK),
+            (np.float64(0.05), OK),
+            (np.float32(0.05), OK),
+            (1e-300, OK),
+            (5e-324, OK),
+            (1e300, OK),
+            (1e10, OK),
+            (0.0, BAD),
+            (-0.1, BAD),
+            (-np.inf, BAD),
+            (np.inf, BAD),
+            (np.nan, BAD),
+            ("0.1", BAD),
+            (True, BAD),
+            ([0.1], BAD),
+            ({}, BAD),
+            (complex(0.1), BAD),
+            (np.array(0.1), ANY),
+            (np.array([0.1]), BAD),
+            (2**70, OK),
+        ]
         weights = [20, 10, 10, 2, 2, 1, 1, 1, 4, 4] + [1] * 13
     elif kind == "epochs":
-        table = [(1, OK), (2, OK), (3, OK), (np.int64(2), OK), (np.uint8(1), OK), (5, OK),
-                 (0, BAD), (-1, BAD), (2.0, BAD), (1.5, BAD), ("2", BAD), (None, BAD),
-                 (True, BAD), ([2], BAD), (np.float64(2), BAD)]
+        table = [
+            (1, OK),
+            (2, OK),
+            (3, OK),
+            (np.int64(2), OK),
+            (np.uint8(1), OK),
+            (5, OK),
+            (0, BAD),
+            (-1, BAD),
+            (2.0, BAD),
+            (1.5, BAD),
+            ("2", BAD),
+            (None, BAD),
+            (True, BAD),
+            ([2], BAD),
+            (np.float64(2), BAD),
+        ]
         # (huge epoch counts are valid and would train for ever: the fit sweep
         # tries them with a callback that stops after the first epoch)
         weights = [20, 10, 5, 2, 1, 3] + [1] * 9
     elif kind == "batch_size":
-        table = [(None, OK), (1, OK), (2, OK), (3, OK), (100, OK), (2 ** 64, OK),
-                 (np.int32(2), OK), (0, BAD), (-1, BAD), (1.5, BAD), ("2", BAD), (True, BAD),
-                 ([1], BAD), (float("nan"), BAD)]
+        table = [
+            (None, OK),
+            (1, OK),
+            (2, OK),
+            (3, OK),
+            (100, OK),
+            (2**64, OK),
+            (np.int32(2), OK),
+            (0, BAD),
+            (-1, BAD),
+            (1.5, BAD),
+            ("2", BAD),
+            (True, BAD),
+            ([1], BAD),
+            (float("nan"), BAD),
+        ]
         weights = [10, 5, 5, 3, 2, 1, 1] + [1] * 7
     elif kind == "seed":
-        table = [(None, OK), (0, OK), (7, OK), (2 ** 32, OK), (2 ** 63, OK), (2 ** 64 - 1, OK),
-                 (np.int64(3), OK), (np.uint64(2 ** 64 - 1), OK), (2 ** 64, BAD),
-                 (2 ** 100, BAD), (-1, BAD), (1.5, BAD), ("1", BAD), (True, BAD),
-                 ([1], BAD)]
+        table = [
+            (None, OK),
+            (0, OK),
+            (7, OK),
+            (2**32, OK),
+            (2**63, OK),
+            (2**64 - 1, OK),
+            (np.int64(3), OK),
+            (np.uint64(2**64 - 1), OK),
+            (2**64, BAD),
+            (2**100, BAD),
+            (-1, BAD),
+            (1.5, BAD),
+            ("1", BAD),
+            (True, BAD),
+            ([1], BAD),
+        ]
         weights = [10, 5, 5, 2, 2, 2, 1, 1, 2, 1, 1, 1, 1, 1, 1]
     elif kind == "callback_every":
-        table = [(100, OK), (1, OK), (2, OK), (2 ** 64, OK), (np.int16(1), OK),
-                 (0, BAD), (-1, BAD), (1.5, BAD), (None, BAD), ("1", BAD), (True, BAD)]
+        table = [
+            (100, OK),
+            (1, OK),
+            (2, OK),
+            (2**64, OK),
+            (np.int16(1), OK),
+            (0, BAD),
+            (-1, BAD),
+            (1.5, BAD),
+            (None, BAD),
+            ("1", BAD),
+            (True, BAD),
+        ]
         weights = [10, 5, 3, 1, 1] + [1] * 6
     else:
         raise AssertionError(kind)
@@ -949,22 +1144,31 @@ def _check_inference(T, net, spec, X, y=None):
     before = state(net)
     outs = {}
     for op in ("predict", "forward"):
-        o = run(T, f"{op}({X})", getattr(net, op), X.value, verdict=X.verdict,
-                big=is_big(X, net=net))
+        o = run(
+            T, f"{op}({X})", getattr(net, op), X.value, verdict=X.verdict, big=is_big(X, net=net)
+        )
         if o.ok:
             check_output(o.value, X.rows, spec["n_out"], f"{op}({X})")
             outs[op] = o.value
         assert_state(net, before, op)
     if len(outs) == 2:
-        assert np.array_equal(outs["predict"], outs["forward"], equal_nan=True), \
+        assert np.array_equal(outs["predict"], outs["forward"], equal_nan=True), (
             f"predict and forward disagree on {X}"
+        )
     if y is None:
         return
     verdict = combine(X.verdict, y.verdict)
     if verdict == OK and X.rows != y.rows:
         verdict = BAD
-    o = run(T, f"evaluate({X}, {y})", net.evaluate, X.value, y.value, verdict=verdict,
-            big=is_big(X, y, net=net))
+    o = run(
+        T,
+        f"evaluate({X}, {y})",
+        net.evaluate,
+        X.value,
+        y.value,
+        verdict=verdict,
+        big=is_big(X, y, net=net),
+    )
     assert_state(net, before, "evaluate")
     if o.ok:
         assert set(o.value) == ({"loss", "accuracy"} if spec["loss"] in CE else {"loss"})
@@ -984,7 +1188,7 @@ def test_fuzz_inference(backend, data):
     net = build(spec, backend)
     twin = build(spec, backend)
     n = data.draw(st.integers(1, 6))
-    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 16)))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
     X_ok = Arg(valid_X(rng, n, spec["n_in"]), OK, n)
     y_ok = Arg(valid_y(rng, n, spec["n_out"], spec["loss"], data.draw(st.integers(0, 3))), OK, n)
     for X in sweep_X(data.draw, n, spec["n_in"]):
@@ -1009,16 +1213,16 @@ def test_fuzz_backward_and_step(backend, data):
     n = data.draw(st.integers(1, 5))
     y = data.draw(y_args(n, spec["n_out"], spec["loss"]))
     o = run(T, "backward", net.backward, y.value, verdict=ANY, allow=(RuntimeError,))
-    assert isinstance(o.error, RuntimeError) and "forward" in str(o.error), \
+    assert isinstance(o.error, RuntimeError) and "forward" in str(o.error), (
         f"backward before forward: {o}"
+    )
     before = state(net)
-    Xf = valid_X(np.random.default_rng(data.draw(st.integers(0, 2 ** 16))), n, spec["n_in"])
+    Xf = valid_X(np.random.default_rng(data.draw(st.integers(0, 2**16))), n, spec["n_in"])
     net.forward(Xf)
     twin.forward(Xf)
     for y in sweep_y(data.draw, n, spec["n_out"], spec["loss"]):
         verdict = BAD if y.verdict == OK and y.rows != n else y.verdict
-        o = run(T, f"backward({y})", net.backward, y.value, verdict=verdict,
-                big=is_big(y, net=net))
+        o = run(T, f"backward({y})", net.backward, y.value, verdict=verdict, big=is_big(y, net=net))
         assert_state(net, before, f"backward({y})")
         if o.ok:
             check_loss(o.value, f"backward({y})")
@@ -1042,8 +1246,16 @@ def _check_train_step(T, net, twin, X, y, lr):
         verdict = BAD
     before = state(net)
     where = f"train_step({X}, {y}, {lr})"
-    o = run(T, where, net.train_step, X.value, y.value, lr.value, verdict=verdict,
-            big=is_big(X, y, net=net))
+    o = run(
+        T,
+        where,
+        net.train_step,
+        X.value,
+        y.value,
+        lr.value,
+        verdict=verdict,
+        big=is_big(X, y, net=net),
+    )
     if o.ok:
         check_loss(o.value, where)
         assert _finite(net.parameters), where
@@ -1065,22 +1277,38 @@ def test_fuzz_train_step(backend, data):
     net = build(spec, backend)
     twin = build(spec, backend)
     n = data.draw(st.integers(1, 6))
-    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 16)))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
     X_ok = Arg(valid_X(rng, n, spec["n_in"]), OK, n)
     y_ok = Arg(valid_y(rng, n, spec["n_out"], spec["loss"], data.draw(st.integers(0, 3))), OK, n)
     lr_ok = Arg(data.draw(st.sampled_from([None, 0.01, 0.1])), OK)
     cases = [(X, y_ok, lr_ok) for X in sweep_X(data.draw, n, spec["n_in"])]
     cases += [(X_ok, y, lr_ok) for y in sweep_y(data.draw, n, spec["n_out"], spec["loss"])]
     cases += [(X_ok, y_ok, lr) for lr in sweep_scalar("lr")]
-    cases += [(data.draw(X_args(n, spec["n_in"])), data.draw(y_args(n, spec["n_out"], spec["loss"])),
-               scalar_arg(data.draw, "lr"))]
+    cases += [
+        (
+            data.draw(X_args(n, spec["n_in"])),
+            data.draw(y_args(n, spec["n_out"], spec["loss"])),
+            scalar_arg(data.draw, "lr"),
+        )
+    ]
     for X, y, lr in cases:
         _check_train_step(T, net, twin, X, y, lr)
     probe_same(net, twin, spec, "after train_step")
 
 
-FIT_ARGS = ["X", "y", "epochs", "lr", "batch_size", "seed", "callback_every", "optimizer",
-            "validation", "early_stopping", "callback"]
+FIT_ARGS = [
+    "X",
+    "y",
+    "epochs",
+    "lr",
+    "batch_size",
+    "seed",
+    "callback_every",
+    "optimizer",
+    "validation",
+    "early_stopping",
+    "callback",
+]
 
 
 def _fit_args(data, spec, n):
@@ -1102,22 +1330,39 @@ def _fit_args(data, spec, n):
         args["lr"] = Arg(1e300, OK, tag="lr=1e300")
         args["epochs"] = Arg(data.draw(st.sampled_from([2, 3, 5])), OK, tag="epochs")
     sh = data.draw(st.sampled_from([False, True, None, "auto", np.bool_(False), 0, 1, "yes"]))
-    args["shuffle"] = Arg(sh, OK if sh is None or isinstance(sh, (bool, np.bool_)) or sh == "auto"
-                          else BAD, tag=f"shuffle={sh!r}")
+    args["shuffle"] = Arg(
+        sh,
+        OK if sh is None or isinstance(sh, (bool, np.bool_)) or sh == "auto" else BAD,
+        tag=f"shuffle={sh!r}",
+    )
     # optimizer: None, a fresh one (spec), junk
-    o = data.draw(st.sampled_from(["none"] * 6 + ["fresh"] * 4 + (
-        [] if safe("optimizer") else ["junk_str", "class", "bound_other", "instance_junk"])))
+    o = data.draw(
+        st.sampled_from(
+            ["none"] * 6
+            + ["fresh"] * 4
+            + ([] if safe("optimizer") else ["junk_str", "class", "bound_other", "instance_junk"])
+        )
+    )
     if o == "fresh" and args["lr"].value is not None and safe("optimizer"):
         o = "none"  # lr and optimizer together are rejected
     args["optimizer"] = o
     # validation data
-    v = data.draw(st.sampled_from(["none"] * 6 + ["ok"] * 3 + ["list"] + (
-        [] if safe("validation") else ["mutX", "muty", "single", "triple", "str", "dict",
-                                       "int"])))
+    v = data.draw(
+        st.sampled_from(
+            ["none"] * 6
+            + ["ok"] * 3
+            + ["list"]
+            + (
+                []
+                if safe("validation")
+                else ["mutX", "muty", "single", "triple", "str", "dict", "int"]
+            )
+        )
+    )
     args["validation"] = v
     if v in ("ok", "list", "mutX", "muty"):
         nv = data.draw(st.integers(1, 4))
-        rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 16)))
+        rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
         Xv = Arg(valid_X(rng, nv, spec["n_in"]), OK, nv)
         yv = Arg(valid_y(rng, nv, spec["n_out"], spec["loss"]), OK, nv)
         if v == "mutX":
@@ -1125,11 +1370,21 @@ def _fit_args(data, spec, n):
         if v == "muty":
             yv = data.draw(y_args(nv, spec["n_out"], spec["loss"]))
         args["val_arrays"] = (Xv, yv)
-    es = data.draw(st.sampled_from(["none"] * 6 + ["true", "obj", "obj_keep"] + (
-        [] if safe("early_stopping") else ["false", "str"])))
+    es = data.draw(
+        st.sampled_from(
+            ["none"] * 6
+            + ["true", "obj", "obj_keep"]
+            + ([] if safe("early_stopping") else ["false", "str"])
+        )
+    )
     args["early_stopping"] = es
-    cb = data.draw(st.sampled_from(["none"] * 5 + ["record", "stop_first", "truthy"] + (
-        [] if safe("callback") else ["int"])))
+    cb = data.draw(
+        st.sampled_from(
+            ["none"] * 5
+            + ["record", "stop_first", "truthy"]
+            + ([] if safe("callback") else ["int"])
+        )
+    )
     args["callback"] = cb
     args["opt_spec"] = data.draw(opt_specs())
     return args
@@ -1157,7 +1412,7 @@ def _materialize_fit(args, spec, backend, calls):
         kw["optimizer"], _ = optim.Adam, verdicts.append(BAD)
     elif o == "bound_other":
         other = optim.Adam()
-        other._bind(10 ** 4 + 7)
+        other._bind(10**4 + 7)
         kw["optimizer"], _ = other, verdicts.append(BAD)
     elif o == "instance_junk":
         kw["optimizer"], _ = object(), verdicts.append(BAD)
@@ -1242,15 +1497,17 @@ def _check_fit(T, net, twin, spec, backend, args, where="fit"):
     epochs_before = net.epochs_trained
     o = run(T, where, net.fit, args["X"].value, args["y"].value, verdict=verdict, **kw)
     if o.ok:
-        check_history(o.value, net, kw, calls, spec["loss"] in CE, where,
-                      args["callback"] == "stop_first")
+        check_history(
+            o.value, net, kw, calls, spec["loss"] in CE, where, args["callback"] == "stop_first"
+        )
         assert net.epochs_trained == epochs_before + len(o.value["loss"]), where
         assert _finite(net.parameters), where
         # deterministic: the twin does the same
         kw2, _ = _materialize_fit(args, spec, backend, [])
         h2 = twin.fit(args["X"].value, args["y"].value, **kw2)
-        assert net.parameters.tobytes() == twin.parameters.tobytes(), \
+        assert net.parameters.tobytes() == twin.parameters.tobytes(), (
             f"{where}: fit is not deterministic"
+        )
         assert np.array_equal(o.value["loss"], h2["loss"]), where
     elif isinstance(o.error, cbp.DivergenceError):
         err = o.error
@@ -1268,9 +1525,10 @@ def _check_fit(T, net, twin, spec, backend, args, where="fit"):
             twin.fit(args["X"].value, args["y"].value, **kw2)
         elif kw2.get("optimizer") is not None:
             twin.optimizer = kw2["optimizer"]  # fit adopts its optimizer even on failure
-        assert net.parameters.tobytes() == twin.parameters.tobytes(), \
-            f"{where}: after divergence in epoch {err.epoch} the parameters are not those " \
+        assert net.parameters.tobytes() == twin.parameters.tobytes(), (
+            f"{where}: after divergence in epoch {err.epoch} the parameters are not those "
             "of its start"
+        )
         assert net.epochs_trained == twin.epochs_trained, where
     else:
         assert_state(net, before, where)
@@ -1298,8 +1556,15 @@ def test_fuzz_fit(backend, data):
 
 
 FIT_VARIANTS = {
-    "shuffle": [(True, OK), (None, OK), ("auto", OK), (np.bool_(True), OK), (0, BAD),
-                (1, BAD), ("yes", BAD)],
+    "shuffle": [
+        (True, OK),
+        (None, OK),
+        ("auto", OK),
+        (np.bool_(True), OK),
+        (0, BAD),
+        (1, BAD),
+        ("yes", BAD),
+    ],
     "optimizer": ["fresh", "junk_str", "class", "bound_other", "instance_junk"],
     "validation": ["ok", "list", "mutX", "muty", "single", "triple", "str", "dict", "int"],
     "early_stopping": ["true", "obj", "obj_keep", "false", "str"],
@@ -1317,31 +1582,41 @@ def test_fuzz_fit_sweep(backend, data):
     net = build(spec, backend)
     twin = build(spec, backend)
     n = data.draw(st.integers(1, 5))
-    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 16)))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
     base = {
         "mode": ("sweep", None),
         "X": Arg(valid_X(rng, n, spec["n_in"]), OK, n),
-        "y": Arg(valid_y(rng, n, spec["n_out"], spec["loss"], data.draw(st.integers(0, 3))),
-                 OK, n),
-        "epochs": Arg(1, OK), "lr": Arg(None, OK), "batch_size": Arg(None, OK),
-        "seed": Arg(None, OK), "callback_every": Arg(100, OK), "shuffle": Arg(False, OK),
-        "optimizer": "none", "validation": "none", "early_stopping": "none",
-        "callback": "none", "opt_spec": data.draw(opt_specs()),
+        "y": Arg(valid_y(rng, n, spec["n_out"], spec["loss"], data.draw(st.integers(0, 3))), OK, n),
+        "epochs": Arg(1, OK),
+        "lr": Arg(None, OK),
+        "batch_size": Arg(None, OK),
+        "seed": Arg(None, OK),
+        "callback_every": Arg(100, OK),
+        "shuffle": Arg(False, OK),
+        "optimizer": "none",
+        "validation": "none",
+        "early_stopping": "none",
+        "callback": "none",
+        "opt_spec": data.draw(opt_specs()),
     }
     variants = [("X", X) for X in sweep_X(data.draw, n, spec["n_in"])]
     variants += [("y", y) for y in sweep_y(data.draw, n, spec["n_out"], spec["loss"])]
     for kind in ("epochs", "lr", "batch_size", "seed", "callback_every"):
         variants += [(kind, a) for a in sweep_scalar(kind)]
-    variants += [("shuffle", Arg(v, verdict, tag=f"shuffle={v!r}"))
-                 for v, verdict in FIT_VARIANTS["shuffle"]]
+    variants += [
+        ("shuffle", Arg(v, verdict, tag=f"shuffle={v!r}")) for v, verdict in FIT_VARIANTS["shuffle"]
+    ]
     for key in ("optimizer", "validation", "early_stopping", "callback"):
         variants += [(key, v) for v in FIT_VARIANTS[key]]
-    variants += [("huge_epochs", e) for e in (10 ** 6, 2 ** 63, 2 ** 64, 10 ** 30)]
+    variants += [("huge_epochs", e) for e in (10**6, 2**63, 2**64, 10**30)]
     for key, value in variants:
         args = dict(base)
         if key == "huge_epochs":  # valid; the callback stops them after epoch 1
-            args.update(epochs=Arg(value, OK, tag=f"epochs={value}"), callback="stop_first",
-                        callback_every=Arg(1, OK))
+            args.update(
+                epochs=Arg(value, OK, tag=f"epochs={value}"),
+                callback="stop_first",
+                callback_every=Arg(1, OK),
+            )
         else:
             args[key] = value
         if key == "validation" and value in ("ok", "list", "mutX", "muty"):
@@ -1363,24 +1638,41 @@ def test_fuzz_fit_sweep(backend, data):
 # ---------------------------------------------------------------------------
 @st.composite
 def ops(draw, spec):
-    kind = draw(st.sampled_from(["forward", "forward", "backward", "backward", "step",
-                                 "train_step", "train_step", "train_step", "fit", "predict",
-                                 "evaluate", "set_weights", "set_optimizer"]))
+    kind = draw(
+        st.sampled_from(
+            [
+                "forward",
+                "forward",
+                "backward",
+                "backward",
+                "step",
+                "train_step",
+                "train_step",
+                "train_step",
+                "fit",
+                "predict",
+                "evaluate",
+                "set_weights",
+                "set_optimizer",
+            ]
+        )
+    )
     n = draw(st.integers(1, 4))
     mutate_ = draw(st.integers(0, 3)) == 0
 
     def X():
         if mutate_:
             return draw(X_args(n, spec["n_in"]))
-        rng = np.random.default_rng(draw(st.integers(0, 2 ** 16)))
+        rng = np.random.default_rng(draw(st.integers(0, 2**16)))
         return Arg(valid_X(rng, n, spec["n_in"]), OK, n)
 
     def y(rows=n):
         if mutate_:
             return draw(y_args(rows, spec["n_out"], spec["loss"]))
-        rng = np.random.default_rng(draw(st.integers(0, 2 ** 16)))
-        return Arg(valid_y(rng, rows, spec["n_out"], spec["loss"], draw(st.integers(0, 3))),
-                   OK, rows)
+        rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+        return Arg(
+            valid_y(rng, rows, spec["n_out"], spec["loss"], draw(st.integers(0, 3))), OK, rows
+        )
 
     def lr():
         if mutate_:
@@ -1398,14 +1690,20 @@ def ops(draw, spec):
     if kind == "evaluate":
         return (kind, X(), y())
     if kind == "fit":
-        return (kind, X(), y(), Arg(draw(st.integers(1, 3)), OK),
-                scalar_arg(draw, "batch_size") if mutate_ else Arg(None, OK),
-                lr(), Arg(draw(st.booleans()), OK))
+        return (
+            kind,
+            X(),
+            y(),
+            Arg(draw(st.integers(1, 3)), OK),
+            scalar_arg(draw, "batch_size") if mutate_ else Arg(None, OK),
+            lr(),
+            Arg(draw(st.booleans()), OK),
+        )
     if kind == "set_weights":
         dense = [i for i, l in enumerate(spec["layers"]) if l["type"] == "Dense"]
         i = draw(st.sampled_from(dense))
         L = spec["layers"][i]
-        rng = np.random.default_rng(draw(st.integers(0, 2 ** 16)))
+        rng = np.random.default_rng(draw(st.integers(0, 2**16)))
         W = rng.uniform(-1, 1, (L["n_inputs"], L["n_neurons"]))
         return (kind, i, mutate(draw, W, "W") if mutate_ else Arg(W, OK, L["n_inputs"]))
     if kind == "set_optimizer":
@@ -1429,8 +1727,15 @@ def _apply(net, op):
         return net.evaluate(op[1].value, op[2].value)
     if kind == "fit":
         _, X, y, epochs, bs, lr, shuffle = op
-        return net.fit(X.value, y.value, epochs=epochs.value, batch_size=bs.value,
-                       lr=lr.value, shuffle=shuffle.value, seed=3)
+        return net.fit(
+            X.value,
+            y.value,
+            epochs=epochs.value,
+            batch_size=bs.value,
+            lr=lr.value,
+            shuffle=shuffle.value,
+            seed=3,
+        )
     if kind == "set_weights":
         net.layers[op[1]].weights = op[2].value
         return None
@@ -1455,8 +1760,7 @@ MAYBE = "maybe"  # a cached forward pass that a failed call may have dropped
 
 def _non_finite(X):
     """X is a float64 ndarray holding a NaN or an infinity."""
-    return (isinstance(X, np.ndarray) and X.dtype == np.float64
-            and not np.isfinite(X).all())
+    return isinstance(X, np.ndarray) and X.dtype == np.float64 and not np.isfinite(X).all()
 
 
 def _verdict(op, batch):
@@ -1495,9 +1799,16 @@ def test_fuzz_sequences(backend, data):
         where = f"op {i} {op[0]} {[a for a in op[1:]]}"
         verdict = _verdict(op, batch)
         before = state(net)
-        o = run(T, op[0], _apply, net, op, verdict=verdict,
-                allow=(RuntimeError,) if op[0] == "backward" else (),
-                big=is_big(*op[1:], net=net) or (op[0] in ("backward", "step") and big_batch))
+        o = run(
+            T,
+            op[0],
+            _apply,
+            net,
+            op,
+            verdict=verdict,
+            allow=(RuntimeError,) if op[0] == "backward" else (),
+            big=is_big(*op[1:], net=net) or (op[0] in ("backward", "step") and big_batch),
+        )
         if isinstance(o.error, RuntimeError):
             assert op[0] == "backward" and batch in (None, MAYBE), f"{where}: {o.error}"
             batch = None
@@ -1529,8 +1840,15 @@ def test_fuzz_sequences(backend, data):
                 err = o.error
                 if err.epoch > 1:
                     _, X, y, epochs, bs, lr, shuffle = op
-                    twin.fit(X.value, y.value, epochs=err.epoch - 1, batch_size=bs.value,
-                             lr=lr.value, shuffle=shuffle.value, seed=3)
+                    twin.fit(
+                        X.value,
+                        y.value,
+                        epochs=err.epoch - 1,
+                        batch_size=bs.value,
+                        lr=lr.value,
+                        shuffle=shuffle.value,
+                        seed=3,
+                    )
                 batch = None
             # what a diverged call leaves in the forward cache and the
             # gradients is not specified: re-synchronise both networks
@@ -1547,11 +1865,14 @@ def test_fuzz_sequences(backend, data):
             assert net.gradients.tobytes() == twin.gradients.tobytes(), where
         else:
             assert_state(net, before, where)
-        assert net.parameters.tobytes() == twin.parameters.tobytes(), \
+        assert net.parameters.tobytes() == twin.parameters.tobytes(), (
             f"{where}: the network and its twin differ"
+        )
         assert net.epochs_trained == twin.epochs_trained, where
         if net.optimizer is not None:
-            assert twin.optimizer is not None and net.optimizer.iterations == twin.optimizer.iterations
+            assert (
+                twin.optimizer is not None and net.optimizer.iterations == twin.optimizer.iterations
+            )
     probe_same(net, twin, spec, "after the sequence")
 
 
@@ -1577,8 +1898,9 @@ def _pick(data, valid, junk=JUNK):
         return data.draw(st.sampled_from(valid))
     value = data.draw(st.sampled_from(junk))
     for v, verdict in valid:  # the junk value may happen to be a valid one
-        if type(v) is type(value) and (v is value or (
-                not isinstance(v, np.ndarray) and v == value)):
+        if type(v) is type(value) and (
+            v is value or (not isinstance(v, np.ndarray) and v == value)
+        ):
             return value, verdict
     return value, junk_verdict(value)
 
@@ -1590,21 +1912,38 @@ def test_fuzz_layer_constructors(backend, data):
     built must work in a network, and its given values are copied in."""
     T = "layers"
     example(T)
-    n_in, verdict_in = _pick(data, [(1, OK), (3, OK), (np.int64(2), OK), (0, BAD), (-2, BAD),
-                                    (2.0, BAD), (10 ** 7, ANY)])
-    n_out, verdict_out = _pick(data, [(1, OK), (2, OK), (np.uint8(2), OK), (0, BAD),
-                                      (10 ** 7, ANY)])
+    n_in, verdict_in = _pick(
+        data, [(1, OK), (3, OK), (np.int64(2), OK), (0, BAD), (-2, BAD), (2.0, BAD), (10**7, ANY)]
+    )
+    n_out, verdict_out = _pick(data, [(1, OK), (2, OK), (np.uint8(2), OK), (0, BAD), (10**7, ANY)])
     kw = {}
     verdicts = [verdict_in, verdict_out]
     valid = {
         "activation": [(a, OK) for a in ACTS] + [("bogus", BAD), ("", BAD)],
         "use_bias": [(True, OK), (False, OK), (0, OK), ("yes", OK), (None, OK)],
         "trainable": [(True, OK), (False, OK), (1, OK)],
-        "alpha": [(None, OK), (0.0, OK), (0.3, OK), (-1.0, OK), (1e300, OK), (np.float32(2), OK),
-                  (np.inf, BAD), (np.nan, BAD)],
+        "alpha": [
+            (None, OK),
+            (0.0, OK),
+            (0.3, OK),
+            (-1.0, OK),
+            (1e300, OK),
+            (np.float32(2), OK),
+            (np.inf, BAD),
+            (np.nan, BAD),
+        ],
         "init": [(i, OK) for i in INITS] + [("Glorot", BAD), ("zeros", BAD)],
-        "seed": [(None, OK), (0, OK), (2 ** 40, OK), (np.int64(5), OK), (-1, BAD), (1.5, BAD),
-                 ("abc", BAD), (True, BAD), (2 ** 64, BAD)],
+        "seed": [
+            (None, OK),
+            (0, OK),
+            (2**40, OK),
+            (np.int64(5), OK),
+            (-1, BAD),
+            (1.5, BAD),
+            ("abc", BAD),
+            (True, BAD),
+            (2**64, BAD),
+        ],
         "weight_l1": [(0.0, OK), (1e-3, OK), (1, OK), (-1e-3, BAD), (np.inf, BAD)],
         "weight_l2": [(0.0, OK), (1e-3, OK), (1e300, OK), (-1.0, BAD)],
         "bias_l1": [(0.0, OK), (0.5, OK), (np.nan, BAD)],
@@ -1618,19 +1957,41 @@ def test_fuzz_layer_constructors(backend, data):
             kw[key] = value
             verdicts.append(v)
     wmode = data.draw(st.sampled_from(["none"] * 3 + ["weights", "bias", "both"]))
-    ok_sizes = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 < v < 100
-                   for v in (n_in, n_out))
+    ok_sizes = all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 < v < 100
+        for v in (n_in, n_out)
+    )
     W = b = None
     # mutations that keep a valid weight/bias array valid
-    keep = ("none", "list", "tuple", "F", "strided", "negstrides", "readonly", "subclass",
-            "masked", "bigendian", "float32", "float16", "longdouble", "int64", "int8", "uint8",
-            "tiny", "denormal", "negzero", "huge", "max")
+    keep = (
+        "none",
+        "list",
+        "tuple",
+        "F",
+        "strided",
+        "negstrides",
+        "readonly",
+        "subclass",
+        "masked",
+        "bigendian",
+        "float32",
+        "float16",
+        "longdouble",
+        "int64",
+        "int8",
+        "uint8",
+        "tiny",
+        "denormal",
+        "negzero",
+        "huge",
+        "max",
+    )
     try:
         has_bias = bool(kw.get("use_bias", True))
     except ValueError:  # an array's ambiguous truth value
         has_bias = None
     if wmode != "none" and ok_sizes:
-        rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 16)))
+        rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
         if wmode in ("weights", "both"):
             W = mutate(data.draw, rng.uniform(-1, 1, (int(n_in), int(n_out))), "W")
             kw["weights"] = W.value
@@ -1644,8 +2005,16 @@ def test_fuzz_layer_constructors(backend, data):
             if has_bias is False:
                 verdicts.append(BAD)
     verdict = combine(*verdicts)
-    o = run(T, "Dense", cbp.Dense, n_in, n_out, verdict=verdict,
-            allow=(MemoryError,) if not ok_sizes else (), **kw)
+    o = run(
+        T,
+        "Dense",
+        cbp.Dense,
+        n_in,
+        n_out,
+        verdict=verdict,
+        allow=(MemoryError,) if not ok_sizes else (),
+        **kw,
+    )
     if o.ok and ok_sizes:
         layer = o.value
         if W is not None and verdicts and W.tag.split(":")[1] in keep:
@@ -1661,12 +2030,26 @@ def test_fuzz_layer_constructors(backend, data):
             if not _finite(out):
                 assert np.abs(net.value.parameters).max() > BIG or abs(layer.alpha) > BIG, out
     # Dropout
-    rate, v = _pick(data, [(0.0, OK), (0.5, OK), (0.99, OK), (np.float32(0.1), OK), (1, BAD),
-                           (1.0, BAD), (-0.1, BAD), (np.nan, BAD), (np.inf, BAD), (2, BAD)])
+    rate, v = _pick(
+        data,
+        [
+            (0.0, OK),
+            (0.5, OK),
+            (0.99, OK),
+            (np.float32(0.1), OK),
+            (1, BAD),
+            (1.0, BAD),
+            (-0.1, BAD),
+            (np.nan, BAD),
+            (np.inf, BAD),
+            (2, BAD),
+        ],
+    )
     o = run(T, "Dropout", cbp.Dropout, rate, verdict=v)
     if o.ok:
-        net = cbp.Network([cbp.Dense(2, 3, seed=0), o.value, cbp.Dense(3, 1, seed=1)],
-                          backend=backend)
+        net = cbp.Network(
+            [cbp.Dense(2, 3, seed=0), o.value, cbp.Dense(3, 1, seed=1)], backend=backend
+        )
         rng = np.random.default_rng(1)
         X, y = valid_X(rng, 4, 2), rng.standard_normal((4, 1))
         out = run(T, "fit(dropout)", net.fit, X, y, epochs=2, lr=0.01, verdict=OK)
@@ -1678,9 +2061,25 @@ def test_fuzz_layer_constructors(backend, data):
 def _network_args(data, spec, backend):
     """Arguments of Network(...) with some made invalid."""
     verdicts = []
-    layer_mode = data.draw(st.sampled_from(["ok"] * 5 + [
-        "empty", "none", "str", "junk_item", "dropout_first", "dropout_last", "width_mismatch",
-        "duplicate", "taken", "class_item", "generator", "tuple"]))
+    layer_mode = data.draw(
+        st.sampled_from(
+            ["ok"] * 5
+            + [
+                "empty",
+                "none",
+                "str",
+                "junk_item",
+                "dropout_first",
+                "dropout_last",
+                "width_mismatch",
+                "duplicate",
+                "taken",
+                "class_item",
+                "generator",
+                "tuple",
+            ]
+        )
+    )
     layers = [make_layer(s) for s in spec["layers"]]
     value = layers
     reusable = False  # the layers alone form a valid network afterwards
@@ -1720,20 +2119,36 @@ def _network_args(data, spec, backend):
         value = layers + [cbp.Dense(spec["n_out"] + 1, 1, seed=0)]
         verdicts.append(BAD)
     elif layer_mode == "duplicate":
-        value = layers + [layers[-1]] if spec["n_out"] == spec["layers"][-1]["n_inputs"] \
+        value = (
+            layers + [layers[-1]]
+            if spec["n_out"] == spec["layers"][-1]["n_inputs"]
             else layers + layers
+        )
         verdicts.append(BAD)
     elif layer_mode == "taken":
         cbp.Network([make_layer(s) for s in spec["layers"][:-1]] + [layers[-1]])
         verdicts.append(BAD)
     kw = {}
     for key, table in (
-        ("loss", [(loss, OK) for loss in LOSSES] + [("SQUARED_ERROR", OK), ("mse", BAD),
-                                                    ("hinge", BAD)]),
+        (
+            "loss",
+            [(loss, OK) for loss in LOSSES] + [("SQUARED_ERROR", OK), ("mse", BAD), ("hinge", BAD)],
+        ),
         ("reduction", [("mean", OK), ("sum", OK), ("Mean", OK), ("max", BAD)]),
         ("backend", [(None, OK), ("numpy", OK), ("NATIVE", BAD), ("torch", BAD)]),
-        ("seed", [(None, OK), (0, OK), (12345, OK), (np.int32(7), OK), (-1, BAD), (1.5, BAD),
-                  ("3", BAD), (2 ** 64, BAD)]),
+        (
+            "seed",
+            [
+                (None, OK),
+                (0, OK),
+                (12345, OK),
+                (np.int32(7), OK),
+                (-1, BAD),
+                (1.5, BAD),
+                ("3", BAD),
+                (2**64, BAD),
+            ],
+        ),
         ("optimizer", [(None, OK), ("spec", OK), ("sgd", BAD), ("bound", BAD), ("class", BAD)]),
     ):
         if data.draw(st.integers(0, 2)) == 0:
@@ -1743,7 +2158,7 @@ def _network_args(data, spec, backend):
                     val = optim.Adam(0.01)
                 elif val == "bound":
                     val = optim.Adam(0.01)
-                    val._bind(10 ** 3 + 1)
+                    val._bind(10**3 + 1)
                 elif val == "class":
                     val = optim.SGD
                 elif val == "sgd":
@@ -1780,8 +2195,9 @@ def test_fuzz_network_constructor(backend, data):
         # the same layers, now with valid arguments, must make a network
         again = run(T, "Network(again)", cbp.Network, layers, backend=backend, verdict=OK)
         if again.ok:
-            assert again.value.predict(valid_X(np.random.default_rng(0), 1, spec["n_in"])).shape \
-                == (1, spec["n_out"])
+            assert again.value.predict(
+                valid_X(np.random.default_rng(0), 1, spec["n_in"])
+            ).shape == (1, spec["n_out"])
 
 
 @FUZZ
@@ -1793,25 +2209,51 @@ def test_fuzz_optimizers(backend, data):
     example(T)
     name = data.draw(st.sampled_from(["SGD", "Adagrad", "RMSprop", "Adam", "get"]))
     params = {
-        "SGD": {"lr": [(0.1, OK), (1, OK), (1e-300, OK)], "momentum": [(0.0, OK), (0.9, OK),
-                (1.5, OK), (-0.1, BAD)], "nesterov": [(False, OK), (np.bool_(False), OK),
-                ("yes", BAD), (1, BAD)], "decay": [(0.0, OK), (0.1, OK), (-1.0, BAD)]},
-        "Adagrad": {"lr": [(0.1, OK), (2, OK)], "epsilon": [(1e-7, OK), (1.0, OK), (0.0, BAD),
-                    (-1e-7, BAD)], "decay": [(0.0, OK), (1e300, OK)]},
-        "RMSprop": {"lr": [(0.01, OK)], "rho": [(0.0, OK), (0.9, OK), (1.0, OK), (1.01, BAD),
-                    (-0.5, BAD)], "epsilon": [(1e-7, OK), (np.inf, BAD)], "decay": [(0.0, OK)]},
-        "Adam": {"lr": [(0.001, OK), (0.5, OK)], "beta_1": [(0.0, OK), (0.9, OK), (0.999, OK),
-                 (1.0, BAD), (-0.1, BAD)], "beta_2": [(0.999, OK), (0.0, OK), (1.0, BAD)],
-                 "epsilon": [(1e-7, OK), (1e-300, OK), (0, BAD)], "decay": [(0.0, OK)]},
+        "SGD": {
+            "lr": [(0.1, OK), (1, OK), (1e-300, OK)],
+            "momentum": [(0.0, OK), (0.9, OK), (1.5, OK), (-0.1, BAD)],
+            "nesterov": [(False, OK), (np.bool_(False), OK), ("yes", BAD), (1, BAD)],
+            "decay": [(0.0, OK), (0.1, OK), (-1.0, BAD)],
+        },
+        "Adagrad": {
+            "lr": [(0.1, OK), (2, OK)],
+            "epsilon": [(1e-7, OK), (1.0, OK), (0.0, BAD), (-1e-7, BAD)],
+            "decay": [(0.0, OK), (1e300, OK)],
+        },
+        "RMSprop": {
+            "lr": [(0.01, OK)],
+            "rho": [(0.0, OK), (0.9, OK), (1.0, OK), (1.01, BAD), (-0.5, BAD)],
+            "epsilon": [(1e-7, OK), (np.inf, BAD)],
+            "decay": [(0.0, OK)],
+        },
+        "Adam": {
+            "lr": [(0.001, OK), (0.5, OK)],
+            "beta_1": [(0.0, OK), (0.9, OK), (0.999, OK), (1.0, BAD), (-0.1, BAD)],
+            "beta_2": [(0.999, OK), (0.0, OK), (1.0, BAD)],
+            "epsilon": [(1e-7, OK), (1e-300, OK), (0, BAD)],
+            "decay": [(0.0, OK)],
+        },
     }
     verdicts = []
     kw = {}
     if name == "get":
-        oname, v = _pick(data, [("sgd", OK), ("Adam", OK), ("RMSPROP", OK), ("adagrad", OK),
-                                ("lbfgs", BAD), ("", BAD)])
+        oname, v = _pick(
+            data,
+            [
+                ("sgd", OK),
+                ("Adam", OK),
+                ("RMSPROP", OK),
+                ("adagrad", OK),
+                ("lbfgs", BAD),
+                ("", BAD),
+            ],
+        )
         verdicts.append(v)
-        table = params.get({"sgd": "SGD", "adam": "Adam", "rmsprop": "RMSprop",
-                            "adagrad": "Adagrad"}.get(str(oname).lower(), "Adam"))
+        table = params.get(
+            {"sgd": "SGD", "adam": "Adam", "rmsprop": "RMSprop", "adagrad": "Adagrad"}.get(
+                str(oname).lower(), "Adam"
+            )
+        )
         if data.draw(st.booleans()):
             kw["bogus_kw"] = 1
             verdicts.append(BAD)
@@ -1832,8 +2274,9 @@ def test_fuzz_optimizers(backend, data):
         assert isinstance(opt, optim.Optimizer), opt
         again = optim.get(opt.name, **opt.get_config())
         assert again.get_config() == opt.get_config()
-        net = cbp.Network([cbp.Dense(2, 3, "tanh", seed=0), cbp.Dense(3, 1, "identity", seed=1)],
-                          backend=backend)
+        net = cbp.Network(
+            [cbp.Dense(2, 3, "tanh", seed=0), cbp.Dense(3, 1, "identity", seed=1)], backend=backend
+        )
         rng = np.random.default_rng(0)
         X, y = valid_X(rng, 5, 2), rng.standard_normal((5, 1))
         r = run(T, f"fit({opt!r})", net.fit, X, y, epochs=3, optimizer=opt, verdict=OK)
@@ -1844,9 +2287,11 @@ def test_fuzz_optimizers(backend, data):
     # EarlyStopping
     kw = {}
     verdicts = []
-    for key, valid in (("patience", [(1, OK), (10, OK), (0, BAD), (1.5, BAD), (-3, BAD)]),
-                       ("tol", [(0.0, OK), (1e-4, OK), (-1e-4, BAD), (np.nan, BAD)]),
-                       ("restore_best", [(True, OK), (False, OK), ("no", OK)])):
+    for key, valid in (
+        ("patience", [(1, OK), (10, OK), (0, BAD), (1.5, BAD), (-3, BAD)]),
+        ("tol", [(0.0, OK), (1e-4, OK), (-1e-4, BAD), (np.nan, BAD)]),
+        ("restore_best", [(True, OK), (False, OK), ("no", OK)]),
+    ):
         if data.draw(st.booleans()):
             value, v = _pick(data, valid)
             if key == "restore_best":
@@ -1882,7 +2327,7 @@ def test_fuzz_save_load(backend, data, fuzz_dir):
         spec = copy.deepcopy(spec)
         spec["seed"] = np.int64(spec["seed"])
     net = build(spec, backend)
-    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 16)))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
     X = valid_X(rng, 4, spec["n_in"])
     y = valid_y(rng, 4, spec["n_out"], spec["loss"])
     if data.draw(st.booleans()):
@@ -1890,9 +2335,12 @@ def test_fuzz_save_load(backend, data, fuzz_dir):
             net.fit(X, y, epochs=2, batch_size=2)
         except cbp.DivergenceError:
             pass
-    path_kind = data.draw(st.sampled_from(["str"] * 4 + ["pathlib", "bytes", "missing_dir",
-                                                         "is_dir", "none", "int", "list",
-                                                         "nul"]))
+    path_kind = data.draw(
+        st.sampled_from(
+            ["str"] * 4
+            + ["pathlib", "bytes", "missing_dir", "is_dir", "none", "int", "list", "nul"]
+        )
+    )
     target = fuzz_dir / f"net_{backend}.npz"
     path, verdict, allow = {
         "str": (str(target), OK, ()),
@@ -1912,8 +2360,11 @@ def test_fuzz_save_load(backend, data, fuzz_dir):
     assert not leftovers, f"save left temporary files behind: {leftovers}"
     if not o.ok or path_kind not in ("str", "pathlib", "bytes"):
         return
-    be, v = data.draw(st.sampled_from([(None, OK), ("numpy", OK), (backend, OK),
-                                       ("bogus", BAD), (3, BAD), ("NUMPY", BAD)]))
+    be, v = data.draw(
+        st.sampled_from(
+            [(None, OK), ("numpy", OK), (backend, OK), ("bogus", BAD), (3, BAD), ("NUMPY", BAD)]
+        )
+    )
     o = run(T, "load", cbp.load, path, backend=be, verdict=v, flush=True)
     if not o.ok:
         return
@@ -1932,13 +2383,35 @@ def test_fuzz_save_load(backend, data, fuzz_dir):
 
 
 def _corruptions():
-    return st.sampled_from([
-        "truncate", "garbage", "empty", "not_zip_npy", "missing_meta", "missing_params",
-        "format_future", "format_float", "format_shape", "meta_not_json", "meta_list",
-        "meta_junk_value", "params_nan", "params_short", "params_2d", "params_object",
-        "opt_state_short", "opt_name", "layer_type", "epochs_str", "epochs_negative",
-        "epochs_huge", "extra_key", "drop_key", "huge_layer",
-    ])
+    return st.sampled_from(
+        [
+            "truncate",
+            "garbage",
+            "empty",
+            "not_zip_npy",
+            "missing_meta",
+            "missing_params",
+            "format_future",
+            "format_float",
+            "format_shape",
+            "meta_not_json",
+            "meta_list",
+            "meta_junk_value",
+            "params_nan",
+            "params_short",
+            "params_2d",
+            "params_object",
+            "opt_state_short",
+            "opt_name",
+            "layer_type",
+            "epochs_str",
+            "epochs_negative",
+            "epochs_huge",
+            "extra_key",
+            "drop_key",
+            "huge_layer",
+        ]
+    )
 
 
 def _mutate_meta(meta, data):
@@ -1957,8 +2430,7 @@ def _mutate_meta(meta, data):
     walk(meta, [])
     paths = [p for p in paths if p]
     path = data.draw(st.sampled_from(paths))
-    junk = data.draw(st.sampled_from([None, "x", -1, 0, 1.5, 10 ** 30, [], {}, True, "relu",
-                                      1e300]))
+    junk = data.draw(st.sampled_from([None, "x", -1, 0, 1.5, 10**30, [], {}, True, "relu", 1e300]))
     node = meta
     for k in path[:-1]:
         node = node[k]
@@ -1993,7 +2465,7 @@ def test_fuzz_load_corrupted(backend, data, fuzz_dir):
         cut = data.draw(st.integers(0, len(raw) - 1))
         pathlib.Path(path).write_bytes(raw[:cut])
     elif kind == "garbage":
-        rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 16)))
+        rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
         b = bytearray(raw)
         for _ in range(data.draw(st.integers(1, 20))):
             b[int(rng.integers(0, len(b)))] = int(rng.integers(0, 256))
@@ -2052,7 +2524,7 @@ def test_fuzz_load_corrupted(backend, data, fuzz_dir):
             meta["epochs_trained"] = -5
             arrays["meta"] = np.array(json.dumps(meta))
         elif kind == "epochs_huge":
-            meta["epochs_trained"] = 10 ** 30
+            meta["epochs_trained"] = 10**30
             arrays["meta"] = np.array(json.dumps(meta))
         elif kind == "extra_key":
             meta["config"]["layers"][0]["colour"] = "red"
@@ -2061,16 +2533,18 @@ def test_fuzz_load_corrupted(backend, data, fuzz_dir):
             del meta["config"]["loss"]
             arrays["meta"] = np.array(json.dumps(meta))
         elif kind == "huge_layer":
-            meta["config"]["layers"][0].update(n_inputs=10 ** 6, n_neurons=10 ** 6)
+            meta["config"]["layers"][0].update(n_inputs=10**6, n_neurons=10**6)
             arrays["meta"] = np.array(json.dumps(meta))
         with open(path, "wb") as f:
             np.savez(f, **arrays)
 
-    o = run(T, f"load({kind} {detail})", cbp.load, path, backend=backend, verdict=verdict,
-            flush=True)
+    o = run(
+        T, f"load({kind} {detail})", cbp.load, path, backend=backend, verdict=verdict, flush=True
+    )
     if o.error is not None:
-        assert isinstance(o.error, cbp.FormatError), \
+        assert isinstance(o.error, cbp.FormatError), (
             f"load({kind}) raised {type(o.error).__name__}, not FormatError: {o.error}"
+        )
     if o.ok:
         new = o.value
         assert _finite(new.parameters)
@@ -2101,41 +2575,81 @@ def _values(table):
 
 
 DENSE_TABLE = {
-    "n_inputs": [(1, OK), (3, OK), (np.int64(2), OK), (0, BAD), (-2, BAD), (2.0, BAD),
-                 ("3", BAD)],
+    "n_inputs": [(1, OK), (3, OK), (np.int64(2), OK), (0, BAD), (-2, BAD), (2.0, BAD), ("3", BAD)],
     "n_neurons": [(1, OK), (2, OK), (np.uint8(2), OK), (0, BAD), (1.0, BAD)],
     "activation": [(a, OK) for a in ACTS] + [("bogus", BAD), ("", BAD), (b"relu", BAD)],
     "use_bias": [(True, OK), (False, OK), (0, OK), ("yes", OK), (None, OK)],
     "trainable": [(True, OK), (False, OK), (1, OK)],
-    "alpha": [(None, OK), (0.0, OK), (0.3, OK), (-1.0, OK), (1e300, OK), (np.float32(2), OK),
-              (np.inf, BAD), (np.nan, BAD), ("0.1", BAD)],
+    "alpha": [
+        (None, OK),
+        (0.0, OK),
+        (0.3, OK),
+        (-1.0, OK),
+        (1e300, OK),
+        (np.float32(2), OK),
+        (np.inf, BAD),
+        (np.nan, BAD),
+        ("0.1", BAD),
+    ],
     "init": [(i, OK) for i in INITS] + [("Glorot", BAD), ("zeros", BAD)],
-    "seed": [(None, OK), (0, OK), (2 ** 40, OK), (np.int64(5), OK), (-1, BAD), (1.5, BAD),
-             ("abc", BAD), (True, BAD), (2 ** 64, BAD)],
+    "seed": [
+        (None, OK),
+        (0, OK),
+        (2**40, OK),
+        (np.int64(5), OK),
+        (-1, BAD),
+        (1.5, BAD),
+        ("abc", BAD),
+        (True, BAD),
+        (2**64, BAD),
+    ],
     "weight_l1": [(0.0, OK), (1e-3, OK), (1, OK), (-1e-3, BAD), (np.inf, BAD)],
     "weight_l2": [(0.0, OK), (1e-3, OK), (1e300, OK), (-1.0, BAD)],
     "bias_l1": [(0.0, OK), (0.5, OK), (np.nan, BAD)],
     "bias_l2": [(0.0, OK), (2, OK), (-0.0, OK)],
-    "weights": [(None, OK), ([[0.5, -0.5]], OK), (np.ones((1, 2), np.float32), OK), (np.ones((2, 1)), BAD),
-                ([[np.nan, 0.0]], BAD), (np.ones((1, 2), bool), BAD), ([["a", "b"]], BAD)],
-    "bias": [(None, OK), ([0.1, 0.2], OK), (np.zeros(2, np.int8), OK), ([0.1], BAD), ([np.inf, 0], BAD)],
+    "weights": [
+        (None, OK),
+        ([[0.5, -0.5]], OK),
+        (np.ones((1, 2), np.float32), OK),
+        (np.ones((2, 1)), BAD),
+        ([[np.nan, 0.0]], BAD),
+        (np.ones((1, 2), bool), BAD),
+        ([["a", "b"]], BAD),
+    ],
+    "bias": [
+        (None, OK),
+        ([0.1, 0.2], OK),
+        (np.zeros(2, np.int8), OK),
+        ([0.1], BAD),
+        ([np.inf, 0], BAD),
+    ],
 }
 
 OPT_TABLE = {
-    "SGD": {"lr": [(0.1, OK), (1, OK), (1e-300, OK), (0.0, BAD), (-1.0, BAD)],
-            "momentum": [(0.0, OK), (0.9, OK), (1.5, OK), (-0.1, BAD)],
-            "nesterov": [(False, OK), (np.bool_(False), OK), ("yes", BAD), (1, BAD)],
-            "decay": [(0.0, OK), (0.1, OK), (-1.0, BAD)]},
-    "Adagrad": {"lr": [(0.1, OK), (2, OK)], "epsilon": [(1e-7, OK), (1.0, OK), (0.0, BAD),
-                                                        (-1e-7, BAD)],
-                "decay": [(0.0, OK), (1e300, OK)]},
-    "RMSprop": {"lr": [(0.01, OK)], "rho": [(0.0, OK), (0.9, OK), (1.0, OK), (1.01, BAD),
-                                            (-0.5, BAD)],
-                "epsilon": [(1e-7, OK), (np.inf, BAD)], "decay": [(0.0, OK)]},
-    "Adam": {"lr": [(0.001, OK), (0.5, OK)], "beta_1": [(0.0, OK), (0.9, OK), (0.999, OK),
-                                                        (1.0, BAD), (-0.1, BAD)],
-             "beta_2": [(0.999, OK), (0.0, OK), (1.0, BAD)],
-             "epsilon": [(1e-7, OK), (1e-300, OK), (0, BAD)], "decay": [(0.0, OK)]},
+    "SGD": {
+        "lr": [(0.1, OK), (1, OK), (1e-300, OK), (0.0, BAD), (-1.0, BAD)],
+        "momentum": [(0.0, OK), (0.9, OK), (1.5, OK), (-0.1, BAD)],
+        "nesterov": [(False, OK), (np.bool_(False), OK), ("yes", BAD), (1, BAD)],
+        "decay": [(0.0, OK), (0.1, OK), (-1.0, BAD)],
+    },
+    "Adagrad": {
+        "lr": [(0.1, OK), (2, OK)],
+        "epsilon": [(1e-7, OK), (1.0, OK), (0.0, BAD), (-1e-7, BAD)],
+        "decay": [(0.0, OK), (1e300, OK)],
+    },
+    "RMSprop": {
+        "lr": [(0.01, OK)],
+        "rho": [(0.0, OK), (0.9, OK), (1.0, OK), (1.01, BAD), (-0.5, BAD)],
+        "epsilon": [(1e-7, OK), (np.inf, BAD)],
+        "decay": [(0.0, OK)],
+    },
+    "Adam": {
+        "lr": [(0.001, OK), (0.5, OK)],
+        "beta_1": [(0.0, OK), (0.9, OK), (0.999, OK), (1.0, BAD), (-0.1, BAD)],
+        "beta_2": [(0.999, OK), (0.0, OK), (1.0, BAD)],
+        "epsilon": [(1e-7, OK), (1e-300, OK), (0, BAD)],
+        "decay": [(0.0, OK)],
+    },
 }
 
 
@@ -2159,27 +2673,51 @@ def test_sweep_dense_and_dropout(backend):
                 verdict = OK if verdict == OK else ANY  # anything has a truth value
             args = dict(n_inputs=1, n_neurons=2, activation="tanh")
             args[key] = value
-            big = key in ("n_inputs", "n_neurons") and isinstance(value, int) and value > 10 ** 6
-            o = run(T, f"Dense({key}={value!r})", cbp.Dense, verdict=verdict,
-                    allow=(MemoryError,) if big else (), **args)
+            big = key in ("n_inputs", "n_neurons") and isinstance(value, int) and value > 10**6
+            o = run(
+                T,
+                f"Dense({key}={value!r})",
+                cbp.Dense,
+                verdict=verdict,
+                allow=(MemoryError,) if big else (),
+                **args,
+            )
             if not o.ok or big:
                 continue
             layer = o.value
             if key == "weights" and value is not None:
                 assert np.array_equal(layer.weights, np.asarray(value, dtype=float))
-            net = run(T, f"Network([Dense({key}={value!r})])", cbp.Network, [layer],
-                      backend=backend, verdict=ANY if key == "seed" else OK)
+            net = run(
+                T,
+                f"Network([Dense({key}={value!r})])",
+                cbp.Network,
+                [layer],
+                backend=backend,
+                verdict=ANY if key == "seed" else OK,
+            )
             if net.ok:
                 out = net.value.predict(valid_X(np.random.default_rng(0), 3, layer.n_inputs))
                 assert out.shape == (3, layer.n_neurons)
                 assert _finite(out) or abs(layer.alpha) > BIG
-    for rate, verdict in _values([(0.0, OK), (0.5, OK), (0.99, OK), (np.float32(0.1), OK),
-                                  (1, BAD), (1.0, BAD), (-0.1, BAD), (np.inf, BAD), (2, BAD)]):
+    for rate, verdict in _values(
+        [
+            (0.0, OK),
+            (0.5, OK),
+            (0.99, OK),
+            (np.float32(0.1), OK),
+            (1, BAD),
+            (1.0, BAD),
+            (-0.1, BAD),
+            (np.inf, BAD),
+            (2, BAD),
+        ]
+    ):
         example(T)
         o = run(T, f"Dropout({rate!r})", cbp.Dropout, rate, verdict=verdict)
         if o.ok:
-            net = cbp.Network([cbp.Dense(2, 3, seed=0), o.value, cbp.Dense(3, 1, seed=1)],
-                              backend=backend)
+            net = cbp.Network(
+                [cbp.Dense(2, 3, seed=0), o.value, cbp.Dense(3, 1, seed=1)], backend=backend
+            )
             _train_briefly(T, net, f"fit(Dropout({rate!r}))", 2, lr=0.01)
 
 
@@ -2194,8 +2732,17 @@ def test_sweep_network_arguments(backend):
         "check_output": [(True, OK), (False, OK), (np.bool_(False), OK), (1, BAD), ("no", BAD)],
         "reduction": [("mean", OK), ("sum", OK), ("Mean", OK), ("max", BAD)],
         "backend": [(None, OK), ("numpy", OK), (backend, OK), ("NATIVE", BAD), ("torch", BAD)],
-        "seed": [(None, OK), (0, OK), (2 ** 64 - 1, OK), (np.int32(7), OK), (-1, BAD),
-                 (1.5, BAD), ("3", BAD), (2 ** 64, BAD), (2 ** 100, BAD)],
+        "seed": [
+            (None, OK),
+            (0, OK),
+            (2**64 - 1, OK),
+            (np.int32(7), OK),
+            (-1, BAD),
+            (1.5, BAD),
+            ("3", BAD),
+            (2**64, BAD),
+            (2**100, BAD),
+        ],
         "optimizer": [(None, OK), ("adam", OK), ("adamw", BAD), (optim.SGD, BAD)],
         "layers": [(None, BAD), ([], BAD), ("dense", BAD), (5, BAD)],
     }
@@ -2213,11 +2760,18 @@ def test_sweep_network_arguments(backend):
             if o.ok:
                 net = o.value
                 loss = net.loss
-                _train_briefly(T, net, f"fit(Network({key}={value!r}))", 2,
-                               shuffle=True) if loss else None
+                _train_briefly(
+                    T, net, f"fit(Network({key}={value!r}))", 2, shuffle=True
+                ) if loss else None
             else:
-                again = run(T, f"Network(again after {key}={value!r})", cbp.Network, layers,
-                            backend=backend, verdict=OK)
+                again = run(
+                    T,
+                    f"Network(again after {key}={value!r})",
+                    cbp.Network,
+                    layers,
+                    backend=backend,
+                    verdict=OK,
+                )
                 if again.ok:
                     _train_briefly(T, again.value, "fit(again)", 2)
     # an optimizer bound to another network's size, and the same layer twice
@@ -2225,8 +2779,15 @@ def test_sweep_network_arguments(backend):
     other = optim.Adam()
     other._bind(7)
     layers = [cbp.Dense(2, 3, seed=0), cbp.Dense(3, 2, seed=1)]
-    run(T, "Network(optimizer bound elsewhere)", cbp.Network, layers, optimizer=other,
-        backend=backend, verdict=BAD)
+    run(
+        T,
+        "Network(optimizer bound elsewhere)",
+        cbp.Network,
+        layers,
+        optimizer=other,
+        backend=backend,
+        verdict=BAD,
+    )
     d = cbp.Dense(2, 2, seed=0)
     run(T, "Network([d, d])", cbp.Network, [d, d], backend=backend, verdict=BAD)
 
@@ -2239,40 +2800,55 @@ def test_sweep_optimizers_and_early_stopping(backend):
         for key, entries in params.items():
             for value, verdict in _values(entries):
                 example(T)
-                o = run(T, f"{name}({key}={value!r})", getattr(optim, name), verdict=verdict,
-                        **{key: value})
+                o = run(
+                    T,
+                    f"{name}({key}={value!r})",
+                    getattr(optim, name),
+                    verdict=verdict,
+                    **{key: value},
+                )
                 if not o.ok:
                     continue
                 opt = o.value
                 assert optim.get(opt.name, **opt.get_config()).get_config() == opt.get_config()
-                net = cbp.Network([cbp.Dense(2, 3, "tanh", seed=0),
-                                   cbp.Dense(3, 1, "identity", seed=1)], backend=backend)
+                net = cbp.Network(
+                    [cbp.Dense(2, 3, "tanh", seed=0), cbp.Dense(3, 1, "identity", seed=1)],
+                    backend=backend,
+                )
                 r = _train_briefly(T, net, f"fit({opt!r})", 2, optimizer=opt)
                 if r.ok:
                     assert opt.iterations == 2 and opt.state.shape == (
-                        opt.slots * net.parameters.size,)
-    for name, verdict in _values([("sgd", OK), ("Adam", OK), ("RMSPROP", OK), ("adagrad", OK),
-                                  ("lbfgs", BAD), ("", BAD)]):
+                        opt.slots * net.parameters.size,
+                    )
+    for name, verdict in _values(
+        [("sgd", OK), ("Adam", OK), ("RMSPROP", OK), ("adagrad", OK), ("lbfgs", BAD), ("", BAD)]
+    ):
         example(T)
         run(T, f"optim.get({name!r})", optim.get, name, verdict=BAD if verdict != OK else OK)
     example(T)
     run(T, "optim.get(adam, bogus=1)", optim.get, "adam", verdict=BAD, bogus=1)
-    es_table = {"patience": [(1, OK), (10, OK), (0, BAD), (1.5, BAD), (-3, BAD)],
-                "tol": [(0.0, OK), (1e-4, OK), (-1e-4, BAD), (np.nan, BAD)],
-                "restore_best": [(True, OK), (False, OK), ("no", OK)]}
+    es_table = {
+        "patience": [(1, OK), (10, OK), (0, BAD), (1.5, BAD), (-3, BAD)],
+        "tol": [(0.0, OK), (1e-4, OK), (-1e-4, BAD), (np.nan, BAD)],
+        "restore_best": [(True, OK), (False, OK), ("no", OK)],
+    }
     for key, entries in es_table.items():
         for value, verdict in _values(entries):
             example(T)
             if key == "restore_best":
                 verdict = OK if verdict == OK else ANY
-            o = run(T, f"EarlyStopping({key}={value!r})", cbp.EarlyStopping, verdict=verdict,
-                    **{key: value})
+            o = run(
+                T,
+                f"EarlyStopping({key}={value!r})",
+                cbp.EarlyStopping,
+                verdict=verdict,
+                **{key: value},
+            )
             if o.ok:
                 net = cbp.Network([cbp.Dense(2, 1, "identity", seed=0)], backend=backend)
                 rng = np.random.default_rng(0)
                 X, y = valid_X(rng, 5, 2), rng.standard_normal((5, 1))
-                h = net.fit(X, y, epochs=5, lr=0.05, early_stopping=o.value,
-                            validation_data=(X, y))
+                h = net.fit(X, y, epochs=5, lr=0.05, early_stopping=o.value, validation_data=(X, y))
                 assert 1 <= len(h["loss"]) <= 5 and _finite(h["val_loss"])
 
 
@@ -2280,13 +2856,21 @@ def test_sweep_save_load_arguments(backend, tmp_path, monkeypatch):
     """save(path) for every kind of path, load(path, backend) for every backend value."""
     monkeypatch.chdir(tmp_path)  # junk such as "abc" is a valid relative path: keep it here
     T = "sweep_save_load"
-    net = cbp.Network([cbp.Dense(2, 3, "tanh", seed=0), cbp.Dense(3, 1, seed=1)],
-                      backend=backend, optimizer=optim.Adam(0.01))
+    net = cbp.Network(
+        [cbp.Dense(2, 3, "tanh", seed=0), cbp.Dense(3, 1, seed=1)],
+        backend=backend,
+        optimizer=optim.Adam(0.01),
+    )
     _train_briefly(T, net, "fit before save", 2)
     target = tmp_path / "net.npz"
-    paths = [(str(target), OK, ()), (target, OK, ()), (os.fsencode(str(target)), ANY, ()),
-             (str(tmp_path / "no" / "dir.npz"), ANY, (OSError,)), (str(tmp_path), ANY, (OSError,)),
-             (str(target) + "\0x", BAD, ())] + [(j, ANY, (OSError,)) for j in JUNK]
+    paths = [
+        (str(target), OK, ()),
+        (target, OK, ()),
+        (os.fsencode(str(target)), ANY, ()),
+        (str(tmp_path / "no" / "dir.npz"), ANY, (OSError,)),
+        (str(tmp_path), ANY, (OSError,)),
+        (str(target) + "\0x", BAD, ()),
+    ] + [(j, ANY, (OSError,)) for j in JUNK]
     for path, verdict, allow in paths:
         example(T)
         if isinstance(path, (int, float)) and not isinstance(path, bool):
@@ -2296,11 +2880,13 @@ def test_sweep_save_load_arguments(backend, tmp_path, monkeypatch):
         assert_state(net, before, f"save({path!r})")
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(".cbp-")]
     net.save(target)
-    for be, verdict in _values([(None, OK), ("numpy", OK), (backend, OK), ("bogus", BAD),
-                                ("NUMPY", BAD)]):
+    for be, verdict in _values(
+        [(None, OK), ("numpy", OK), (backend, OK), ("bogus", BAD), ("NUMPY", BAD)]
+    ):
         example(T)
-        o = run(T, f"load(backend={be!r})", cbp.load, target, backend=be, verdict=verdict,
-                flush=True)
+        o = run(
+            T, f"load(backend={be!r})", cbp.load, target, backend=be, verdict=verdict, flush=True
+        )
         if o.ok:
             new = o.value
             assert new.parameters.tobytes() == net.parameters.tobytes()

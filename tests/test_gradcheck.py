@@ -5,6 +5,7 @@ weights all of one sign (at least 0.2 in size) with a bias of that sign, so
 relu-like units are clearly on or clearly off; every weight and bias is at
 least 0.05 from 0 for the L1 penalties.
 """
+
 import pickle
 
 import numpy as np
@@ -40,10 +41,16 @@ def make(backend, hidden, loss, out_act, reduction, seed=0, n=5):
     W1, b1 = away_from_kinks(rng, 3, 4)
     W2 = rng.uniform(0.2, 0.8, (4, 3)) * rng.choice([-1.0, 1.0], (4, 3))
     b2 = np.array([0.1, -0.2, 0.15])
-    net = cbp.Network([cbp.Dense(3, 4, hidden, weights=W1, bias=b1, **PENALTIES),
-                       cbp.Dense(4, 3, out_act, weights=W2, bias=b2, **PENALTIES)],
-                      loss=loss, reduction=reduction, backend=backend,
-                      check_output=False)  # every output with every loss
+    net = cbp.Network(
+        [
+            cbp.Dense(3, 4, hidden, weights=W1, bias=b1, **PENALTIES),
+            cbp.Dense(4, 3, out_act, weights=W2, bias=b2, **PENALTIES),
+        ],
+        loss=loss,
+        reduction=reduction,
+        backend=backend,
+        check_output=False,
+    )  # every output with every loss
     X = rng.uniform(0.5, 1.5, (n, 3))
     return net, X, rng
 
@@ -81,15 +88,30 @@ def test_every_output_activation(backend, out_act):
 def test_dropout_frozen_and_biasless_layers(backend):
     rng = np.random.default_rng(2)
     W1, b1 = away_from_kinks(rng, 3, 4)
-    net = cbp.Network([cbp.Dense(3, 4, "relu", weights=W1, bias=b1, weight_l1=0.01),
-                       cbp.Dropout(0.5),
-                       cbp.Dense(4, 2, "sigmoid", use_bias=False, trainable=False,
-                                 weights=rng.uniform(0.2, 0.8, (4, 2)), weight_l2=0.1)],
-                      loss="binary_crossentropy", backend=backend)
+    net = cbp.Network(
+        [
+            cbp.Dense(3, 4, "relu", weights=W1, bias=b1, weight_l1=0.01),
+            cbp.Dropout(0.5),
+            cbp.Dense(
+                4,
+                2,
+                "sigmoid",
+                use_bias=False,
+                trainable=False,
+                weights=rng.uniform(0.2, 0.8, (4, 2)),
+                weight_l2=0.1,
+            ),
+        ],
+        loss="binary_crossentropy",
+        backend=backend,
+    )
     result = gradcheck(net, rng.uniform(0.5, 1.5, (4, 3)), rng.uniform(0.1, 0.9, (4, 2)))
     assert result.max_rel_error < 1e-6, str(result)
-    assert [(c.layer, c.name) for c in result.checks] == [(0, "weights"), (0, "bias"),
-                                                            (2, "weights")]
+    assert [(c.layer, c.name) for c in result.checks] == [
+        (0, "weights"),
+        (0, "bias"),
+        (2, "weights"),
+    ]
     with pytest.raises(KeyError):
         result.layer(2, "bias")
 
@@ -117,8 +139,13 @@ def test_network_is_unchanged(backend):
     y = targets(rng, "categorical_crossentropy", "integer")
     net.fit(X, y, epochs=2, optimizer=cbp.optim.Adam(lr=0.01))
     net.forward(X[:2])
-    before = (net.parameters.copy(), net.gradients.copy(), net.optimizer.state.copy(),
-              net.optimizer.iterations, net.epochs_trained)
+    before = (
+        net.parameters.copy(),
+        net.gradients.copy(),
+        net.optimizer.state.copy(),
+        net.optimizer.iterations,
+        net.epochs_trained,
+    )
     copy = pickle.loads(pickle.dumps(net))
     copy.forward(X[:2])
     expected = copy.backward(y[:2])

@@ -7,6 +7,7 @@ function of the flat parameter vector.  The loss is written out again here
 from its documented definition, so the check does not lean on cbp's own loss
 code.
 """
+
 import numpy as np
 import pytest
 
@@ -102,8 +103,7 @@ def network(backend, hidden, output, loss, reduction, values, **penalties):
         cbp.Dense(N_HIDDEN, N_OUT, output, weights=W2, bias=b2, **penalties),
     ]
     # every output with every loss: the unfused cross-entropy gradients too
-    return cbp.Network(layers, loss=loss, reduction=reduction, backend=backend,
-                       check_output=False)
+    return cbp.Network(layers, loss=loss, reduction=reduction, backend=backend, check_output=False)
 
 
 def numerical_gradient(f, params):
@@ -173,7 +173,9 @@ def test_penalised_gradient_matches_finite_differences(backend, loss):
         W1, b1, W2, b2 = (a for layer in net.layers for a in (layer.weights, layer.bias))
         value = loss_of(P, Y, loss, "mean")
         for W, b in ((W1, b1), (W2, b2)):
-            value += PENALTIES["weight_l1"] * np.abs(W).sum() + PENALTIES["weight_l2"] * (W**2).sum()
+            value += (
+                PENALTIES["weight_l1"] * np.abs(W).sum() + PENALTIES["weight_l2"] * (W**2).sum()
+            )
             value += PENALTIES["bias_l1"] * np.abs(b).sum() + PENALTIES["bias_l2"] * (b**2).sum()
         return value
 

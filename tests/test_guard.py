@@ -6,6 +6,7 @@ test instead of ending the run, and each is bounded to a few seconds.
 Synchronisation that must be exact uses events: a fit callback that parks the
 training thread inside fit while the probes run.
 """
+
 import copy
 import pickle
 import subprocess
@@ -23,8 +24,15 @@ JOIN = 60  # seconds: a bound on every join, so that a bug hangs nothing
 
 
 def small_net(backend, seed=0, **kw):
-    return cbp.Network([cbp.Dense(3, 5, "tanh", seed=seed), cbp.Dropout(0.2),
-                        cbp.Dense(5, 2, "identity", seed=seed + 1)], backend=backend, **kw)
+    return cbp.Network(
+        [
+            cbp.Dense(3, 5, "tanh", seed=seed),
+            cbp.Dropout(0.2),
+            cbp.Dense(5, 2, "identity", seed=seed + 1),
+        ],
+        backend=backend,
+        **kw,
+    )
 
 
 def data(n=16, seed=0):
@@ -48,8 +56,9 @@ class Parked:
 
         def target():
             try:
-                self.box["history"] = net.fit(X, y, epochs=epochs, callback=park,
-                                              callback_every=epochs, **kw)
+                self.box["history"] = net.fit(
+                    X, y, epochs=epochs, callback=park, callback_every=epochs, **kw
+                )
             except BaseException as exc:  # reported by release()
                 self.box["error"] = exc
 
@@ -173,18 +182,25 @@ def test_reconfigured_layers_reach_the_engine(backend):
         return net
 
     def fresh(dense_kw=None, rate=0.2, out_kw=None):
-        return cbp.Network([cbp.Dense(3, 5, **{"activation": "tanh", "seed": 3, **(dense_kw or {})}),
-                            cbp.Dropout(rate),
-                            cbp.Dense(5, 2, **{"activation": "identity", "seed": 4,
-                                               **(out_kw or {})})],
-                           backend=backend)
+        return cbp.Network(
+            [
+                cbp.Dense(3, 5, **{"activation": "tanh", "seed": 3, **(dense_kw or {})}),
+                cbp.Dropout(rate),
+                cbp.Dense(5, 2, **{"activation": "identity", "seed": 4, **(out_kw or {})}),
+            ],
+            backend=backend,
+        )
 
     cases = [
         ({"dense__trainable": False}, fresh({"trainable": False})),
-        ({"dense__activation": "leaky_relu", "dense__alpha": 0.3},
-         fresh({"activation": "leaky_relu", "alpha": 0.3})),
-        ({"dense__weight_l2": 0.01, "out__bias_l1": 0.02},
-         fresh({"weight_l2": 0.01}, out_kw={"bias_l1": 0.02})),
+        (
+            {"dense__activation": "leaky_relu", "dense__alpha": 0.3},
+            fresh({"activation": "leaky_relu", "alpha": 0.3}),
+        ),
+        (
+            {"dense__weight_l2": 0.01, "out__bias_l1": 0.02},
+            fresh({"weight_l2": 0.01}, out_kw={"bias_l1": 0.02}),
+        ),
         ({"drop__rate": 0.5}, fresh(rate=0.5)),
     ]
     for changes, ref in cases:
@@ -271,16 +287,28 @@ def test_an_optimizer_trains_one_network_at_a_time(backend):
 
 def test_optimizer_attributes_are_checked():
     opt = optim.Adam()
-    for attr, bad, err in [("lr", 0.0, ValueError), ("lr", float("nan"), ValueError),
-                           ("beta_1", 1.0, ValueError), ("beta_2", -0.1, ValueError),
-                           ("epsilon", 0.0, ValueError), ("decay", "x", TypeError),
-                           ("iterations", -1, ValueError), ("iterations", 1.5, TypeError),
-                           ("state", np.zeros((2, 2)), ValueError),
-                           ("state", ["a", "b"], TypeError),
-                           ("state", [1.0, np.inf], ValueError)]:
+    for attr, bad, err in [
+        ("lr", 0.0, ValueError),
+        ("lr", float("nan"), ValueError),
+        ("beta_1", 1.0, ValueError),
+        ("beta_2", -0.1, ValueError),
+        ("epsilon", 0.0, ValueError),
+        ("decay", "x", TypeError),
+        ("iterations", -1, ValueError),
+        ("iterations", 1.5, TypeError),
+        ("state", np.zeros((2, 2)), ValueError),
+        ("state", ["a", "b"], TypeError),
+        ("state", [1.0, np.inf], ValueError),
+    ]:
         with pytest.raises(err):
             setattr(opt, attr, bad)
-    assert (opt.lr, opt.beta_1, opt.beta_2, opt.iterations, opt.state) == (0.001, 0.9, 0.999, 0, None)
+    assert (opt.lr, opt.beta_1, opt.beta_2, opt.iterations, opt.state) == (
+        0.001,
+        0.9,
+        0.999,
+        0,
+        None,
+    )
     sgd = optim.SGD(lr=0.1)
     with pytest.raises(ValueError, match="nesterov"):
         sgd.nesterov = True
@@ -360,8 +388,12 @@ def test_race_on_one_network_never_crashes(backend, seconds, n_threads):
     interval -- four on train_step's fast path with a float lr, then a mix
     that adds predict and fit: every call either runs alone or is refused
     with the guard's RuntimeError, and the interpreter survives."""
-    proc = subprocess.run([sys.executable, "-c", RACE, backend, str(seconds), str(n_threads)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", RACE, backend, str(seconds), str(n_threads)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, (proc.returncode, proc.stderr[-3000:])
     ok, refused = map(int, proc.stdout.split())
     assert ok > 0 and refused > 0, (ok, refused)

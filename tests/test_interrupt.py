@@ -6,6 +6,7 @@ Each case runs in a subprocess (a signal goes to a whole process) whose fit
 would take hours if the signal were ignored; the subprocess's timeout is the
 only time bound, and a generous one.
 """
+
 import subprocess
 import sys
 import textwrap
@@ -87,8 +88,9 @@ CHILD = textwrap.dedent("""
 
 @pytest.mark.parametrize("mode", ["plain", "callback", "verbose", "plateau"])
 def test_ctrl_c_stops_fit_at_an_epoch_boundary(backend, mode):
-    proc = subprocess.run([sys.executable, "-c", CHILD, backend, mode], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, backend, mode], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     latency, done = proc.stdout.split()[-2:]
     assert int(done) > 0

@@ -9,6 +9,7 @@ allocators hold on to freed memory (quarantine) by design.
 
 Run with ``-s`` to see the figures (RSS before and after each loop).
 """
+
 import gc
 import os
 import sys
@@ -34,8 +35,10 @@ def _instrumented():
 
 
 pytestmark = [
-    pytest.mark.skipif(not sys.platform.startswith("linux") or not os.path.exists(
-        "/proc/self/statm"), reason="RSS is read from /proc/self/statm (Linux)"),
+    pytest.mark.skipif(
+        not sys.platform.startswith("linux") or not os.path.exists("/proc/self/statm"),
+        reason="RSS is read from /proc/self/statm (Linux)",
+    ),
     pytest.mark.skipif(_instrumented(), reason="sanitizer/valgrind allocators keep freed memory"),
     # every test here measures the native backend (conftest's native_core:
     # skipped without the core, failed under CBP_REQUIRE_NATIVE=1)
@@ -70,11 +73,14 @@ def assert_flat(label, loop, warmup, repeat):
             loop()
         marks.append(rss())
     growth = [b - a for a, b in zip(marks, marks[1:])]
-    print(f"\n[memory] {label}: RSS {marks[0] / MB:.2f} MB -> {marks[1] / MB:.2f} MB -> "
-          f"{marks[2] / MB:.2f} MB ({repeat} calls a window after {warmup} warm-up)")
+    print(
+        f"\n[memory] {label}: RSS {marks[0] / MB:.2f} MB -> {marks[1] / MB:.2f} MB -> "
+        f"{marks[2] / MB:.2f} MB ({repeat} calls a window after {warmup} warm-up)"
+    )
     assert min(growth) < MARGIN, (
         f"{label}: RSS grew by {growth[0] / MB:.2f} MB and then {growth[1] / MB:.2f} MB "
-        f"over two windows of {repeat} calls")
+        f"over two windows of {repeat} calls"
+    )
 
 
 def seed000_net():
@@ -122,8 +128,9 @@ def test_train_step_general_path_does_not_leak():
         except (cbp.DivergenceError, FloatingPointError):
             pass
 
-    assert_flat("train_step/predict, general path and failures x 20000", loop,
-                warmup=2_000, repeat=20_000)
+    assert_flat(
+        "train_step/predict, general path and failures x 20000", loop, warmup=2_000, repeat=20_000
+    )
 
 
 def test_fit_does_not_leak():
@@ -135,18 +142,31 @@ def test_fit_does_not_leak():
     y = (X[:, :1] > 0).astype(float)
     Xv, yv = X[:16], y[:16]
     nets = [
-        cbp.Network([cbp.Dense(4, 8, "tanh", seed=0), cbp.Dense(8, 1, "sigmoid", seed=1)],
-                    loss="binary_crossentropy", backend="native"),
-        cbp.Network([cbp.Dense(4, 8, "relu", seed=0), cbp.Dropout(0.25),
-                     cbp.Dense(8, 1, "identity", seed=1)], backend="native",
-                    optimizer=optim.Adam(0.001)),
+        cbp.Network(
+            [cbp.Dense(4, 8, "tanh", seed=0), cbp.Dense(8, 1, "sigmoid", seed=1)],
+            loss="binary_crossentropy",
+            backend="native",
+        ),
+        cbp.Network(
+            [
+                cbp.Dense(4, 8, "relu", seed=0),
+                cbp.Dropout(0.25),
+                cbp.Dense(8, 1, "identity", seed=1),
+            ],
+            backend="native",
+            optimizer=optim.Adam(0.001),
+        ),
     ]
     configs = [
         dict(epochs=3, lr=0.01),
         dict(epochs=3, lr=0.01, batch_size=8, shuffle=True),
         dict(epochs=3, batch_size=16, validation_data=(Xv, yv)),
-        dict(epochs=4, lr=0.01, validation_data=(Xv, yv),
-             early_stopping=cbp.EarlyStopping(patience=1, tol=0.0)),
+        dict(
+            epochs=4,
+            lr=0.01,
+            validation_data=(Xv, yv),
+            early_stopping=cbp.EarlyStopping(patience=1, tol=0.0),
+        ),
         dict(epochs=4, lr=0.01, callback=lambda epoch, logs: None, callback_every=1),
     ]
     i = [0]
@@ -163,8 +183,11 @@ def test_fit_does_not_leak():
 def test_save_load_does_not_leak(tmp_path):
     """100 save/load cycles of a ~10,000-parameter network (80 KB a copy: a
     leaked copy per cycle would add 8 MB)."""
-    net = cbp.Network([cbp.Dense(64, 128, "tanh", seed=0), cbp.Dense(128, 16, seed=1)],
-                      backend="native", optimizer=optim.Adam(0.01))
+    net = cbp.Network(
+        [cbp.Dense(64, 128, "tanh", seed=0), cbp.Dense(128, 16, seed=1)],
+        backend="native",
+        optimizer=optim.Adam(0.01),
+    )
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((8, 64)), rng.standard_normal((8, 16))
     net.fit(X, y, epochs=2)

@@ -1,4 +1,5 @@
 """Network.metadata: a caller's JSON dict kept by save/load and pickling."""
+
 import json
 import os
 import pickle
@@ -10,8 +11,7 @@ import cbp
 
 
 def _net(backend):
-    return cbp.Network([cbp.Dense(2, 3, "relu", seed=1), cbp.Dense(3, 1, seed=2)],
-                       backend=backend)
+    return cbp.Network([cbp.Dense(2, 3, "relu", seed=1), cbp.Dense(3, 1, seed=2)], backend=backend)
 
 
 META = {"features": ["a", "b"], "scale": [1.5, 0.25], "labels": None, "nested": {"k": [1, 2]}}

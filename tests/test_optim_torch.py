@@ -7,6 +7,7 @@ softmax + categorical cross-entropy on labels is cross_entropy on the
 logits), and stepped together; parameters, losses and optimizer state must
 agree to rtol 1e-10 at every step.
 """
+
 import numpy as np
 import pytest
 
@@ -25,24 +26,42 @@ STEPS = 20
 
 #: name -> (cbp optimizer, torch optimizer over params); decay = 0 throughout
 OPTIMIZERS = {
-    "sgd": (lambda: optim.SGD(0.1),
-            lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.0, dampening=0.0, weight_decay=0.0,
-                                      foreach=False)),
-    "sgd_momentum": (lambda: optim.SGD(0.05, momentum=0.9),
-                     lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, dampening=0.0,
-                                               nesterov=False, foreach=False)),
-    "sgd_nesterov": (lambda: optim.SGD(0.05, momentum=0.8, nesterov=True),
-                     lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.8, dampening=0.0,
-                                               nesterov=True, foreach=False)),
-    "adagrad": (lambda: optim.Adagrad(0.1, epsilon=1e-6),
-                lambda p: torch.optim.Adagrad(p, lr=0.1, lr_decay=0.0, eps=1e-6,
-                                              initial_accumulator_value=0.0, foreach=False)),
-    "rmsprop": (lambda: optim.RMSprop(0.01, rho=0.8, epsilon=1e-6),
-                lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.8, eps=1e-6, momentum=0.0,
-                                              centered=False, foreach=False)),
-    "adam": (lambda: optim.Adam(0.01, beta_1=0.8, beta_2=0.95, epsilon=1e-6),
-             lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.8, 0.95), eps=1e-6, amsgrad=False,
-                                        weight_decay=0.0, foreach=False)),
+    "sgd": (
+        lambda: optim.SGD(0.1),
+        lambda p: torch.optim.SGD(
+            p, lr=0.1, momentum=0.0, dampening=0.0, weight_decay=0.0, foreach=False
+        ),
+    ),
+    "sgd_momentum": (
+        lambda: optim.SGD(0.05, momentum=0.9),
+        lambda p: torch.optim.SGD(
+            p, lr=0.05, momentum=0.9, dampening=0.0, nesterov=False, foreach=False
+        ),
+    ),
+    "sgd_nesterov": (
+        lambda: optim.SGD(0.05, momentum=0.8, nesterov=True),
+        lambda p: torch.optim.SGD(
+            p, lr=0.05, momentum=0.8, dampening=0.0, nesterov=True, foreach=False
+        ),
+    ),
+    "adagrad": (
+        lambda: optim.Adagrad(0.1, epsilon=1e-6),
+        lambda p: torch.optim.Adagrad(
+            p, lr=0.1, lr_decay=0.0, eps=1e-6, initial_accumulator_value=0.0, foreach=False
+        ),
+    ),
+    "rmsprop": (
+        lambda: optim.RMSprop(0.01, rho=0.8, epsilon=1e-6),
+        lambda p: torch.optim.RMSprop(
+            p, lr=0.01, alpha=0.8, eps=1e-6, momentum=0.0, centered=False, foreach=False
+        ),
+    ),
+    "adam": (
+        lambda: optim.Adam(0.01, beta_1=0.8, beta_2=0.95, epsilon=1e-6),
+        lambda p: torch.optim.Adam(
+            p, lr=0.01, betas=(0.8, 0.95), eps=1e-6, amsgrad=False, weight_decay=0.0, foreach=False
+        ),
+    ),
 }
 
 #: task -> (widths, hidden activation, output activation, loss)
@@ -63,15 +82,22 @@ def data(task, n=21, seed=0):
 def pair(task, backend, cbp_opt=None, seed=5):
     """The cbp network and a torch model with the same parameters."""
     (n_in, hidden, n_out), act, out_act, loss = TASKS[task]
-    net = cbp.Network([cbp.Dense(n_in, hidden, act), cbp.Dense(hidden, n_out, out_act)],
-                      loss=loss, backend=backend, seed=seed, optimizer=cbp_opt)
+    net = cbp.Network(
+        [cbp.Dense(n_in, hidden, act), cbp.Dense(hidden, n_out, out_act)],
+        loss=loss,
+        backend=backend,
+        seed=seed,
+        optimizer=cbp_opt,
+    )
     first = torch.nn.Linear(n_in, hidden, dtype=torch.float64)
     second = torch.nn.Linear(hidden, n_out, dtype=torch.float64)
     with torch.no_grad():
         for lin, layer in ((first, net.layers[0]), (second, net.layers[1])):
             lin.weight.copy_(torch.from_numpy(layer.weights.T.copy()))
             lin.bias.copy_(torch.from_numpy(layer.bias.copy()))
-    model = torch.nn.Sequential(first, torch.nn.Tanh() if act == "tanh" else torch.nn.ReLU(), second)
+    model = torch.nn.Sequential(
+        first, torch.nn.Tanh() if act == "tanh" else torch.nn.ReLU(), second
+    )
     return net, model
 
 
@@ -93,14 +119,24 @@ def torch_step(task, model, opt, X, y):
 def torch_flat(model):
     """The torch parameters in cbp's layout: W (in, out) then b, layer after layer."""
     lins = [m for m in model if isinstance(m, torch.nn.Linear)]
-    return np.concatenate([a for lin in lins
-                           for a in (lin.weight.detach().numpy().T.ravel(), lin.bias.detach().numpy())])
+    return np.concatenate(
+        [
+            a
+            for lin in lins
+            for a in (lin.weight.detach().numpy().T.ravel(), lin.bias.detach().numpy())
+        ]
+    )
 
 
 def torch_state(model, opt, key):
     lins = [m for m in model if isinstance(m, torch.nn.Linear)]
-    return np.concatenate([opt.state[p][key].numpy().T.ravel() if p.ndim == 2 else opt.state[p][key].numpy()
-                           for lin in lins for p in (lin.weight, lin.bias)])
+    return np.concatenate(
+        [
+            opt.state[p][key].numpy().T.ravel() if p.ndim == 2 else opt.state[p][key].numpy()
+            for lin in lins
+            for p in (lin.weight, lin.bias)
+        ]
+    )
 
 
 def assert_close(actual, desired, what=""):
@@ -174,7 +210,9 @@ def test_fit_mini_batches_match_torch(backend, name):
     hist = net.fit(X, y, epochs=epochs, batch_size=5, shuffle=False, optimizer=make_cbp())
     means = []
     for _ in range(epochs):
-        losses = [torch_step(task, model, topt, X[lo : lo + 5], y[lo : lo + 5]) for lo in range(0, 21, 5)]
+        losses = [
+            torch_step(task, model, topt, X[lo : lo + 5], y[lo : lo + 5]) for lo in range(0, 21, 5)
+        ]
         means.append(np.mean(losses))
     np.testing.assert_allclose(hist["loss"], means, rtol=1e-12)
     assert_close(net.parameters, torch_flat(model))
@@ -186,8 +224,14 @@ def test_adagrad_decay_is_torch_lr_decay(backend):
     lr / (1 + (step - 1) * lr_decay), step counted from 1."""
     decay = 0.3
     net, model = pair("regression", backend, optim.Adagrad(0.1, epsilon=1e-6, decay=decay))
-    topt = torch.optim.Adagrad(model.parameters(), lr=0.1, lr_decay=decay, eps=1e-6,
-                               initial_accumulator_value=0.0, foreach=False)
+    topt = torch.optim.Adagrad(
+        model.parameters(),
+        lr=0.1,
+        lr_decay=decay,
+        eps=1e-6,
+        initial_accumulator_value=0.0,
+        foreach=False,
+    )
     X, y = data("regression", seed=3)
     for step in range(STEPS):
         assert net.optimizer.current_lr == pytest.approx(0.1 / (1 + decay * step), rel=1e-15)

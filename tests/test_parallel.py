@@ -18,6 +18,7 @@ on this path too, against the same expected values (their parameter
 Without OpenMP in the build these tests are skipped (CBP_REQUIRE_OPENMP=1
 makes that a failure, as CI sets it on Linux).
 """
+
 import os
 import threading
 import time
@@ -62,17 +63,24 @@ def test_default_thresholds(openmp_core):
     threads, a small one or one with a dgemm layer on one."""
     openmp_core._thread_config(2, *DEFAULTS)
     X, y = cbp.datasets.spiral_data(100, 3)
-    big = cbp.Network([cbp.Dense(2, 64, "relu"), cbp.Dense(64, 3, "softmax")],
-                      loss="categorical_crossentropy", seed=0)
+    big = cbp.Network(
+        [cbp.Dense(2, 64, "relu"), cbp.Dense(64, 3, "softmax")],
+        loss="categorical_crossentropy",
+        seed=0,
+    )
     big.fit(X, y, epochs=1, batch_size=None)
     assert big._engine.threads_used == 2
     big.fit(X[:40], y[:40], epochs=1, batch_size=None)  # 40 rows
     assert big._engine.threads_used == 1
-    wide = cbp.Network([cbp.Dense(64, 64, "relu"), cbp.Dense(64, 64, "softmax")],
-                       loss="categorical_crossentropy", seed=0)
+    wide = cbp.Network(
+        [cbp.Dense(64, 64, "relu"), cbp.Dense(64, 64, "softmax")],
+        loss="categorical_crossentropy",
+        seed=0,
+    )
     rng = np.random.default_rng(0)
-    wide.fit(rng.standard_normal((300, 64)), rng.integers(0, 64, 300), epochs=1,
-             batch_size=None)  # dgemm
+    wide.fit(
+        rng.standard_normal((300, 64)), rng.integers(0, 64, 300), epochs=1, batch_size=None
+    )  # dgemm
     assert wide._engine.threads_used == 1
 
 
@@ -89,17 +97,34 @@ def test_team_sizes_agree(openmp_core, batch_size, dropout):
     for threads in (1, 2, 3, 5):
         openmp_core._thread_config(threads)
         net = _net(dropout=dropout)
-        hist = net.fit(X, y, epochs=30, batch_size=batch_size, shuffle=True, seed=4,
-                       optimizer=cbp.optim.Adam(0.01), validation_data=(X[:9], y[:9]))
+        hist = net.fit(
+            X,
+            y,
+            epochs=30,
+            batch_size=batch_size,
+            shuffle=True,
+            seed=4,
+            optimizer=cbp.optim.Adam(0.01),
+            validation_data=(X[:9], y[:9]),
+        )
         assert net._engine.threads_used == (threads if batch_size != 7 else min(threads, 4))
         runs[threads] = (net.parameters.copy(), hist)
     twin = _net("numpy", dropout=dropout)
-    want = twin.fit(X, y, epochs=30, batch_size=batch_size, shuffle=True, seed=4,
-                    optimizer=cbp.optim.Adam(0.01), validation_data=(X[:9], y[:9]))
+    want = twin.fit(
+        X,
+        y,
+        epochs=30,
+        batch_size=batch_size,
+        shuffle=True,
+        seed=4,
+        optimizer=cbp.optim.Adam(0.01),
+        validation_data=(X[:9], y[:9]),
+    )
     scale = np.abs(twin.parameters).max()
     for threads, (params, hist) in runs.items():
-        np.testing.assert_allclose(params, twin.parameters, rtol=1e-9, atol=1e-9 * scale,
-                                   err_msg=f"{threads} threads")
+        np.testing.assert_allclose(
+            params, twin.parameters, rtol=1e-9, atol=1e-9 * scale, err_msg=f"{threads} threads"
+        )
         for key in want:
             np.testing.assert_allclose(hist[key], want[key], rtol=1e-9, err_msg=key)
 
@@ -127,9 +152,13 @@ def test_frozen_layer_and_no_bias_on_threads(openmp_core):
     nets = {}
     for threads in (1, 2):
         openmp_core._thread_config(threads)
-        net = cbp.Network([cbp.Dense(2, 6, "relu", trainable=False, seed=1),
-                           cbp.Dense(6, 3, "softmax", use_bias=False, seed=2)],
-                          loss="categorical_crossentropy")
+        net = cbp.Network(
+            [
+                cbp.Dense(2, 6, "relu", trainable=False, seed=1),
+                cbp.Dense(6, 3, "softmax", use_bias=False, seed=2),
+            ],
+            loss="categorical_crossentropy",
+        )
         frozen = net.layers[0].weights.copy()
         net.fit(X, y, epochs=5, lr=0.1)
         np.testing.assert_array_equal(net.layers[0].weights, frozen)
@@ -147,8 +176,9 @@ def test_divergence_on_threads_rolls_back(openmp_core):
     left = {}
     for threads in (1, 2):
         openmp_core._thread_config(threads)
-        net = cbp.Network([cbp.Dense(2, 16, "identity", seed=1),
-                           cbp.Dense(16, 3, "identity", seed=2)])
+        net = cbp.Network(
+            [cbp.Dense(2, 16, "identity", seed=1), cbp.Dense(16, 3, "identity", seed=2)]
+        )
         with pytest.raises(cbp.DivergenceError):
             net.fit(X * 1e100, Y, epochs=5, lr=10.0)
         assert np.isfinite(net.parameters).all()
@@ -176,8 +206,13 @@ def test_budget_counts_callers_and_helpers(openmp_core):
     finally:
         openmp_core._thread_leave()
         openmp_core._thread_leave()
-    assert openmp_core._thread_state() | {"limit": 0} == {"built": True, "limit": 0, "callers": 0,
-                                                "extra": 0, "off": False}
+    assert openmp_core._thread_state() | {"limit": 0} == {
+        "built": True,
+        "limit": 0,
+        "callers": 0,
+        "extra": 0,
+        "off": False,
+    }
 
 
 def test_another_training_thread_takes_the_helper(openmp_core):
@@ -294,7 +329,9 @@ def test_a_forked_child_trains_on_one_thread(openmp_core):
         code = 1
         try:
             net.fit(X, y, epochs=2, lr=0.1)
-            code = 0 if (net._engine.threads_used == 1 and openmp_core._thread_state()["off"]) else 2
+            code = (
+                0 if (net._engine.threads_used == 1 and openmp_core._thread_state()["off"]) else 2
+            )
         finally:
             os._exit(code)
     deadline = time.monotonic() + 60

@@ -6,6 +6,7 @@ never interrupted, a damaged or foreign file must raise cbp.FormatError (a
 ValueError) with a message that says what is wrong, and a failed save must
 never damage an earlier file.
 """
+
 import copy
 import gc
 import json
@@ -22,6 +23,7 @@ import cbp
 from cbp import optim
 from cbp.persistence import FORMAT_VERSION
 
+
 def spiral():
     return cbp.datasets.spiral_data(10, 3)
 
@@ -35,8 +37,14 @@ def rich_net(backend, optimizer=None, seed=3):
         cbp.Dense(5, 4, "tanh", trainable=False, init="uniform"),
         cbp.Dense(4, 3, "softmax", bias_l2=5e-4),
     ]
-    return cbp.Network(layers, loss="categorical_crossentropy", reduction="sum", backend=backend,
-                       seed=seed, optimizer=optimizer)
+    return cbp.Network(
+        layers,
+        loss="categorical_crossentropy",
+        reduction="sum",
+        backend=backend,
+        seed=seed,
+        optimizer=optimizer,
+    )
 
 
 def trained(backend, optimizer=None, epochs=4):
@@ -63,14 +71,18 @@ def assert_same_network(a, b):
 # ---------------------------------------------------------------------------
 # Round trips
 # ---------------------------------------------------------------------------
-@pytest.mark.parametrize("opt", [
-    None,
-    optim.SGD(0.1),
-    optim.SGD(0.05, momentum=0.9, nesterov=True, decay=0.01),
-    optim.Adagrad(0.1, epsilon=1e-6, decay=0.1),
-    optim.RMSprop(0.01, rho=0.8, epsilon=1e-6),
-    optim.Adam(0.01, beta_1=0.8, beta_2=0.99, epsilon=1e-8, decay=0.02),
-], ids=["no-optimizer", "sgd", "nesterov", "adagrad", "rmsprop", "adam"])
+@pytest.mark.parametrize(
+    "opt",
+    [
+        None,
+        optim.SGD(0.1),
+        optim.SGD(0.05, momentum=0.9, nesterov=True, decay=0.01),
+        optim.Adagrad(0.1, epsilon=1e-6, decay=0.1),
+        optim.RMSprop(0.01, rho=0.8, epsilon=1e-6),
+        optim.Adam(0.01, beta_1=0.8, beta_2=0.99, epsilon=1e-8, decay=0.02),
+    ],
+    ids=["no-optimizer", "sgd", "nesterov", "adagrad", "rmsprop", "adam"],
+)
 def test_save_load_round_trip(backend, tmp_path, opt):
     net = rich_net(backend, copy.deepcopy(opt))
     X, y = spiral()
@@ -274,7 +286,13 @@ def expect_format_error(path, *fragments):
 def test_truncated_file(saved, tmp_path, keep):
     _, path = saved
     raw = path.read_bytes()
-    n = keep if isinstance(keep, int) and keep >= 0 else int(len(raw) * keep) if keep > 0 else len(raw) - 1
+    n = (
+        keep
+        if isinstance(keep, int) and keep >= 0
+        else int(len(raw) * keep)
+        if keep > 0
+        else len(raw) - 1
+    )
     cut = tmp_path / "cut.npz"
     cut.write_bytes(raw[:n])
     expect_format_error(cut, str(cut))
@@ -321,9 +339,16 @@ def test_flipped_byte_in_the_parameters(saved, tmp_path):
     expect_format_error(tmp_path / "p.npz", "not a readable cbp network file")
 
 
-@pytest.mark.parametrize("content", [
-    b"", b"hello, world\n", bytes(range(256)) * 8, b"PK\x03\x04" + b"\0" * 60,
-], ids=["empty", "text", "binary", "zip-magic"])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"hello, world\n",
+        bytes(range(256)) * 8,
+        b"PK\x03\x04" + b"\0" * 60,
+    ],
+    ids=["empty", "text", "binary", "zip-magic"],
+)
 def test_not_an_npz_file(tmp_path, content):
     path = tmp_path / "x.npz"
     path.write_bytes(content)
@@ -344,8 +369,9 @@ def test_missing_file_is_file_not_found(tmp_path):
 def test_npz_without_cbp_fields(tmp_path):
     path = tmp_path / "other.npz"
     np.savez(path, weights=np.ones(3), bias=np.zeros(2))
-    expect_format_error(path, "not a cbp network file", "format", "meta", "optimizer_state",
-                        "parameters")
+    expect_format_error(
+        path, "not a cbp network file", "format", "meta", "optimizer_state", "parameters"
+    )
 
 
 @pytest.mark.parametrize("field", ["format", "meta", "parameters", "optimizer_state"])
@@ -362,8 +388,10 @@ def test_hand_edited_files(saved, tmp_path):
     def check(fragment, **changes):
         return expect_format_error(rewrite(path, out, **changes), fragment)
 
-    check(f"holds {n + 1} parameters, its architecture needs {n}",
-          parameters=np.append(net.parameters, 1.0))
+    check(
+        f"holds {n + 1} parameters, its architecture needs {n}",
+        parameters=np.append(net.parameters, 1.0),
+    )
     check(f"holds {n - 1} parameters", parameters=net.parameters[:-1])
     nan = net.parameters.copy()
     nan[5] = np.nan
@@ -378,15 +406,23 @@ def test_hand_edited_files(saved, tmp_path):
     check("optimizer state does not fit", optimizer_state=net.optimizer.state[:-1])
     check("invalid network description", meta=np.array("{not json"))
     check("invalid network description", meta=np.array("[1, 2]"))
-    check("unknown layer type", meta=edited_meta(
-        path, lambda m: m["config"]["layers"][0].update(type="Conv2D")))
-    check("invalid network description", meta=edited_meta(
-        path, lambda m: m["config"]["layers"][0].update(n_inputs=-2)))
-    check("invalid network description", meta=edited_meta(
-        path, lambda m: m["config"].update(loss="hinge")))
+    check(
+        "unknown layer type",
+        meta=edited_meta(path, lambda m: m["config"]["layers"][0].update(type="Conv2D")),
+    )
+    check(
+        "invalid network description",
+        meta=edited_meta(path, lambda m: m["config"]["layers"][0].update(n_inputs=-2)),
+    )
+    check(
+        "invalid network description",
+        meta=edited_meta(path, lambda m: m["config"].update(loss="hinge")),
+    )
     check("invalid network description", meta=edited_meta(path, lambda m: m.pop("epochs_trained")))
-    check("invalid network description", meta=edited_meta(
-        path, lambda m: m["optimizer"].update(name="lbfgs")))
+    check(
+        "invalid network description",
+        meta=edited_meta(path, lambda m: m["optimizer"].update(name="lbfgs")),
+    )
     check("not a readable cbp network file", meta=np.array([{"a": 1}], dtype=object))
 
 
@@ -396,14 +432,17 @@ def test_format_versions(saved, tmp_path):
     net, path = saved
     for version in range(1, FORMAT_VERSION + 1):
         for dtype in ("<i8", ">i8"):
-            back = cbp.load(rewrite(path, tmp_path / "v.npz",
-                                    format=np.array([version], dtype=dtype)))
+            back = cbp.load(
+                rewrite(path, tmp_path / "v.npz", format=np.array([version], dtype=dtype))
+            )
             assert_same_network(back, net)
-    expect_format_error(rewrite(path, tmp_path / "v.npz", format=np.array([0], dtype=np.int64)),
-                        "bad format field")
-    expect_format_error(rewrite(path, tmp_path / "v.npz",
-                                format=np.array([FORMAT_VERSION], dtype=np.int32)),
-                        "bad format field")
+    expect_format_error(
+        rewrite(path, tmp_path / "v.npz", format=np.array([0], dtype=np.int64)), "bad format field"
+    )
+    expect_format_error(
+        rewrite(path, tmp_path / "v.npz", format=np.array([FORMAT_VERSION], dtype=np.int32)),
+        "bad format field",
+    )
 
 
 # A .npy file, a damaged zip directory or flag, a damaged .npy header: FormatErrors too
@@ -554,10 +593,16 @@ def test_evaluate_categorical(backend):
     W2, b2 = 6 * rng.standard_normal((5, 3)), rng.standard_normal(3)
     X, y = cbp.datasets.vertical_data(7, 3)
     for reduction in ("mean", "sum"):
-        net = cbp.Network([cbp.Dense(2, 5, "relu", weights=W1, bias=b1, weight_l2=0.01),
-                           cbp.Dropout(0.5),
-                           cbp.Dense(5, 3, "softmax", weights=W2, bias=b2, bias_l1=0.02)],
-                          loss="categorical_crossentropy", reduction=reduction, backend=backend)
+        net = cbp.Network(
+            [
+                cbp.Dense(2, 5, "relu", weights=W1, bias=b1, weight_l2=0.01),
+                cbp.Dropout(0.5),
+                cbp.Dense(5, 3, "softmax", weights=W2, bias=b2, bias_l1=0.02),
+            ],
+            loss="categorical_crossentropy",
+            reduction=reduction,
+            backend=backend,
+        )
         P = softmax(np.maximum(X @ W1 + b1, 0) @ W2 + b2)
         p_true = np.clip(P[np.arange(len(y)), y], 1e-7, 1 - 1e-7)
         ce = -np.log(p_true)
@@ -574,8 +619,11 @@ def test_evaluate_categorical(backend):
 
 def test_evaluate_clips_probabilities(backend):
     """A confidently wrong softmax row costs -log(1e-7), not infinity."""
-    net = cbp.Network([cbp.Dense(1, 2, "softmax", weights=[[0.0, 0.0]], bias=[100.0, -100.0])],
-                      loss="categorical_crossentropy", backend=backend)
+    net = cbp.Network(
+        [cbp.Dense(1, 2, "softmax", weights=[[0.0, 0.0]], bias=[100.0, -100.0])],
+        loss="categorical_crossentropy",
+        backend=backend,
+    )
     out = net.evaluate([[1.0]], [1])
     assert out["loss"] == pytest.approx(-np.log(1e-7), rel=1e-12)
     assert out["accuracy"] == 0.0
@@ -587,8 +635,9 @@ def test_evaluate_binary(backend):
     W, b = 2 * rng.standard_normal((3, 2)), rng.standard_normal(2)
     X = rng.standard_normal((9, 3))
     Y = (rng.random((9, 2)) < 0.5).astype(float)
-    net = cbp.Network([cbp.Dense(3, 2, "sigmoid", weights=W, bias=b)],
-                      loss="binary_crossentropy", backend=backend)
+    net = cbp.Network(
+        [cbp.Dense(3, 2, "sigmoid", weights=W, bias=b)], loss="binary_crossentropy", backend=backend
+    )
     P = np.clip(1 / (1 + np.exp(-(X @ W + b))), 1e-7, 1 - 1e-7)
     bce = -(Y * np.log(P) + (1 - Y) * np.log(1 - P))
     out = net.evaluate(X, Y)
@@ -602,8 +651,12 @@ def test_evaluate_regression(backend, loss, factor):
     rng = np.random.default_rng(2)
     W, b = rng.standard_normal((3, 2)), rng.standard_normal(2)
     X, Y = rng.standard_normal((6, 3)), rng.standard_normal((6, 2))
-    net = cbp.Network([cbp.Dense(3, 2, "identity", weights=W, bias=b, weight_l1=0.1)],
-                      loss=loss, backend=backend, optimizer=optim.Adam())
+    net = cbp.Network(
+        [cbp.Dense(3, 2, "identity", weights=W, bias=b, weight_l1=0.1)],
+        loss=loss,
+        backend=backend,
+        optimizer=optim.Adam(),
+    )
     before = net.parameters.copy(), net.optimizer.state.copy()
     net.forward(X[:4])
     out = net.evaluate(X, Y)

@@ -1,4 +1,5 @@
 """cbp.plot: figures rendered headless (Agg) to PNG, and their structure."""
+
 import io
 import subprocess
 import sys
@@ -57,11 +58,20 @@ def render(fig, dpi=50):
 @needs_matplotlib
 def test_history_of_a_classifier_with_validation_and_early_stopping():
     X, y = cbp.datasets.spiral_data(30, 3, seed=0)
-    net = cbp.Network([cbp.Dense(2, 16, "relu"), cbp.Dense(16, 3, "softmax")],
-                      loss="categorical_crossentropy", seed=0)
-    hist = net.fit(X[::2], y[::2], epochs=60, batch_size=16, optimizer=cbp.optim.Adam(lr=0.01),
-                   validation_data=(X[1::2], y[1::2]),
-                   early_stopping=cbp.EarlyStopping(patience=1000))
+    net = cbp.Network(
+        [cbp.Dense(2, 16, "relu"), cbp.Dense(16, 3, "softmax")],
+        loss="categorical_crossentropy",
+        seed=0,
+    )
+    hist = net.fit(
+        X[::2],
+        y[::2],
+        epochs=60,
+        batch_size=16,
+        optimizer=cbp.optim.Adam(lr=0.01),
+        validation_data=(X[1::2], y[1::2]),
+        early_stopping=cbp.EarlyStopping(patience=1000),
+    )
     fig = plot.history(hist)
     loss_ax, acc_ax = fig.axes
     assert [ax.get_title() for ax in fig.axes] == ["loss", "accuracy"]
@@ -103,8 +113,11 @@ def test_history_rejects_what_fit_does_not_return(bad):
 @needs_matplotlib
 def test_decision_boundary_of_the_spiral():
     X, y = cbp.datasets.spiral_data(40, 3, seed=0)
-    net = cbp.Network([cbp.Dense(2, 32, "relu"), cbp.Dense(32, 3, "softmax")],
-                      loss="categorical_crossentropy", seed=0)
+    net = cbp.Network(
+        [cbp.Dense(2, 32, "relu"), cbp.Dense(32, 3, "softmax")],
+        loss="categorical_crossentropy",
+        seed=0,
+    )
     net.fit(X, y, epochs=200, batch_size=30, shuffle=True, optimizer=cbp.optim.Adam(lr=0.02))
     fig = plot.decision_boundary(net, X, y, resolution=80, class_names=["a", "b", "c"])
     (ax,) = fig.axes
@@ -124,8 +137,10 @@ def test_decision_boundary_of_the_spiral():
 @needs_matplotlib
 def test_decision_boundary_of_xor_with_one_sigmoid_output():
     X, labels = cbp.datasets.xor()
-    net = cbp.Network([cbp.Dense(2, 4, "tanh", seed=3), cbp.Dense(4, 1, "sigmoid", seed=4)],
-                      loss="binary_crossentropy")
+    net = cbp.Network(
+        [cbp.Dense(2, 4, "tanh", seed=3), cbp.Dense(4, 1, "sigmoid", seed=4)],
+        loss="binary_crossentropy",
+    )
     net.fit(X, labels.reshape(-1, 1).astype(float), epochs=3000, lr=0.5)
     fig = plot.decision_boundary(net, X, labels.reshape(-1, 1).astype(float), resolution=50)
     (ax,) = fig.axes
@@ -167,8 +182,7 @@ def test_network_draws_every_weight_and_bias_of_seed_001():
     assert len(lines) == 6  # 2*2 + 2*1 edges
     words = texts(fig)
     units = {"1.1", "1.2", "2.1"}
-    weight_texts = [w for w in words
-                    if w.lstrip("-").replace(".", "").isdigit() and w not in units]
+    weight_texts = [w for w in words if w.lstrip("-").replace(".", "").isdigit() and w not in units]
     assert sorted(weight_texts) == sorted(["1", "1", "0.5", "-0.5", "1", "1"])
     assert sorted(w for w in words if w.startswith("b ")) == ["b 0", "b 0.5", "b 0.5"]
     assert {"x1", "x2", "1.1", "1.2", "2.1"} <= set(words)
@@ -189,23 +203,39 @@ def test_network_shows_the_gradients_of_a_trace():
     net.backward([2.0])
     # seed 001: dL/dw5, dL/dw6 = 1.5, 0.5 and dL/db3 = 1; the hidden layer's
     # gradients are dL/dout (1) times each weight, masked by the ReLU, times x
-    trace = types.SimpleNamespace(layers=[
-        types.SimpleNamespace(dweights=np.array([[1.0, 1.0], [0.0, 0.0]]),
-                              dbias=np.array([1.0, 1.0])),
-        types.SimpleNamespace(dweights=np.array([[1.5], [0.5]]), dbias=np.array([1.0])),
-    ])
+    trace = types.SimpleNamespace(
+        layers=[
+            types.SimpleNamespace(
+                dweights=np.array([[1.0, 1.0], [0.0, 0.0]]), dbias=np.array([1.0, 1.0])
+            ),
+            types.SimpleNamespace(dweights=np.array([[1.5], [0.5]]), dbias=np.array([1.0])),
+        ]
+    )
     np.testing.assert_allclose(net.layers[1].dweights, trace.layers[1].dweights, rtol=1e-12)
     np.testing.assert_allclose(net.layers[0].dweights, trace.layers[0].dweights, rtol=1e-12)
     fig = plot.network(net, trace=trace)
     grads = [w for w in texts(fig) if w.startswith("∂")]
-    assert sorted(grads) == sorted(["∂1", "∂1", "∂0", "∂0", "∂1.5", "∂0.5",  # edges
-                                    "∂1", "∂1", "∂1"])  # biases
+    assert sorted(grads) == sorted(
+        [
+            "∂1",
+            "∂1",
+            "∂0",
+            "∂0",
+            "∂1.5",
+            "∂0.5",  # edges
+            "∂1",
+            "∂1",
+            "∂1",
+        ]
+    )  # biases
     render(fig)
     # a trace that lists the Dropout layers as well as the Dense ones
     net2 = cbp.Network([cbp.Dense(2, 3, seed=0), cbp.Dropout(0.5), cbp.Dense(3, 1, seed=1)])
-    per_layer = [types.SimpleNamespace(dweights=np.full((2, 3), 0.25), dbias=np.zeros(3)),
-                 types.SimpleNamespace(dweights=None, dbias=None),
-                 types.SimpleNamespace(dweights=np.full((3, 1), -4.0), dbias=np.zeros(1))]
+    per_layer = [
+        types.SimpleNamespace(dweights=np.full((2, 3), 0.25), dbias=np.zeros(3)),
+        types.SimpleNamespace(dweights=None, dbias=None),
+        types.SimpleNamespace(dweights=np.full((3, 1), -4.0), dbias=np.zeros(1)),
+    ]
     words = texts(plot.network(net2, trace=types.SimpleNamespace(layers=per_layer)))
     assert words.count("∂0.25") == 6 and words.count("∂-4") == 3
     assert any("after dropout 0.5" in w for w in words)

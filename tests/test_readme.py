@@ -17,6 +17,7 @@ The convention, for whoever edits README.md:
   level of its block; anywhere else (an assignment, a loop, inside a
   multi-line call) it is an error, never silently unchecked.
 """
+
 import ast
 import io
 import pathlib
@@ -31,8 +32,9 @@ NO_RUN = "<!-- no-run -->"
 RTOL = 1e-12
 FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.M | re.S)
 NOTHING = object()  # a comment that states no result
-needs_readme = pytest.mark.skipif(not README.exists(),
-                                  reason="README not shipped with the installed tests")
+needs_readme = pytest.mark.skipif(
+    not README.exists(), reason="README not shipped with the installed tests"
+)
 
 
 class Block:
@@ -44,7 +46,7 @@ def python_blocks(text):
     """Every ```python block of a Markdown text, in order."""
     blocks = []
     for m in FENCE.finditer(text):
-        before = text[:m.start()].rstrip().rsplit("\n", 1)[-1].strip()
+        before = text[: m.start()].rstrip().rsplit("\n", 1)[-1].strip()
         blocks.append(Block(text.count("\n", 0, m.start(1)) + 1, m.group(1), before != NO_RUN))
     return blocks
 
@@ -86,12 +88,16 @@ def check_result(value, want, where):
         except (TypeError, ValueError):
             raise AssertionError(f"{where}: {value!r} is not numeric, README states {want!r}")
         assert got.shape == np.shape(want), f"{where}: shape {got.shape}, README {np.shape(want)}"
-        np.testing.assert_allclose(got, np.asarray(want, dtype=np.float64), rtol=RTOL,
-                                   err_msg=f"{where}: README states {want!r}")
+        np.testing.assert_allclose(
+            got,
+            np.asarray(want, dtype=np.float64),
+            rtol=RTOL,
+            err_msg=f"{where}: README states {want!r}",
+        )
     else:
-        assert type(value) is type(want) or (isinstance(want, bool)
-                                             and isinstance(value, np.bool_)), \
-            f"{where}: a {type(value).__name__}, README states {want!r}"
+        assert type(value) is type(want) or (
+            isinstance(want, bool) and isinstance(value, np.bool_)
+        ), f"{where}: a {type(value).__name__}, README states {want!r}"
         assert value == want, f"{where}: {value!r}, README states {want!r}"
 
 
@@ -110,7 +116,8 @@ def run_block(block, namespace, filename="README.md"):
         if not isinstance(stmt, ast.Expr) or stmt.end_lineno != line:
             raise AssertionError(
                 f"{filename}:{block.line + line - 1}: the result comment {want!r} does not end "
-                f"a bare expression at the top level of its block, so it cannot be checked")
+                f"a bare expression at the top level of its block, so it cannot be checked"
+            )
         checked[id(stmt)] = want
     for stmt in tree.body:
         where = f"{filename}:{block.line + stmt.lineno - 1}: {ast.unparse(stmt)}"
@@ -130,8 +137,7 @@ def run_block(block, namespace, filename="README.md"):
 def run_markdown(text, filename="README.md"):
     """Run every block meant to run; return (namespace, results checked per block)."""
     namespace = {"__name__": "__readme__"}
-    counts = [run_block(b, namespace, filename) if b.runs else None
-              for b in python_blocks(text)]
+    counts = [run_block(b, namespace, filename) if b.runs else None for b in python_blocks(text)]
     return namespace, counts
 
 
@@ -157,8 +163,9 @@ def test_readme_tutorial_example_runs_as_documented(tmp_path, monkeypatch):
     stated = {}
     for tok in tokenize.generate_tokens(io.StringIO(seed_block.code).readline):
         if tok.type == tokenize.COMMENT and stated_result(tok.string) is not NOTHING:
-            stated[seed_block.code.splitlines()[tok.start[0] - 1].split("#")[0].strip()] = \
+            stated[seed_block.code.splitlines()[tok.start[0] - 1].split("#")[0].strip()] = (
                 stated_result(tok.string)
+            )
     assert stated["net.forward([[1.0, 0.0]])"] == [[2.5]]
     assert stated["net.backward([2.0])"] == 0.25
     namespace, _ = run_markdown(section)  # later sections reuse the names
@@ -177,9 +184,10 @@ def test_readme_no_run_blocks_are_marked_before_their_fence():
     lines = README.read_text(encoding="utf-8").splitlines()
     for i, line in enumerate(lines):
         if line.strip() == NO_RUN:
-            following = next((x for x in lines[i + 1:] if x.strip()), "")
-            assert following.startswith("```python"), f"README.md:{i + 1}: {NO_RUN} before " \
-                                                      f"{following!r}"
+            following = next((x for x in lines[i + 1 :] if x.strip()), "")
+            assert following.startswith("```python"), (
+                f"README.md:{i + 1}: {NO_RUN} before {following!r}"
+            )
 
 
 # ---------------------------------------------------------------------------
@@ -203,13 +211,16 @@ def test_checker_accepts_the_right_results():
     assert namespace["net"].loss == "squared_error"
 
 
-@pytest.mark.parametrize("wrong, message", [
-    ("# [[2.5]]", "# [[2.6]]"),  # a wrong number
-    ("# [[2.5]]", "# [2.5]"),  # a wrong shape
-    ("# 0.25, the loss", "# 0.2500000001, the loss"),  # beyond 1e-12
-    ("# 'squared_error'", "# 'half_squared_error'"),  # a wrong string
-    ("# 'squared_error'", "# 1"),  # a string for a number
-])
+@pytest.mark.parametrize(
+    "wrong, message",
+    [
+        ("# [[2.5]]", "# [[2.6]]"),  # a wrong number
+        ("# [[2.5]]", "# [2.5]"),  # a wrong shape
+        ("# 0.25, the loss", "# 0.2500000001, the loss"),  # beyond 1e-12
+        ("# 'squared_error'", "# 'half_squared_error'"),  # a wrong string
+        ("# 'squared_error'", "# 1"),  # a string for a number
+    ],
+)
 def test_checker_fails_on_a_wrong_result(wrong, message):
     with pytest.raises(AssertionError):
         run_markdown(SEED.replace(wrong, message))
@@ -236,18 +247,21 @@ def test_no_run_marker_skips_only_its_block():
         run_markdown(synopsis)
 
 
-@pytest.mark.parametrize("comment, want", [
-    ("# [[2.5]]", [[2.5]]),
-    ("# 0.25, the loss", 0.25),
-    ("# [[1.5], [0.5]]: the seed's dL/dw5", [[1.5], [0.5]]),
-    ("#   -1e-3;", -1e-3),
-    ("# True", True),
-    ("# 'a b', text", "a b"),
-    ("# did the compiled core load?", NOTHING),
-    ("# (batch, n_out); keeps what backward needs", NOTHING),
-    ("# inverted dropout, active in fit only", NOTHING),
-    ("# 2.5x faster", NOTHING),
-])
+@pytest.mark.parametrize(
+    "comment, want",
+    [
+        ("# [[2.5]]", [[2.5]]),
+        ("# 0.25, the loss", 0.25),
+        ("# [[1.5], [0.5]]: the seed's dL/dw5", [[1.5], [0.5]]),
+        ("#   -1e-3;", -1e-3),
+        ("# True", True),
+        ("# 'a b', text", "a b"),
+        ("# did the compiled core load?", NOTHING),
+        ("# (batch, n_out); keeps what backward needs", NOTHING),
+        ("# inverted dropout, active in fit only", NOTHING),
+        ("# 2.5x faster", NOTHING),
+    ],
+)
 def test_stated_result(comment, want):
     got = stated_result(comment)
     if want is NOTHING:

@@ -6,6 +6,7 @@ torch.optim.lr_scheduler stepped once an epoch; the rate is the one the step
 kernel uses (a run equals one-epoch fits at the scheduled rates), composes
 with decay and with a callback's new lr; native and twin agree.
 """
+
 import math
 
 import numpy as np
@@ -20,8 +21,9 @@ EPOCHS = 40
 
 
 def make(backend, seed=0):
-    return cbp.Network([cbp.Dense(3, 8, "tanh"), cbp.Dense(8, 1, "identity")],
-                       backend=backend, seed=seed)
+    return cbp.Network(
+        [cbp.Dense(3, 8, "tanh"), cbp.Dense(8, 1, "identity")], backend=backend, seed=seed
+    )
 
 
 def data(n=64):
@@ -36,8 +38,7 @@ def run(backend, schedule, epochs=EPOCHS, opt=None, **kw):
     net = make(backend)
     kw.setdefault("batch_size", 16)
     kw.setdefault("shuffle", True)
-    hist = net.fit(X, y, epochs=epochs, optimizer=opt or optim.SGD(0.1), schedule=schedule,
-                   **kw)
+    hist = net.fit(X, y, epochs=epochs, optimizer=opt or optim.SGD(0.1), schedule=schedule, **kw)
     return net, hist
 
 
@@ -51,7 +52,10 @@ def numpy_rates(schedule, lr, epochs, monitored=None):
         return lr * np.power(schedule.gamma, e)
     if isinstance(schedule, S.CosineLR):
         t = np.minimum(e, schedule.T_max)
-        return schedule.eta_min + (lr - schedule.eta_min) * (1 + np.cos(np.pi * t / schedule.T_max)) / 2
+        return (
+            schedule.eta_min
+            + (lr - schedule.eta_min) * (1 + np.cos(np.pi * t / schedule.T_max)) / 2
+        )
     assert isinstance(schedule, S.ReduceLROnPlateau)
     rates, rate, best, bad, cool = [], lr, np.inf, 0, 0
     for loss in monitored[:epochs]:
@@ -75,8 +79,9 @@ SCHEDULES = {
     "exponential": lambda: S.ExponentialLR(0.93),
     "cosine": lambda: S.CosineLR(25, eta_min=0.01),
     "cosine0": lambda: S.CosineLR(EPOCHS),
-    "plateau": lambda: S.ReduceLROnPlateau(factor=0.5, patience=2, threshold=0.01, cooldown=1,
-                                           min_lr=0.01),
+    "plateau": lambda: S.ReduceLROnPlateau(
+        factor=0.5, patience=2, threshold=0.01, cooldown=1, min_lr=0.01
+    ),
 }
 
 
@@ -100,13 +105,22 @@ def test_plateau_monitors_the_validation_loss(backend):
     Xv, yv = X[:16] + 0.3, y[:16]
     schedule = S.ReduceLROnPlateau(factor=0.5, patience=1, threshold=0.0)
     net = make(backend)
-    hist = net.fit(X, y, epochs=30, batch_size=16, optimizer=optim.Adam(0.05),
-                   validation_data=(Xv, yv), schedule=schedule)
-    np.testing.assert_allclose(hist["lr"], numpy_rates(schedule, 0.05, 30, hist["val_loss"]),
-                               rtol=1e-14)
+    hist = net.fit(
+        X,
+        y,
+        epochs=30,
+        batch_size=16,
+        optimizer=optim.Adam(0.05),
+        validation_data=(Xv, yv),
+        schedule=schedule,
+    )
+    np.testing.assert_allclose(
+        hist["lr"], numpy_rates(schedule, 0.05, 30, hist["val_loss"]), rtol=1e-14
+    )
     assert len(set(hist["lr"])) >= 2
-    train = numpy_rates(S.ReduceLROnPlateau(factor=0.5, patience=1, threshold=0.0), 0.05, 30,
-                        hist["loss"])
+    train = numpy_rates(
+        S.ReduceLROnPlateau(factor=0.5, patience=1, threshold=0.0), 0.05, 30, hist["loss"]
+    )
     assert not np.array_equal(train, hist["lr"])  # it is not the training loss
 
 
@@ -122,12 +136,21 @@ def test_rates_match_torch(backend, name):
     elif name == "exponential":
         sch = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.93)
     elif name.startswith("cosine"):
-        sch = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=schedule.T_max,
-                                                         eta_min=schedule.eta_min)
+        sch = torch.optim.lr_scheduler.CosineAnnealingLR(
+            opt, T_max=schedule.T_max, eta_min=schedule.eta_min
+        )
     else:
         sch = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, mode="min", factor=0.5, patience=2, threshold=0.01, threshold_mode="rel",
-            cooldown=1, min_lr=0.01, eps=1e-8)
+            opt,
+            mode="min",
+            factor=0.5,
+            patience=2,
+            threshold=0.01,
+            threshold_mode="rel",
+            cooldown=1,
+            min_lr=0.01,
+            eps=1e-8,
+        )
     rates = []
     for e in range(EPOCHS):
         rates.append(float(opt.param_groups[0]["lr"]))
@@ -142,8 +165,9 @@ def test_rates_match_torch(backend, name):
 
 @pytest.mark.parametrize("name", sorted(SCHEDULES))
 def test_native_equals_twin(native_core, name):
-    runs = {b: run(b, SCHEDULES[name](), opt=optim.Adam(0.02, decay=0.001)) for b in
-            ("native", "numpy")}
+    runs = {
+        b: run(b, SCHEDULES[name](), opt=optim.Adam(0.02, decay=0.001)) for b in ("native", "numpy")
+    }
     (a, ha), (b, hb) = runs["native"], runs["numpy"]
     np.testing.assert_allclose(a.parameters, b.parameters, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(ha["loss"], hb["loss"], rtol=1e-9)
@@ -170,8 +194,11 @@ def test_two_fits_equal_one(backend, name):
 def test_the_rate_is_the_steps_rate(backend, name, opt):
     """A scheduled run equals one-epoch fits with the optimizer's lr set to
     each epoch's rate; decay applies on top, step by step."""
-    make_opt = {"sgd": lambda: optim.SGD(0.1), "sgd_decay": lambda: optim.SGD(0.1, decay=0.01),
-                "adam_decay": lambda: optim.Adam(0.02, decay=0.01)}[opt]
+    make_opt = {
+        "sgd": lambda: optim.SGD(0.1),
+        "sgd_decay": lambda: optim.SGD(0.1, decay=0.01),
+        "adam_decay": lambda: optim.Adam(0.02, decay=0.01),
+    }[opt]
     net, hist = run(backend, SCHEDULES[name](), epochs=20, opt=make_opt())
     X, y = data()
     ref = make(backend)
@@ -205,8 +232,17 @@ def test_a_callback_lr_composes_with_the_schedule(backend, name):
         if epoch == 12:
             opt.lr = 0.04
 
-    hist = net.fit(X, y, epochs=30, batch_size=16, shuffle=True, optimizer=opt,
-                   schedule=schedule, callback=callback, callback_every=6)
+    hist = net.fit(
+        X,
+        y,
+        epochs=30,
+        batch_size=16,
+        shuffle=True,
+        optimizer=opt,
+        schedule=schedule,
+        callback=callback,
+        callback_every=6,
+    )
     if name == "plateau":  # the reductions so far, times the new base
         state, mon = SCHEDULES["plateau"](), hist["loss"]
         rates, rate, best, bad, cool = [], 0.1, np.inf, 0, 0
@@ -227,8 +263,9 @@ def test_a_callback_lr_composes_with_the_schedule(backend, name):
                 cool, bad = state.cooldown, 0
         expected = np.array(rates)
     else:
-        expected = np.concatenate([numpy_rates(schedule, 0.1, 30)[:12],
-                                   numpy_rates(schedule, 0.04, 30)[12:]])
+        expected = np.concatenate(
+            [numpy_rates(schedule, 0.1, 30)[:12], numpy_rates(schedule, 0.04, 30)[12:]]
+        )
     np.testing.assert_allclose(hist["lr"], expected, rtol=1e-13)
     assert hist["lr"][12] != hist["lr"][11]
 
@@ -255,7 +292,11 @@ def test_plateau_state_after_a_divergence(backend):
     ref = net_()
     hist = ref.fit(X, y, epochs=done, lr=3.0, schedule=ref_sched)
     assert (schedule.scale, schedule.best, schedule.num_bad_epochs, schedule.cooldown_counter) == (
-        ref_sched.scale, ref_sched.best, ref_sched.num_bad_epochs, ref_sched.cooldown_counter)
+        ref_sched.scale,
+        ref_sched.best,
+        ref_sched.num_bad_epochs,
+        ref_sched.cooldown_counter,
+    )
     assert schedule.scale == pytest.approx(2.9 / 3.0, rel=1e-15)
     np.testing.assert_array_equal(net.parameters, ref.parameters)
     np.testing.assert_array_equal(err.value.history["lr"], hist["lr"])
@@ -266,22 +307,33 @@ def test_history_and_logs(backend):
     net = make(backend)
     assert "lr" not in net.fit(X, y, epochs=2, lr=0.1)
     seen = []
-    hist = net.fit(X, y, epochs=6, lr=0.1, schedule=S.StepLR(1, 0.5), history_every=2,
-                   callback=lambda e, logs: seen.append(logs["lr"]), callback_every=3)
+    hist = net.fit(
+        X,
+        y,
+        epochs=6,
+        lr=0.1,
+        schedule=S.StepLR(1, 0.5),
+        history_every=2,
+        callback=lambda e, logs: seen.append(logs["lr"]),
+        callback_every=3,
+    )
     np.testing.assert_allclose(hist["lr"], 0.1 * 0.5 ** np.array([3.0, 5.0, 7.0]), rtol=1e-15)
     np.testing.assert_allclose(seen, 0.1 * 0.5 ** np.array([4.0, 7.0]), rtol=1e-15)
 
 
 def test_settings_are_checked():
-    for bad, exc in ((lambda: S.StepLR(0), ValueError), (lambda: S.StepLR(2.5), TypeError),
-                     (lambda: S.StepLR(2, gamma=0), ValueError),
-                     (lambda: S.ExponentialLR(-1), ValueError),
-                     (lambda: S.CosineLR(0), ValueError),
-                     (lambda: S.CosineLR(5, eta_min=-1), ValueError),
-                     (lambda: S.ReduceLROnPlateau(factor=1.0), ValueError),
-                     (lambda: S.ReduceLROnPlateau(patience=-1), ValueError),
-                     (lambda: S.ReduceLROnPlateau(threshold=math.nan), ValueError),
-                     (lambda: S.ReduceLROnPlateau(min_lr=math.inf), ValueError)):
+    for bad, exc in (
+        (lambda: S.StepLR(0), ValueError),
+        (lambda: S.StepLR(2.5), TypeError),
+        (lambda: S.StepLR(2, gamma=0), ValueError),
+        (lambda: S.ExponentialLR(-1), ValueError),
+        (lambda: S.CosineLR(0), ValueError),
+        (lambda: S.CosineLR(5, eta_min=-1), ValueError),
+        (lambda: S.ReduceLROnPlateau(factor=1.0), ValueError),
+        (lambda: S.ReduceLROnPlateau(patience=-1), ValueError),
+        (lambda: S.ReduceLROnPlateau(threshold=math.nan), ValueError),
+        (lambda: S.ReduceLROnPlateau(min_lr=math.inf), ValueError),
+    ):
         with pytest.raises(exc):
             bad()
     s = S.StepLR(3)
@@ -294,9 +346,15 @@ def test_settings_are_checked():
         net.fit(*data(), epochs=1, lr=0.1, schedule="step")
 
 
-@pytest.mark.parametrize("column, value", [
-    (C.SCHEDULE_KIND, 9.0), (C.SCHEDULE_GAMMA, math.nan), (C.SCHEDULE_STEP_SIZE, 0.0),
-    (C.SCHEDULE_STEP_SIZE, 1.5)])
+@pytest.mark.parametrize(
+    "column, value",
+    [
+        (C.SCHEDULE_KIND, 9.0),
+        (C.SCHEDULE_GAMMA, math.nan),
+        (C.SCHEDULE_STEP_SIZE, 0.0),
+        (C.SCHEDULE_STEP_SIZE, 1.5),
+    ],
+)
 def test_engine_checks_the_vector(backend, column, value):
     """A bad schedule vector is a ValueError from both engines, before any epoch."""
     X, y = data()
@@ -307,7 +365,25 @@ def test_engine_checks_the_vector(backend, column, value):
     h = np.zeros(C.N_OPTIMIZER_HYPER)
     h[C.HYPER_LEARNING_RATE] = 0.1
     with pytest.raises(ValueError, match="schedule"):
-        net._engine.fit(X, y, None, None, C.OPT_SGD, h, np.empty(0), 0.0, 0, 2, 64, False, 0,
-                        np.zeros(C.N_EARLY_STOP), np.empty(net.parameters.size),
-                        np.empty((2, C.N_HISTORY)), np.zeros(2, dtype=np.int64), 0.0, vec)
+        net._engine.fit(
+            X,
+            y,
+            None,
+            None,
+            C.OPT_SGD,
+            h,
+            np.empty(0),
+            0.0,
+            0,
+            2,
+            64,
+            False,
+            0,
+            np.zeros(C.N_EARLY_STOP),
+            np.empty(net.parameters.size),
+            np.empty((2, C.N_HISTORY)),
+            np.zeros(2, dtype=np.int64),
+            0.0,
+            vec,
+        )
     np.testing.assert_array_equal(net.parameters, before)

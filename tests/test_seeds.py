@@ -5,6 +5,7 @@ output or its hand-worked solution) or from the seed's own loop re-typed here
 in plain float64 NumPy as an independent reference.  cbp is driven through the
 public API only.
 """
+
 import numpy as np
 import pytest
 
@@ -460,9 +461,7 @@ def test_seed004_xor_matches_seed_loop(backend):
 
     hidden = cbp.Dense(2, 4, "sigmoid", use_bias=False, weights=w1)
     output = cbp.Dense(4, 1, "sigmoid", use_bias=False, weights=w2)
-    net = cbp.Network(
-        [hidden, output], loss="half_squared_error", reduction="sum", backend=backend
-    )
+    net = cbp.Network([hidden, output], loss="half_squared_error", reduction="sum", backend=backend)
     hist = net.fit(XOR_X, XOR_Y, epochs=10000, lr=0.1, batch_size=None)
 
     for got, ref in ((hidden.weights, ref_w1), (output.weights, ref_w2)):

@@ -10,6 +10,7 @@ on the SIMD loops and on dgemm, and whole networks, native against twin.
 Expected values come from the twin (``cbp._reference``), from NumPy or from
 the libm, never from cbp's own output.
 """
+
 import functools
 import itertools
 import json
@@ -32,8 +33,11 @@ LEVELS = ["baseline", "avx2+fma"]
 # fit() on the feature-major passes for every network they take (widths up
 # to 64 and any batch, rather than the default 8 and 4 to 16 rows, so that
 # every case without dropout does).
-PATHS = {"loops": ((1 << 62, 1 << 30), (0, 1, 1 << 30)), "dgemm": ((1, 1), (0, 1, 1 << 30)),
-         "feature-major": ((1 << 62, 1 << 30), (64, 1, 1 << 30))}
+PATHS = {
+    "loops": ((1 << 62, 1 << 30), (0, 1, 1 << 30)),
+    "dgemm": ((1, 1), (0, 1, 1 << 30)),
+    "feature-major": ((1 << 62, 1 << 30), (64, 1, 1 << 30)),
+}
 # The widths of the dense-kernel grid: below, at and past the vector widths
 # (2 and 4 doubles), the register tiles (4 rows, 2-4 vectors) and their tails.
 SIZES = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 33]
@@ -108,8 +112,9 @@ def test_auto_picks_the_best_level(core, restore_table):
     assert core._simd() == core._simd_levels()[-1]
 
 
-@pytest.mark.parametrize("bad", ["sse9", "", "AVX2", "avx512", "baseline\0junk", 3, b"baseline",
-                                 ["baseline"]])
+@pytest.mark.parametrize(
+    "bad", ["sse9", "", "AVX2", "avx512", "baseline\0junk", 3, b"baseline", ["baseline"]]
+)
 def test_bad_level_raises_and_keeps_the_table(core, restore_table, bad):
     for name in core._simd_levels():
         core._simd(name)
@@ -146,8 +151,13 @@ CHILD = textwrap.dedent(
 @pytest.mark.parametrize("value", ["baseline", "auto", "", " baseline ", "bogus"])
 def test_cbp_simd_environment_variable(core, value):
     # The table is chosen once, at import: each value needs a fresh process.
-    proc = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True,
-                          env=_child_env(CBP_SIMD=value), timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD],
+        capture_output=True,
+        text=True,
+        env=_child_env(CBP_SIMD=value),
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert os.path.samefile(got["file"], core.__file__)
@@ -167,8 +177,13 @@ def test_cbp_simd_environment_variable(core, value):
 def test_cbp_simd_environment_variable_avx2(core):
     if "avx2+fma" not in core._simd_levels():
         pytest.skip("this CPU or build has no avx2+fma table")
-    proc = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True,
-                          env=_child_env(CBP_SIMD="avx2+fma"), timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD],
+        capture_output=True,
+        text=True,
+        env=_child_env(CBP_SIMD="avx2+fma"),
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["level"] == "avx2+fma"
@@ -205,24 +220,30 @@ def sweep_points():
     # r reaches its extremes: there and a few ulp either side
     edges = np.arange(-2042, 2046) * ln2_half
     edges = edges[(edges >= -708) & (edges <= 709)]
-    near_edges = np.concatenate([edges] + [
-        np.nextafter(edges, s * np.inf) for s in (-1, 1)
-    ] + [edges + d * np.spacing(edges) for d in (-3, 3)])
-    tiny = np.concatenate([
-        [0.0, -0.0, 5e-324, -5e-324, 1e-300, -1e-300, 2.2e-308, 1e-17, -1e-17, 1e-9, -1e-9],
-        np.linspace(-1e-3, 1e-3, 2001),
-        rng.uniform(-1.0, 1.0, 5000),
-    ])
+    near_edges = np.concatenate(
+        [edges]
+        + [np.nextafter(edges, s * np.inf) for s in (-1, 1)]
+        + [edges + d * np.spacing(edges) for d in (-3, 3)]
+    )
+    tiny = np.concatenate(
+        [
+            [0.0, -0.0, 5e-324, -5e-324, 1e-300, -1e-300, 2.2e-308, 1e-17, -1e-17, 1e-9, -1e-9],
+            np.linspace(-1e-3, 1e-3, 2001),
+            rng.uniform(-1.0, 1.0, 5000),
+        ]
+    )
     ends = [-708.0, 709.0, np.nextafter(-708.0, 0.0), np.nextafter(709.0, 0.0)]
-    x = np.concatenate([
-        np.linspace(-708.0, 709.0, 200_001),
-        rng.uniform(-708.0, 709.0, 100_000),
-        rng.uniform(-20.0, 20.0, 20_000),  # where training sends it
-        near_edges,
-        tiny,
-        np.arange(-708, 710, dtype=np.float64),
-        ends,
-    ])
+    x = np.concatenate(
+        [
+            np.linspace(-708.0, 709.0, 200_001),
+            rng.uniform(-708.0, 709.0, 100_000),
+            rng.uniform(-20.0, 20.0, 20_000),  # where training sends it
+            near_edges,
+            tiny,
+            np.arange(-708, 710, dtype=np.float64),
+            ends,
+        ]
+    )
     return x[(x >= -708.0) & (x <= 709.0)]
 
 
@@ -235,14 +256,28 @@ def test_vexp_accuracy(core, level):
     # a bound the two errors cannot exceed together, not a measure of either.
     ulps = np.abs(y - want) / np.spacing(want)
     worst = int(np.argmax(ulps))
-    assert ulps[worst] <= 2.0, f"{level}: exp({x[worst]!r}) = {y[worst]!r}, np.exp gives {want[worst]!r}"
+    assert ulps[worst] <= 2.0, (
+        f"{level}: exp({x[worst]!r}) = {y[worst]!r}, np.exp gives {want[worst]!r}"
+    )
     assert np.all(np.isfinite(y)) and np.all(y > 0)  # all normal numbers in range
     assert np.all(y[x == 0.0] == 1.0)
 
 
-@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan, -709.0, 710.0, 709.5,
-                                 np.nextafter(-708.0, -np.inf), np.nextafter(709.0, np.inf),
-                                 -1e308, 1e308])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.inf,
+        -np.inf,
+        np.nan,
+        -709.0,
+        710.0,
+        709.5,
+        np.nextafter(-708.0, -np.inf),
+        np.nextafter(709.0, np.inf),
+        -1e308,
+        1e308,
+    ],
+)
 @pytest.mark.parametrize("where", ["first", "middle", "last"])
 def test_vexp_out_of_range_goes_to_libm(core, level, bad, where):
     # One input outside [-708, 709] (or NaN) sends the whole array to the
@@ -289,8 +324,13 @@ def test_vexp_result_does_not_depend_on_position(core, level):
     # Every lane and the tail run the same arithmetic: a value gives the same
     # bits at index 0, in any lane, and in the tail, whatever its neighbours.
     rng = np.random.default_rng(11)
-    values = np.concatenate([rng.uniform(-708.0, 709.0, 20), rng.uniform(-2.0, 2.0, 20),
-                             [-708.0, 709.0, 0.0, 0.5 * math.log(2.0)]])
+    values = np.concatenate(
+        [
+            rng.uniform(-708.0, 709.0, 20),
+            rng.uniform(-2.0, 2.0, 20),
+            [-708.0, 709.0, 0.0, 0.5 * math.log(2.0)],
+        ]
+    )
     alone = np.array([vexp(core, [v])[0] for v in values])
     for n in range(1, 10):
         for p in range(n):
@@ -323,8 +363,9 @@ def test_exp_activations_match_twin(core, level, act):
             o = np.full((n, no), np.nan)
             mod.activation_forward(code, Z, o)
             out[name] = o
-        np.testing.assert_allclose(out["native"], out["numpy"], rtol=1e-14, atol=1e-300,
-                                   err_msg=f"{act} {n}x{no}")
+        np.testing.assert_allclose(
+            out["native"], out["numpy"], rtol=1e-14, atol=1e-300, err_msg=f"{act} {n}x{no}"
+        )
 
 
 def test_sigmoid_out_of_range_goes_to_libm(core, level):
@@ -380,8 +421,13 @@ def test_dense_kernels_match_twin(core, level, path, bias):
                 continue
             assert not np.isnan(got).any(), f"{what} not fully written at {(n, ni, no)}"
             # summation order differs between the tiles, dgemm and NumPy's BLAS
-            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13 * max(ni, no, n),
-                                       err_msg=f"{what} at n, ni, no = {(n, ni, no)} ({level}, {path})")
+            np.testing.assert_allclose(
+                got,
+                want,
+                rtol=1e-12,
+                atol=1e-13 * max(ni, no, n),
+                err_msg=f"{what} at n, ni, no = {(n, ni, no)} ({level}, {path})",
+            )
 
 
 def test_dense_kernels_exact_on_integers(core, level, path):
@@ -437,15 +483,22 @@ def test_dense_feature_major_kernels_match_twin(core, level, act):
             if want is None:
                 continue
             assert not np.isnan(got).any(), f"{what} not fully written at {(m, ni, no)}"
-            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13 * max(ni, no, m),
-                                       err_msg=f"{what} at m, ni, no = {(m, ni, no)} ({level}, {act})")
+            np.testing.assert_allclose(
+                got,
+                want,
+                rtol=1e-12,
+                atol=1e-13 * max(ni, no, m),
+                err_msg=f"{what} at m, ni, no = {(m, ni, no)} ({level}, {act})",
+            )
 
 
 def test_dense_feature_major_kernels_exact_on_integers(core, level):
     # Small integers: every sum is exact in any order, so native equals the twin
     rng = np.random.default_rng(19)
     for m, ni, no in itertools.product([4, 8, 20], [1, 2, 4, 5, 8, 33], [1, 3, 4, 7, 16]):
-        XT, W, dT = (rng.integers(-4, 5, s).astype(np.float64) for s in ((ni, m), (ni, no), (no, m)))
+        XT, W, dT = (
+            rng.integers(-4, 5, s).astype(np.float64) for s in ((ni, m), (ni, no), (no, m))
+        )
         b = rng.integers(-4, 5, no).astype(np.float64)
         for act in ("identity", "relu"):
             A = np.maximum(rng.integers(-2, 3, (ni, m)), 0).astype(np.float64)
@@ -493,8 +546,9 @@ def test_sgd_flags_a_non_finite_update_anywhere(core, level, where, bad):
     """A plain SGD step that makes one parameter (in a vector or in the tail)
     NaN or infinite is caught, and every parameter is restored."""
     n = 1000
-    meta = np.array([[C.KIND_DENSE, 1, n, C.activation_code("identity"), 0, -1, 1, 1]],
-                    dtype=np.int64)
+    meta = np.array(
+        [[C.KIND_DENSE, 1, n, C.activation_code("identity"), 0, -1, 1, 1]], dtype=np.int64
+    )
     hyper = np.zeros((1, 6))
     params = np.random.default_rng(1).standard_normal(n)
     grads = np.zeros(n)
@@ -527,56 +581,115 @@ def _integer_case():
     on both sides."""
     rng = np.random.default_rng(29)
     X = rng.integers(-2, 3, (64, 4)).astype(np.float64)
-    W1 = np.array([[1, -1, 2, 0, 1, -2], [1, -1, -2, 1, 0, 2],
-                   [-1, 1, 1, -1, 1, 0], [-1, 1, -1, 0, -2, 0]], dtype=np.float64)
+    W1 = np.array(
+        [[1, -1, 2, 0, 1, -2], [1, -1, -2, 1, 0, 2], [-1, 1, 1, -1, 1, 0], [-1, 1, -1, 0, -2, 0]],
+        dtype=np.float64,
+    )
     W2 = rng.integers(-2, 3, (6, 2)).astype(np.float64)
     y = rng.integers(-3, 4, (64, 2)).astype(np.float64)
     assert np.count_nonzero(X @ W1 == 0) >= 40  # the point of the case
-    layers = lambda: [cbp.Dense(4, 6, "relu", weights=W1, bias=np.zeros(6)),  # noqa: E731
-                      cbp.Dense(6, 2, "identity", weights=W2, bias=np.zeros(2))]
+    layers = lambda: [
+        cbp.Dense(4, 6, "relu", weights=W1, bias=np.zeros(6)),  # noqa: E731
+        cbp.Dense(6, 2, "identity", weights=W2, bias=np.zeros(2)),
+    ]
     return layers, X, y
 
 
 def _case(name):
     """(layers factory, loss, X, y, batch_size, epochs, optimizer factory)."""
-    sgd = lambda lr: (lambda: cbp.optim.SGD(lr))  # noqa: E731
+    sgd = lambda lr: lambda: cbp.optim.SGD(lr)  # noqa: E731
     if name == "2-64relu-3softmax-cce":
         X, y = _data(1, 120, 2, "labels", 3)
-        return (lambda: [cbp.Dense(2, 64, "relu", seed=1), cbp.Dense(64, 3, "softmax", seed=2)],
-                "categorical_crossentropy", X, y, 4, 20, lambda: cbp.optim.Adam(0.01))
+        return (
+            lambda: [cbp.Dense(2, 64, "relu", seed=1), cbp.Dense(64, 3, "softmax", seed=2)],
+            "categorical_crossentropy",
+            X,
+            y,
+            4,
+            20,
+            lambda: cbp.optim.Adam(0.01),
+        )
     if name == "5-7relu-1-se":
         X, y = _data(2, 60, 5, "real", 1)
-        return (lambda: [cbp.Dense(5, 7, "relu", seed=3), cbp.Dense(7, 1, "identity", seed=4)],
-                "squared_error", X, y, 1, 20, sgd(0.01))
+        return (
+            lambda: [cbp.Dense(5, 7, "relu", seed=3), cbp.Dense(7, 1, "identity", seed=4)],
+            "squared_error",
+            X,
+            y,
+            1,
+            20,
+            sgd(0.01),
+        )
     if name in ("3-17tanh-9relu-2-se", "3-17sigmoid-9relu-2-se"):
         act = name.split("-")[1][2:]
         X, y = _data(3, 90, 3, "real", 2)
-        return (lambda: [cbp.Dense(3, 17, act, seed=5), cbp.Dense(17, 9, "relu", seed=6),
-                         cbp.Dense(9, 2, "identity", seed=7)],
-                "squared_error", X, y, 3, 20, lambda: cbp.optim.SGD(0.02, momentum=0.9))
+        return (
+            lambda: [
+                cbp.Dense(3, 17, act, seed=5),
+                cbp.Dense(17, 9, "relu", seed=6),
+                cbp.Dense(9, 2, "identity", seed=7),
+            ],
+            "squared_error",
+            X,
+            y,
+            3,
+            20,
+            lambda: cbp.optim.SGD(0.02, momentum=0.9),
+        )
     if name == "33-4relu-1sigmoid-bce":
         X, y = _data(4, 100, 33, "binary", 1)
-        return (lambda: [cbp.Dense(33, 4, "relu", seed=8), cbp.Dense(4, 1, "sigmoid", seed=9)],
-                "binary_crossentropy", X, y, 5, 25, lambda: cbp.optim.Adam(0.005))
+        return (
+            lambda: [cbp.Dense(33, 4, "relu", seed=8), cbp.Dense(4, 1, "sigmoid", seed=9)],
+            "binary_crossentropy",
+            X,
+            y,
+            5,
+            25,
+            lambda: cbp.optim.Adam(0.005),
+        )
     if name == "6-16relu-dropout-3softmax-cce":
         X, y = _data(5, 300, 6, "labels", 3)
-        return (lambda: [cbp.Dense(6, 16, "relu", seed=10), cbp.Dropout(0.3),
-                         cbp.Dense(16, 3, "softmax", seed=11)],
-                "categorical_crossentropy", X, y, 32, 30, lambda: cbp.optim.RMSprop(0.005))
+        return (
+            lambda: [
+                cbp.Dense(6, 16, "relu", seed=10),
+                cbp.Dropout(0.3),
+                cbp.Dense(16, 3, "softmax", seed=11),
+            ],
+            "categorical_crossentropy",
+            X,
+            y,
+            32,
+            30,
+            lambda: cbp.optim.RMSprop(0.005),
+        )
     if name == "4-9relu-2relu-se":
         X, y = _data(6, 300, 4, "real", 2)
         y = np.abs(y)  # a ReLU output layer can reach these
-        return (lambda: [cbp.Dense(4, 9, "relu", seed=12), cbp.Dense(9, 2, "relu", seed=13)],
-                "squared_error", X, y, 300, 50, sgd(0.05))
+        return (
+            lambda: [cbp.Dense(4, 9, "relu", seed=12), cbp.Dense(9, 2, "relu", seed=13)],
+            "squared_error",
+            X,
+            y,
+            300,
+            50,
+            sgd(0.05),
+        )
     if name == "integers-4-6relu-2-se":
         layers, X, y = _integer_case()
         return layers, "squared_error", X, y, 4, 20, sgd(2.0**-8)
     raise KeyError(name)
 
 
-CASES = ["2-64relu-3softmax-cce", "5-7relu-1-se", "3-17tanh-9relu-2-se", "3-17sigmoid-9relu-2-se",
-         "33-4relu-1sigmoid-bce", "6-16relu-dropout-3softmax-cce", "4-9relu-2relu-se",
-         "integers-4-6relu-2-se"]
+CASES = [
+    "2-64relu-3softmax-cce",
+    "5-7relu-1-se",
+    "3-17tanh-9relu-2-se",
+    "3-17sigmoid-9relu-2-se",
+    "33-4relu-1sigmoid-bce",
+    "6-16relu-dropout-3softmax-cce",
+    "4-9relu-2relu-se",
+    "integers-4-6relu-2-se",
+]
 # The batch sizes of fit: one sample, 3 and 5 (odd tails of the 4-row tiles),
 # 4 (exactly a tile), and 300 (the whole set in one batch).
 BATCHES = [1, 3, 4, 5, 300]
@@ -591,7 +704,7 @@ def _fit(name, backend, path=None):
     return net.parameters.copy(), hist["loss"].copy()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _twin_fit(name):
     """The twin's run does not depend on the table or the dgemm threshold:
     computed once, read-only."""
@@ -615,14 +728,24 @@ def test_training_matches_twin(level, path, name):
 def _fit_batches(backend, batch_size):
     # 7 -> 9 relu -> 5: tails at both widths; 300 samples, so 300 is one batch
     X, y = _data(7, 300, 7, "real", 5)
-    net = cbp.Network([cbp.Dense(7, 9, "relu", seed=14), cbp.Dense(9, 5, "identity", seed=15)],
-                      loss="squared_error", backend=backend)
-    hist = net.fit(X, y, epochs=5 if batch_size == 1 else 10, lr=0.01, batch_size=batch_size,
-                   shuffle=True, seed=22)
+    net = cbp.Network(
+        [cbp.Dense(7, 9, "relu", seed=14), cbp.Dense(9, 5, "identity", seed=15)],
+        loss="squared_error",
+        backend=backend,
+    )
+    hist = net.fit(
+        X,
+        y,
+        epochs=5 if batch_size == 1 else 10,
+        lr=0.01,
+        batch_size=batch_size,
+        shuffle=True,
+        seed=22,
+    )
     return net.parameters.copy(), hist["loss"].copy()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _twin_batches(batch_size):
     params, losses = _fit_batches("numpy", batch_size)
     params.flags.writeable = losses.flags.writeable = False
@@ -631,8 +754,11 @@ def _twin_batches(batch_size):
 
 @pytest.mark.parametrize("batch_size", BATCHES)
 def test_batch_sizes_match_twin(level, path, batch_size):
-    _assert_runs_agree(_fit_batches("native", batch_size), _twin_batches(batch_size),
-                       f"batch_size {batch_size} ({level}, {path})")
+    _assert_runs_agree(
+        _fit_batches("native", batch_size),
+        _twin_batches(batch_size),
+        f"batch_size {batch_size} ({level}, {path})",
+    )
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -662,8 +788,13 @@ def test_gradients_match_twin(level, path, name):
         if not size:
             continue
         scale = np.max(np.abs(wg[off : off + size]))
-        np.testing.assert_allclose(g[off : off + size], wg[off : off + size], rtol=1e-12,
-                                   atol=1e-12 * scale, err_msg=f"{name}, layer at {off}")
+        np.testing.assert_allclose(
+            g[off : off + size],
+            wg[off : off + size],
+            rtol=1e-12,
+            atol=1e-12 * scale,
+            err_msg=f"{name}, layer at {off}",
+        )
         off += size
 
 
@@ -682,13 +813,12 @@ def _xor(backend):
     w2 = rng.uniform(size=(4, 1))
     hidden = cbp.Dense(2, 4, "sigmoid", use_bias=False, weights=w1)
     output = cbp.Dense(4, 1, "sigmoid", use_bias=False, weights=w2)
-    net = cbp.Network([hidden, output], loss="half_squared_error", reduction="sum",
-                      backend=backend)
+    net = cbp.Network([hidden, output], loss="half_squared_error", reduction="sum", backend=backend)
     net.fit(XOR_X, XOR_Y, epochs=10000, lr=0.1, batch_size=None)
     return hidden.weights.copy(), output.weights.copy(), net.predict(XOR_X)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _twin_xor():
     return _xor("numpy")
 

@@ -2,6 +2,7 @@
 NumPy twin (cbp._reference), call by call, and their input checks and
 divergence handling.  The twin's numbers are checked against scikit-learn
 itself by tests/test_sklearn_estimators.py (backend="numpy") and here."""
+
 import itertools
 
 import numpy as np
@@ -16,8 +17,12 @@ from cbp.network import Dense, Network
 pytestmark = pytest.mark.skipif(not cbp.native_available(), reason="no native core")
 
 HIDDEN = ["identity", "logistic", "tanh", "relu"]
-LOSSES = {C.LOSS_SK_SQUARED: "identity", C.LOSS_SK_LOG: "softmax",
-          C.LOSS_SK_BINARY_LOG: "logistic", C.LOSS_SK_POISSON: "identity"}
+LOSSES = {
+    C.LOSS_SK_SQUARED: "identity",
+    C.LOSS_SK_LOG: "softmax",
+    C.LOSS_SK_BINARY_LOG: "logistic",
+    C.LOSS_SK_POISSON: "identity",
+}
 N, D, K = 37, 5, 3
 
 
@@ -34,9 +39,16 @@ def _targets(loss, rng, n=N):
 def _engines(loss, hidden, rng, scale=0.5):
     """A native Engine and its twin over equal copies of one network (5-6-4-3)."""
     sizes = [D, 6, 4, K]
-    layers = [Dense(a, b, hidden if i < 2 else LOSSES[loss],
-                    weights=rng.normal(0, scale, (a, b)), bias=rng.normal(0, scale, b))
-              for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))]
+    layers = [
+        Dense(
+            a,
+            b,
+            hidden if i < 2 else LOSSES[loss],
+            weights=rng.normal(0, scale, (a, b)),
+            bias=rng.normal(0, scale, b),
+        )
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))
+    ]
     net = Network(layers, loss="half_squared_error")
     meta, floats = net._layer_table()
     P = net.parameters.size
@@ -49,10 +61,19 @@ def _engines(loss, hidden, rng, scale=0.5):
 OPTIMIZERS = {  # name: (kind, hyper entries)
     "sgd": (C.OPT_SGD, {C.HYPER_LEARNING_RATE: 0.05}),
     "momentum": (C.OPT_SGD, {C.HYPER_LEARNING_RATE: 0.05, C.HYPER_MOMENTUM: 0.9}),
-    "nesterov": (C.OPT_SGD, {C.HYPER_LEARNING_RATE: 0.05, C.HYPER_MOMENTUM: 0.9,
-                             C.HYPER_NESTEROV: 1.0}),
-    "adam": (C.OPT_ADAM_SK, {C.HYPER_LEARNING_RATE: 0.01, C.HYPER_BETA1: 0.9,
-                             C.HYPER_BETA2: 0.999, C.HYPER_EPSILON: 1e-8}),
+    "nesterov": (
+        C.OPT_SGD,
+        {C.HYPER_LEARNING_RATE: 0.05, C.HYPER_MOMENTUM: 0.9, C.HYPER_NESTEROV: 1.0},
+    ),
+    "adam": (
+        C.OPT_ADAM_SK,
+        {
+            C.HYPER_LEARNING_RATE: 0.01,
+            C.HYPER_BETA1: 0.9,
+            C.HYPER_BETA2: 0.999,
+            C.HYPER_EPSILON: 1e-8,
+        },
+    ),
 }
 
 
@@ -97,15 +118,20 @@ def test_epoch_native_matches_twin(loss, hidden, opt):
 def _loss_grad_pair(loss, hidden, seed, weighted, alpha=0.1):
     rng = np.random.default_rng(seed)
     sizes = [D, 6, 4, K]
-    spec = [(a, b, hidden if i < 2 else LOSSES[loss], rng.normal(0, 0.5, (a, b)),
-             rng.normal(0, 0.5, b)) for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))]
+    spec = [
+        (a, b, hidden if i < 2 else LOSSES[loss], rng.normal(0, 0.5, (a, b)), rng.normal(0, 0.5, b))
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))
+    ]
     X = rng.normal(size=(N, D))
     Y = _targets(loss, rng)
     sw = rng.uniform(0, 2, N) if weighted else None
     out = []
     for backend in ("native", "numpy"):
-        net = Network([Dense(a, b, act, weights=W, bias=c) for a, b, act, W, c in spec],
-                      loss="half_squared_error", backend=backend)
+        net = Network(
+            [Dense(a, b, act, weights=W, bias=c) for a, b, act, W, c in spec],
+            loss="half_squared_error",
+            backend=backend,
+        )
         value = net._engine.sklearn_loss_grad(X, Y, sw, loss, alpha)
         out.append((value, net.gradients.copy(), net))
     return out, X, Y, sw
@@ -176,8 +202,19 @@ def test_bad_input_is_refused_before_the_native_call(case, which):
     native, twin, pn, pr, X, Y = _setup()
     engine, params = (native, pn) if which == "native" else (twin, pr)
     kind, h = _hyper("sgd")
-    args = dict(X=X, Y=Y, sw=None, order=None, batch_size=8, loss=C.LOSS_SK_SQUARED,
-                alpha=0.0, kind=kind, hyper=h, state=np.zeros(params.size), t=0.0)
+    args = dict(
+        X=X,
+        Y=Y,
+        sw=None,
+        order=None,
+        batch_size=8,
+        loss=C.LOSS_SK_SQUARED,
+        alpha=0.0,
+        kind=kind,
+        hyper=h,
+        state=np.zeros(params.size),
+        t=0.0,
+    )
     args.update(BAD[case])
     before = params.copy()
     with pytest.raises(ValueError, match="sklearn_epoch"):
@@ -209,7 +246,9 @@ def test_estimator_divergence_is_sklearns_value_error():
     pytest.importorskip("sklearn")
     X = np.random.default_rng(0).normal(size=(40, 3))
     y = X.sum(axis=1)
-    reg = cbp.MLPRegressor(hidden_layer_sizes=(4,), learning_rate_init=1e308, max_iter=3, random_state=0)
+    reg = cbp.MLPRegressor(
+        hidden_layer_sizes=(4,), learning_rate_init=1e308, max_iter=3, random_state=0
+    )
     with pytest.raises(ValueError, match="non-finite parameter weights"):
         reg.fit(X, y)
     assert all(np.isfinite(w).all() for w in reg.coefs_ + reg.intercepts_)
@@ -223,11 +262,20 @@ def test_whole_runs_native_equal_numpy_backend(solver):
 
     from sklearn.datasets import load_iris
     from sklearn.exceptions import ConvergenceWarning
+
     X, y = load_iris(return_X_y=True)
     fits = []
     for backend in ("native", "numpy"):
-        clf = cbp.MLPClassifier((8, 5), solver=solver, activation="tanh", batch_size=16,
-                                max_iter=10, momentum=0.8, random_state=1, backend=backend)
+        clf = cbp.MLPClassifier(
+            (8, 5),
+            solver=solver,
+            activation="tanh",
+            batch_size=16,
+            max_iter=10,
+            momentum=0.8,
+            random_state=1,
+            backend=backend,
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             fits.append(clf.fit(X, y))

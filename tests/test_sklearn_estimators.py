@@ -1,4 +1,5 @@
 """cbp.MLPClassifier / cbp.MLPRegressor against scikit-learn's own MLP."""
+
 import pickle
 import subprocess
 import sys
@@ -7,8 +8,9 @@ import warnings
 import numpy as np
 import pytest
 
-sklearn = pytest.importorskip("sklearn", minversion="1.9",
-                              reason="scikit-learn>=1.9 (cbp[sklearn]) is not installed")
+sklearn = pytest.importorskip(
+    "sklearn", minversion="1.9", reason="scikit-learn>=1.9 (cbp[sklearn]) is not installed"
+)
 
 from sklearn import neural_network as sknn  # noqa: E402
 from sklearn.base import clone  # noqa: E402
@@ -54,8 +56,9 @@ def assert_same_fit(ours, theirs, lbfgs=False):
         np.testing.assert_allclose(ours.best_loss_, theirs.best_loss_, rtol=RTOL)
     else:
         np.testing.assert_allclose(ours.validation_scores_, theirs.validation_scores_, rtol=RTOL)
-        np.testing.assert_allclose(ours.best_validation_score_, theirs.best_validation_score_,
-                                   rtol=RTOL)
+        np.testing.assert_allclose(
+            ours.best_validation_score_, theirs.best_validation_score_, rtol=RTOL
+        )
         assert ours.best_loss_ is None and theirs.best_loss_ is None
 
 
@@ -70,22 +73,28 @@ def _binary():
 
 
 def _multilabel():
-    X, Y = make_multilabel_classification(n_samples=90, n_features=6, n_classes=3,
-                                          random_state=0)
+    X, Y = make_multilabel_classification(n_samples=90, n_features=6, n_classes=3, random_state=0)
     return StandardScaler().fit_transform(X), Y
 
 
 def _regression(n_targets=1):
-    X, y = make_regression(n_samples=90, n_features=5, n_targets=n_targets, noise=0.5,
-                           random_state=0)
+    X, y = make_regression(
+        n_samples=90, n_features=5, n_targets=n_targets, noise=0.5, random_state=0
+    )
     return X, y / y.std()
 
 
-DATA = {"binary": _binary, "multiclass": _iris, "multilabel": _multilabel,
-        "regression": _regression, "regression2": lambda: _regression(2)}
+DATA = {
+    "binary": _binary,
+    "multiclass": _iris,
+    "multilabel": _multilabel,
+    "regression": _regression,
+    "regression2": lambda: _regression(2),
+}
 
 
 # -- conformance ---------------------------------------------------------------
+
 
 @parametrize_with_checks(
     # the instances of scikit-learn's own check of its MLP (max_iter=100)
@@ -99,21 +108,33 @@ def test_sklearn_compatible(estimator, check):
 
 # -- fidelity: the same numbers as scikit-learn --------------------------------
 
+
 @pytest.mark.parametrize("solver", ["sgd", "adam"])
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("target", list(DATA))
 def test_same_numbers_as_sklearn(solver, activation, target):
     X, y = DATA[target]()
     kind = "reg" if target.startswith("regression") else "clf"
-    ours, theirs = _pair(kind, hidden_layer_sizes=(6, 4), activation=activation, solver=solver,
-                         batch_size=16, max_iter=10, learning_rate_init=0.01, alpha=1e-3,
-                         random_state=3)
+    ours, theirs = _pair(
+        kind,
+        hidden_layer_sizes=(6, 4),
+        activation=activation,
+        solver=solver,
+        batch_size=16,
+        max_iter=10,
+        learning_rate_init=0.01,
+        alpha=1e-3,
+        random_state=3,
+    )
     _quiet(ours.fit, X, y)
     _quiet(theirs.fit, X, y)
     assert_same_fit(ours, theirs)
-    np.testing.assert_allclose(ours.predict(X) if kind == "reg" else ours.predict_proba(X),
-                               theirs.predict(X) if kind == "reg" else theirs.predict_proba(X),
-                               rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        ours.predict(X) if kind == "reg" else ours.predict_proba(X),
+        theirs.predict(X) if kind == "reg" else theirs.predict_proba(X),
+        rtol=1e-9,
+        atol=1e-12,
+    )
 
 
 @pytest.mark.parametrize("solver", ["sgd", "adam"])
@@ -121,9 +142,18 @@ def test_same_numbers_as_sklearn(solver, activation, target):
 def test_early_stopping_same_as_sklearn(solver, target):
     X, y = DATA[target]()
     kind = "reg" if target.startswith("regression") else "clf"
-    ours, theirs = _pair(kind, hidden_layer_sizes=(8,), solver=solver, early_stopping=True,
-                         validation_fraction=0.2, n_iter_no_change=3, max_iter=25,
-                         learning_rate_init=0.05, batch_size=10, random_state=1)
+    ours, theirs = _pair(
+        kind,
+        hidden_layer_sizes=(8,),
+        solver=solver,
+        early_stopping=True,
+        validation_fraction=0.2,
+        n_iter_no_change=3,
+        max_iter=25,
+        learning_rate_init=0.05,
+        batch_size=10,
+        random_state=1,
+    )
     _quiet(ours.fit, X, y)
     _quiet(theirs.fit, X, y)
     assert len(theirs.validation_scores_) >= 4
@@ -137,9 +167,17 @@ def test_sample_weight_same_as_sklearn(solver, target, early_stopping):
     X, y = DATA[target]()
     sw = np.random.default_rng(0).uniform(0.1, 3.0, X.shape[0])
     kind = "reg" if target.startswith("regression") else "clf"
-    ours, theirs = _pair(kind, hidden_layer_sizes=(5,), solver=solver, batch_size=13,
-                         max_iter=10, early_stopping=early_stopping, alpha=0.01,
-                         learning_rate_init=0.02, random_state=2)
+    ours, theirs = _pair(
+        kind,
+        hidden_layer_sizes=(5,),
+        solver=solver,
+        batch_size=13,
+        max_iter=10,
+        early_stopping=early_stopping,
+        alpha=0.01,
+        learning_rate_init=0.02,
+        random_state=2,
+    )
     _quiet(ours.fit, X, y, sample_weight=sw)
     _quiet(theirs.fit, X, y, sample_weight=sw)
     assert_same_fit(ours, theirs)
@@ -150,16 +188,27 @@ def test_sample_weight_same_as_sklearn(solver, target, early_stopping):
 def test_sgd_schedules_same_as_sklearn(schedule, momentum, nesterov):
     X, y = _iris()
     # tol large enough that 'adaptive' divides the rate by 5 several times
-    ours, theirs = _pair("clf", hidden_layer_sizes=(6,), solver="sgd", learning_rate=schedule,
-                         momentum=momentum, nesterovs_momentum=nesterov,
-                         learning_rate_init=0.1, power_t=0.3, batch_size=20, max_iter=30,
-                         tol=0.05 if schedule == "adaptive" else 1e-4, n_iter_no_change=2,
-                         random_state=4)
+    ours, theirs = _pair(
+        "clf",
+        hidden_layer_sizes=(6,),
+        solver="sgd",
+        learning_rate=schedule,
+        momentum=momentum,
+        nesterovs_momentum=nesterov,
+        learning_rate_init=0.1,
+        power_t=0.3,
+        batch_size=20,
+        max_iter=30,
+        tol=0.05 if schedule == "adaptive" else 1e-4,
+        n_iter_no_change=2,
+        random_state=4,
+    )
     _quiet(ours.fit, X, y)
     _quiet(theirs.fit, X, y)
     assert_same_fit(ours, theirs)
-    assert ours._optimizer.learning_rate == pytest.approx(theirs._optimizer.learning_rate,
-                                                          rel=1e-12)
+    assert ours._optimizer.learning_rate == pytest.approx(
+        theirs._optimizer.learning_rate, rel=1e-12
+    )
     if schedule == "adaptive":
         assert theirs._optimizer.learning_rate < 0.1 / 5
 
@@ -167,8 +216,9 @@ def test_sgd_schedules_same_as_sklearn(schedule, momentum, nesterov):
 @pytest.mark.parametrize("shuffle", [True, False])
 def test_no_shuffle_and_auto_batch_same_as_sklearn(shuffle):
     X, y = _regression()
-    ours, theirs = _pair("reg", hidden_layer_sizes=(7,), shuffle=shuffle, max_iter=10,
-                         random_state=5)
+    ours, theirs = _pair(
+        "reg", hidden_layer_sizes=(7,), shuffle=shuffle, max_iter=10, random_state=5
+    )
     _quiet(ours.fit, X, y)
     _quiet(theirs.fit, X, y)
     assert_same_fit(ours, theirs)
@@ -178,21 +228,34 @@ def test_poisson_same_as_sklearn():
     rng = np.random.default_rng(1)
     X = rng.normal(size=(80, 4))
     y = rng.poisson(np.exp(0.3 * X[:, 0]))
-    ours, theirs = _pair("reg", loss="poisson", hidden_layer_sizes=(5,), max_iter=10,
-                         learning_rate_init=0.01, random_state=0)
+    ours, theirs = _pair(
+        "reg",
+        loss="poisson",
+        hidden_layer_sizes=(5,),
+        max_iter=10,
+        learning_rate_init=0.01,
+        random_state=0,
+    )
     _quiet(ours.fit, X, y)
     _quiet(theirs.fit, X, y)
     assert_same_fit(ours, theirs)
     np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-9)
-    np.testing.assert_allclose(np.exp(ours.network_.predict(X)).ravel(), theirs.predict(X),
-                               rtol=1e-9)
+    np.testing.assert_allclose(
+        np.exp(ours.network_.predict(X)).ravel(), theirs.predict(X), rtol=1e-9
+    )
 
 
 @pytest.mark.parametrize("kind", ["clf", "reg"])
 def test_warm_start_same_as_sklearn(kind):
     X, y = _iris() if kind == "clf" else _regression()
-    ours, theirs = _pair(kind, hidden_layer_sizes=(5,), max_iter=4, warm_start=True,
-                         learning_rate_init=0.01, random_state=0)
+    ours, theirs = _pair(
+        kind,
+        hidden_layer_sizes=(5,),
+        max_iter=4,
+        warm_start=True,
+        learning_rate_init=0.01,
+        random_state=0,
+    )
     for _ in range(3):
         _quiet(ours.fit, X, y)
         _quiet(theirs.fit, X, y)
@@ -203,8 +266,9 @@ def test_warm_start_same_as_sklearn(kind):
 @pytest.mark.parametrize("solver", ["sgd", "adam"])
 def test_partial_fit_same_as_sklearn(solver):
     X, y = _iris()
-    ours, theirs = _pair("clf", hidden_layer_sizes=(5,), solver=solver, batch_size=30,
-                         random_state=0)
+    ours, theirs = _pair(
+        "clf", hidden_layer_sizes=(5,), solver=solver, batch_size=30, random_state=0
+    )
     classes = np.unique(y)
     for i in range(4):
         part = slice(0, 75) if i % 2 == 0 else slice(75, 150)
@@ -223,8 +287,7 @@ def test_partial_fit_same_as_sklearn(solver):
 def test_lbfgs_same_as_sklearn(target):
     X, y = DATA[target]()
     kind = "reg" if target.startswith("regression") else "clf"
-    ours, theirs = _pair(kind, hidden_layer_sizes=(6,), solver="lbfgs", max_iter=60,
-                         random_state=0)
+    ours, theirs = _pair(kind, hidden_layer_sizes=(6,), solver="lbfgs", max_iter=60, random_state=0)
     _quiet(ours.fit, X, y)
     _quiet(theirs.fit, X, y)
     assert abs(ours.loss_ - theirs.loss_) <= 1e-6
@@ -243,6 +306,7 @@ def test_float32_int_bool_features_train_in_float64():
 
 
 # -- network_ ------------------------------------------------------------------
+
 
 def test_network_weights_are_coefs():
     X, y = _iris()
@@ -273,8 +337,7 @@ def test_predict_from_several_threads(monkeypatch):
     expected = clf.predict_proba(Xb)
     numpy_calls = []
     forward = _sklearn_epoch.forward
-    monkeypatch.setattr(_sklearn_epoch, "forward",
-                        lambda *a: numpy_calls.append(1) or forward(*a))
+    monkeypatch.setattr(_sklearn_epoch, "forward", lambda *a: numpy_calls.append(1) or forward(*a))
 
     def work(_):
         return [clf.predict_proba(Xb) for _ in range(10)]
@@ -298,6 +361,7 @@ def test_backend_parameter(backend):
 
 # -- cbp extras ----------------------------------------------------------------
 
+
 def test_class_weight_is_sample_weight():
     X, y = _iris()
     keep = np.r_[0:50, 50:70, 100:150]  # unbalanced
@@ -306,8 +370,12 @@ def test_class_weight_is_sample_weight():
 
     for cw in ("balanced", {0: 1.0, 1: 4.0, 2: 0.5}):
         ours = _quiet(MLPClassifier((5,), max_iter=8, class_weight=cw, random_state=0).fit, X, y)
-        theirs = _quiet(sknn.MLPClassifier((5,), max_iter=8, random_state=0).fit, X, y,
-                        sample_weight=compute_sample_weight(cw, y))
+        theirs = _quiet(
+            sknn.MLPClassifier((5,), max_iter=8, random_state=0).fit,
+            X,
+            y,
+            sample_weight=compute_sample_weight(cw, y),
+        )
         assert_same_fit(ours, theirs)
     with pytest.raises(ValueError, match="class_weight"):
         MLPClassifier(class_weight="bad").fit(X, y)
@@ -318,11 +386,16 @@ def test_class_weight_is_sample_weight():
 
 # -- scikit-learn integration --------------------------------------------------
 
-@pytest.mark.parametrize("labels", [
-    np.array(["setosa", "versicolor", "virginica"]),
-    np.array([10, -3, 7]),
-    np.array(["x", "y", "z"], dtype=object),
-], ids=["str", "int", "object"])
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        np.array(["setosa", "versicolor", "virginica"]),
+        np.array([10, -3, 7]),
+        np.array(["x", "y", "z"], dtype=object),
+    ],
+    ids=["str", "int", "object"],
+)
 def test_any_labels(labels):
     X, y = _iris()
     y_named = labels[y]
@@ -357,14 +430,21 @@ def test_dataframe_feature_names():
 def test_pipeline_gridsearch_cv_clone_pickle():
     X, y = load_iris(return_X_y=True)
     pipe = make_pipeline(StandardScaler(), MLPClassifier(max_iter=30, random_state=0))
-    grid = GridSearchCV(pipe, {"mlpclassifier__hidden_layer_sizes": [(4,), (8,)],
-                               "mlpclassifier__alpha": [1e-4, 1e-1]}, cv=3)
+    grid = GridSearchCV(
+        pipe,
+        {"mlpclassifier__hidden_layer_sizes": [(4,), (8,)], "mlpclassifier__alpha": [1e-4, 1e-1]},
+        cv=3,
+    )
     _quiet(grid.fit, X, y)
-    assert set(grid.best_params_) == {"mlpclassifier__hidden_layer_sizes",
-                                      "mlpclassifier__alpha"}
+    assert set(grid.best_params_) == {"mlpclassifier__hidden_layer_sizes", "mlpclassifier__alpha"}
     scores = _quiet(cross_val_score, pipe, X, y, cv=3)
-    ref = _quiet(cross_val_score, make_pipeline(
-        StandardScaler(), sknn.MLPClassifier(max_iter=30, random_state=0)), X, y, cv=3)
+    ref = _quiet(
+        cross_val_score,
+        make_pipeline(StandardScaler(), sknn.MLPClassifier(max_iter=30, random_state=0)),
+        X,
+        y,
+        cv=3,
+    )
     np.testing.assert_allclose(scores, ref)
     est = grid.best_estimator_
     c = clone(est)

@@ -1,4 +1,5 @@
 """cbp.summary: the layer table."""
+
 import cbp
 from cbp.summary import Summary, summary
 
@@ -8,7 +9,7 @@ def rows(text):
     lines = text.splitlines()
     rules = [i for i, line in enumerate(lines) if set(line) == {"-"}]
     assert len(rules) == 2
-    return [line.split("  ") for line in lines[rules[0] + 1: rules[1]]], lines
+    return [line.split("  ") for line in lines[rules[0] + 1 : rules[1]]], lines
 
 
 def cells(row):
@@ -16,22 +17,36 @@ def cells(row):
 
 
 def test_summary_table(backend):
-    net = cbp.Network([cbp.Dense(784, 256, "relu"), cbp.Dropout(0.2),
-                       cbp.Dense(256, 10, "leaky_relu", trainable=False, use_bias=False),
-                       cbp.Dense(10, 3, "softmax")],
-                      loss="categorical_crossentropy", backend=backend, seed=0,
-                      optimizer=cbp.optim.Adam())
+    net = cbp.Network(
+        [
+            cbp.Dense(784, 256, "relu"),
+            cbp.Dropout(0.2),
+            cbp.Dense(256, 10, "leaky_relu", trainable=False, use_bias=False),
+            cbp.Dense(10, 3, "softmax"),
+        ],
+        loss="categorical_crossentropy",
+        backend=backend,
+        seed=0,
+        optimizer=cbp.optim.Adam(),
+    )
     text = summary(net)
     assert isinstance(text, Summary) and isinstance(text, str)
     assert repr(text) == str(text)  # shown as the table at the prompt
     table, lines = rows(text)
-    assert lines[0].split() == ["#", "layer", "activation", "input", "output", "weights",
-                                "bias", "trainable"]
+    assert lines[0].split() == [
+        "#",
+        "layer",
+        "activation",
+        "input",
+        "output",
+        "weights",
+        "bias",
+        "trainable",
+    ]
     assert [cells(r) for r in table] == [
         ["0", "Dense", "relu", "(batch, 784)", "(batch, 256)", "200704", "256", "yes"],
         ["1", "Dropout(0.2)", "-", "(batch, 256)", "(batch, 256)", "0", "-", "-"],
-        ["2", "Dense", "leaky_relu (alpha 0.01)", "(batch, 256)", "(batch, 10)", "2560", "-",
-         "no"],
+        ["2", "Dense", "leaky_relu (alpha 0.01)", "(batch, 256)", "(batch, 10)", "2560", "-", "no"],
         ["3", "Dense", "softmax", "(batch, 10)", "(batch, 3)", "30", "3", "yes"],
     ]
     total = 784 * 256 + 256 + 256 * 10 + 10 * 3 + 3
@@ -44,8 +59,9 @@ def test_summary_table(backend):
 
 
 def test_summary_counts_a_frozen_bias(backend):
-    net = cbp.Network([cbp.Dense(2, 2, "sigmoid"), cbp.Dense(2, 1, "identity")],
-                      backend=backend, seed=1)
+    net = cbp.Network(
+        [cbp.Dense(2, 2, "sigmoid"), cbp.Dense(2, 1, "identity")], backend=backend, seed=1
+    )
     net.layers[0].bias_trainable = False  # the flag Dense is getting
     text = summary(net)
     table, _ = rows(text)

@@ -12,6 +12,7 @@ whatever the build (release, CBP_DEBUG, AddressSanitizer).
 Synchronisation that must be exact uses events, never sleeps: a callback
 that parks the fitting thread, or polling until the guard has been seen.
 """
+
 import os
 import pickle
 import subprocess
@@ -40,9 +41,14 @@ def data(seed=0, n=128):
 
 def wide_net(backend="native", seed=0, **kw):
     """A 64-64-1 network: each epoch is real work for the native core."""
-    return cbp.Network([cbp.Dense(WIDTH, WIDTH, "tanh", seed=seed),
-                        cbp.Dense(WIDTH, 1, "identity", seed=seed + 1)],
-                       backend=backend, **kw)
+    return cbp.Network(
+        [
+            cbp.Dense(WIDTH, WIDTH, "tanh", seed=seed),
+            cbp.Dense(WIDTH, 1, "identity", seed=seed + 1),
+        ],
+        backend=backend,
+        **kw,
+    )
 
 
 _calibrated = {}
@@ -59,7 +65,7 @@ def long_epochs(backend="native"):
             t = time.perf_counter()
             net.fit(X, y, epochs=epochs, lr=1e-3)
             dt = time.perf_counter() - t
-            if dt > 0.05 or epochs > 10 ** 6:
+            if dt > 0.05 or epochs > 10**6:
                 break
             epochs *= 4
         _calibrated[backend] = max(10, int(epochs * TARGET_SECONDS / dt))
@@ -123,13 +129,17 @@ def test_fit_releases_the_gil(native):
             t1 = time.perf_counter()
             c1 = ticker.count
         pause, stamps = ticker.longest_pause(t0, t1)
-        print(f"fit of {epochs} epochs: {t1 - t0:.3f} s; the Python thread counted "
-              f"{c1 - c0} meanwhile ({stamps} stamps), longest pause {pause:.3f} s")
+        print(
+            f"fit of {epochs} epochs: {t1 - t0:.3f} s; the Python thread counted "
+            f"{c1 - c0} meanwhile ({stamps} stamps), longest pause {pause:.3f} s"
+        )
         if c1 > c0 and pause < 0.5 * (t1 - t0):
             break
     else:
-        pytest.fail(f"the Python thread was frozen for {pause:.3f} s of a {t1 - t0:.3f} s fit: "
-                    "fit holds the GIL")
+        pytest.fail(
+            f"the Python thread was frozen for {pause:.3f} s of a {t1 - t0:.3f} s fit: "
+            "fit holds the GIL"
+        )
 
 
 def test_two_networks_train_at_the_same_time(native):
@@ -154,8 +164,9 @@ def test_two_networks_train_at_the_same_time(native):
             try:
                 barrier.wait(JOIN)
                 t0 = time.perf_counter()
-                h = nets[i].fit(X, y, epochs=epochs, lr=1e-3, batch_size=32, shuffle=True,
-                                seed=10 * i)
+                h = nets[i].fit(
+                    X, y, epochs=epochs, lr=1e-3, batch_size=32, shuffle=True, seed=10 * i
+                )
                 spans[i] = (t0, time.perf_counter())
                 results[i] = h["loss"]
             except BaseException as exc:  # reported below
@@ -170,19 +181,24 @@ def test_two_networks_train_at_the_same_time(native):
         assert not errors, errors
         assert not any(t.is_alive() for t in threads)
         for i in range(2):
-            assert nets[i].parameters.tobytes() == expected[i][0].tobytes(), \
+            assert nets[i].parameters.tobytes() == expected[i][0].tobytes(), (
                 f"network {i} trained in parallel differs from the same training alone"
+            )
             np.testing.assert_array_equal(results[i], expected[i][1])
         (a0, a1), (b0, b1) = spans
         overlap = min(a1, b1) - max(a0, b0)
         both = (min(a0, b0), max(a1, b1))
         pause, stamps = ticker.longest_pause(*both)
-        print(f"fits {a1 - a0:.3f} s and {b1 - b0:.3f} s overlapping {overlap:.3f} s; "
-              f"Python thread: {stamps} stamps, longest pause {pause:.3f} s")
+        print(
+            f"fits {a1 - a0:.3f} s and {b1 - b0:.3f} s overlapping {overlap:.3f} s; "
+            f"Python thread: {stamps} stamps, longest pause {pause:.3f} s"
+        )
         if overlap > 0.5 * min(a1 - a0, b1 - b0) and pause < 0.5 * (both[1] - both[0]):
             break
     else:
-        pytest.fail(f"no real overlap: fits {spans}, longest pause of a Python thread {pause:.3f} s")
+        pytest.fail(
+            f"no real overlap: fits {spans}, longest pause of a Python thread {pause:.3f} s"
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -214,6 +230,7 @@ def _fit_in_thread(net, X, y, epochs, hold=None, **kw):
     box = {}
     started = threading.Event()
     if hold is not None:
+
         def park(epoch, logs):
             box["parked_at"] = time.perf_counter()
             hold.wait(JOIN)
@@ -351,8 +368,9 @@ def _park_in_callback(net, X, y, epochs=3):
 
     def target():
         try:
-            box["history"] = net.fit(X, y, epochs=epochs, lr=1e-3, callback=callback,
-                                     callback_every=1)
+            box["history"] = net.fit(
+                X, y, epochs=epochs, lr=1e-3, callback=callback, callback_every=1
+            )
         except BaseException as exc:
             box["error"] = exc
 
@@ -392,8 +410,9 @@ def test_guard_survives_a_thread_starting_fit_during_a_callback(native):
             pass
     thread_b.join(JOIN)
     assert "error" not in box_a, f"thread A's fit failed: {box_a.get('error')!r}"
-    assert isinstance(box_b.get("error"), RuntimeError) and \
-        "another thread" in str(box_b["error"]), f"thread B: {box_b!r}"
+    assert isinstance(box_b.get("error"), RuntimeError) and "another thread" in str(
+        box_b["error"]
+    ), f"thread B: {box_b!r}"
     assert third == "refused"
 
 
@@ -441,13 +460,23 @@ def test_concurrent_misuse_cannot_crash_the_interpreter(native, tmp_path):
     # the child must import the cbp under test (a scratch build, say), not
     # whichever one its script's folder would lead to
     here = os.path.dirname(os.path.dirname(os.path.abspath(cbp.__file__)))
-    env = dict(os.environ, PYTHONFAULTHANDLER="1",
-               PYTHONPATH=os.pathsep.join([here] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=JOIN, env=env, cwd=os.getcwd())
+    env = dict(
+        os.environ,
+        PYTHONFAULTHANDLER="1",
+        PYTHONPATH=os.pathsep.join([here] + [p for p in [os.environ.get("PYTHONPATH")] if p]),
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=JOIN,
+        env=env,
+        cwd=os.getcwd(),
+    )
     assert proc.returncode == 0, (
         f"child exited with {proc.returncode} (-11: SIGSEGV); stdout={proc.stdout[-500:]!r} "
-        f"stderr={proc.stderr[-1500:]!r}")
+        f"stderr={proc.stderr[-1500:]!r}"
+    )
 
 
 def test_refused_fit_leaves_the_optimizer_alone(native):
@@ -473,8 +502,10 @@ def test_save_and_pickle_are_refused_during_fit(native, tmp_path):
     thread, box = _fit_in_thread(net, X, y, long_epochs(), hold=hold)
     outcomes = {}
     try:
-        for name, call in (("save", lambda: net.save(tmp_path / "mid.npz")),
-                           ("pickle", lambda: pickle.dumps(net))):
+        for name, call in (
+            ("save", lambda: net.save(tmp_path / "mid.npz")),
+            ("pickle", lambda: pickle.dumps(net)),
+        ):
             try:
                 call()
                 outcomes[name] = "accepted"

@@ -3,6 +3,7 @@
 Expected values come from the seed tutorials' printed numbers, from the
 network's own forward/backward on a pickled copy, and from the other backend.
 """
+
 import pickle
 import re
 
@@ -25,7 +26,8 @@ def seed001(backend):
 def mixed_net(backend, loss="categorical_crossentropy", reduction="mean", seed=3):
     """Penalties everywhere, a dropout layer, a frozen layer, no-bias layer."""
     out_act = {"categorical_crossentropy": "softmax", "binary_crossentropy": "sigmoid"}.get(
-        loss, "tanh")
+        loss, "tanh"
+    )
     layers = [
         cbp.Dense(3, 5, "elu", weight_l1=0.01, weight_l2=0.02, bias_l1=0.003, bias_l2=0.004),
         cbp.Dropout(0.4),
@@ -49,9 +51,13 @@ def batch(loss, n=6, seed=0):
 
 def snapshot(net):
     opt = net.optimizer
-    return (net.parameters.copy(), net.gradients.copy(), net.epochs_trained,
-            None if opt is None or opt.state is None else opt.state.copy(),
-            None if opt is None else opt.iterations)
+    return (
+        net.parameters.copy(),
+        net.gradients.copy(),
+        net.epochs_trained,
+        None if opt is None or opt.state is None else opt.state.copy(),
+        None if opt is None else opt.iterations,
+    )
 
 
 def assert_same_state(net, before):
@@ -95,7 +101,16 @@ def test_seed001_trace_arrays(backend):
     np.testing.assert_allclose(hidden.updated_bias, [0.49, -0.01], rtol=TIGHT)
     assert t.lr == 0.01
     assert weight_names(seed001(backend)) == [
-        "w1", "w2", "w3", "w4", "bias1", "bias2", "w5", "w6", "bias3"]
+        "w1",
+        "w2",
+        "w3",
+        "w4",
+        "bias1",
+        "bias2",
+        "w5",
+        "w6",
+        "bias3",
+    ]
 
 
 def test_no_lr_means_no_update(backend):
@@ -107,8 +122,7 @@ def test_no_lr_means_no_update(backend):
 # ---------------------------------------------------------------------------
 # agreement with the network's own backward, and between backends
 # ---------------------------------------------------------------------------
-LOSSES = ["squared_error", "half_squared_error", "categorical_crossentropy",
-          "binary_crossentropy"]
+LOSSES = ["squared_error", "half_squared_error", "categorical_crossentropy", "binary_crossentropy"]
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
@@ -146,8 +160,21 @@ def test_native_and_numpy_traces_agree(native_core, loss):
     assert (a.backend, b.backend) == ("native", "numpy")
     assert a.loss == pytest.approx(b.loss, rel=TIGHT)
     for la, lb in zip(a.layers, b.layers):
-        for name in ("inputs", "z", "a", "da", "derivative", "dz", "dinputs", "weights",
-                     "bias", "dweights", "dbias", "updated_weights", "updated_bias"):
+        for name in (
+            "inputs",
+            "z",
+            "a",
+            "da",
+            "derivative",
+            "dz",
+            "dinputs",
+            "weights",
+            "bias",
+            "dweights",
+            "dbias",
+            "updated_weights",
+            "updated_bias",
+        ):
             va, vb = getattr(la, name), getattr(lb, name)
             assert (va is None) == (vb is None), name
             if va is not None:
@@ -359,10 +386,20 @@ def test_explain_numbers_are_compact():
 def test_explain_penalties_frozen_and_fused(backend):
     """A one-sample softmax + cross-entropy network with penalties and a
     frozen layer: the fused delta, the penalty terms, frozen weights stay."""
-    layers = [cbp.Dense(2, 2, "tanh", trainable=False, weight_l2=0.1,
-                        weights=[[0.5, -0.4], [0.3, 0.8]], bias=[0.1, -0.2]),
-              cbp.Dense(2, 2, "softmax", bias_l1=0.05, weights=[[1.0, -1.0], [0.5, 0.25]],
-                        bias=[0.2, -0.3])]
+    layers = [
+        cbp.Dense(
+            2,
+            2,
+            "tanh",
+            trainable=False,
+            weight_l2=0.1,
+            weights=[[0.5, -0.4], [0.3, 0.8]],
+            bias=[0.1, -0.2],
+        ),
+        cbp.Dense(
+            2, 2, "softmax", bias_l1=0.05, weights=[[1.0, -1.0], [0.5, 0.25]], bias=[0.2, -0.3]
+        ),
+    ]
     net = cbp.Network(layers, loss="categorical_crossentropy", backend=backend)
     t = trace(net, [[1.0, 2.0]], [1], lr=0.5)
     text = t.explain()
@@ -381,14 +418,20 @@ def test_explain_every_activation_and_loss_matches_the_arrays(backend):
     """Whatever the pair, each dL/dw line ends on the traced gradient, and
     each unit line on the traced activation."""
     for act in ["identity", "relu", "leaky_relu", "prelu", "elu", "sigmoid", "tanh", "softmax"]:
-        for loss, out_act in [("squared_error", "identity"), ("half_squared_error", "softmax"),
-                              ("binary_crossentropy", "sigmoid"),
-                              ("binary_crossentropy", "tanh"),
-                              ("categorical_crossentropy", "sigmoid")]:
-            layers = [cbp.Dense(2, 2, act, weights=[[0.5, -0.4], [0.3, 0.8]], bias=[0.1, -0.2]),
-                      cbp.Dense(2, 2, out_act, weights=[[0.7, -0.2], [0.5, 0.25]])]
-            net = cbp.Network(layers, loss=loss, reduction="mean", backend=backend,
-                              check_output=False)  # the unfused pairs too
+        for loss, out_act in [
+            ("squared_error", "identity"),
+            ("half_squared_error", "softmax"),
+            ("binary_crossentropy", "sigmoid"),
+            ("binary_crossentropy", "tanh"),
+            ("categorical_crossentropy", "sigmoid"),
+        ]:
+            layers = [
+                cbp.Dense(2, 2, act, weights=[[0.5, -0.4], [0.3, 0.8]], bias=[0.1, -0.2]),
+                cbp.Dense(2, 2, out_act, weights=[[0.7, -0.2], [0.5, 0.25]]),
+            ]
+            net = cbp.Network(
+                layers, loss=loss, reduction="mean", backend=backend, check_output=False
+            )  # the unfused pairs too
             y = [[0.0, 1.0]] if loss != "binary_crossentropy" else [[0.2, 0.9]]
             if out_act == "tanh":
                 net.layers[1].weights = [[0.2, 0.1], [0.1, 0.2]]
@@ -396,10 +439,12 @@ def test_explain_every_activation_and_loss_matches_the_arrays(backend):
             text = t.explain()
             for name, grad in zip(weight_names(net), t.gradients):
                 assert value_of(text, f"dL/d{name} =") == pytest.approx(
-                    grad, rel=1e-8, abs=1e-12), (act, loss, out_act, name)
+                    grad, rel=1e-8, abs=1e-12
+                ), (act, loss, out_act, name)
             for j, u in enumerate(["h1", "h2"]):
                 assert value_of(text, f"{u} = ") == pytest.approx(
-                    t.layers[0].a[0, j], rel=1e-8, abs=1e-12)
+                    t.layers[0].a[0, j], rel=1e-8, abs=1e-12
+                )
             assert loss_of(text) == pytest.approx(t.loss, rel=1e-8)
 
 
@@ -417,8 +462,9 @@ def test_explain_falls_back_to_a_table(backend):
         t.explain(detail=True)
     one = trace(net, X[1:2], y[1:2], lr)
     assert "dL/dw12 =" in one.explain()  # one sample, 12 weights: every derivative
-    wide = cbp.Network([cbp.Dense(3, 4, "relu"), cbp.Dense(4, 1, "identity")], seed=0,
-                       backend=backend)
+    wide = cbp.Network(
+        [cbp.Dense(3, 4, "relu"), cbp.Dense(4, 1, "identity")], seed=0, backend=backend
+    )
     w = trace(wide, [[1.0, 2.0, 3.0]], [[1.0]])
     assert "dL/dw1" not in w.explain()  # 16 weights
     assert "dL/dw16 =" in w.explain(detail=True)
@@ -434,10 +480,12 @@ def test_explain_ascii(backend):
 def test_explain_deeper_network_with_dropout(backend):
     """Two hidden layers (h1_1 ..., h2_1 ...) and a dropout layer between them."""
     rng = np.random.default_rng(5)
-    layers = [cbp.Dense(2, 2, "tanh", weights=rng.uniform(-1, 1, (2, 2)), bias=[0.1, -0.1]),
-              cbp.Dropout(0.5),
-              cbp.Dense(2, 2, "sigmoid", weights=rng.uniform(-1, 1, (2, 2)), bias=[0.2, 0.0]),
-              cbp.Dense(2, 1, "identity", weights=[[0.7], [-0.6]], bias=[0.05])]
+    layers = [
+        cbp.Dense(2, 2, "tanh", weights=rng.uniform(-1, 1, (2, 2)), bias=[0.1, -0.1]),
+        cbp.Dropout(0.5),
+        cbp.Dense(2, 2, "sigmoid", weights=rng.uniform(-1, 1, (2, 2)), bias=[0.2, 0.0]),
+        cbp.Dense(2, 1, "identity", weights=[[0.7], [-0.6]], bias=[0.05]),
+    ]
     net = cbp.Network(layers, loss="half_squared_error", backend=backend)
     t = trace(net, [[0.3, -0.8]], [[0.5]], lr=0.1)
     text = t.explain()

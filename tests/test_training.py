@@ -16,6 +16,7 @@ Where the expected values come from:
   epochs over a grid of optimizers, batch sizes, shuffle, tasks, penalties
   and dropout.
 """
+
 import math
 import sys
 import types
@@ -26,6 +27,7 @@ import pytest
 import cbp
 from cbp import _reference as ref
 from cbp import optim
+
 
 def kernels(backend):
     return cbp._backend.module(backend)
@@ -41,15 +43,19 @@ def assert_close(actual, desired, rtol=1e-12, atol=0.0, err_msg=""):
 # twin, or loops of train_step calls, which take neither path.
 #: backend: native, numpy, and native on both paths
 ON_EVERY_PATH = pytest.mark.parametrize(
-    "backend", ["native", "numpy", "native-two_threads", "native-feature_major"], indirect=True)
+    "backend", ["native", "numpy", "native-two_threads", "native-feature_major"], indirect=True
+)
 #: native (side by side with the twin) on both paths
 NATIVE_ON_EVERY_PATH = pytest.mark.parametrize(
-    "native", ["native", "native-two_threads", "native-feature_major"], indirect=True)
+    "native", ["native", "native-two_threads", "native-feature_major"], indirect=True
+)
 #: dropout is never trained feature-major: the two-thread path only
 ON_TWO_THREADS = pytest.mark.parametrize(
-    "backend", ["native", "numpy", "native-two_threads"], indirect=True)
+    "backend", ["native", "numpy", "native-two_threads"], indirect=True
+)
 NATIVE_ON_TWO_THREADS = pytest.mark.parametrize(
-    "native", ["native", "native-two_threads"], indirect=True)
+    "native", ["native", "native-two_threads"], indirect=True
+)
 
 
 # ---------------------------------------------------------------------------
@@ -150,7 +156,8 @@ def test_random_bits_and_shuffle_order_agree_across_backends(native):
                 assert a.dtype == b.dtype == np.int64
                 np.testing.assert_array_equal(a, b, err_msg=f"seed={seed} epoch={epoch} n={n}")
             np.testing.assert_array_equal(
-                ref.shuffle_order(seed, epoch, 64), py_shuffle_order(seed, epoch, 64))
+                ref.shuffle_order(seed, epoch, 64), py_shuffle_order(seed, epoch, 64)
+            )
         for stream in (0, 1, 2, 5, 2**33 + 1):
             for start in (0, 3, 1000):
                 a = ref.random_bits(seed, stream, start, 16)
@@ -281,12 +288,16 @@ def _backend_cases():
             shuffle = (i + j // 2) % 2 == 1
             dropout = 0.25 if (i // 2 + j) % 2 else 0.0
             penalties = (i + j) % 3 != 0
-            ident = "-".join([
-                name + ("-decay" if decay else ""), f"bs{bs}", task,
-                "shuffle" if shuffle else "inorder",
-                "dropout" if dropout else "nodrop",
-                "l1l2" if penalties else "nopen",
-            ])
+            ident = "-".join(
+                [
+                    name + ("-decay" if decay else ""),
+                    f"bs{bs}",
+                    task,
+                    "shuffle" if shuffle else "inorder",
+                    "dropout" if dropout else "nodrop",
+                    "l1l2" if penalties else "nopen",
+                ]
+            )
             cases.append(pytest.param(name, decay, bs, task, shuffle, dropout, penalties, id=ident))
     return cases
 
@@ -295,9 +306,12 @@ EPOCHS = 20
 
 
 @NATIVE_ON_EVERY_PATH
-@pytest.mark.parametrize("opt, decay, batch_size, task, shuffle, dropout, penalties", _backend_cases())
-def test_backends_agree_after_training(native, opt, decay, batch_size, task, shuffle, dropout,
-                                       penalties):
+@pytest.mark.parametrize(
+    "opt, decay, batch_size, task, shuffle, dropout, penalties", _backend_cases()
+)
+def test_backends_agree_after_training(
+    native, opt, decay, batch_size, task, shuffle, dropout, penalties
+):
     """Native and NumPy fits give the same parameters, optimizer state and
     history (1e-9) after 20 epochs."""
     X, y = DATA[task]
@@ -306,8 +320,16 @@ def test_backends_agree_after_training(native, opt, decay, batch_size, task, shu
     for backend in ("native", "numpy"):
         net = build(task, backend, dropout=dropout, penalties=penalties)
         start = net.parameters.copy()
-        hist = net.fit(X, y, epochs=EPOCHS, batch_size=batch_size, shuffle=shuffle, seed=5,
-                       optimizer=OPTIMIZERS[opt](decay), validation_data=(Xv, yv))
+        hist = net.fit(
+            X,
+            y,
+            epochs=EPOCHS,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            seed=5,
+            optimizer=OPTIMIZERS[opt](decay),
+            validation_data=(Xv, yv),
+        )
         runs.append((net, hist))
         assert np.isfinite(net.parameters).all()
         assert not np.allclose(net.parameters, start, rtol=0, atol=1e-6), "nothing was trained"
@@ -319,8 +341,12 @@ def test_backends_agree_after_training(native, opt, decay, batch_size, task, shu
         assert_close(ha[key], hb[key], rtol=1e-9, err_msg=key)
     # 1e-9 of each value, or of the largest one for values that cross zero
     assert_close(a.parameters, b.parameters, rtol=1e-9, atol=1e-9 * np.abs(b.parameters).max())
-    assert_close(a.optimizer.state, b.optimizer.state, rtol=1e-9,
-                 atol=1e-9 * np.abs(b.optimizer.state).max(initial=0.0))
+    assert_close(
+        a.optimizer.state,
+        b.optimizer.state,
+        rtol=1e-9,
+        atol=1e-9 * np.abs(b.optimizer.state).max(initial=0.0),
+    )
     steps = EPOCHS * math.ceil(len(X) / (batch_size or len(X)))
     assert a.optimizer.iterations == b.optimizer.iterations == steps
     assert a.epochs_trained == b.epochs_trained == EPOCHS
@@ -347,9 +373,17 @@ def test_fit_equals_train_step_loop(backend, batch_size, shuffle, task):
 
     fitted = build(task, backend, penalties=True)
     seen = []
-    hist = fitted.fit(X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle, seed=seed,
-                      optimizer=new_opt(), callback=lambda e, logs: seen.append(fitted.parameters.copy()),
-                      callback_every=1)
+    hist = fitted.fit(
+        X,
+        y,
+        epochs=epochs,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        optimizer=new_opt(),
+        callback=lambda e, logs: seen.append(fitted.parameters.copy()),
+        callback_every=1,
+    )
 
     looped = build(task, backend, penalties=True, optimizer=new_opt())
     step = n if batch_size is None else min(batch_size, n)
@@ -372,7 +406,9 @@ def test_fit_equals_train_step_loop(backend, batch_size, shuffle, task):
     else:
         assert_close(hist["accuracy"], accuracies)
     assert_close(fitted.optimizer.state, looped.optimizer.state, atol=1e-15)
-    assert fitted.optimizer.iterations == looped.optimizer.iterations == epochs * math.ceil(n / step)
+    assert (
+        fitted.optimizer.iterations == looped.optimizer.iterations == epochs * math.ceil(n / step)
+    )
 
 
 def test_fit_in_order_is_not_shuffled_and_shuffle_matters(backend):
@@ -383,7 +419,9 @@ def test_fit_in_order_is_not_shuffled_and_shuffle_matters(backend):
     rev = slice(None, None, -1)
     runs = {}
     for name, (Xs, ys, shuffle) in {
-        "in_order": (X, y, False), "reversed": (X[rev], y[rev], False), "shuffled": (X, y, True),
+        "in_order": (X, y, False),
+        "reversed": (X[rev], y[rev], False),
+        "shuffled": (X, y, True),
     }.items():
         net = build("sine", backend)
         net.fit(Xs, ys, epochs=3, batch_size=1, lr=0.05, shuffle=shuffle, seed=1)
@@ -428,7 +466,10 @@ def seeded_layers_net(backend, net_seed=None):
     """Layers with their own seeds, so that the network seed only drives fit."""
     return cbp.Network(
         [cbp.Dense(2, 8, "relu", seed=100), cbp.Dropout(0.2), cbp.Dense(8, 3, "softmax", seed=101)],
-        loss="categorical_crossentropy", backend=backend, seed=net_seed)
+        loss="categorical_crossentropy",
+        backend=backend,
+        seed=net_seed,
+    )
 
 
 def test_shuffle_seed_decides_the_run(backend):
@@ -527,7 +568,9 @@ def test_dropout_rows_draw_consecutive_blocks(backend):
     net.fit([[1.0], [1.0]], [[1.0], [1.0]], epochs=1, lr=0.5, seed=2)
     # mean over 2 rows: each row's dL/dout = 2 * (0 - 1) / 2 = -1, so W = 0.5 (m0 + m1)
     stream = 2 * (3 * 0 + 1) + 1
-    expected = 0.5 * (py_dropout_mask(2, stream, 0, rate, K) + py_dropout_mask(2, stream, K, rate, K))
+    expected = 0.5 * (
+        py_dropout_mask(2, stream, 0, rate, K) + py_dropout_mask(2, stream, K, rate, K)
+    )
     assert_close(last.weights[:, 0], expected, rtol=1e-15)
 
 
@@ -577,9 +620,13 @@ def test_penalties_in_loss_and_gradients(backend):
     pen2 = dict(weight_l1=0.05, weight_l2=0.0, bias_l1=0.0, bias_l2=0.06)
 
     def make(p1, p2):
-        return cbp.Network([cbp.Dense(3, 4, "tanh", weights=W1, bias=b1, **p1),
-                            cbp.Dense(4, 2, "identity", weights=W2, bias=b2, **p2)],
-                           backend=backend)
+        return cbp.Network(
+            [
+                cbp.Dense(3, 4, "tanh", weights=W1, bias=b1, **p1),
+                cbp.Dense(4, 2, "identity", weights=W2, bias=b2, **p2),
+            ],
+            backend=backend,
+        )
 
     # independent forward and backward (squared error, mean over all elements)
     H = np.tanh(X @ W1 + b1)
@@ -596,8 +643,9 @@ def test_penalties_in_loss_and_gradients(backend):
 
     blocks = [(W1, pen1, "weight"), (b1, pen1, "bias"), (W2, pen2, "weight"), (b2, pen2, "bias")]
     penalty = sum(pen(v, p, k)[0] for v, p, k in blocks)
-    expected_grad = np.concatenate([
-        (g + pen(v, p, k)[1]).ravel() for g, (v, p, k) in zip((dW1, db1, dW2, db2), blocks)])
+    expected_grad = np.concatenate(
+        [(g + pen(v, p, k)[1]).ravel() for g, (v, p, k) in zip((dW1, db1, dW2, db2), blocks)]
+    )
 
     net = make(pen1, pen2)
     net.forward(X)
@@ -625,7 +673,9 @@ def test_penalties_are_in_the_fit_history(backend):
     p = PENALTIES
     penalty = 0.0
     for layer in twin.layers:
-        penalty += p["weight_l1"] * np.abs(layer.weights).sum() + p["weight_l2"] * (layer.weights**2).sum()
+        penalty += (
+            p["weight_l1"] * np.abs(layer.weights).sum() + p["weight_l2"] * (layer.weights**2).sum()
+        )
         penalty += p["bias_l1"] * np.abs(layer.bias).sum() + p["bias_l2"] * (layer.bias**2).sum()
     data_loss = np.mean((twin.predict(X) - y) ** 2)
     assert hist["loss"][0] == pytest.approx(data_loss + penalty, rel=1e-12)
@@ -647,7 +697,10 @@ def test_history_keys(backend, task):
     expected = {"loss", "val_loss"} | ({"accuracy", "val_accuracy"} if classifier else set())
     assert set(hist) == expected
     hist = net.fit(X, y, epochs=3, lr=0.01, early_stopping=cbp.EarlyStopping(patience=50))
-    assert set(hist) == ({"loss", "accuracy"} if classifier else {"loss"}) | {"best_epoch", "stopped_epoch"}
+    assert set(hist) == ({"loss", "accuracy"} if classifier else {"loss"}) | {
+        "best_epoch",
+        "stopped_epoch",
+    }
     assert hist["stopped_epoch"] is None  # ran all 3 epochs
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         if key in hist:
@@ -665,9 +718,17 @@ def test_validation_history_equals_evaluate(backend, task):
     Yv = targets_2d(task, yv)
     net = build(task, backend, dropout=0.2)
     snaps = []
-    hist = net.fit(X, y, epochs=5, batch_size=9, shuffle=True, optimizer=optim.Adam(0.02),
-                   validation_data=(Xv, yv), callback=lambda e, l: snaps.append(net.parameters.copy()),
-                   callback_every=1)
+    hist = net.fit(
+        X,
+        y,
+        epochs=5,
+        batch_size=9,
+        shuffle=True,
+        optimizer=optim.Adam(0.02),
+        validation_data=(Xv, yv),
+        callback=lambda e, l: snaps.append(net.parameters.copy()),
+        callback_every=1,
+    )
     final = net.evaluate(Xv, yv)
     assert final["loss"] == pytest.approx(hist["val_loss"][-1], rel=1e-12)
     for epoch, params in enumerate(snaps):
@@ -691,16 +752,29 @@ def test_early_stopping_on_a_plateau(backend):
     X, y = DATA["spiral"]
     snaps = []
     net = build("spiral", backend)
-    hist = net.fit(X, y, epochs=100, lr=1e-12, early_stopping=cbp.EarlyStopping(patience=4, tol=1e-4,
-                   restore_best=False), callback=lambda e, l: snaps.append(net.parameters.copy()),
-                   callback_every=1)
+    hist = net.fit(
+        X,
+        y,
+        epochs=100,
+        lr=1e-12,
+        early_stopping=cbp.EarlyStopping(patience=4, tol=1e-4, restore_best=False),
+        callback=lambda e, l: snaps.append(net.parameters.copy()),
+        callback_every=1,
+    )
     assert hist["stopped_epoch"] == 5 == len(hist["loss"]) == len(snaps) == net.epochs_trained
     np.testing.assert_array_equal(net.parameters, snaps[-1])  # nothing restored
     # the same in one native call; a callback is still called when training stops
     other = build("spiral", backend)
     calls = []
-    h2 = other.fit(X, y, epochs=100, lr=1e-12, early_stopping=cbp.EarlyStopping(patience=4, tol=1e-4),
-                   callback=lambda e, logs: calls.append(e), callback_every=100)
+    h2 = other.fit(
+        X,
+        y,
+        epochs=100,
+        lr=1e-12,
+        early_stopping=cbp.EarlyStopping(patience=4, tol=1e-4),
+        callback=lambda e, logs: calls.append(e),
+        callback_every=100,
+    )
     assert h2["stopped_epoch"] == 5 and calls == [5]
     # True means the defaults (patience 10)
     third = build("spiral", backend)
@@ -709,7 +783,9 @@ def test_early_stopping_on_a_plateau(backend):
 
 def one_weight_net(backend):
     """out = w * x, w = 0, trained towards y = 1 at x = 1: w_t = 1 - 0.8**t with lr 0.1."""
-    return cbp.Network([cbp.Dense(1, 1, "identity", use_bias=False, weights=[[0.0]])], backend=backend)
+    return cbp.Network(
+        [cbp.Dense(1, 1, "identity", use_bias=False, weights=[[0.0]])], backend=backend
+    )
 
 
 @ON_EVERY_PATH
@@ -724,10 +800,16 @@ def test_early_stopping_monitors_val_loss_and_restores_best(backend):
     for restore in (True, False):
         net = one_weight_net(backend)
         snaps = []
-        hist = net.fit([[1.0]], [[1.0]], epochs=50, lr=0.1,
-                       validation_data=([[1.0]], [[0.5]]),
-                       early_stopping=cbp.EarlyStopping(patience=3, tol=0.0, restore_best=restore),
-                       callback=lambda e, l: snaps.append(net.parameters.copy()), callback_every=1)
+        hist = net.fit(
+            [[1.0]],
+            [[1.0]],
+            epochs=50,
+            lr=0.1,
+            validation_data=([[1.0]], [[0.5]]),
+            early_stopping=cbp.EarlyStopping(patience=3, tol=0.0, restore_best=restore),
+            callback=lambda e, l: snaps.append(net.parameters.copy()),
+            callback_every=1,
+        )
         assert hist["stopped_epoch"] == 6 == len(hist["loss"]) == len(snaps)
         assert np.all(np.diff(hist["loss"]) < 0)  # the training loss never stopped improving
         assert_close(hist["val_loss"], val, rtol=1e-12)
@@ -745,8 +827,14 @@ def test_early_stopping_tol(backend):
     with tol 0.5 every epoch after the first is 'no improvement', so patience
     3 stops after epoch 4, and the best (smallest) val_loss is epoch 3's."""
     net = one_weight_net(backend)
-    hist = net.fit([[1.0]], [[1.0]], epochs=50, lr=0.1, validation_data=([[1.0]], [[0.5]]),
-                   early_stopping=cbp.EarlyStopping(patience=3, tol=0.5))
+    hist = net.fit(
+        [[1.0]],
+        [[1.0]],
+        epochs=50,
+        lr=0.1,
+        validation_data=([[1.0]], [[0.5]]),
+        early_stopping=cbp.EarlyStopping(patience=3, tol=0.5),
+    )
     assert hist["stopped_epoch"] == 4
     assert hist["best_epoch"] == 2
     assert net.parameters[0] == pytest.approx(1 - 0.8**3, rel=1e-14)
@@ -756,8 +844,14 @@ def test_early_stopping_best_epoch_counts_this_call(backend):
     """best_epoch indexes this call's history, also after earlier calls."""
     net = one_weight_net(backend)
     net.fit([[1.0]], [[1.0]], epochs=1, lr=0.1)  # w = 0.2
-    hist = net.fit([[1.0]], [[1.0]], epochs=50, lr=0.1, validation_data=([[1.0]], [[0.5]]),
-                   early_stopping=cbp.EarlyStopping(patience=3, tol=0.0))
+    hist = net.fit(
+        [[1.0]],
+        [[1.0]],
+        epochs=50,
+        lr=0.1,
+        validation_data=([[1.0]], [[0.5]]),
+        early_stopping=cbp.EarlyStopping(patience=3, tol=0.0),
+    )
     # w_t = 1 - 0.8**(t+1) now: best is w = 0.488 after this call's 2nd epoch
     assert hist["best_epoch"] == 1
     assert hist["stopped_epoch"] == 5
@@ -767,8 +861,13 @@ def test_early_stopping_best_epoch_counts_this_call(backend):
 
 def test_early_stopping_tol_zero_on_an_exact_plateau(backend):
     net = cbp.Network([cbp.Dense(1, 1, "identity", weights=[[2.0]], bias=[0.0])], backend=backend)
-    hist = net.fit([[1.0], [2.0]], [[2.0], [4.0]], epochs=50, lr=0.1,
-                   early_stopping=cbp.EarlyStopping(patience=3, tol=0.0))
+    hist = net.fit(
+        [[1.0], [2.0]],
+        [[2.0], [4.0]],
+        epochs=50,
+        lr=0.1,
+        early_stopping=cbp.EarlyStopping(patience=3, tol=0.0),
+    )
     assert hist["loss"][0] == 0.0
     assert hist["stopped_epoch"] == 4
 
@@ -779,7 +878,9 @@ def test_early_stopping_tol_zero_on_an_exact_plateau(backend):
 def diverging_run(backend, record):
     """sine regression, SGD momentum with lr 30: overflows after ~15 epochs."""
     X, y = cbp.datasets.sine_data(16)
-    net = cbp.Network([cbp.Dense(1, 8, "tanh"), cbp.Dense(8, 1, "identity")], seed=3, backend=backend)
+    net = cbp.Network(
+        [cbp.Dense(1, 8, "tanh"), cbp.Dense(8, 1, "identity")], seed=3, backend=backend
+    )
     opt = optim.SGD(30.0, momentum=0.5)
     snaps = [(net.parameters.copy(), np.zeros(net.parameters.size), 0)]
 
@@ -825,14 +926,23 @@ def test_plain_sgd_divergence_rolls_back_exactly(backend, batch_size):
     copy); the rollback must still be exact, and a frozen layer, changed by
     hand between fits, must keep the value it was given."""
     X, y = cbp.datasets.sine_data(16)
-    net = cbp.Network([cbp.Dense(1, 6, "tanh", seed=0, trainable=False),
-                       cbp.Dense(6, 1, "identity", seed=1)], backend=backend)
+    net = cbp.Network(
+        [cbp.Dense(1, 6, "tanh", seed=0, trainable=False), cbp.Dense(6, 1, "identity", seed=1)],
+        backend=backend,
+    )
     net.fit(X, y, epochs=2, batch_size=batch_size, lr=1e-3)
     net.layers[0].weights[...] = 0.25  # the frozen layer, changed by hand
     snaps = [net.parameters.copy()]
     with pytest.raises(cbp.DivergenceError) as info:
-        net.fit(X, y, epochs=500, batch_size=batch_size, lr=50.0,
-                callback=lambda e, logs: snaps.append(net.parameters.copy()), callback_every=1)
+        net.fit(
+            X,
+            y,
+            epochs=500,
+            batch_size=batch_size,
+            lr=50.0,
+            callback=lambda e, logs: snaps.append(net.parameters.copy()),
+            callback_every=1,
+        )
     epoch = info.value.epoch
     assert epoch > 1
     np.testing.assert_array_equal(net.parameters, snaps[epoch - 1])
@@ -879,8 +989,15 @@ def test_callback_schedule_and_logs(backend):
     X, y = DATA["spiral"]
     calls = []
     net = build("spiral", backend)
-    hist = net.fit(X, y, epochs=10, lr=0.05, validation_data=(X[:6], y[:6]),
-                   callback=lambda epoch, logs: calls.append((epoch, dict(logs))), callback_every=3)
+    hist = net.fit(
+        X,
+        y,
+        epochs=10,
+        lr=0.05,
+        validation_data=(X[:6], y[:6]),
+        callback=lambda epoch, logs: calls.append((epoch, dict(logs))),
+        callback_every=3,
+    )
     assert [e for e, _ in calls] == [3, 6, 9, 10]
     for epoch, logs in calls:
         assert set(logs) == {"loss", "accuracy", "val_loss", "val_accuracy"}
@@ -894,8 +1011,16 @@ def test_callback_sees_the_parameters_of_its_epoch(backend):
     X, y = DATA["spiral"]
     snaps = {}
     net = build("spiral", backend)
-    net.fit(X, y, epochs=7, batch_size=5, lr=0.05, shuffle=True,
-            callback=lambda e, l: snaps.setdefault(e, net.parameters.copy()), callback_every=3)
+    net.fit(
+        X,
+        y,
+        epochs=7,
+        batch_size=5,
+        lr=0.05,
+        shuffle=True,
+        callback=lambda e, l: snaps.setdefault(e, net.parameters.copy()),
+        callback_every=3,
+    )
     short = build("spiral", backend)
     short.fit(X, y, epochs=3, batch_size=5, lr=0.05, shuffle=True)
     np.testing.assert_array_equal(snaps[3], short.parameters)
@@ -944,7 +1069,13 @@ def test_verbose_with_tqdm_uses_the_bar(backend, capsys, monkeypatch):
 
     class FakeTqdm:
         def __init__(self, total, unit):
-            self.total, self.unit, self.updates, self.postfix, self.closed = total, unit, [], [], False
+            self.total, self.unit, self.updates, self.postfix, self.closed = (
+                total,
+                unit,
+                [],
+                [],
+                False,
+            )
             bars.append(self)
 
         def update(self, n):
@@ -979,25 +1110,36 @@ def test_verbose_with_tqdm_uses_the_bar(backend, capsys, monkeypatch):
 X_SINE, Y_SINE = DATA["sine"]
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    (dict(epochs=0), ValueError, "epochs must be >= 1"),
-    (dict(epochs=2.5), TypeError, "epochs must be an integer"),
-    (dict(batch_size=0), ValueError, "batch_size must be >= 1"),
-    (dict(batch_size=True), TypeError, "batch_size must be an integer"),
-    (dict(seed=-1), ValueError, "seed must be >= 0"),
-    (dict(lr=0.1, optimizer=optim.SGD(0.1)), ValueError, "either lr or optimizer"),
-    (dict(lr=-0.1), ValueError, "lr must be > 0"),
-    (dict(lr=0.0), ValueError, "lr must be > 0"),
-    (dict(validation_data=(np.zeros((3, 2)), np.zeros((3, 1)))), ValueError,
-     "validation X has 2 columns, the network expects 1"),
-    (dict(validation_data=(np.zeros((3, 1)), np.zeros((4, 1)))), ValueError, "validation y has 4 samples"),
-    (dict(validation_data=np.zeros((3, 1))), TypeError, "validation_data must be a pair"),
-    (dict(callback=5), TypeError, "callback must be callable"),
-    (dict(callback_every=0), ValueError, "callback_every must be >= 1"),
-    (dict(early_stopping="yes"), TypeError, "early_stopping must be an EarlyStopping"),
-    (dict(optimizer=3), TypeError, "optimizer must be a cbp.optim optimizer or its name"),
-    (dict(optimizer="adamw"), ValueError, "unknown optimizer 'adamw'"),
-], ids=lambda v: None)
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(epochs=0), ValueError, "epochs must be >= 1"),
+        (dict(epochs=2.5), TypeError, "epochs must be an integer"),
+        (dict(batch_size=0), ValueError, "batch_size must be >= 1"),
+        (dict(batch_size=True), TypeError, "batch_size must be an integer"),
+        (dict(seed=-1), ValueError, "seed must be >= 0"),
+        (dict(lr=0.1, optimizer=optim.SGD(0.1)), ValueError, "either lr or optimizer"),
+        (dict(lr=-0.1), ValueError, "lr must be > 0"),
+        (dict(lr=0.0), ValueError, "lr must be > 0"),
+        (
+            dict(validation_data=(np.zeros((3, 2)), np.zeros((3, 1)))),
+            ValueError,
+            "validation X has 2 columns, the network expects 1",
+        ),
+        (
+            dict(validation_data=(np.zeros((3, 1)), np.zeros((4, 1)))),
+            ValueError,
+            "validation y has 4 samples",
+        ),
+        (dict(validation_data=np.zeros((3, 1))), TypeError, "validation_data must be a pair"),
+        (dict(callback=5), TypeError, "callback must be callable"),
+        (dict(callback_every=0), ValueError, "callback_every must be >= 1"),
+        (dict(early_stopping="yes"), TypeError, "early_stopping must be an EarlyStopping"),
+        (dict(optimizer=3), TypeError, "optimizer must be a cbp.optim optimizer or its name"),
+        (dict(optimizer="adamw"), ValueError, "unknown optimizer 'adamw'"),
+    ],
+    ids=lambda v: None,
+)
 def test_bad_fit_arguments(backend, kwargs, error, match):
     """Each is rejected with a clear message before anything changes."""
     net = build("sine", backend)
@@ -1028,15 +1170,18 @@ def test_bad_data_to_fit(backend):
 NI, NO = 200, 300  # 60,000 weights: sample statistics within a percent or two
 
 
-@pytest.mark.parametrize("init, act, check", [
-    ("nnfs", "relu", "normal:0.01"),
-    ("he", "relu", f"normal:{math.sqrt(2 / NI)}"),
-    ("uniform", "relu", "uniform:0:1"),
-    ("glorot", "relu", f"uniform:{-math.sqrt(6 / (NI + NO))}:{math.sqrt(6 / (NI + NO))}"),
-    ("glorot", "tanh", f"uniform:{-math.sqrt(6 / (NI + NO))}:{math.sqrt(6 / (NI + NO))}"),
-    ("glorot", "sigmoid", f"uniform:{-math.sqrt(2 / (NI + NO))}:{math.sqrt(2 / (NI + NO))}"),
-    ("glorot", "logistic", f"uniform:{-math.sqrt(2 / (NI + NO))}:{math.sqrt(2 / (NI + NO))}"),
-])
+@pytest.mark.parametrize(
+    "init, act, check",
+    [
+        ("nnfs", "relu", "normal:0.01"),
+        ("he", "relu", f"normal:{math.sqrt(2 / NI)}"),
+        ("uniform", "relu", "uniform:0:1"),
+        ("glorot", "relu", f"uniform:{-math.sqrt(6 / (NI + NO))}:{math.sqrt(6 / (NI + NO))}"),
+        ("glorot", "tanh", f"uniform:{-math.sqrt(6 / (NI + NO))}:{math.sqrt(6 / (NI + NO))}"),
+        ("glorot", "sigmoid", f"uniform:{-math.sqrt(2 / (NI + NO))}:{math.sqrt(2 / (NI + NO))}"),
+        ("glorot", "logistic", f"uniform:{-math.sqrt(2 / (NI + NO))}:{math.sqrt(2 / (NI + NO))}"),
+    ],
+)
 def test_init_distributions(init, act, check):
     layer = cbp.Dense(NI, NO, act, init=init, seed=0)
     W = layer.weights
@@ -1062,25 +1207,35 @@ def test_init_distributions(init, act, check):
 
 
 def test_unknown_init_is_rejected():
-    with pytest.raises(ValueError, match="unknown init 'xavier'; expected one of: glorot, he, nnfs, uniform"):
+    with pytest.raises(
+        ValueError, match="unknown init 'xavier'; expected one of: glorot, he, nnfs, uniform"
+    ):
         cbp.Dense(2, 2, init="xavier")
 
 
 def test_network_seed_gives_reproducible_draws(backend):
     """Layer i (dropout layers count) draws from default_rng([seed, i])."""
+
     def make(seed):
-        return cbp.Network([cbp.Dense(2, 5, "relu"), cbp.Dropout(0.1), cbp.Dense(5, 3, "sigmoid")],
-                           backend=backend, seed=seed)
+        return cbp.Network(
+            [cbp.Dense(2, 5, "relu"), cbp.Dropout(0.1), cbp.Dense(5, 3, "sigmoid")],
+            backend=backend,
+            seed=seed,
+        )
 
     a, b, c = make(7), make(7), make(8)
     np.testing.assert_array_equal(a.parameters, b.parameters)
     assert not np.allclose(a.parameters, c.parameters)
     rng0, rng2 = np.random.default_rng([7, 0]), np.random.default_rng([7, 2])
     r0, r2 = math.sqrt(6 / 7), math.sqrt(2 / 8)  # relu, then sigmoid
-    expected = np.concatenate([
-        rng0.uniform(-r0, r0, (2, 5)).ravel(), rng0.uniform(-r0, r0, 5),
-        rng2.uniform(-r2, r2, (5, 3)).ravel(), rng2.uniform(-r2, r2, 3),
-    ])
+    expected = np.concatenate(
+        [
+            rng0.uniform(-r0, r0, (2, 5)).ravel(),
+            rng0.uniform(-r0, r0, 5),
+            rng2.uniform(-r2, r2, (5, 3)).ravel(),
+            rng2.uniform(-r2, r2, 3),
+        ]
+    )
     np.testing.assert_array_equal(a.parameters, expected)
     # without any seed, every network is a fresh draw
     assert not np.allclose(make(None).parameters, make(None).parameters)
@@ -1100,7 +1255,9 @@ def test_given_values_and_layer_seeds_are_not_redrawn(backend):
     np.testing.assert_array_equal(own_seed.weights, expected)
     np.testing.assert_array_equal(own_seed.bias, np.zeros(2))
     # a layer without values or seed takes the network's draw
-    other = cbp.Network([drawn, cbp.Dense(3, 2, "relu", seed=5, init="he")], backend=backend, seed=1)
+    other = cbp.Network(
+        [drawn, cbp.Dense(3, 2, "relu", seed=5, init="he")], backend=backend, seed=1
+    )
     assert not np.allclose(other.parameters[:6], net.parameters[:6])
     np.testing.assert_array_equal(other.parameters[9:], net.parameters[9:])
 
@@ -1108,8 +1265,14 @@ def test_given_values_and_layer_seeds_are_not_redrawn(backend):
 def test_a_layer_given_only_weights_or_only_bias_starts_the_rest_at_zero(backend):
     """'A layer given either is never drawn: what is not given starts at zero'."""
     for seed in (None, 0):
-        net = cbp.Network([cbp.Dense(2, 3, "relu", weights=np.ones((2, 3))),
-                           cbp.Dense(3, 1, "relu", bias=[2.0], seed=4)], backend=backend, seed=seed)
+        net = cbp.Network(
+            [
+                cbp.Dense(2, 3, "relu", weights=np.ones((2, 3))),
+                cbp.Dense(3, 1, "relu", bias=[2.0], seed=4),
+            ],
+            backend=backend,
+            seed=seed,
+        )
         np.testing.assert_array_equal(net.parameters, [1.0] * 6 + [0.0] * 3 + [0.0] * 3 + [2.0])
 
 
@@ -1274,8 +1437,16 @@ def test_divergence_with_early_stopping_keeps_the_rollback(backend):
         starts[epoch] = net.parameters.copy()
 
     with pytest.raises(cbp.DivergenceError) as info:
-        net.fit(X, y, epochs=500, batch_size=4, lr=1e3, callback=record, callback_every=1,
-                early_stopping=cbp.EarlyStopping(patience=1000))
+        net.fit(
+            X,
+            y,
+            epochs=500,
+            batch_size=4,
+            lr=1e3,
+            callback=record,
+            callback_every=1,
+            early_stopping=cbp.EarlyStopping(patience=1000),
+        )
     diverged = info.value.epoch
     assert diverged > 1
     np.testing.assert_array_equal(net.parameters, starts[diverged - 1])

@@ -98,7 +98,7 @@ def measure(case, env, rounds, scale, backoff=True):
     pools = [_pool(ctx, n, env, backoff), _pool(ctx, n, {**env, "OMP_NUM_THREADS": "1"}, backoff)]
     out = {}
     try:
-        for workload, (rows, epochs) in WORKLOADS.items():
+        for workload, (_rows, epochs) in WORKLOADS.items():
             job = [(workload, max(int(epochs * scale), 1))] * n
             for p in pools:  # the workload set up in every process
                 p.map(_task, [(workload, 1)] * n, chunksize=1)

@@ -11,8 +11,8 @@ loops, then forced onto dgemm, one BLAS thread, medians of repeats:
    from: the narrowest side at which dgemm still wins);
 3. feature-major: fit() for 200 epochs of 4 batches of b rows on small
    networks, per step (batch), with the feature-major passes off, then
-   forced on, the two alternating (where _feature_major_limits, the widest side and the batch rows, come
-   from);
+   forced on, the two alternating (where _feature_major_limits, the widest
+   side and the batch rows, come from);
 4. threads: full-batch fit() steps of networks below the dgemm crossover on
    one thread, then on two (OpenMP over row chunks of the batch), the two
    alternating, BLAS at one thread (where _thread_config's min_rows and
@@ -87,7 +87,7 @@ def main():
                 times = []
                 for work, side in ((1 << 62, 1 << 30), (1, 1)):  # loops only, dgemm only
                     _core._blas_thresholds(work, side)
-                    times.append(_time(lambda: net.train_step(X, Y, lr=1e-9)))
+                    times.append(_time(lambda net=net, X=X, Y=Y: net.train_step(X, Y, lr=1e-9)))
                 print(
                     f"| {n} | {w} | {times[0] * 1e6:.2f} | {times[1] * 1e6:.2f} | "
                     f"{times[0] / times[1]:.2f} | {n * w * w} |"
@@ -104,7 +104,7 @@ def main():
                 times = []
                 for work, side in ((1 << 62, 1 << 30), (1, 1)):
                     _core._blas_thresholds(work, side)
-                    times.append(_time(lambda: net.train_step(X, Y, lr=1e-9)))
+                    times.append(_time(lambda net=net, X=X, Y=Y: net.train_step(X, Y, lr=1e-9)))
                 print(
                     f"| {n} | {ni} | {no} | {times[0] * 1e6:.1f} | {times[1] * 1e6:.1f} | "
                     f"{times[0] / times[1]:.2f} |"
@@ -138,7 +138,10 @@ def feature_major_table(rng):
                 net = cbp.Network(
                     [cbp.Dense(ni, w, hidden, seed=0), cbp.Dense(w, no, out, seed=1)], loss=loss
                 )
-                fit = lambda: net.fit(X, y, epochs=200, lr=1e-9, batch_size=b)  # noqa: E731
+
+                def fit(net=net, X=X, y=y, b=b):
+                    return net.fit(X, y, epochs=200, lr=1e-9, batch_size=b)
+
                 row, feature_major = _alternate(
                     fit,
                     [
@@ -149,8 +152,8 @@ def feature_major_table(rng):
                     per=800,
                 )
                 print(
-                    f"| {ni}-{w}-{no} {hidden} | {b} | {row * 1e9:.0f} | {feature_major * 1e9:.0f} | "
-                    f"{row / feature_major:.2f} |"
+                    f"| {ni}-{w}-{no} {hidden} | {b} | {row * 1e9:.0f} | "
+                    f"{feature_major * 1e9:.0f} | {row / feature_major:.2f} |"
                 )
     finally:
         _core._feature_major_limits(*saved)
@@ -184,7 +187,7 @@ def par_table(rng):
                     [cbp.Dense(ni, w, "relu", seed=0), cbp.Dense(w, no, "softmax", seed=1)],
                     loss="categorical_crossentropy",
                 )
-                fit = lambda: net.fit(X, y, epochs=100, lr=1e-9)  # noqa: E731
+                fit = lambda net=net, X=X, y=y: net.fit(X, y, epochs=100, lr=1e-9)  # noqa: E731
                 one, two = _alternate(
                     fit, [lambda t=t: _core._thread_config(t) for t in (1, 2)], rounds=7, per=100
                 )

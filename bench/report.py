@@ -640,7 +640,8 @@ def render_markdown(
         f"{(m['git'] or {}).get('modified_files', '?')} modified tracked files; core built "
         f"{(m['cbp_core'] or {}).get('modified', '?')}; SIMD kernel table "
         f"{m.get('cbp_simd')}; OpenMP {'on' if m.get('cbp_openmp') else 'off'}",
-        f"- Environment: {', '.join(f'{k}={v}' for k, v in (m.get('env') or {}).items()) or 'none'}",
+        "- Environment: "
+        + (", ".join(f"{k}={v}" for k, v in (m.get("env") or {}).items()) or "none"),
         "",
         f"Method: every peer runs in this one process, at {settings.threads} thread(s) "
         f"(threadpoolctl limits for BLAS/OpenMP, `torch.set_num_threads`) unless marked "

@@ -109,7 +109,8 @@ def main(argv=None):
         f"{rounds} rounds, {epochs} epochs"
     )
     print(
-        f"{'workload':<8} {'sklearn s':>10} {'cbp s':>10} {'speed-up':>9}  (median of per-round ratios)"
+        f"{'workload':<8} {'sklearn s':>10} {'cbp s':>10} {'speed-up':>9}"
+        "  (median of per-round ratios)"
     )
     with threadpool_limits(1):
         for name, X, y, params in workloads(epochs):

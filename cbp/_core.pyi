@@ -5,7 +5,6 @@ Every function and ``Engine`` here has a NumPy twin of the same signature in
 shapes are given as (rows, columns).
 """
 
-
 import numpy as np
 from numpy.typing import NDArray
 

@@ -357,7 +357,7 @@ def _detail(tr, N):
                         lt.bias_trainable,
                     )
                 )
-            for wname, value, grad, new, xin, xsym, is_bias, changes in params:
+            for wname, value, grad, new, xin, _xsym, is_bias, changes in params:
                 psym, pnum = _penalty_terms(lt, wname, value, is_bias, N)
                 if elementwise:
                     chain = f"{d('L', u)} · {d(u, zs)} · {d(zs, wname)}"

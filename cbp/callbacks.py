@@ -25,7 +25,10 @@ class EarlyStopping:
         self.restore_best = bool(restore_best)
 
     def __repr__(self):
-        return f"EarlyStopping(patience={self.patience}, tol={self.tol}, restore_best={self.restore_best})"
+        return (
+            f"EarlyStopping(patience={self.patience}, tol={self.tol}, "
+            f"restore_best={self.restore_best})"
+        )
 
 
 class Progress:

@@ -104,8 +104,9 @@ class Optimizer:
             self.state = np.zeros(size)
         elif self.state.shape != (size,):
             raise ValueError(
-                f"this {type(self).__name__} holds state for {self.state.size // max(self.slots, 1)} "
-                f"parameters, the network has {n_params}; use a new optimizer"
+                f"this {type(self).__name__} holds state for "
+                f"{self.state.size // max(self.slots, 1)} parameters, the network has "
+                f"{n_params}; use a new optimizer"
             )
         return self.state
 

@@ -29,7 +29,7 @@ def _parse(dep):
         body, _, marker = dep.partition(";")
         m = re.match(r"\s*([A-Za-z0-9._-]+)\s*(?:\[[^\]]*\])?\s*\(?([^)]*)\)?\s*$", body)
         if not m:
-            raise SystemExit(f"dep_floors: cannot parse requirement {dep!r}")
+            raise SystemExit(f"dep_floors: cannot parse requirement {dep!r}") from None
         name = m.group(1)
         specs = [s.strip() for s in m.group(2).split(",") if s.strip()]
         clauses = [re.match(rf"({OPS})\s*(\S+)", s).groups() for s in specs]

@@ -80,7 +80,8 @@ def assert_close(actual, desired, atol=0.0, rtol=RTOL, what="result"):
         i = np.unravel_index(np.argmax(np.where(bad, err - bound, -np.inf)), bad.shape)
         raise AssertionError(
             f"{what}: {int(bad.sum())} of {bad.size} elements differ; worst at {i}: "
-            f"native {actual[i]!r} vs reference {desired[i]!r} (bound {np.broadcast_to(bound, bad.shape)[i]!r})"
+            f"native {actual[i]!r} vs reference {desired[i]!r} "
+            f"(bound {np.broadcast_to(bound, bad.shape)[i]!r})"
         )
 
 
@@ -203,7 +204,8 @@ def z_range(code):
 
 # ---------------------------------------------------------------- registry ---
 def test_registry_matches_reference_all():
-    """Every name of the registry is in the twin, and every public name of the twin is registered."""
+    """Every name of the registry is in the twin, and every public name of the
+    twin is registered."""
     assert set(ref.__all__) == set(_registry.NAMES)
     core = cbp._backend._core
     for name, native, reference in _registry.pairs():
@@ -1024,7 +1026,7 @@ def test_Engine__train_step_sgd_with_a_non_finite_X_drops_the_cached_forward(cor
     assert pair.call("train_step_sgd", X, Y, 0.1) is None
     for side in pair.engines:
         assert np.array_equal(pair.buffers[side]["params"], before), side
-    for side, engine in pair.engines.items():
+    for engine in pair.engines.values():
         with pytest.raises(RuntimeError, match="forward"):
             engine.backward(Y)
     X[600, 1] = 0.0

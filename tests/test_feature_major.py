@@ -1,9 +1,11 @@
-"""fit() on the feature-major passes (``Engine._forward_fm``, ``_backward_fm``).
+"""fit() on the feature-major passes (`_forward_feature_major`, `_backward_feature_major`
+  of src/_engine_passes.pxi).
 
 fit() takes them for a network of dense layers only, every side at most
-``cbp._core._feature_major_limits()`` (4 by default), on batches of 2 to 32 rows.  The kernels themselves are
-compared with their twins in test_equivalence.py and, per SIMD table, in
-test_simd.py, which also trains its networks on this path.  Here the
+``cbp._core._feature_major_limits()`` (4 by default), on batches of 2 to 32
+rows.  The kernels themselves are compared with their twins in
+test_equivalence.py and, per SIMD table, in test_simd.py, which also trains
+its networks on this path.  Here the
 limits are raised to 64 units and any batch size (the fixture
 ``feature_major`` of tests/conftest.py), and whole runs are compared with
 the NumPy twin over every activation, loss and batch shape.

@@ -262,7 +262,7 @@ def test_concurrent_fits_stay_within_the_budget(openmp_core):
     alone = _net()
     for _ in range(4):
         alone.fit(X, y, epochs=100, lr=0.1)
-    for attempt in range(5):
+    for _attempt in range(5):
         nets = [_net(), _net()]
         peak = {"callers": 0, "extra": 0}
         done = threading.Event()

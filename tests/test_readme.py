@@ -86,7 +86,9 @@ def check_result(value, want, where):
         try:
             got = np.asarray(value, dtype=np.float64)
         except (TypeError, ValueError):
-            raise AssertionError(f"{where}: {value!r} is not numeric, README states {want!r}")
+            raise AssertionError(
+                f"{where}: {value!r} is not numeric, README states {want!r}"
+            ) from None
         assert got.shape == np.shape(want), f"{where}: shape {got.shape}, README {np.shape(want)}"
         np.testing.assert_allclose(
             got,

@@ -438,7 +438,7 @@ def seed004_reference(w1, w2, epochs=10000, learning_rate=0.1):
         return x * (1 - x)
 
     X, y = XOR_X, XOR_Y
-    for i in range(epochs):
+    for _ in range(epochs):
         layer1_output = sigmoid(np.dot(X, w1))
         output = sigmoid(np.dot(layer1_output, w2))
         error = y - output

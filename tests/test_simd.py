@@ -588,10 +588,13 @@ def _integer_case():
     W2 = rng.integers(-2, 3, (6, 2)).astype(np.float64)
     y = rng.integers(-3, 4, (64, 2)).astype(np.float64)
     assert np.count_nonzero(X @ W1 == 0) >= 40  # the point of the case
-    layers = lambda: [
-        cbp.Dense(4, 6, "relu", weights=W1, bias=np.zeros(6)),  # noqa: E731
-        cbp.Dense(6, 2, "identity", weights=W2, bias=np.zeros(2)),
-    ]
+
+    def layers():
+        return [
+            cbp.Dense(4, 6, "relu", weights=W1, bias=np.zeros(6)),
+            cbp.Dense(6, 2, "identity", weights=W2, bias=np.zeros(2)),
+        ]
+
     return layers, X, y
 
 

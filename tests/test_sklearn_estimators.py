@@ -469,7 +469,7 @@ def test_errors_follow_sklearn():
     with pytest.raises(ValueError, match="classes must be passed"):
         MLPClassifier().partial_fit(X, y)
     with pytest.raises(AttributeError, match="has no attribute 'partial_fit'"):
-        MLPClassifier(solver="lbfgs").partial_fit
+        _ = MLPClassifier(solver="lbfgs").partial_fit
     clf = _quiet(MLPClassifier((3,), max_iter=2).fit, X, y)
     with pytest.raises(ValueError, match="features"):
         clf.predict(X[:, :2])

@@ -120,7 +120,7 @@ def test_fit_releases_the_gil(native):
     one long native fit call."""
     X, y = data()
     epochs = long_epochs()
-    for attempt in attempts():
+    for _attempt in attempts():
         net = wide_net()
         with Ticker() as ticker:
             c0 = ticker.count
@@ -155,7 +155,7 @@ def test_two_networks_train_at_the_same_time(native):
         h = net.fit(X, y, epochs=epochs, lr=1e-3, batch_size=32, shuffle=True, seed=seed)
         expected.append((net.parameters.copy(), h["loss"].copy()))
 
-    for attempt in attempts():
+    for _attempt in attempts():
         nets = [wide_net(seed=0), wide_net(seed=10)]
         spans, results, errors = [None, None], [None, None], []
         barrier = threading.Barrier(2)
@@ -261,7 +261,7 @@ def test_concurrent_use_is_refused_and_harmless(native):
     holds exactly what the fit alone gives."""
     X, y = data()
     epochs = long_epochs()
-    for attempt in range(3):
+    for _attempt in range(3):
         net = wide_net()
         net.forward(X[:2])  # so that backward gets as far as the guard
         hold = threading.Event()

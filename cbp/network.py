@@ -336,6 +336,12 @@ class Network:
         -------
         float
             The loss, penalties included.
+
+        Raises
+        ------
+        FloatingPointError
+            If the loss overflowed.  The gradient buffer still holds what
+            this pass computed, so that it can be inspected.
         """
         if self._batch is None:
             raise RuntimeError("call forward(X) before backward(y)")

@@ -1043,11 +1043,14 @@ class Engine:
                 np.copyto(self.params, saved[0])
                 np.copyto(state, saved[1])
                 np.copyto(schedule, saved[4])
+                self._cache = None  # fit leaves no forward pass, however it ends
                 return k, saved[2], C.FIT_DIVERGED
             progress[0], progress[1] = k + 1, steps
             if status == C.FIT_STOPPED:
+                self._cache = None
                 return k + 1, steps, C.FIT_STOPPED
             if report_seconds > 0 and time.monotonic() - start >= report_seconds:
+                self._cache = None
                 return k + 1, steps, C.FIT_DONE
         self._cache = None
         return n_epochs, steps, C.FIT_DONE

@@ -193,7 +193,6 @@ class Network:
         self._engine = self._kernels.Engine(
             meta, hyper, self._parameters, self._gradients, self._loss, self._reduction
         )
-        self._batch = None  # samples of the last forward()
 
     def _reconfigure(self, change):
         """Apply a layer's ``change()`` and rebuild the layer table.
@@ -318,7 +317,6 @@ class Network:
         X = V.as_matrix(X, "X", self.n_inputs)
         with self._guard.using:
             out = np.array(self._engine.forward(X))
-            self._batch = X.shape[0]
         return _finite(out, "forward")
 
     def backward(self, y):
@@ -343,10 +341,11 @@ class Network:
             If the loss overflowed.  The gradient buffer still holds what
             this pass computed, so that it can be inspected.
         """
-        if self._batch is None:
-            raise RuntimeError("call forward(X) before backward(y)")
-        Y = V.as_targets(y, self._batch, self.n_outputs, self._loss)
-        with self._guard.using:
+        with self._guard.using:  # (another thread's fit would own the cache)
+            rows = self._engine.cached_rows  # of the forward pass the engine keeps
+            if rows == 0:
+                raise RuntimeError("call forward(X) before backward(y)")
+            Y = V.as_targets(y, rows, self.n_outputs, self._loss)
             value = float(self._engine.backward(Y))
         if not math.isfinite(value):
             raise FloatingPointError(
@@ -399,16 +398,10 @@ class Network:
                 self._guard.refuse()
             try:
                 value = self._engine.train_step_sgd(X, y, lr)
-            except DivergenceError:
-                self._batch = len(X)  # the engine cached this batch's forward pass
-                raise
             finally:
                 lock.release()
             if value is not None:
-                self._batch = len(X)
                 return value
-            if self._engine.cached_rows == 0:
-                self._batch = None  # a non-finite X overwrote the cached forward's input
         X = V.as_matrix(X, "X", self.n_inputs)
         Y = V.as_targets(y, X.shape[0], self.n_outputs, self._loss)
         if lr is not None:
@@ -417,10 +410,7 @@ class Network:
             opt = None if lr is not None else self._optimizer
             with _training_with(opt):
                 kind, h, state, t, opt = self._resolve(lr, 0.1)
-                try:
-                    value = self._engine.train_step(X, Y, kind, h, state, t)
-                finally:
-                    self._batch = X.shape[0]  # the engine cached this forward, even on error
+                value = self._engine.train_step(X, Y, kind, h, state, t)
                 if opt is not None:
                     opt.iterations += 1
         return float(value)
@@ -713,7 +703,6 @@ class Network:
                             break
                     interrupted = False
                 finally:
-                    self._batch = None
                     if bar is not None:
                         bar.close()
                     result = {

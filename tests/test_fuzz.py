@@ -2171,11 +2171,14 @@ def _network_args(data, spec, backend):
                 (2**64, BAD),
             ],
         ),
-        ("optimizer", [(None, OK), ("spec", OK), ("sgd", BAD), ("bound", BAD), ("class", BAD)]),
+        (
+            "optimizer",
+            [(None, OK), ("spec", OK), ("sgd", OK), ("sgdw", BAD), ("bound", BAD), ("class", BAD)],
+        ),
     ):
         if data.draw(st.integers(0, 2)) == 0:
             val, v = _pick(data, table)
-            if key == "optimizer":
+            if key == "optimizer" and isinstance(val, str):  # (junk values pass as drawn)
                 if val == "spec":
                     val = optim.Adam(0.01)
                 elif val == "bound":
@@ -2183,10 +2186,14 @@ def _network_args(data, spec, backend):
                     val._bind(10**3 + 1)
                 elif val == "class":
                     val = optim.SGD
-                elif val == "sgd":
-                    val = "sgd"
             kw[key] = val
             verdicts.append(v)
+    # the cross-entropies take probabilities: their output activation is fixed
+    need = {"categorical_crossentropy": "softmax", "binary_crossentropy": "sigmoid"}.get(
+        str(kw.get("loss", "")).lower()
+    )
+    if need is not None and spec["layers"][-1]["activation"] != need:
+        verdicts.append(BAD)
     kw.setdefault("backend", None)
     if kw["backend"] is None:
         kw["backend"] = backend

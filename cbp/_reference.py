@@ -474,9 +474,9 @@ class Engine:
 
     Optimizer arguments, wherever they appear: ``kind`` (code), ``hyper``
     float64 (N_OPTIMIZER_HYPER,) indexed by the ``HYPER_*`` columns,
-    ``state`` float64 (slots * n_params,) and ``t`` (steps taken so far).  A step that would leave a NaN or infinite parameter,
-    state or loss raises DivergenceError and restores the values from before
-    the step.
+    ``state`` float64 (slots * n_params,) and ``t`` (steps taken so far).  A
+    step that would leave a NaN or infinite parameter, state or loss raises
+    DivergenceError and restores the values from before the step.
     """
 
     def __init__(self, layer_ints, layer_floats, params, grads, loss, reduction):

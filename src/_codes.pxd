@@ -91,7 +91,7 @@ cdef enum:  # columns of fit's float64 history (n_epochs, N_HISTORY), one row an
 cdef enum:  # entries of fit's float64 early-stopping state (N_EARLY_STOP,), updated in place
     EARLY_STOP_BEST_LOSS = 0  # the best monitored loss so far
     EARLY_STOP_WAIT = 1       # epochs since the last improvement
-    EARLY_STOP_BEST_EPOCH = 2 # the epoch of the best loss
+    EARLY_STOP_BEST_EPOCH = 2  # the epoch of the best loss
     EARLY_STOP_PATIENCE = 3   # stop when EARLY_STOP_WAIT reaches this
     EARLY_STOP_TOLERANCE = 4  # an improvement is a loss below best - tolerance
     EARLY_STOP_ENABLED = 5    # 0.0: early stopping off
@@ -101,7 +101,8 @@ cdef enum:  # learning-rate schedules (SCHEDULE_KIND)
     SCHEDULE_NONE = 0         # every epoch at the optimizer's rate
     SCHEDULE_STEP = 1         # lr * gamma ** (epoch // step_size)
     SCHEDULE_EXPONENTIAL = 2  # lr * gamma ** epoch
-    SCHEDULE_COSINE = 3       # eta_min + (lr - eta_min) * (1 + cos(pi * min(epoch, T_max) / T_max)) / 2
+    # SCHEDULE_COSINE: eta_min + (lr - eta_min) * (1 + cos(pi * min(epoch, T_max) / T_max)) / 2
+    SCHEDULE_COSINE = 3
     SCHEDULE_PLATEAU = 4      # lr * scale, scale multiplied down when the monitored loss stalls
 
 cdef enum:  # entries of fit's float64 schedule vector (N_SCHEDULE,): parameters, then plateau state

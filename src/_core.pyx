@@ -150,6 +150,7 @@ def _columns():
         "N_SCHEDULE": N_SCHEDULE,
     }
 
+
 include "_tuning.pxi"
 include "_threads.pxi"
 include "_wrappers.pxi"

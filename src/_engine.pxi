@@ -93,7 +93,7 @@ cdef class Engine:
     cdef Py_ssize_t chunk_stride
     cdef Py_ssize_t n_chunk_bufs   # chunks (after the first) chunk_buf has room for
     cdef Py_ssize_t nchunks        # chunks of the step running
-    cdef readonly int threads_used # threads the last training step ran on
+    cdef readonly int threads_used  # threads the last training step ran on
     cdef double chunk_loss[CBP_MAX_CHUNKS]
     cdef Py_ssize_t chunk_hits[CBP_MAX_CHUNKS]
     cdef Py_ssize_t chunk_seen[CBP_MAX_CHUNKS]

@@ -17,7 +17,8 @@ cdef int _check_schedule(const double[::1] s) except -1:
     _check(kind == SCHEDULE_NONE or kind == SCHEDULE_STEP or kind == SCHEDULE_EXPONENTIAL
            or kind == SCHEDULE_COSINE or kind == SCHEDULE_PLATEAU, "Engine: bad schedule code")
     if kind == SCHEDULE_STEP:
-        _check(s[SCHEDULE_STEP_SIZE] >= 1.0 and s[SCHEDULE_STEP_SIZE] == floor(s[SCHEDULE_STEP_SIZE])
+        _check(s[SCHEDULE_STEP_SIZE] >= 1.0
+               and s[SCHEDULE_STEP_SIZE] == floor(s[SCHEDULE_STEP_SIZE])
                and s[SCHEDULE_GAMMA] > 0.0, "Engine: bad step schedule")
     elif kind == SCHEDULE_EXPONENTIAL:
         _check(s[SCHEDULE_GAMMA] > 0.0, "Engine: bad exponential schedule")

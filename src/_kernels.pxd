@@ -172,7 +172,6 @@ cdef inline void dense_backward(const double* X, const double* W, const double* 
     With ``gate`` (n, ni), dX := where(gate > 0, dX, 0): the ReLU mask of the
     layer below, fused into the store.
     """
-    cdef Py_ssize_t i
     cdef int epi = EPI_GATE if gate != NULL else EPI_NONE
     if use_blas(n, ni, no):
         # dW.T (no, ni) = dZ.T (no, n) @ X (n, ni)
@@ -302,7 +301,7 @@ cdef inline double loss_value(int loss, const double* P, const double* Y,
     The mean is over a batch of ``nscale`` rows: n for the whole batch, more
     for a chunk of its rows (then the result is that chunk's share).
     """
-    cdef Py_ssize_t i, j, m = n * no
+    cdef Py_ssize_t i, m = n * no
     cdef double acc = 0.0, d, p
     cdef double s = loss_scale(loss, reduction, nscale, no)
     if loss == LOSS_SE or loss == LOSS_HALF_SE:

@@ -135,7 +135,7 @@ class SGD(Optimizer):
     kind = C.OPT_SGD
     name = "sgd"
 
-    def __init__(self, lr=1.0, momentum=0.0, nesterov=False, decay=0.0):
+    def __init__(self, lr=0.01, momentum=0.0, nesterov=False, decay=0.0):
         object.__setattr__(self, "nesterov", False)
         super().__init__(lr, decay)
         self.momentum = momentum
@@ -180,7 +180,7 @@ class Adagrad(Optimizer):
     kind = C.OPT_ADAGRAD
     name = "adagrad"
 
-    def __init__(self, lr=1.0, epsilon=1e-7, decay=0.0):
+    def __init__(self, lr=0.01, epsilon=1e-7, decay=0.0):
         super().__init__(lr, decay)
         self.epsilon = epsilon
 

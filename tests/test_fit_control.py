@@ -190,10 +190,13 @@ def test_cross_entropies_need_their_output_activation(backend, tmp_path):
         cbp.Network([cbp.Dense(2, 1)], check_output="no")
 
 
-def test_defaults_train_digits_well(backend):
+@pytest.mark.parametrize("optimizer", [None, "sgd", "momentum", "adagrad", "rmsprop", "adam"])
+def test_defaults_train_digits_well(backend, optimizer):
     """A first try with the defaults trains: net.fit(X, y, epochs=100) on
     standardised digits (64 -> 64 ReLU -> 10 softmax) reaches 95% on held-out
-    data (scikit-learn's MLPClassifier() reaches 98% there)."""
+    data (scikit-learn's MLPClassifier() reaches 98% there), and so does
+    every optimizer named with its default settings (momentum: SGD's
+    defaults with momentum 0.9)."""
     datasets = pytest.importorskip("sklearn.datasets")
     model_selection = pytest.importorskip("sklearn.model_selection")
     X, y = datasets.load_digits(return_X_y=True)
@@ -208,6 +211,8 @@ def test_defaults_train_digits_well(backend):
         backend=backend,
         seed=0,
     )
-    net.fit((Xtr - mean) / scale, ytr, epochs=100)
+    if optimizer == "momentum":
+        optimizer = cbp.optim.SGD(momentum=0.9)
+    net.fit((Xtr - mean) / scale, ytr, epochs=100, optimizer=optimizer)
     accuracy = (net.predict((Xte - mean) / scale).argmax(1) == yte).mean()
     assert accuracy >= 0.95, accuracy

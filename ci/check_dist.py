@@ -4,11 +4,12 @@
     python ci/check_dist.py wheel dist/cbp-X.Y.Z-*.whl
 
 The sdist must hold everything needed to build the native core from its
-Cython sources (every src/*.pyx, src/*.pxi, src/*.pxd and src/*.h, setup.py, pyproject.toml,
-README.md, every cbp/*.py and cbp/*.pyi, cbp/py.typed, every tests/**/*.py
-of the source tree) and nothing generated: no compiled module (.so, .pyd, ...), no object
-file, no C translated by Cython (.c), no Cython annotation (src/*.html), no
-build/ folder, no bytecode.  MANIFEST.in is what makes that so.
+Cython sources (every src/*.pyx, src/*.pxi, src/*.pxd and src/*.h, setup.py,
+pyproject.toml), the package (every cbp/*.py and cbp/*.pyi, cbp/py.typed),
+the tests (every tests/**/*.py), README.md, ARCHITECTURE.md and the guides
+(docs/*.md, docs/img/*), and nothing generated: no compiled module (.so,
+.pyd, ...), no object file, no C translated by Cython (.c), no Cython
+annotation (src/*.html), no build/ folder, no bytecode.  MANIFEST.in is what makes that so.
 
 The wheel must hold the package (every cbp/*.py and cbp/*.pyi of the source
 tree, cbp/py.typed) with exactly one compiled core ``cbp/_core.*``, and no
@@ -66,9 +67,20 @@ def check_sdist(path):
     top = tops.pop()
     rel = {n.split("/", 1)[1] for n in names if "/" in n}
 
-    required = {"setup.py", "pyproject.toml", "README.md", "PKG-INFO", "cbp/py.typed"}
+    required = {"setup.py", "pyproject.toml", "README.md", "ARCHITECTURE.md", "PKG-INFO"}
+    required |= {"cbp/py.typed"}
     required |= _source_files(
-        ["src/*.pyx", "src/*.pxi", "src/*.pxd", "src/*.h", "cbp/*.py", "cbp/*.pyi", "tests/**/*.py"]
+        [
+            "src/*.pyx",
+            "src/*.pxi",
+            "src/*.pxd",
+            "src/*.h",
+            "cbp/*.py",
+            "cbp/*.pyi",
+            "tests/**/*.py",
+            "docs/*.md",
+            "docs/img/*",
+        ]
     )
     for must in ("src/*.pyx", "src/*.pxi", "src/*.pxd", "src/*.h", "cbp/*.py", "tests/*.py"):
         if not fnmatch.filter(rel, must):

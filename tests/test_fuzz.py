@@ -1816,11 +1816,15 @@ def test_fuzz_sequences(backend, data):
         if isinstance(o.error, RuntimeError):
             assert op[0] == "backward" and batch in (None, MAYBE), f"{where}: {o.error}"
             batch = None
-        if op[0] == "backward" and isinstance(o.error, FloatingPointError):
-            # the loss overflowed, but the gradients were written (documented)
-            twin.gradients[:] = net.gradients
+        if isinstance(o.error, FloatingPointError):
+            # an overflow leaves its documented traces (a forward pass whose
+            # output overflowed is still cached; a backward whose loss
+            # overflowed has written the gradients): the twin, in the same
+            # state, must overflow the same way and keep the same traces
+            with pytest.raises(FloatingPointError) as mirrored:
+                _apply(twin, op)
+            assert str(mirrored.value) == str(o.error), where
         if op[0] == "forward" and isinstance(o.error, FloatingPointError):
-            # an output that overflowed is still the cached forward pass
             batch, big_batch = op[1].rows, op[1].big
         if op[0] == "train_step" and not o.ok and _non_finite(op[1].value):
             # the fast path checks X as it copies it over the cached forward's

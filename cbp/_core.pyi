@@ -24,6 +24,7 @@ def dense_backward(X: F64, W: F64, dZ: F64, dW: F64, db: F64 | None, dX: F64 | N
 def _feature_major_limits(
     width: int | None = None, rows_lo: int | None = None, rows_hi: int | None = None
 ) -> tuple[int, int, int]: ...
+def _tiny_path(on: bool | None = None) -> bool: ...
 def _thread_config(
     threads: int | None = None, min_rows: int | None = None, min_work: int | None = None
 ) -> tuple[int, int, int]: ...
@@ -95,6 +96,7 @@ class Engine:
     reduction: int
     ld: int  # feature-major lanes of the workspace (0: row-major)
     threads_used: int  # threads the last training step ran on
+    tiny_steps: int  # steps the last fit() ran on the fused path of src/_tiny.h
 
     def __init__(
         self,

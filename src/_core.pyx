@@ -10,6 +10,7 @@ The data path, from the public API down::
       _engine_passes.pxi            workspace, forward/backward passes
       _engine_chunks.pxi            row chunks of a step, on threads
       _engine_update.pxi            optimizer step, snapshot, rollback
+      _engine_tiny.pxi              fit's fused per-sample step (src/_tiny.h)
       _engine_schedule.pxi          fit's learning-rate schedules
       _engine_sklearn.pxi           scikit-learn's epoch and lbfgs loss/gradient
       _signals.pxi                  the clock and Ctrl-C inside fit
@@ -55,6 +56,8 @@ cimport _kernels as kernels
 from _kernels cimport (cbp_simd, cbp_simd_select, cbp_cpu_has_avx2, cbp_blas_min_work,
                        cbp_blas_min_side, FEATURE_MAJOR_NONE, FEATURE_MAJOR_RELU,
                        FEATURE_MAJOR_SIGMOID)
+from _tiny cimport (cbp_tiny_net, cbp_tiny_run_fn, cbp_tiny_select, CBP_TINY_MAX_LAYERS,
+                    CBP_TINY_MAX_WIDTH, CBP_TINY_MAX_PARAMS)
 
 
 def _columns():
@@ -161,5 +164,6 @@ include "_engine_inputs.pxi"
 include "_engine_passes.pxi"
 include "_engine_chunks.pxi"
 include "_engine_update.pxi"
+include "_engine_tiny.pxi"
 include "_engine_schedule.pxi"
 include "_engine_sklearn.pxi"

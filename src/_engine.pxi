@@ -97,6 +97,12 @@ cdef class Engine:
     cdef double chunk_loss[CBP_MAX_CHUNKS]
     cdef Py_ssize_t chunk_hits[CBP_MAX_CHUNKS]
     cdef Py_ssize_t chunk_seen[CBP_MAX_CHUNKS]
+    # the fused path of fit() (_engine_tiny.pxi): the network as src/_tiny.h
+    # reads it, whether it is one that path takes, and the steps the last
+    # fit() ran on it
+    cdef cbp_tiny_net tiny
+    cdef bint tiny_shape
+    cdef readonly Py_ssize_t tiny_steps
 
     def __cinit__(self):
         self.layers = NULL
@@ -197,6 +203,8 @@ cdef class Engine:
         self.n_chunk_bufs = 0
         self.nchunks = 1
         self.threads_used = 1
+        self.tiny_steps = 0
+        _tiny_init(self)
 
     def __dealloc__(self):
         PyMem_Free(self.layers)
@@ -516,6 +524,12 @@ cdef class Engine:
         cdef bint plain = _plain_sgd(self, kind, &hyper[0]), snapped = False
         _layout(self, bs)
         cdef bint feature_major = self.ld > 0
+        # the fused per-sample step (_engine_tiny.pxi), where it applies
+        cdef cbp_tiny_run_fn tiny_run = _tiny_run(self, bs, plain)
+        cdef bint tiny = tiny_run != NULL
+        self.tiny_steps = 0
+        if tiny:
+            self.threads_used = 1
         if not feature_major:  # room for the chunks of a full and of the last batch
             _prepare_chunks(self, bs)
             if n % bs:
@@ -526,7 +540,7 @@ cdef class Engine:
         if keys == NULL:
             raise MemoryError()
         cdef double[::1] vbuf = np.empty(2 * max(nv, 1) * self.width, dtype=np.float64)
-        cdef Py_ssize_t k, row, r, nb, i, hit, seen, h_, s_, batches, steps = 0, steps0
+        cdef Py_ssize_t k, row, r, nb, i, hit, seen, h_, s_, batches, steps = 0, steps0, taken
         cdef Py_ssize_t done = n_epochs, status = FIT_DONE
         cdef uint64_t epoch
         cdef double total, value, cur
@@ -547,66 +561,88 @@ cdef class Engine:
                     if not plain:
                         _snapshot_nogil(self, snap, st, slots)
                     snapped = False
+                    if tiny:  # the fused path has no per-step snapshot: the epoch's start
+                        memcpy(snap, self.params, self.n_params * sizeof(double))
+                        snapped = True
                     steps0 = steps
                     if shuffle:
                         _epoch_order(seed, epoch, &order[0], keys, n)
-                    total = 0.0
-                    hit = 0
-                    seen = 0
-                    batches = 0
-                    ok = True
-                    row = 0
-                    while row < n:
-                        nb = min(bs, n - row)
-                        if shuffle:  # gather the batch's rows
-                            xw = self.work
-                            yw = self.work + self.y_off
-                            for r in range(nb):
-                                memcpy(xw + r * self.n_in, &X[order[row + r], 0],
-                                       self.n_in * sizeof(double))
-                                memcpy(yw + r * self.n_out, &Y[order[row + r], 0],
-                                       self.n_out * sizeof(double))
-                        else:  # in order: the batch is a slice, read in place
-                            xw = <double*>&X[row, 0]
-                            yw = <double*>&Y[row, 0]
-                        if feature_major:  # xT stays for an in-order full batch
-                            out = _forward_feature_major(self, xw, nb, shuffle or nb < n or k == 0)
-                            value = _backward_feature_major(self, yw, nb)
-                            h_ = kernels.correct(self.loss, out, yw, nb, self.n_out, &s_)
-                        else:
-                            value = _fwd_bwd(self, xw, yw, nb, True, seed, epoch, row, &h_,
-                                             &s_)
-                        ok = isfinite(value)
-                        if ok:
-                            ok = _update(self, kind, hyp, st, slots, t + steps,
-                                         NULL if snapped else snap)
-                            snapped = True
-                        if not ok:
-                            break
-                        steps += 1
-                        total += value
-                        hit += h_
-                        seen += s_
-                        batches += 1
-                        row += nb
-                        ticks += 1
-                        if ticks >= stride:
-                            ticks = 0
-                            now = cbp_monotonic()
-                            if now - last_read < 0.0005:
-                                stride = min(2 * stride, MAX_STRIDE)
-                            elif now - last_read > 0.002 and stride > 1:
-                                stride //= 2
-                            last_read = now
-                            if report_seconds > 0.0 and now - start >= report_seconds:
-                                report_due = True
-                            if now - last_signal >= SIGNAL_SECONDS:
-                                last_signal = now
-                                with gil:
-                                    interrupted = _signal_raised(self)
-                                if interrupted:
-                                    ok = False
+                    while True:  # (once more, on the general passes, if the fused one diverged)
+                        total = 0.0
+                        hit = 0
+                        seen = 0
+                        batches = 0
+                        ok = True
+                        row = 0
+                        while row < n:
+                            if tiny:  # one-row steps up to the next reading of the clock
+                                nb = min(stride - ticks, n - row)
+                                tiny_run(&self.tiny, self.params, self.grads, &X[0, 0], &Y[0, 0],
+                                         <const int64_t*>&order[0] if shuffle else NULL, row, nb,
+                                         hyp[HYPER_LEARNING_RATE], &total, &hit, &seen)
+                                self.tiny_steps += nb
+                                taken = nb
+                            else:
+                                nb = min(bs, n - row)
+                                if shuffle:  # gather the batch's rows
+                                    xw = self.work
+                                    yw = self.work + self.y_off
+                                    for r in range(nb):
+                                        memcpy(xw + r * self.n_in, &X[order[row + r], 0],
+                                               self.n_in * sizeof(double))
+                                        memcpy(yw + r * self.n_out, &Y[order[row + r], 0],
+                                               self.n_out * sizeof(double))
+                                else:  # in order: the batch is a slice, read in place
+                                    xw = <double*>&X[row, 0]
+                                    yw = <double*>&Y[row, 0]
+                                if feature_major:  # xT stays for an in-order full batch
+                                    out = _forward_feature_major(self, xw, nb,
+                                                                 shuffle or nb < n or k == 0)
+                                    value = _backward_feature_major(self, yw, nb)
+                                    h_ = kernels.correct(self.loss, out, yw, nb, self.n_out, &s_)
+                                else:
+                                    value = _fwd_bwd(self, xw, yw, nb, True, seed, epoch, row, &h_,
+                                                     &s_)
+                                ok = isfinite(value)
+                                if ok:
+                                    ok = _update(self, kind, hyp, st, slots, t + steps,
+                                                 NULL if snapped else snap)
+                                    snapped = True
+                                if not ok:
                                     break
+                                total += value
+                                hit += h_
+                                seen += s_
+                                taken = 1
+                            steps += taken
+                            batches += taken
+                            row += nb
+                            ticks += taken
+                            if ticks >= stride:
+                                ticks = 0
+                                now = cbp_monotonic()
+                                if now - last_read < 0.0005:
+                                    stride = min(2 * stride, MAX_STRIDE)
+                                elif now - last_read > 0.002 and stride > 1:
+                                    stride //= 2
+                                last_read = now
+                                if report_seconds > 0.0 and now - start >= report_seconds:
+                                    report_due = True
+                                if now - last_signal >= SIGNAL_SECONDS:
+                                    last_signal = now
+                                    with gil:
+                                        interrupted = _signal_raised(self)
+                                    if interrupted:
+                                        ok = False
+                                        break
+                        if not (tiny and ok) or _tiny_finite(self, total):
+                            break
+                        # not finite: the epoch again from its start, on the general passes
+                        _rollback(self, plain, snap, st, slots)
+                        steps = steps0
+                        snapped = False
+                        tiny = False
+                    tiny = tiny_run != NULL
                     if not ok:
                         if snapped or not plain:  # else nothing was applied
                             _rollback(self, plain, snap, st, slots)

@@ -184,7 +184,7 @@ class _BaseMLP(BaseEstimator):
             hidden = [hidden]
         hidden = list(hidden)
         if np.any(np.array(hidden) <= 0):
-            raise ValueError("hidden_layer_sizes must be > 0, got %s." % hidden)
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {hidden}.")
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
         if scipy.sparse.issparse(X):
@@ -325,7 +325,8 @@ class _BaseMLP(BaseEstimator):
             if self.batch_size > n_samples:
                 warnings.warn(
                     "Got `batch_size` less than 1 or larger than "
-                    "sample size. It is going to be clipped"
+                    "sample size. It is going to be clipped",
+                    stacklevel=2,
                 )
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
         try:
@@ -360,27 +361,27 @@ class _BaseMLP(BaseEstimator):
                     # the parameters of the batch before it.
                     raise ValueError(
                         "Solver produced non-finite parameter weights. The input data may"
-                        " contain large values and need to be preprocessed. (%s, in epoch %d)"
-                        % (exc, self.n_iter_ + 1)
+                        " contain large values and need to be preprocessed."
+                        f" ({exc}, in epoch {self.n_iter_ + 1})"
                     ) from exc
                 self.n_iter_ += 1
                 self.loss_ = total / n_samples
                 self.t_ += n_samples
                 self.loss_curve_.append(self.loss_)
                 if self.verbose:
-                    print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
+                    print(f"Iteration {self.n_iter_:d}, loss = {self.loss_:.8f}")
                 self._update_no_improvement_count(early_stopping, X_val, y_val, sw_val)
                 self._optimizer.iteration_ends(self.t_)
                 if self._no_improvement_count > self.n_iter_no_change:
                     if early_stopping:
                         msg = (
                             "Validation score did not improve more than "
-                            "tol=%f for %d consecutive epochs." % (self.tol, self.n_iter_no_change)
+                            f"tol={self.tol:f} for {self.n_iter_no_change:d} consecutive epochs."
                         )
                     else:
                         msg = (
-                            "Training loss did not improve more than tol=%f"
-                            " for %d consecutive epochs." % (self.tol, self.n_iter_no_change)
+                            f"Training loss did not improve more than tol={self.tol:f}"
+                            f" for {self.n_iter_no_change:d} consecutive epochs."
                         )
                     if self._optimizer.trigger_stopping(msg, self.verbose):
                         break
@@ -389,12 +390,13 @@ class _BaseMLP(BaseEstimator):
                     break
                 if self.n_iter_ == self.max_iter:
                     warnings.warn(
-                        "Stochastic Optimizer: Maximum iterations (%d) "
-                        "reached and the optimization hasn't converged yet." % self.max_iter,
+                        f"Stochastic Optimizer: Maximum iterations ({self.max_iter:d}) "
+                        "reached and the optimization hasn't converged yet.",
                         ConvergenceWarning,
+                        stacklevel=2,
                     )
         except KeyboardInterrupt:
-            warnings.warn("Training interrupted by user.")
+            warnings.warn("Training interrupted by user.", stacklevel=2)
         if early_stopping:
             self._set_weights(self._best_coefs, self._best_intercepts)
 
@@ -403,7 +405,7 @@ class _BaseMLP(BaseEstimator):
             score = self._score_numpy(X, y, sample_weight)
             self.validation_scores_.append(score)
             if self.verbose:
-                print("Validation score: %f" % self.validation_scores_[-1])
+                print(f"Validation score: {self.validation_scores_[-1]:f}")
             if score < self.best_validation_score_ + self.tol:
                 self._no_improvement_count += 1
             else:
@@ -440,7 +442,7 @@ class _BaseMLP(BaseEstimator):
         if self.solver not in _STOCHASTIC_SOLVERS:
             raise AttributeError(
                 "partial_fit is only available for stochastic"
-                " optimizers. %s is not stochastic." % self.solver
+                f" optimizers. {self.solver} is not stochastic."
             )
         return True
 

@@ -203,8 +203,8 @@ cdef object _sk_inputs(Engine e, X, Y, sw, int loss):
     for l in range(e.n_layers):
         if e.layers[l].kind != KIND_DENSE or e.layers[l].b_off < 0:
             raise ValueError("sklearn_epoch: every layer must be dense with a bias")
-        if l < e.n_layers - 1 and e.layers[l].act not in (ACT_IDENTITY, ACT_RELU,
-                                                            ACT_SIGMOID, ACT_TANH):
+        if l < e.n_layers - 1 and e.layers[l].act not in (
+                ACT_IDENTITY, ACT_RELU, ACT_SIGMOID, ACT_TANH):
             raise ValueError("sklearn_epoch: hidden activations are identity, relu, "
                              "sigmoid or tanh")
     if not np.isfinite(X).all() or not np.isfinite(Y).all():

@@ -155,14 +155,13 @@ cdef double _sk_batch(Engine e, int loss, double alpha, const double* X, const d
     return value
 
 
-cdef void _sk_update(Engine e, int kind, const double* h, double* state, double t) noexcept nogil:
-    """scikit-learn's SGD (momentum, Nesterov) or Adam on every parameter."""
+cdef int _sk_update(Engine e, int kind, const double* h, double* state, double t) noexcept nogil:
+    """scikit-learn's SGD (momentum, Nesterov) or Adam on every parameter;
+    1 if a new parameter or state value is NaN or infinite, else 0."""
     cdef Py_ssize_t i, P = e.n_params
     cdef double* p = e.params
     cdef const double* g = e.grads
-    cdef double lr = h[HYPER_LEARNING_RATE], mu, b1, b2, eps, lr_t, u, m, v
-    cdef double* ms
-    cdef double* vs
+    cdef double lr = h[HYPER_LEARNING_RATE], mu, b1, b2, lr_t, u
     if kind == OPT_SGD:
         mu = h[HYPER_MOMENTUM]
         for i in range(P):
@@ -171,19 +170,30 @@ cdef void _sk_update(Engine e, int kind, const double* h, double* state, double 
             if h[HYPER_NESTEROV] != 0.0:
                 u = mu * u - lr * g[i]
             p[i] += u
-    else:  # OPT_ADAM_SK
-        b1 = h[HYPER_BETA1]
-        b2 = h[HYPER_BETA2]
-        eps = h[HYPER_EPSILON]
-        ms = state
-        vs = state + P
-        lr_t = lr * c_sqrt(1.0 - c_pow(b2, t)) / (1.0 - c_pow(b1, t))
-        for i in range(P):
-            m = b1 * ms[i] + (1.0 - b1) * g[i]
-            v = b2 * vs[i] + (1.0 - b2) * (g[i] * g[i])
-            ms[i] = m
-            vs[i] = v
-            p[i] += -lr_t * m / (c_sqrt(v) + eps)
+        return not (kernels.all_finite(p, P, False) and kernels.all_finite(state, P, False))
+    # OPT_ADAM_SK: the adam_sk kernel of _simd.h, with the bias corrections in lr_t
+    b1 = h[HYPER_BETA1]
+    b2 = h[HYPER_BETA2]
+    lr_t = lr * c_sqrt(1.0 - c_pow(b2, t)) / (1.0 - c_pow(b1, t))
+    return kernels.cbp_simd.adam_sk(P, lr_t, b1, b2, h[HYPER_EPSILON], p, g, state, state + P)
+
+
+def _sklearn_adam_update(double[::1] params, const double[::1] grads, double[::1] m,
+                         double[::1] v, double lr_t, double beta_1, double beta_2,
+                         double epsilon):
+    """scikit-learn's Adam step in place: m := b1 m + (1 - b1) g, v := b2 v +
+    (1 - b2) g**2, params += -lr_t m / (sqrt(v) + epsilon); True if all stay
+    finite.  Private, for the tests; the twin is
+    cbp._reference_sklearn.sklearn_adam_update."""
+    cdef Py_ssize_t n = params.shape[0]
+    _check(grads.shape[0] == n and m.shape[0] == n and v.shape[0] == n,
+           "sklearn_adam_update: shape mismatch")
+    cdef int bad = 0
+    if n:
+        with nogil:
+            bad = kernels.cbp_simd.adam_sk(n, lr_t, beta_1, beta_2, epsilon, &params[0],
+                                           &grads[0], &m[0], &v[0])
+    return not bad
 
 
 cdef object _sk_inputs(Engine e, X, Y, sw, int loss):
@@ -301,9 +311,7 @@ def _sklearn_epoch(Engine e, X, Y, sw, order, Py_ssize_t batch_size, int loss, d
             memcpy(&snap[0], e.params, P * sizeof(double))
             memcpy(&snap[P], &st[0], slots * P * sizeof(double))
             t += 1.0
-            _sk_update(e, kind, &hv[0], &st[0], t)
-            if not (kernels.all_finite(e.params, P, False)
-                    and kernels.all_finite(&st[0], slots * P, False)):
+            if _sk_update(e, kind, &hv[0], &st[0], t):
                 memcpy(e.params, &snap[0], P * sizeof(double))
                 memcpy(&st[0], &snap[P], slots * P * sizeof(double))
                 t -= 1.0

@@ -56,6 +56,9 @@ cdef extern from "_simd.h" nogil:
     ctypedef void (*map_fn)(Py_ssize_t n, const double* x, double* y) noexcept nogil
     ctypedef int (*sgd_fn)(Py_ssize_t n, double lr, double* p, const double* g,
                            double* snap) noexcept nogil
+    ctypedef int (*adam_sk_fn)(Py_ssize_t n, double lr_t, double b1, double b2, double eps,
+                               double* p, const double* g, double* m,
+                               double* v) noexcept nogil
     enum:
         FEATURE_MAJOR_NONE "CBP_FEATURE_MAJOR_NONE"
         FEATURE_MAJOR_RELU "CBP_FEATURE_MAJOR_RELU"
@@ -78,6 +81,7 @@ cdef extern from "_simd.h" nogil:
         feature_major_forward_fn feature_major_forward
         feature_major_backward_fn feature_major_backward
         sgd_fn sgd
+        adam_sk_fn adam_sk
         const char* name
     cbp_simd_table cbp_simd
     int cbp_simd_select(const char* want)
@@ -172,7 +176,6 @@ cdef inline void dense_backward(const double* X, const double* W, const double* 
     With ``gate`` (n, ni), dX := where(gate > 0, dX, 0): the ReLU mask of the
     layer below, fused into the store.
     """
-    cdef Py_ssize_t i
     cdef int epi = EPI_GATE if gate != NULL else EPI_NONE
     if use_blas(n, ni, no):
         # dW.T (no, ni) = dZ.T (no, n) @ X (n, ni)
@@ -302,7 +305,7 @@ cdef inline double loss_value(int loss, const double* P, const double* Y,
     The mean is over a batch of ``nscale`` rows: n for the whole batch, more
     for a chunk of its rows (then the result is that chunk's share).
     """
-    cdef Py_ssize_t i, j, m = n * no
+    cdef Py_ssize_t i, m = n * no
     cdef double acc = 0.0, d, p
     cdef double s = loss_scale(loss, reduction, nscale, no)
     if loss == LOSS_SE or loss == LOSS_HALF_SE:

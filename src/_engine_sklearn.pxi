@@ -252,6 +252,22 @@ def _sklearn_loss_grad(Engine e, X, Y, sw, int loss, double alpha):
     return value
 
 
+cdef double _sk_gathered(Engine e, int loss, double alpha, const double* X, const double* Y,
+                         const double* s, const long long* order, Py_ssize_t start,
+                         Py_ssize_t nb, double* xb, double* yb, double* sb, double* acts,
+                         double* d1, double* d2) noexcept nogil:
+    """_sk_batch on the rows order[start:start + nb] of X, Y (and s, if not
+    NULL), copied into xb, yb (and sb)."""
+    cdef Py_ssize_t i, r, d = e.n_in, k = e.n_out
+    for i in range(nb):
+        r = order[start + i]
+        memcpy(&xb[i * d], &X[r * d], d * sizeof(double))
+        memcpy(&yb[i * k], &Y[r * k], k * sizeof(double))
+        if s != NULL:
+            sb[i] = s[r]
+    return _sk_batch(e, loss, alpha, xb, yb, sb if s != NULL else NULL, nb, acts, d1, d2)
+
+
 def _sklearn_epoch(Engine e, X, Y, sw, order, Py_ssize_t batch_size, int loss, double alpha,
                    int kind, hyper, state, double t):
     sw = _sk_inputs(e, X, Y, sw, loss)
@@ -288,37 +304,47 @@ def _sklearn_epoch(Engine e, X, Y, sw, order, Py_ssize_t batch_size, int loss, d
     cdef const double[:, ::1] Yv = Y
     cdef const double[::1] sv
     cdef const double* sp = NULL
-    cdef double total = 0.0, value = 0.0
+    cdef double total = 0.0, value = 0.0, t0
     cdef Py_ssize_t start = 0, nb, i, r
     cdef int status = 0
     if sw is not None:
         sv = sw
         sp = &sv[0]
     with nogil:
+        # one snapshot an epoch: a rollback replays the batches before the
+        # failing one from it, through the same arithmetic, so it lands on the
+        # very values that batch started from
+        memcpy(&snap[0], e.params, P * sizeof(double))
+        memcpy(&snap[P], &st[0], slots * P * sizeof(double))
+        t0 = t
         while start < n:
             nb = min(batch_size, n - start)
-            for i in range(nb):
-                r = ov[start + i]
-                memcpy(&xb[i * d], &Xv[r, 0], d * sizeof(double))
-                memcpy(&yb[i * k], &Yv[r, 0], k * sizeof(double))
-                if sp != NULL:
-                    sb[i] = sp[r]
-            value = _sk_batch(e, loss, alpha, &xb[0], &yb[0], &sb[0] if sp != NULL else NULL,
-                              nb, &acts[0], &d1[0], &d2[0])
+            value = _sk_gathered(e, loss, alpha, &Xv[0, 0], &Yv[0, 0], sp, &ov[0], start, nb,
+                                 &xb[0], &yb[0], &sb[0], &acts[0], &d1[0], &d2[0])
             if not isfinite(value):
                 status = 1
                 break
-            memcpy(&snap[0], e.params, P * sizeof(double))
-            memcpy(&snap[P], &st[0], slots * P * sizeof(double))
             t += 1.0
             if _sk_update(e, kind, &hv[0], &st[0], t):
-                memcpy(e.params, &snap[0], P * sizeof(double))
-                memcpy(&st[0], &snap[P], slots * P * sizeof(double))
-                t -= 1.0
                 status = 2
                 break
             total += value * nb
             start += nb
+        if status == 2:
+            memcpy(e.params, &snap[0], P * sizeof(double))
+            memcpy(&st[0], &snap[P], slots * P * sizeof(double))
+            t = t0
+            r = 0
+            while r < start:
+                i = min(batch_size, n - r)
+                _sk_gathered(e, loss, alpha, &Xv[0, 0], &Yv[0, 0], sp, &ov[0], r, i, &xb[0],
+                             &yb[0], &sb[0], &acts[0], &d1[0], &d2[0])
+                t += 1.0
+                _sk_update(e, kind, &hv[0], &st[0], t)
+                r += i
+            # the failing batch's gradients, as its step found them
+            _sk_gathered(e, loss, alpha, &Xv[0, 0], &Yv[0, 0], sp, &ov[0], start, nb, &xb[0],
+                         &yb[0], &sb[0], &acts[0], &d1[0], &d2[0])
     if status == 1:
         raise DivergenceError(
             "training diverged: a batch loss was NaN or infinite (rows %d to %d of the "

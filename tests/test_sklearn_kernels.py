@@ -83,3 +83,49 @@ def test_adam_checks_shapes(native_core):
         native_core._sklearn_adam_update(
             np.zeros(3), np.zeros(2), np.zeros(3), np.zeros(3), 1e-3, 0.9, 0.999, 1e-8
         )
+
+
+# --------------------------------------------------- rollback of an epoch ---
+def _engine(which, native_core, params):
+    """An Engine of a 5-6-3 relu network over ``params`` (native or twin)."""
+    from cbp import _codes as C
+    from cbp import _reference as ref
+    from cbp.network import Dense, Network
+
+    net = Network([Dense(5, 6, "relu"), Dense(6, 3, "identity")], loss="half_squared_error")
+    meta, floats = net._layer_table()
+    cls = native_core.Engine if which == "native" else ref.Engine
+    return cls(meta, floats, params, np.zeros(params.size), C.LOSS_HALF_SE, C.RED_MEAN)
+
+
+@pytest.mark.parametrize("which", ["native", "twin"])
+def test_a_failed_update_mid_epoch_leaves_the_values_before_its_batch(native_core, which):
+    """Batch 3 of 5 makes Adam's v infinite (a gradient of 1e160 squared) with
+    a finite loss: the parameters and state are those after batches 0-2, bit
+    for bit, as one epoch over those rows alone leaves them."""
+    from cbp import _codes as C
+    from cbp._errors import DivergenceError
+
+    rng = np.random.default_rng(5)
+    n, P = 37, 5 * 6 + 6 + 6 * 3 + 3
+    X = rng.normal(size=(n, 5))
+    X[:, 0] = 0.0  # feature 0's weights get no gradient, so Adam leaves them at 1e-170 ...
+    X[26, 0] = 1e160  # ... until row 26 (batch 3): x w is 1e-10, its gradient 1e160
+    Y = rng.normal(size=(n, 3))
+    p0 = rng.normal(0, 0.5, P)
+    p0[0:6] = 1e-170  # W1[0, :]
+    h = np.zeros(C.N_OPTIMIZER_HYPER)
+    h[C.HYPER_LEARNING_RATE], h[C.HYPER_BETA1], h[C.HYPER_BETA2] = 0.01, 0.9, 0.999
+    h[C.HYPER_EPSILON] = 1e-8
+    args = (C.LOSS_SK_SQUARED, 1e-3, C.OPT_ADAM_SK, h)
+    p, state = p0.copy(), np.zeros(2 * P)
+    with pytest.raises(DivergenceError, match="the update made a parameter NaN or infinite"):
+        _engine(which, native_core, p).sklearn_epoch(X, Y, None, None, 8, *args, state, 2.0)
+    q, want_state = p0.copy(), np.zeros(2 * P)
+    _, t = _engine(which, native_core, q).sklearn_epoch(
+        X[:24], Y[:24], None, None, 8, *args, want_state, 2.0
+    )
+    assert t == 5.0
+    assert not np.array_equal(q, p0)
+    np.testing.assert_array_equal(p, q)
+    np.testing.assert_array_equal(state, want_state)

@@ -75,8 +75,6 @@ cdef double _sk_batch(Engine e, int loss, double alpha, const double* X, const d
         ni = layer.n_in
         no = layer.n_out
         A = acts + off
-        kernels.dense_forward(inp, e.params + layer.w_off, e.params + layer.b_off, A, n, ni,
-                              no, e.scratch, e.scratch_cap, False)
         m = n * no
         if l < L - 1:
             act = layer.act
@@ -88,10 +86,13 @@ cdef double _sk_batch(Engine e, int loss, double alpha, const double* X, const d
             act = ACT_SIGMOID
         else:
             act = -1
+        # ReLU (z if z > 0 else 0, as activation_forward) is fused into the store
+        kernels.dense_forward(inp, e.params + layer.w_off, e.params + layer.b_off, A, n, ni,
+                              no, e.scratch, e.scratch_cap, act == ACT_RELU)
         if act == -1:
             for i in range(m):
                 A[i] = c_exp(A[i])
-        elif act != ACT_IDENTITY:
+        elif act != ACT_IDENTITY and act != ACT_RELU:
             kernels.activation_forward(act, A, A, n, no, 0.0)
         inp = A
         off += m
@@ -127,21 +128,19 @@ cdef double _sk_batch(Engine e, int loss, double alpha, const double* X, const d
         W = e.params + layer.w_off
         gW = e.grads + layer.w_off
         gb = e.grads + layer.b_off
+        act = e.layers[l - 1].act if l > 0 else ACT_IDENTITY
+        # below a ReLU layer, scikit-learn's delta[A == 0] = 0 is the store's
+        # gate A > 0 (A = relu(Z) is >= 0 and never NaN)
         kernels.dense_backward(inp, W, d1, gW, gb, d2 if l > 0 else NULL, n, ni, no,
-                               e.scratch, e.scratch_cap, NULL)
+                               e.scratch, e.scratch_cap, inp if act == ACT_RELU else NULL)
         for i in range(ni * no):
             gW[i] = (gW[i] + alpha * W[i]) / S
         for j in range(no):
             gb[j] = gb[j] / S
         if l > 0:
-            act = e.layers[l - 1].act
             A = <double*>inp
             m = n * ni
-            if act == ACT_RELU:
-                for i in range(m):
-                    if A[i] == 0.0:
-                        d2[i] = 0.0
-            elif act == ACT_SIGMOID:
+            if act == ACT_SIGMOID:
                 for i in range(m):
                     d2[i] = d2[i] * A[i]
                     d2[i] = d2[i] * (1.0 - A[i])

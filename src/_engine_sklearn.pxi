@@ -6,7 +6,7 @@
 # (kernels.dense_forward, kernels.dense_backward, kernels.activation_forward);
 # the losses, the L2 term scaled by the batch's weight sum, the derivative
 # products and the optimizers are scikit-learn's, operation for operation.
-from libc.math cimport log as c_log, exp as c_exp, sqrt as c_sqrt, pow as c_pow
+from libc.math cimport log as c_log, exp as c_exp, sqrt as c_sqrt, pow as c_pow, frexp
 
 cdef double SK_EPS = 2.220446049250313e-16   # np.finfo(np.float64).eps
 
@@ -55,6 +55,21 @@ cdef double _sk_loss(int loss, const double* P, const double* Y, const double* s
     return -total
 
 
+cdef inline double _sk_sumsq(const double* W, Py_ssize_t m) noexcept nogil:
+    """sum(W**2) on four partial sums (entries i mod 4), added pairwise, then the tail."""
+    cdef Py_ssize_t i
+    cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+    for i in range(0, m - 3, 4):
+        s0 += W[i] * W[i]
+        s1 += W[i + 1] * W[i + 1]
+        s2 += W[i + 2] * W[i + 2]
+        s3 += W[i + 3] * W[i + 3]
+    s0 = (s0 + s1) + (s2 + s3)
+    for i in range(m - m % 4, m):
+        s0 += W[i] * W[i]
+    return s0
+
+
 cdef double _sk_batch(Engine e, int loss, double alpha, const double* X, const double* Y,
                       const double* s, Py_ssize_t n, double* acts, double* d1,
                       double* d2) noexcept nogil:
@@ -67,8 +82,9 @@ cdef double _sk_batch(Engine e, int loss, double alpha, const double* X, const d
     cdef double* gW
     cdef double* gb
     cdef double* tmp
-    cdef double S = 0.0, value, sq = 0.0, a, mx, tot
-    cdef int act
+    cdef double S = 0.0, value, sq = 0.0, a, inv
+    cdef int act, ex
+    cdef bint pow2
     off = 0
     for l in range(L):  # forward: acts holds every layer's output, back to back
         layer = &e.layers[l]
@@ -107,12 +123,12 @@ cdef double _sk_batch(Engine e, int loss, double alpha, const double* X, const d
     value = _sk_loss(loss, A, Y, s, n, no, S)
     for l in range(L):
         layer = &e.layers[l]
-        W = e.params + layer.w_off
-        tot = 0.0
-        for i in range(layer.n_in * layer.n_out):
-            tot += W[i] * W[i]
-        sq += tot
+        sq += _sk_sumsq(e.params + layer.w_off, layer.n_in * layer.n_out)
     value += (0.5 * alpha) * sq / S
+    # x / S is x * (1 / S), exactly, when S is a power of two (a batch of 32
+    # rows without weights); otherwise the division stays
+    pow2 = S > 0.0 and frexp(S, &ex) == 0.5 and ex > -1021
+    inv = 1.0 / S
     for i in range(n * no):  # output delta (P - Y) * s, the canonical links
         d1[i] = A[i] - Y[i]
     if s != NULL:
@@ -133,10 +149,16 @@ cdef double _sk_batch(Engine e, int loss, double alpha, const double* X, const d
         # gate A > 0 (A = relu(Z) is >= 0 and never NaN)
         kernels.dense_backward(inp, W, d1, gW, gb, d2 if l > 0 else NULL, n, ni, no,
                                e.scratch, e.scratch_cap, inp if act == ACT_RELU else NULL)
-        for i in range(ni * no):
-            gW[i] = (gW[i] + alpha * W[i]) / S
-        for j in range(no):
-            gb[j] = gb[j] / S
+        if pow2:
+            for i in range(ni * no):
+                gW[i] = (gW[i] + alpha * W[i]) * inv
+            for j in range(no):
+                gb[j] = gb[j] * inv
+        else:
+            for i in range(ni * no):
+                gW[i] = (gW[i] + alpha * W[i]) / S
+            for j in range(no):
+                gb[j] = gb[j] / S
         if l > 0:
             A = <double*>inp
             m = n * ni

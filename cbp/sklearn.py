@@ -76,6 +76,31 @@ _NETWORK_LOSS = {
 }
 
 
+def _binarize_integer_labels(y):
+    """(LabelBinarizer().fit(y), its transform(y).astype(bool)) from one np.unique,
+    for a non-empty 1-D y of integers or booleans; None for any other y.
+
+    Such a y is "binary" (at most 2 labels) or "multiclass" for
+    ``type_of_target``, and ``unique_labels`` gives its sorted distinct
+    values, with y's dtype: the binarizer is given the attributes its fit
+    sets.  Binary targets are one column (y == classes_[1]), multiclass ones
+    one-hot.
+    """
+    if not (isinstance(y, np.ndarray) and y.ndim == 1 and y.size and y.dtype.kind in "iub"):
+        return None
+    classes, index = np.unique(y, return_inverse=True)
+    lb = LabelBinarizer()
+    lb.y_type_ = "multiclass" if classes.size > 2 else "binary"
+    lb.sparse_input_ = False
+    lb.classes_ = classes
+    if classes.size > 2:
+        Y = np.zeros((y.size, classes.size), dtype=bool)
+        Y[np.arange(y.size), index] = True
+    else:
+        Y = (index == 1).reshape(-1, 1)
+    return lb, Y
+
+
 class _BaseMLP(BaseEstimator):
     """What MLPClassifier and MLPRegressor share (scikit-learn's BaseMultilayerPerceptron)."""
 
@@ -318,7 +343,7 @@ class _BaseMLP(BaseEstimator):
             X_train, Y_train, sw_train = X, Y, sample_weight
             X_val = y_val = sw_val = None
         n_samples = X_train.shape[0]
-        sample_idx = np.arange(n_samples, dtype=int)
+        sample_idx = np.arange(n_samples, dtype=np.int64)
         if self.batch_size == "auto":
             batch_size = min(200, n_samples)
         else:
@@ -334,11 +359,11 @@ class _BaseMLP(BaseEstimator):
             for _ in range(self.max_iter):
                 order = None
                 if self.shuffle:
-                    # sklearn.utils.shuffle(sample_idx, random_state=rs) without
-                    # its validation: the same draws, the same permutation
-                    perm = np.arange(n_samples)
-                    self._random_state.shuffle(perm)
-                    sample_idx = sample_idx[perm]
+                    # sklearn.utils.shuffle(sample_idx, random_state=rs), which
+                    # is sample_idx[p] for p = arange(n) shuffled by rs: the
+                    # shuffle's swaps depend on its draws only, so shuffling
+                    # sample_idx in place gives the same order
+                    self._random_state.shuffle(sample_idx)
                     order = sample_idx
                 opt.hyper[C.HYPER_LEARNING_RATE] = opt.learning_rate
                 try:
@@ -579,6 +604,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if (not hasattr(self, "classes_")) or (not self.warm_start and not incremental):
+            fitted = _binarize_integer_labels(y)
+            if fitted is not None:
+                self._label_binarizer, Y = fitted
+                self.classes_ = self._label_binarizer.classes_
+                return X, Y
             self._label_binarizer = LabelBinarizer()
             self._label_binarizer.fit(y)
             self.classes_ = self._label_binarizer.classes_

@@ -129,3 +129,52 @@ def test_a_failed_update_mid_epoch_leaves_the_values_before_its_batch(native_cor
     assert not np.array_equal(q, p0)
     np.testing.assert_array_equal(p, q)
     np.testing.assert_array_equal(state, want_state)
+
+
+# ------------------------------------------------ labels of the classifier ---
+@pytest.mark.parametrize(
+    "y",
+    [
+        np.array([3, 1, 2, 3, 1, 1]),  # multiclass
+        np.array([-5, 7, 7, -5, 7]),  # binary
+        np.array([4, 4, 4]),  # one class
+        np.array([0, 1, 2, 1], dtype=np.uint8),
+        np.array([2, 0, 9, 9, 5], dtype=np.int32),
+        np.array([True, False, True]),
+        np.array([False, False]),
+        np.arange(40) % 13,
+    ],
+    ids=lambda y: f"{y.dtype}-{np.unique(y).size}",
+)
+def test_integer_labels_binarize_as_label_binarizer(y):
+    """cbp.sklearn's one-np.unique path gives LabelBinarizer's fitted state and
+    transform (as bool), and its inverse_transform maps back to y."""
+    pytest.importorskip("sklearn")
+    from sklearn.preprocessing import LabelBinarizer
+
+    from cbp.sklearn import _binarize_integer_labels
+
+    lb, Y = _binarize_integer_labels(y)
+    want = LabelBinarizer().fit(y)
+    assert lb.y_type_ == want.y_type_
+    assert lb.sparse_input_ == want.sparse_input_
+    assert lb.classes_.dtype == want.classes_.dtype
+    np.testing.assert_array_equal(lb.classes_, want.classes_)
+    want_Y = want.transform(y).astype(bool)
+    assert Y.dtype == want_Y.dtype and Y.shape == want_Y.shape
+    np.testing.assert_array_equal(Y, want_Y)
+    np.testing.assert_array_equal(lb.transform(y), want.transform(y))
+    if np.unique(y).size > 1:
+        np.testing.assert_array_equal(lb.inverse_transform(Y.astype(float)), y)
+
+
+@pytest.mark.parametrize(
+    "y",
+    [np.array([0.0, 1.0]), np.array(["a", "b"]), np.zeros((3, 2), dtype=int), np.array([], int)],
+    ids=["float", "str", "2-d", "empty"],
+)
+def test_other_labels_take_label_binarizer(y):
+    pytest.importorskip("sklearn")
+    from cbp.sklearn import _binarize_integer_labels
+
+    assert _binarize_integer_labels(y) is None

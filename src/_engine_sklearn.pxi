@@ -238,13 +238,38 @@ cdef object _sk_inputs(Engine e, X, Y, sw, int loss):
                 ACT_IDENTITY, ACT_RELU, ACT_SIGMOID, ACT_TANH):
             raise ValueError("sklearn_epoch: hidden activations are identity, relu, "
                              "sigmoid or tanh")
-    if not np.isfinite(X).all() or not np.isfinite(Y).all():
+    cdef const double[:, ::1] Xv = X
+    cdef const double[:, ::1] Yv = Y
+    cdef const double[::1] sv
+    if not (kernels.all_finite(&Xv[0, 0], Xv.shape[0] * Xv.shape[1], False)
+            and kernels.all_finite(&Yv[0, 0], Yv.shape[0] * Yv.shape[1], False)):
         raise ValueError("sklearn_epoch: X and Y must be finite")
     if sw is not None:
         sw = np.ascontiguousarray(sw, dtype=np.float64)
-        if sw.shape != (X.shape[0],) or not np.isfinite(sw).all() or (sw < 0).any():
+        if sw.shape != (X.shape[0],):
+            raise ValueError("sklearn_epoch: sample weights must be (n,) finite and >= 0")
+        sv = sw
+        if not _sk_all_nonnegative(&sv[0], sv.shape[0]):
             raise ValueError("sklearn_epoch: sample weights must be (n,) finite and >= 0")
     return sw
+
+
+cdef bint _sk_all_nonnegative(const double* v, Py_ssize_t m) noexcept nogil:
+    """True if every v[i] is finite and >= 0 (checked in place: no temporaries)."""
+    cdef Py_ssize_t i
+    cdef double chk = 0.0
+    for i in range(m):
+        chk = chk if (v[i] >= 0.0 and v[i] - v[i] == 0.0) else 1.0
+    return chk == 0.0
+
+
+cdef bint _sk_all_indices(const long long* o, Py_ssize_t m, Py_ssize_t n) noexcept nogil:
+    """True if every o[i] is in range(n)."""
+    cdef Py_ssize_t i
+    cdef long long bad = 0
+    for i in range(m):
+        bad |= (o[i] < 0) | (o[i] >= n)
+    return bad == 0
 
 
 cdef object _sk_work(Engine e, Py_ssize_t bs):
@@ -300,18 +325,24 @@ def _sklearn_epoch(Engine e, X, Y, sw, order, Py_ssize_t batch_size, int loss, d
         raise ValueError("sklearn_epoch: batch_size must be >= 1")
     batch_size = min(batch_size, n)
     hyper = np.ascontiguousarray(hyper, dtype=np.float64)
-    if hyper.shape != (N_OPTIMIZER_HYPER,) or not np.isfinite(hyper).all():
+    cdef const double[::1] hv
+    if hyper.shape == (N_OPTIMIZER_HYPER,):
+        hv = hyper
+    if hyper.shape != (N_OPTIMIZER_HYPER,) or not kernels.all_finite(&hv[0], hv.shape[0], False):
         raise ValueError("sklearn_epoch: hyper must be (N_OPTIMIZER_HYPER,) finite float64")
     if not (isinstance(state, ndarray) and state.dtype == np.float64
             and state.flags.c_contiguous and state.shape == (slots * P,)):
         raise ValueError("sklearn_epoch: state must be a C-contiguous float64 array of %d"
                          % (slots * P))
+    cdef const long long[::1] ov
     if order is not None:
         order = np.ascontiguousarray(order, dtype=np.int64)
-        if order.shape != (n,) or (n and (order.min() < 0 or order.max() >= n)):
+        if order.shape == (n,):
+            ov = order
+        if order.shape != (n,) or not _sk_all_indices(&ov[0], n, n):
             raise ValueError("sklearn_epoch: order must be (n,) indices in range(n)")
     else:
-        order = np.arange(n, dtype=np.int64)
+        ov = np.arange(n, dtype=np.int64)
     acts_, d1_, d2_ = _sk_work(e, batch_size)
     xb_ = np.empty(batch_size * d)
     yb_ = np.empty(batch_size * k)
@@ -319,8 +350,6 @@ def _sklearn_epoch(Engine e, X, Y, sw, order, Py_ssize_t batch_size, int loss, d
     snap_ = np.empty((1 + slots) * P)
     cdef double[::1] acts = acts_, d1 = d1_, d2 = d2_, xb = xb_, yb = yb_, sb = sb_
     cdef double[::1] snap = snap_, st = state
-    cdef const double[::1] hv = hyper
-    cdef const long long[::1] ov = order
     cdef const double[:, ::1] Xv = X
     cdef const double[:, ::1] Yv = Y
     cdef const double[::1] sv

@@ -34,7 +34,12 @@ try:
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import LabelBinarizer
     from sklearn.utils import check_random_state, column_or_1d
-    from sklearn.utils._param_validation import Interval, Options, StrOptions
+    from sklearn.utils._param_validation import (
+        Interval,
+        Options,
+        StrOptions,
+        validate_parameter_constraints,
+    )
     from sklearn.utils.class_weight import compute_sample_weight
     from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
     from sklearn.utils.metaestimators import available_if
@@ -101,6 +106,26 @@ def _binarize_integer_labels(y):
     return lb, Y
 
 
+_SIMPLE = (str, int, float, bool, type(None))
+# (estimator class, parameters) that passed validate_parameter_constraints
+_VALID_PARAMS = set()
+
+
+def _params_key(cls, params):
+    """A hashable key of the class and of parameters that are all of simple
+    types (each value with its type, so that True is not 1), or None."""
+    items = []
+    for name, value in sorted(params.items()):
+        if isinstance(value, (tuple, list)) and all(type(v) in _SIMPLE for v in value):
+            value = (type(value), tuple((type(v), v) for v in value))
+        elif type(value) in _SIMPLE:
+            value = (type(value), value)
+        else:
+            return None
+        items.append((name, value))
+    return (cls, tuple(items))
+
+
 class _BaseMLP(BaseEstimator):
     """What MLPClassifier and MLPRegressor share (scikit-learn's BaseMultilayerPerceptron)."""
 
@@ -130,6 +155,34 @@ class _BaseMLP(BaseEstimator):
         "max_fun": [Interval(Integral, 1, None, closed="left")],
         "backend": [StrOptions({"native", "numpy"}), None],
     }
+
+    # -- parameters -------------------------------------------------------------
+    @classmethod
+    def _get_param_names(cls):
+        """BaseEstimator's, introspected once per class (the signature of
+        __init__ does not change)."""
+        names = cls.__dict__.get("_param_names")
+        if names is None:
+            names = tuple(super()._get_param_names())
+            cls._param_names = names
+        return list(names)
+
+    def _validate_params(self):
+        """BaseEstimator's validation of the parameters, whose outcome depends
+        on their types and values only: parameters of simple types (numbers,
+        strings, None, tuples of them) that passed for this class once are
+        not checked again."""
+        params = self.get_params(deep=False)
+        key = _params_key(type(self), params)
+        if key is not None and key in _VALID_PARAMS:
+            return
+        validate_parameter_constraints(
+            self._parameter_constraints, params, caller_name=type(self).__name__
+        )
+        if key is not None:
+            if len(_VALID_PARAMS) >= 1024:
+                _VALID_PARAMS.clear()
+            _VALID_PARAMS.add(key)
 
     # -- network_ and the views coefs_ / intercepts_ --------------------------
     def _build_network(self, coefs, intercepts):

@@ -178,3 +178,24 @@ def test_other_labels_take_label_binarizer(y):
     from cbp.sklearn import _binarize_integer_labels
 
     assert _binarize_integer_labels(y) is None
+
+
+# ------------------------------------------- parameter validation, cached ---
+def test_a_validated_parameter_set_does_not_excuse_another():
+    """Parameters that passed once are not re-checked, but any other value,
+    or the same value with another type (1 for True), still is."""
+    pytest.importorskip("sklearn")
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    import cbp
+
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    y = np.arange(20) % 2
+    clf = cbp.MLPClassifier((4,), max_iter=2, shuffle=True, random_state=0)
+    with pytest.warns(Warning):
+        clf.fit(X, y)
+        clf.fit(X, y)  # the cached set
+    for bad in (dict(shuffle=1), dict(alpha=-1.0), dict(hidden_layer_sizes="4")):
+        with pytest.raises(InvalidParameterError):
+            cbp.MLPClassifier((4,), max_iter=2, random_state=0).set_params(**bad).fit(X, y)
+    assert cbp.MLPClassifier._get_param_names() == sorted(cbp.MLPClassifier().get_params())

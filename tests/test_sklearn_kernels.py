@@ -199,3 +199,46 @@ def test_a_validated_parameter_set_does_not_excuse_another():
         with pytest.raises(InvalidParameterError):
             cbp.MLPClassifier((4,), max_iter=2, random_state=0).set_params(**bad).fit(X, y)
     assert cbp.MLPClassifier._get_param_names() == sorted(cbp.MLPClassifier().get_params())
+
+
+# ------------------------------------------- the sklearn engine's dgemm rule ---
+@pytest.mark.parametrize("rule", [(1, 1), (1 << 62, 1 << 30)], ids=["dgemm", "loops"])
+def test_epoch_on_dgemm_or_the_loops_is_the_twins(native_core, rule):
+    """Every layer forced onto dgemm, or onto the loops: the epoch agrees with
+    the twin to 1e-12 (a 6-16-12-10 relu network, softmax, Adam, weighted)."""
+    from cbp import _codes as C
+    from cbp import _reference as ref
+    from cbp.network import Dense, Network
+
+    rng = np.random.default_rng(11)
+    sizes = [6, 16, 12, 10]
+    net = Network(
+        [
+            Dense(a, b, "relu" if i < 2 else "softmax")
+            for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))
+        ],
+        loss="categorical_crossentropy",
+    )
+    meta, floats = net._layer_table()
+    P = net.parameters.size
+    p0 = rng.normal(0, 0.5, P)
+    X = rng.normal(size=(50, 6))
+    Y = np.eye(10)[rng.integers(0, 10, 50)]
+    sw = rng.uniform(0.5, 2.0, 50)
+    h = np.zeros(C.N_OPTIMIZER_HYPER)
+    h[C.HYPER_LEARNING_RATE], h[C.HYPER_BETA1], h[C.HYPER_BETA2] = 0.01, 0.9, 0.999
+    h[C.HYPER_EPSILON] = 1e-8
+    out = []
+    saved = native_core._sklearn_blas_thresholds(*rule)
+    try:
+        for cls in (native_core.Engine, ref.Engine):
+            p, state = p0.copy(), np.zeros(2 * P)
+            e = cls(meta, floats, p, np.zeros(P), C.LOSS_CCE, C.RED_MEAN)
+            total, _ = e.sklearn_epoch(
+                X, Y, sw, None, 16, C.LOSS_SK_LOG, 1e-3, C.OPT_ADAM_SK, h, state, 0.0
+            )
+            out.append((total, p, state))
+    finally:
+        assert native_core._sklearn_blas_thresholds(*saved) == rule
+    for a, b in zip(*out):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)

@@ -34,12 +34,7 @@ try:
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import LabelBinarizer
     from sklearn.utils import check_random_state, column_or_1d
-    from sklearn.utils._param_validation import (
-        Interval,
-        Options,
-        StrOptions,
-        validate_parameter_constraints,
-    )
+    from sklearn.utils._param_validation import Interval, Options, StrOptions
     from sklearn.utils.class_weight import compute_sample_weight
     from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
     from sklearn.utils.metaestimators import available_if
@@ -58,6 +53,7 @@ except ImportError as exc:  # pragma: no cover - exercised without scikit-learn
 from . import _codes as C
 from . import _sklearn_epoch as E
 from ._errors import DivergenceError
+from ._sklearn_inputs import binarize_integer_labels, validate_params_once
 from .network import Dense, Network
 
 # scikit-learn's loss name -> the engine's code (Engine.sklearn_epoch)
@@ -79,51 +75,6 @@ _NETWORK_LOSS = {
     "identity": "half_squared_error",
     "exp": "half_squared_error",
 }
-
-
-def _binarize_integer_labels(y):
-    """(LabelBinarizer().fit(y), its transform(y).astype(bool)) from one np.unique,
-    for a non-empty 1-D y of integers or booleans; None for any other y.
-
-    Such a y is "binary" (at most 2 labels) or "multiclass" for
-    ``type_of_target``, and ``unique_labels`` gives its sorted distinct
-    values, with y's dtype: the binarizer is given the attributes its fit
-    sets.  Binary targets are one column (y == classes_[1]), multiclass ones
-    one-hot.
-    """
-    if not (isinstance(y, np.ndarray) and y.ndim == 1 and y.size and y.dtype.kind in "iub"):
-        return None
-    classes, index = np.unique(y, return_inverse=True)
-    lb = LabelBinarizer()
-    lb.y_type_ = "multiclass" if classes.size > 2 else "binary"
-    lb.sparse_input_ = False
-    lb.classes_ = classes
-    if classes.size > 2:
-        Y = np.zeros((y.size, classes.size), dtype=bool)
-        Y[np.arange(y.size), index] = True
-    else:
-        Y = (index == 1).reshape(-1, 1)
-    return lb, Y
-
-
-_SIMPLE = (str, int, float, bool, type(None))
-# (estimator class, parameters) that passed validate_parameter_constraints
-_VALID_PARAMS = set()
-
-
-def _params_key(cls, params):
-    """A hashable key of the class and of parameters that are all of simple
-    types (each value with its type, so that True is not 1), or None."""
-    items = []
-    for name, value in sorted(params.items()):
-        if isinstance(value, (tuple, list)) and all(type(v) in _SIMPLE for v in value):
-            value = (type(value), tuple((type(v), v) for v in value))
-        elif type(value) in _SIMPLE:
-            value = (type(value), value)
-        else:
-            return None
-        items.append((name, value))
-    return (cls, tuple(items))
 
 
 class _BaseMLP(BaseEstimator):
@@ -168,21 +119,9 @@ class _BaseMLP(BaseEstimator):
         return list(names)
 
     def _validate_params(self):
-        """BaseEstimator's validation of the parameters, whose outcome depends
-        on their types and values only: parameters of simple types (numbers,
-        strings, None, tuples of them) that passed for this class once are
-        not checked again."""
-        params = self.get_params(deep=False)
-        key = _params_key(type(self), params)
-        if key is not None and key in _VALID_PARAMS:
-            return
-        validate_parameter_constraints(
-            self._parameter_constraints, params, caller_name=type(self).__name__
-        )
-        if key is not None:
-            if len(_VALID_PARAMS) >= 1024:
-                _VALID_PARAMS.clear()
-            _VALID_PARAMS.add(key)
+        """BaseEstimator's validation of the parameters, once per class for a
+        set of simple types (``cbp._sklearn_inputs.validate_params_once``)."""
+        validate_params_once(self)
 
     # -- network_ and the views coefs_ / intercepts_ --------------------------
     def _build_network(self, coefs, intercepts):
@@ -657,7 +596,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if (not hasattr(self, "classes_")) or (not self.warm_start and not incremental):
-            fitted = _binarize_integer_labels(y)
+            fitted = binarize_integer_labels(y)
             if fitted is not None:
                 self._label_binarizer, Y = fitted
                 self.classes_ = self._label_binarizer.classes_

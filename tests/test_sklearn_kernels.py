@@ -152,9 +152,9 @@ def test_integer_labels_binarize_as_label_binarizer(y):
     pytest.importorskip("sklearn")
     from sklearn.preprocessing import LabelBinarizer
 
-    from cbp.sklearn import _binarize_integer_labels
+    from cbp._sklearn_inputs import binarize_integer_labels
 
-    lb, Y = _binarize_integer_labels(y)
+    lb, Y = binarize_integer_labels(y)
     want = LabelBinarizer().fit(y)
     assert lb.y_type_ == want.y_type_
     assert lb.sparse_input_ == want.sparse_input_
@@ -175,9 +175,9 @@ def test_integer_labels_binarize_as_label_binarizer(y):
 )
 def test_other_labels_take_label_binarizer(y):
     pytest.importorskip("sklearn")
-    from cbp.sklearn import _binarize_integer_labels
+    from cbp._sklearn_inputs import binarize_integer_labels
 
-    assert _binarize_integer_labels(y) is None
+    assert binarize_integer_labels(y) is None
 
 
 # ------------------------------------------- parameter validation, cached ---

@@ -304,18 +304,19 @@ cdef bint _sk_all_indices(const long long* o, Py_ssize_t m, Py_ssize_t n) noexce
     return bad == 0
 
 
-cdef object _sk_work(Engine e, Py_ssize_t bs):
+cdef Py_ssize_t _sk_acts_size(Engine e, Py_ssize_t bs):
+    """The size of the activations of every layer for bs rows, back to back."""
     cdef Py_ssize_t l, total = 0
     for l in range(e.n_layers):
         total += bs * e.layers[l].n_out
-    return np.empty(total), np.empty(bs * e.width), np.empty(bs * e.width)
+    return total
 
 
 def _sklearn_loss_grad(Engine e, X, Y, sw, int loss, double alpha):
     sw = _sk_inputs(e, X, Y, sw, loss)
-    cdef Py_ssize_t n = X.shape[0]
-    acts_, d1_, d2_ = _sk_work(e, n)
-    cdef double[::1] acts = acts_, d1 = d1_, d2 = d2_
+    cdef Py_ssize_t n = X.shape[0], n_acts = _sk_acts_size(e, n)
+    cdef double[::1] work = np.empty(n_acts + 2 * n * e.width)
+    cdef double* acts = &work[0]
     cdef const double[:, ::1] Xv = X
     cdef const double[:, ::1] Yv = Y
     cdef const double[::1] sv
@@ -325,8 +326,8 @@ def _sklearn_loss_grad(Engine e, X, Y, sw, int loss, double alpha):
         sv = sw
         sp = &sv[0]
     with nogil:
-        value = _sk_batch(e, loss, alpha, &Xv[0, 0], &Yv[0, 0], sp, n, &acts[0], &d1[0],
-                          &d2[0])
+        value = _sk_batch(e, loss, alpha, &Xv[0, 0], &Yv[0, 0], sp, n, acts, acts + n_acts,
+                          acts + n_acts + n * e.width)
     return value
 
 
@@ -375,13 +376,18 @@ def _sklearn_epoch(Engine e, X, Y, sw, order, Py_ssize_t batch_size, int loss, d
             raise ValueError("sklearn_epoch: order must be (n,) indices in range(n)")
     else:
         ov = np.arange(n, dtype=np.int64)
-    acts_, d1_, d2_ = _sk_work(e, batch_size)
-    xb_ = np.empty(batch_size * d)
-    yb_ = np.empty(batch_size * k)
-    sb_ = np.empty(batch_size)
-    snap_ = np.empty((1 + slots) * P)
-    cdef double[::1] acts = acts_, d1 = d1_, d2 = d2_, xb = xb_, yb = yb_, sb = sb_
-    cdef double[::1] snap = snap_, st = state
+    # one work buffer: activations, two deltas, the gathered batch, the snapshot
+    cdef Py_ssize_t n_acts = _sk_acts_size(e, batch_size), wd = batch_size * e.width
+    cdef double[::1] work = np.empty(n_acts + 2 * wd + batch_size * (d + k + 1)
+                                     + (1 + slots) * P)
+    cdef double* acts = &work[0]
+    cdef double* d1 = acts + n_acts
+    cdef double* d2 = d1 + wd
+    cdef double* xb = d2 + wd
+    cdef double* yb = xb + batch_size * d
+    cdef double* sb = yb + batch_size * k
+    cdef double* snap = sb + batch_size
+    cdef double[::1] st = state
     cdef const double[:, ::1] Xv = X
     cdef const double[:, ::1] Yv = Y
     cdef const double[::1] sv
@@ -396,13 +402,13 @@ def _sklearn_epoch(Engine e, X, Y, sw, order, Py_ssize_t batch_size, int loss, d
         # one snapshot an epoch: a rollback replays the batches before the
         # failing one from it, through the same arithmetic, so it lands on the
         # very values that batch started from
-        memcpy(&snap[0], e.params, P * sizeof(double))
-        memcpy(&snap[P], &st[0], slots * P * sizeof(double))
+        memcpy(snap, e.params, P * sizeof(double))
+        memcpy(snap + P, &st[0], slots * P * sizeof(double))
         t0 = t
         while start < n:
             nb = min(batch_size, n - start)
             value = _sk_gathered(e, loss, alpha, &Xv[0, 0], &Yv[0, 0], sp, &ov[0], start, nb,
-                                 &xb[0], &yb[0], &sb[0], &acts[0], &d1[0], &d2[0])
+                                 xb, yb, sb, acts, d1, d2)
             if not isfinite(value):
                 status = 1
                 break
@@ -413,20 +419,20 @@ def _sklearn_epoch(Engine e, X, Y, sw, order, Py_ssize_t batch_size, int loss, d
             total += value * nb
             start += nb
         if status == 2:
-            memcpy(e.params, &snap[0], P * sizeof(double))
-            memcpy(&st[0], &snap[P], slots * P * sizeof(double))
+            memcpy(e.params, snap, P * sizeof(double))
+            memcpy(&st[0], snap + P, slots * P * sizeof(double))
             t = t0
             r = 0
             while r < start:
                 i = min(batch_size, n - r)
-                _sk_gathered(e, loss, alpha, &Xv[0, 0], &Yv[0, 0], sp, &ov[0], r, i, &xb[0],
-                             &yb[0], &sb[0], &acts[0], &d1[0], &d2[0])
+                _sk_gathered(e, loss, alpha, &Xv[0, 0], &Yv[0, 0], sp, &ov[0], r, i, xb,
+                             yb, sb, acts, d1, d2)
                 t += 1.0
                 _sk_update(e, kind, &hv[0], &st[0], t)
                 r += i
             # the failing batch's gradients, as its step found them
-            _sk_gathered(e, loss, alpha, &Xv[0, 0], &Yv[0, 0], sp, &ov[0], start, nb, &xb[0],
-                         &yb[0], &sb[0], &acts[0], &d1[0], &d2[0])
+            _sk_gathered(e, loss, alpha, &Xv[0, 0], &Yv[0, 0], sp, &ov[0], start, nb, xb,
+                         yb, sb, acts, d1, d2)
     if status == 1:
         raise DivergenceError(
             "training diverged: a batch loss was NaN or infinite (rows %d to %d of the "

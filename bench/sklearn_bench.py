@@ -6,11 +6,16 @@
 
 Workloads: digits (1797 x 64, 10 classes) and iris (150 x 4, 3 classes),
 standardized; hidden (64,), adam, batch 32, 30 epochs with early stopping
-off and tol=0, n_iter_no_change=max_iter so both run every epoch.  Before
-timing, the two fits are checked to give the same coefs_ and loss_curve_
-(rtol 1e-9).  Each round times one fit of each, in alternating order; the
+off and tol=0, n_iter_no_change=max_iter so both run every epoch.  Then the
+same two data sets with scikit-learn's defaults (``MLPClassifier()``:
+hidden (100,), adam, batch min(200, n), up to 200 epochs, stopping when the
+loss stops improving by tol=1e-4), random_state=0 only (``--quick``: 5
+epochs at most), timed over half the rounds (at least 3).  Before timing,
+the two fits are checked to give the same coefs_ and loss_curve_ (rtol
+1e-9).  Each round times one fit of each, in alternating order; the
 speed-up is the median over rounds of sklearn's time / cbp's time.  BLAS and
-OpenMP are limited to one thread (threadpoolctl).
+OpenMP are limited to one thread (threadpoolctl).  The first line names the
+cbp that was imported: run from a checkout, ``PYTHONPATH=.`` picks its own.
 
 ``--search`` times one GridSearchCV over cbp.MLPClassifier on digits (4
 candidates x 3 folds, 10 epochs each) with joblib's backends: sequential,
@@ -23,6 +28,7 @@ import statistics
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import joblib
 import numpy as np
@@ -35,7 +41,8 @@ from threadpoolctl import threadpool_limits
 import cbp
 
 
-def workloads(epochs):
+def workloads(epochs, quick=False):
+    """(name, X, y, params, share of the rounds) of every workload."""
     params = dict(
         hidden_layer_sizes=(64,),
         solver="adam",
@@ -46,9 +53,15 @@ def workloads(epochs):
         n_iter_no_change=epochs,
         random_state=0,
     )
+    defaults = dict(random_state=0, **({"max_iter": 5} if quick else {}))
+    data = {}
     for name, loader in (("digits", load_digits), ("iris", load_iris)):
         X, y = loader(return_X_y=True)
-        yield name, StandardScaler().fit_transform(X), y, params
+        data[name] = StandardScaler().fit_transform(X), y
+    for name in data:
+        yield name, *data[name], params, 1.0
+    for name in data:
+        yield f"{name}-defaults", *data[name], defaults, 0.5
 
 
 def fit_time(cls, params, X, y):
@@ -105,20 +118,21 @@ def main(argv=None):
     epochs = 5 if args.quick else 30
     warnings.simplefilter("ignore", ConvergenceWarning)
     print(
-        f"cbp {cbp.__version__} (backend {cbp.default_backend()}), one thread, "
-        f"{rounds} rounds, {epochs} epochs"
+        f"cbp {cbp.__version__} from {Path(cbp.__file__).parent} (backend "
+        f"{cbp.default_backend()}), one thread, {rounds} rounds, {epochs} epochs"
     )
     print(
-        f"{'workload':<8} {'sklearn s':>10} {'cbp s':>10} {'speed-up':>9}"
+        f"{'workload':<16} {'sklearn s':>10} {'cbp s':>10} {'speed-up':>9} {'epochs':>6}"
         "  (median of per-round ratios)"
     )
     with threadpool_limits(1):
-        for name, X, y, params in workloads(epochs):
+        for name, X, y, params, share in workloads(epochs, args.quick):
             _, ours = fit_time(cbp.MLPClassifier, params, X, y)
             _, theirs = fit_time(sknn.MLPClassifier, params, X, y)
             check_same(ours, theirs)
             t_sk, t_cbp, ratios = [], [], []
-            for r in range(rounds):
+            n_rounds = rounds if share >= 1 else max(3, round(rounds * share))
+            for r in range(n_rounds):
                 order = (sknn.MLPClassifier, cbp.MLPClassifier)
                 if r % 2:
                     order = order[::-1]
@@ -127,8 +141,8 @@ def main(argv=None):
                 t_cbp.append(times[cbp.MLPClassifier])
                 ratios.append(t_sk[-1] / t_cbp[-1])
             print(
-                f"{name:<8} {statistics.median(t_sk):>10.4f} {statistics.median(t_cbp):>10.4f} "
-                f"{statistics.median(ratios):>8.2f}x"
+                f"{name:<16} {statistics.median(t_sk):>10.4f} {statistics.median(t_cbp):>10.4f} "
+                f"{statistics.median(ratios):>8.2f}x {ours.n_iter_:>6}"
             )
     if args.search:
         with threadpool_limits(1):

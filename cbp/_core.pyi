@@ -11,6 +11,21 @@ from numpy.typing import NDArray
 F64 = NDArray[np.float64]
 
 def _blas_thresholds(work: int | None = None, side: int | None = None) -> tuple[int, int]: ...
+def _sklearn_blas_thresholds(
+    work: int | None = None, side: int | None = None
+) -> tuple[int, int]: ...
+def _sklearn_adam_update(
+    params: F64,
+    grads: F64,
+    m: F64,
+    v: F64,
+    lr_t: float,
+    beta_1: float,
+    beta_2: float,
+    epsilon: float,
+) -> bool:
+    """scikit-learn's Adam step in place; twin: cbp._reference_sklearn.sklearn_adam_update."""
+
 def _simd(level: str | None = None) -> str: ...
 def _simd_levels() -> list[str]: ...
 def _vexp(x: F64, out: F64) -> F64: ...

@@ -53,6 +53,7 @@ except ImportError as exc:  # pragma: no cover - exercised without scikit-learn
 from . import _codes as C
 from . import _sklearn_epoch as E
 from ._errors import DivergenceError
+from ._sklearn_inputs import binarize_integer_labels, validate_params_once
 from .network import Dense, Network
 
 # scikit-learn's loss name -> the engine's code (Engine.sklearn_epoch)
@@ -105,6 +106,22 @@ class _BaseMLP(BaseEstimator):
         "max_fun": [Interval(Integral, 1, None, closed="left")],
         "backend": [StrOptions({"native", "numpy"}), None],
     }
+
+    # -- parameters -------------------------------------------------------------
+    @classmethod
+    def _get_param_names(cls):
+        """BaseEstimator's, introspected once per class (the signature of
+        __init__ does not change)."""
+        names = cls.__dict__.get("_param_names")
+        if names is None:
+            names = tuple(super()._get_param_names())
+            cls._param_names = names
+        return list(names)
+
+    def _validate_params(self):
+        """BaseEstimator's validation of the parameters, once per class for a
+        set of simple types (``cbp._sklearn_inputs.validate_params_once``)."""
+        validate_params_once(self)
 
     # -- network_ and the views coefs_ / intercepts_ --------------------------
     def _build_network(self, coefs, intercepts):
@@ -184,7 +201,7 @@ class _BaseMLP(BaseEstimator):
             hidden = [hidden]
         hidden = list(hidden)
         if np.any(np.array(hidden) <= 0):
-            raise ValueError("hidden_layer_sizes must be > 0, got %s." % hidden)
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {hidden}.")
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
         if scipy.sparse.issparse(X):
@@ -318,14 +335,15 @@ class _BaseMLP(BaseEstimator):
             X_train, Y_train, sw_train = X, Y, sample_weight
             X_val = y_val = sw_val = None
         n_samples = X_train.shape[0]
-        sample_idx = np.arange(n_samples, dtype=int)
+        sample_idx = np.arange(n_samples, dtype=np.int64)
         if self.batch_size == "auto":
             batch_size = min(200, n_samples)
         else:
             if self.batch_size > n_samples:
                 warnings.warn(
                     "Got `batch_size` less than 1 or larger than "
-                    "sample size. It is going to be clipped"
+                    "sample size. It is going to be clipped",
+                    stacklevel=2,
                 )
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
         try:
@@ -333,11 +351,11 @@ class _BaseMLP(BaseEstimator):
             for _ in range(self.max_iter):
                 order = None
                 if self.shuffle:
-                    # sklearn.utils.shuffle(sample_idx, random_state=rs) without
-                    # its validation: the same draws, the same permutation
-                    perm = np.arange(n_samples)
-                    self._random_state.shuffle(perm)
-                    sample_idx = sample_idx[perm]
+                    # sklearn.utils.shuffle(sample_idx, random_state=rs), which
+                    # is sample_idx[p] for p = arange(n) shuffled by rs: the
+                    # shuffle's swaps depend on its draws only, so shuffling
+                    # sample_idx in place gives the same order
+                    self._random_state.shuffle(sample_idx)
                     order = sample_idx
                 opt.hyper[C.HYPER_LEARNING_RATE] = opt.learning_rate
                 try:
@@ -360,27 +378,27 @@ class _BaseMLP(BaseEstimator):
                     # the parameters of the batch before it.
                     raise ValueError(
                         "Solver produced non-finite parameter weights. The input data may"
-                        " contain large values and need to be preprocessed. (%s, in epoch %d)"
-                        % (exc, self.n_iter_ + 1)
+                        " contain large values and need to be preprocessed."
+                        f" ({exc}, in epoch {self.n_iter_ + 1})"
                     ) from exc
                 self.n_iter_ += 1
                 self.loss_ = total / n_samples
                 self.t_ += n_samples
                 self.loss_curve_.append(self.loss_)
                 if self.verbose:
-                    print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
+                    print(f"Iteration {self.n_iter_:d}, loss = {self.loss_:.8f}")
                 self._update_no_improvement_count(early_stopping, X_val, y_val, sw_val)
                 self._optimizer.iteration_ends(self.t_)
                 if self._no_improvement_count > self.n_iter_no_change:
                     if early_stopping:
                         msg = (
                             "Validation score did not improve more than "
-                            "tol=%f for %d consecutive epochs." % (self.tol, self.n_iter_no_change)
+                            f"tol={self.tol:f} for {self.n_iter_no_change:d} consecutive epochs."
                         )
                     else:
                         msg = (
-                            "Training loss did not improve more than tol=%f"
-                            " for %d consecutive epochs." % (self.tol, self.n_iter_no_change)
+                            f"Training loss did not improve more than tol={self.tol:f}"
+                            f" for {self.n_iter_no_change:d} consecutive epochs."
                         )
                     if self._optimizer.trigger_stopping(msg, self.verbose):
                         break
@@ -389,12 +407,13 @@ class _BaseMLP(BaseEstimator):
                     break
                 if self.n_iter_ == self.max_iter:
                     warnings.warn(
-                        "Stochastic Optimizer: Maximum iterations (%d) "
-                        "reached and the optimization hasn't converged yet." % self.max_iter,
+                        f"Stochastic Optimizer: Maximum iterations ({self.max_iter:d}) "
+                        "reached and the optimization hasn't converged yet.",
                         ConvergenceWarning,
+                        stacklevel=2,
                     )
         except KeyboardInterrupt:
-            warnings.warn("Training interrupted by user.")
+            warnings.warn("Training interrupted by user.", stacklevel=2)
         if early_stopping:
             self._set_weights(self._best_coefs, self._best_intercepts)
 
@@ -403,7 +422,7 @@ class _BaseMLP(BaseEstimator):
             score = self._score_numpy(X, y, sample_weight)
             self.validation_scores_.append(score)
             if self.verbose:
-                print("Validation score: %f" % self.validation_scores_[-1])
+                print(f"Validation score: {self.validation_scores_[-1]:f}")
             if score < self.best_validation_score_ + self.tol:
                 self._no_improvement_count += 1
             else:
@@ -440,7 +459,7 @@ class _BaseMLP(BaseEstimator):
         if self.solver not in _STOCHASTIC_SOLVERS:
             raise AttributeError(
                 "partial_fit is only available for stochastic"
-                " optimizers. %s is not stochastic." % self.solver
+                f" optimizers. {self.solver} is not stochastic."
             )
         return True
 
@@ -577,6 +596,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if (not hasattr(self, "classes_")) or (not self.warm_start and not incremental):
+            fitted = binarize_integer_labels(y)
+            if fitted is not None:
+                self._label_binarizer, Y = fitted
+                self.classes_ = self._label_binarizer.classes_
+                return X, Y
             self._label_binarizer = LabelBinarizer()
             self._label_binarizer.fit(y)
             self.classes_ = self._label_binarizer.classes_

@@ -56,6 +56,9 @@ cdef extern from "_simd.h" nogil:
     ctypedef void (*map_fn)(Py_ssize_t n, const double* x, double* y) noexcept nogil
     ctypedef int (*sgd_fn)(Py_ssize_t n, double lr, double* p, const double* g,
                            double* snap) noexcept nogil
+    ctypedef int (*adam_sk_fn)(Py_ssize_t n, double lr_t, double b1, double b2, double eps,
+                               double* p, const double* g, double* m,
+                               double* v) noexcept nogil
     enum:
         FEATURE_MAJOR_NONE "CBP_FEATURE_MAJOR_NONE"
         FEATURE_MAJOR_RELU "CBP_FEATURE_MAJOR_RELU"
@@ -78,6 +81,7 @@ cdef extern from "_simd.h" nogil:
         feature_major_forward_fn feature_major_forward
         feature_major_backward_fn feature_major_backward
         sgd_fn sgd
+        adam_sk_fn adam_sk
         const char* name
     cbp_simd_table cbp_simd
     int cbp_simd_select(const char* want)
@@ -129,14 +133,16 @@ cdef inline void transpose(const double* W, double* Wt, Py_ssize_t ni,
 
 cdef inline void dense_forward(const double* X, const double* W, const double* b,
                                double* Z, Py_ssize_t n, Py_ssize_t ni, Py_ssize_t no,
-                               double* scratch, Py_ssize_t cap, bint relu=False) noexcept nogil:
+                               double* scratch, Py_ssize_t cap, bint relu=False,
+                               int blas=-1) noexcept nogil:
     """Z := X @ W (+ b), then Z := relu(Z) if ``relu`` (fused into the store).
 
-    X (n, ni), W (ni, no), b (no,) or NULL, Z (n, no).
+    X (n, ni), W (ni, no), b (no,) or NULL, Z (n, no).  ``blas``: 1 dgemm,
+    0 the loops, -1 (default) as use_blas decides.
     """
     cdef Py_ssize_t i
     cdef int epi = EPI_RELU if relu else EPI_NONE
-    if use_blas(n, ni, no):
+    if use_blas(n, ni, no) if blas < 0 else blas != 0:
         if b != NULL:
             for i in range(n):
                 memcpy(Z + i * no, b, no * sizeof(double))
@@ -166,14 +172,15 @@ cdef inline void bias_grad(const double* dZ, double* db, Py_ssize_t n,
 cdef inline void dense_backward(const double* X, const double* W, const double* dZ,
                                 double* dW, double* db, double* dX, Py_ssize_t n,
                                 Py_ssize_t ni, Py_ssize_t no, double* scratch,
-                                Py_ssize_t cap, const double* gate=NULL) noexcept nogil:
+                                Py_ssize_t cap, const double* gate=NULL,
+                                int blas=-1) noexcept nogil:
     """dW := X.T @ dZ; db := sum(dZ, 0) (if db); dX := dZ @ W.T (if dX).
 
     With ``gate`` (n, ni), dX := where(gate > 0, dX, 0): the ReLU mask of the
-    layer below, fused into the store.
+    layer below, fused into the store.  ``blas`` as in dense_forward.
     """
     cdef int epi = EPI_GATE if gate != NULL else EPI_NONE
-    if use_blas(n, ni, no):
+    if use_blas(n, ni, no) if blas < 0 else blas != 0:
         # dW.T (no, ni) = dZ.T (no, n) @ X (n, ni)
         gemm(b'N', b'T', no, ni, n, dZ, no, X, ni, 0.0, dW, no)
         if db != NULL:

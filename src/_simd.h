@@ -24,6 +24,11 @@
  *   sgd:      p := p - lr * g (lr * g rounded first, as NumPy computes it), the
  *             old p saved into snap first unless snap is NULL; returns 1 if a
  *             new p is NaN or infinite, else 0
+ *   adam_sk:  scikit-learn's Adam step, every operation rounded on its own as
+ *             NumPy rounds it (no fused multiply-add):
+ *             m := b1 * m + (1 - b1) * g;  v := b2 * v + (1 - b2) * (g * g);
+ *             p := p + (-lr_t) * m / (sqrt(v) + eps); returns 1 if a new p, m
+ *             or v is NaN or infinite, else 0
  */
 #ifndef CBP_SIMD_H
 #define CBP_SIMD_H
@@ -48,6 +53,8 @@ typedef void (*cbp_mm_tn_fn)(cbp_ix m, cbp_ix K, cbp_ix N, const double* A, cbp_
                              double* colsum, double* asum);
 typedef void (*cbp_map_fn)(cbp_ix n, const double* x, double* y);
 typedef int (*cbp_sgd_fn)(cbp_ix n, double lr, double* p, const double* g, double* snap);
+typedef int (*cbp_adam_sk_fn)(cbp_ix n, double lr_t, double b1, double b2, double eps, double* p,
+                              const double* g, double* m, double* v);
 /* Activations fused into feature_major_forward and feature_major_backward */
 #define CBP_FEATURE_MAJOR_NONE 0
 #define CBP_FEATURE_MAJOR_RELU 1
@@ -69,6 +76,7 @@ typedef struct {
     cbp_feature_major_forward_fn feature_major_forward;
     cbp_feature_major_backward_fn feature_major_backward;
     cbp_sgd_fn sgd;
+    cbp_adam_sk_fn adam_sk;
     const char* name;
 } cbp_simd_table;
 
@@ -119,14 +127,17 @@ typedef double cbp_p4d __attribute__((vector_size(32)));
 #    define CBP_VD cbp_v4d
 #    define CBP_VI cbp_v4i
 #    define CBP_MAX0(v, zero) ((CBP_VD)__builtin_ia32_maxpd256((cbp_p4d)(v), (cbp_p4d)(zero)))
+#    define CBP_SQRT(v) ((CBP_VD)__builtin_ia32_sqrtpd256((cbp_p4d)(v)))
 #  else  /* SSE2, NEON, ...: 128-bit registers */
 #    define CBP_VW 2
 #    define CBP_VD cbp_v2d
 #    define CBP_VI cbp_v2i
 #    if defined(__SSE2__)
 #      define CBP_MAX0(v, zero) ((CBP_VD)__builtin_ia32_maxpd((cbp_p2d)(v), (cbp_p2d)(zero)))
+#      define CBP_SQRT(v) ((CBP_VD)__builtin_ia32_sqrtpd((cbp_p2d)(v)))
 #    else
 #      define CBP_MAX0(v, zero) CBP_MAX0_MASK(v, zero)
+#      define CBP_SQRT(v) ((CBP_VD){sqrt((v)[0]), sqrt((v)[1])})
 #    endif
 #  endif
 #  if defined(__GNUC__) && !defined(__clang__)
@@ -137,10 +148,12 @@ typedef double cbp_p4d __attribute__((vector_size(32)));
 #  undef CBP_VD
 #  undef CBP_VI
 #  undef CBP_MAX0
+#  undef CBP_SQRT
 /* the table in use, upgraded by cbp_simd_select() */
 static cbp_simd_table cbp_simd = {cbp_mm_nn_base, cbp_mm_nt_base, cbp_mm_tn_base,
                                   cbp_vexp_base, cbp_vsigmoid_base, cbp_feature_major_forward_base,
-                                  cbp_feature_major_backward_base, cbp_sgd_base, "baseline"};
+                                  cbp_feature_major_backward_base, cbp_sgd_base,
+                                  cbp_adam_sk_base, "baseline"};
 #  undef CBP_SUFFIX
 #  undef CBP_ATTR
 #  undef CBP_NAME
@@ -155,10 +168,13 @@ static cbp_simd_table cbp_simd = {cbp_mm_nn_base, cbp_mm_nt_base, cbp_mm_tn_base
 #    define CBP_VD cbp_v4d
 #    define CBP_VI cbp_v4i
 #    define CBP_MAX0(v, zero) ((CBP_VD)__builtin_ia32_maxpd256((cbp_p4d)(v), (cbp_p4d)(zero)))
+#    define CBP_SQRT(v) ((CBP_VD)__builtin_ia32_sqrtpd256((cbp_p4d)(v)))
 #    include "_simd_body.h"
 #    undef CBP_VW
 #    undef CBP_VD
 #    undef CBP_VI
+#    undef CBP_MAX0
+#    undef CBP_SQRT
 #    undef CBP_SUFFIX
 #    undef CBP_ATTR
 #    undef CBP_NAME
@@ -301,9 +317,28 @@ static int cbp_sgd_plain(cbp_ix n, double lr, double* p, const double* g, double
     return bad;
 }
 
+static int cbp_adam_sk_plain(cbp_ix n, double lr_t, double b1, double b2, double eps,
+                             double* p, const double* g, double* m, double* v)
+{
+    cbp_ix i;
+    int bad = 0;
+    for (i = 0; i < n; i++) {
+        volatile double a = b1 * m[i], b = (1.0 - b1) * g[i];  /* each rounded, as NumPy */
+        volatile double c = b2 * v[i], d = (1.0 - b2) * (g[i] * g[i]);
+        double mi = a + b, vi = c + d, q;
+        m[i] = mi;
+        v[i] = vi;
+        q = p[i] + -lr_t * mi / (sqrt(vi) + eps);
+        p[i] = q;
+        bad |= ((q - q) + (mi - mi) + (vi - vi)) != ((q - q) + (mi - mi) + (vi - vi));
+    }
+    return bad;
+}
+
 #  define CBP_PLAIN_INIT {cbp_mm_nn_plain, cbp_mm_nt_plain, cbp_mm_tn_plain, \
                           cbp_vexp_plain, cbp_vsigmoid_plain, cbp_feature_major_forward_plain, \
-                          cbp_feature_major_backward_plain, cbp_sgd_plain, "baseline"}
+                          cbp_feature_major_backward_plain, cbp_sgd_plain, cbp_adam_sk_plain, \
+                          "baseline"}
 static const cbp_simd_table cbp_simd_table_plain = CBP_PLAIN_INIT;
 static cbp_simd_table cbp_simd = CBP_PLAIN_INIT;
 #  define CBP_BASE_TABLE cbp_simd_table_plain

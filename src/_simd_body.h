@@ -592,10 +592,66 @@ CBP_ATTR static int CBP_FN(cbp_sgd)(cbp_ix n, double lr, double* p, const double
                 : CBP_FN(cbp_sgd_e)(0, n, lr, p, g, NULL);
 }
 
+/* -------------------------------------------------------------- adam_sk --
+ * scikit-learn's Adam step.  Every product that feeds a sum is made opaque
+ * (CBP_NOFUSE), so that no table contracts it into a multiply-add: each
+ * entry is rounded as the scalar loop and NumPy round it.  sqrt and the
+ * division are IEEE operations, correctly rounded in every lane.  The flag
+ * is an OR of lane masks: (q - q) + (m - m) + (v - v) is NaN exactly where
+ * one of the three is NaN or infinite. */
+CBP_ATTR static int CBP_FN(cbp_adam_sk)(cbp_ix n, double lr_t, double b1, double b2, double eps,
+                                        double* p, const double* g, double* m, double* v)
+{
+    const double c1 = 1.0 - b1, c2 = 1.0 - b2, nl = -lr_t;
+    const CBP_VD b1v = CBP_FN(cbp_splat)(b1), b2v = CBP_FN(cbp_splat)(b2);
+    const CBP_VD c1v = CBP_FN(cbp_splat)(c1), c2v = CBP_FN(cbp_splat)(c2);
+    const CBP_VD nlv = CBP_FN(cbp_splat)(nl), ev = CBP_FN(cbp_splat)(eps);
+    CBP_VI bad = {0};
+    cbp_ix i = 0;
+    int any;
+    for (; i + CBP_VW <= n; i += CBP_VW) {
+        CBP_VD gv = CBP_LD(g + i);
+        CBP_VD a = b1v * CBP_LD(m + i), b = c1v * gv;
+        CBP_VD c = b2v * CBP_LD(v + i), d = c2v * (gv * gv);
+        CBP_VD mv, vv, q, z;
+        CBP_NOFUSE(a);
+        CBP_NOFUSE(b);
+        CBP_NOFUSE(c);
+        CBP_NOFUSE(d);
+        mv = a + b;
+        vv = c + d;
+        CBP_ST(m + i, mv);
+        CBP_ST(v + i, vv);
+        q = CBP_LD(p + i) + nlv * mv / (CBP_SQRT(vv) + ev);
+        CBP_ST(p + i, q);
+        z = (q - q) + (mv - mv) + (vv - vv);
+        bad |= (CBP_VI)(z != z);
+    }
+    any = CBP_FN(cbp_any)(bad);
+    for (; i < n; i++) {
+        double gi = g[i];
+        double a = b1 * m[i], b = c1 * gi, c = b2 * v[i], d = c2 * (gi * gi);
+        double mi, vi, q, z;
+        CBP_NOFUSE(a);
+        CBP_NOFUSE(b);
+        CBP_NOFUSE(c);
+        CBP_NOFUSE(d);
+        mi = a + b;
+        vi = c + d;
+        m[i] = mi;
+        v[i] = vi;
+        q = p[i] + nl * mi / (sqrt(vi) + eps);
+        p[i] = q;
+        z = (q - q) + (mi - mi) + (vi - vi);
+        any |= z != z;
+    }
+    return any;
+}
+
 static const cbp_simd_table CBP_FN(cbp_simd_table) = {
     CBP_FN(cbp_mm_nn), CBP_FN(cbp_mm_nt), CBP_FN(cbp_mm_tn), CBP_FN(cbp_vexp),
     CBP_FN(cbp_vsigmoid), CBP_FN(cbp_feature_major_forward),
-    CBP_FN(cbp_feature_major_backward), CBP_FN(cbp_sgd), CBP_NAME};
+    CBP_FN(cbp_feature_major_backward), CBP_FN(cbp_sgd), CBP_FN(cbp_adam_sk), CBP_NAME};
 
 #undef CBP_FN
 #undef CBP_INL

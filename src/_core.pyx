@@ -18,7 +18,7 @@ The data path, from the public API down::
     src/_threads.h                  the process-wide thread budget
 
 Beside the engine: ``_wrappers.pxi`` (a Python wrapper of each kernel, with
-its NumPy twin's signature in ``cbp/_reference.py``, so that the two can be
+its NumPy twin's signature in ``cbp/_reference_kernels.py``, so that the two can be
 compared), ``_random.pxi`` (the counter-based generator, shuffles, dropout
 masks), ``_tuning.pxi`` (SIMD table, BLAS and feature-major thresholds),
 ``_threads.pxi`` (thread and chunk thresholds, the budget), and

@@ -5,6 +5,7 @@ The data path, from the public API down::
 
     cbp/network.py, cbp/optim.py    the API: Network, layers, optimizers
     cbp/_validation.py              user input checked and converted
+    cbp/_fit.py                     fit's loop: chunks of epochs, one Engine.fit each
     src/_engine.pxi                 Engine: its state and entry points
       _engine_inputs.pxi            the entry points' own array checks
       _engine_passes.pxi            workspace, forward/backward passes

@@ -16,11 +16,12 @@ re-entry test (``owner == me``) cannot be fooled by another thread's stale
 write.
 """
 
+import contextlib
 import threading
 
 _get_ident = threading.get_ident
 
-__all__ = ["Guard"]
+__all__ = ["Guard", "training_with"]
 
 
 class Guard:
@@ -103,3 +104,12 @@ class _Use:
     def __exit__(self, *exc):
         self.guard.exit()
         return False
+
+
+def training_with(opt):
+    """The optimizer's guard, taken for training (nothing for None), so that
+    two networks cannot train with one optimizer at the same time."""
+    return _NO_GUARD if opt is None else opt._guard.training
+
+
+_NO_GUARD = contextlib.nullcontext()

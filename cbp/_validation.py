@@ -166,3 +166,29 @@ def seed(value, name="seed"):
     if value >= 2**64:
         raise ValueError(f"{name} must be < 2**64, got {value}")
     return value
+
+
+#: the output activation each cross-entropy loss needs
+OUTPUT_ACTIVATION = {"categorical_crossentropy": "softmax", "binary_crossentropy": "sigmoid"}
+
+
+def check_output_activation(loss, activation):
+    """Raise ValueError if ``loss`` needs another output activation.
+
+    The cross-entropies take probabilities: categorical cross-entropy a
+    softmax output (rows that sum to 1), binary cross-entropy a sigmoid one.
+    On another output they report a meaningless loss (clipped to 1e-7) while
+    the model trains badly, so the pair is refused.
+    """
+    need = OUTPUT_ACTIVATION.get(loss)
+    if (
+        need is None
+        or activation is None
+        or C.activation_code(activation) == C.activation_code(need)
+    ):
+        return
+    raise ValueError(
+        f"loss={loss!r} needs a {need} output layer, but the last layer's activation is "
+        f"{activation!r}: use Dense(..., activation={need!r}) for the output layer, or a "
+        "squared-error loss for unbounded outputs"
+    )

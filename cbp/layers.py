@@ -155,9 +155,7 @@ class Dense:
         C.activation_code(name)  # check before anything changes
         net = self.network
         if net is not None and net.layers[-1] is self and net._check_output:
-            from .network import check_output_activation
-
-            check_output_activation(net.loss, name)
+            V.check_output_activation(net.loss, name)
         keep = self._alpha if name.lower() == self._activation else None
         self._reconfigure(lambda: self._set_activation(name, keep))
 

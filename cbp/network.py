@@ -3,20 +3,21 @@
 
 The data path is: this module (the API) -> ``_validation`` (every input is
 checked and converted here) -> the engine of the chosen backend (``cbp._core``
-or its NumPy twin ``cbp._reference``) -> the kernels.
+or its NumPy twin ``cbp._reference``) -> the kernels.  ``fit`` checks its
+arguments here and runs its loop of engine calls in ``_fit``.
 """
 
-import contextlib
 import math
 
 import numpy as np
 
-from . import _backend, optim, persistence, schedules
+from . import _backend, _fit, optim, persistence, schedules
 from . import _codes as C
 from . import _validation as V
-from ._errors import DivergenceError
-from ._guard import Guard
-from .callbacks import EarlyStopping, Progress
+from ._guard import Guard, training_with
+from ._validation import OUTPUT_ACTIVATION as OUTPUT_ACTIVATION
+from ._validation import check_output_activation
+from .callbacks import EarlyStopping
 from .layers import Dense, Dropout
 
 __all__ = ["Network"]
@@ -272,7 +273,7 @@ class Network:
     @optimizer.setter
     def optimizer(self, opt):
         opt = optim.resolve(opt)
-        with self._guard.training, _training_with(opt):  # opt may train another network
+        with self._guard.training, training_with(opt):  # opt may train another network
             if opt is not None:
                 opt._bind(self._parameters.shape[0])
             self._optimizer = opt
@@ -366,7 +367,7 @@ class Network:
             V.real(lr, "lr", minimum=0.0, strict=True)
         with self._guard.training:
             opt = None if lr is not None else self._optimizer
-            with _training_with(opt):
+            with training_with(opt):
                 kind, h, state, t, opt = self._resolve(lr, 0.1)
                 self._engine.step(kind, h, state, t)
                 if opt is not None:
@@ -408,7 +409,7 @@ class Network:
             V.real(lr, "lr", minimum=0.0, strict=True)
         with self._guard.training:
             opt = None if lr is not None else self._optimizer
-            with _training_with(opt):
+            with training_with(opt):
                 kind, h, state, t, opt = self._resolve(lr, 0.1)
                 value = self._engine.train_step(X, Y, kind, h, state, t)
                 if opt is not None:
@@ -596,164 +597,27 @@ class Network:
         elif optimizer is None and self._optimizer is None:
             optimizer = optim.Adam()  # the default, kept as the network's optimizer
         schedule = schedules.resolve(schedule)
-        columns = self._history_columns(Xv is not None, schedule is not None)
-        # The native loop runs at most `chunk` epochs a call, ending at every
-        # callback epoch; its rows land in one buffer and are copied out.
-        reports = callback is not None or verbose
-        chunk = min(every if reports else epochs, MAX_CHUNK)
-        part_buf = np.empty((chunk, C.N_HISTORY))
-        cols = {name: [] for name in columns}
-
-        with self._guard.training:
-            opt = (
-                optimizer
-                if optimizer is not None
-                else (None if lr is not None else self._optimizer)
-            )
-            with _training_with(opt):
-                if optimizer is not None:  # only once this call owns the network
-                    optimizer._bind(self._parameters.shape[0])  # checks it fits
-                    self._optimizer = optimizer
-                kind, h, state, t, opt = self._resolve(lr, 0.001, own=True)
-                es = np.zeros(C.N_EARLY_STOP)
-                es[C.EARLY_STOP_BEST_LOSS] = np.inf
-                es[C.EARLY_STOP_BEST_EPOCH] = -1
-                if early_stopping is not None:
-                    es[C.EARLY_STOP_ENABLED] = 1.0
-                    es[C.EARLY_STOP_PATIENCE] = early_stopping.patience
-                    es[C.EARLY_STOP_TOLERANCE] = early_stopping.tol
-                    best = self._parameters.copy()
-                else:
-                    best = np.empty(self._parameters.shape[0])
-                bar = Progress(epochs) if verbose else None
-                done, status, interrupted = 0, C.FIT_DONE, True
-                epoch0 = self._epochs_trained
-                progress = np.zeros(2, dtype=np.int64)  # written by the engine per epoch
-                report = REPORT_SECONDS if verbose else 0.0
-                sched = (schedule if schedule is not None else schedules.Schedule())._vector()
-                try:
-                    while done < epochs:
-                        k = min(chunk, epochs - done)
-                        if reports:  # end the call on the next callback epoch
-                            k = min(k, every - done % every)
-                        part = part_buf[:k]
-                        returned = False
-                        try:
-                            status = self._engine.fit(
-                                X,
-                                Y,
-                                Xv,
-                                Yv,
-                                kind,
-                                h,
-                                state,
-                                t,
-                                epoch0 + done,
-                                k,
-                                bs,
-                                shuffle,
-                                seed,
-                                es,
-                                best,
-                                part,
-                                progress,
-                                report,
-                                sched,
-                            )[2]
-                            returned = True
-                        finally:
-                            if schedule is not None:  # its state after the epochs completed
-                                schedule._keep(sched)
-                            # what the engine completed, even if it raised (Ctrl-C):
-                            # the counters must describe the parameters
-                            ran, steps = int(progress[0]), int(progress[1])
-                            t += steps
-                            self._epochs_trained += ran
-                            if opt is not None:
-                                opt.iterations += steps
-                            _keep_rows(
-                                cols,
-                                columns,
-                                part[:ran],
-                                done,
-                                keep_every,
-                                last=(not returned or done + ran == epochs or status != C.FIT_DONE),
-                            )
-                            done += ran
-                        if status == C.FIT_DIVERGED:
-                            break
-                        if bar is not None and ran:
-                            bar.update(ran, self._logs(part[ran - 1], columns))
-                        if (
-                            callback is not None
-                            and ran
-                            and (done % every == 0 or done == epochs or status)
-                        ):
-                            # this thread keeps the network: the callback may read
-                            # it, other threads stay refused
-                            answer = callback(done, self._logs(part[ran - 1], columns))
-                            if isinstance(answer, (bool, np.bool_)) and not answer:
-                                break
-                            if opt is not None:  # the callback may have set opt.lr & co:
-                                h = opt._hyper()  # they apply from the next epoch
-                                state = opt._bind(self._parameters.shape[0])
-                            if schedule is not None:  # and the schedule's settings
-                                sched = schedule._vector()
-                        if status == C.FIT_STOPPED:
-                            break
-                    interrupted = False
-                finally:
-                    if bar is not None:
-                        bar.close()
-                    result = {
-                        name: (
-                            parts[0]
-                            if len(parts) == 1
-                            else np.concatenate(parts)
-                            if parts
-                            else np.empty(0)
-                        )
-                        for name, parts in cols.items()
-                    }
-                    if early_stopping is not None:
-                        result["best_epoch"] = int(es[C.EARLY_STOP_BEST_EPOCH] - epoch0)
-                        result["stopped_epoch"] = done if status == C.FIT_STOPPED else None
-                        # after a divergence or an interrupt the parameters stay
-                        # those of the last epoch run, as documented
-                        if (
-                            early_stopping.restore_best
-                            and es[C.EARLY_STOP_BEST_EPOCH] >= 0
-                            and status != C.FIT_DIVERGED
-                            and not interrupted
-                        ):
-                            np.copyto(self._parameters, best)
-                    self._history = result
-        if status == C.FIT_DIVERGED:
-            err = DivergenceError(
-                f"training diverged in epoch {done + 1} of {epochs}: a loss or parameter "
-                "became NaN or infinite; the parameters were left at their values from "
-                "the start of that epoch (the last finite ones)"
-            )
-            err.epoch = done + 1
-            err.history = result
-            raise err
-        return result
-
-    def _history_columns(self, with_val, with_lr=False):
-        """The history's keys and their columns in the engine's rows."""
-        out = {"loss": C.HISTORY_LOSS}
-        if self.is_classifier:
-            out["accuracy"] = C.HISTORY_ACCURACY
-        if with_val:
-            out["val_loss"] = C.HISTORY_VAL_LOSS
-            if self.is_classifier:
-                out["val_accuracy"] = C.HISTORY_VAL_ACCURACY
-        if with_lr:
-            out["lr"] = C.HISTORY_LR
-        return out
-
-    def _logs(self, row, columns):
-        return {k: float(row[c]) for k, c in columns.items()}
+        return _fit.run(
+            self,
+            X,
+            Y,
+            Xv,
+            Yv,
+            epochs,
+            lr,
+            bs,
+            shuffle,
+            seed,
+            optimizer,
+            early_stopping,
+            callback,
+            every,
+            keep_every,
+            verbose,
+            schedule,
+            MAX_CHUNK,
+            REPORT_SECONDS,
+        )
 
     # -- for learners -----------------------------------------------------
     def trace(self, X, y, lr=None):
@@ -805,56 +669,6 @@ class Network:
         self.__dict__.update(net.__dict__)
         for layer in self._layers:
             layer._network = self
-
-
-def _training_with(opt):
-    """The optimizer's guard, taken for training (nothing for None), so that
-    two networks cannot train with one optimizer at the same time."""
-    return _NO_GUARD if opt is None else opt._guard.training
-
-
-_NO_GUARD = contextlib.nullcontext()
-
-
-#: the output activation each cross-entropy loss needs
-OUTPUT_ACTIVATION = {"categorical_crossentropy": "softmax", "binary_crossentropy": "sigmoid"}
-
-
-def check_output_activation(loss, activation):
-    """Raise ValueError if ``loss`` needs another output activation.
-
-    The cross-entropies take probabilities: categorical cross-entropy a
-    softmax output (rows that sum to 1), binary cross-entropy a sigmoid one.
-    On another output they report a meaningless loss (clipped to 1e-7) while
-    the model trains badly, so the pair is refused.
-    """
-    need = OUTPUT_ACTIVATION.get(loss)
-    if (
-        need is None
-        or activation is None
-        or C.activation_code(activation) == C.activation_code(need)
-    ):
-        return
-    raise ValueError(
-        f"loss={loss!r} needs a {need} output layer, but the last layer's activation is "
-        f"{activation!r}: use Dense(..., activation={need!r}) for the output layer, or a "
-        "squared-error loss for unbounded outputs"
-    )
-
-
-def _keep_rows(cols, columns, rows, done, every, last):
-    """Append to the history the rows of epochs done+1 .. done+len(rows) whose
-    number is a multiple of ``every``, and the last row if ``last``."""
-    if every == 1:
-        keep = rows
-    else:
-        numbers = np.arange(done + 1, done + len(rows) + 1)
-        mask = numbers % every == 0
-        if last and len(rows):
-            mask[-1] = True
-        keep = rows[mask]
-    for name, c in columns.items():
-        cols[name].append(keep[:, c].copy())
 
 
 def _finite(out, what):

@@ -5,6 +5,7 @@ The data path, from the public API down::
 
     cbp/network.py, cbp/optim.py    the API: Network, layers, optimizers
     cbp/_validation.py              user input checked and converted
+    cbp/_fit.py                     fit's loop: chunks of epochs, one Engine.fit each
     src/_engine.pxi                 Engine: its state and entry points
       _engine_inputs.pxi            the entry points' own array checks
       _engine_passes.pxi            workspace, forward/backward passes
@@ -19,7 +20,7 @@ The data path, from the public API down::
     src/_threads.h                  the process-wide thread budget
 
 Beside the engine: ``_wrappers.pxi`` (a Python wrapper of each kernel, with
-its NumPy twin's signature in ``cbp/_reference.py``, so that the two can be
+its NumPy twin's signature in ``cbp/_reference_kernels.py``, so that the two can be
 compared), ``_random.pxi`` (the counter-based generator, shuffles, dropout
 masks), ``_tuning.pxi`` (SIMD table, BLAS and feature-major thresholds),
 ``_threads.pxi`` (thread and chunk thresholds, the budget), and

@@ -1,7 +1,7 @@
 # Included by _core.pyx.  The learning-rate schedules of Engine.fit: the
 # rate of an epoch, and the plateau state updated after it, from the float64
 # ``schedule`` vector whose entries are the SCHEDULE_* columns of _codes.pxd.
-# cbp/_reference.py computes the same, operation for operation (the same
+# cbp/_reference_schedule.py computes the same, operation for operation (the same
 # libm pow and cos), so that both backends give bit-identical rates.
 
 from libc.math cimport pow, cos, floor, M_PI

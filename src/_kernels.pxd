@@ -4,8 +4,8 @@
 # Shapes are passed explicitly; all matrices are row-major (C order).
 # Callers validate everything before calling: these loops trust their input.
 #
-# Each kernel mirrors a function of the NumPy twin (cbp/_reference.py), with
-# the same comparisons and formulas, so the two agree to rounding.
+# Each kernel mirrors a function of the NumPy twin (cbp/_reference_kernels.py),
+# with the same comparisons and formulas, so the two agree to rounding.
 #
 # Names: the routines here have plain names (dense_forward, loss_value, ...,
 # as scikit-learn names its nogil routines), and _core.pyx cimports this file

@@ -1,5 +1,5 @@
 # Included by _core.pyx.  The Python wrappers of the kernels of _kernels.pxd,
-# each with the signature of its NumPy twin in cbp/_reference.py.
+# each with the signature of its NumPy twin in cbp/_reference_kernels.py.
 
 def _check(bint ok, str what):
     if not ok:

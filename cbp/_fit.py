@@ -1,0 +1,220 @@
+"""The loop of :meth:`cbp.Network.fit` around the engine, once its
+arguments are checked: the network's guard (and its optimizer's), the
+chunks of epochs that each run in one ``Engine.fit`` call, the counters and
+the history committed after every chunk (even one that raised), the
+callback and the progress display between chunks, early stopping's restore
+of the best parameters, and the DivergenceError of a diverged run.
+"""
+
+import numpy as np
+
+from . import _codes as C
+from . import schedules
+from ._errors import DivergenceError
+from ._guard import training_with
+from .callbacks import Progress
+
+
+def run(
+    net,
+    X,
+    Y,
+    Xv,
+    Yv,
+    epochs,
+    lr,
+    bs,
+    shuffle,
+    seed,
+    optimizer,
+    early_stopping,
+    callback,
+    every,
+    keep_every,
+    verbose,
+    schedule,
+    max_chunk,
+    report_seconds,
+):
+    """Train ``net`` as :meth:`Network.fit` documents; return the history.
+
+    The arguments are fit's, checked and converted: X, Y (and Xv, Yv, or
+    None) float64 C-contiguous, ``bs`` the batch size (<= rows), ``seed``
+    an int, ``optimizer`` an Optimizer or None, ``early_stopping`` an
+    EarlyStopping or None, ``every`` and ``keep_every`` fit's
+    ``callback_every`` and ``history_every``, ``schedule`` a Schedule or
+    None.  At most ``max_chunk`` epochs run in one engine call, and with
+    ``verbose`` the engine returns every ``report_seconds``.
+    """
+    columns = history_columns(net, Xv is not None, schedule is not None)
+    # The native loop runs at most `chunk` epochs a call, ending at every
+    # callback epoch; its rows land in one buffer and are copied out.
+    reports = callback is not None or verbose
+    chunk = min(every if reports else epochs, max_chunk)
+    part_buf = np.empty((chunk, C.N_HISTORY))
+    cols = {name: [] for name in columns}
+
+    with net._guard.training:
+        opt = optimizer if optimizer is not None else (None if lr is not None else net._optimizer)
+        with training_with(opt):
+            if optimizer is not None:  # only once this call owns the network
+                optimizer._bind(net._parameters.shape[0])  # checks it fits
+                net._optimizer = optimizer
+            kind, h, state, t, opt = net._resolve(lr, 0.001, own=True)
+            es = np.zeros(C.N_EARLY_STOP)
+            es[C.EARLY_STOP_BEST_LOSS] = np.inf
+            es[C.EARLY_STOP_BEST_EPOCH] = -1
+            if early_stopping is not None:
+                es[C.EARLY_STOP_ENABLED] = 1.0
+                es[C.EARLY_STOP_PATIENCE] = early_stopping.patience
+                es[C.EARLY_STOP_TOLERANCE] = early_stopping.tol
+                best = net._parameters.copy()
+            else:
+                best = np.empty(net._parameters.shape[0])
+            bar = Progress(epochs) if verbose else None
+            done, status, interrupted = 0, C.FIT_DONE, True
+            epoch0 = net._epochs_trained
+            progress = np.zeros(2, dtype=np.int64)  # written by the engine per epoch
+            report = report_seconds if verbose else 0.0
+            sched = (schedule if schedule is not None else schedules.Schedule())._vector()
+            try:
+                while done < epochs:
+                    k = min(chunk, epochs - done)
+                    if reports:  # end the call on the next callback epoch
+                        k = min(k, every - done % every)
+                    part = part_buf[:k]
+                    returned = False
+                    try:
+                        status = net._engine.fit(
+                            X,
+                            Y,
+                            Xv,
+                            Yv,
+                            kind,
+                            h,
+                            state,
+                            t,
+                            epoch0 + done,
+                            k,
+                            bs,
+                            shuffle,
+                            seed,
+                            es,
+                            best,
+                            part,
+                            progress,
+                            report,
+                            sched,
+                        )[2]
+                        returned = True
+                    finally:
+                        if schedule is not None:  # its state after the epochs completed
+                            schedule._keep(sched)
+                        # what the engine completed, even if it raised (Ctrl-C):
+                        # the counters must describe the parameters
+                        ran, steps = int(progress[0]), int(progress[1])
+                        t += steps
+                        net._epochs_trained += ran
+                        if opt is not None:
+                            opt.iterations += steps
+                        keep_rows(
+                            cols,
+                            columns,
+                            part[:ran],
+                            done,
+                            keep_every,
+                            last=(not returned or done + ran == epochs or status != C.FIT_DONE),
+                        )
+                        done += ran
+                    if status == C.FIT_DIVERGED:
+                        break
+                    if bar is not None and ran:
+                        bar.update(ran, logs(part[ran - 1], columns))
+                    if (
+                        callback is not None
+                        and ran
+                        and (done % every == 0 or done == epochs or status)
+                    ):
+                        # this thread keeps the network: the callback may read
+                        # it, other threads stay refused
+                        answer = callback(done, logs(part[ran - 1], columns))
+                        if isinstance(answer, (bool, np.bool_)) and not answer:
+                            break
+                        if opt is not None:  # the callback may have set opt.lr & co:
+                            h = opt._hyper()  # they apply from the next epoch
+                            state = opt._bind(net._parameters.shape[0])
+                        if schedule is not None:  # and the schedule's settings
+                            sched = schedule._vector()
+                    if status == C.FIT_STOPPED:
+                        break
+                interrupted = False
+            finally:
+                if bar is not None:
+                    bar.close()
+                result = {
+                    name: (
+                        parts[0]
+                        if len(parts) == 1
+                        else np.concatenate(parts)
+                        if parts
+                        else np.empty(0)
+                    )
+                    for name, parts in cols.items()
+                }
+                if early_stopping is not None:
+                    result["best_epoch"] = int(es[C.EARLY_STOP_BEST_EPOCH] - epoch0)
+                    result["stopped_epoch"] = done if status == C.FIT_STOPPED else None
+                    # after a divergence or an interrupt the parameters stay
+                    # those of the last epoch run, as documented
+                    if (
+                        early_stopping.restore_best
+                        and es[C.EARLY_STOP_BEST_EPOCH] >= 0
+                        and status != C.FIT_DIVERGED
+                        and not interrupted
+                    ):
+                        np.copyto(net._parameters, best)
+                net._history = result
+    if status == C.FIT_DIVERGED:
+        err = DivergenceError(
+            f"training diverged in epoch {done + 1} of {epochs}: a loss or parameter "
+            "became NaN or infinite; the parameters were left at their values from "
+            "the start of that epoch (the last finite ones)"
+        )
+        err.epoch = done + 1
+        err.history = result
+        raise err
+    return result
+
+
+def history_columns(net, with_val, with_lr=False):
+    """The history's keys and their columns in the engine's rows."""
+    out = {"loss": C.HISTORY_LOSS}
+    if net.is_classifier:
+        out["accuracy"] = C.HISTORY_ACCURACY
+    if with_val:
+        out["val_loss"] = C.HISTORY_VAL_LOSS
+        if net.is_classifier:
+            out["val_accuracy"] = C.HISTORY_VAL_ACCURACY
+    if with_lr:
+        out["lr"] = C.HISTORY_LR
+    return out
+
+
+def logs(row, columns):
+    """The callback's and the progress display's dict of an engine row."""
+    return {k: float(row[c]) for k, c in columns.items()}
+
+
+def keep_rows(cols, columns, rows, done, every, last):
+    """Append to the history the rows of epochs done+1 .. done+len(rows) whose
+    number is a multiple of ``every``, and the last row if ``last``."""
+    if every == 1:
+        keep = rows
+    else:
+        numbers = np.arange(done + 1, done + len(rows) + 1)
+        mask = numbers % every == 0
+        if last and len(rows):
+            mask[-1] = True
+        keep = rows[mask]
+    for name, c in columns.items():
+        cols[name].append(keep[:, c].copy())

@@ -1825,7 +1825,9 @@ def test_fuzz_sequences(backend, data):
                 _apply(twin, op)
             assert str(mirrored.value) == str(o.error), where
         if op[0] == "forward" and isinstance(o.error, FloatingPointError):
-            batch, big_batch = op[1].rows, op[1].big
+            # the cached output overflowed: a backward on it may overflow too,
+            # even after a set_weights has made the parameters moderate
+            batch, big_batch = op[1].rows, True
         if op[0] == "train_step" and not o.ok and _non_finite(op[1].value):
             # the fast path checks X as it copies it over the cached forward's
             # input, so the cache may be gone (documented in train_step)

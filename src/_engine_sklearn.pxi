@@ -2,7 +2,7 @@
 # Engine's layers (docs/sklearn-engine-spec.md): the mini-batches of one
 # epoch, or the loss and gradient of one batch (lbfgs), in one native call
 # with the GIL released.  The twin is cbp._reference.Engine.sklearn_epoch /
-# sklearn_loss_grad.  The passes are the engine's dense kernels
+# sklearn_loss_grad, which run cbp/_reference_sklearn.py.  The passes are the engine's dense kernels
 # (kernels.dense_forward, kernels.dense_backward, kernels.activation_forward);
 # the losses, the L2 term scaled by the batch's weight sum, the derivative
 # products and the optimizers are scikit-learn's, operation for operation.

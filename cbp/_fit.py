@@ -8,8 +8,7 @@ of the best parameters, and the DivergenceError of a diverged run.
 
 import numpy as np
 
-from . import _codes as C
-from . import schedules
+from . import _codes, schedules
 from ._errors import DivergenceError
 from ._guard import training_with
 from .callbacks import Progress
@@ -51,7 +50,7 @@ def run(
     # callback epoch; its rows land in one buffer and are copied out.
     reports = callback is not None or verbose
     chunk = min(every if reports else epochs, max_chunk)
-    part_buf = np.empty((chunk, C.N_HISTORY))
+    part_buf = np.empty((chunk, _codes.N_HISTORY))
     cols = {name: [] for name in columns}
 
     with net._guard.training:
@@ -61,18 +60,18 @@ def run(
                 optimizer._bind(net._parameters.shape[0])  # checks it fits
                 net._optimizer = optimizer
             kind, h, state, t, opt = net._resolve(lr, 0.001, own=True)
-            es = np.zeros(C.N_EARLY_STOP)
-            es[C.EARLY_STOP_BEST_LOSS] = np.inf
-            es[C.EARLY_STOP_BEST_EPOCH] = -1
+            early_stop = np.zeros(_codes.N_EARLY_STOP)
+            early_stop[_codes.EARLY_STOP_BEST_LOSS] = np.inf
+            early_stop[_codes.EARLY_STOP_BEST_EPOCH] = -1
             if early_stopping is not None:
-                es[C.EARLY_STOP_ENABLED] = 1.0
-                es[C.EARLY_STOP_PATIENCE] = early_stopping.patience
-                es[C.EARLY_STOP_TOLERANCE] = early_stopping.tol
+                early_stop[_codes.EARLY_STOP_ENABLED] = 1.0
+                early_stop[_codes.EARLY_STOP_PATIENCE] = early_stopping.patience
+                early_stop[_codes.EARLY_STOP_TOLERANCE] = early_stopping.tol
                 best = net._parameters.copy()
             else:
                 best = np.empty(net._parameters.shape[0])
             bar = Progress(epochs) if verbose else None
-            done, status, interrupted = 0, C.FIT_DONE, True
+            done, status, interrupted = 0, _codes.FIT_DONE, True
             epoch0 = net._epochs_trained
             progress = np.zeros(2, dtype=np.int64)  # written by the engine per epoch
             report = report_seconds if verbose else 0.0
@@ -99,7 +98,7 @@ def run(
                             bs,
                             shuffle,
                             seed,
-                            es,
+                            early_stop,
                             best,
                             part,
                             progress,
@@ -123,10 +122,12 @@ def run(
                             part[:ran],
                             done,
                             keep_every,
-                            last=(not returned or done + ran == epochs or status != C.FIT_DONE),
+                            last=(
+                                not returned or done + ran == epochs or status != _codes.FIT_DONE
+                            ),
                         )
                         done += ran
-                    if status == C.FIT_DIVERGED:
+                    if status == _codes.FIT_DIVERGED:
                         break
                     if bar is not None and ran:
                         bar.update(ran, logs(part[ran - 1], columns))
@@ -145,7 +146,7 @@ def run(
                             state = opt._bind(net._parameters.shape[0])
                         if schedule is not None:  # and the schedule's settings
                             sched = schedule._vector()
-                    if status == C.FIT_STOPPED:
+                    if status == _codes.FIT_STOPPED:
                         break
                 interrupted = False
             finally:
@@ -162,19 +163,19 @@ def run(
                     for name, parts in cols.items()
                 }
                 if early_stopping is not None:
-                    result["best_epoch"] = int(es[C.EARLY_STOP_BEST_EPOCH] - epoch0)
-                    result["stopped_epoch"] = done if status == C.FIT_STOPPED else None
+                    result["best_epoch"] = int(early_stop[_codes.EARLY_STOP_BEST_EPOCH] - epoch0)
+                    result["stopped_epoch"] = done if status == _codes.FIT_STOPPED else None
                     # after a divergence or an interrupt the parameters stay
                     # those of the last epoch run, as documented
                     if (
                         early_stopping.restore_best
-                        and es[C.EARLY_STOP_BEST_EPOCH] >= 0
-                        and status != C.FIT_DIVERGED
+                        and early_stop[_codes.EARLY_STOP_BEST_EPOCH] >= 0
+                        and status != _codes.FIT_DIVERGED
                         and not interrupted
                     ):
                         np.copyto(net._parameters, best)
                 net._history = result
-    if status == C.FIT_DIVERGED:
+    if status == _codes.FIT_DIVERGED:
         err = DivergenceError(
             f"training diverged in epoch {done + 1} of {epochs}: a loss or parameter "
             "became NaN or infinite; the parameters were left at their values from "
@@ -188,15 +189,15 @@ def run(
 
 def history_columns(net, with_val, with_lr=False):
     """The history's keys and their columns in the engine's rows."""
-    out = {"loss": C.HISTORY_LOSS}
+    out = {"loss": _codes.HISTORY_LOSS}
     if net.is_classifier:
-        out["accuracy"] = C.HISTORY_ACCURACY
+        out["accuracy"] = _codes.HISTORY_ACCURACY
     if with_val:
-        out["val_loss"] = C.HISTORY_VAL_LOSS
+        out["val_loss"] = _codes.HISTORY_VAL_LOSS
         if net.is_classifier:
-            out["val_accuracy"] = C.HISTORY_VAL_ACCURACY
+            out["val_accuracy"] = _codes.HISTORY_VAL_ACCURACY
     if with_lr:
-        out["lr"] = C.HISTORY_LR
+        out["lr"] = _codes.HISTORY_LR
     return out
 
 

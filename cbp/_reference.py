@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 
-from . import _codes as C
+from . import _codes
 from . import _reference_passes as _passes
 from . import _reference_sklearn as _sk
 from ._reference_kernels import (
@@ -130,12 +130,12 @@ class Engine:
         # trainable parameter ranges, merged where adjacent
         segs = []
         for m in self.layer_ints:
-            if m[C.LAYER_KIND] != C.KIND_DENSE or not m[C.LAYER_TRAINABLE]:
+            if m[_codes.LAYER_KIND] != _codes.KIND_DENSE or not m[_codes.LAYER_TRAINABLE]:
                 continue
-            lo = m[C.LAYER_WEIGHT_OFFSET]
-            hi = lo + m[C.LAYER_N_IN] * m[C.LAYER_N_OUT]  # the weights, and the bias
-            if m[C.LAYER_BIAS_OFFSET] >= 0 and m[C.LAYER_BIAS_TRAINABLE]:  # unless fixed
-                hi += m[C.LAYER_N_OUT]
+            lo = m[_codes.LAYER_WEIGHT_OFFSET]
+            hi = lo + m[_codes.LAYER_N_IN] * m[_codes.LAYER_N_OUT]  # the weights, and the bias
+            if m[_codes.LAYER_BIAS_OFFSET] >= 0 and m[_codes.LAYER_BIAS_TRAINABLE]:  # unless fixed
+                hi += m[_codes.LAYER_N_OUT]
             if segs and segs[-1][1] == lo:
                 segs[-1][1] = hi
             else:
@@ -207,13 +207,13 @@ class Engine:
             or not (lr > 0.0 and math.isfinite(lr))
         ):
             return None
-        n_in, n_out = self.layer_ints[0, C.LAYER_N_IN], self.layer_ints[-1, C.LAYER_N_OUT]
+        n_in, n_out = self.layer_ints[0, _codes.LAYER_N_IN], self.layer_ints[-1, _codes.LAYER_N_OUT]
         if X.dtype != np.float64 or not X.flags.c_contiguous or X.ndim != 2:
             return None
         if X.shape[1] != n_in or X.shape[0] < 1:
             return None
         if (
-            self.loss == C.LOSS_CCE
+            self.loss == _codes.LOSS_CCE
             and Y.ndim == 1
             and Y.dtype == np.int64
             and Y.shape[0] == X.shape[0]
@@ -224,7 +224,7 @@ class Engine:
             return None
         if Y.shape[1] != n_out or Y.shape[0] != X.shape[0]:
             return None
-        if self.loss in (C.LOSS_CCE, C.LOSS_BCE):
+        if self.loss in (_codes.LOSS_CCE, _codes.LOSS_BCE):
             if not ((Y >= 0.0) & (Y <= 1.0)).all():
                 return None
         elif not np.isfinite(Y).all():
@@ -232,15 +232,15 @@ class Engine:
         if not np.isfinite(X).all():
             self._cache = None
             return None
-        hyper = np.zeros(C.N_OPTIMIZER_HYPER)
-        hyper[C.HYPER_LEARNING_RATE] = lr
-        return self.train_step(X, Y, C.OPT_SGD, hyper, np.empty(0), 0)
+        hyper = np.zeros(_codes.N_OPTIMIZER_HYPER)
+        hyper[_codes.HYPER_LEARNING_RATE] = lr
+        return self.train_step(X, Y, _codes.OPT_SGD, hyper, np.empty(0), 0)
 
     def sgd_step(self, lr):
         """params -= lr * grads over the trainable layers (plain SGD)."""
-        hyper = np.zeros(C.N_OPTIMIZER_HYPER)
-        hyper[C.HYPER_LEARNING_RATE] = lr
-        self.step(C.OPT_SGD, hyper, np.empty(0), 0)
+        hyper = np.zeros(_codes.N_OPTIMIZER_HYPER)
+        hyper[_codes.HYPER_LEARNING_RATE] = lr
+        self.step(_codes.OPT_SGD, hyper, np.empty(0), 0)
 
     # -- scikit-learn's arithmetic (_reference_sklearn.py) ----------------
     @_quiet
@@ -374,7 +374,7 @@ class Engine:
             back to its start, and is not counted).
         """
         check_schedule(schedule)
-        base_lr = float(hyper[C.HYPER_LEARNING_RATE])
+        base_lr = float(hyper[_codes.HYPER_LEARNING_RATE])
         hyper = np.array(hyper, dtype=np.float64)  # with each epoch's rate
         progress[0] = progress[1] = 0
         start = time.monotonic()
@@ -383,7 +383,7 @@ class Engine:
         steps = 0
         for k in range(n_epochs):
             epoch = epoch0 + k
-            hyper[C.HYPER_LEARNING_RATE] = schedule_rate(schedule, base_lr, epoch)
+            hyper[_codes.HYPER_LEARNING_RATE] = schedule_rate(schedule, base_lr, epoch)
             saved = self.params.copy(), state.copy(), steps, early_stop.copy(), schedule.copy()
             try:
                 status, steps = self._fit_epoch(
@@ -414,21 +414,21 @@ class Engine:
                 np.copyto(schedule, saved[4])
                 self._cache = None
                 raise
-            if status == C.FIT_DIVERGED:
+            if status == _codes.FIT_DIVERGED:
                 np.copyto(self.params, saved[0])
                 np.copyto(state, saved[1])
                 np.copyto(schedule, saved[4])
                 self._cache = None  # fit leaves no forward pass, however it ends
-                return k, saved[2], C.FIT_DIVERGED
+                return k, saved[2], _codes.FIT_DIVERGED
             progress[0], progress[1] = k + 1, steps
-            if status == C.FIT_STOPPED:
+            if status == _codes.FIT_STOPPED:
                 self._cache = None
-                return k + 1, steps, C.FIT_STOPPED
+                return k + 1, steps, _codes.FIT_STOPPED
             if report_seconds > 0 and time.monotonic() - start >= report_seconds:
                 self._cache = None
-                return k + 1, steps, C.FIT_DONE
+                return k + 1, steps, _codes.FIT_DONE
         self._cache = None
-        return n_epochs, steps, C.FIT_DONE
+        return n_epochs, steps, _codes.FIT_DONE
 
     def _fit_epoch(
         self,
@@ -462,31 +462,35 @@ class Engine:
             value = _passes.backward(self, Y[idx])
             h, s = _passes.accuracy(self, self._cache[-1][2], Y[idx])
             if not math.isfinite(value) or not _passes.update(self, kind, hyper, state, t + steps):
-                return C.FIT_DIVERGED, steps
+                return _codes.FIT_DIVERGED, steps
             steps += 1
             total += value
             hit, seen, batches = hit + h, seen + s, batches + 1
-        row[C.HISTORY_LOSS] = total / batches
-        row[C.HISTORY_LR] = hyper[C.HYPER_LEARNING_RATE]
-        row[C.HISTORY_ACCURACY] = hit / seen if seen else math.nan
+        row[_codes.HISTORY_LOSS] = total / batches
+        row[_codes.HISTORY_LR] = hyper[_codes.HYPER_LEARNING_RATE]
+        row[_codes.HISTORY_ACCURACY] = hit / seen if seen else math.nan
         if Xv is not None:
-            row[C.HISTORY_VAL_LOSS], row[C.HISTORY_VAL_ACCURACY] = _passes.evaluate(self, Xv, Yv)
-            if not math.isfinite(row[C.HISTORY_VAL_LOSS]):  # a loss became infinite
-                return C.FIT_DIVERGED, steps
+            row[_codes.HISTORY_VAL_LOSS], row[_codes.HISTORY_VAL_ACCURACY] = _passes.evaluate(
+                self, Xv, Yv
+            )
+            if not math.isfinite(row[_codes.HISTORY_VAL_LOSS]):  # a loss became infinite
+                return _codes.FIT_DIVERGED, steps
         else:
-            row[C.HISTORY_VAL_LOSS] = row[C.HISTORY_VAL_ACCURACY] = math.nan
-        cur = row[C.HISTORY_VAL_LOSS] if Xv is not None else row[C.HISTORY_LOSS]
-        schedule_end_epoch(schedule, cur, base_lr, hyper[C.HYPER_LEARNING_RATE])
-        if early_stop[C.EARLY_STOP_ENABLED] != 0.0:
+            row[_codes.HISTORY_VAL_LOSS] = row[_codes.HISTORY_VAL_ACCURACY] = math.nan
+        cur = row[_codes.HISTORY_VAL_LOSS] if Xv is not None else row[_codes.HISTORY_LOSS]
+        schedule_end_epoch(schedule, cur, base_lr, hyper[_codes.HYPER_LEARNING_RATE])
+        if early_stop[_codes.EARLY_STOP_ENABLED] != 0.0:
             # an improvement is a loss below best - tolerance
-            if cur >= (early_stop[C.EARLY_STOP_BEST_LOSS] - early_stop[C.EARLY_STOP_TOLERANCE]):
-                early_stop[C.EARLY_STOP_WAIT] += 1.0
+            if cur >= (
+                early_stop[_codes.EARLY_STOP_BEST_LOSS] - early_stop[_codes.EARLY_STOP_TOLERANCE]
+            ):
+                early_stop[_codes.EARLY_STOP_WAIT] += 1.0
             else:
-                early_stop[C.EARLY_STOP_WAIT] = 0.0
-            if cur < early_stop[C.EARLY_STOP_BEST_LOSS]:
-                early_stop[C.EARLY_STOP_BEST_LOSS] = cur
-                early_stop[C.EARLY_STOP_BEST_EPOCH] = epoch
+                early_stop[_codes.EARLY_STOP_WAIT] = 0.0
+            if cur < early_stop[_codes.EARLY_STOP_BEST_LOSS]:
+                early_stop[_codes.EARLY_STOP_BEST_LOSS] = cur
+                early_stop[_codes.EARLY_STOP_BEST_EPOCH] = epoch
                 np.copyto(best, self.params)
-            if early_stop[C.EARLY_STOP_WAIT] >= early_stop[C.EARLY_STOP_PATIENCE]:
-                return C.FIT_STOPPED, steps
-        return C.FIT_DONE, steps
+            if early_stop[_codes.EARLY_STOP_WAIT] >= early_stop[_codes.EARLY_STOP_PATIENCE]:
+                return _codes.FIT_STOPPED, steps
+        return _codes.FIT_DONE, steps

@@ -12,7 +12,7 @@ with the native ones).
 
 import numpy as np
 
-from . import _codes as C
+from . import _codes
 
 __all__ = [
     "dense_forward",
@@ -54,7 +54,7 @@ def dense_backward(X, W, dZ, dW, db, dX):
         np.matmul(dZ, W.T, out=dX)
 
 
-_FM_ACTS = (C.ACT_IDENTITY, C.ACT_RELU, C.ACT_SIGMOID)
+_FM_ACTS = (_codes.ACT_IDENTITY, _codes.ACT_RELU, _codes.ACT_SIGMOID)
 
 
 def _feature_major_check(act, who, m):
@@ -72,7 +72,7 @@ def dense_forward_feature_major(XT, W, b, out, act):
     np.matmul(W.T, XT, out=out)
     if b is not None:
         out += b[:, None]
-    if act != C.ACT_IDENTITY:
+    if act != _codes.ACT_IDENTITY:
         activation_forward(act, out, out)
     return out
 
@@ -87,7 +87,7 @@ def dense_backward_feature_major(XT, W, dT, A, act, dW, db, dXT):
         np.sum(dT, axis=1, out=db)
     if dXT is not None:
         np.matmul(W, dT, out=dXT)
-        if act != C.ACT_IDENTITY:  # relu's mask from A > 0, which is Z > 0
+        if act != _codes.ACT_IDENTITY:  # relu's mask from A > 0, which is Z > 0
             activation_backward(act, A, A, dXT, dXT)
 
 
@@ -98,20 +98,20 @@ def dense_backward_feature_major(XT, W, dT, A, act, dW, db, dXT):
 # --------------------------------------------------------------------------
 def activation_forward(act, Z, out, alpha=0.0):
     """out := f(Z), elementwise (row-wise for softmax).  Z, out (n, j)."""
-    if act == C.ACT_IDENTITY:
+    if act == _codes.ACT_IDENTITY:
         out[...] = Z
-    elif act == C.ACT_RELU:
+    elif act == _codes.ACT_RELU:
         np.maximum(Z, 0.0, out=out)
-    elif act == C.ACT_LEAKY:
+    elif act == _codes.ACT_LEAKY:
         np.copyto(out, np.where(Z > 0.0, Z, alpha * Z))
-    elif act == C.ACT_ELU:
+    elif act == _codes.ACT_ELU:
         np.copyto(out, np.where(Z > 0.0, Z, alpha * np.expm1(np.minimum(Z, 0.0))))
-    elif act == C.ACT_SIGMOID:
+    elif act == _codes.ACT_SIGMOID:
         with np.errstate(over="ignore"):
             np.copyto(out, 1.0 / (1.0 + np.exp(-Z)))
-    elif act == C.ACT_TANH:
+    elif act == _codes.ACT_TANH:
         np.tanh(Z, out=out)
-    elif act == C.ACT_SOFTMAX:
+    elif act == _codes.ACT_SOFTMAX:
         e = np.exp(Z - Z.max(axis=1, keepdims=True))
         np.divide(e, e.sum(axis=1, keepdims=True), out=out)
     else:
@@ -124,20 +124,20 @@ def activation_backward(act, Z, A, dA, out, alpha=0.0):
 
     The ReLU derivative is 0 at exactly Z == 0, as the seeds define it.
     """
-    if act == C.ACT_IDENTITY:
+    if act == _codes.ACT_IDENTITY:
         out[...] = dA
-    elif act == C.ACT_RELU:
+    elif act == _codes.ACT_RELU:
         np.copyto(out, np.where(Z > 0.0, dA, 0.0))
-    elif act == C.ACT_LEAKY:
+    elif act == _codes.ACT_LEAKY:
         np.copyto(out, np.where(Z > 0.0, dA, alpha * dA))
-    elif act == C.ACT_ELU:
+    elif act == _codes.ACT_ELU:
         # f'(z) = f(z) + alpha for z <= 0 (seed 002's table)
         np.copyto(out, np.where(Z > 0.0, dA, dA * (A + alpha)))
-    elif act == C.ACT_SIGMOID:
+    elif act == _codes.ACT_SIGMOID:
         np.copyto(out, dA * (A * (1.0 - A)))
-    elif act == C.ACT_TANH:
+    elif act == _codes.ACT_TANH:
         np.copyto(out, dA * (1.0 - A * A))
-    elif act == C.ACT_SOFTMAX:
+    elif act == _codes.ACT_SOFTMAX:
         # Jacobian-vector product: dZ_j = A_j * (dA_j - sum_k dA_k A_k)
         s = np.sum(dA * A, axis=1, keepdims=True)
         np.copyto(out, A * (dA - s))
@@ -151,9 +151,9 @@ def activation_backward(act, Z, A, dA, out, alpha=0.0):
 # values, or one-hot / probability rows for the cross-entropies.
 # --------------------------------------------------------------------------
 def _scale(loss, reduction, n, j):
-    if reduction == C.RED_SUM:
+    if reduction == _codes.RED_SUM:
         return 1.0
-    if loss == C.LOSS_CCE:
+    if loss == _codes.LOSS_CCE:
         return 1.0 / n
     return 1.0 / (n * j)
 
@@ -162,16 +162,16 @@ def loss_value(loss, P, Y, reduction):
     """The loss of prediction P against target Y, reduced by mean or sum."""
     n, j = P.shape
     s = _scale(loss, reduction, n, j)
-    if loss == C.LOSS_SE:
+    if loss == _codes.LOSS_SE:
         return float(np.sum((P - Y) ** 2) * s)
-    if loss == C.LOSS_HALF_SE:
+    if loss == _codes.LOSS_HALF_SE:
         return float(0.5 * np.sum((P - Y) ** 2) * s)
-    Pc = np.clip(P, C.CLIP_EPS, 1.0 - C.CLIP_EPS)
-    if loss == C.LOSS_CCE:
+    Pc = np.clip(P, _codes.CLIP_EPS, 1.0 - _codes.CLIP_EPS)
+    if loss == _codes.LOSS_CCE:
         # -sum(Y * log(P)) per row: -log(p_true) for one-hot rows, as in nnfs,
         # and the loss whose gradient is -Y / P for probability rows
         return float(-np.sum(Y * np.log(Pc)) * s)
-    if loss == C.LOSS_BCE:
+    if loss == _codes.LOSS_BCE:
         return float(np.sum(-(Y * np.log(Pc) + (1.0 - Y) * np.log(1.0 - Pc))) * s)
     raise ValueError(f"unknown loss code {loss}")
 
@@ -184,15 +184,15 @@ def loss_gradient(loss, P, Y, out, reduction):
     """
     n, j = P.shape
     s = _scale(loss, reduction, n, j)
-    if loss == C.LOSS_SE:
+    if loss == _codes.LOSS_SE:
         np.copyto(out, 2.0 * s * (P - Y))
-    elif loss == C.LOSS_HALF_SE:
+    elif loss == _codes.LOSS_HALF_SE:
         np.copyto(out, s * (P - Y))
-    elif loss == C.LOSS_CCE:
-        Pc = np.clip(P, C.CLIP_EPS, 1.0 - C.CLIP_EPS)
+    elif loss == _codes.LOSS_CCE:
+        Pc = np.clip(P, _codes.CLIP_EPS, 1.0 - _codes.CLIP_EPS)
         np.copyto(out, -s * (Y / Pc))
-    elif loss == C.LOSS_BCE:
-        Pc = np.clip(P, C.CLIP_EPS, 1.0 - C.CLIP_EPS)
+    elif loss == _codes.LOSS_BCE:
+        Pc = np.clip(P, _codes.CLIP_EPS, 1.0 - _codes.CLIP_EPS)
         np.copyto(out, -s * (Y / Pc - (1.0 - Y) / (1.0 - Pc)))
     else:
         raise ValueError(f"unknown loss code {loss}")
@@ -209,11 +209,11 @@ def output_delta(act, loss, Z, A, Y, out, reduction, alpha=0.0):
     loss_gradient and activation_backward.
     """
     n, j = A.shape
-    if act == C.ACT_SOFTMAX and loss == C.LOSS_CCE:
+    if act == _codes.ACT_SOFTMAX and loss == _codes.LOSS_CCE:
         s = _scale(loss, reduction, n, j)
         np.copyto(out, (A * np.sum(Y, axis=1, keepdims=True) - Y) * s)
         return loss_value(loss, A, Y, reduction)
-    if act == C.ACT_SIGMOID and loss == C.LOSS_BCE:
+    if act == _codes.ACT_SIGMOID and loss == _codes.LOSS_BCE:
         s = _scale(loss, reduction, n, j)
         np.copyto(out, (A - Y) * s)
         return loss_value(loss, A, Y, reduction)
@@ -257,32 +257,32 @@ def optimizer_update(kind, hyper, params, grads, state, t):
     (slots, m) for m parameters; t : steps taken before this one.  The
     learning rate decays as lr / (1 + decay * t).
     """
-    lr = hyper[C.HYPER_LEARNING_RATE] / (1.0 + hyper[C.HYPER_DECAY] * t)
-    eps = hyper[C.HYPER_EPSILON]
-    if kind == C.OPT_SGD:
-        mu = hyper[C.HYPER_MOMENTUM]
+    lr = hyper[_codes.HYPER_LEARNING_RATE] / (1.0 + hyper[_codes.HYPER_DECAY] * t)
+    eps = hyper[_codes.HYPER_EPSILON]
+    if kind == _codes.OPT_SGD:
+        mu = hyper[_codes.HYPER_MOMENTUM]
         if mu == 0.0:
             params -= lr * grads
         else:
             u = state[0]
             u *= mu
             u -= lr * grads
-            if hyper[C.HYPER_NESTEROV] != 0.0:
+            if hyper[_codes.HYPER_NESTEROV] != 0.0:
                 params += mu * u - lr * grads
             else:
                 params += u
-    elif kind == C.OPT_ADAGRAD:
+    elif kind == _codes.OPT_ADAGRAD:
         c = state[0]
         c += grads * grads
         params -= lr * grads / (np.sqrt(c) + eps)
-    elif kind == C.OPT_RMSPROP:
-        rho = hyper[C.HYPER_RHO]
+    elif kind == _codes.OPT_RMSPROP:
+        rho = hyper[_codes.HYPER_RHO]
         c = state[0]
         c *= rho
         c += (1.0 - rho) * (grads * grads)
         params -= lr * grads / (np.sqrt(c) + eps)
-    elif kind == C.OPT_ADAM:
-        b1, b2 = hyper[C.HYPER_BETA1], hyper[C.HYPER_BETA2]
+    elif kind == _codes.OPT_ADAM:
+        b1, b2 = hyper[_codes.HYPER_BETA1], hyper[_codes.HYPER_BETA2]
         m, v = state[0], state[1]
         m *= b1
         m += (1.0 - b1) * grads

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from . import _codes as C
+from . import _codes
 from ._errors import DivergenceError
 from ._reference_kernels import (
     activation_backward,
@@ -36,15 +36,15 @@ from ._reference_random import dropout_mask
 def weights(e, buf, l):
     """Layer l's weights in ``buf`` (params or grads), an (n_in, n_out) view."""
     m = e.layer_ints[l]
-    off, n_in, n_out = m[C.LAYER_WEIGHT_OFFSET], m[C.LAYER_N_IN], m[C.LAYER_N_OUT]
+    off, n_in, n_out = m[_codes.LAYER_WEIGHT_OFFSET], m[_codes.LAYER_N_IN], m[_codes.LAYER_N_OUT]
     return buf[off : off + n_in * n_out].reshape(n_in, n_out)
 
 
 def bias(e, buf, l):
     """Layer l's bias in ``buf``, an (n_out,) view, or None without one."""
     m = e.layer_ints[l]
-    off = m[C.LAYER_BIAS_OFFSET]
-    return None if off < 0 else buf[off : off + m[C.LAYER_N_OUT]]
+    off = m[_codes.LAYER_BIAS_OFFSET]
+    return None if off < 0 else buf[off : off + m[_codes.LAYER_N_OUT]]
 
 
 # -- passes -----------------------------------------------------------------
@@ -57,23 +57,23 @@ def forward(e, X, train=None, keep=True):
     A = np.array(X, dtype=np.float64)  # a private copy, as the native engine keeps
     n_layers = len(e.layer_ints)
     for l, m in enumerate(e.layer_ints):
-        if m[C.LAYER_KIND] == C.KIND_DROPOUT:
+        if m[_codes.LAYER_KIND] == _codes.KIND_DROPOUT:
             mask = np.ones_like(A)
             if train is not None:
                 seed, epoch, row = train
                 stream = 2 * (epoch * n_layers + l) + 1
-                rate = e.layer_floats[l, C.LAYER_DROPOUT_RATE]
-                dropout_mask(seed, stream, row * m[C.LAYER_N_OUT], rate, mask)
+                rate = e.layer_floats[l, _codes.LAYER_DROPOUT_RATE]
+                dropout_mask(seed, stream, row * m[_codes.LAYER_N_OUT], rate, mask)
             if keep:
                 e._masks[l] = mask
             Z = A * mask
             cache.append((A, Z, Z))
             A = Z
             continue
-        Z = np.empty((A.shape[0], m[C.LAYER_N_OUT]))
+        Z = np.empty((A.shape[0], m[_codes.LAYER_N_OUT]))
         dense_forward(A, weights(e, e.params, l), bias(e, e.params, l), Z)
         An = np.empty_like(Z)
-        activation_forward(m[C.LAYER_ACTIVATION], Z, An, e.layer_floats[l, C.LAYER_ALPHA])
+        activation_forward(m[_codes.LAYER_ACTIVATION], Z, An, e.layer_floats[l, _codes.LAYER_ALPHA])
         cache.append((A, Z, An))
         A = An
     return cache
@@ -83,13 +83,15 @@ def penalties(e):
     """The summed L1/L2 penalty of every layer."""
     value = 0.0
     for l, m in enumerate(e.layer_ints):
-        if m[C.LAYER_KIND] != C.KIND_DENSE:
+        if m[_codes.LAYER_KIND] != _codes.KIND_DENSE:
             continue
         h = e.layer_floats[l]
-        value += penalty(weights(e, e.params, l), h[C.LAYER_WEIGHT_L1], h[C.LAYER_WEIGHT_L2])
+        value += penalty(
+            weights(e, e.params, l), h[_codes.LAYER_WEIGHT_L1], h[_codes.LAYER_WEIGHT_L2]
+        )
         b = bias(e, e.params, l)
         if b is not None:
-            value += penalty(b, h[C.LAYER_BIAS_L1], h[C.LAYER_BIAS_L2])
+            value += penalty(b, h[_codes.LAYER_BIAS_L1], h[_codes.LAYER_BIAS_L2])
     return value
 
 
@@ -101,19 +103,19 @@ def backward(e, Y):
     m = e.layer_ints[-1]
     dZ = np.empty_like(Z)
     value = output_delta(
-        m[C.LAYER_ACTIVATION],
+        m[_codes.LAYER_ACTIVATION],
         e.loss,
         Z,
         A,
         Y,
         dZ,
         e.reduction,
-        e.layer_floats[-1, C.LAYER_ALPHA],
+        e.layer_floats[-1, _codes.LAYER_ALPHA],
     )
     for l in range(len(e.layer_ints) - 1, -1, -1):
         m = e.layer_ints[l]
         Ain = cache[l][0]
-        if m[C.LAYER_KIND] == C.KIND_DROPOUT:
+        if m[_codes.LAYER_KIND] == _codes.KIND_DROPOUT:
             dX = dZ * e._masks[l]
         else:
             dX = np.empty_like(Ain) if l > 0 else None
@@ -123,35 +125,37 @@ def backward(e, Y):
             Zp, Ap = cache[l - 1][1:]
             dZ = np.empty_like(Zp)
             activation_backward(
-                e.layer_ints[l - 1, C.LAYER_ACTIVATION],
+                e.layer_ints[l - 1, _codes.LAYER_ACTIVATION],
                 Zp,
                 Ap,
                 dX,
                 dZ,
-                e.layer_floats[l - 1, C.LAYER_ALPHA],
+                e.layer_floats[l - 1, _codes.LAYER_ALPHA],
             )
     # L1/L2 penalties, nnfs semantics
     for l, m in enumerate(e.layer_ints):
-        if m[C.LAYER_KIND] != C.KIND_DENSE:
+        if m[_codes.LAYER_KIND] != _codes.KIND_DENSE:
             continue
         h = e.layer_floats[l]
         add_penalty_gradient(
             weights(e, e.params, l),
             weights(e, e.grads, l),
-            h[C.LAYER_WEIGHT_L1],
-            h[C.LAYER_WEIGHT_L2],
+            h[_codes.LAYER_WEIGHT_L1],
+            h[_codes.LAYER_WEIGHT_L2],
         )
         b = bias(e, e.params, l)
         if b is not None:
-            add_penalty_gradient(b, bias(e, e.grads, l), h[C.LAYER_BIAS_L1], h[C.LAYER_BIAS_L2])
+            add_penalty_gradient(
+                b, bias(e, e.grads, l), h[_codes.LAYER_BIAS_L1], h[_codes.LAYER_BIAS_L2]
+            )
     return value + penalties(e)
 
 
 def accuracy(e, A, Y):
     """Correct predictions in a batch, and how many were judged."""
-    if e.loss == C.LOSS_CCE:
+    if e.loss == _codes.LOSS_CCE:
         return int(np.sum(np.argmax(A, axis=1) == np.argmax(Y, axis=1))), A.shape[0]
-    if e.loss == C.LOSS_BCE:
+    if e.loss == _codes.LOSS_BCE:
         return int(np.sum((A > 0.5) == (Y > 0.5))), A.size
     return 0, 0
 

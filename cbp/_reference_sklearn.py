@@ -19,22 +19,22 @@ import math
 
 import numpy as np
 
-from . import _codes as C
+from . import _codes
 from ._reference_passes import bias, diverged, weights
 
 #: the hidden activations scikit-learn has, by activation code
 HIDDEN = {
-    C.ACT_IDENTITY: "identity",
-    C.ACT_RELU: "relu",
-    C.ACT_SIGMOID: "logistic",
-    C.ACT_TANH: "tanh",
+    _codes.ACT_IDENTITY: "identity",
+    _codes.ACT_RELU: "relu",
+    _codes.ACT_SIGMOID: "logistic",
+    _codes.ACT_TANH: "tanh",
 }
 #: scikit-learn's loss and output activation, by loss code
 LOSS = {
-    C.LOSS_SK_SQUARED: ("squared_error", "identity"),
-    C.LOSS_SK_LOG: ("log_loss", "softmax"),
-    C.LOSS_SK_BINARY_LOG: ("binary_log_loss", "logistic"),
-    C.LOSS_SK_POISSON: ("poisson", "exp"),
+    _codes.LOSS_SK_SQUARED: ("squared_error", "identity"),
+    _codes.LOSS_SK_LOG: ("log_loss", "softmax"),
+    _codes.LOSS_SK_BINARY_LOG: ("binary_log_loss", "logistic"),
+    _codes.LOSS_SK_POISSON: ("poisson", "exp"),
 }
 
 
@@ -53,8 +53,8 @@ def check(e, X, Y, sw, loss):
         and Y.flags.c_contiguous
     ):
         raise ValueError("sklearn_epoch: X and Y must be C-contiguous 2-D float64 arrays")
-    n_in = e.layer_ints[0][C.LAYER_N_IN]
-    n_out = e.layer_ints[-1][C.LAYER_N_OUT]
+    n_in = e.layer_ints[0][_codes.LAYER_N_IN]
+    n_out = e.layer_ints[-1][_codes.LAYER_N_OUT]
     if X.shape[1] != n_in or Y.shape[1] != n_out or X.shape[0] != Y.shape[0] or X.shape[0] < 1:
         raise ValueError(
             f"sklearn_epoch: X is {X.shape} and Y {Y.shape}; the network "
@@ -63,9 +63,9 @@ def check(e, X, Y, sw, loss):
     if loss not in LOSS:
         raise ValueError(f"sklearn_epoch: bad loss code {loss}")
     for l, m in enumerate(e.layer_ints):
-        if m[C.LAYER_KIND] != C.KIND_DENSE or m[C.LAYER_BIAS_OFFSET] < 0:
+        if m[_codes.LAYER_KIND] != _codes.KIND_DENSE or m[_codes.LAYER_BIAS_OFFSET] < 0:
             raise ValueError("sklearn_epoch: every layer must be dense with a bias")
-        if l < L - 1 and m[C.LAYER_ACTIVATION] not in HIDDEN:
+        if l < L - 1 and m[_codes.LAYER_ACTIVATION] not in HIDDEN:
             raise ValueError(
                 "sklearn_epoch: hidden activations are identity, relu, sigmoid or tanh"
             )
@@ -85,7 +85,7 @@ def batch(e, X, Y, sw, loss, alpha):
     L = len(e.layer_ints)
     coefs = [weights(e, e.params, l) for l in range(L)]
     intercepts = [bias(e, e.params, l) for l in range(L)]
-    hidden = HIDDEN[e.layer_ints[0][C.LAYER_ACTIVATION]] if L > 1 else "identity"
+    hidden = HIDDEN[e.layer_ints[0][_codes.LAYER_ACTIVATION]] if L > 1 else "identity"
     name, out = LOSS[loss]
     value, cg, ig = E.backprop(coefs, intercepts, X, Y, sw, hidden, out, name, alpha)
     for l in range(L):
@@ -106,13 +106,13 @@ def epoch(e, X, Y, sw, order, batch_size, loss, alpha, kind, hyper, state, t):
     sw = check(e, X, Y, sw, loss)
     n = X.shape[0]
     P = e.params.shape[0]
-    if kind not in (C.OPT_SGD, C.OPT_ADAM_SK):
+    if kind not in (_codes.OPT_SGD, _codes.OPT_ADAM_SK):
         raise ValueError("sklearn_epoch: the optimizer is OPT_SGD or OPT_ADAM_SK")
     if batch_size < 1:
         raise ValueError("sklearn_epoch: batch_size must be >= 1")
-    slots = 1 if kind == C.OPT_SGD else 2
+    slots = 1 if kind == _codes.OPT_SGD else 2
     hyper = np.ascontiguousarray(hyper, dtype=np.float64)
-    if hyper.shape != (C.N_OPTIMIZER_HYPER,) or not np.isfinite(hyper).all():
+    if hyper.shape != (_codes.N_OPTIMIZER_HYPER,) or not np.isfinite(hyper).all():
         raise ValueError("sklearn_epoch: hyper must be (N_OPTIMIZER_HYPER,) finite float64")
     if not (
         isinstance(state, np.ndarray)
@@ -130,7 +130,7 @@ def epoch(e, X, Y, sw, order, batch_size, loss, alpha, kind, hyper, state, t):
     else:
         order = np.arange(n, dtype=np.int64)
     batch_size = min(batch_size, n)
-    lr = hyper[C.HYPER_LEARNING_RATE]
+    lr = hyper[_codes.HYPER_LEARNING_RATE]
     total = 0.0
     for start in range(0, n, batch_size):
         idx = order[start : start + batch_size]
@@ -143,15 +143,19 @@ def epoch(e, X, Y, sw, order, batch_size, loss, alpha, kind, hyper, state, t):
         saved = e.params.copy(), state.copy()
         g = e.grads
         t += 1.0
-        if kind == C.OPT_SGD:
-            mu = hyper[C.HYPER_MOMENTUM]
+        if kind == _codes.OPT_SGD:
+            mu = hyper[_codes.HYPER_MOMENTUM]
             u = mu * state - lr * g
             state[...] = u
-            if hyper[C.HYPER_NESTEROV] != 0.0:
+            if hyper[_codes.HYPER_NESTEROV] != 0.0:
                 u = mu * u - lr * g
             e.params += u
         else:
-            b1, b2, eps = hyper[C.HYPER_BETA1], hyper[C.HYPER_BETA2], hyper[C.HYPER_EPSILON]
+            b1, b2, eps = (
+                hyper[_codes.HYPER_BETA1],
+                hyper[_codes.HYPER_BETA2],
+                hyper[_codes.HYPER_EPSILON],
+            )
             ms, vs = state[:P], state[P:]
             ms[...] = b1 * ms + (1 - b1) * g
             vs[...] = b2 * vs + (1 - b2) * (g * g)

@@ -15,7 +15,7 @@ uses.
 import numpy as np
 from scipy.special import expit, xlogy
 
-from . import _codes as C
+from . import _codes
 
 # -- activations, in place, as sklearn.neural_network._base --------------------
 
@@ -132,8 +132,8 @@ class _EngineState:
         ``state`` (slots x n_params, in the network's buffer order) and ``t``
         (batches so far)."""
         self.kind = kind
-        self.hyper = np.zeros(C.N_OPTIMIZER_HYPER)
-        self.hyper[C.HYPER_LEARNING_RATE] = self.learning_rate
+        self.hyper = np.zeros(_codes.N_OPTIMIZER_HYPER)
+        self.hyper[_codes.HYPER_LEARNING_RATE] = self.learning_rate
         self.state = np.zeros(slots * sum(p.size for p in params))
         self.t = 0.0
 
@@ -152,9 +152,9 @@ class SGD(_EngineState):
         self.momentum = momentum
         self.nesterov = nesterov
         self.power_t = power_t
-        self._engine_state(params, 1, C.OPT_SGD)
-        self.hyper[C.HYPER_MOMENTUM] = momentum
-        self.hyper[C.HYPER_NESTEROV] = 1.0 if nesterov else 0.0
+        self._engine_state(params, 1, _codes.OPT_SGD)
+        self.hyper[_codes.HYPER_MOMENTUM] = momentum
+        self.hyper[_codes.HYPER_NESTEROV] = 1.0 if nesterov else 0.0
 
     def iteration_ends(self, time_step):
         if self.lr_schedule == "invscaling":
@@ -186,10 +186,10 @@ class Adam(_EngineState):
         self.beta_1 = beta_1
         self.beta_2 = beta_2
         self.epsilon = epsilon
-        self._engine_state(params, 2, C.OPT_ADAM_SK)
-        self.hyper[C.HYPER_BETA1] = beta_1
-        self.hyper[C.HYPER_BETA2] = beta_2
-        self.hyper[C.HYPER_EPSILON] = epsilon
+        self._engine_state(params, 2, _codes.OPT_ADAM_SK)
+        self.hyper[_codes.HYPER_BETA1] = beta_1
+        self.hyper[_codes.HYPER_BETA2] = beta_2
+        self.hyper[_codes.HYPER_EPSILON] = epsilon
 
     def iteration_ends(self, time_step):
         pass

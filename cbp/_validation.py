@@ -12,7 +12,7 @@ import operator
 
 import numpy as np
 
-from . import _codes as C
+from . import _codes
 
 _NUMERIC = "iuf"
 
@@ -59,7 +59,7 @@ def as_targets(y, n, n_out, loss, name="y"):
         Y = np.asarray(y)
     except Exception as exc:
         raise TypeError(f"{name} could not be read as an array: {exc}") from None
-    kinds = _NUMERIC + ("b" if loss in (C.LOSS_BCE, C.LOSS_CCE) else "")
+    kinds = _NUMERIC + ("b" if loss in (_codes.LOSS_BCE, _codes.LOSS_CCE) else "")
     if Y.dtype.kind not in kinds:
         raise TypeError(f"{name} must hold real numbers, got dtype {Y.dtype}")
     if Y.ndim == 0 or Y.ndim > 2:
@@ -68,7 +68,7 @@ def as_targets(y, n, n_out, loss, name="y"):
         raise ValueError(f"{name} has {Y.shape[0]} samples but X has {n}")
     if Y.dtype.kind == "f" and not np.isfinite(Y).all():
         raise ValueError(f"{name} contains NaN or infinite values")
-    if loss == C.LOSS_CCE and Y.ndim == 1:
+    if loss == _codes.LOSS_CCE and Y.ndim == 1:
         return one_hot(Y, n_out, name)
     if Y.ndim == 1:
         if n_out != 1:
@@ -85,7 +85,7 @@ def as_targets(y, n, n_out, loss, name="y"):
         Y = Y.reshape(n, 1)
     if Y.shape[1] != n_out:
         hint = ""
-        if Y.shape[1] == 1 and loss == C.LOSS_CCE:
+        if Y.shape[1] == 1 and loss == _codes.LOSS_CCE:
             hint = (
                 "; a column of class labels? pass it as a 1-D array "
                 f"({name}.ravel()) to have it one-hot encoded"
@@ -99,7 +99,7 @@ def as_targets(y, n, n_out, loss, name="y"):
             f"{name} has {Y.shape[1]} columns but the network has {n_out} outputs{hint}"
         )
     Y = np.ascontiguousarray(Y, dtype=np.float64)
-    if loss in (C.LOSS_CCE, C.LOSS_BCE) and ((Y < 0.0).any() or (Y > 1.0).any()):
+    if loss in (_codes.LOSS_CCE, _codes.LOSS_BCE) and ((Y < 0.0).any() or (Y > 1.0).any()):
         raise ValueError(f"{name} must lie in [0, 1] for a cross-entropy loss")
     return Y
 
@@ -184,7 +184,7 @@ def check_output_activation(loss, activation):
     if (
         need is None
         or activation is None
-        or C.activation_code(activation) == C.activation_code(need)
+        or _codes.activation_code(activation) == _codes.activation_code(need)
     ):
         return
     raise ValueError(

@@ -3,7 +3,7 @@ stopping, and the progress display of ``verbose=True``."""
 
 import time
 
-from . import _validation as V
+from . import _validation
 
 __all__ = ["EarlyStopping", "Progress"]
 
@@ -20,8 +20,8 @@ class EarlyStopping:
     """
 
     def __init__(self, patience=10, tol=1e-4, restore_best=True):
-        self.patience = V.positive_int(patience, "patience")
-        self.tol = V.real(tol, "tol", minimum=0.0)
+        self.patience = _validation.positive_int(patience, "patience")
+        self.tol = _validation.real(tol, "tol", minimum=0.0)
         self.restore_best = bool(restore_best)
 
     def __repr__(self):

@@ -24,7 +24,7 @@ import numbers
 
 import numpy as np
 
-from . import _validation as V
+from . import _validation
 
 __all__ = ["spiral_data", "vertical_data", "sine_data", "xor"]
 
@@ -97,8 +97,8 @@ def spiral_data(samples, classes, *, seed=0):
     >>> X.shape, y.shape
     ((300, 2), (300,))
     """
-    samples = V.positive_int(samples, "samples")
-    classes = V.positive_int(classes, "classes")
+    samples = _validation.positive_int(samples, "samples")
+    classes = _validation.positive_int(classes, "classes")
     rng = _rng(seed)
     noise = rng.standard_normal((classes, samples))
     r = np.linspace(0.0, 1.0, samples)
@@ -158,8 +158,8 @@ def vertical_data(samples, classes, *, seed=0):
     >>> X.shape, y.shape
     ((300, 2), (300,))
     """
-    samples = V.positive_int(samples, "samples")
-    classes = V.positive_int(classes, "classes")
+    samples = _validation.positive_int(samples, "samples")
+    classes = _validation.positive_int(classes, "classes")
     rng = _rng(seed)
     noise = rng.standard_normal((classes, 2, samples))
     X = np.empty((classes * samples, 2))
@@ -203,7 +203,7 @@ def sine_data(samples=1000):
     >>> X.ravel().tolist()
     [0.0, 0.25, 0.5, 0.75]
     """
-    samples = V.positive_int(samples, "samples")
+    samples = _validation.positive_int(samples, "samples")
     X = (np.arange(samples, dtype=np.float64) / samples).reshape(-1, 1)
     return X, np.sin(2.0 * np.pi * X)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _validation as V
+from . import _validation
 from ._explain import fmt
 from .trace import _inputs, _loss, _specs, _values, trace, weight_names
 
@@ -172,7 +172,7 @@ def gradcheck(net, X, y, eps=1e-6, gradients=None, floor=None):
     (1e-7 and 1 - 1e-7).
     """
     X, Y, loss, reduction = _inputs(net, X, y)
-    eps = V.real(eps, "eps", minimum=0.0, strict=True)
+    eps = _validation.real(eps, "eps", minimum=0.0, strict=True)
     K = net._kernels
     with net._guard.using:  # a consistent copy: no other thread trains meanwhile
         specs = _specs(net)
@@ -180,7 +180,7 @@ def gradcheck(net, X, y, eps=1e-6, gradients=None, floor=None):
     base = trace(net, X, Y)
     if floor is None:
         floor = np.finfo(np.float64).eps * max(abs(base.loss), 1.0) / eps / TOLERANCE
-    floor = V.real(floor, "floor", minimum=0.0, strict=True)
+    floor = _validation.real(floor, "floor", minimum=0.0, strict=True)
     if gradients is None:
         flat = base.gradients
     else:

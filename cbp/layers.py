@@ -13,8 +13,7 @@ import math
 
 import numpy as np
 
-from . import _codes as C
-from . import _validation as V
+from . import _codes, _validation
 
 __all__ = ["Dense", "Dropout", "INITS", "LAYER_TYPES"]
 
@@ -94,21 +93,21 @@ class Dense:
         bias_l1=0.0,
         bias_l2=0.0,
     ):
-        self._n_inputs = V.positive_int(n_inputs, "n_inputs")
-        self._n_neurons = V.positive_int(n_neurons, "n_neurons")
+        self._n_inputs = _validation.positive_int(n_inputs, "n_inputs")
+        self._n_neurons = _validation.positive_int(n_neurons, "n_neurons")
         self._use_bias = bool(use_bias)
         if init not in INITS:
             raise ValueError(f"unknown init {init!r}; expected one of: {', '.join(INITS)}")
         self._init = init
-        self._seed = None if seed is None else V.seed(seed)
+        self._seed = None if seed is None else _validation.seed(seed)
         self._network = None
         self._set_activation(activation, alpha)
         self._trainable = bool(trainable)
         self._bias_trainable = _flag(bias_trainable, "bias_trainable")
-        self._weight_l1 = V.real(weight_l1, "weight_l1", minimum=0.0)
-        self._weight_l2 = V.real(weight_l2, "weight_l2", minimum=0.0)
-        self._bias_l1 = V.real(bias_l1, "bias_l1", minimum=0.0)
-        self._bias_l2 = V.real(bias_l2, "bias_l2", minimum=0.0)
+        self._weight_l1 = _validation.real(weight_l1, "weight_l1", minimum=0.0)
+        self._weight_l2 = _validation.real(weight_l2, "weight_l2", minimum=0.0)
+        self._bias_l1 = _validation.real(bias_l1, "bias_l1", minimum=0.0)
+        self._bias_l2 = _validation.real(bias_l2, "bias_l2", minimum=0.0)
         self._store = None  # params of this layer: weights then bias, flat
         self._gstore = np.zeros(self.size)
         if weights is not None:
@@ -130,11 +129,11 @@ class Dense:
     seed = property(lambda self: self._seed, doc="Seed of the initial draw (None: the network's).")
 
     def _set_activation(self, activation, alpha):
-        code = C.activation_code(activation)
+        code = _codes.activation_code(activation)
         name = activation.lower()
         if alpha is None:
-            alpha = C.DEFAULT_ALPHA.get(name, 0.0)
-        alpha = V.real(alpha, "alpha")
+            alpha = _codes.DEFAULT_ALPHA.get(name, 0.0)
+        alpha = _validation.real(alpha, "alpha")
         self._act, self._activation, self._alpha = code, name, alpha
 
     def _reconfigure(self, change):
@@ -152,10 +151,10 @@ class Dense:
 
     @activation.setter
     def activation(self, name):
-        C.activation_code(name)  # check before anything changes
+        _codes.activation_code(name)  # check before anything changes
         net = self.network
         if net is not None and net.layers[-1] is self and net._check_output:
-            V.check_output_activation(net.loss, name)
+            _validation.check_output_activation(net.loss, name)
         keep = self._alpha if name.lower() == self._activation else None
         self._reconfigure(lambda: self._set_activation(name, keep))
 
@@ -166,7 +165,7 @@ class Dense:
 
     @alpha.setter
     def alpha(self, value):
-        value = V.real(value, "alpha")
+        value = _validation.real(value, "alpha")
         self._reconfigure(lambda: setattr(self, "_alpha", value))
 
     @property
@@ -195,7 +194,7 @@ class Dense:
             return getattr(self, attr)
 
         def put(self, value):
-            value = V.real(value, attr[1:], minimum=0.0)
+            value = _validation.real(value, attr[1:], minimum=0.0)
             self._reconfigure(lambda: setattr(self, attr, value))
 
         return property(get, put, doc=doc)
@@ -218,7 +217,7 @@ class Dense:
         store = np.zeros(self.size)
         W = store[: ni * no].reshape(ni, no)
         if self.init == "glorot":
-            factor = 2.0 if self._act == C.ACT_SIGMOID else 6.0
+            factor = 2.0 if self._act == _codes.ACT_SIGMOID else 6.0
             bound = math.sqrt(factor / (ni + no))
             W[...] = rng.uniform(-bound, bound, (ni, no))
             if self.use_bias:
@@ -322,8 +321,8 @@ class Dense:
     def _row(self, off):
         """This layer's rows of the engine's layer table."""
         nw = self.n_inputs * self.n_neurons
-        meta = (
-            C.KIND_DENSE,
+        layer_ints = (
+            _codes.KIND_DENSE,
             self.n_inputs,
             self.n_neurons,
             self._act,
@@ -332,8 +331,8 @@ class Dense:
             int(self.trainable),
             int(self.bias_trainable),
         )
-        hyper = (self.alpha, self.weight_l1, self.weight_l2, self.bias_l1, self.bias_l2, 0.0)
-        return meta, hyper
+        layer_floats = (self.alpha, self.weight_l1, self.weight_l2, self.bias_l1, self.bias_l2, 0.0)
+        return layer_ints, layer_floats
 
     def __repr__(self):
         extra = "" if self.use_bias else ", use_bias=False"
@@ -364,7 +363,7 @@ class Dropout:
 
     @staticmethod
     def _checked_rate(rate):
-        rate = V.real(rate, "rate", minimum=0.0)
+        rate = _validation.real(rate, "rate", minimum=0.0)
         if rate >= 1.0:
             raise ValueError(f"rate must be < 1, got {rate}")
         return rate
@@ -398,7 +397,7 @@ class Dropout:
 
     def _row(self, off):
         n = self.n_inputs
-        return (C.KIND_DROPOUT, n, n, C.ACT_IDENTITY, 0, -1, 0, 0), (
+        return (_codes.KIND_DROPOUT, n, n, _codes.ACT_IDENTITY, 0, -1, 0, 0), (
             0.0,
             0.0,
             0.0,

@@ -11,9 +11,7 @@ import math
 
 import numpy as np
 
-from . import _backend, _fit, optim, persistence, schedules
-from . import _codes as C
-from . import _validation as V
+from . import _backend, _codes, _fit, _validation, optim, persistence, schedules
 from ._guard import Guard, training_with
 from ._validation import OUTPUT_ACTIVATION as OUTPUT_ACTIVATION
 from ._validation import check_output_activation
@@ -123,19 +121,19 @@ class Network:
                 width = layer.n_neurons
         if len(set(map(id, layers))) != len(layers):
             raise ValueError("the same layer appears twice in the network")
-        self._loss = C.loss_code(loss)
+        self._loss = _codes.loss_code(loss)
         self._loss_name = loss.lower()
         if not isinstance(check_output, (bool, np.bool_)):
             raise TypeError(f"check_output must be a bool, got {type(check_output).__name__}")
         self._check_output = bool(check_output)
         if self._check_output:
             check_output_activation(self._loss_name, layers[-1].activation)
-        self._reduction = C.reduction_code(reduction)
+        self._reduction = _codes.reduction_code(reduction)
         self._reduction_name = reduction.lower()
         self._backend_request = backend
         self._kernels = _backend.module(backend)
         self._backend_name = "native" if self._kernels is _backend._core else "numpy"
-        self._seed = None if seed is None else V.seed(seed)
+        self._seed = None if seed is None else _validation.seed(seed)
         optimizer = optim.resolve(optimizer)
         self._layers = tuple(layers)
         self._epochs_trained = 0
@@ -176,23 +174,23 @@ class Network:
             off += n
         self._build_engine()
         # plain SGD, reused by step(lr) / train_step(lr) without allocating
-        self._sgd_hyper = np.zeros(C.N_OPTIMIZER_HYPER)
+        self._sgd_hyper = np.zeros(_codes.N_OPTIMIZER_HYPER)
         self._no_state = np.empty(0)
 
     def _layer_table(self):
         """The engine's layer table: an int64 and a float64 row per layer."""
-        meta = np.zeros((len(self._layers), C.N_LAYER_INTS), dtype=np.int64)
-        hyper = np.zeros((len(self._layers), C.N_LAYER_FLOATS))
+        layer_ints = np.zeros((len(self._layers), _codes.N_LAYER_INTS), dtype=np.int64)
+        layer_floats = np.zeros((len(self._layers), _codes.N_LAYER_FLOATS))
         off = 0
         for i, layer in enumerate(self._layers):
-            meta[i], hyper[i] = layer._row(off)
+            layer_ints[i], layer_floats[i] = layer._row(off)
             off += layer.size
-        return meta, hyper
+        return layer_ints, layer_floats
 
     def _build_engine(self):
-        meta, hyper = self._layer_table()
+        layer_ints, layer_floats = self._layer_table()
         self._engine = self._kernels.Engine(
-            meta, hyper, self._parameters, self._gradients, self._loss, self._reduction
+            layer_ints, layer_floats, self._parameters, self._gradients, self._loss, self._reduction
         )
 
     def _reconfigure(self, change):
@@ -250,7 +248,7 @@ class Network:
 
     @epochs_trained.setter
     def epochs_trained(self, value):
-        value = V.positive_int(value, "epochs_trained", minimum=0)
+        value = _validation.positive_int(value, "epochs_trained", minimum=0)
         with self._guard.training:
             self._epochs_trained = value
 
@@ -261,7 +259,7 @@ class Network:
 
     @seed.setter
     def seed(self, value):
-        value = None if value is None else V.seed(value)
+        value = None if value is None else _validation.seed(value)
         with self._guard.using:
             self._seed = value
 
@@ -289,9 +287,9 @@ class Network:
         ``own``: a new hyper-parameter array (for fit); otherwise the network's
         reusable one, which only a caller holding the guard may write.
         """
-        h = np.zeros(C.N_OPTIMIZER_HYPER) if own else self._sgd_hyper
-        h[C.HYPER_LEARNING_RATE] = V.real(lr, "lr", minimum=0.0, strict=True)
-        return C.OPT_SGD, h, self._no_state
+        h = np.zeros(_codes.N_OPTIMIZER_HYPER) if own else self._sgd_hyper
+        h[_codes.HYPER_LEARNING_RATE] = _validation.real(lr, "lr", minimum=0.0, strict=True)
+        return _codes.OPT_SGD, h, self._no_state
 
     def _resolve(self, lr, fallback_lr, own=False):
         """(kind, hyper, state, t, optimizer or None) for an update."""
@@ -315,7 +313,7 @@ class Network:
         ndarray (batch, n_outputs)
             A new array: the network's output.
         """
-        X = V.as_matrix(X, "X", self.n_inputs)
+        X = _validation.as_matrix(X, "X", self.n_inputs)
         with self._guard.using:
             out = np.array(self._engine.forward(X))
         return _finite(out, "forward")
@@ -346,7 +344,7 @@ class Network:
             rows = self._engine.cached_rows  # of the forward pass the engine keeps
             if rows == 0:
                 raise RuntimeError("call forward(X) before backward(y)")
-            Y = V.as_targets(y, rows, self.n_outputs, self._loss)
+            Y = _validation.as_targets(y, rows, self.n_outputs, self._loss)
             value = float(self._engine.backward(Y))
         if not math.isfinite(value):
             raise FloatingPointError(
@@ -364,7 +362,7 @@ class Network:
         make a parameter NaN or infinite.
         """
         if lr is not None:
-            V.real(lr, "lr", minimum=0.0, strict=True)
+            _validation.real(lr, "lr", minimum=0.0, strict=True)
         with self._guard.training:
             opt = None if lr is not None else self._optimizer
             with training_with(opt):
@@ -403,10 +401,10 @@ class Network:
                 lock.release()
             if value is not None:
                 return value
-        X = V.as_matrix(X, "X", self.n_inputs)
-        Y = V.as_targets(y, X.shape[0], self.n_outputs, self._loss)
+        X = _validation.as_matrix(X, "X", self.n_inputs)
+        Y = _validation.as_targets(y, X.shape[0], self.n_outputs, self._loss)
         if lr is not None:
-            V.real(lr, "lr", minimum=0.0, strict=True)
+            _validation.real(lr, "lr", minimum=0.0, strict=True)
         with self._guard.training:
             opt = None if lr is not None else self._optimizer
             with training_with(opt):
@@ -423,7 +421,7 @@ class Network:
         -------
         ndarray (batch, n_outputs)
         """
-        X = V.as_matrix(X, "X", self.n_inputs)
+        X = _validation.as_matrix(X, "X", self.n_inputs)
         with self._guard.using:
             out = self._engine.predict(X)
         return _finite(out, "predict")
@@ -431,7 +429,7 @@ class Network:
     @property
     def is_classifier(self):
         """True for the cross-entropy losses (which report accuracy)."""
-        return self._loss in (C.LOSS_CCE, C.LOSS_BCE)
+        return self._loss in (_codes.LOSS_CCE, _codes.LOSS_BCE)
 
     def evaluate(self, X, y):
         """The loss (penalties included) on (X, y), and the accuracy for classifiers.
@@ -445,8 +443,8 @@ class Network:
         dict
             ``{"loss": float}``, plus ``"accuracy"`` for classifiers.
         """
-        X = V.as_matrix(X, "X", self.n_inputs)
-        Y = V.as_targets(y, X.shape[0], self.n_outputs, self._loss)
+        X = _validation.as_matrix(X, "X", self.n_inputs)
+        Y = _validation.as_targets(y, X.shape[0], self.n_outputs, self._loss)
         with self._guard.using:
             value, acc = self._engine.evaluate(X, Y)
         if not math.isfinite(value):
@@ -558,13 +556,13 @@ class Network:
             the epoch, holds the history so far (``.history``), and the
             parameters are left at their values from the start of that epoch.
         """
-        X = V.as_matrix(X, "X", self.n_inputs)
-        Y = V.as_targets(y, X.shape[0], self.n_outputs, self._loss)
-        epochs = V.positive_int(epochs, "epochs")
+        X = _validation.as_matrix(X, "X", self.n_inputs)
+        Y = _validation.as_targets(y, X.shape[0], self.n_outputs, self._loss)
+        epochs = _validation.positive_int(epochs, "epochs")
         n = X.shape[0]
         if isinstance(batch_size, str) and batch_size == "auto":
             batch_size = None if lr is not None else DEFAULT_BATCH_SIZE
-        bs = n if batch_size is None else min(V.positive_int(batch_size, "batch_size"), n)
+        bs = n if batch_size is None else min(_validation.positive_int(batch_size, "batch_size"), n)
         if shuffle is None or (isinstance(shuffle, str) and shuffle == "auto"):
             shuffle = lr is None
         if not isinstance(shuffle, (bool, np.bool_)):
@@ -572,28 +570,28 @@ class Network:
         shuffle = bool(shuffle)
         if seed is None:
             seed = self._seed if self._seed is not None else 0
-        seed = V.seed(seed)
+        seed = _validation.seed(seed)
         Xv = Yv = None
         if validation_data is not None:
             try:
                 xv, yv = validation_data
             except (TypeError, ValueError):
                 raise TypeError("validation_data must be a pair (X_val, y_val)") from None
-            Xv = V.as_matrix(xv, "validation X", self.n_inputs)
-            Yv = V.as_targets(yv, Xv.shape[0], self.n_outputs, self._loss, "validation y")
+            Xv = _validation.as_matrix(xv, "validation X", self.n_inputs)
+            Yv = _validation.as_targets(yv, Xv.shape[0], self.n_outputs, self._loss, "validation y")
         if early_stopping is True:
             early_stopping = EarlyStopping()
         if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
             raise TypeError("early_stopping must be an EarlyStopping, True or None")
         if callback is not None and not callable(callback):
             raise TypeError("callback must be callable")
-        every = V.positive_int(callback_every, "callback_every")
-        keep_every = V.positive_int(history_every, "history_every")
+        every = _validation.positive_int(callback_every, "callback_every")
+        keep_every = _validation.positive_int(history_every, "history_every")
         if optimizer is not None and lr is not None:
             raise ValueError("give either lr or optimizer, not both")
         optimizer = optim.resolve(optimizer)
         if lr is not None:
-            V.real(lr, "lr", minimum=0.0, strict=True)
+            _validation.real(lr, "lr", minimum=0.0, strict=True)
         elif optimizer is None and self._optimizer is None:
             optimizer = optim.Adam()  # the default, kept as the network's optimizer
         schedule = schedules.resolve(schedule)

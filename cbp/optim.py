@@ -18,8 +18,7 @@ computes (to rounding):
 
 import numpy as np
 
-from . import _codes as C
-from . import _validation as V
+from . import _codes, _validation
 from ._guard import Guard
 
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "get", "resolve"]
@@ -55,11 +54,11 @@ class Optimizer:
     def _check(self, name, value):
         """The value to store for attribute ``name`` (checked), or raise."""
         if name == "lr":
-            return V.real(value, "lr", minimum=0.0, strict=True)
+            return _validation.real(value, "lr", minimum=0.0, strict=True)
         if name == "decay":
-            return V.real(value, "decay", minimum=0.0)
+            return _validation.real(value, "decay", minimum=0.0)
         if name == "iterations":
-            return V.positive_int(value, "iterations", minimum=0)
+            return _validation.positive_int(value, "iterations", minimum=0)
         if name == "state":
             return None if value is None else _state_buffer(value)
         return value
@@ -92,9 +91,9 @@ class Optimizer:
         return self.lr / (1.0 + self.decay * self.iterations)
 
     def _hyper(self):
-        h = np.zeros(C.N_OPTIMIZER_HYPER)
-        h[C.HYPER_LEARNING_RATE] = self.lr
-        h[C.HYPER_DECAY] = self.decay
+        h = np.zeros(_codes.N_OPTIMIZER_HYPER)
+        h[_codes.HYPER_LEARNING_RATE] = self.lr
+        h[_codes.HYPER_DECAY] = self.decay
         return h
 
     def _bind(self, n_params):
@@ -132,7 +131,7 @@ class SGD(Optimizer):
     with ``nesterov=True``).
     """
 
-    kind = C.OPT_SGD
+    kind = _codes.OPT_SGD
     name = "sgd"
 
     def __init__(self, lr=0.01, momentum=0.0, nesterov=False, decay=0.0):
@@ -143,7 +142,7 @@ class SGD(Optimizer):
 
     def _check(self, name, value):
         if name == "momentum":
-            value = V.real(value, "momentum", minimum=0.0)
+            value = _validation.real(value, "momentum", minimum=0.0)
             if value == 0.0 and self.nesterov:
                 raise ValueError("nesterov=True needs a momentum > 0")
             return value
@@ -161,8 +160,8 @@ class SGD(Optimizer):
 
     def _hyper(self):
         h = super()._hyper()
-        h[C.HYPER_MOMENTUM] = self.momentum
-        h[C.HYPER_NESTEROV] = float(self.nesterov)
+        h[_codes.HYPER_MOMENTUM] = self.momentum
+        h[_codes.HYPER_NESTEROV] = float(self.nesterov)
         return h
 
     def get_config(self):
@@ -177,7 +176,7 @@ class SGD(Optimizer):
 class Adagrad(Optimizer):
     """Adagrad: ``c += g**2; p -= lr_t * g / (sqrt(c) + epsilon)``."""
 
-    kind = C.OPT_ADAGRAD
+    kind = _codes.OPT_ADAGRAD
     name = "adagrad"
 
     def __init__(self, lr=0.01, epsilon=1e-7, decay=0.0):
@@ -186,12 +185,12 @@ class Adagrad(Optimizer):
 
     def _check(self, name, value):
         if name == "epsilon":
-            return V.real(value, "epsilon", minimum=0.0, strict=True)
+            return _validation.real(value, "epsilon", minimum=0.0, strict=True)
         return super()._check(name, value)
 
     def _hyper(self):
         h = super()._hyper()
-        h[C.HYPER_EPSILON] = self.epsilon
+        h[_codes.HYPER_EPSILON] = self.epsilon
         return h
 
     def get_config(self):
@@ -201,7 +200,7 @@ class Adagrad(Optimizer):
 class RMSprop(Optimizer):
     """RMSprop: ``c = rho * c + (1 - rho) * g**2; p -= lr_t * g / (sqrt(c) + epsilon)``."""
 
-    kind = C.OPT_RMSPROP
+    kind = _codes.OPT_RMSPROP
     name = "rmsprop"
 
     def __init__(self, lr=0.001, rho=0.9, epsilon=1e-7, decay=0.0):
@@ -211,15 +210,15 @@ class RMSprop(Optimizer):
 
     def _check(self, name, value):
         if name == "rho":
-            return V.real(value, "rho", minimum=0.0, maximum=1.0)
+            return _validation.real(value, "rho", minimum=0.0, maximum=1.0)
         if name == "epsilon":
-            return V.real(value, "epsilon", minimum=0.0, strict=True)
+            return _validation.real(value, "epsilon", minimum=0.0, strict=True)
         return super()._check(name, value)
 
     def _hyper(self):
         h = super()._hyper()
-        h[C.HYPER_RHO] = self.rho
-        h[C.HYPER_EPSILON] = self.epsilon
+        h[_codes.HYPER_RHO] = self.rho
+        h[_codes.HYPER_EPSILON] = self.epsilon
         return h
 
     def get_config(self):
@@ -233,7 +232,7 @@ class Adam(Optimizer):
     with ``t' = t + 1``.
     """
 
-    kind = C.OPT_ADAM
+    kind = _codes.OPT_ADAM
     name = "adam"
 
     def __init__(self, lr=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, decay=0.0):
@@ -244,12 +243,12 @@ class Adam(Optimizer):
 
     def _check(self, name, value):
         if name in ("beta_1", "beta_2"):
-            value = V.real(value, name, minimum=0.0)
+            value = _validation.real(value, name, minimum=0.0)
             if value >= 1.0:
                 raise ValueError("beta_1 and beta_2 must be < 1")
             return value
         if name == "epsilon":
-            return V.real(value, "epsilon", minimum=0.0, strict=True)
+            return _validation.real(value, "epsilon", minimum=0.0, strict=True)
         return super()._check(name, value)
 
     @property
@@ -258,9 +257,9 @@ class Adam(Optimizer):
 
     def _hyper(self):
         h = super()._hyper()
-        h[C.HYPER_BETA1] = self.beta_1
-        h[C.HYPER_BETA2] = self.beta_2
-        h[C.HYPER_EPSILON] = self.epsilon
+        h[_codes.HYPER_BETA1] = self.beta_1
+        h[_codes.HYPER_BETA2] = self.beta_2
+        h[_codes.HYPER_EPSILON] = self.epsilon
         return h
 
     def get_config(self):

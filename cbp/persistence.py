@@ -17,8 +17,7 @@ import json
 
 import numpy as np
 
-from . import _archive, _backend, optim
-from . import _validation as V
+from . import _archive, _backend, _validation, optim
 from ._errors import FormatError
 from .layers import LAYER_TYPES
 
@@ -189,8 +188,8 @@ def parameter_count(config):
         if spec.get("type") not in LAYER_TYPES:
             raise FormatError("unknown layer type in the file")
         if spec["type"] == "Dense":
-            ni = V.positive_int(spec["n_inputs"], "n_inputs")
-            no = V.positive_int(spec["n_neurons"], "n_neurons")
+            ni = _validation.positive_int(spec["n_inputs"], "n_inputs")
+            no = _validation.positive_int(spec["n_neurons"], "n_neurons")
             n += ni * no + (no if spec.get("use_bias", True) else 0)
     return n
 

@@ -33,14 +33,13 @@ reductions made so far.
 
 import numpy as np
 
-from . import _codes as C
-from . import _validation as V
+from . import _codes, _validation
 
 __all__ = ["Schedule", "StepLR", "ExponentialLR", "CosineLR", "ReduceLROnPlateau"]
 
 
 def _factor(value, name):
-    value = V.real(value, name, minimum=0.0, strict=True)
+    value = _validation.real(value, name, minimum=0.0, strict=True)
     if value >= 1.0:
         raise ValueError(f"{name} must be < 1, got {value}")
     return value
@@ -48,16 +47,16 @@ def _factor(value, name):
 
 #: setting -> its check (the value to store, or an exception), for every schedule
 _CHECKS = {
-    "step_size": lambda v: V.positive_int(v, "step_size"),
-    "gamma": lambda v: V.real(v, "gamma", minimum=0.0, strict=True),
-    "T_max": lambda v: V.positive_int(v, "T_max"),
-    "eta_min": lambda v: V.real(v, "eta_min", minimum=0.0),
+    "step_size": lambda v: _validation.positive_int(v, "step_size"),
+    "gamma": lambda v: _validation.real(v, "gamma", minimum=0.0, strict=True),
+    "T_max": lambda v: _validation.positive_int(v, "T_max"),
+    "eta_min": lambda v: _validation.real(v, "eta_min", minimum=0.0),
     "factor": lambda v: _factor(v, "factor"),
-    "patience": lambda v: V.positive_int(v, "patience", minimum=0),
-    "threshold": lambda v: V.real(v, "threshold", minimum=0.0),
-    "cooldown": lambda v: V.positive_int(v, "cooldown", minimum=0),
-    "min_lr": lambda v: V.real(v, "min_lr", minimum=0.0),
-    "eps": lambda v: V.real(v, "eps", minimum=0.0),
+    "patience": lambda v: _validation.positive_int(v, "patience", minimum=0),
+    "threshold": lambda v: _validation.real(v, "threshold", minimum=0.0),
+    "cooldown": lambda v: _validation.positive_int(v, "cooldown", minimum=0),
+    "min_lr": lambda v: _validation.real(v, "min_lr", minimum=0.0),
+    "eps": lambda v: _validation.real(v, "eps", minimum=0.0),
 }
 
 
@@ -68,7 +67,7 @@ class Schedule:
     applies from the next ``fit`` call (or the next epoch, from a callback).
     """
 
-    code = C.SCHEDULE_NONE
+    code = _codes.SCHEDULE_NONE
 
     def __setattr__(self, name, value):
         check = _CHECKS.get(name)
@@ -77,8 +76,8 @@ class Schedule:
     def _vector(self):
         """The engine's schedule vector: the settings (and, for a plateau
         schedule, its state)."""
-        s = np.zeros(C.N_SCHEDULE)
-        s[C.SCHEDULE_KIND] = self.code
+        s = np.zeros(_codes.N_SCHEDULE)
+        s[_codes.SCHEDULE_KIND] = self.code
         return s
 
     def _keep(self, vector):
@@ -98,7 +97,7 @@ class StepLR(Schedule):
     """``lr * gamma ** (epoch // step_size)``: the rate multiplied by
     ``gamma`` every ``step_size`` epochs."""
 
-    code = C.SCHEDULE_STEP
+    code = _codes.SCHEDULE_STEP
 
     def __init__(self, step_size, gamma=0.1):
         self.step_size = step_size
@@ -106,8 +105,8 @@ class StepLR(Schedule):
 
     def _vector(self):
         s = super()._vector()
-        s[C.SCHEDULE_STEP_SIZE] = self.step_size
-        s[C.SCHEDULE_GAMMA] = self.gamma
+        s[_codes.SCHEDULE_STEP_SIZE] = self.step_size
+        s[_codes.SCHEDULE_GAMMA] = self.gamma
         return s
 
     def get_config(self):
@@ -117,14 +116,14 @@ class StepLR(Schedule):
 class ExponentialLR(Schedule):
     """``lr * gamma ** epoch``."""
 
-    code = C.SCHEDULE_EXPONENTIAL
+    code = _codes.SCHEDULE_EXPONENTIAL
 
     def __init__(self, gamma):
         self.gamma = gamma
 
     def _vector(self):
         s = super()._vector()
-        s[C.SCHEDULE_GAMMA] = self.gamma
+        s[_codes.SCHEDULE_GAMMA] = self.gamma
         return s
 
     def get_config(self):
@@ -136,7 +135,7 @@ class CosineLR(Schedule):
     ``e = min(epoch, T_max)``: half a cosine from ``lr`` down to ``eta_min``
     over ``T_max`` epochs, then ``eta_min``."""
 
-    code = C.SCHEDULE_COSINE
+    code = _codes.SCHEDULE_COSINE
 
     def __init__(self, T_max, eta_min=0.0):
         self.T_max = T_max
@@ -144,8 +143,8 @@ class CosineLR(Schedule):
 
     def _vector(self):
         s = super()._vector()
-        s[C.SCHEDULE_T_MAX] = self.T_max
-        s[C.SCHEDULE_ETA_MIN] = self.eta_min
+        s[_codes.SCHEDULE_T_MAX] = self.T_max
+        s[_codes.SCHEDULE_ETA_MIN] = self.eta_min
         return s
 
     def get_config(self):
@@ -169,7 +168,7 @@ class ReduceLROnPlateau(Schedule):
     epoch it describes the last completed one.  :meth:`reset` forgets it.
     """
 
-    code = C.SCHEDULE_PLATEAU
+    code = _codes.SCHEDULE_PLATEAU
 
     def __init__(self, factor=0.1, patience=10, threshold=1e-4, cooldown=0, min_lr=0.0, eps=1e-8):
         self.factor = factor
@@ -189,23 +188,23 @@ class ReduceLROnPlateau(Schedule):
 
     def _vector(self):
         s = super()._vector()
-        s[C.SCHEDULE_FACTOR] = self.factor
-        s[C.SCHEDULE_PATIENCE] = self.patience
-        s[C.SCHEDULE_THRESHOLD] = self.threshold
-        s[C.SCHEDULE_COOLDOWN] = self.cooldown
-        s[C.SCHEDULE_MIN_LR] = self.min_lr
-        s[C.SCHEDULE_EPS] = self.eps
-        s[C.SCHEDULE_SCALE] = self.scale
-        s[C.SCHEDULE_BEST] = self.best
-        s[C.SCHEDULE_BAD_EPOCHS] = self.num_bad_epochs
-        s[C.SCHEDULE_COOLDOWN_LEFT] = self.cooldown_counter
+        s[_codes.SCHEDULE_FACTOR] = self.factor
+        s[_codes.SCHEDULE_PATIENCE] = self.patience
+        s[_codes.SCHEDULE_THRESHOLD] = self.threshold
+        s[_codes.SCHEDULE_COOLDOWN] = self.cooldown
+        s[_codes.SCHEDULE_MIN_LR] = self.min_lr
+        s[_codes.SCHEDULE_EPS] = self.eps
+        s[_codes.SCHEDULE_SCALE] = self.scale
+        s[_codes.SCHEDULE_BEST] = self.best
+        s[_codes.SCHEDULE_BAD_EPOCHS] = self.num_bad_epochs
+        s[_codes.SCHEDULE_COOLDOWN_LEFT] = self.cooldown_counter
         return s
 
     def _keep(self, vector):
-        self.scale = float(vector[C.SCHEDULE_SCALE])
-        self.best = float(vector[C.SCHEDULE_BEST])
-        self.num_bad_epochs = int(vector[C.SCHEDULE_BAD_EPOCHS])
-        self.cooldown_counter = int(vector[C.SCHEDULE_COOLDOWN_LEFT])
+        self.scale = float(vector[_codes.SCHEDULE_SCALE])
+        self.best = float(vector[_codes.SCHEDULE_BEST])
+        self.num_bad_epochs = int(vector[_codes.SCHEDULE_BAD_EPOCHS])
+        self.cooldown_counter = int(vector[_codes.SCHEDULE_COOLDOWN_LEFT])
 
     def get_config(self):
         return {

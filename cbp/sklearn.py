@@ -50,7 +50,7 @@ except ImportError as exc:  # pragma: no cover - exercised without scikit-learn
         'cbp.MLPClassifier and cbp.MLPRegressor need scikit-learn>=1.9: pip install "cbp[sklearn]"'
     ) from exc
 
-from . import _codes as C
+from . import _codes
 from . import _sklearn_epoch as E
 from ._errors import DivergenceError
 from ._sklearn_inputs import binarize_integer_labels, validate_params_once
@@ -58,10 +58,10 @@ from .network import Dense, Network
 
 # scikit-learn's loss name -> the engine's code (Engine.sklearn_epoch)
 _SK_LOSS_CODES = {
-    "squared_error": C.LOSS_SK_SQUARED,
-    "log_loss": C.LOSS_SK_LOG,
-    "binary_log_loss": C.LOSS_SK_BINARY_LOG,
-    "poisson": C.LOSS_SK_POISSON,
+    "squared_error": _codes.LOSS_SK_SQUARED,
+    "log_loss": _codes.LOSS_SK_LOG,
+    "binary_log_loss": _codes.LOSS_SK_BINARY_LOG,
+    "poisson": _codes.LOSS_SK_POISSON,
 }
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
@@ -252,8 +252,8 @@ class _BaseMLP(BaseEstimator):
         # scikit-learn's packing [W_0, ..., W_L-1, b_0, ..., b_L-1] of the
         # network's buffer [W_0, b_0, W_1, b_1, ...]: one index permutation
         meta, _ = self.network_._layer_table()
-        w_off = meta[:, C.LAYER_WEIGHT_OFFSET]
-        b_off = meta[:, C.LAYER_BIAS_OFFSET]
+        w_off = meta[:, _codes.LAYER_WEIGHT_OFFSET]
+        b_off = meta[:, _codes.LAYER_BIAS_OFFSET]
         perm = np.concatenate(
             [np.arange(w_off[i], w_off[i] + a * b) for i, (a, b) in enumerate(shapes)]
             + [np.arange(b_off[i], b_off[i] + b) for i, (a, b) in enumerate(shapes)]
@@ -357,7 +357,7 @@ class _BaseMLP(BaseEstimator):
                     # sample_idx in place gives the same order
                     self._random_state.shuffle(sample_idx)
                     order = sample_idx
-                opt.hyper[C.HYPER_LEARNING_RATE] = opt.learning_rate
+                opt.hyper[_codes.HYPER_LEARNING_RATE] = opt.learning_rate
                 try:
                     total, opt.t = engine.sklearn_epoch(
                         X_train,

@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _codes as C
-from . import _validation as V
+from . import _codes, _validation
 
 __all__ = ["trace", "Trace", "LayerTrace", "weight_names"]
 
@@ -252,7 +251,7 @@ def _specs(net):
                     "index": i,
                     "kind": "Dense",
                     "activation": layer.activation,
-                    "act": C.activation_code(layer.activation),
+                    "act": _codes.activation_code(layer.activation),
                     "alpha": float(layer.alpha),
                     "trainable": bool(layer.trainable),
                     "bias_trainable": bool(
@@ -272,7 +271,7 @@ def _specs(net):
                     "index": i,
                     "kind": "Dropout",
                     "activation": "identity",
-                    "act": C.activation_code("identity"),
+                    "act": _codes.activation_code("identity"),
                     "alpha": 0.0,
                     "rate": float(layer.rate),
                 }
@@ -336,10 +335,10 @@ def _loss(K, specs, values, X, Y, loss, reduction):
 
 
 def _inputs(net, X, y):
-    loss = C.loss_code(net.loss)
-    X = V.as_matrix(X, "X", net.n_inputs)
-    Y = V.as_targets(y, X.shape[0], net.n_outputs, loss)
-    return X, Y, loss, C.reduction_code(net.reduction)
+    loss = _codes.loss_code(net.loss)
+    X = _validation.as_matrix(X, "X", net.n_inputs)
+    Y = _validation.as_targets(y, X.shape[0], net.n_outputs, loss)
+    return X, Y, loss, _codes.reduction_code(net.reduction)
 
 
 def trace(net, X, y, lr=None):
@@ -377,7 +376,7 @@ def trace(net, X, y, lr=None):
     X, Y, loss, reduction = _inputs(net, X, y)
     X, Y = X.copy(), Y.copy()  # the trace owns its arrays
     if lr is not None:
-        lr = V.real(lr, "lr", minimum=0.0, strict=True)
+        lr = _validation.real(lr, "lr", minimum=0.0, strict=True)
     K = net._kernels
     with net._guard.using:  # a consistent copy: no other thread trains meanwhile
         specs = _specs(net)

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 import cbp
-from cbp import _codes as C
-from cbp import optim
+from cbp import _codes, optim
 
 OPTIMIZERS = {
     "sgd": lambda: optim.SGD(0.1),
@@ -161,7 +160,7 @@ def test_the_setting_rebuilds_the_layer_table(backend):
     layer = net.layers[1]
     assert layer.bias_trainable is True
     layer.bias_trainable = False
-    assert net._layer_table()[0][1, C.LAYER_BIAS_TRAINABLE] == 0
+    assert net._layer_table()[0][1, _codes.LAYER_BIAS_TRAINABLE] == 0
     fixed = layer.bias.copy()
     net.train_step(X, y, lr=0.1)
     np.testing.assert_array_equal(layer.bias, fixed)

@@ -26,9 +26,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import cbp
-from cbp import _codes as C
+from cbp import _codes, _registry, optim
 from cbp import _reference as ref
-from cbp import _registry, optim
 
 # tests/conftest.py's native_core: skipped without the core, failed under
 # CBP_REQUIRE_NATIVE=1
@@ -51,11 +50,11 @@ BATCH = st.integers(1, 40)
 WIDTH = st.integers(1, 17)
 LINEAR_RANGE = 1e3  # operands of the kernels that are linear in them
 EXP_RANGE = 40.0  # pre-activations that go through exp, expm1 or tanh
-REDUCTION_NAMES = list(C.REDUCTIONS)
-ACT_NAMES = list(C.ACTIVATIONS)
-LOSS_NAMES = list(C.LOSSES)
+REDUCTION_NAMES = list(_codes.REDUCTIONS)
+ACT_NAMES = list(_codes.ACTIVATIONS)
+LOSS_NAMES = list(_codes.LOSSES)
 # One representative name a code (the first one listed), for the products.
-CANONICAL_ACTS = list({code: name for name, code in reversed(C.ACTIVATIONS.items())}.values())
+CANONICAL_ACTS = list({code: name for name, code in reversed(_codes.ACTIVATIONS.items())}.values())
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +149,7 @@ def targets(loss, shape):
     """Valid targets: any values for the squared errors, one-hot or probability rows
     for categorical cross-entropy, hard or soft labels in [0, 1] for binary."""
     n, j = shape
-    if loss in (C.LOSS_SE, C.LOSS_HALF_SE):
+    if loss in (_codes.LOSS_SE, _codes.LOSS_HALF_SE):
         return matrices(shape)
 
     def rows(seed, one_hot):
@@ -165,15 +164,15 @@ def targets(loss, shape):
         rng = np.random.default_rng(seed)
         return (rng.random(shape) < 0.5).astype(float) if hard else rng.random(shape)
 
-    build = rows if loss == C.LOSS_CCE else labels
+    build = rows if loss == _codes.LOSS_CCE else labels
     return st.builds(build, st.integers(0, 2**32 - 1), st.booleans())
 
 
 def scale(loss, reduction, n, j):
     """The factor a reduction applies (written out again, not taken from cbp)."""
-    if reduction == C.RED_SUM:
+    if reduction == _codes.RED_SUM:
         return 1.0
-    return 1.0 / n if loss == C.LOSS_CCE else 1.0 / (n * j)
+    return 1.0 / n if loss == _codes.LOSS_CCE else 1.0 / (n * j)
 
 
 def loss_atol(loss, reduction, n, j):
@@ -181,7 +180,7 @@ def loss_atol(loss, reduction, n, j):
     another order on each side, which moves -log(row) by ~eps absolutely: far
     more than eps relatively when the row is close to 1 and its loss close to 0.
     The other losses add non-negative terms, which rtol covers in any order."""
-    if loss == C.LOSS_CCE:
+    if loss == _codes.LOSS_CCE:
         return RTOL * scale(loss, reduction, n, j) * n
     return 0.0
 
@@ -193,12 +192,12 @@ def softmax_jvp_atol(A, dA):
 
 
 def alpha_strategy(name):
-    return st.just(C.DEFAULT_ALPHA.get(name, 0.0)) | st.floats(0.0, 3.0)
+    return st.just(_codes.DEFAULT_ALPHA.get(name, 0.0)) | st.floats(0.0, 3.0)
 
 
 def z_range(code):
     """Pre-activations: large for the piecewise-linear functions, sane for exp."""
-    linear = code in (C.ACT_IDENTITY, C.ACT_RELU, C.ACT_LEAKY)
+    linear = code in (_codes.ACT_IDENTITY, _codes.ACT_RELU, _codes.ACT_LEAKY)
     return LINEAR_RANGE if linear else EXP_RANGE
 
 
@@ -284,7 +283,7 @@ def test_codes_and_columns_match_the_native_ones(core):
     native = core._columns()
     python = {
         n: v
-        for n, v in vars(C).items()
+        for n, v in vars(_codes).items()
         if n.isupper() and isinstance(v, int) and not isinstance(v, bool)
     }
     assert sorted(native) == sorted(python)
@@ -356,7 +355,7 @@ LANES = st.integers(1, 10).map(lambda q: 4 * q)  # m, a positive multiple of 4
     act=st.sampled_from(FM_ACTS),
 )
 def test_dense_forward_feature_major(core, data, m, ni, no, with_bias, act):
-    code = C.activation_code(act)
+    code = _codes.activation_code(act)
     lim = LINEAR_RANGE if act != "sigmoid" else EXP_RANGE / 20.0  # keeps W.T @ XT in exp's range
     XT = data.draw(matrices((ni, m), -lim, lim), "XT")
     W = data.draw(matrices((ni, no), -1.0, 1.0) if act == "sigmoid" else matrices((ni, no)), "W")
@@ -391,7 +390,7 @@ def test_dense_backward_feature_major(core, data, m, ni, no, with_db, with_dX, a
     XT = data.draw(matrices((ni, m)), "XT")
     W = data.draw(matrices((ni, no)), "W")
     dT = data.draw(matrices((no, m)), "dT")
-    code = C.activation_code(act)
+    code = _codes.activation_code(act)
     if act == "sigmoid":
         A = data.draw(probabilities((ni, m)), "A")
     else:  # ReLU outputs: >= 0, many exactly 0
@@ -422,7 +421,7 @@ def test_dense_feature_major_reject_bad_arguments(core, kernel, bad):
     """The same ValueError on both sides, before anything is computed."""
     m = 6 if bad == "lanes" else 8
     XT, W, dT, A = np.ones((3, m)), np.ones((3, 2)), np.ones((2, m)), np.ones((3, m))
-    code = C.activation_code("tanh" if bad == "activation" else "relu")
+    code = _codes.activation_code("tanh" if bad == "activation" else "relu")
     for mod in (core, ref):
         if kernel == "dense_forward_feature_major":
             args = (XT, W, None, np.empty((3 if bad == "shape" else 2, m)), code)
@@ -440,7 +439,7 @@ def test_dense_feature_major_reject_bad_arguments(core, kernel, bad):
 @product_examples
 @given(data=st.data(), n=BATCH, j=WIDTH)
 def test_activation_forward(core, name, data, n, j):
-    code, r = C.ACTIVATIONS[name], z_range(C.ACTIVATIONS[name])
+    code, r = _codes.ACTIVATIONS[name], z_range(_codes.ACTIVATIONS[name])
     Z = data.draw(matrices((n, j), -r, r), "Z")
     alpha = data.draw(alpha_strategy(name), "alpha")
     native, reference = twins("activation_forward", core)
@@ -457,7 +456,7 @@ def test_activation_forward(core, name, data, n, j):
 @product_examples
 @given(data=st.data(), n=BATCH, j=WIDTH)
 def test_activation_backward(core, name, data, n, j):
-    code, r = C.ACTIVATIONS[name], z_range(C.ACTIVATIONS[name])
+    code, r = _codes.ACTIVATIONS[name], z_range(_codes.ACTIVATIONS[name])
     Z = data.draw(matrices((n, j), -r, r), "Z")
     alpha = data.draw(alpha_strategy(name), "alpha")
     A = ref.activation_forward(code, Z, np.empty_like(Z), alpha)
@@ -467,7 +466,7 @@ def test_activation_backward(core, name, data, n, j):
     with untouched(Z, A, dA):
         assert native(code, Z, A, dA, out_n, alpha) is out_n
         assert reference(code, Z, A, dA, out_r, alpha) is out_r
-    atol = softmax_jvp_atol(A, dA) if code == C.ACT_SOFTMAX else 0.0
+    atol = softmax_jvp_atol(A, dA) if code == _codes.ACT_SOFTMAX else 0.0
     assert_close(out_n, out_r, atol, what="dZ")
 
 
@@ -475,7 +474,7 @@ def test_activation_backward(core, name, data, n, j):
 def draw_prediction_and_target(data, loss, shape):
     """P and Y for a loss: any values for the squared errors, (0, 1) with exact
     0s and 1s against valid targets for the cross-entropies."""
-    if loss in (C.LOSS_SE, C.LOSS_HALF_SE):
+    if loss in (_codes.LOSS_SE, _codes.LOSS_HALF_SE):
         P = data.draw(matrices(shape), "P")
     else:
         P = data.draw(probabilities(shape), "P")
@@ -488,7 +487,7 @@ def draw_prediction_and_target(data, loss, shape):
 @product_examples
 @given(data=st.data(), n=BATCH, j=WIDTH)
 def test_loss_value(core, loss, reduction, data, n, j):
-    code, red = C.LOSSES[loss], C.REDUCTIONS[reduction]
+    code, red = _codes.LOSSES[loss], _codes.REDUCTIONS[reduction]
     P, Y = draw_prediction_and_target(data, code, (n, j))
     native, reference = twins("loss_value", core)
     with untouched(P, Y):
@@ -505,7 +504,7 @@ def test_loss_value(core, loss, reduction, data, n, j):
 @product_examples
 @given(data=st.data(), n=BATCH, j=WIDTH)
 def test_loss_gradient(core, loss, reduction, data, n, j):
-    code, red = C.LOSSES[loss], C.REDUCTIONS[reduction]
+    code, red = _codes.LOSSES[loss], _codes.REDUCTIONS[reduction]
     P, Y = draw_prediction_and_target(data, code, (n, j))
     native, reference = twins("loss_gradient", core)
     out_n, out_r = nans(n, j), nans(n, j)
@@ -524,7 +523,7 @@ def test_loss_gradient(core, loss, reduction, data, n, j):
 @given(data=st.data(), n=BATCH, j=WIDTH, reduction=st.sampled_from(REDUCTION_NAMES))
 def test_output_delta(core, act, loss, data, n, j, reduction):
     """Fused (softmax + categorical, sigmoid + binary) and chained pairs alike."""
-    code, lcode, red = C.ACTIVATIONS[act], C.LOSSES[loss], C.REDUCTIONS[reduction]
+    code, lcode, red = _codes.ACTIVATIONS[act], _codes.LOSSES[loss], _codes.REDUCTIONS[reduction]
     r = z_range(code)
     Z = data.draw(matrices((n, j), -r, r), "Z")
     alpha = data.draw(alpha_strategy(act), "alpha")
@@ -540,7 +539,7 @@ def test_output_delta(core, act, loss, data, n, j, reduction):
         # (A * sum(Y) - Y) * s: the row sum of Y is taken in another order.
         s = scale(lcode, red, n, j)
         atol = RTOL * s * (A * np.abs(Y).sum(axis=1, keepdims=True) + np.abs(Y))
-    elif code == C.ACT_SOFTMAX:
+    elif code == _codes.ACT_SOFTMAX:
         dA = np.empty_like(A)
         ref.loss_gradient(lcode, A, Y, dA, red)
         atol = softmax_jvp_atol(A, dA)
@@ -599,32 +598,36 @@ def test_sgd_update(core, data, m, lr):
 #: train_step stays comparable at 1e-12 (test_optimizer_update draws small
 #: eps too, from identical gradients).
 OPTIMIZERS = {
-    "sgd": (C.OPT_SGD, {C.HYPER_LEARNING_RATE: 0.05}, 0),
-    "momentum": (C.OPT_SGD, {C.HYPER_LEARNING_RATE: 0.05, C.HYPER_MOMENTUM: 0.9}, 1),
+    "sgd": (_codes.OPT_SGD, {_codes.HYPER_LEARNING_RATE: 0.05}, 0),
+    "momentum": (_codes.OPT_SGD, {_codes.HYPER_LEARNING_RATE: 0.05, _codes.HYPER_MOMENTUM: 0.9}, 1),
     "nesterov": (
-        C.OPT_SGD,
+        _codes.OPT_SGD,
         {
-            C.HYPER_LEARNING_RATE: 0.05,
-            C.HYPER_MOMENTUM: 0.5,
-            C.HYPER_NESTEROV: 1.0,
-            C.HYPER_DECAY: 0.1,
+            _codes.HYPER_LEARNING_RATE: 0.05,
+            _codes.HYPER_MOMENTUM: 0.5,
+            _codes.HYPER_NESTEROV: 1.0,
+            _codes.HYPER_DECAY: 0.1,
         },
         1,
     ),
-    "adagrad": (C.OPT_ADAGRAD, {C.HYPER_LEARNING_RATE: 0.01, C.HYPER_EPSILON: 1e-3}, 1),
+    "adagrad": (
+        _codes.OPT_ADAGRAD,
+        {_codes.HYPER_LEARNING_RATE: 0.01, _codes.HYPER_EPSILON: 1e-3},
+        1,
+    ),
     "rmsprop": (
-        C.OPT_RMSPROP,
-        {C.HYPER_LEARNING_RATE: 0.01, C.HYPER_RHO: 0.9, C.HYPER_EPSILON: 1e-3},
+        _codes.OPT_RMSPROP,
+        {_codes.HYPER_LEARNING_RATE: 0.01, _codes.HYPER_RHO: 0.9, _codes.HYPER_EPSILON: 1e-3},
         1,
     ),
     "adam": (
-        C.OPT_ADAM,
+        _codes.OPT_ADAM,
         {
-            C.HYPER_LEARNING_RATE: 0.01,
-            C.HYPER_BETA1: 0.9,
-            C.HYPER_BETA2: 0.999,
-            C.HYPER_EPSILON: 1e-3,
-            C.HYPER_DECAY: 0.01,
+            _codes.HYPER_LEARNING_RATE: 0.01,
+            _codes.HYPER_BETA1: 0.9,
+            _codes.HYPER_BETA2: 0.999,
+            _codes.HYPER_EPSILON: 1e-3,
+            _codes.HYPER_DECAY: 0.01,
         },
         2,
     ),
@@ -632,30 +635,33 @@ OPTIMIZERS = {
 
 
 def optimizer_args(name):
-    """(kind, ohyper, slots) of an OPTIMIZERS entry."""
+    """(kind, optimizer_hyper, slots) of an OPTIMIZERS entry."""
     kind, values, slots = OPTIMIZERS[name]
-    ohyper = np.zeros(C.N_OPTIMIZER_HYPER)
+    optimizer_hyper = np.zeros(_codes.N_OPTIMIZER_HYPER)
     for k, v in values.items():
-        ohyper[k] = v
-    return kind, ohyper, slots
+        optimizer_hyper[k] = v
+    return kind, optimizer_hyper, slots
 
 
 @st.composite
-def optimizer_hyper(draw, name):
+def optimizer_hypers(draw, name):
     """The hyper-parameter vector of an optimizer, each value drawn around its entry."""
-    kind, ohyper, slots = optimizer_args(name)
+    kind, optimizer_hyper, slots = optimizer_args(name)
     unit = st.floats(0.0, 0.999)
-    ohyper[C.HYPER_LEARNING_RATE] = draw(st.floats(1e-4, 1.0))
-    ohyper[C.HYPER_DECAY] = draw(st.just(0.0) | st.floats(0.0, 1.0))
-    if ohyper[C.HYPER_MOMENTUM]:
-        ohyper[C.HYPER_MOMENTUM] = draw(st.floats(0.01, 0.999))
-    if kind == C.OPT_RMSPROP:
-        ohyper[C.HYPER_RHO] = draw(unit)
-    if kind == C.OPT_ADAM:
-        ohyper[C.HYPER_BETA1], ohyper[C.HYPER_BETA2] = draw(unit), draw(unit)
-    if kind != C.OPT_SGD:
-        ohyper[C.HYPER_EPSILON] = draw(st.sampled_from([1e-7, 1e-8, 1e-3]))
-    return ohyper
+    optimizer_hyper[_codes.HYPER_LEARNING_RATE] = draw(st.floats(1e-4, 1.0))
+    optimizer_hyper[_codes.HYPER_DECAY] = draw(st.just(0.0) | st.floats(0.0, 1.0))
+    if optimizer_hyper[_codes.HYPER_MOMENTUM]:
+        optimizer_hyper[_codes.HYPER_MOMENTUM] = draw(st.floats(0.01, 0.999))
+    if kind == _codes.OPT_RMSPROP:
+        optimizer_hyper[_codes.HYPER_RHO] = draw(unit)
+    if kind == _codes.OPT_ADAM:
+        optimizer_hyper[_codes.HYPER_BETA1], optimizer_hyper[_codes.HYPER_BETA2] = (
+            draw(unit),
+            draw(unit),
+        )
+    if kind != _codes.OPT_SGD:
+        optimizer_hyper[_codes.HYPER_EPSILON] = draw(st.sampled_from([1e-7, 1e-8, 1e-3]))
+    return optimizer_hyper
 
 
 @needs_native
@@ -664,18 +670,18 @@ def optimizer_hyper(draw, name):
 @given(data=st.data(), m=st.integers(1, 300), t=st.integers(0, 1000))
 def test_optimizer_update(core, name, data, m, t):
     kind, _, slots = optimizer_args(name)
-    ohyper = data.draw(optimizer_hyper(name), "ohyper")
+    optimizer_hyper = data.draw(optimizer_hypers(name), "optimizer_hyper")
     p = data.draw(matrices((m,)), "params")
     g = data.draw(matrices((m,)), "grads")
     state = data.draw(matrices((slots, m)), "state")
-    if kind != C.OPT_SGD:  # caches of squared gradients are never negative
+    if kind != _codes.OPT_SGD:  # caches of squared gradients are never negative
         state[-1] = np.abs(state[-1])
     native, reference = twins("optimizer_update", core)
     buffers = {side: (p.copy(), state.copy()) for side in ("native", "numpy")}
     for side, kernel in (("native", native), ("numpy", reference)):
         params, st_ = buffers[side]
-        with untouched(ohyper, g):
-            assert kernel(kind, ohyper, params, g, st_, float(t)) is params
+        with untouched(optimizer_hyper, g):
+            assert kernel(kind, optimizer_hyper, params, g, st_, float(t)) is params
     # the same elementwise formulas on both sides
     assert_close(buffers["native"][0], buffers["numpy"][0], what="params")
     assert_close(buffers["native"][1], buffers["numpy"][1], what="state")
@@ -737,9 +743,9 @@ def dense(
     bias_trainable=True,
 ):
     """A dense row of a layer list (see layer_table)."""
-    alpha = C.DEFAULT_ALPHA.get(act, 0.0) if alpha is None else alpha
+    alpha = _codes.DEFAULT_ALPHA.get(act, 0.0) if alpha is None else alpha
     return dict(
-        kind=C.KIND_DENSE,
+        kind=_codes.KIND_DENSE,
         n_in=n_in,
         n_out=n_out,
         act=act,
@@ -753,26 +759,26 @@ def dense(
 
 def dropout(width, rate):
     """A dropout row of a layer list: the identity outside fit()."""
-    return dict(kind=C.KIND_DROPOUT, n_in=width, n_out=width, rate=rate)
+    return dict(kind=_codes.KIND_DROPOUT, n_in=width, n_out=width, rate=rate)
 
 
 def layer_table(layers):
-    """meta, hyper and the parameter count of a layer list, laid out as
+    """layer_ints, layer_floats and the parameter count of a layer list, laid out as
     cbp.network lays them out (weights, then bias, layer after layer)."""
-    meta = np.zeros((len(layers), C.N_LAYER_INTS), dtype=np.int64)
-    hyper = np.zeros((len(layers), C.N_LAYER_FLOATS))
+    layer_ints = np.zeros((len(layers), _codes.N_LAYER_INTS), dtype=np.int64)
+    layer_floats = np.zeros((len(layers), _codes.N_LAYER_FLOATS))
     off = 0
     for l, layer in enumerate(layers):
         n_in, n_out = layer["n_in"], layer["n_out"]
-        if layer["kind"] == C.KIND_DROPOUT:
-            meta[l] = (C.KIND_DROPOUT, n_in, n_out, C.ACT_IDENTITY, 0, -1, 0, 0)
-            hyper[l, C.LAYER_DROPOUT_RATE] = layer["rate"]
+        if layer["kind"] == _codes.KIND_DROPOUT:
+            layer_ints[l] = (_codes.KIND_DROPOUT, n_in, n_out, _codes.ACT_IDENTITY, 0, -1, 0, 0)
+            layer_floats[l, _codes.LAYER_DROPOUT_RATE] = layer["rate"]
             continue
         nw = n_in * n_out
         b_off = off + nw if layer["bias"] else -1
-        code = C.ACTIVATIONS[layer["act"]]
-        meta[l] = (
-            C.KIND_DENSE,
+        code = _codes.ACTIVATIONS[layer["act"]]
+        layer_ints[l] = (
+            _codes.KIND_DENSE,
             n_in,
             n_out,
             code,
@@ -781,12 +787,18 @@ def layer_table(layers):
             int(layer["trainable"]),
             int(layer["bias_trainable"]),
         )
-        hyper[l, C.LAYER_ALPHA] = layer["alpha"]
-        hyper[l, [C.LAYER_WEIGHT_L1, C.LAYER_WEIGHT_L2, C.LAYER_BIAS_L1, C.LAYER_BIAS_L2]] = layer[
-            "penalties"
-        ]
+        layer_floats[l, _codes.LAYER_ALPHA] = layer["alpha"]
+        layer_floats[
+            l,
+            [
+                _codes.LAYER_WEIGHT_L1,
+                _codes.LAYER_WEIGHT_L2,
+                _codes.LAYER_BIAS_L1,
+                _codes.LAYER_BIAS_L2,
+            ],
+        ] = layer["penalties"]
         off += nw + (n_out if layer["bias"] else 0)
-    return meta, hyper, off
+    return layer_ints, layer_floats, off
 
 
 @st.composite
@@ -815,31 +827,36 @@ def engine_setups(draw):
         )
     loss = draw(st.sampled_from(LOSS_NAMES))
     reduction = draw(st.sampled_from(REDUCTION_NAMES))
-    return layers, C.LOSSES[loss], C.REDUCTIONS[reduction], draw(st.integers(0, 2**32 - 1))
+    return (
+        layers,
+        _codes.LOSSES[loss],
+        _codes.REDUCTIONS[reduction],
+        draw(st.integers(0, 2**32 - 1)),
+    )
 
 
 def random_targets(rng, loss, shape):
     """Valid targets drawn from rng (see ``targets``)."""
     n, j = shape
-    if loss == C.LOSS_CCE:
+    if loss == _codes.LOSS_CCE:
         return np.eye(j)[rng.integers(0, j, n)]
-    if loss == C.LOSS_BCE:
+    if loss == _codes.LOSS_BCE:
         return rng.random(shape)
     return rng.normal(0.0, 2.0, shape)
 
 
-def initial_params(rng, meta, size):
+def initial_params(rng, layer_ints, size):
     """N(0, 1 / n_in) weights and N(0, 0.1) biases, so that pre-activations stay
     of order 1.  NumPy's tanh and the C library's differ in the last bit, and
     the derivative 1 - A**2 turns that into a relative error of eps / (1 - A**2)
     (softmax saturating does the same): an engine fed values that saturate
     them can differ by far more than 1e-12 for reasons that are not cbp's."""
     params = rng.normal(0.0, 0.1, size)
-    for m in meta:
-        if m[C.LAYER_KIND] == C.KIND_DENSE:
-            nw = m[C.LAYER_N_IN] * m[C.LAYER_N_OUT]
-            params[m[C.LAYER_WEIGHT_OFFSET] : m[C.LAYER_WEIGHT_OFFSET] + nw] *= 10.0 / np.sqrt(
-                m[C.LAYER_N_IN]
+    for m in layer_ints:
+        if m[_codes.LAYER_KIND] == _codes.KIND_DENSE:
+            nw = m[_codes.LAYER_N_IN] * m[_codes.LAYER_N_OUT]
+            params[m[_codes.LAYER_WEIGHT_OFFSET] : m[_codes.LAYER_WEIGHT_OFFSET] + nw] *= (
+                10.0 / np.sqrt(m[_codes.LAYER_N_IN])
             )
     return params
 
@@ -864,7 +881,7 @@ STATE = object()  # stands for each side's own optimizer state in EnginePair.cal
 class EnginePair:
     """The same network on both backends, each over its own buffers."""
 
-    def __init__(self, core, meta, hyper, params, loss, reduction, atol_loss):
+    def __init__(self, core, layer_ints, layer_floats, params, loss, reduction, atol_loss):
         self.buffers = {
             side: {"params": params.copy(), "grads": nans(params.size), "state": np.zeros(0)}
             for side in ("native", "numpy")
@@ -873,8 +890,10 @@ class EnginePair:
         self.engines = {}
         for side, cls in (("native", core.Engine), ("numpy", ref.Engine)):
             b = self.buffers[side]
-            with untouched(meta, hyper):
-                self.engines[side] = cls(meta, hyper, b["params"], b["grads"], loss, reduction)
+            with untouched(layer_ints, layer_floats):
+                self.engines[side] = cls(
+                    layer_ints, layer_floats, b["params"], b["grads"], loss, reduction
+                )
 
     def set_state(self, state):
         for b in self.buffers.values():
@@ -935,7 +954,7 @@ def test_Engine__passes(core, setup, n1, n2, n3, opt):
     """forward, backward, sgd_step, step, train_step, train_step_sgd, predict
     and evaluate agree call by call, buffers included."""
     layers, loss, reduction, seed = setup
-    meta, hyper, size = layer_table(layers)
+    layer_ints, layer_floats, size = layer_table(layers)
     n_in, n_out = layers[0]["n_in"], layers[-1]["n_out"]
     rng = np.random.default_rng(seed)
     X1, X2, X3 = (rng.normal(0.0, 1.0, (n, n_in)) for n in (n1, n2, n3))
@@ -943,9 +962,15 @@ def test_Engine__passes(core, setup, n1, n2, n3, opt):
     # a loss is a sum of non-negative terms (penalties too), CCE aside: see loss_atol
     atol_loss = loss_atol(loss, reduction, max(n1, n2, n3), n_out) * n_out
     pair = EnginePair(
-        core, meta, hyper, initial_params(rng, meta, size), loss, reduction, atol_loss
+        core,
+        layer_ints,
+        layer_floats,
+        initial_params(rng, layer_ints, size),
+        loss,
+        reduction,
+        atol_loss,
     )
-    kind, ohyper, slots = optimizer_args(opt)
+    kind, optimizer_hyper, slots = optimizer_args(opt)
     pair.set_state(np.zeros(slots * size))
 
     pair.call("forward", X1)
@@ -954,8 +979,8 @@ def test_Engine__passes(core, setup, n1, n2, n3, opt):
             "backward left gradients unwritten"
         )
     pair.call("sgd_step", 0.05)
-    pair.call("train_step", X2, Y2, kind, ohyper, STATE, 0.0)
-    pair.call("step", kind, ohyper, STATE, 1.0)
+    pair.call("train_step", X2, Y2, kind, optimizer_hyper, STATE, 0.0)
+    pair.call("step", kind, optimizer_hyper, STATE, 1.0)
     pair.call("train_step_sgd", X1, Y1, 0.05)
     pair.call("forward", X3)  # a new batch size lays the workspace out anew
     pair.call("backward", Y3)
@@ -972,11 +997,13 @@ def test_Engine__predict_keeps_the_backward_cache(core, backend, method):
     """predict and evaluate between forward and backward change nothing that
     backward reads, dropout layers included."""
     module = core if backend == "native" else ref
-    meta, hyper, size = layer_table([dense(2, 3, "tanh"), dropout(3, 0.5), dense(3, 1)])
+    layer_ints, layer_floats, size = layer_table(
+        [dense(2, 3, "tanh"), dropout(3, 0.5), dense(3, 1)]
+    )
     rng = np.random.default_rng(5)
     X, Y, X2 = rng.normal(size=(4, 2)), rng.normal(size=(4, 1)), rng.normal(size=(2, 2))
     params, grads = rng.normal(size=size), np.zeros(size)
-    engine = module.Engine(meta, hyper, params, grads, C.LOSS_SE, C.RED_MEAN)
+    engine = module.Engine(layer_ints, layer_floats, params, grads, _codes.LOSS_SE, _codes.RED_MEAN)
     engine.forward(X)
     expected = engine.backward(Y), grads.copy()
     engine.forward(X)
@@ -988,19 +1015,21 @@ def test_Engine__predict_keeps_the_backward_cache(core, backend, method):
 @needs_native
 def test_Engine__divergence(core):
     """An update that would overflow raises DivergenceError on both sides and changes nothing."""
-    meta, hyper, size = layer_table([dense(3, 4, "tanh"), dense(4, 2)])
+    layer_ints, layer_floats, size = layer_table([dense(3, 4, "tanh"), dense(4, 2)])
     rng = np.random.default_rng(7)
     X, Y = rng.normal(size=(5, 3)), rng.normal(size=(5, 2))
-    pair = EnginePair(core, meta, hyper, rng.normal(size=size), C.LOSS_SE, C.RED_SUM, 0.0)
+    pair = EnginePair(
+        core, layer_ints, layer_floats, rng.normal(size=size), _codes.LOSS_SE, _codes.RED_SUM, 0.0
+    )
     pair.call("forward", X)
     pair.call("backward", Y)
     before = pair.buffers["numpy"]["params"].copy()
-    kind, ohyper, _ = optimizer_args("sgd")
-    ohyper[C.HYPER_LEARNING_RATE] = 1e308
+    kind, optimizer_hyper, _ = optimizer_args("sgd")
+    optimizer_hyper[_codes.HYPER_LEARNING_RATE] = 1e308
     for method, args in (
         ("sgd_step", (1e308,)),
-        ("step", (kind, ohyper, STATE, 0.0)),
-        ("train_step", (X, Y, kind, ohyper, STATE, 0.0)),
+        ("step", (kind, optimizer_hyper, STATE, 0.0)),
+        ("train_step", (X, Y, kind, optimizer_hyper, STATE, 0.0)),
         ("train_step_sgd", (X, Y, 1e308)),
     ):
         assert isinstance(pair.call(method, *args), cbp.DivergenceError), method
@@ -1016,10 +1045,12 @@ def test_Engine__train_step_sgd_with_a_non_finite_X_drops_the_cached_forward(cor
     """The fast path checks X as it copies it in: an X with a NaN or inf
     returns None on both sides, leaves the parameters alone, and no cached
     forward pass (backward then raises on both sides, as before any forward)."""
-    meta, hyper, size = layer_table([dense(3, 4, "tanh"), dense(4, 2)])
+    layer_ints, layer_floats, size = layer_table([dense(3, 4, "tanh"), dense(4, 2)])
     rng = np.random.default_rng(8)
     X, Y = rng.normal(size=(700, 3)), rng.normal(size=(700, 2))  # over a block of 256
-    pair = EnginePair(core, meta, hyper, rng.normal(size=size), C.LOSS_SE, C.RED_MEAN, 0.0)
+    pair = EnginePair(
+        core, layer_ints, layer_floats, rng.normal(size=size), _codes.LOSS_SE, _codes.RED_MEAN, 0.0
+    )
     pair.call("forward", X)
     before = pair.buffers["numpy"]["params"].copy()
     X[600, 1] = bad
@@ -1036,10 +1067,24 @@ def test_Engine__train_step_sgd_with_a_non_finite_X_drops_the_cached_forward(cor
 @needs_native
 def test_Engine__accepts_read_only_layer_table(core):
     """Like the twin, the native engine only reads its layer table."""
-    meta, hyper, size = layer_table([dense(2, 1)])
-    with untouched(meta, hyper):
-        ref.Engine(meta, hyper, np.zeros(size), np.zeros(size), C.LOSS_SE, C.RED_MEAN)
-        core.Engine(meta, hyper, np.zeros(size), np.zeros(size), C.LOSS_SE, C.RED_MEAN)
+    layer_ints, layer_floats, size = layer_table([dense(2, 1)])
+    with untouched(layer_ints, layer_floats):
+        ref.Engine(
+            layer_ints,
+            layer_floats,
+            np.zeros(size),
+            np.zeros(size),
+            _codes.LOSS_SE,
+            _codes.RED_MEAN,
+        )
+        core.Engine(
+            layer_ints,
+            layer_floats,
+            np.zeros(size),
+            np.zeros(size),
+            _codes.LOSS_SE,
+            _codes.RED_MEAN,
+        )
 
 
 LONG_RUNS = {
@@ -1186,14 +1231,18 @@ def test_Engine__train_step_sgd_takes_int64_labels(core):
     the same step as one-hot rows, on both engines; labels it cannot take
     (out of range, another dtype, 2-D, the wrong count) return None, touching
     nothing."""
-    meta, hyper, size = layer_table([dense(3, 5, "relu"), dense(5, 4, "softmax")])
+    layer_ints, layer_floats, size = layer_table([dense(3, 5, "relu"), dense(5, 4, "softmax")])
     rng = np.random.default_rng(11)
     X = rng.normal(0.0, 1.0, (6, 3))
     labels = np.array([0, 3, 1, 1, 2, 3], dtype=np.int64)
-    params = initial_params(rng, meta, size)
-    onehot = EnginePair(core, meta, hyper, params, C.LOSS_CCE, C.RED_MEAN, 1e-12)
+    params = initial_params(rng, layer_ints, size)
+    onehot = EnginePair(
+        core, layer_ints, layer_floats, params, _codes.LOSS_CCE, _codes.RED_MEAN, 1e-12
+    )
     want = onehot.call("train_step_sgd", X, np.eye(4)[labels], 0.1)
-    pair = EnginePair(core, meta, hyper, params, C.LOSS_CCE, C.RED_MEAN, 1e-12)
+    pair = EnginePair(
+        core, layer_ints, layer_floats, params, _codes.LOSS_CCE, _codes.RED_MEAN, 1e-12
+    )
     got = pair.call("train_step_sgd", X, labels, 0.1)
     assert isinstance(got, float) and got == want
     np.testing.assert_array_equal(

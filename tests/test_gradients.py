@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 import cbp
-from cbp import _backend
-from cbp import _codes as C
+from cbp import _backend, _codes
 from cbp import _reference as ref
 
 H = 1e-6  # finite-difference step
@@ -25,15 +24,17 @@ N_IN, N_HIDDEN, N_OUT, BATCH = 3, 4, 3, 6
 # the same functions as "identity" and "sigmoid"; "prelu" is leaky_relu with
 # another default slope, so it stays.
 ACTIVATIONS = ["identity", "relu", "leaky_relu", "prelu", "elu", "sigmoid", "tanh", "softmax"]
-LOSSES = list(C.LOSSES)
-REDUCTIONS = list(C.REDUCTIONS)
+LOSSES = list(_codes.LOSSES)
+REDUCTIONS = list(_codes.REDUCTIONS)
 CROSS_ENTROPIES = ("categorical_crossentropy", "binary_crossentropy")
 
 
 def activate(name, Z):
     """f(Z) with the default alpha, from the NumPy twin (only to place the data)."""
     out = np.empty_like(Z)
-    return ref.activation_forward(C.ACTIVATIONS[name], Z, out, C.DEFAULT_ALPHA.get(name, 0.0))
+    return ref.activation_forward(
+        _codes.ACTIVATIONS[name], Z, out, _codes.DEFAULT_ALPHA.get(name, 0.0)
+    )
 
 
 def loss_of(P, Y, loss, reduction):
@@ -191,12 +192,12 @@ def test_fused_delta_equals_chained(backend, act, loss, reduction):
     """output_delta's fused formula equals loss_gradient followed by
     activation_backward, for one-hot targets with no clipping active."""
     kernels = _backend.module(backend)
-    code, lcode, red = C.ACTIVATIONS[act], C.LOSSES[loss], C.REDUCTIONS[reduction]
+    code, lcode, red = _codes.ACTIVATIONS[act], _codes.LOSSES[loss], _codes.REDUCTIONS[reduction]
     rng = np.random.default_rng(11)
     n, j = 9, 5
     Z = rng.normal(0.0, 2.0, (n, j))
     A = kernels.activation_forward(code, Z, np.empty((n, j)))
-    assert ((A > C.CLIP_EPS) & (A < 1.0 - C.CLIP_EPS)).all(), "clipping would be active"
+    assert ((A > _codes.CLIP_EPS) & (A < 1.0 - _codes.CLIP_EPS)).all(), "clipping would be active"
     Y = np.eye(j)[rng.integers(0, j, n)]
 
     fused = np.empty((n, j))

@@ -1,4 +1,4 @@
-"""Training steps on several threads (``Engine._fwd_bwd``, ``src/_par.h``).
+"""Training steps on several threads (``Engine._fwd_bwd``, ``src/_threads.h``).
 
 A step whose layers are all below the dgemm crossover, with enough rows and
 multiply-adds (``cbp._core._thread_config``), runs its forward and backward
@@ -188,7 +188,7 @@ def test_divergence_on_threads_rolls_back(openmp_core):
 
 
 # ---------------------------------------------------------------------------
-# the budget (src/_par.h)
+# the budget (src/_threads.h)
 # ---------------------------------------------------------------------------
 def test_budget_counts_callers_and_helpers(openmp_core):
     state = openmp_core._thread_state()

@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 
 import cbp
-from cbp import _codes as C
-from cbp import optim
+from cbp import _codes, optim
 from cbp import schedules as S
 
 EPOCHS = 40
@@ -349,10 +348,10 @@ def test_settings_are_checked():
 @pytest.mark.parametrize(
     "column, value",
     [
-        (C.SCHEDULE_KIND, 9.0),
-        (C.SCHEDULE_GAMMA, math.nan),
-        (C.SCHEDULE_STEP_SIZE, 0.0),
-        (C.SCHEDULE_STEP_SIZE, 1.5),
+        (_codes.SCHEDULE_KIND, 9.0),
+        (_codes.SCHEDULE_GAMMA, math.nan),
+        (_codes.SCHEDULE_STEP_SIZE, 0.0),
+        (_codes.SCHEDULE_STEP_SIZE, 1.5),
     ],
 )
 def test_engine_checks_the_vector(backend, column, value):
@@ -362,15 +361,15 @@ def test_engine_checks_the_vector(backend, column, value):
     vec = S.StepLR(2)._vector()
     vec[column] = value
     before = net.parameters.copy()
-    h = np.zeros(C.N_OPTIMIZER_HYPER)
-    h[C.HYPER_LEARNING_RATE] = 0.1
+    h = np.zeros(_codes.N_OPTIMIZER_HYPER)
+    h[_codes.HYPER_LEARNING_RATE] = 0.1
     with pytest.raises(ValueError, match="schedule"):
         net._engine.fit(
             X,
             y,
             None,
             None,
-            C.OPT_SGD,
+            _codes.OPT_SGD,
             h,
             np.empty(0),
             0.0,
@@ -379,9 +378,9 @@ def test_engine_checks_the_vector(backend, column, value):
             64,
             False,
             0,
-            np.zeros(C.N_EARLY_STOP),
+            np.zeros(_codes.N_EARLY_STOP),
             np.empty(net.parameters.size),
-            np.empty((2, C.N_HISTORY)),
+            np.empty((2, _codes.N_HISTORY)),
             np.zeros(2, dtype=np.int64),
             0.0,
             vec,

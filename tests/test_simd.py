@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 import cbp
-from cbp import _codes as C
+from cbp import _codes
 from cbp import _reference as ref
 
 LEVELS = ["baseline", "avx2+fma"]
@@ -354,7 +354,7 @@ def test_vexp_rejects_bad_arguments(core, level):
 def test_exp_activations_match_twin(core, level, act):
     # sigmoid and softmax are the users of vsigmoid and vexp.  Each output is
     # a couple of roundings from an exp that is within 2 ulp of np.exp.
-    code = C.activation_code(act)
+    code = _codes.activation_code(act)
     rng = np.random.default_rng(3)
     for n, no in itertools.product([1, 2, 3, 5], [1, 2, 3, 4, 5, 9]):
         Z = rng.uniform(-30.0, 30.0, (n, no))
@@ -371,7 +371,7 @@ def test_exp_activations_match_twin(core, level, act):
 def test_sigmoid_out_of_range_goes_to_libm(core, level):
     # exp(-z) out of range anywhere: libm throughout, bit for bit the
     # textbook formula.
-    code = C.activation_code("sigmoid")
+    code = _codes.activation_code("sigmoid")
     for n in range(1, 10):
         z = np.linspace(-40.0, 40.0, n)
         z[n // 2] = -710.0  # exp(710) overflows to inf, sigmoid gives 0
@@ -449,7 +449,7 @@ FM_LANES = [4, 8, 12, 16, 36]  # one, two, three vectors of 4; 2-lane tables: 2 
 def _feature_major_both(core, XT, W, b, dT, A, act, with_db, with_dx):
     ni, m = XT.shape
     no = W.shape[1]
-    code = C.activation_code(act)
+    code = _codes.activation_code(act)
     out = {}
     for name, mod in (("native", core), ("numpy", ref)):
         Z, dW, dXT = np.full((no, m), np.nan), np.full((ni, no), np.nan), np.full((ni, m), np.nan)
@@ -510,7 +510,7 @@ def test_dense_feature_major_kernels_exact_on_integers(core, level):
 def test_dense_feature_major_sigmoid_out_of_range_goes_to_libm(core, level):
     # A vector with -z outside [-708, 709] in any lane is computed by libm,
     # bit for bit the textbook formula; the others stay within rounding.
-    code = C.activation_code("sigmoid")
+    code = _codes.activation_code("sigmoid")
     m = 16
     z = np.linspace(-30.0, 30.0, m)
     z[5] = -710.0  # exp(710) overflows: sigmoid 0
@@ -547,12 +547,12 @@ def test_sgd_flags_a_non_finite_update_anywhere(core, level, where, bad):
     NaN or infinite is caught, and every parameter is restored."""
     n = 1000
     meta = np.array(
-        [[C.KIND_DENSE, 1, n, C.activation_code("identity"), 0, -1, 1, 1]], dtype=np.int64
+        [[_codes.KIND_DENSE, 1, n, _codes.activation_code("identity"), 0, -1, 1, 1]], dtype=np.int64
     )
     hyper = np.zeros((1, 6))
     params = np.random.default_rng(1).standard_normal(n)
     grads = np.zeros(n)
-    engine = core.Engine(meta, hyper, params, grads, C.LOSS_SE, C.RED_SUM)
+    engine = core.Engine(meta, hyper, params, grads, _codes.LOSS_SE, _codes.RED_SUM)
     engine.forward(np.ones((1, 1)))
     engine.backward(np.zeros((1, n)))
     grads[where] = bad if bad != np.inf else -1e308  # p - lr * g overflows to +inf

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import cbp
-from cbp import _codes as C
+from cbp import _codes
 from cbp import _reference as ref
 from cbp._errors import DivergenceError
 from cbp.network import Dense, Network
@@ -18,20 +18,20 @@ pytestmark = pytest.mark.skipif(not cbp.native_available(), reason="no native co
 
 HIDDEN = ["identity", "logistic", "tanh", "relu"]
 LOSSES = {
-    C.LOSS_SK_SQUARED: "identity",
-    C.LOSS_SK_LOG: "softmax",
-    C.LOSS_SK_BINARY_LOG: "logistic",
-    C.LOSS_SK_POISSON: "identity",
+    _codes.LOSS_SK_SQUARED: "identity",
+    _codes.LOSS_SK_LOG: "softmax",
+    _codes.LOSS_SK_BINARY_LOG: "logistic",
+    _codes.LOSS_SK_POISSON: "identity",
 }
 N, D, K = 37, 5, 3
 
 
 def _targets(loss, rng, n=N):
-    if loss == C.LOSS_SK_SQUARED:
+    if loss == _codes.LOSS_SK_SQUARED:
         return rng.normal(size=(n, K))
-    if loss == C.LOSS_SK_LOG:
+    if loss == _codes.LOSS_SK_LOG:
         return np.eye(K)[rng.integers(0, K, n)]
-    if loss == C.LOSS_SK_BINARY_LOG:
+    if loss == _codes.LOSS_SK_BINARY_LOG:
         return rng.integers(0, 2, (n, K)).astype(float)
     return rng.poisson(1.5, (n, K)).astype(float)  # zeros included: xlogy(0, .) = 0
 
@@ -53,25 +53,25 @@ def _engines(loss, hidden, rng, scale=0.5):
     meta, floats = net._layer_table()
     P = net.parameters.size
     pn, pr = net.parameters.copy(), net.parameters.copy()
-    native = cbp._core.Engine(meta, floats, pn, np.zeros(P), C.LOSS_HALF_SE, C.RED_MEAN)
-    twin = ref.Engine(meta, floats, pr, np.zeros(P), C.LOSS_HALF_SE, C.RED_MEAN)
+    native = cbp._core.Engine(meta, floats, pn, np.zeros(P), _codes.LOSS_HALF_SE, _codes.RED_MEAN)
+    twin = ref.Engine(meta, floats, pr, np.zeros(P), _codes.LOSS_HALF_SE, _codes.RED_MEAN)
     return native, twin, pn, pr
 
 
 OPTIMIZERS = {  # name: (kind, hyper entries)
-    "sgd": (C.OPT_SGD, {C.HYPER_LEARNING_RATE: 0.05}),
-    "momentum": (C.OPT_SGD, {C.HYPER_LEARNING_RATE: 0.05, C.HYPER_MOMENTUM: 0.9}),
+    "sgd": (_codes.OPT_SGD, {_codes.HYPER_LEARNING_RATE: 0.05}),
+    "momentum": (_codes.OPT_SGD, {_codes.HYPER_LEARNING_RATE: 0.05, _codes.HYPER_MOMENTUM: 0.9}),
     "nesterov": (
-        C.OPT_SGD,
-        {C.HYPER_LEARNING_RATE: 0.05, C.HYPER_MOMENTUM: 0.9, C.HYPER_NESTEROV: 1.0},
+        _codes.OPT_SGD,
+        {_codes.HYPER_LEARNING_RATE: 0.05, _codes.HYPER_MOMENTUM: 0.9, _codes.HYPER_NESTEROV: 1.0},
     ),
     "adam": (
-        C.OPT_ADAM_SK,
+        _codes.OPT_ADAM_SK,
         {
-            C.HYPER_LEARNING_RATE: 0.01,
-            C.HYPER_BETA1: 0.9,
-            C.HYPER_BETA2: 0.999,
-            C.HYPER_EPSILON: 1e-8,
+            _codes.HYPER_LEARNING_RATE: 0.01,
+            _codes.HYPER_BETA1: 0.9,
+            _codes.HYPER_BETA2: 0.999,
+            _codes.HYPER_EPSILON: 1e-8,
         },
     ),
 }
@@ -79,7 +79,7 @@ OPTIMIZERS = {  # name: (kind, hyper entries)
 
 def _hyper(name):
     kind, entries = OPTIMIZERS[name]
-    h = np.zeros(C.N_OPTIMIZER_HYPER)
+    h = np.zeros(_codes.N_OPTIMIZER_HYPER)
     for col, v in entries.items():
         h[col] = v
     return kind, h
@@ -100,9 +100,9 @@ def test_epoch_native_matches_twin(loss, hidden, opt):
     sw = rng.uniform(0, 2, N) if seed % 2 else None
     order = rng.permutation(N) if seed % 3 else None
     kind, h = _hyper(opt)
-    if loss == C.LOSS_SK_POISSON:  # exp outputs: a rate that keeps them finite
-        h[C.HYPER_LEARNING_RATE] *= 0.1
-    slots = 1 if kind == C.OPT_SGD else 2
+    if loss == _codes.LOSS_SK_POISSON:  # exp outputs: a rate that keeps them finite
+        h[_codes.HYPER_LEARNING_RATE] *= 0.1
+    slots = 1 if kind == _codes.OPT_SGD else 2
     sn, sr = np.zeros(slots * pn.size), np.zeros(slots * pn.size)
     tn = tr = 3.0  # batches taken before: Adam's bias correction continues from t
     for epoch in range(2):  # the state carries over
@@ -149,7 +149,7 @@ def test_loss_grad_fills_the_gradient_buffer(loss, hidden, weighted):
 def test_loss_grad_against_sklearn_backprop():
     """The gradient and loss of scikit-learn's own MLP _backprop (tanh, log loss, weighted)."""
     sknn = pytest.importorskip("sklearn.neural_network")
-    (native, _), X, Y, sw = _loss_grad_pair(C.LOSS_SK_LOG, "tanh", 11, True, alpha=0.3)
+    (native, _), X, Y, sw = _loss_grad_pair(_codes.LOSS_SK_LOG, "tanh", 11, True, alpha=0.3)
     net = native[2]
     mlp = sknn.MLPClassifier(hidden_layer_sizes=(6, 4), activation="tanh", alpha=0.3)
     mlp.out_activation_ = "softmax"
@@ -168,7 +168,7 @@ def test_loss_grad_against_sklearn_backprop():
     _close(grads, expected, rtol=1e-11)
 
 
-def _setup(loss=C.LOSS_SK_SQUARED, seed=0):
+def _setup(loss=_codes.LOSS_SK_SQUARED, seed=0):
     rng = np.random.default_rng(seed)
     native, twin, pn, pr = _engines(loss, "relu", rng)
     X = rng.normal(size=(N, D))
@@ -188,11 +188,11 @@ BAD = {
     "X not contiguous": dict(X=np.zeros((D, N)).T),
     "X float32": dict(X=np.zeros((N, D), dtype=np.float32)),
     "X NaN": dict(X=np.full((N, D), np.nan)),
-    "bad loss": dict(loss=C.LOSS_SE),
-    "bad kind": dict(kind=C.OPT_ADAM),
+    "bad loss": dict(loss=_codes.LOSS_SE),
+    "bad kind": dict(kind=_codes.OPT_ADAM),
     "state size": dict(state=np.zeros(3)),
     "batch_size 0": dict(batch_size=0),
-    "hyper NaN": dict(hyper=np.full(C.N_OPTIMIZER_HYPER, np.nan)),
+    "hyper NaN": dict(hyper=np.full(_codes.N_OPTIMIZER_HYPER, np.nan)),
 }
 
 
@@ -208,7 +208,7 @@ def test_bad_input_is_refused_before_the_native_call(case, which):
         sw=None,
         order=None,
         batch_size=8,
-        loss=C.LOSS_SK_SQUARED,
+        loss=_codes.LOSS_SK_SQUARED,
         alpha=0.0,
         kind=kind,
         hyper=h,
@@ -230,14 +230,14 @@ def test_divergence_leaves_the_last_finite_values(which, what):
     kind, h = _hyper("adam")
     state = np.zeros(2 * params.size)
     # one good epoch first, so "the last finite values" are not the initial ones
-    engine.sklearn_epoch(X, Y, None, None, 8, C.LOSS_SK_SQUARED, 0.0, kind, h, state, 0.0)
+    engine.sklearn_epoch(X, Y, None, None, 8, _codes.LOSS_SK_SQUARED, 0.0, kind, h, state, 0.0)
     before, state_before = params.copy(), state.copy()
     if what == "loss":  # (y - p)**2 overflows on the first batch
         Y = np.full_like(Y, 1e200)
     else:  # at t = 1, lr sqrt(1 - b2) / (1 - b1) overflows: the step is infinite
-        h[C.HYPER_LEARNING_RATE] = 1e308
+        h[_codes.HYPER_LEARNING_RATE] = 1e308
     with pytest.raises(DivergenceError, match="last finite values"):
-        engine.sklearn_epoch(X, Y, None, None, 8, C.LOSS_SK_SQUARED, 0.0, kind, h, state, 0.0)
+        engine.sklearn_epoch(X, Y, None, None, 8, _codes.LOSS_SK_SQUARED, 0.0, kind, h, state, 0.0)
     np.testing.assert_array_equal(params, before)
     np.testing.assert_array_equal(state, state_before)
 

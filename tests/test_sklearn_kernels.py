@@ -88,14 +88,14 @@ def test_adam_checks_shapes(native_core):
 # --------------------------------------------------- rollback of an epoch ---
 def _engine(which, native_core, params):
     """An Engine of a 5-6-3 relu network over ``params`` (native or twin)."""
-    from cbp import _codes as C
+    from cbp import _codes
     from cbp import _reference as ref
     from cbp.network import Dense, Network
 
     net = Network([Dense(5, 6, "relu"), Dense(6, 3, "identity")], loss="half_squared_error")
     meta, floats = net._layer_table()
     cls = native_core.Engine if which == "native" else ref.Engine
-    return cls(meta, floats, params, np.zeros(params.size), C.LOSS_HALF_SE, C.RED_MEAN)
+    return cls(meta, floats, params, np.zeros(params.size), _codes.LOSS_HALF_SE, _codes.RED_MEAN)
 
 
 @pytest.mark.parametrize("which", ["native", "twin"])
@@ -103,7 +103,7 @@ def test_a_failed_update_mid_epoch_leaves_the_values_before_its_batch(native_cor
     """Batch 3 of 5 makes Adam's v infinite (a gradient of 1e160 squared) with
     a finite loss: the parameters and state are those after batches 0-2, bit
     for bit, as one epoch over those rows alone leaves them."""
-    from cbp import _codes as C
+    from cbp import _codes
     from cbp._errors import DivergenceError
 
     rng = np.random.default_rng(5)
@@ -114,10 +114,10 @@ def test_a_failed_update_mid_epoch_leaves_the_values_before_its_batch(native_cor
     Y = rng.normal(size=(n, 3))
     p0 = rng.normal(0, 0.5, P)
     p0[0:6] = 1e-170  # W1[0, :]
-    h = np.zeros(C.N_OPTIMIZER_HYPER)
-    h[C.HYPER_LEARNING_RATE], h[C.HYPER_BETA1], h[C.HYPER_BETA2] = 0.01, 0.9, 0.999
-    h[C.HYPER_EPSILON] = 1e-8
-    args = (C.LOSS_SK_SQUARED, 1e-3, C.OPT_ADAM_SK, h)
+    h = np.zeros(_codes.N_OPTIMIZER_HYPER)
+    h[_codes.HYPER_LEARNING_RATE], h[_codes.HYPER_BETA1], h[_codes.HYPER_BETA2] = 0.01, 0.9, 0.999
+    h[_codes.HYPER_EPSILON] = 1e-8
+    args = (_codes.LOSS_SK_SQUARED, 1e-3, _codes.OPT_ADAM_SK, h)
     p, state = p0.copy(), np.zeros(2 * P)
     with pytest.raises(DivergenceError, match="the update made a parameter NaN or infinite"):
         _engine(which, native_core, p).sklearn_epoch(X, Y, None, None, 8, *args, state, 2.0)
@@ -206,7 +206,7 @@ def test_a_validated_parameter_set_does_not_excuse_another():
 def test_epoch_on_dgemm_or_the_loops_is_the_twins(native_core, rule):
     """Every layer forced onto dgemm, or onto the loops: the epoch agrees with
     the twin to 1e-12 (a 6-16-12-10 relu network, softmax, Adam, weighted)."""
-    from cbp import _codes as C
+    from cbp import _codes
     from cbp import _reference as ref
     from cbp.network import Dense, Network
 
@@ -225,17 +225,17 @@ def test_epoch_on_dgemm_or_the_loops_is_the_twins(native_core, rule):
     X = rng.normal(size=(50, 6))
     Y = np.eye(10)[rng.integers(0, 10, 50)]
     sw = rng.uniform(0.5, 2.0, 50)
-    h = np.zeros(C.N_OPTIMIZER_HYPER)
-    h[C.HYPER_LEARNING_RATE], h[C.HYPER_BETA1], h[C.HYPER_BETA2] = 0.01, 0.9, 0.999
-    h[C.HYPER_EPSILON] = 1e-8
+    h = np.zeros(_codes.N_OPTIMIZER_HYPER)
+    h[_codes.HYPER_LEARNING_RATE], h[_codes.HYPER_BETA1], h[_codes.HYPER_BETA2] = 0.01, 0.9, 0.999
+    h[_codes.HYPER_EPSILON] = 1e-8
     out = []
     saved = native_core._sklearn_blas_thresholds(*rule)
     try:
         for cls in (native_core.Engine, ref.Engine):
             p, state = p0.copy(), np.zeros(2 * P)
-            e = cls(meta, floats, p, np.zeros(P), C.LOSS_CCE, C.RED_MEAN)
+            e = cls(meta, floats, p, np.zeros(P), _codes.LOSS_CCE, _codes.RED_MEAN)
             total, _ = e.sklearn_epoch(
-                X, Y, sw, None, 16, C.LOSS_SK_LOG, 1e-3, C.OPT_ADAM_SK, h, state, 0.0
+                X, Y, sw, None, 16, _codes.LOSS_SK_LOG, 1e-3, _codes.OPT_ADAM_SK, h, state, 0.0
             )
             out.append((total, p, state))
     finally:

@@ -39,7 +39,7 @@
 #     PYTHONMALLOC=malloc CBP_REQUIRE_NATIVE=1 CBP_FUZZ_MAX_EXAMPLES=4 CBP_FUZZ_NO_SHRINK=1 \
 #     valgrind --tool=memcheck --error-exitcode=99 --leak-check=full \
 #         --show-leak-kinds=definite --errors-for-leak-kinds=none \
-#         --suppressions=$WORK/valgrind/python.supp --num-callers=40 \
+#         --suppressions=$WORK/valgrind/python.supp --num-callers=40 --trace-children=yes \
 #         --log-file=$WORK/valgrind/valgrind.%p.log \
 #         python -m pytest -p no:cacheprovider -q $VALGRIND_TESTS
 #     Exit 99 on any invalid read or write, use of uninitialised memory,
@@ -48,11 +48,13 @@
 #     values inside CPython itself (each is explained there).  Python, NumPy
 #     and SciPy "definitely" leak at start-up, so leaks are not counted by
 #     valgrind: the script fails if a definitely-lost block was allocated by
-#     cbp's extension (cbp/_core in its stack).  valgrind follows fork(): a
-#     forked child (tests/test_parallel.py trains in one) runs under memcheck
-#     too and writes its own log (%p: its pid); every log is checked, and
-#     each must end with memcheck's summary.  A child exits 99 as well if
-#     memcheck counted an error in it or, before the fork, in its parent.
+#     cbp's extension (cbp/_core in its stack).  Every process the tests
+#     start runs under memcheck and writes its own log (%p: its pid): a
+#     forked child (tests/test_parallel.py trains in one), and a program
+#     started with exec (--trace-children=yes; tests/test_backend.py runs a
+#     python).  Every log is checked and must end with memcheck's summary.  A
+#     forked child exits 99 as well if memcheck counted an error in it or,
+#     before the fork, in its parent.
 #
 #   debug:
 #     CBP_DEBUG=1 python setup.py build_ext --inplace --force
@@ -220,7 +222,8 @@ mode_valgrind() {
         run_pytest "$src" "$dir/pytest.log" \
         valgrind --tool=memcheck --error-exitcode=99 --leak-check=full \
         --show-leak-kinds=definite --errors-for-leak-kinds=none \
-        --suppressions="$dir/python.supp" --num-callers=40 --log-file="$dir/valgrind.%p.log" \
+        --suppressions="$dir/python.supp" --num-callers=40 --trace-children=yes \
+        --log-file="$dir/valgrind.%p.log" \
         "$VPY" -m pytest -p no:cacheprovider -q $VALGRIND_TESTS "${EXTRA[@]}" || rc=$?
     local parse_rc=0
     "$VPY" - "$dir" <<'EOF' || parse_rc=$?

@@ -139,13 +139,19 @@ static long cbp_threads_extra_now(void) { return CBP_LOAD(&cbp_threads_extra); }
  * chunks).  After a lost step, every chunked step in the process runs on
  * its own thread for a pause, which starts at CBP_PAUSE_MIN, doubles with
  * each lost step, up to CBP_PAUSE_MAX, and halves with each step the team
- * wins.  Only the number of threads that run the chunks changes, never the
+ * wins.  A step that took the team more than twice as long as the caller
+ * alone had a helper that was not running at all (the cores are
+ * oversubscribed: a pool of more processes than cores, say), and such a
+ * probe costs a scheduler time slice: the pause then starts at
+ * CBP_PAUSE_OVERSUBSCRIBED at least, so that probing stays a small share
+ * of the time.  Only the number of threads that run the chunks changes, never the
  * chunks, so the results do not.  Times are in nanoseconds of
  * omp_get_wtime's clock, process-wide; concurrent reports may overwrite
  * each other, which only shortens or lengthens one pause.
  */
 #define CBP_PAUSE_MIN 4000000LL     /* 4 ms */
 #define CBP_PAUSE_MAX 1000000000LL  /* 1 s */
+#define CBP_PAUSE_OVERSUBSCRIBED 256000000LL  /* 256 ms */
 
 #if defined(_MSC_VER) && !defined(__clang__)
 typedef volatile __int64 cbp_atomic64;
@@ -186,6 +192,8 @@ static int cbp_threads_report(long long team, long long alone, long long now)
 {
     long long pause = CBP_LOAD64(&cbp_threads_pause);
     if (team > alone) {
+        if (team > 2 * alone && pause < CBP_PAUSE_OVERSUBSCRIBED)
+            pause = CBP_PAUSE_OVERSUBSCRIBED;
         CBP_STORE64(&cbp_threads_until, now + pause);
         CBP_STORE64(&cbp_threads_pause, pause < CBP_PAUSE_MAX / 2 ? 2 * pause : CBP_PAUSE_MAX);
         CBP_ADD64(&cbp_threads_lost, 1);

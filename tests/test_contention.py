@@ -146,6 +146,24 @@ def test_a_lost_step_pauses_and_the_pause_doubles_up_to_a_second(backoff):
     assert state["pause"] == 1000 * MS
 
 
+def test_a_step_over_twice_as_slow_as_alone_pauses_for_256_ms_at_least(backoff):
+    """A team step that took more than twice the caller's time alone had a
+    helper that did not run (oversubscribed cores): the pause starts at 256
+    ms, and doubles from there; a step exactly twice as slow is an ordinary
+    loss."""
+    t = 1000 * MS
+    assert backoff._thread_report(41 * MS, 20 * MS, t) is True
+    assert backoff._thread_backoff()["until"] == t + 256 * MS
+    assert backoff._thread_paused(t + 256 * MS - 1)
+    assert not backoff._thread_paused(t + 256 * MS)
+    t += 256 * MS
+    assert backoff._thread_report(21 * MS, 20 * MS, t) is True  # an ordinary loss now
+    assert backoff._thread_backoff()["until"] == t + 512 * MS
+    backoff._thread_backoff(reset=True)
+    assert backoff._thread_report(40 * MS, 20 * MS, t) is True
+    assert backoff._thread_backoff()["until"] == t + 4 * MS
+
+
 def test_won_steps_halve_the_pause_down_to_its_minimum(backoff):
     t = 1000 * MS
     for _ in range(5):  # pauses of 4, 8, 16, 32, 64 ms: the next is 128

@@ -15,7 +15,7 @@
 #
 # The exact commands, run in the scratch copy $WORK/<mode>/src with the
 # scratch venv's python ($WORK/venv: made once with its own pip, setuptools,
-# Cython, NumPy, SciPy, pytest, hypothesis and threadpoolctl, see
+# Cython, NumPy, SciPy, pytest, hypothesis, threadpoolctl and scikit-learn, see
 # VENV_REQUIREMENTS, so an old setuptools in the base interpreter does not
 # matter; remade when that list changes):
 #
@@ -78,7 +78,7 @@ EXTRA=("$@")
 ASAN_TESTS="tests/test_seeds.py tests/test_api.py tests/test_backend.py tests/test_equivalence.py
  tests/test_blas_paths.py tests/test_training.py tests/test_persistence.py tests/test_gradients.py
  tests/test_threads.py tests/test_parallel.py tests/test_guard.py tests/test_fit_control.py
- tests/test_fuzz.py"
+ tests/test_fuzz.py tests/test_tiny.py tests/test_sklearn_kernels.py tests/test_sklearn_engine.py"
 # valgrind is some 30-50 times slower: fewer files, a much smaller fuzz
 VALGRIND_TESTS="tests/test_seeds.py tests/test_api.py tests/test_backend.py
  tests/test_persistence.py tests/test_parallel.py tests/test_fit_control.py tests/test_fuzz.py"
@@ -88,7 +88,7 @@ log() { printf '\n== [sanitize %s] %s\n' "$MODE_NOW" "$*"; }
 # What the scratch venv installs: the build requirements of pyproject.toml
 # and the test requirements, whatever the base interpreter has.
 VENV_REQUIREMENTS=("setuptools>=77" "Cython>=3.1" "numpy>=2" "scipy>=1.11.1" "pytest>=7"
-                   "hypothesis>=6.80" "threadpoolctl>=3.1")
+                   "hypothesis>=6.80" "threadpoolctl>=3.1" "scikit-learn>=1.9")
 
 venv() {
     local stamp=$WORK/venv/.cbp-requirements want

@@ -541,6 +541,7 @@ cdef class Engine:
             raise MemoryError()
         cdef double[::1] vbuf = np.empty(2 * max(nv, 1) * self.width, dtype=np.float64)
         cdef Py_ssize_t k, row, r, nb, i, hit, seen, h_, s_, batches, steps = 0, steps0, taken
+        cdef Py_ssize_t tiny_steps = 0  # (kept in self.tiny_steps when the loop ends)
         cdef Py_ssize_t done = n_epochs, status = FIT_DONE
         cdef uint64_t epoch
         cdef double total, value, cur
@@ -580,7 +581,7 @@ cdef class Engine:
                                 tiny_run(&self.tiny, self.params, self.grads, &X[0, 0], &Y[0, 0],
                                          <const int64_t*>&order[0] if shuffle else NULL, row, nb,
                                          hyp[HYPER_LEARNING_RATE], &total, &hit, &seen)
-                                self.tiny_steps += nb
+                                tiny_steps += nb
                                 taken = nb
                             else:
                                 nb = min(bs, n - row)
@@ -699,6 +700,7 @@ cdef class Engine:
         finally:
             cbp_threads_leave()
             PyMem_Free(keys)
+            self.tiny_steps = tiny_steps
         self.rows = 0
         if interrupted:
             exc, self._pending = self._pending, None

@@ -288,19 +288,37 @@ def test_seed003_neuron_trajectory_matches_float64_loop(backend):
 
 
 def test_seed003_neuron_manual_steps_equal_fit(backend):
-    """forward / backward / step by hand gives exactly what fit gives."""
+    """forward / backward / step by hand gives exactly what fit's general
+    path gives.  A one-sample fit of this neuron is one the fused per-sample
+    step takes (src/_tiny.h), which computes the same formulas in its own
+    loop: it agrees to rounding (bit for bit in a release build; a build
+    whose compiler contracts products differently may differ in the last
+    bits), checked at rtol 1e-12."""
     X, y = NEURON_X.reshape(1, 3), np.array([[0.0]])
-    fitted = seed003_neuron_net(backend)
-    hist = fitted.fit(X, y, epochs=200, lr=0.001)
-
     manual = seed003_neuron_net(backend)
     losses = []
     for _ in range(200):
         manual.forward(X)
         losses.append(manual.backward(y))
         manual.step(0.001)
+
+    core = cbp._backend._core if backend == "native" else None
+    saved = core._tiny_path(False) if core is not None else None
+    try:
+        fitted = seed003_neuron_net(backend)
+        hist = fitted.fit(X, y, epochs=200, lr=0.001)
+    finally:
+        if core is not None:
+            core._tiny_path(saved)
     np.testing.assert_array_equal(losses, hist["loss"])
     np.testing.assert_array_equal(manual.parameters, fitted.parameters)
+
+    if core is not None:  # the fused path, on by default
+        fused = seed003_neuron_net(backend)
+        hist = fused.fit(X, y, epochs=200, lr=0.001)
+        assert fused._engine.tiny_steps == 200
+        np.testing.assert_allclose(hist["loss"], losses, rtol=1e-12, atol=0)
+        np.testing.assert_allclose(fused.parameters, manual.parameters, rtol=1e-12, atol=0)
 
 
 # ---------------------------------------------------------------------------

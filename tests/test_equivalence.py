@@ -1069,22 +1069,15 @@ def test_Engine__accepts_read_only_layer_table(core):
     """Like the twin, the native engine only reads its layer table."""
     layer_ints, layer_floats, size = layer_table([dense(2, 1)])
     with untouched(layer_ints, layer_floats):
-        ref.Engine(
-            layer_ints,
-            layer_floats,
-            np.zeros(size),
-            np.zeros(size),
-            _codes.LOSS_SE,
-            _codes.RED_MEAN,
-        )
-        core.Engine(
-            layer_ints,
-            layer_floats,
-            np.zeros(size),
-            np.zeros(size),
-            _codes.LOSS_SE,
-            _codes.RED_MEAN,
-        )
+        for engine in (ref.Engine, core.Engine):
+            engine(
+                layer_ints,
+                layer_floats,
+                np.zeros(size),
+                np.zeros(size),
+                _codes.LOSS_SE,
+                _codes.RED_MEAN,
+            )
 
 
 LONG_RUNS = {

@@ -1,12 +1,14 @@
 """Default-thread training when the cores are shared.
 
-For each case, two sets of processes train the same workload, one at the
-default thread limit and one with ``OMP_NUM_THREADS=1``, the two taking
-turns round by round (which goes first alternates); a round's time for a
-set is the longest of its processes' ``fit`` times, the processes of a set
-starting together at a barrier.  The table gives the median over the
-rounds of the ratio default / one thread (above 1: the threads cost time),
-and the two median times.
+For each case, three sets of processes train the same workload: one at the
+default thread limit and two with ``OMP_NUM_THREADS=1``, taking turns
+round by round (the order rotates); a round's time for a set is the
+longest of its processes' ``fit`` times, the processes of a set starting
+together at a barrier.  The table gives the median over the rounds of the
+ratio default / one thread (above 1: the threads cost time) with its
+quartiles, the two median times, and the control: the same ratio between
+the two one-thread sets, which differ in nothing, so that its distance
+from 1 is the bench's own noise in that case.
 
 Cases:
 
@@ -88,30 +90,39 @@ def _pool(ctx, n, env, backoff):
 
 
 def measure(case, env, rounds, scale, backoff=True):
-    """{workload: (median ratio, median default s, median one-thread s, threads used)}"""
+    """{workload: (ratios default / one thread (median, first and third
+    quartiles), median default s, median one-thread s, threads used, control
+    ratios (median, quartiles))}"""
     method = "forkserver" if case.startswith("forkserver") else "spawn"
     n = int(case[len(method) :]) if case[-1].isdigit() else 1
     ctx = mp.get_context(method)
     busy = None
     if case == "busy":
         busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    pools = [_pool(ctx, n, env, backoff), _pool(ctx, n, {**env, "OMP_NUM_THREADS": "1"}, backoff)]
+    one = {**env, "OMP_NUM_THREADS": "1"}
+    pools = [_pool(ctx, n, env, backoff), _pool(ctx, n, one, backoff), _pool(ctx, n, one, backoff)]
     out = {}
     try:
         for workload, (_rows, epochs) in WORKLOADS.items():
             job = [(workload, max(int(epochs * scale), 1))] * n
             for p in pools:  # the workload set up in every process
                 p.map(_task, [(workload, 1)] * n, chunksize=1)
-            times = [[], []]
+            times = [[], [], []]
             used = 0
+            orders = ((0, 1, 2), (1, 2, 0), (2, 0, 1), (0, 2, 1), (2, 1, 0), (1, 0, 2))
             for r in range(rounds):
-                for i in (0, 1) if r % 2 == 0 else (1, 0):
+                for i in orders[r % len(orders)]:
                     res = pools[i].map(_task, job, chunksize=1)
                     times[i].append(max(t for t, _ in res))
                     if i == 0:
                         used = max(used, max(u for _, u in res))
-            ratio = statistics.median(a / b for a, b in zip(*times))
-            out[workload] = (ratio, statistics.median(times[0]), statistics.median(times[1]), used)
+            out[workload] = (
+                _quartiles([a / b for a, b in zip(times[0], times[1])]),
+                statistics.median(times[0]),
+                statistics.median(times[1]),
+                used,
+                _quartiles([a / b for a, b in zip(times[2], times[1])]),
+            )
     finally:
         for p in pools:
             p.terminate()
@@ -122,9 +133,15 @@ def measure(case, env, rounds, scale, backoff=True):
     return out
 
 
+def _quartiles(values):
+    """(median, first quartile, third quartile)"""
+    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q2, q1, q3
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--rounds", type=int, default=12)
     ap.add_argument("--scale", type=float, default=1.0, help="of the epochs of a timed fit")
     ap.add_argument("--quick", action="store_true", help="3 rounds of 1/5 the epochs")
     ap.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
@@ -144,15 +161,23 @@ def main(argv=None):
         f"{rounds} rounds, epochs x {scale}"
     )
     print()
-    print("| case | workload | default / 1 thread | default ms | 1 thread ms | threads used |")
-    print("|---|---|---:|---:|---:|---:|")
+    print(
+        "| case | workload | default / 1 thread (quartiles) | default ms | 1 thread ms "
+        "| threads used | control: 1 thread / 1 thread (quartiles) |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|")
     for case in args.cases:
         res = measure(case, env, rounds, scale, not args.no_backoff)
-        for workload, (ratio, td, to, used) in res.items():
+        for workload, (ratio, td, to, used, control) in res.items():
             print(
-                f"| {case} | {workload} | {ratio:.2f} | {td * 1e3:.1f} | {to * 1e3:.1f} | {used} |",
+                f"| {case} | {workload} | {_fmt(ratio)} | {td * 1e3:.1f} | {to * 1e3:.1f} "
+                f"| {used} | {_fmt(control)} |",
                 flush=True,
             )
+
+
+def _fmt(q):
+    return f"{q[0]:.2f} ({q[1]:.2f}-{q[2]:.2f})"
 
 
 if __name__ == "__main__":

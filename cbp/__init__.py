@@ -13,6 +13,7 @@ from ._errors import DivergenceError, FormatError, NativeUnavailableError
 from .callbacks import EarlyStopping
 from .gradcheck import GradcheckResult, gradcheck
 from .layers import Dense, Dropout
+from .many import fit_many
 from .network import Network
 from .persistence import load
 from .trace import LayerTrace, Trace, trace
@@ -24,6 +25,7 @@ __all__ = [
     "Dropout",
     "EarlyStopping",
     "Network",
+    "fit_many",
     "load",
     "trace",
     "Trace",

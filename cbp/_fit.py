@@ -10,7 +10,7 @@ import numpy as np
 
 from . import _codes, schedules
 from ._errors import DivergenceError
-from ._guard import training_with
+from ._guard import _NO_GUARD, training_with
 from .callbacks import Progress
 
 
@@ -34,6 +34,7 @@ def run(
     schedule,
     max_chunk,
     report_seconds,
+    owned=False,
 ):
     """Train ``net`` as :meth:`Network.fit` documents; return the history.
 
@@ -43,7 +44,9 @@ def run(
     EarlyStopping or None, ``every`` and ``keep_every`` fit's
     ``callback_every`` and ``history_every``, ``schedule`` a Schedule or
     None.  At most ``max_chunk`` epochs run in one engine call, and with
-    ``verbose`` the engine returns every ``report_seconds``.
+    ``verbose`` the engine returns every ``report_seconds``.  ``owned``: the
+    caller already holds the guards of the network and of the optimizer it
+    trains with (:func:`cbp.fit_many`), so they are not taken here.
     """
     columns = history_columns(net, Xv is not None, schedule is not None)
     # The native loop runs at most `chunk` epochs a call, ending at every
@@ -53,9 +56,9 @@ def run(
     part_buf = np.empty((chunk, _codes.N_HISTORY))
     cols = {name: [] for name in columns}
 
-    with net._guard.training:
+    with _NO_GUARD if owned else net._guard.training:
         opt = optimizer if optimizer is not None else (None if lr is not None else net._optimizer)
-        with training_with(opt):
+        with _NO_GUARD if owned else training_with(opt):
             if optimizer is not None:  # only once this call owns the network
                 optimizer._bind(net._parameters.shape[0])  # checks it fits
                 net._optimizer = optimizer

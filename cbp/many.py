@@ -20,8 +20,7 @@ import numpy as np
 
 from . import _codes, _fit, _validation, optim, schedules
 from ._errors import DivergenceError
-from .callbacks import EarlyStopping
-from .network import DEFAULT_BATCH_SIZE, MAX_CHUNK, REPORT_SECONDS, Network
+from .network import MAX_CHUNK, REPORT_SECONDS, Network, fit_settings
 
 __all__ = ["fit_many"]
 
@@ -111,41 +110,27 @@ callback_every, verbose, history_every
     nets = _check_networks(networks)
     first = nets[0]
     count = len(nets)
-    X = _validation.as_matrix(X, "X", first.n_inputs)
-    Y = _validation.as_targets(y, X.shape[0], first.n_outputs, first._loss)
-    epochs = _validation.positive_int(epochs, "epochs")
-    n = X.shape[0]
     lrs = _per_network(lr, count, "lr")
+    X, Y, epochs, bs, shuffle, Xv, Yv, early_stopping, every, keep_every = fit_settings(
+        first,
+        X,
+        y,
+        epochs,
+        lrs is not None,
+        batch_size,
+        shuffle,
+        validation_data,
+        early_stopping,
+        callback,
+        callback_every,
+        history_every,
+    )
     if lrs is not None:
         lrs = [_validation.real(v, "lr", minimum=0.0, strict=True) for v in lrs]
-    if isinstance(batch_size, str) and batch_size == "auto":
-        batch_size = None if lrs is not None else DEFAULT_BATCH_SIZE
-    bs = n if batch_size is None else min(_validation.positive_int(batch_size, "batch_size"), n)
-    if shuffle is None or (isinstance(shuffle, str) and shuffle == "auto"):
-        shuffle = lrs is None
-    if not isinstance(shuffle, (bool, np.bool_)):
-        raise TypeError(f"shuffle must be True, False or 'auto', got {shuffle!r}")
-    shuffle = bool(shuffle)
     seeds = _per_network(seed, count, "seed")
     if seeds is None:
         seeds = [net._seed if net._seed is not None else 0 for net in nets]
     seeds = [_validation.seed(s) for s in seeds]
-    Xv = Yv = None
-    if validation_data is not None:
-        try:
-            xv, yv = validation_data
-        except (TypeError, ValueError):
-            raise TypeError("validation_data must be a pair (X_val, y_val)") from None
-        Xv = _validation.as_matrix(xv, "validation X", first.n_inputs)
-        Yv = _validation.as_targets(yv, Xv.shape[0], first.n_outputs, first._loss, "validation y")
-    if early_stopping is True:
-        early_stopping = EarlyStopping()
-    if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
-        raise TypeError("early_stopping must be an EarlyStopping, True or None")
-    if callback is not None and not callable(callback):
-        raise TypeError("callback must be callable")
-    every = _validation.positive_int(callback_every, "callback_every")
-    keep_every = _validation.positive_int(history_every, "history_every")
     if optimizer is not None and lrs is not None:
         raise ValueError("give either lr or optimizer, not both")
     opts = _optimizers(optimizer, nets, lrs is not None)
@@ -254,9 +239,9 @@ def _per_network(value, count, name):
     if value is None:
         return None
     if isinstance(value, (list, tuple, np.ndarray)):
-        values = list(np.asarray(value).ravel()) if isinstance(value, np.ndarray) else list(value)
         if isinstance(value, np.ndarray) and value.ndim != 1:
             raise ValueError(f"{name} must be one value or a 1-D sequence, got shape {value.shape}")
+        values = list(value)
         if len(values) != count:
             raise ValueError(
                 f"{name} has {len(values)} entries for {count} networks: give one per "
@@ -331,7 +316,7 @@ def _train(nets, lrs, seeds, opts, s, guards):
     if s["callback"] is not None or s["verbose"]:
         threads = 1
 
-    def one(i, callback, every, max_chunk=MAX_CHUNK):
+    def one(i, callback, every):
         lent = _lend(guards[i])
         try:
             histories[i] = _fit.run(
@@ -352,7 +337,7 @@ def _train(nets, lrs, seeds, opts, s, guards):
                 s["keep_every"],
                 s["verbose"],
                 None if s["schedule"] is None else copy.deepcopy(s["schedule"]),
-                max_chunk,
+                MAX_CHUNK,
                 REPORT_SECONDS,
                 owned=True,
             )

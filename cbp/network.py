@@ -556,37 +556,23 @@ class Network:
             the epoch, holds the history so far (``.history``), and the
             parameters are left at their values from the start of that epoch.
         """
-        X = _validation.as_matrix(X, "X", self.n_inputs)
-        Y = _validation.as_targets(y, X.shape[0], self.n_outputs, self._loss)
-        epochs = _validation.positive_int(epochs, "epochs")
-        n = X.shape[0]
-        if isinstance(batch_size, str) and batch_size == "auto":
-            batch_size = None if lr is not None else DEFAULT_BATCH_SIZE
-        bs = n if batch_size is None else min(_validation.positive_int(batch_size, "batch_size"), n)
-        if shuffle is None or (isinstance(shuffle, str) and shuffle == "auto"):
-            shuffle = lr is None
-        if not isinstance(shuffle, (bool, np.bool_)):
-            raise TypeError(f"shuffle must be True, False or 'auto', got {shuffle!r}")
-        shuffle = bool(shuffle)
+        X, Y, epochs, bs, shuffle, Xv, Yv, early_stopping, every, keep_every = fit_settings(
+            self,
+            X,
+            y,
+            epochs,
+            lr is not None,
+            batch_size,
+            shuffle,
+            validation_data,
+            early_stopping,
+            callback,
+            callback_every,
+            history_every,
+        )
         if seed is None:
             seed = self._seed if self._seed is not None else 0
         seed = _validation.seed(seed)
-        Xv = Yv = None
-        if validation_data is not None:
-            try:
-                xv, yv = validation_data
-            except (TypeError, ValueError):
-                raise TypeError("validation_data must be a pair (X_val, y_val)") from None
-            Xv = _validation.as_matrix(xv, "validation X", self.n_inputs)
-            Yv = _validation.as_targets(yv, Xv.shape[0], self.n_outputs, self._loss, "validation y")
-        if early_stopping is True:
-            early_stopping = EarlyStopping()
-        if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
-            raise TypeError("early_stopping must be an EarlyStopping, True or None")
-        if callback is not None and not callable(callback):
-            raise TypeError("callback must be callable")
-        every = _validation.positive_int(callback_every, "callback_every")
-        keep_every = _validation.positive_int(history_every, "history_every")
         if optimizer is not None and lr is not None:
             raise ValueError("give either lr or optimizer, not both")
         optimizer = optim.resolve(optimizer)
@@ -667,6 +653,54 @@ class Network:
         self.__dict__.update(net.__dict__)
         for layer in self._layers:
             layer._network = self
+
+
+def fit_settings(
+    net,
+    X,
+    y,
+    epochs,
+    plain_sgd,
+    batch_size,
+    shuffle,
+    validation_data,
+    early_stopping,
+    callback,
+    callback_every,
+    history_every,
+):
+    """Fit's data and settings for ``net``, checked and converted, as
+    :meth:`Network.fit` and :func:`cbp.fit_many` take them (``plain_sgd``:
+    ``lr`` was given).  Returns (X, Y, epochs, batch size, shuffle, X_val,
+    Y_val, early_stopping, callback_every, history_every)."""
+    X = _validation.as_matrix(X, "X", net.n_inputs)
+    Y = _validation.as_targets(y, X.shape[0], net.n_outputs, net._loss)
+    epochs = _validation.positive_int(epochs, "epochs")
+    n = X.shape[0]
+    if isinstance(batch_size, str) and batch_size == "auto":
+        batch_size = None if plain_sgd else DEFAULT_BATCH_SIZE
+    bs = n if batch_size is None else min(_validation.positive_int(batch_size, "batch_size"), n)
+    if shuffle is None or (isinstance(shuffle, str) and shuffle == "auto"):
+        shuffle = not plain_sgd
+    if not isinstance(shuffle, (bool, np.bool_)):
+        raise TypeError(f"shuffle must be True, False or 'auto', got {shuffle!r}")
+    Xv = Yv = None
+    if validation_data is not None:
+        try:
+            xv, yv = validation_data
+        except (TypeError, ValueError):
+            raise TypeError("validation_data must be a pair (X_val, y_val)") from None
+        Xv = _validation.as_matrix(xv, "validation X", net.n_inputs)
+        Yv = _validation.as_targets(yv, Xv.shape[0], net.n_outputs, net._loss, "validation y")
+    if early_stopping is True:
+        early_stopping = EarlyStopping()
+    if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
+        raise TypeError("early_stopping must be an EarlyStopping, True or None")
+    if callback is not None and not callable(callback):
+        raise TypeError("callback must be callable")
+    every = _validation.positive_int(callback_every, "callback_every")
+    keep_every = _validation.positive_int(history_every, "history_every")
+    return X, Y, epochs, bs, bool(shuffle), Xv, Yv, early_stopping, every, keep_every
 
 
 def _finite(out, what):

@@ -186,6 +186,33 @@ class JaxPeer(Peer):
         return [(np.asarray(W), None if b is None else np.asarray(b)) for W, b in self.state]
 
 
+class PerCall(Peer):
+    """Another peer, one epoch a call: ``train(n)`` makes n calls of its
+    ``train(1)``, so the time per unit is one call's (for cbp a 1-epoch
+    ``fit``, for JAX one dispatch of the jitted loop, for numba one call of
+    the compiled function)."""
+
+    def __init__(self, inner):
+        super().__init__(inner.problem, inner.threads)
+        self.inner = inner
+        self.family = getattr(inner, "family", None) or "cbp"
+        self.label = f"{inner.label}, 1 epoch a call"
+
+    def unavailable(self):
+        return self.inner.unavailable()
+
+    def reset(self):
+        self.inner.reset()
+
+    def train(self, n):
+        one = self.inner.train
+        for _ in range(n):
+            one(1)
+
+    def params(self):
+        return self.inner.params()
+
+
 # ---------------------------------------------------------------------------
 # numba: explicit loops for the tiny nets, np.dot for the wider ones
 # ---------------------------------------------------------------------------

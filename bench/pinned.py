@@ -111,6 +111,21 @@ def workloads(quick):
         )
     )
 
+    out.append(
+        dict(
+            name="overhead",
+            title="fit call overhead: a 1-epoch fit of the XOR net (A), per call",
+            unit="call",
+            peers=lambda: [
+                C.PerCall(CbpPeer(xor, "native", "fit", 1)),
+                C.PerCall(C.JaxPeer(xor)),
+                C.PerCall(C.NumbaPeer(xor, "xor")),
+            ],
+            kw=dict(min_epochs=100 if quick else 1_000),
+            flops=None,
+        )
+    )
+
     X, y, _source = spiral_data(100, 3)
     spiral = Problem(
         layers=(Layer(2, 64, "relu"), Layer(64, 3, "softmax")),

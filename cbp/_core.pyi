@@ -152,3 +152,17 @@ class Engine:
         report_seconds: float,
         schedule: F64,
     ) -> tuple[int, int, int]: ...
+    def fit_fast(
+        self,
+        X: object,
+        Y: object,
+        kind: int,
+        hyper: F64,
+        state: F64,
+        t: float,
+        epoch0: int,
+        n_epochs: int,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+    ) -> tuple[F64, F64 | None, int, int, int, BaseException | None] | None: ...

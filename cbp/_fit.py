@@ -6,11 +6,13 @@ callback and the progress display between chunks, early stopping's restore
 of the best parameters, and the DivergenceError of a diverged run.
 """
 
+import math
+
 import numpy as np
 
-from . import _codes, schedules
+from . import _codes, optim, schedules
 from ._errors import DivergenceError
-from ._guard import _NO_GUARD, training_with
+from ._guard import _NO_GUARD, _get_ident, training_with
 from .callbacks import Progress
 
 
@@ -179,15 +181,114 @@ def run(
                         np.copyto(net._parameters, best)
                 net._history = result
     if status == _codes.FIT_DIVERGED:
-        err = DivergenceError(
-            f"training diverged in epoch {done + 1} of {epochs}: a loss or parameter "
-            "became NaN or infinite; the parameters were left at their values from "
-            "the start of that epoch (the last finite ones)"
-        )
-        err.epoch = done + 1
-        err.history = result
-        raise err
+        raise diverged(done, epochs, result)
     return result
+
+
+#: fit's batch size with an optimizer and batch_size="auto"
+DEFAULT_BATCH_SIZE = 32
+#: the fast path's batch size for one full batch (the engine takes min(size, rows))
+_FULL_BATCH = 1 << 62
+#: the optimizers the fast path trains with (hyper-parameters and counter as it knows them)
+_FAST_OPTIMIZERS = frozenset((optim.SGD, optim.Adagrad, optim.RMSprop, optim.Adam))
+
+
+def fast(net, X, y, epochs, lr, batch_size, shuffle, seed):
+    """``net.fit`` in one engine call (``Engine.fit_fast``), for a call
+    without validation data, early stopping, callback, display or
+    schedule, of at most MAX_CHUNK epochs, keeping every epoch's row, with
+    arguments of the plain types (X and y ndarrays the engine takes as they
+    are, ints, a float lr, bools).  Returns the history; or None having
+    changed nothing, and ``fit`` then takes its general path, which
+    validates and converts, and raises what it raises: also when a guard
+    is held, when the network has no optimizer yet (the first call makes
+    its Adam) or its optimizer no state.  Does what the general path does,
+    step for step."""
+    if lr is None:
+        opt = net._optimizer
+        if type(opt) not in _FAST_OPTIMIZERS or opt.state is None:  # (None: _bind makes it)
+            return None
+    elif type(lr) is float and 0.0 < lr < math.inf:
+        opt = None
+    else:
+        return None
+    if batch_size is None:
+        bs = _FULL_BATCH
+    elif type(batch_size) is int:
+        if batch_size < 1:
+            return None
+        bs = min(batch_size, _FULL_BATCH)  # (the engine takes a C size)
+    elif type(batch_size) is str and batch_size == "auto":
+        bs = DEFAULT_BATCH_SIZE if opt is not None else _FULL_BATCH
+    else:
+        return None
+    if shuffle is None or (type(shuffle) is str and shuffle == "auto"):
+        shuffle = lr is None
+    elif shuffle is not True and shuffle is not False:
+        return None
+    if seed is None:
+        seed = net._seed if net._seed is not None else 0
+    elif type(seed) is not int or not 0 <= seed < 1 << 64:
+        return None
+    guard = net._guard
+    if not guard.lock.acquire(False):  # Guard.enter's acquire, without its raise
+        return None
+    guard.owner, guard.depth = _get_ident(), 1
+    try:
+        if opt is None:
+            h = net._sgd_hyper  # the guard's holder may write it
+            h[_codes.HYPER_LEARNING_RATE] = lr
+            out = net._engine.fit_fast(
+                X, y, _codes.OPT_SGD, h, net._no_state, 0,
+                net._epochs_trained, epochs, bs, shuffle, seed,
+            )  # fmt: skip
+        else:
+            og = opt._guard
+            if not og.lock.acquire(False):
+                return None
+            og.owner, og.depth = guard.owner, 1
+            try:
+                try:
+                    h = opt._hyper_vector()
+                    state = opt._bind(net._parameters.shape[0])
+                except Exception:  # raised by the general path, after its checks
+                    return None
+                out = net._engine.fit_fast(
+                    X, y, opt.kind, h, state, opt.iterations,
+                    net._epochs_trained, epochs, bs, shuffle, seed,
+                )  # fmt: skip
+                if out is not None:  # (checked and held: what its setter would store)
+                    opt.__dict__["iterations"] += out[3]
+            finally:
+                og.owner, og.depth = None, 0
+                og.lock.release()
+        if out is None:
+            return None
+        loss, accuracy, ran, _, status, error = out
+        net._epochs_trained += ran
+        result = {"loss": loss} if accuracy is None else {"loss": loss, "accuracy": accuracy}
+        net._history = result
+    finally:
+        guard.owner, guard.depth = None, 0
+        guard.lock.release()
+    if error is not None:
+        raise error
+    if status == _codes.FIT_DIVERGED:
+        raise diverged(ran, epochs, result)
+    return result
+
+
+def diverged(done, epochs, history):
+    """The DivergenceError of a run that diverged after ``done`` complete
+    epochs of ``epochs``, holding its history."""
+    err = DivergenceError(
+        f"training diverged in epoch {done + 1} of {epochs}: a loss or parameter "
+        "became NaN or infinite; the parameters were left at their values from "
+        "the start of that epoch (the last finite ones)"
+    )
+    err.epoch = done + 1
+    err.history = history
+    return err
 
 
 def history_columns(net, with_val, with_lr=False):

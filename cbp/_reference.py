@@ -430,6 +430,67 @@ class Engine:
         self._cache = None
         return n_epochs, steps, _codes.FIT_DONE
 
+    def fit_fast(self, X, Y, kind, hyper, state, t, epoch0, n_epochs, batch_size, shuffle, seed):
+        """Fast path of ``fit``: no validation data, early stopping off, no
+        schedule, no report; returns the history instead of filling buffers.
+
+        Takes X and Y only when they are already C-contiguous float64
+        ndarrays, X (n, n_in) and Y (n, n_out) (or (n,) for one output,
+        except with categorical cross-entropy), both finite and Y within
+        [0, 1] for the cross-entropies; otherwise returns None having
+        touched nothing, and the caller validates and converts.  The other
+        arguments are ``fit``'s, n_epochs >= 1.
+
+        Returns
+        -------
+        (loss, accuracy, epochs, steps, status, error)
+            ``loss``: a new float64 array of the completed epochs' losses;
+            ``accuracy`` one of their accuracies for the cross-entropy
+            losses, else None; epochs, steps and status as ``fit`` returns
+            them; ``error`` the exception a signal handler raised
+            (KeyboardInterrupt for Ctrl-C), returned rather than raised so
+            that the caller commits the completed epochs first, else None.
+        """
+        if type(X) is not np.ndarray or type(Y) is not np.ndarray or n_epochs < 1:
+            return None
+        n_in, n_out = self.layer_ints[0, _codes.LAYER_N_IN], self.layer_ints[-1, _codes.LAYER_N_OUT]
+        if X.dtype != np.float64 or not X.flags.c_contiguous or X.ndim != 2:
+            return None
+        n = X.shape[0]
+        if X.shape[1] != n_in or n < 1:
+            return None
+        if Y.dtype != np.float64 or not Y.flags.c_contiguous:
+            return None
+        if Y.ndim == 1 and n_out == 1 and self.loss != _codes.LOSS_CCE:
+            Y = Y.reshape(-1, 1)
+        if Y.ndim != 2 or Y.shape != (n, n_out):
+            return None
+        unit = self.loss in (_codes.LOSS_CCE, _codes.LOSS_BCE)
+        if not np.isfinite(Y).all() or (unit and not ((Y >= 0.0) & (Y <= 1.0)).all()):
+            return None
+        if not np.isfinite(X).all():
+            return None
+        early_stop = np.zeros(_codes.N_EARLY_STOP)  # off, as _fit.run sets it up
+        early_stop[_codes.EARLY_STOP_BEST_LOSS] = np.inf
+        early_stop[_codes.EARLY_STOP_BEST_EPOCH] = -1
+        schedule = np.zeros(_codes.N_SCHEDULE)
+        schedule[_codes.SCHEDULE_KIND] = _codes.SCHEDULE_NONE
+        history = np.empty((n_epochs, _codes.N_HISTORY))
+        progress = np.zeros(2, dtype=np.int64)
+        args = (kind, hyper, state, t, epoch0, n_epochs, batch_size, shuffle, seed, early_stop)
+        error = None
+        try:
+            best = np.empty(self.params.shape[0])
+            epochs, steps, status = self.fit(
+                X, Y, None, None, *args, best, history, progress, 0.0, schedule
+            )
+        except BaseException as exc:  # (KeyboardInterrupt): the completed epochs stand
+            error = exc
+            epochs, steps, status = int(progress[0]), int(progress[1]), _codes.FIT_DONE
+        loss = history[:epochs, _codes.HISTORY_LOSS].copy()
+        accuracy = history[:epochs, _codes.HISTORY_ACCURACY].copy() if unit else None
+        return loss, accuracy, epochs, steps, status, error
+
     def _fit_epoch(
         self,
         X,

@@ -23,9 +23,23 @@ __all__ = ["Network"]
 #: at most this many epochs run in one native call of fit()
 MAX_CHUNK = 1 << 16
 #: fit's batch size when neither lr nor batch_size is given
-DEFAULT_BATCH_SIZE = 32
+DEFAULT_BATCH_SIZE = _fit.DEFAULT_BATCH_SIZE
 #: with verbose=True, the native loop returns to Python this often (seconds)
 REPORT_SECONDS = 0.5
+#: fit's fast path on (True) or off: _fit_fast_path()
+_fast_fit = True
+
+
+def _fit_fast_path(on=None):
+    """Read, and optionally set, whether :meth:`Network.fit` takes its fast
+    path where it applies.  Returns the setting in force before the call.
+    Private: for the benchmark and for tests that compare the two paths.
+    """
+    global _fast_fit
+    old = _fast_fit
+    if on is not None:
+        _fast_fit = bool(on)
+    return old
 
 
 class Network:
@@ -556,6 +570,24 @@ class Network:
             the epoch, holds the history so far (``.history``), and the
             parameters are left at their values from the start of that epoch.
         """
+        if (
+            _fast_fit
+            and optimizer is None
+            and validation_data is None
+            and early_stopping is None
+            and callback is None
+            and verbose is False
+            and schedule is None
+            and type(epochs) is int
+            and 0 < epochs <= MAX_CHUNK
+            and type(callback_every) is int
+            and callback_every >= 1
+            and type(history_every) is int
+            and history_every == 1
+        ):
+            result = _fit.fast(self, X, y, epochs, lr, batch_size, shuffle, seed)
+            if result is not None:
+                return result
         X, Y, epochs, bs, shuffle, Xv, Yv, early_stopping, every, keep_every = fit_settings(
             self,
             X,

@@ -67,11 +67,24 @@ class Optimizer:
         value = self._check(name, value)
         with self._guard.using:  # refused while another thread trains with it
             object.__setattr__(self, name, value)
+            if name != "iterations" and name != "state":  # a hyper-parameter
+                self.__dict__.pop("_hyper_cache", None)
+
+    def _hyper_vector(self):
+        """:meth:`_hyper`, read-only, kept until a hyper-parameter is set
+        (for ``fit``'s fast path, which calls it on every call)."""
+        h = self.__dict__.get("_hyper_cache")
+        if h is None:
+            h = self._hyper()
+            h.flags.writeable = False
+            object.__setattr__(self, "_hyper_cache", h)
+        return h
 
     def __getstate__(self):
         with self._guard.using:
             d = dict(self.__dict__)
         del d["_guard"]
+        d.pop("_hyper_cache", None)
         if d.get("state") is not None:
             d["state"] = d["state"].copy()
         return d

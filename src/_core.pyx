@@ -11,6 +11,7 @@ The data path, from the public API down::
       _engine_passes.pxi            workspace, forward/backward passes
       _engine_chunks.pxi            row chunks of a step, on threads
       _engine_update.pxi            optimizer step, snapshot, rollback
+      _engine_fit.pxi               fit's epoch loop, fit_fast's checks
       _engine_tiny.pxi              fit's fused per-sample step (src/_tiny.h)
       _engine_schedule.pxi          fit's learning-rate schedules
       _engine_sklearn.pxi           scikit-learn's epoch and lbfgs loss/gradient
@@ -27,19 +28,21 @@ masks), ``_tuning.pxi`` (SIMD table, BLAS and feature-major thresholds),
 ``_codes.pxd`` (every code and table column, mirrored by ``cbp/_codes.py``).
 
 Validation: ``cbp.network`` checks user input before it reaches the engine,
-except on one fast path: ``Engine.train_step_sgd`` takes raw arrays and
-checks them itself (dtype, shape, contiguity, finiteness, label range),
-returning None, having touched nothing, for anything it does not take.
+except on two fast paths: ``Engine.train_step_sgd`` and ``Engine.fit_fast``
+take raw arrays and check them themselves (dtype, shape, contiguity,
+finiteness, range), returning None, having touched nothing, for anything
+they do not take.
 Elsewhere the memoryview signatures still reject wrong dtypes, dimensions
 and memory layouts with a ``ValueError``/``TypeError``, and the wrappers and
 entry points check shapes and codes, so no input crashes the interpreter.
 """
 cimport cython
 from cython.parallel cimport parallel
-from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_FORMAT
+from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS,
+                             PyBUF_FORMAT, PyBUF_WRITABLE)
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
-from libc.math cimport isfinite, NAN
+from libc.math cimport isfinite, INFINITY, NAN
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport qsort
 from libc.string cimport memcpy, memset
@@ -166,5 +169,6 @@ include "_engine_passes.pxi"
 include "_engine_chunks.pxi"
 include "_engine_update.pxi"
 include "_engine_tiny.pxi"
+include "_engine_fit.pxi"
 include "_engine_schedule.pxi"
 include "_engine_sklearn.pxi"

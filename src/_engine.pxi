@@ -1,6 +1,6 @@
 # Included by _core.pyx.  The Engine: its state (the cdef class) and its
 # Python entry points (forward, backward, step, train_step, train_step_sgd,
-# evaluate, fit).
+# evaluate, fit, fit_fast); fit's loop is in _engine_fit.pxi.
 #
 # The engine's cdef routines are module-level cdef functions that take the
 # engine as their first argument, ``Engine self``, in _engine_inputs.pxi,
@@ -103,11 +103,23 @@ cdef class Engine:
     cdef cbp_tiny_net tiny
     cdef bint tiny_shape
     cdef readonly Py_ssize_t tiny_steps
+    # fit's buffers beyond the workspace (_engine_fit.pxi): the order and
+    # keys of a shuffle of order_cap rows, fit_fast's history of hist_cap rows
+    cdef object _order
+    cdef long long* order
+    cdef KeyIdx* keys
+    cdef Py_ssize_t order_cap
+    cdef object _hist
+    cdef double* hist
+    cdef Py_ssize_t hist_cap
 
     def __cinit__(self):
         self.layers = NULL
         self.segs = NULL
         self.gsegs = NULL
+        self.keys = NULL
+        self.order_cap = 0
+        self.hist_cap = 0
 
     def __init__(self, layer_ints, layer_floats, double[::1] params, double[::1] grads,
                  int loss, int reduction):
@@ -210,6 +222,7 @@ cdef class Engine:
         PyMem_Free(self.layers)
         PyMem_Free(self.segs)
         PyMem_Free(self.gsegs)
+        PyMem_Free(self.keys)
 
     # -- Python entry points -------------------------------------------------
     def forward(self, const double[:, ::1] X):
@@ -501,14 +514,12 @@ cdef class Engine:
                and best.shape[0] == self.n_params and progress.shape[0] >= 2,
                "Engine: bad fit buffers")
         _check_schedule(schedule)
-        # the optimizer's hyper-parameters with each epoch's rate
-        cdef double hyp[N_OPTIMIZER_HYPER]
-        memcpy(hyp, &hyper[0], N_OPTIMIZER_HYPER * sizeof(double))
-        cdef double base_lr = hyper[HYPER_LEARNING_RATE]
         progress[0] = 0
         progress[1] = 0
         cdef const double[:, ::1] X_val
         cdef const double[:, ::1] Y_val
+        cdef const double* xv = NULL
+        cdef const double* yv = NULL
         cdef Py_ssize_t nv = 0
         if Xv is not None:
             X_val = Xv
@@ -516,193 +527,122 @@ cdef class Engine:
             nv = X_val.shape[0]
             _check(nv > 0 and X_val.shape[1] == self.n_in and Y_val.shape[0] == nv
                    and Y_val.shape[1] == self.n_out, "Engine: validation data has the wrong shape")
+            xv = &X_val[0, 0]
+            yv = &Y_val[0, 0]
         cdef Py_ssize_t slots = _slots(self, kind, hyper, state)
-        cdef double* snap = _snap_buffer(self, slots)  # the epoch's start, for rollback
-        cdef double* st = &state[0] if slots else NULL
-        # plain SGD: the first step of an epoch saves the epoch's start in its
-        # own pass, instead of a copy of every parameter before it
-        cdef bint plain = _plain_sgd(self, kind, &hyper[0]), snapped = False
-        _layout(self, bs)
-        cdef bint feature_major = self.ld > 0
-        # the fused per-sample step (_engine_tiny.pxi), where it applies
-        cdef cbp_tiny_run_fn tiny_run = _tiny_run(self, bs, plain)
-        cdef bint tiny = tiny_run != NULL
-        self.tiny_steps = 0
-        if tiny:
-            self.threads_used = 1
-        if not feature_major:  # room for the chunks of a full and of the last batch
-            _prepare_chunks(self, bs)
-            if n % bs:
-                _prepare_chunks(self, n % bs)
-        order_arr = np.empty(n, dtype=np.int64)
-        cdef long long[::1] order = order_arr
-        cdef KeyIdx* keys = <KeyIdx*>PyMem_Malloc(n * sizeof(KeyIdx))
-        if keys == NULL:
-            raise MemoryError()
-        cdef double[::1] vbuf = np.empty(2 * max(nv, 1) * self.width, dtype=np.float64)
-        cdef Py_ssize_t k, row, r, nb, i, hit, seen, h_, s_, batches, steps = 0, steps0, taken
-        cdef Py_ssize_t tiny_steps = 0  # (kept in self.tiny_steps when the loop ends)
-        cdef Py_ssize_t done = n_epochs, status = FIT_DONE
-        cdef uint64_t epoch
-        cdef double total, value, cur
-        cdef const double* out
-        cdef double* xw
-        cdef double* yw
-        cdef bint ok
-        # the clock: read every `stride` steps (see SIGNAL_SECONDS)
-        cdef double start = cbp_monotonic(), last_read = start, last_signal = start, now
-        cdef Py_ssize_t stride = 1, ticks = 0
-        cdef bint interrupted = False, report_due = False
-        cbp_threads_enter()
-        try:
-            with nogil:
-                for k in range(n_epochs):
-                    epoch = epoch0 + k
-                    hyp[HYPER_LEARNING_RATE] = _schedule_rate(&schedule[0], base_lr, epoch)
-                    if not plain:
-                        _snapshot_nogil(self, snap, st, slots)
-                    snapped = False
-                    if tiny:  # the fused path has no per-step snapshot: the epoch's start
-                        memcpy(snap, self.params, self.n_params * sizeof(double))
-                        snapped = True
-                    steps0 = steps
-                    if shuffle:
-                        _epoch_order(seed, epoch, &order[0], keys, n)
-                    while True:  # (once more, on the general passes, if the fused one diverged)
-                        total = 0.0
-                        hit = 0
-                        seen = 0
-                        batches = 0
-                        ok = True
-                        row = 0
-                        while row < n:
-                            if tiny:  # one-row steps up to the next reading of the clock
-                                nb = min(stride - ticks, n - row)
-                                tiny_run(&self.tiny, self.params, self.grads, &X[0, 0], &Y[0, 0],
-                                         <const int64_t*>&order[0] if shuffle else NULL, row, nb,
-                                         hyp[HYPER_LEARNING_RATE], &total, &hit, &seen)
-                                tiny_steps += nb
-                                taken = nb
-                            else:
-                                nb = min(bs, n - row)
-                                if shuffle:  # gather the batch's rows
-                                    xw = self.work
-                                    yw = self.work + self.y_off
-                                    for r in range(nb):
-                                        memcpy(xw + r * self.n_in, &X[order[row + r], 0],
-                                               self.n_in * sizeof(double))
-                                        memcpy(yw + r * self.n_out, &Y[order[row + r], 0],
-                                               self.n_out * sizeof(double))
-                                else:  # in order: the batch is a slice, read in place
-                                    xw = <double*>&X[row, 0]
-                                    yw = <double*>&Y[row, 0]
-                                if feature_major:  # xT stays for an in-order full batch
-                                    out = _forward_feature_major(self, xw, nb,
-                                                                 shuffle or nb < n or k == 0)
-                                    value = _backward_feature_major(self, yw, nb)
-                                    h_ = kernels.correct(self.loss, out, yw, nb, self.n_out, &s_)
-                                else:
-                                    value = _fwd_bwd(self, xw, yw, nb, True, seed, epoch, row, &h_,
-                                                     &s_)
-                                ok = isfinite(value)
-                                if ok:
-                                    ok = _update(self, kind, hyp, st, slots, t + steps,
-                                                 NULL if snapped else snap)
-                                    snapped = True
-                                if not ok:
-                                    break
-                                total += value
-                                hit += h_
-                                seen += s_
-                                taken = 1
-                            steps += taken
-                            batches += taken
-                            row += nb
-                            ticks += taken
-                            if ticks >= stride:
-                                ticks = 0
-                                now = cbp_monotonic()
-                                if now - last_read < 0.0005:
-                                    stride = min(2 * stride, MAX_STRIDE)
-                                elif now - last_read > 0.002 and stride > 1:
-                                    stride //= 2
-                                last_read = now
-                                if report_seconds > 0.0 and now - start >= report_seconds:
-                                    report_due = True
-                                if now - last_signal >= SIGNAL_SECONDS:
-                                    last_signal = now
-                                    with gil:
-                                        interrupted = _signal_raised(self)
-                                    if interrupted:
-                                        ok = False
-                                        break
-                        if not (tiny and ok) or _tiny_finite(self, total):
-                            break
-                        # not finite: the epoch again from its start, on the general passes
-                        _rollback(self, plain, snap, st, slots)
-                        steps = steps0
-                        snapped = False
-                        tiny = False
-                    tiny = tiny_run != NULL
-                    if not ok:
-                        if snapped or not plain:  # else nothing was applied
-                            _rollback(self, plain, snap, st, slots)
-                        steps = steps0
-                        done = k
-                        status = FIT_DIVERGED
-                        break
-                    history[k, HISTORY_LOSS] = total / batches
-                    history[k, HISTORY_LR] = hyp[HYPER_LEARNING_RATE]
-                    history[k, HISTORY_ACCURACY] = hit / <double>seen if seen else NAN
-                    if nv:
-                        out = _infer(self, &X_val[0, 0], nv, &vbuf[0])
-                        history[k, HISTORY_VAL_LOSS] = (
-                            kernels.loss_value(self.loss, out, &Y_val[0, 0], nv, self.n_out,
-                                               self.reduction, nv) + _penalties(self))
-                        h_ = kernels.correct(self.loss, out, &Y_val[0, 0], nv, self.n_out, &s_)
-                        history[k, HISTORY_VAL_ACCURACY] = h_ / <double>s_ if s_ else NAN
-                        if not isfinite(history[k, HISTORY_VAL_LOSS]):  # diverged
-                            _rollback(self, plain, snap, st, slots)  # snapped
-                            steps = steps0
-                            done = k
-                            status = FIT_DIVERGED
-                            break
-                    else:
-                        history[k, HISTORY_VAL_LOSS] = NAN
-                        history[k, HISTORY_VAL_ACCURACY] = NAN
-                    cur = history[k, HISTORY_VAL_LOSS] if nv else history[k, HISTORY_LOSS]
-                    _schedule_end_epoch(&schedule[0], cur, base_lr, hyp[HYPER_LEARNING_RATE])
-                    if early_stop[EARLY_STOP_ENABLED] != 0.0:
-                        # an improvement is a loss below best - tolerance
-                        if cur >= (early_stop[EARLY_STOP_BEST_LOSS]
-                                   - early_stop[EARLY_STOP_TOLERANCE]):
-                            early_stop[EARLY_STOP_WAIT] += 1.0
-                        else:
-                            early_stop[EARLY_STOP_WAIT] = 0.0
-                        if cur < early_stop[EARLY_STOP_BEST_LOSS]:
-                            early_stop[EARLY_STOP_BEST_LOSS] = cur
-                            early_stop[EARLY_STOP_BEST_EPOCH] = <double>epoch
-                            memcpy(&best[0], self.params, self.n_params * sizeof(double))
-                        if early_stop[EARLY_STOP_WAIT] >= early_stop[EARLY_STOP_PATIENCE]:
-                            done = k + 1
-                            status = FIT_STOPPED
-                    # the epoch is complete: the counters describe it
-                    progress[0] = k + 1
-                    progress[1] = steps
-                    if status == FIT_STOPPED:
-                        break
-                    if report_due and k + 1 < n_epochs:  # back to Python for the display
-                        done = k + 1
-                        break
-                if not interrupted:
-                    with gil:  # a signal that arrived since the last check
-                        interrupted = _signal_raised(self)
-        finally:
-            cbp_threads_leave()
-            PyMem_Free(keys)
-            self.tiny_steps = tiny_steps
-        self.rows = 0
-        if interrupted:
+        cdef Py_ssize_t result[3]
+        if _fit_loop(self, &X[0, 0], &Y[0, 0], n, xv, yv, nv, kind, &hyper[0],
+                     &state[0] if slots else NULL, slots, t, epoch0, n_epochs, bs, shuffle,
+                     seed, &early_stop[0], &best[0],
+                     &history[0, 0] if history.shape[0] else NULL, &progress[0],
+                     report_seconds, &schedule[0], result):
             exc, self._pending = self._pending, None
             raise exc
-        return done, steps, status
+        return result[0], result[1], result[2]
+
+    def fit_fast(self, X, Y, int kind, hyper, state, double t,
+                 Py_ssize_t epoch0, Py_ssize_t n_epochs, Py_ssize_t batch_size, bint shuffle,
+                 uint64_t seed):
+        """Fast path of ``fit``: no validation data, early stopping off, no
+        schedule, no report; returns the history instead of filling buffers.
+
+        Takes X and Y only when they are already C-contiguous float64
+        ndarrays, X (n, n_in) and Y (n, n_out) (or (n,) for one output,
+        except with categorical cross-entropy), both finite and Y within
+        [0, 1] for the cross-entropies; otherwise returns None having
+        touched nothing, and the caller validates and converts.  The other
+        arguments are ``fit``'s, n_epochs >= 1.
+
+        Returns
+        -------
+        (loss, accuracy, epochs, steps, status, error)
+            ``loss``: a new float64 array of the completed epochs' losses;
+            ``accuracy`` one of their accuracies for the cross-entropy
+            losses, else None; epochs, steps and status as ``fit`` returns
+            them; ``error`` the exception a signal handler raised
+            (KeyboardInterrupt for Ctrl-C), returned rather than raised so
+            that the caller commits the completed epochs first, else None.
+        """
+        cdef Py_buffer xb, yb, hb, sb
+        cdef bint got_x = False, got_y = False
+        cdef Py_ssize_t n, k, slots
+        cdef const double* hp
+        cdef double* sp
+        cdef Py_ssize_t result[3]
+        cdef double es[N_EARLY_STOP]
+        cdef double sched[N_SCHEDULE]
+        cdef long long progress[2]
+        cdef int interrupted
+        cdef double[::1] loss_v
+        cdef double[::1] acc_v
+        if type(X) is not ndarray or type(Y) is not ndarray or n_epochs < 1:
+            return None
+        try:
+            PyObject_GetBuffer(X, &xb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+            got_x = True
+            PyObject_GetBuffer(Y, &yb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+            got_y = True
+        except (BufferError, ValueError, TypeError):  # not contiguous, not numeric
+            if got_x:
+                PyBuffer_Release(&xb)
+            return None
+        # hyper and state: the caller's own float64 vectors (taken as buffers,
+        # not typed memoryviews, whose set-up costs more than this call's epoch)
+        try:
+            PyObject_GetBuffer(hyper, &hb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+        except BaseException:
+            PyBuffer_Release(&xb)
+            PyBuffer_Release(&yb)
+            raise
+        try:
+            PyObject_GetBuffer(state, &sb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE)
+        except BaseException:
+            PyBuffer_Release(&hb)
+            PyBuffer_Release(&xb)
+            PyBuffer_Release(&yb)
+            raise
+        try:
+            if not _matrix(self, &xb, -1, self.n_in):
+                return None
+            n = xb.shape[0]
+            if not (_fit_targets(self, &yb, n)
+                    and kernels.all_finite(<const double*>xb.buf, n * self.n_in, False)):
+                return None
+            _check(_vector(&hb) and _vector(&sb), "Engine: bad optimizer")
+            hp = <const double*>hb.buf
+            sp = <double*>sb.buf
+            slots = _slots_of(self, kind, hp, hb.shape[0], sb.shape[0])
+            _fit_buffers(self, 0, n_epochs)
+            progress[0] = 0
+            progress[1] = 0
+            memset(es, 0, sizeof(es))  # off, as _fit.run sets it up
+            es[EARLY_STOP_BEST_LOSS] = INFINITY
+            es[EARLY_STOP_BEST_EPOCH] = -1.0
+            memset(sched, 0, sizeof(sched))
+            sched[SCHEDULE_KIND] = SCHEDULE_NONE
+            interrupted = _fit_loop(self, <const double*>xb.buf, <const double*>yb.buf, n, NULL,
+                                    NULL, 0, kind, hp, sp if slots else NULL,
+                                    slots, t, epoch0, n_epochs, min(batch_size, n), shuffle,
+                                    seed, es, NULL, self.hist, progress, 0.0, sched, result)
+        finally:
+            PyBuffer_Release(&xb)
+            PyBuffer_Release(&yb)
+            PyBuffer_Release(&hb)
+            PyBuffer_Release(&sb)
+        # the completed epochs: all of them, or those before an interrupt
+        n = progress[0] if interrupted else result[0]
+        loss = np.empty(n)
+        loss_v = loss
+        for k in range(n):
+            loss_v[k] = self.hist[k * N_HISTORY + HISTORY_LOSS]
+        accuracy = None
+        if self.loss == LOSS_CCE or self.loss == LOSS_BCE:
+            accuracy = np.empty(n)
+            acc_v = accuracy
+            for k in range(n):
+                acc_v[k] = self.hist[k * N_HISTORY + HISTORY_ACCURACY]
+        error = None
+        if interrupted:
+            error, self._pending = self._pending, None
+            return loss, accuracy, progress[0], progress[1], FIT_DONE, error
+        return loss, accuracy, result[0], result[1], result[2], error

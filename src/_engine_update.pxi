@@ -28,10 +28,16 @@ cdef bint _update(Engine self, int kind, const double* hyper, double* state,
 
 cdef Py_ssize_t _slots(Engine self, int kind, const double[::1] hyper,
                        const double[::1] state) except -1:
-    _check(0 <= kind <= OPT_ADAM and hyper.shape[0] == N_OPTIMIZER_HYPER, "Engine: bad optimizer")
+    return _slots_of(self, kind, &hyper[0], hyper.shape[0], state.shape[0])
+
+cdef Py_ssize_t _slots_of(Engine self, int kind, const double* hyper, Py_ssize_t n_hyper,
+                          Py_ssize_t n_state) except -1:
+    """The state slots of optimizer ``kind`` (0: plain SGD), having checked
+    the hyper-parameter vector's length and that the state has room."""
+    _check(0 <= kind <= OPT_ADAM and n_hyper == N_OPTIMIZER_HYPER, "Engine: bad optimizer")
     cdef Py_ssize_t need = 2 if kind == OPT_ADAM else (
         0 if kind == OPT_SGD and hyper[HYPER_MOMENTUM] == 0.0 else 1)
-    _check(state.shape[0] >= need * self.n_params, "Engine: optimizer state too small")
+    _check(n_state >= need * self.n_params, "Engine: optimizer state too small")
     return need
 
 cdef double* _snap_buffer(Engine self, Py_ssize_t slots) except NULL:

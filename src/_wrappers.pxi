@@ -1,9 +1,10 @@
 # Included by _core.pyx.  The Python wrappers of the kernels of _kernels.pxd,
 # each with the signature of its NumPy twin in cbp/_reference_kernels.py.
 
-def _check(bint ok, str what):
+cdef inline int _check(bint ok, str what) except -1:
     if not ok:
         raise ValueError(what)
+    return 0
 
 
 def dense_forward(const double[:, ::1] X, const double[:, ::1] W,

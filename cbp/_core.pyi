@@ -40,6 +40,7 @@ def _feature_major_limits(
     width: int | None = None, rows_lo: int | None = None, rows_hi: int | None = None
 ) -> tuple[int, int, int]: ...
 def _tiny_path(on: bool | None = None) -> bool: ...
+def _fm_epochs_path(on: bool | None = None) -> bool: ...
 def _thread_config(
     threads: int | None = None, min_rows: int | None = None, min_work: int | None = None
 ) -> tuple[int, int, int]: ...
@@ -112,6 +113,8 @@ class Engine:
     ld: int  # feature-major lanes of the workspace (0: row-major)
     threads_used: int  # threads the last training step ran on
     tiny_steps: int  # steps the last fit() ran on the fused path of src/_tiny.h
+    fm_epochs: int  # epochs the last fit() ran as whole-epoch runs (src/_fm_epochs.h)
+    fast_out: tuple[F64, F64 | None, int, int, int, BaseException | None] | None
 
     def __init__(
         self,

@@ -76,7 +76,7 @@ def run(
             else:
                 best = np.empty(net._parameters.shape[0])
             bar = Progress(epochs) if verbose else None
-            done, status, interrupted = 0, _codes.FIT_DONE, True
+            done, status, interrupted, pending, calls = 0, _codes.FIT_DONE, True, None, 0
             epoch0 = net._epochs_trained
             progress = np.zeros(2, dtype=np.int64)  # written by the engine per epoch
             report = report_seconds if verbose else 0.0
@@ -88,6 +88,8 @@ def run(
                         k = min(k, every - done % every)
                     part = part_buf[:k]
                     returned = False
+                    before = (net._epochs_trained, opt.iterations if opt is not None else 0)
+                    progress[:] = 0
                     try:
                         status = net._engine.fit(
                             X,
@@ -112,26 +114,27 @@ def run(
                         )[2]
                         returned = True
                     finally:
-                        if schedule is not None:  # its state after the epochs completed
-                            schedule._keep(sched)
                         # what the engine completed, even if it raised (Ctrl-C):
-                        # the counters must describe the parameters
-                        ran, steps = int(progress[0]), int(progress[1])
+                        # the counters must describe the parameters.  A Ctrl-C
+                        # can also land in this commit, at any call: each of its
+                        # steps sets a value from `before` and `progress`, so
+                        # it runs again in full, and the interrupt is raised
+                        # once it is through.
+                        while True:
+                            try:
+                                ran, steps = commit(
+                                    net, opt, schedule, sched, before, progress, cols,
+                                    columns, part, done, keep_every,
+                                    not returned or status != _codes.FIT_DONE, epochs, calls,
+                                )  # fmt: skip
+                                break
+                            except KeyboardInterrupt as exc:
+                                pending = exc
                         t += steps
-                        net._epochs_trained += ran
-                        if opt is not None:
-                            opt.iterations += steps
-                        keep_rows(
-                            cols,
-                            columns,
-                            part[:ran],
-                            done,
-                            keep_every,
-                            last=(
-                                not returned or done + ran == epochs or status != _codes.FIT_DONE
-                            ),
-                        )
                         done += ran
+                        calls += 1
+                        if pending is not None:
+                            raise pending
                     if status == _codes.FIT_DIVERGED:
                         break
                     if bar is not None and ran:
@@ -157,29 +160,17 @@ def run(
             finally:
                 if bar is not None:
                     bar.close()
-                result = {
-                    name: (
-                        parts[0]
-                        if len(parts) == 1
-                        else np.concatenate(parts)
-                        if parts
-                        else np.empty(0)
-                    )
-                    for name, parts in cols.items()
-                }
-                if early_stopping is not None:
-                    result["best_epoch"] = int(early_stop[_codes.EARLY_STOP_BEST_EPOCH] - epoch0)
-                    result["stopped_epoch"] = done if status == _codes.FIT_STOPPED else None
-                    # after a divergence or an interrupt the parameters stay
-                    # those of the last epoch run, as documented
-                    if (
-                        early_stopping.restore_best
-                        and early_stop[_codes.EARLY_STOP_BEST_EPOCH] >= 0
-                        and status != _codes.FIT_DIVERGED
-                        and not interrupted
-                    ):
-                        np.copyto(net._parameters, best)
-                net._history = result
+                while True:  # as the commit above: again in full if a Ctrl-C lands in it
+                    try:
+                        result = finish(
+                            net, cols, early_stopping, early_stop, epoch0, done, status,
+                            interrupted, best,
+                        )  # fmt: skip
+                        break
+                    except KeyboardInterrupt as exc:
+                        pending = exc
+                if pending is not None:
+                    raise pending
     if status == _codes.FIT_DIVERGED:
         raise diverged(done, epochs, result)
     return result
@@ -234,43 +225,51 @@ def fast(net, X, y, epochs, lr, batch_size, shuffle, seed):
     if not guard.lock.acquire(False):  # Guard.enter's acquire, without its raise
         return None
     guard.owner, guard.depth = _get_ident(), 1
+    og = None
+    engine = net._engine
     try:
         if opt is None:
-            h = net._sgd_hyper  # the guard's holder may write it
-            h[_codes.HYPER_LEARNING_RATE] = lr
-            out = net._engine.fit_fast(
-                X, y, _codes.OPT_SGD, h, net._no_state, 0,
-                net._epochs_trained, epochs, bs, shuffle, seed,
-            )  # fmt: skip
+            kind, h, state, t = _codes.OPT_SGD, net._sgd_hyper, net._no_state, 0
+            h[_codes.HYPER_LEARNING_RATE] = lr  # (the guard's holder may write it)
         else:
             og = opt._guard
             if not og.lock.acquire(False):
+                og = None
                 return None
             og.owner, og.depth = guard.owner, 1
             try:
-                try:
-                    h = opt._hyper_vector()
-                    state = opt._bind(net._parameters.shape[0])
-                except Exception:  # raised by the general path, after its checks
-                    return None
-                out = net._engine.fit_fast(
-                    X, y, opt.kind, h, state, opt.iterations,
-                    net._epochs_trained, epochs, bs, shuffle, seed,
-                )  # fmt: skip
-                if out is not None:  # (checked and held: what its setter would store)
-                    opt.__dict__["iterations"] += out[3]
-            finally:
-                og.owner, og.depth = None, 0
-                og.lock.release()
+                h = opt._hyper_vector()
+                state = opt._bind(net._parameters.shape[0])
+            except Exception:  # raised by the general path, after its checks
+                return None
+            kind, t = opt.kind, opt.iterations
+        engine.fast_out = None
+        pending = None
+        try:
+            out = engine.fit_fast(
+                X, y, kind, h, state, t, net._epochs_trained, epochs, bs, shuffle, seed
+            )
+        except KeyboardInterrupt as exc:  # landed as the call returned: its work stands
+            out, pending = engine.fast_out, exc
+            if out is None:
+                raise
         if out is None:
             return None
-        loss, accuracy, ran, _, status, error = out
+        # the commit, with no call that a Ctrl-C could land in before it is through
+        loss, accuracy, ran, steps, status, error = out
         net._epochs_trained += ran
+        if og is not None:  # (checked and held: what its setter would store)
+            opt.__dict__["iterations"] += steps
         result = {"loss": loss} if accuracy is None else {"loss": loss, "accuracy": accuracy}
         net._history = result
     finally:
+        if og is not None:
+            og.owner, og.depth = None, 0
+            og.lock.release()
         guard.owner, guard.depth = None, 0
         guard.lock.release()
+    if pending is not None:
+        raise pending
     if error is not None:
         raise error
     if status == _codes.FIT_DIVERGED:
@@ -310,9 +309,65 @@ def logs(row, columns):
     return {k: float(row[c]) for k, c in columns.items()}
 
 
-def keep_rows(cols, columns, rows, done, every, last):
-    """Append to the history the rows of epochs done+1 .. done+len(rows) whose
-    number is a multiple of ``every``, and the last row if ``last``."""
+def finish(net, cols, early_stopping, early_stop, epoch0, done, status, interrupted, best):
+    """The history of a run from its column parts, early stopping's entries
+    and restore of the best parameters, set as the network's; idempotent."""
+    result = {
+        name: (parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.empty(0))
+        for name, parts in cols.items()
+    }
+    if early_stopping is not None:
+        result["best_epoch"] = int(early_stop[_codes.EARLY_STOP_BEST_EPOCH] - epoch0)
+        result["stopped_epoch"] = done if status == _codes.FIT_STOPPED else None
+        # after a divergence or an interrupt the parameters stay those of
+        # the last epoch run, as documented
+        if (
+            early_stopping.restore_best
+            and early_stop[_codes.EARLY_STOP_BEST_EPOCH] >= 0
+            and status != _codes.FIT_DIVERGED
+            and not interrupted
+        ):
+            np.copyto(net._parameters, best)
+    net._history = result
+    return result
+
+
+def commit(
+    net,
+    opt,
+    schedule,
+    sched,
+    before,
+    progress,
+    cols,
+    columns,
+    part,
+    done,
+    every,
+    ended,
+    epochs,
+    index,
+):
+    """Commit one engine call of ``fit``: the epochs and steps it completed
+    (``progress``) onto the counters, from their values ``before`` it, and
+    its rows onto the history (as part ``index`` of each column's list);
+    returns (epochs, steps).  Idempotent, so that it can run again in full
+    when a Ctrl-C lands in it; ``ended``: the run ends with this call."""
+    ran, steps = int(progress[0]), int(progress[1])
+    if schedule is not None:  # its state after the epochs completed
+        schedule._keep(sched)
+    net._epochs_trained = before[0] + ran
+    if opt is not None:
+        opt.iterations = before[1] + steps
+    keep_rows(cols, columns, part[:ran], done, every, ended or done + ran == epochs, index)
+    return ran, steps
+
+
+def keep_rows(cols, columns, rows, done, every, last, index):
+    """Set the history's rows of epochs done+1 .. done+len(rows) whose number
+    is a multiple of ``every``, and the last row if ``last``, as part
+    ``index`` of each column's list of parts (setting it again changes
+    nothing)."""
     if every == 1:
         keep = rows
     else:
@@ -322,4 +377,6 @@ def keep_rows(cols, columns, rows, done, every, last):
             mask[-1] = True
         keep = rows[mask]
     for name, c in columns.items():
-        cols[name].append(keep[:, c].copy())
+        parts = cols[name]
+        del parts[index:]
+        parts.append(keep[:, c].copy())

@@ -125,6 +125,7 @@ class Engine:
         self.loss = int(loss)
         self.reduction = int(reduction)
         self._cache = None
+        self.fast_out = None  # fit_fast's last result
         self._masks = {}  # dropout layer -> mask of the current batch
         self._training = False
         # trainable parameter ranges, merged where adjacent
@@ -489,7 +490,8 @@ class Engine:
             epochs, steps, status = int(progress[0]), int(progress[1]), _codes.FIT_DONE
         loss = history[:epochs, _codes.HISTORY_LOSS].copy()
         accuracy = history[:epochs, _codes.HISTORY_ACCURACY].copy() if unit else None
-        return loss, accuracy, epochs, steps, status, error
+        self.fast_out = loss, accuracy, epochs, steps, status, error
+        return self.fast_out
 
     def _fit_epoch(
         self,

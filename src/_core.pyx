@@ -13,6 +13,7 @@ The data path, from the public API down::
       _engine_update.pxi            optimizer step, snapshot, rollback
       _engine_fit.pxi               fit's epoch loop, fit_fast's checks
       _engine_tiny.pxi              fit's fused per-sample step (src/_tiny.h)
+      _engine_fm.pxi                fit's whole-epoch run, feature-major (src/_fm_epochs.h)
       _engine_schedule.pxi          fit's learning-rate schedules
       _engine_sklearn.pxi           scikit-learn's epoch and lbfgs loss/gradient
       _signals.pxi                  the clock and Ctrl-C inside fit
@@ -60,6 +61,7 @@ cimport _kernels as kernels
 from _kernels cimport (cbp_simd, cbp_simd_select, cbp_cpu_has_avx2, cbp_blas_min_work,
                        cbp_blas_min_side, FEATURE_MAJOR_NONE, FEATURE_MAJOR_RELU,
                        FEATURE_MAJOR_SIGMOID)
+from _fm_epochs cimport cbp_fm_net, cbp_fm_epochs_fn, cbp_fm_select, CBP_FM_MAX_LAYERS
 from _tiny cimport (cbp_tiny_net, cbp_tiny_run_fn, cbp_tiny_select, CBP_TINY_MAX_LAYERS,
                     CBP_TINY_MAX_WIDTH, CBP_TINY_MAX_PARAMS)
 
@@ -169,6 +171,7 @@ include "_engine_passes.pxi"
 include "_engine_chunks.pxi"
 include "_engine_update.pxi"
 include "_engine_tiny.pxi"
+include "_engine_fm.pxi"
 include "_engine_fit.pxi"
 include "_engine_schedule.pxi"
 include "_engine_sklearn.pxi"

@@ -103,8 +103,12 @@ cdef class Engine:
     cdef cbp_tiny_net tiny
     cdef bint tiny_shape
     cdef readonly Py_ssize_t tiny_steps
+    # the epochs the last fit() ran as whole-epoch runs (_engine_fm.pxi)
+    cdef readonly Py_ssize_t fm_epochs
     # fit's buffers beyond the workspace (_engine_fit.pxi): the order and
     # keys of a shuffle of order_cap rows, fit_fast's history of hist_cap rows
+    # fit_fast's last result, also kept here for a Ctrl-C that lands as it returns
+    cdef public object fast_out
     cdef object _order
     cdef long long* order
     cdef KeyIdx* keys
@@ -216,6 +220,7 @@ cdef class Engine:
         self.nchunks = 1
         self.threads_used = 1
         self.tiny_steps = 0
+        self.fm_epochs = 0
         _tiny_init(self)
 
     def __dealloc__(self):
@@ -644,5 +649,7 @@ cdef class Engine:
         error = None
         if interrupted:
             error, self._pending = self._pending, None
-            return loss, accuracy, progress[0], progress[1], FIT_DONE, error
-        return loss, accuracy, result[0], result[1], result[2], error
+            self.fast_out = loss, accuracy, progress[0], progress[1], FIT_DONE, error
+        else:
+            self.fast_out = loss, accuracy, result[0], result[1], result[2], error
+        return self.fast_out

@@ -91,10 +91,54 @@ cdef int _fit_loop(Engine self, const double* X, const double* Y, Py_ssize_t n,
     cdef double start = cbp_monotonic(), last_read = start, last_signal = start, now
     cdef Py_ssize_t stride = 1, ticks = 0
     cdef bint interrupted = False, report_due = False
+    # whole epochs in one call (_engine_fm.pxi), where they apply: epochs
+    # k0 onwards are left to the loop below
+    cdef cbp_fm_net fm
+    cdef cbp_fm_epochs_fn fm_run = NULL
+    cdef Py_ssize_t k0 = 0, span = 1, want, got
+    self.fm_epochs = 0
+    if feature_major and not tiny:
+        fm_run = _fm_run(self, &fm, n, bs, plain, shuffle, nv, early_stop, schedule)
     cbp_threads_enter()
     try:
         with nogil:
-            for k in range(n_epochs):
+            if fm_run != NULL:
+                _fm_load(self, X, n)
+                while k0 < n_epochs:
+                    want = min(span, n_epochs - k0)
+                    got = fm_run(&fm, Y, self.params, self.grads, snap, want, base_lr,
+                                 history + k0 * N_HISTORY + HISTORY_LOSS, N_HISTORY)
+                    for k in range(k0, k0 + got):
+                        hrow = history + k * N_HISTORY
+                        hrow[HISTORY_LR] = base_lr
+                        hrow[HISTORY_ACCURACY] = NAN
+                        hrow[HISTORY_VAL_LOSS] = NAN
+                        hrow[HISTORY_VAL_ACCURACY] = NAN
+                    k0 += got
+                    steps += got
+                    progress[0] = k0
+                    progress[1] = steps
+                    if got < want:
+                        break  # the next epoch is not finite: the loop below runs it
+                    now = cbp_monotonic()
+                    if now - last_read < 0.0005:
+                        span = min(2 * span, MAX_STRIDE)
+                    elif now - last_read > 0.002 and span > 1:
+                        span //= 2
+                    last_read = now
+                    if now - last_signal >= SIGNAL_SECONDS:
+                        last_signal = now
+                        with gil:
+                            interrupted = _signal_raised(self)
+                        if interrupted:
+                            break
+                    if report_seconds > 0.0 and now - start >= report_seconds and k0 < n_epochs:
+                        done = k0  # back to Python for the display
+                        break
+                self.fm_epochs = k0
+                if interrupted or done < n_epochs:
+                    k0 = n_epochs  # (the loop below runs nothing)
+            for k in range(k0, n_epochs):
                 epoch = epoch0 + k
                 hyp[HYPER_LEARNING_RATE] = _schedule_rate(schedule, base_lr, epoch)
                 if not plain:

@@ -67,6 +67,30 @@ typedef void (*cbp_feature_major_backward_fn)(cbp_ix ld, cbp_ix K, cbp_ix N, con
                                               const double* dT, const double* W, double* gW,
                                               double* gb, double* dxT, const double* A, int act);
 
+/* The network of a whole-epoch run (_fm_epochs.h), on the engine's
+ * feature-major buffers: n rows in ld lanes, layer l's weights at w_off[l]
+ * (n_in x n_out, row-major) and bias at b_off[l], its output at at[l] and
+ * its delta at dt[l]; fact[l] the activation feature_major_forward fuses;
+ * one trainable range, [0, n_params). */
+#define CBP_FM_MAX_LAYERS 4
+#define CBP_FM_LOSS_SE 0
+#define CBP_FM_LOSS_HALF_SE 1
+#define CBP_FM_ACT_IDENTITY 0
+#define CBP_FM_ACT_RELU 1
+#define CBP_FM_ACT_SIGMOID 4
+typedef struct {
+    cbp_ix n, ld, n_layers, n_params;
+    int loss, out_act;
+    double scale;  /* loss_scale of the batch */
+    cbp_ix width[CBP_FM_MAX_LAYERS + 1];
+    int fact[CBP_FM_MAX_LAYERS];
+    cbp_ix w_off[CBP_FM_MAX_LAYERS], b_off[CBP_FM_MAX_LAYERS];
+    const double* xt;
+    double* at[CBP_FM_MAX_LAYERS];
+    double* dt[CBP_FM_MAX_LAYERS];
+    double* zt_out;
+} cbp_fm_net;
+
 typedef struct {
     cbp_mm_nn_fn mm_nn;
     cbp_mm_nn_fn mm_nt;

@@ -469,9 +469,9 @@ libm:
  *                A (K, ld), the output of f: 1 (CBP_FEATURE_MAJOR_NONE), A > 0
  *                (CBP_FEATURE_MAJOR_RELU: 0 where not, NaN included) or A * (1 - A)
  *                (CBP_FEATURE_MAJOR_SIGMOID) */
-CBP_ATTR static void CBP_FN(cbp_feature_major_forward)(cbp_ix ld, cbp_ix K, cbp_ix N,
-                                                        const double* xT, const double* W,
-                                                        const double* bias, double* out, int act)
+CBP_INL void CBP_FN(cbp_feature_major_forward_e)(cbp_ix ld, cbp_ix K, cbp_ix N,
+                                                  const double* xT, const double* W,
+                                                  const double* bias, double* out, int act)
 {
     const CBP_VD zero = CBP_FN(cbp_splat)(0.0);
     cbp_ix j, k, v;
@@ -493,10 +493,10 @@ CBP_ATTR static void CBP_FN(cbp_feature_major_forward)(cbp_ix ld, cbp_ix K, cbp_
         }
 }
 
-CBP_ATTR static void CBP_FN(cbp_feature_major_backward)(cbp_ix ld, cbp_ix K, cbp_ix N,
-                                                         const double* xT, const double* dT,
-                                                         const double* W, double* gW, double* gb,
-                                                         double* dxT, const double* A, int act)
+CBP_INL void CBP_FN(cbp_feature_major_backward_e)(cbp_ix ld, cbp_ix K, cbp_ix N,
+                                                   const double* xT, const double* dT,
+                                                   const double* W, double* gW, double* gb,
+                                                   double* dxT, const double* A, int act)
 {
     const CBP_VD zero = CBP_FN(cbp_splat)(0.0), one = CBP_FN(cbp_splat)(1.0);
     CBP_VD s[CBP_VW];
@@ -552,6 +552,23 @@ CBP_ATTR static void CBP_FN(cbp_feature_major_backward)(cbp_ix ld, cbp_ix K, cbp
                 }
                 CBP_ST(dxT + k * ld + v, t);
             }
+}
+
+/* The two as the table calls them; the _e bodies are also inlined with
+ * constant sizes into the whole-epoch runs (_fm_epochs_body.h). */
+CBP_ATTR static void CBP_FN(cbp_feature_major_forward)(cbp_ix ld, cbp_ix K, cbp_ix N,
+                                                        const double* xT, const double* W,
+                                                        const double* bias, double* out, int act)
+{
+    CBP_FN(cbp_feature_major_forward_e)(ld, K, N, xT, W, bias, out, act);
+}
+
+CBP_ATTR static void CBP_FN(cbp_feature_major_backward)(cbp_ix ld, cbp_ix K, cbp_ix N,
+                                                         const double* xT, const double* dT,
+                                                         const double* W, double* gW, double* gb,
+                                                         double* dxT, const double* A, int act)
+{
+    CBP_FN(cbp_feature_major_backward_e)(ld, K, N, xT, dT, W, gW, gb, dxT, A, act);
 }
 
 /* ------------------------------------------------------------------ sgd --
@@ -647,6 +664,8 @@ CBP_ATTR static int CBP_FN(cbp_adam_sk)(cbp_ix n, double lr_t, double b1, double
     }
     return any;
 }
+
+#include "_fm_epochs_body.h"
 
 static const cbp_simd_table CBP_FN(cbp_simd_table) = {
     CBP_FN(cbp_mm_nn), CBP_FN(cbp_mm_nt), CBP_FN(cbp_mm_tn), CBP_FN(cbp_vexp),

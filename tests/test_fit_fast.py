@@ -534,3 +534,72 @@ def test_ctrl_c_on_the_fast_path_leaves_the_completed_epochs(backend, opt):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert int(proc.stdout.split()[-1]) > 0
+
+
+# ---------------------------------------------------------------------------
+# A Ctrl-C that lands after the engine returned, in fit's own commit
+# ---------------------------------------------------------------------------
+class _Late:
+    """The network's engine, whose fit_fast returns and then has a Ctrl-C
+    land: Python raises KeyboardInterrupt as the call returns."""
+
+    def __init__(self, engine):
+        object.__setattr__(self, "engine", engine)
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def __setattr__(self, name, value):
+        setattr(self.engine, name, value)
+
+    def fit_fast(self, *args):
+        self.engine.fit_fast(*args)
+        raise KeyboardInterrupt
+
+
+def _consistent(net, backend, epochs, **kw):
+    ref = _xor(backend)
+    ref.fit(X_XOR, Y_XOR, epochs=epochs, **kw)
+    assert net.epochs_trained == epochs and len(net.history["loss"]) == epochs
+    assert net.parameters.tobytes() == ref.parameters.tobytes()
+    assert net.history["loss"].tobytes() == ref.history["loss"].tobytes()
+
+
+def test_a_ctrl_c_as_fit_fast_returns_keeps_its_epochs(backend, paths):
+    net = _xor(backend)
+    net._engine = _Late(net._engine)
+    with pytest.raises(KeyboardInterrupt):
+        net.fit(X_XOR, Y_XOR, epochs=9, lr=0.5)
+    net._engine = net._engine.engine
+    _consistent(net, backend, 9, lr=0.5)
+
+
+@pytest.mark.parametrize("where", ["keep_rows", "finish"])
+def test_a_ctrl_c_in_the_general_paths_commit_is_committed_first(backend, monkeypatch, where):
+    """KeyboardInterrupt raised once inside the commit after a chunk (or in
+    the history's assembly): the commit runs again in full, the interrupt
+    comes after."""
+    from cbp import _fit
+
+    real = getattr(_fit, where)
+    calls, trigger = [], 2 if where == "keep_rows" else 1
+
+    def late(*args, **kw):
+        calls.append(1)
+        if len(calls) == trigger:  # (keep_rows: the second chunk's, its counters set)
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr(_fit, where, late)
+    net = _xor(backend)
+    saved = network._fit_fast_path(False)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            net.fit(X_XOR, Y_XOR, epochs=30, lr=0.5, callback=lambda e, logs: None,
+                    callback_every=10)  # fmt: skip
+    finally:
+        network._fit_fast_path(saved)
+    monkeypatch.setattr(_fit, where, real)
+    done = net.epochs_trained
+    assert done == (20 if where == "keep_rows" else 30)
+    _consistent(net, backend, done, lr=0.5)

@@ -1,0 +1,44 @@
+/* Whole epochs of fit() in one call, on the feature-major layout.
+ *
+ * fit() on a full batch, in order, with plain SGD, on a network the
+ * feature-major passes take whose hidden layers are ReLU or sigmoid and
+ * whose output is one unit (identity, ReLU or sigmoid) under a squared
+ * error, without penalties, runs its epochs here (src/_engine_fm.pxi
+ * decides): forward, loss, backward and update of the whole batch, epoch
+ * after epoch, with the table's own kernels on the engine's buffers and
+ * none of the per-epoch set-up of the Cython loop.  Every number is the one
+ * the general passes compute, bit for bit (tests/test_fm_epochs.py).
+ *
+ * A run stops at the first epoch whose loss or update is not finite,
+ * leaving the parameters at that epoch's start, so that the general passes
+ * run it and report it as they always do.  The body (_fm_epochs_body.h) is
+ * compiled with every table of _simd.h.
+ */
+#ifndef CBP_FM_EPOCHS_H
+#define CBP_FM_EPOCHS_H
+
+#include "_simd.h"
+
+#ifdef CBP_HAVE_VEC
+#  define CBP_FM_BUILT 1
+#else
+#  define CBP_FM_BUILT 0
+#endif
+
+typedef cbp_ix (*cbp_fm_epochs_fn)(const cbp_fm_net* net, const double* Y, double* params,
+                                   double* grads, double* snap, cbp_ix n_epochs, double lr,
+                                   double* losses, cbp_ix stride);
+
+/* The run for the table in force, or NULL where none is built. */
+static cbp_fm_epochs_fn cbp_fm_select(void)
+{
+#if defined(CBP_HAVE_AVX2)
+    if (strcmp(cbp_simd.name, "avx2+fma") == 0) return cbp_fm_epochs_avx2;
+#endif
+#if CBP_FM_BUILT
+    if (strcmp(cbp_simd.name, "baseline") == 0) return cbp_fm_epochs_base;
+#endif
+    return NULL;
+}
+
+#endif /* CBP_FM_EPOCHS_H */

@@ -1,0 +1,25 @@
+# Whole epochs of fit() on the feature-major layout (src/_fm_epochs.h), as
+# the engine (src/_engine_fm.pxi) calls them.
+
+cdef extern from "_fm_epochs.h" nogil:
+    enum:
+        CBP_FM_MAX_LAYERS
+        CBP_FM_LOSS_SE
+        CBP_FM_LOSS_HALF_SE
+    ctypedef struct cbp_fm_net:
+        Py_ssize_t n, ld, n_layers, n_params
+        int loss, out_act
+        double scale
+        Py_ssize_t width[5]
+        int fact[4]
+        Py_ssize_t w_off[4]
+        Py_ssize_t b_off[4]
+        const double* xt
+        double* at[4]
+        double* dt[4]
+        double* zt_out
+    ctypedef Py_ssize_t (*cbp_fm_epochs_fn)(const cbp_fm_net* net, const double* Y,
+                                            double* params, double* grads, double* snap,
+                                            Py_ssize_t n_epochs, double lr,
+                                            double* losses, Py_ssize_t stride) noexcept nogil
+    cbp_fm_epochs_fn cbp_fm_select()

@@ -4,7 +4,7 @@
 # stopping or validation, on a network of at most CBP_FM_MAX_LAYERS dense
 # layers that the feature-major passes take, hidden layers ReLU or sigmoid,
 # one output unit (identity, ReLU or sigmoid), a squared error, no
-# penalties, every parameter trainable.  _fit_loop runs such a fit's epochs
+# penalties, every parameter trainable (biases or none).  _fit_loop runs such a fit's epochs
 # here in stretches between readings of the clock, then any epoch left
 # (one whose loss or update was not finite, first) on the general passes.
 
@@ -36,15 +36,15 @@ cdef bint _fm_shape(Engine self) noexcept:
         return False
     for l in range(self.n_layers):
         layer = &self.layers[l]
-        if (layer.kind != KIND_DENSE or layer.w_off != off or layer.b_off < 0
-                or layer.b_off != off + layer.n_in * layer.n_out):
+        if layer.kind != KIND_DENSE or layer.w_off != off or (
+                layer.b_off >= 0 and layer.b_off != off + layer.n_in * layer.n_out):
             return False
         if l < self.n_layers - 1 and not (layer.act == ACT_RELU or layer.act == ACT_SIGMOID):
             return False
         if l == self.n_layers - 1 and not (layer.act == ACT_IDENTITY or layer.act == ACT_RELU
                                            or layer.act == ACT_SIGMOID):
             return False
-        off = layer.b_off + layer.n_out
+        off += layer.n_in * layer.n_out + (layer.n_out if layer.b_off >= 0 else 0)
     return off == self.n_params
 
 

@@ -37,7 +37,8 @@ CBP_INL cbp_ix CBP_FN(cbp_fm_epochs_e)(const cbp_ix L, const cbp_ix ld, const cb
         CBP_UNROLL for (l = 0; l < L; l++) {  /* _forward_feature_major */
             const int fa = net->fact[l];
             CBP_FN(cbp_feature_major_forward_e)(ld, width[l], width[l + 1], xT,
-                                                params + net->w_off[l], params + net->b_off[l],
+                                                params + net->w_off[l],
+                                                net->b_off[l] >= 0 ? params + net->b_off[l] : NULL,
                                                 fa == CBP_FEATURE_MAJOR_NONE ? Z : net->at[l], fa);
             xT = net->at[l];
         }
@@ -66,7 +67,8 @@ CBP_INL cbp_ix CBP_FN(cbp_fm_epochs_e)(const cbp_ix L, const cbp_ix ld, const cb
         CBP_UNROLL for (l = L - 1; l >= 0; l--)  /* _backward_feature_major */
             CBP_FN(cbp_feature_major_backward_e)(
                 ld, width[l], width[l + 1], l > 0 ? net->at[l - 1] : net->xt, net->dt[l],
-                params + net->w_off[l], grads + net->w_off[l], grads + net->b_off[l],
+                params + net->w_off[l], grads + net->w_off[l],
+                net->b_off[l] >= 0 ? grads + net->b_off[l] : NULL,
                 l > 0 ? net->dt[l - 1] : NULL, l > 0 ? net->at[l - 1] : NULL,
                 l > 0 ? net->fact[l - 1] : CBP_FEATURE_MAJOR_NONE);
         if (CBP_FN(cbp_sgd_e)(1, net->n_params, lr, params, grads, snap)) {

@@ -69,7 +69,7 @@ typedef void (*cbp_feature_major_backward_fn)(cbp_ix ld, cbp_ix K, cbp_ix N, con
 
 /* The network of a whole-epoch run (_fm_epochs.h), on the engine's
  * feature-major buffers: n rows in ld lanes, layer l's weights at w_off[l]
- * (n_in x n_out, row-major) and bias at b_off[l], its output at at[l] and
+ * (n_in x n_out, row-major) and bias at b_off[l] (-1: none), its output at at[l] and
  * its delta at dt[l]; fact[l] the activation feature_major_forward fuses;
  * one trainable range, [0, n_params). */
 #define CBP_FM_MAX_LAYERS 4

@@ -33,15 +33,27 @@ def _data(n_in, n, seed=0, n_out=1):
     return X, np.repeat(y, n_out, axis=1)
 
 
-def _net(widths, acts, loss="squared_error", reduction="mean"):
-    layers = [cbp.Dense(widths[i], widths[i + 1], a, seed=i + 1) for i, a in enumerate(acts)]
+def _net(widths, acts, loss="squared_error", reduction="mean", bias=True):
+    layers = [
+        cbp.Dense(
+            widths[i],
+            widths[i + 1],
+            a,
+            seed=i + 1,
+            use_bias=bias is True or (bias == "alternate" and i % 2 == 1),
+        )
+        for i, a in enumerate(acts)
+    ]
     return cbp.Network(layers, loss=loss, reduction=reduction)
 
 
 def _fit(core, on, widths, acts, n=4, epochs=300, lr=0.5, data=None, **kw):
     core._fm_epochs_path(on)
     X, y = _data(widths[0], n, n_out=widths[-1]) if data is None else data
-    net = _net(widths, acts, kw.pop("loss", "squared_error"), kw.pop("reduction", "mean"))
+    net = _net(
+        widths, acts, kw.pop("loss", "squared_error"), kw.pop("reduction", "mean"),
+        kw.pop("bias", True),
+    )  # fmt: skip
     try:
         hist = net.fit(X, y, epochs=epochs, lr=lr, **kw)
         error = None
@@ -78,6 +90,8 @@ def _same(core, widths, acts, **kw):
 CASES = [
     ((2, 4, 1), ("sigmoid", "sigmoid"), dict(loss="half_squared_error", reduction="sum")),  # 004
     ((2, 4, 1), ("sigmoid", "sigmoid"), {}),
+    ((2, 4, 1), ("sigmoid", "sigmoid"), dict(bias=False, loss="half_squared_error")),  # bench A
+    ((3, 3, 2, 1), ("relu", "sigmoid", "sigmoid"), dict(bias="alternate")),
     ((2, 2, 1), ("relu", "identity"), {}),  # tutorial 001's shape
     ((2, 2, 1), ("relu", "relu"), dict(loss="half_squared_error")),
     ((1, 4, 1), ("relu", "sigmoid"), dict(reduction="sum", lr=0.05)),

@@ -320,7 +320,8 @@ def compiled_section(compiled):
                 "",
                 f"The population ({pop['networks']} networks × {pop['epochs']} epochs) "
                 f"in all: " + ", ".join(whole) + ".  cbp fits the networks one by one "
-                "(`cbp.fit_many` does not exist yet); JAX runs them as one `vmap`.",
+                "(what `cbp.fit_many` does at one thread: its SIMD-lane path is not "
+                "built); JAX runs them as one `vmap`.",
             ]
     else:
         lines += ["Not run (see the notes)."]

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _codes, optim, schedules
 from ._errors import DivergenceError
-from ._guard import _NO_GUARD, _get_ident, training_with
+from ._guard import _NO_GUARD, training_with
 from .callbacks import Progress
 
 
@@ -222,9 +222,8 @@ def fast(net, X, y, epochs, lr, batch_size, shuffle, seed):
     elif type(seed) is not int or not 0 <= seed < 1 << 64:
         return None
     guard = net._guard
-    if not guard.lock.acquire(False):  # Guard.enter's acquire, without its raise
+    if not guard.try_enter():
         return None
-    guard.owner, guard.depth = _get_ident(), 1
     og = None
     engine = net._engine
     try:
@@ -233,10 +232,9 @@ def fast(net, X, y, epochs, lr, batch_size, shuffle, seed):
             h[_codes.HYPER_LEARNING_RATE] = lr  # (the guard's holder may write it)
         else:
             og = opt._guard
-            if not og.lock.acquire(False):
+            if not og.try_enter():
                 og = None
                 return None
-            og.owner, og.depth = guard.owner, 1
             try:
                 h = opt._hyper_vector()
                 state = opt._bind(net._parameters.shape[0])
@@ -264,10 +262,8 @@ def fast(net, X, y, epochs, lr, batch_size, shuffle, seed):
         net._history = result
     finally:
         if og is not None:
-            og.owner, og.depth = None, 0
-            og.lock.release()
-        guard.owner, guard.depth = None, 0
-        guard.lock.release()
+            og.exit()
+        guard.exit()
     if pending is not None:
         raise pending
     if error is not None:

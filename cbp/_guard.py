@@ -37,7 +37,7 @@ class Guard:
 
     def __init__(self, what):
         self.lock = threading.Lock()
-        self.owner = None  # thread id of the holder (None while a fast path holds the lock)
+        self.owner = None  # thread id of the holder
         self.depth = 0
         self.what = what
         self.using = _Use(self, False)
@@ -54,6 +54,15 @@ class Guard:
         if not self.lock.acquire(False):
             raise RuntimeError(self._busy())
         self.owner, self.depth = me, 1
+
+    def try_enter(self):
+        """Take the guard for a training call if no one holds it: True, or
+        False having changed nothing (the caller then takes the path that
+        raises :meth:`enter`'s errors)."""
+        if not self.lock.acquire(False):
+            return False
+        self.owner, self.depth = _get_ident(), 1
+        return True
 
     def exit(self):
         """Give back one level of :meth:`enter`."""

@@ -103,7 +103,7 @@ cdef int _fit_loop(Engine self, const double* X, const double* Y, Py_ssize_t n,
     try:
         with nogil:
             if fm_run != NULL:
-                _fm_load(self, X, n)
+                _load_feature_major(self, X, n)
                 while k0 < n_epochs:
                     want = min(span, n_epochs - k0)
                     got = fm_run(&fm, Y, self.params, self.grads, snap, want, base_lr,

@@ -80,15 +80,3 @@ cdef cbp_fm_epochs_fn _fm_run(Engine self, cbp_fm_net* net, Py_ssize_t n, Py_ssi
     net.out_act = layer.act
     net.zt_out = self.work + layer.zt
     return cbp_fm_select()  # the table in force now
-
-
-cdef void _fm_load(Engine self, const double* x, Py_ssize_t n) noexcept nogil:
-    """xT of the n rows of x, its padding lanes copies of the last row, as
-    _forward_feature_major loads it."""
-    cdef Py_ssize_t k, r, ld = self.ld, ni = self.n_in
-    cdef double* xt = self.work + self.xt_off
-    for k in range(ni):
-        for r in range(n):
-            xt[k * ld + r] = x[r * ni + k]
-        for r in range(n, ld):
-            xt[k * ld + r] = x[(n - 1) * ni + k]

@@ -198,6 +198,16 @@ cdef inline double* _feature_major_z(Engine self, const Layer* layer) noexcept n
         return self.work + layer.at
     return self.work + layer.zt
 
+cdef void _load_feature_major(Engine self, const double* x, Py_ssize_t n) noexcept nogil:
+    """xT of the n rows of x, its padding lanes copies of the last row."""
+    cdef Py_ssize_t k, r, ld = self.ld, ni = self.n_in
+    cdef double* xt = self.work + self.xt_off
+    for k in range(ni):
+        for r in range(n):
+            xt[k * ld + r] = x[r * ni + k]
+        for r in range(n, ld):
+            xt[k * ld + r] = x[(n - 1) * ni + k]
+
 cdef const double* _forward_feature_major(Engine self, const double* x, Py_ssize_t n,
                                           bint load) noexcept nogil:
     """Forward n rows of x (with ``load``; else xT is still in place);
@@ -208,11 +218,7 @@ cdef const double* _forward_feature_major(Engine self, const double* x, Py_ssize
     cdef double* z
     cdef int fa
     if load:
-        for k in range(ni):
-            for r in range(n):
-                xt[k * ld + r] = x[r * ni + k]
-            for r in range(n, ld):
-                xt[k * ld + r] = x[(n - 1) * ni + k]
+        _load_feature_major(self, x, n)
     for l in range(self.n_layers):
         layer = &self.layers[l]
         no = layer.n_out

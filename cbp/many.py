@@ -5,10 +5,19 @@ the networks share X, y and fit's settings, and may differ in their initial
 weights, learning rates, seeds and optimizers.  Each network's result is
 the one its own :meth:`Network.fit` gives.
 
-Every network runs its own fit loop (``cbp._fit.run``), the networks
-spread over threads up to the native core's thread limit (one thread, the
-NumPy twin, or a callback: one after another, in the calling thread).  The
-SIMD path that issue 15 asks for (lanes holding networks) is not built yet.
+Three paths, the first that applies:
+
+- **lanes**: a full batch in order with plain SGD (``lr``), on a network
+  that fit's whole-epoch run takes (src/_fm_epochs.h: a few narrow dense
+  layers, ReLU or sigmoid, one output under a squared error), on the
+  native core: the networks train together in one native call, one
+  network a SIMD lane (src/_fm_lanes_body.h), each lane computing its own
+  fit's numbers bit for bit.  Each network's fit then commits those epochs
+  (its history, counters) and runs any it has left (the one that diverged).
+- **threads**: every network runs its own fit loop (``cbp._fit.run``), the
+  networks spread over threads up to the native core's thread limit.
+- **sequential**: one thread, the NumPy twin, or a callback: one fit after
+  another, in the calling thread.
 
 ``_paths`` counts the calls each path ran (private: for the tests).
 """
@@ -25,7 +34,7 @@ from .network import MAX_CHUNK, REPORT_SECONDS, Network, fit_settings
 __all__ = ["fit_many"]
 
 #: calls of fit_many by the path that ran them (private: for the tests)
-_paths = {"threads": 0, "sequential": 0}
+_paths = {"lanes": 0, "threads": 0, "sequential": 0}
 
 #: with networks on threads, each checks this often (epochs) whether the
 #: calling thread was interrupted
@@ -310,6 +319,9 @@ def _train(nets, lrs, seeds, opts, s, guards):
     """Every network trained (the guards held); the histories, or the
     DivergenceError of the diverged ones."""
     count = len(nets)
+    histories = _lanes(nets, lrs, seeds, opts, s, guards)
+    if histories is not None:
+        return histories
     histories = [None] * count
     diverged = []
     threads = min(_thread_limit(nets[0]), count)
@@ -354,10 +366,16 @@ def _train(nets, lrs, seeds, opts, s, guards):
     else:
         _paths["threads"] += 1
         _on_threads(one, count, threads)
+    _raise_diverged(diverged, histories)
+    return histories
+
+
+def _raise_diverged(diverged, histories):
+    """The DivergenceError of the networks in ``diverged`` (indices), if any."""
     if diverged:
         diverged.sort()
         err = DivergenceError(
-            f"training diverged for {len(diverged)} of {count} networks (indices "
+            f"training diverged for {len(diverged)} of {len(histories)} networks (indices "
             f"{diverged}): a loss or parameter became NaN or infinite; each was left at its "
             "parameters from the start of the failing epoch, the others trained on "
             "(.histories holds every history, .diverged the indices)"
@@ -365,6 +383,70 @@ def _train(nets, lrs, seeds, opts, s, guards):
         err.histories = histories
         err.diverged = diverged
         raise err
+
+
+def _lanes(nets, lrs, seeds, opts, s, guards):
+    """The lane path (see the module's docstring) if it applies: every
+    network trained and its history, in order (or the DivergenceError, or
+    the interrupt, once every network has committed what it ran); else None,
+    nothing changed."""
+    X, Y = s["X"], s["Y"]
+    if (
+        lrs is None
+        or len(nets) < 2
+        or nets[0].backend != "native"
+        or any(o is not None for o in opts)
+        or s["Xv"] is not None
+        or s["early_stopping"] is not None
+        or s["callback"] is not None
+        or s["verbose"]
+        or s["schedule"] is not None
+        or s["shuffle"]
+        or s["bs"] < X.shape[0]
+    ):
+        return None
+    count, epochs = len(nets), s["epochs"]
+    losses = np.empty((count, epochs))
+    done = np.zeros(count, dtype=np.intp)
+    core = nets[0]._kernels
+    taken, pending = core._fm_lanes(
+        [net._engine for net in nets], X, Y, epochs, np.asarray(lrs, dtype=np.float64), losses, done
+    )
+    if not taken:
+        return None
+    _paths["lanes"] += 1
+    histories = [None] * count
+    diverged = []
+    for i, net in enumerate(nets):
+        # each network's own fit, from its first epoch: it takes the epochs
+        # computed here, then runs on (the epoch that diverged, and after
+        # an interrupt nothing more).  A Ctrl-C that lands in this loop is
+        # kept, and raised once every network has committed its epochs.
+        engine = net._engine
+        engine._take_epochs(losses[i, : done[i]])
+        want = epochs if pending is None else int(done[i])
+        try:
+            while want > 0:
+                try:
+                    histories[i] = _fit.run(
+                        net, X, Y, None, None, want, lrs[i], s["bs"], False, seeds[i], None,
+                        None, None, s["every"], s["keep_every"], False, None, MAX_CHUNK,
+                        REPORT_SECONDS, owned=True,
+                    )  # fmt: skip
+                    break
+                except KeyboardInterrupt as exc:
+                    pending = exc  # and the epochs this fit has not committed yet
+                    want = engine._take_epochs()
+                    engine._take_epochs(losses[i, done[i] - want : done[i]])
+                except DivergenceError as err:
+                    histories[i] = err.history
+                    diverged.append(i)
+                    break
+        finally:
+            engine._take_epochs(None)
+    if pending is not None:
+        raise pending
+    _raise_diverged(diverged, histories)
     return histories
 
 

@@ -61,7 +61,8 @@ cimport _kernels as kernels
 from _kernels cimport (cbp_simd, cbp_simd_select, cbp_cpu_has_avx2, cbp_blas_min_work,
                        cbp_blas_min_side, FEATURE_MAJOR_NONE, FEATURE_MAJOR_RELU,
                        FEATURE_MAJOR_SIGMOID)
-from _fm_epochs cimport cbp_fm_net, cbp_fm_epochs_fn, cbp_fm_select, CBP_FM_MAX_LAYERS
+from _fm_epochs cimport (cbp_fm_net, cbp_fm_epochs_fn, cbp_fm_select, cbp_fm_lanes_fn,
+                         cbp_fm_lanes_select, cbp_fm_lanes_wide, CBP_FM_MAX_LAYERS)
 from _tiny cimport (cbp_tiny_net, cbp_tiny_run_fn, cbp_tiny_select, CBP_TINY_MAX_LAYERS,
                     CBP_TINY_MAX_WIDTH, CBP_TINY_MAX_PARAMS)
 

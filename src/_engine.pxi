@@ -105,6 +105,12 @@ cdef class Engine:
     cdef readonly Py_ssize_t tiny_steps
     # the epochs the last fit() ran as whole-epoch runs (_engine_fm.pxi)
     cdef readonly Py_ssize_t fm_epochs
+    # epochs that fit_many's lane run (_engine_fm.pxi) computed ahead for
+    # this engine's next fit: their losses, ahead_n of them, ahead_at taken
+    cdef object _ahead
+    cdef const double* ahead
+    cdef Py_ssize_t ahead_n
+    cdef Py_ssize_t ahead_at
     # fit's buffers beyond the workspace (_engine_fit.pxi): the order and
     # keys of a shuffle of order_cap rows, fit_fast's history of hist_cap rows
     # fit_fast's last result, also kept here for a Ctrl-C that lands as it returns
@@ -124,6 +130,8 @@ cdef class Engine:
         self.keys = NULL
         self.order_cap = 0
         self.hist_cap = 0
+        self.ahead_n = 0
+        self.ahead_at = 0
 
     def __init__(self, layer_ints, layer_floats, double[::1] params, double[::1] grads,
                  int loss, int reduction):
@@ -228,6 +236,27 @@ cdef class Engine:
         PyMem_Free(self.segs)
         PyMem_Free(self.gsegs)
         PyMem_Free(self.keys)
+
+    def _take_epochs(self, losses=None):
+        """Hand the next fit the epochs fit_many's lane run (_fm_lanes)
+        computed for this network, their losses in ``losses`` (1-D
+        float64): the fit's loop takes them as its first epochs, as its
+        whole-epoch run would have run them, and trains on from there.
+        None takes back what was not taken.  Returns the epochs still not
+        taken before the call.  Private: for cbp.fit_many.
+        """
+        cdef const double[::1] view
+        left = self.ahead_n - self.ahead_at
+        self.ahead_n = 0
+        self.ahead_at = 0
+        self._ahead = None
+        if losses is not None:
+            view = np.ascontiguousarray(losses, dtype=np.float64)
+            if view.shape[0]:
+                self._ahead = view
+                self.ahead = &view[0]
+                self.ahead_n = view.shape[0]
+        return left
 
     # -- Python entry points -------------------------------------------------
     def forward(self, const double[:, ::1] X):

@@ -99,6 +99,23 @@ cdef int _fit_loop(Engine self, const double* X, const double* Y, Py_ssize_t n,
     self.fm_epochs = 0
     if feature_major and not tiny:
         fm_run = _fm_run(self, &fm, n, bs, plain, shuffle, nv, early_stop, schedule)
+    if self.ahead_at < self.ahead_n:  # epochs fit_many's lane run computed ahead
+        if fm_run == NULL:
+            raise RuntimeError(
+                "cbp internal error: fit_many computed epochs ahead for a fit that the "
+                "whole-epoch run does not take")
+        k0 = min(self.ahead_n - self.ahead_at, n_epochs)
+        for k in range(k0):
+            hrow = history + k * N_HISTORY
+            hrow[HISTORY_LOSS] = self.ahead[self.ahead_at + k]
+            hrow[HISTORY_LR] = base_lr
+            hrow[HISTORY_ACCURACY] = NAN
+            hrow[HISTORY_VAL_LOSS] = NAN
+            hrow[HISTORY_VAL_ACCURACY] = NAN
+        self.ahead_at += k0
+        steps = k0
+        progress[0] = k0
+        progress[1] = steps
     cbp_threads_enter()
     try:
         with nogil:

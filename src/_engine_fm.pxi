@@ -80,3 +80,149 @@ cdef cbp_fm_epochs_fn _fm_run(Engine self, cbp_fm_net* net, Py_ssize_t n, Py_ssi
     net.out_act = layer.act
     net.zt_out = self.work + layer.zt
     return cbp_fm_select()  # the table in force now
+
+
+def _fm_lanes_width(wide=None):
+    """The networks a vector of fit_many's lane run holds on the table in
+    force (0: no lane run), after optionally setting whether it may take
+    the 8 lanes of AVX-512 where the CPU has them (src/_simd_lanes.h;
+    ``wide`` False: the table's own width).  Private: for the benchmark and
+    for tests that run both widths.
+    """
+    global cbp_fm_lanes_wide
+    cdef int vw = 0
+    if wide is not None:
+        cbp_fm_lanes_wide = 1 if wide else 0
+    cbp_fm_lanes_select(&vw)
+    return vw
+
+
+cdef enum:
+    _LANES_MAX = 8  # at most this many lanes in a table (the lane run's per-lane arrays)
+
+
+def _fm_lanes(engines, const double[:, ::1] X, const double[:, ::1] Y, Py_ssize_t epochs,
+              const double[::1] lrs, double[:, ::1] losses, Py_ssize_t[::1] done):
+    """fit_many's lane run: ``epochs`` whole epochs of plain SGD (rate
+    lrs[i]) for each engine of ``engines``, a network a SIMD lane
+    (src/_fm_lanes_body.h), each network's numbers those of its own fit's
+    whole-epoch run (_fm_run), bit for bit.
+
+    Every engine's parameters are trained in place; losses[i, e] is
+    network i's loss of epoch e, and done[i] the epochs it completed: fewer
+    than ``epochs`` when its next one is not finite (the parameters left at
+    that epoch's start, for its fit to run and report) or on an interrupt.
+    The networks have one architecture (cbp.fit_many checks it, and this
+    again) and the full batch is X (n, n_in), Y (n, n_out).
+
+    Returns (taken, pending): taken False when the run does not take these
+    fits (nothing changed: train them with fit); pending the exception a
+    signal handler raised (Ctrl-C), the networks then stopped where done
+    says, or None.  Private: for cbp.fit_many.
+    """
+    cdef Py_ssize_t count = len(engines), n = X.shape[0], i, c, g, q, l, np_, e, want, span = 1
+    cdef Engine first, eng
+    cdef cbp_fm_net fm, other
+    cdef double es[N_EARLY_STOP]
+    cdef double sch[N_SCHEDULE]
+    cdef int vw = 0, alive
+    cdef cbp_fm_lanes_fn run = cbp_fm_lanes_select(&vw)
+    cdef double lr_l[_LANES_MAX]
+    cdef Py_ssize_t done_l[_LANES_MAX]
+    cdef double* loss_l[_LANES_MAX]
+    cdef double[::1] P, work
+    cdef Py_ssize_t size
+    cdef double now, last_read, last_signal
+    cdef bint interrupted = False
+    _check(losses.shape[0] == count and losses.shape[1] == epochs and done.shape[0] == count
+           and lrs.shape[0] == count, "_fm_lanes: losses, done and lrs must have a row per engine")
+    if run == NULL or count == 0 or epochs < 1 or vw > _LANES_MAX:
+        return False, None
+    engines = list(engines)
+    first = engines[0]
+    _check(X.shape[1] == first.n_in and Y.shape[0] == n and Y.shape[1] == first.n_out and n > 0,
+           "_fm_lanes: X and Y do not fit the network")
+    memset(es, 0, sizeof(es))
+    memset(sch, 0, sizeof(sch))
+    es[EARLY_STOP_ENABLED] = 0.0
+    sch[SCHEDULE_KIND] = SCHEDULE_NONE
+    for i in range(count):
+        eng = engines[i]
+        _check(eng.n_params == first.n_params and eng.n_layers == first.n_layers
+               and eng.loss == first.loss and eng.reduction == first.reduction,
+               "_fm_lanes: the engines differ in their architecture")
+        for l in range(first.n_layers):
+            _check(eng.layers[l].n_in == first.layers[l].n_in
+                   and eng.layers[l].n_out == first.layers[l].n_out
+                   and eng.layers[l].act == first.layers[l].act
+                   and eng.layers[l].w_off == first.layers[l].w_off
+                   and eng.layers[l].b_off == first.layers[l].b_off,
+                   "_fm_lanes: the engines differ in their architecture")
+        _check(isfinite(lrs[i]) and lrs[i] > 0.0, "_fm_lanes: every rate must be finite and > 0")
+        _layout(eng, n)
+        if _fm_run(eng, &other if i else &fm, n, n, True, False, 0, es, sch) == NULL:
+            return False, None
+    np_ = first.n_params
+    size = 3 * np_ + 1  # G, S, R and the zero bias (src/_fm_lanes_body.h)
+    for l in range(fm.n_layers):
+        size += 2 * fm.width[l + 1] * fm.ld + fm.width[l + 1]
+    P = np.zeros(np_ * vw, dtype=np.float64)
+    work = np.zeros(size * vw, dtype=np.float64)
+    cdef double[::1] spare = np.empty(epochs, dtype=np.float64)  # the padding lanes' losses
+    _load_feature_major(first, &X[0, 0], n)  # fm.xt: the first engine's xT, shared
+    for i in range(count):
+        done[i] = 0
+    group = [None] * vw
+    cbp_threads_enter()
+    try:
+        last_read = last_signal = cbp_monotonic()
+        for g in range(0, count, vw):
+            for c in range(vw):  # the group's lanes; past the last network, padding
+                i = g + c if g + c < count else g
+                group[c] = engines[i]
+                lr_l[c] = lrs[i]
+                done_l[c] = -1 if g + c < count else 0
+                loss_l[c] = &losses[i, 0] if g + c < count else &spare[0]
+                for q in range(np_):
+                    P[q * vw + c] = (<Engine>group[c]).params[q]
+            e = 0
+            with nogil:
+                while e < epochs:
+                    want = min(span, epochs - e)
+                    alive = run(&fm, &Y[0, 0], &P[0], &work[0], lr_l, done_l, e, e + want,
+                                loss_l, 1)
+                    e += want
+                    if alive == 0:
+                        break
+                    now = cbp_monotonic()
+                    if now - last_read < 0.0005:
+                        span = min(2 * span, MAX_STRIDE)
+                    elif now - last_read > 0.002 and span > 1:
+                        span //= 2
+                    last_read = now
+                    if now - last_signal >= SIGNAL_SECONDS:
+                        last_signal = now
+                        with gil:
+                            interrupted = _signal_raised(first)
+                        if interrupted:
+                            break
+            for c in range(min(vw, count - g)):  # the parameters back, and the counts
+                eng = group[c]
+                if done_l[c] >= 0:  # where it stopped (R)
+                    for q in range(np_):
+                        eng.params[q] = work[(2 * np_ + q) * vw + c]
+                else:
+                    for q in range(np_):
+                        eng.params[q] = P[q * vw + c]
+                eng.rows = 0  # (no forward cached)
+                done[g + c] = done_l[c] if done_l[c] >= 0 else min(e, epochs)
+            if interrupted:
+                break
+        if not interrupted:
+            interrupted = _signal_raised(first)
+    finally:
+        cbp_threads_leave()
+    if interrupted:
+        pending, first._pending = first._pending, None
+        return True, pending
+    return True, None

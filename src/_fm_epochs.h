@@ -41,4 +41,40 @@ static cbp_fm_epochs_fn cbp_fm_select(void)
     return NULL;
 }
 
+/* Whole epochs of CBP_VW networks at once, a network a lane
+ * (_fm_lanes_body.h); P and work hold vectors of cbp_fm_lanes_width()
+ * doubles. */
+typedef int (*cbp_fm_lanes_fn)(const cbp_fm_net* net, const double* Y, double* P, double* work,
+                               const double* lr, cbp_ix* done, cbp_ix e0, cbp_ix e1,
+                               double* const* losses, cbp_ix stride);
+
+/* The lane run for the fits of the table in force (NULL where none is
+ * built), and its lanes in *width: 8 under AVX-512 for the AVX2 table's
+ * fits (_simd_lanes.h), unless cbp_fm_lanes_wide is 0. */
+static int cbp_fm_lanes_wide = 1;  /* 0: the table's own width (for tests) */
+
+static cbp_fm_lanes_fn cbp_fm_lanes_select(int* width)
+{
+#if defined(CBP_HAVE_AVX2)
+    if (strcmp(cbp_simd.name, "avx2+fma") == 0) {
+#  if defined(CBP_HAVE_AVX512_LANES)
+        if (cbp_fm_lanes_wide && cbp_cpu_has_avx512()) {
+            *width = 8;
+            return cbp_fm_lanes_avx512;
+        }
+#  endif
+        *width = 4;
+        return cbp_fm_lanes_avx2;
+    }
+#endif
+#if CBP_FM_BUILT
+    if (strcmp(cbp_simd.name, "baseline") == 0) {
+        *width = cbp_base_vw;
+        return cbp_fm_lanes_base;
+    }
+#endif
+    *width = 0;
+    return NULL;
+}
+
 #endif /* CBP_FM_EPOCHS_H */

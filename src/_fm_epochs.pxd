@@ -23,3 +23,9 @@ cdef extern from "_fm_epochs.h" nogil:
                                             Py_ssize_t n_epochs, double lr,
                                             double* losses, Py_ssize_t stride) noexcept nogil
     cbp_fm_epochs_fn cbp_fm_select()
+    ctypedef int (*cbp_fm_lanes_fn)(const cbp_fm_net* net, const double* Y, double* P,
+                                    double* work, const double* lr, Py_ssize_t* done,
+                                    Py_ssize_t e0, Py_ssize_t e1, double* const* losses,
+                                    Py_ssize_t stride) noexcept nogil
+    cbp_fm_lanes_fn cbp_fm_lanes_select(int* width)
+    int cbp_fm_lanes_wide

@@ -168,6 +168,7 @@ typedef double cbp_p4d __attribute__((vector_size(32)));
 #    pragma GCC diagnostic ignored "-Wpsabi"  /* vectors pass only between inlined calls */
 #  endif
 #  include "_simd_body.h"
+static const int cbp_base_vw = CBP_VW;  /* the baseline table's lanes */
 #  undef CBP_VW
 #  undef CBP_VD
 #  undef CBP_VI
@@ -202,6 +203,10 @@ static cbp_simd_table cbp_simd = {cbp_mm_nn_base, cbp_mm_nt_base, cbp_mm_tn_base
 #    undef CBP_SUFFIX
 #    undef CBP_ATTR
 #    undef CBP_NAME
+#    if !defined(CBP_NO_AVX512)
+#      define CBP_HAVE_AVX512_LANES 1
+#      include "_simd_lanes.h"
+#    endif
 #  endif
 
 #else /* no vector extensions: plain loops, same contracts; this build's "baseline" */

@@ -1,0 +1,75 @@
+/* The elementwise vector helpers of _simd_body.h (broadcast, exp, the
+ * logistic function, lane tests), for every CBP_VW: included by
+ * _simd_body.h for each table and by _simd_lanes.h for the wider lanes of
+ * the lane run.  Not a public header: no include guard on purpose.
+ */
+CBP_INL CBP_VD CBP_FN(cbp_splat)(double a)
+{
+#if CBP_VW == 8
+    CBP_VD v = {a, a, a, a, a, a, a, a};
+#elif CBP_VW == 4
+    CBP_VD v = {a, a, a, a};
+#else
+    CBP_VD v = {a, a};
+#endif
+    return v;
+}
+
+/* ------------------------------------------------------------------ exp --
+ * exp(x) = 2^k * exp(r), x = k ln2 + r, |r| <= ln2 / 2 (Cody-Waite split of
+ * ln2), exp(r) by its Taylor series to degree 13 (truncation < 1e-17
+ * relative; Estrin's scheme), 2^k put into the exponent bits.  Valid for x in [-708, 709],
+ * where every result is a normal double (callers send arrays with
+ * anything else to libm).  Error: within 1 ulp of exp(x) in tests. */
+CBP_INL CBP_VD CBP_FN(cbp_expv)(CBP_VD x)
+{
+    const CBP_VD shifter = CBP_FN(cbp_splat)(6755399441055744.0); /* 1.5 * 2^52 */
+    const CBP_VD log2e = CBP_FN(cbp_splat)(1.4426950408889634);
+    const CBP_VD ln2hi = CBP_FN(cbp_splat)(6.93147180369123816490e-01);
+    const CBP_VD ln2lo = CBP_FN(cbp_splat)(1.90821492927058770002e-10);
+    CBP_VD t = x * log2e + shifter;
+    CBP_VD k = t - shifter;                  /* round(x / ln2), exactly */
+    CBP_VD r = (x - k * ln2hi) - k * ln2lo;  /* k * ln2hi is exact */
+    /* exp(r) = 1 + (r + r^2 u), u = sum c_{j+2} r^j, c_i = 1/i!, i <= 13,
+     * u by Estrin's scheme (a chain of 5 multiply-adds instead of Horner's
+     * 13), the 1 added last so that its rounding is the last one */
+#define CBP_C(i, v) const CBP_VD c##i = CBP_FN(cbp_splat)(v)
+    CBP_C(2, 0.5); CBP_C(3, 1.0 / 6.0);
+    CBP_C(4, 1.0 / 24.0); CBP_C(5, 1.0 / 120.0); CBP_C(6, 1.0 / 720.0);
+    CBP_C(7, 1.0 / 5040.0); CBP_C(8, 1.0 / 40320.0); CBP_C(9, 1.0 / 362880.0);
+    CBP_C(10, 1.0 / 3628800.0); CBP_C(11, 1.0 / 39916800.0);
+    CBP_C(12, 1.0 / 479001600.0); CBP_C(13, 1.0 / 6227020800.0);
+#undef CBP_C
+    CBP_VD r2 = r * r;
+    CBP_VD r4 = r2 * r2;
+    CBP_VD a0 = c2 + c3 * r, a1 = c4 + c5 * r, a2 = c6 + c7 * r;
+    CBP_VD a3 = c8 + c9 * r, a4 = c10 + c11 * r, a5 = c12 + c13 * r;
+    CBP_VD b0 = a0 + a1 * r2, b1 = a2 + a3 * r2, b2 = a4 + a5 * r2;
+    CBP_VD u = b0 + (b1 + b2 * r4) * r4;
+    CBP_VD p = CBP_FN(cbp_splat)(1.0) + (r + r2 * u);
+    /* the low bits of t hold k: add k to the exponent field of p */
+    CBP_VI ki = (CBP_VI)t - (CBP_VI)shifter;
+    return (CBP_VD)((CBP_VI)p + (ki << 52));
+}
+
+/* Lanes of x outside [-708, 709], or NaN: all bits set. */
+CBP_INL CBP_VI CBP_FN(cbp_exp_out)(CBP_VD x)
+{
+    return ~((CBP_VI)(x >= CBP_FN(cbp_splat)(-708.0)) & (CBP_VI)(x <= CBP_FN(cbp_splat)(709.0)));
+}
+
+CBP_INL int CBP_FN(cbp_any)(CBP_VI m)
+{
+    int64_t t = 0;
+    int l;
+    CBP_UNROLL for (l = 0; l < CBP_VW; l++) t |= m[l];
+    return t != 0;
+}
+
+/* 1 / (1 + exp(x)), for x within [-708, 709] */
+CBP_INL CBP_VD CBP_FN(cbp_logistic)(CBP_VD x)
+{
+    const CBP_VD one = CBP_FN(cbp_splat)(1.0);
+    return one / (one + CBP_FN(cbp_expv)(x));
+}
+

@@ -1,0 +1,283 @@
+"""fit_many's lane run (src/_fm_lanes_body.h, src/_simd_lanes.h,
+``cbp._core._fm_lanes``): networks trained together, one a SIMD lane, each
+with its own fit's numbers bit for bit (parameters, history, counters), on
+every SIMD table this build and CPU run and at every lane width; the run
+taken where it is meant to be and only there; a lane that diverges, an
+interrupt in the run and in the commits after it, a second thread on one
+of the networks, and bad arguments to the native entry point.
+"""
+
+import _thread
+import threading
+
+import numpy as np
+import pytest
+
+import cbp
+from cbp import _fit, many
+
+
+@pytest.fixture
+def core(native_core):
+    """The compiled module; the SIMD table, the whole-epoch run and the
+    lane width restored after."""
+    saved = (native_core._simd(), native_core._fm_epochs_path(True), native_core._fm_lanes_width())
+    yield native_core
+    native_core._simd(saved[0])
+    native_core._fm_epochs_path(saved[1])
+    native_core._fm_lanes_width(saved[2] == 8 or None)
+
+
+def tables(core):
+    """(table, wide) pairs this build and CPU run: the baseline, AVX2+FMA
+    at its own 4 lanes and, where the CPU has AVX-512, at 8."""
+    out = []
+    for name in ("baseline", "avx2+fma"):
+        try:
+            core._simd(name)
+        except (ValueError, RuntimeError):
+            continue
+        core._fm_lanes_width(False)
+        narrow = core._fm_lanes_width()
+        wide = core._fm_lanes_width(True)
+        if narrow:
+            out.append((name, False))
+        if wide != narrow:
+            out.append((name, True))
+    assert out, "no lane run on this build"
+    return out
+
+
+def data(n_in, n, seed=0):
+    rng = np.random.default_rng([seed, n_in, n])
+    X = rng.standard_normal((n, n_in))
+    return X, np.tanh(X.sum(axis=1)) * 0.5 + 0.5
+
+
+def make(widths, acts, seed, bias=True, loss="squared_error", reduction="mean"):
+    layers = [
+        cbp.Dense(
+            widths[i],
+            widths[i + 1],
+            a,
+            seed=1000 * seed + i,
+            use_bias=bias is True or (bias == "alternate" and i % 2 == 1),
+        )
+        for i, a in enumerate(acts)
+    ]
+    return cbp.Network(layers, loss=loss, reduction=reduction)
+
+
+def same_history(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        if isinstance(a[k], (list, np.ndarray)):
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+        else:
+            assert a[k] == b[k], k
+
+
+def check(core, table, wide, widths, acts, count, n, epochs=120, lrs=None, **kw):
+    """fit_many on the lanes of (table, wide) equals every network's own
+    fit on that table, exactly; returns the networks."""
+    core._simd(table)
+    core._fm_lanes_width(wide)
+    X, y = data(widths[0], n)
+    lrs = lrs if lrs is not None else [0.05 + 0.1 * i for i in range(count)]
+    opts = {k: kw.pop(k) for k in ("bias", "loss", "reduction") if k in kw}
+    nets = [make(widths, acts, i, **opts) for i in range(count)]
+    refs = [make(widths, acts, i, **opts) for i in range(count)]
+    before = many._paths["lanes"]
+    try:
+        out = cbp.fit_many(nets, X, y, epochs=epochs, lr=lrs, **kw)
+        diverged = None
+    except cbp.DivergenceError as err:
+        out, diverged = err.histories, err.diverged
+    assert many._paths["lanes"] == before + 1, "the lane run did not take these fits"
+    own_diverged = []
+    for i, (net, ref) in enumerate(zip(nets, refs)):
+        try:
+            expected = ref.fit(X, y, epochs=epochs, lr=lrs[i], **kw)
+        except cbp.DivergenceError as err:
+            expected = err.history
+            own_diverged.append(i)
+        same_history(out[i], expected)
+        np.testing.assert_array_equal(net.parameters, ref.parameters)
+        assert net.epochs_trained == ref.epochs_trained
+        assert not net._guard.held
+    assert (diverged or []) == own_diverged
+    return nets
+
+
+SHAPES = {
+    "xor-no-bias": ([2, 4, 1], ["sigmoid", "sigmoid"], {"bias": False}),
+    "relu-sigmoid": ([2, 2, 1], ["relu", "sigmoid"], {}),
+    "4-3-1": ([4, 3, 1], ["sigmoid", "sigmoid"], {}),
+    "identity-out": ([1, 4, 1], ["relu", "identity"], {"loss": "half_squared_error"}),
+    "three-layers": ([3, 3, 2, 1], ["sigmoid", "relu", "sigmoid"], {"bias": "alternate"}),
+    "relu-out-sum": ([2, 3, 1], ["sigmoid", "relu"], {"reduction": "sum"}),
+}
+
+
+@pytest.mark.parametrize("n", [3, 4, 7])
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_every_lane_is_its_own_fit(core, shape, n):
+    widths, acts, kw = SHAPES[shape]
+    for table, wide in tables(core):
+        for count in (2, 5, 9, 17):
+            check(core, table, wide, widths, acts, count, n, **kw)
+
+
+def test_a_long_run_stays_exact(core):
+    """Many epochs in several stretches between the clock's readings."""
+    for table, wide in tables(core):
+        check(core, table, wide, [2, 4, 1], ["sigmoid", "sigmoid"], 9, 4, epochs=20000)
+
+
+def test_lanes_that_diverge_and_the_others(core):
+    """Lanes stop at different epochs, some on the loss and some on the
+    update; each is left as its own fit leaves it and reports the same."""
+    # 1e200: epoch 0's update is finite, epoch 1's loss is not; 1e308:
+    # epoch 0's loss is finite, its update is not
+    lrs = [0.01, 40.0, 0.2, 400.0, 0.05, 4000.0, 0.1, 1e12, 0.3, 1e200, 1e308]
+    for table, wide in tables(core):
+        nets = check(
+            core, table, wide, [2, 4, 1], ["relu", "identity"], len(lrs), 5, epochs=300, lrs=lrs
+        )
+        assert {i for i, net in enumerate(nets) if net.epochs_trained < 300} >= {1, 3, 5, 7}
+        assert (nets[9].epochs_trained, nets[10].epochs_trained) == (1, 0)
+    # nothing computed ahead is left for a later fit
+    X, y = data(2, 5)
+    net, ref = nets[0], make([2, 4, 1], ["relu", "identity"], 0)
+    ref.fit(X, y, epochs=300, lr=0.01)
+    net.fit(X, y, epochs=3, lr=0.01)
+    ref.fit(X, y, epochs=3, lr=0.01)
+    np.testing.assert_array_equal(net.parameters, ref.parameters)
+
+
+def test_where_the_lane_run_does_not_apply(core):
+    X, y = data(2, 6)
+    cases = [
+        dict(lr=0.1, batch_size=2),
+        dict(lr=0.1, shuffle=True),
+        dict(optimizer="sgd"),
+        dict(lr=0.1, validation_data=(X, y)),
+        dict(lr=0.1, callback=lambda e, logs: None),
+    ]
+    for kw in cases:
+        before = dict(many._paths)
+        nets = [make([2, 4, 1], ["sigmoid", "sigmoid"], i) for i in range(3)]
+        cbp.fit_many(nets, X, y, epochs=5, **kw)
+        assert many._paths["lanes"] == before["lanes"], kw
+    # a network the whole-epoch run does not take, and the run switched off
+    for nets, target in (
+        ([make([2, 4, 1], ["tanh", "sigmoid"], i) for i in range(3)], y),
+        ([make([2, 4, 2], ["sigmoid", "sigmoid"], i) for i in range(3)], np.c_[y, y]),
+    ):
+        before = many._paths["lanes"]
+        cbp.fit_many(nets, X, target, epochs=5, lr=0.1)
+        assert many._paths["lanes"] == before
+    core._fm_epochs_path(False)
+    before = many._paths["lanes"]
+    cbp.fit_many([make([2, 4, 1], ["sigmoid", "sigmoid"], i) for i in range(3)], X, y, lr=0.1)
+    assert many._paths["lanes"] == before
+
+
+def test_an_interrupt_in_the_run(core):
+    """Ctrl-C in the native run: every network commits the epochs it
+    completed (a group in the middle of its run, the groups after it none),
+    each equal to its own fit of that many epochs; the interrupt is raised."""
+    X, y = data(2, 4)
+    nets = [make([2, 4, 1], ["sigmoid", "sigmoid"], i) for i in range(20)]
+    timer = threading.Timer(0.3, _thread.interrupt_main)
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            cbp.fit_many(nets, X, y, epochs=10**8, lr=0.1)
+    finally:
+        timer.cancel()
+    counts = [net.epochs_trained for net in nets]
+    assert 0 < counts[0] < 10**8
+    for i, net in enumerate(nets):
+        assert not net._guard.held
+        assert net._engine._take_epochs() == 0  # nothing left computed ahead
+        ref = make([2, 4, 1], ["sigmoid", "sigmoid"], i)
+        if counts[i]:
+            ref.fit(X, y, epochs=counts[i], lr=0.1)
+        np.testing.assert_array_equal(net.parameters, ref.parameters)
+
+
+def test_an_interrupt_in_the_commits(core, monkeypatch):
+    """Ctrl-C while the networks commit what the run computed: the network
+    it lands in and every one after it still commit all of it."""
+    X, y = data(2, 4)
+    nets = [make([2, 4, 1], ["sigmoid", "sigmoid"], i) for i in range(6)]
+    finish, hits = _fit.finish, []
+
+    def interrupted_finish(net, *args):
+        result = finish(net, *args)
+        if net is nets[2] and not hits:
+            hits.append(1)
+            raise KeyboardInterrupt  # after it: _fit.run runs it again, then raises
+        return result
+
+    monkeypatch.setattr(_fit, "finish", interrupted_finish)
+    with pytest.raises(KeyboardInterrupt):
+        cbp.fit_many(nets, X, y, epochs=500, lr=0.3)
+    assert hits
+    for i, net in enumerate(nets):
+        ref = make([2, 4, 1], ["sigmoid", "sigmoid"], i)
+        ref.fit(X, y, epochs=500, lr=0.3)
+        assert net.epochs_trained == 500
+        np.testing.assert_array_equal(net.parameters, ref.parameters)
+        assert not net._guard.held
+
+
+def test_another_thread_on_one_of_the_networks(core):
+    """While the lane run trains, a fit of one of its networks from another
+    thread is refused, and the run's results are untouched by it."""
+    X, y = data(2, 4)
+    nets = [make([2, 4, 1], ["sigmoid", "sigmoid"], i) for i in range(12)]
+    errors, started = [], threading.Event()
+
+    def other():
+        started.wait(5)
+        for _ in range(200):
+            try:
+                nets[5].fit(X, y, epochs=1, lr=0.1)
+            except RuntimeError as exc:
+                errors.append(exc)
+                return
+
+    t = threading.Thread(target=other)
+    t.start()
+    started.set()
+    cbp.fit_many(nets, X, y, epochs=200000, lr=0.2)
+    t.join(10)
+    assert not t.is_alive()
+    assert errors and "in use" in str(errors[0])
+    ref = make([2, 4, 1], ["sigmoid", "sigmoid"], 5)
+    ref.fit(X, y, epochs=200000, lr=0.2)
+    np.testing.assert_array_equal(nets[5].parameters, ref.parameters)
+
+
+def test_the_native_entry_point_checks_its_arguments(core):
+    X, y = data(2, 4)
+    Y = y[:, None].copy()
+    nets = [make([2, 4, 1], ["sigmoid", "sigmoid"], i) for i in range(3)]
+    engines = [net._engine for net in nets]
+    losses, done, lrs = np.empty((3, 10)), np.zeros(3, dtype=np.intp), np.full(3, 0.1)
+    with pytest.raises(ValueError, match="a row per engine"):
+        core._fm_lanes(engines, X, Y, 10, lrs, np.empty((2, 10)), done)
+    with pytest.raises(ValueError, match="a row per engine"):
+        core._fm_lanes(engines, X, Y, 11, lrs, losses, done)
+    with pytest.raises(ValueError, match="finite and > 0"):
+        core._fm_lanes(engines, X, Y, 10, np.array([0.1, np.nan, 0.1]), losses, done)
+    with pytest.raises(ValueError, match="do not fit the network"):
+        core._fm_lanes(engines, np.c_[X, X], Y, 10, lrs, losses, done)
+    other = make([2, 3, 1], ["sigmoid", "sigmoid"], 9)._engine
+    with pytest.raises(ValueError, match="differ in their architecture"):
+        core._fm_lanes(engines[:2] + [other], X, Y, 10, lrs, losses, done)
+    before = [net.parameters.copy() for net in nets]
+    for net, p in zip(nets, before):  # nothing trained by a refused call
+        np.testing.assert_array_equal(net.parameters, p)

@@ -429,9 +429,9 @@ class _PopulationPeer(Peer):
 
 class CbpPopulationPeer(_PopulationPeer):
     """cbp native, the networks fitted one by one: ``net.fit(epochs=n)`` for
-    each (the baseline of a future ``cbp.fit_many``)."""
+    each (the baseline of ``cbp.fit_many``'s target: >= 4x this)."""
 
-    family = "cbp"
+    family = "cbp-one-by-one"
     label = "cbp native fit, one network after another"
 
     def unavailable(self):
@@ -463,6 +463,19 @@ class CbpPopulationPeer(_PopulationPeer):
             for net in self.nets
             for d in net.layers
         ]
+
+
+class CbpManyPeer(CbpPopulationPeer):
+    """``cbp.fit_many(nets, X, y, epochs=n, lr=...)``: the networks in SIMD
+    lanes (src/_fm_lanes_body.h) where fit's whole-epoch run applies, as it
+    does for XOR."""
+
+    family = "cbp"
+    label = "cbp.fit_many (networks in SIMD lanes)"
+
+    def train(self, n):
+        p = self.problem
+        cbp.fit_many(self.nets, p.X, p.y, epochs=n, lr=p.lr, batch_size=p.batch_size)
 
 
 class JaxPopulationPeer(_PopulationPeer):

@@ -207,6 +207,7 @@ def workloads(quick):
             f"weights), per network-epoch",
             unit="network-epoch",
             peers=lambda: [
+                C.CbpManyPeer(population),
                 C.CbpPopulationPeer(population),
                 C.JaxPopulationPeer(population),
                 C.NumbaPopulationPeer(population),
@@ -243,7 +244,7 @@ def run_peers(args):
     s = Settings.make(args.quick, 1)
     if not args.quick:
         s.repeats = 9
-    keep = {"cbp", *args.peers}
+    keep = {"cbp", "cbp-one-by-one", *args.peers}
     result = {
         "settings": s.__dict__,
         "jax": C.jax_version(),

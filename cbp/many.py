@@ -230,6 +230,13 @@ def _differs(first, net, ints0, floats0):
     if len(net.layers) != len(first.layers):
         return f"it has {len(net.layers)} layers, not {len(first.layers)}"
     ints, floats = net._layer_table()
+    if (
+        ints.tobytes() == ints0.tobytes()
+        and floats.tobytes() == floats0.tobytes()
+        and net.loss == first.loss
+        and net.reduction == first.reduction
+    ):  # (the common case, at a fraction of the cost of the search below)
+        return ""
     for j in range(len(ints)):
         if not (np.array_equal(ints[j], ints0[j]) and np.array_equal(floats[j], floats0[j])):
             col = next((c for c in _INT_NAMES if ints[j, c] != ints0[j, c]), None)
@@ -408,6 +415,7 @@ def _lanes(nets, lrs, seeds, opts, s, guards):
     count, epochs = len(nets), s["epochs"]
     losses = np.empty((count, epochs))
     done = np.zeros(count, dtype=np.intp)
+    befores = [net._epochs_trained for net in nets]
     core = nets[0]._kernels
     taken, pending = core._fm_lanes(
         [net._engine for net in nets], X, Y, epochs, np.asarray(lrs, dtype=np.float64), losses, done
@@ -417,37 +425,50 @@ def _lanes(nets, lrs, seeds, opts, s, guards):
     _paths["lanes"] += 1
     histories = [None] * count
     diverged = []
-    for i, net in enumerate(nets):
-        # each network's own fit, from its first epoch: it takes the epochs
-        # computed here, then runs on (the epoch that diverged, and after
-        # an interrupt nothing more).  A Ctrl-C that lands in this loop is
-        # kept, and raised once every network has committed its epochs.
-        engine = net._engine
-        engine._take_epochs(losses[i, : done[i]])
-        want = epochs if pending is None else int(done[i])
+    # The commits.  A network that completed every epoch gets the history
+    # and counter its fit gives such a run (only a loss column: the squared
+    # errors have no accuracy); any other runs its own fit, which takes the
+    # epochs computed here (Engine._take_epochs) and runs on: the epoch that
+    # diverged, and after an interrupt nothing more.  A Ctrl-C that lands
+    # here is kept, the network it landed in committed again in full, and
+    # raised once every network has committed what it ran.
+    direct = s["keep_every"] == 1 and list(_fit.history_columns(nets[0], False)) == ["loss"]
+    i = 0
+    while i < count:
+        net = nets[i]
         try:
-            while want > 0:
-                try:
-                    histories[i] = _fit.run(
-                        net, X, Y, None, None, want, lrs[i], s["bs"], False, seeds[i], None,
-                        None, None, s["every"], s["keep_every"], False, None, MAX_CHUNK,
-                        REPORT_SECONDS, owned=True,
-                    )  # fmt: skip
-                    break
-                except KeyboardInterrupt as exc:
-                    pending = exc  # and the epochs this fit has not committed yet
-                    want = engine._take_epochs()
-                    engine._take_epochs(losses[i, done[i] - want : done[i]])
-                except DivergenceError as err:
-                    histories[i] = err.history
-                    diverged.append(i)
-                    break
-        finally:
-            engine._take_epochs(None)
+            if direct and done[i] == epochs:
+                histories[i] = {"loss": losses[i]}  # (a row of `losses`, not a copy)
+                net._epochs_trained = befores[i] + epochs
+                net._history = histories[i]
+            else:  # its fit, from what it has committed (its counter says)
+                ran = net._epochs_trained - befores[i]
+                want = (epochs if pending is None else int(done[i])) - ran
+                net._engine._take_epochs(losses[i, ran : done[i]])
+                if want > 0:
+                    _commit_fit(net, X, Y, want, lrs[i], seeds[i], s, histories, diverged, i)
+                net._engine._take_epochs(None)
+            i += 1
+        except KeyboardInterrupt as exc:
+            pending = exc
     if pending is not None:
         raise pending
     _raise_diverged(diverged, histories)
     return histories
+
+
+def _commit_fit(net, X, Y, epochs, lr, seed, s, histories, diverged, i):
+    """Network i's own fit of ``epochs`` (the lane path's commit), its
+    history into histories[i], its index into ``diverged`` if it diverged."""
+    try:
+        histories[i] = _fit.run(
+            net, X, Y, None, None, epochs, lr, s["bs"], False, seed, None, None, None,
+            s["every"], s["keep_every"], False, None, MAX_CHUNK, REPORT_SECONDS, owned=True,
+        )  # fmt: skip
+    except DivergenceError as err:
+        histories[i] = err.history
+        if i not in diverged:
+            diverged.append(i)
 
 
 def _lend(guards):

@@ -108,8 +108,10 @@ def _fm_lanes(engines, const double[:, ::1] X, const double[:, ::1] Y, Py_ssize_
     (src/_fm_lanes_body.h), each network's numbers those of its own fit's
     whole-epoch run (_fm_run), bit for bit.
 
-    Every engine's parameters are trained in place; losses[i, e] is
-    network i's loss of epoch e, and done[i] the epochs it completed: fewer
+    Every engine's parameters are trained in place (its gradient left as its
+    fit leaves it, but for a network that stopped early, whose fit computes
+    it); losses[i, e] is network i's loss of epoch e, and done[i] the epochs
+    it completed: fewer
     than ``epochs`` when its next one is not finite (the parameters left at
     that epoch's start, for its fit to run and report) or on an interrupt.
     The networks have one architecture (cbp.fit_many checks it, and this
@@ -211,9 +213,10 @@ def _fm_lanes(engines, const double[:, ::1] X, const double[:, ::1] Y, Py_ssize_
                 if done_l[c] >= 0:  # where it stopped (R)
                     for q in range(np_):
                         eng.params[q] = work[(2 * np_ + q) * vw + c]
-                else:
+                else:  # and the last epoch's gradient, as its fit leaves it
                     for q in range(np_):
                         eng.params[q] = P[q * vw + c]
+                        eng.grads[q] = work[q * vw + c]
                 eng.rows = 0  # (no forward cached)
                 done[g + c] = done_l[c] if done_l[c] >= 0 else min(e, epochs)
             if interrupted:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import cbp
-from cbp import _fit, many
+from cbp import many
 
 
 @pytest.fixture
@@ -54,7 +54,7 @@ def data(n_in, n, seed=0):
     return X, np.tanh(X.sum(axis=1)) * 0.5 + 0.5
 
 
-def make(widths, acts, seed, bias=True, loss="squared_error", reduction="mean"):
+def make(widths, acts, seed, bias=True, loss="squared_error", reduction="mean", cls=cbp.Network):
     layers = [
         cbp.Dense(
             widths[i],
@@ -65,7 +65,7 @@ def make(widths, acts, seed, bias=True, loss="squared_error", reduction="mean"):
         )
         for i, a in enumerate(acts)
     ]
-    return cbp.Network(layers, loss=loss, reduction=reduction)
+    return cls(layers, loss=loss, reduction=reduction)
 
 
 def same_history(a, b):
@@ -103,6 +103,7 @@ def check(core, table, wide, widths, acts, count, n, epochs=120, lrs=None, **kw)
             own_diverged.append(i)
         same_history(out[i], expected)
         np.testing.assert_array_equal(net.parameters, ref.parameters)
+        np.testing.assert_array_equal(net.gradients, ref.gradients)
         assert net.epochs_trained == ref.epochs_trained
         assert not net._guard.held
     assert (diverged or []) == own_diverged
@@ -207,29 +208,43 @@ def test_an_interrupt_in_the_run(core):
         np.testing.assert_array_equal(net.parameters, ref.parameters)
 
 
-def test_an_interrupt_in_the_commits(core, monkeypatch):
-    """Ctrl-C while the networks commit what the run computed: the network
-    it lands in and every one after it still commit all of it."""
+@pytest.mark.parametrize("every", [1, 2])
+def test_an_interrupt_in_the_commits(core, monkeypatch, every):
+    """Ctrl-C while the networks commit what the run computed (history_every
+    1: the lane path's own commit; 2: each network's fit): the network it
+    lands in and every one after it still commit all of it."""
     X, y = data(2, 4)
-    nets = [make([2, 4, 1], ["sigmoid", "sigmoid"], i) for i in range(6)]
-    finish, hits = _fit.finish, []
+    hits = []
 
-    def interrupted_finish(net, *args):
-        result = finish(net, *args)
-        if net is nets[2] and not hits:
-            hits.append(1)
-            raise KeyboardInterrupt  # after it: _fit.run runs it again, then raises
-        return result
+    class Flaky(cbp.Network):
+        """A network whose history, once, takes a Ctrl-C as it is set."""
 
-    monkeypatch.setattr(_fit, "finish", interrupted_finish)
+        @property
+        def _history(self):
+            return self.__dict__["_history"]
+
+        @_history.setter
+        def _history(self, value):
+            self.__dict__["_history"] = value
+            if getattr(self, "flaky", False) and not hits:
+                hits.append(1)
+                raise KeyboardInterrupt
+
+    def make_flaky(i):
+        net = make([2, 4, 1], ["sigmoid", "sigmoid"], i, cls=Flaky)
+        net.flaky = i == 2
+        return net
+
+    nets = [make_flaky(i) for i in range(6)]
     with pytest.raises(KeyboardInterrupt):
-        cbp.fit_many(nets, X, y, epochs=500, lr=0.3)
+        cbp.fit_many(nets, X, y, epochs=500, lr=0.3, history_every=every)
     assert hits
     for i, net in enumerate(nets):
         ref = make([2, 4, 1], ["sigmoid", "sigmoid"], i)
-        ref.fit(X, y, epochs=500, lr=0.3)
+        expected = ref.fit(X, y, epochs=500, lr=0.3, history_every=every)
         assert net.epochs_trained == 500
         np.testing.assert_array_equal(net.parameters, ref.parameters)
+        same_history(net.history, expected)
         assert not net._guard.held
 
 

@@ -36,6 +36,9 @@ __all__ = ["fit_many"]
 #: calls of fit_many by the path that ran them (private: for the tests)
 _paths = {"lanes": 0, "threads": 0, "sequential": 0}
 
+#: the threads the last lane run took (private: for the tests)
+_lane_threads = 0
+
 #: with networks on threads, each checks this often (epochs) whether the
 #: calling thread was interrupted
 _STOP_EVERY = 1024
@@ -417,9 +420,19 @@ def _lanes(nets, lrs, seeds, opts, s, guards):
     done = np.zeros(count, dtype=np.intp)
     befores = [net._epochs_trained for net in nets]
     core = nets[0]._kernels
-    taken, pending = core._fm_lanes(
-        [net._engine for net in nets], X, Y, epochs, np.asarray(lrs, dtype=np.float64), losses, done
-    )
+    engines = [net._engine for net in nets]
+    rates = np.asarray(lrs, dtype=np.float64)
+    width = core._fm_lanes_width()
+    threads = min(_thread_limit(nets[0]), -(-count // width) if width else 1)
+    global _lane_threads
+    _lane_threads = threads
+    if threads <= 1:
+        taken, pending = core._fm_lanes(engines, X, Y, epochs, rates, losses, done)
+    else:
+        taken = core._fm_lanes(engines, X, Y, 0, rates, np.empty((count, 0)), done)[0]
+        if taken:
+            pending = _lanes_on_threads(core, engines, X, Y, epochs, rates, losses, done,
+                                        threads, width)  # fmt: skip
     if not taken:
         return None
     _paths["lanes"] += 1
@@ -455,6 +468,59 @@ def _lanes(nets, lrs, seeds, opts, s, guards):
         raise pending
     _raise_diverged(diverged, histories)
     return histories
+
+
+def _lanes_on_threads(core, engines, X, Y, epochs, rates, losses, done, threads, width):
+    """The lane run on ``threads`` threads, each on its own slice of whole
+    groups of ``width`` networks, the calling thread on the first; returns
+    the interrupt (Ctrl-C) that stopped them, or None.  Only the calling
+    thread runs signal handlers: its run sets the shared stop byte, which
+    every other run reads between its stretches of epochs."""
+    count = len(engines)
+    groups = -(-count // width)
+    cuts = [min(count, width * (groups * k // threads)) for k in range(threads + 1)]
+    stop = np.zeros(1, dtype=np.uint8)
+    errors = []
+    ended = [threading.Event() for _ in range(threads - 1)]
+
+    def work(a, b, event):
+        try:
+            core._fm_lanes(engines[a:b], X, Y, epochs, rates[a:b], losses[a:b], done[a:b], stop)
+        except BaseException as exc:  # noqa: BLE001 - raised by the caller once all stopped
+            errors.append(exc)
+            stop[0] = 1
+        finally:
+            event.set()
+
+    workers = [
+        threading.Thread(target=work, args=(cuts[k], cuts[k + 1], ended[k - 1]), daemon=True)
+        for k in range(1, threads)
+    ]
+    pending = None
+    started = []
+    try:
+        for t, e in zip(workers, ended):
+            t.start()
+            started.append(e)
+        pending = core._fm_lanes(
+            engines[: cuts[1]], X, Y, epochs, rates[: cuts[1]], losses[: cuts[1]], done[: cuts[1]],
+            stop,
+        )[1]  # fmt: skip
+    except BaseException as exc:  # noqa: BLE001 - Ctrl-C between the calls, or an error:
+        stop[0] = 1  # raised by the caller, once the runs have stopped and committed
+        pending = exc
+    while True:  # every run stopped, its counts written, before the commits
+        try:
+            for e in started:
+                while not e.wait(0.05):
+                    pass
+            break
+        except KeyboardInterrupt as exc:
+            stop[0] = 1
+            pending = exc
+    if errors and pending is None:
+        pending = errors[0]
+    return pending
 
 
 def _commit_fit(net, X, Y, epochs, lr, seed, s, histories, diverged, i):

@@ -102,7 +102,8 @@ cdef enum:
 
 
 def _fm_lanes(engines, const double[:, ::1] X, const double[:, ::1] Y, Py_ssize_t epochs,
-              const double[::1] lrs, double[:, ::1] losses, Py_ssize_t[::1] done):
+              const double[::1] lrs, double[:, ::1] losses, Py_ssize_t[::1] done,
+              unsigned char[::1] stop=None):
     """fit_many's lane run: ``epochs`` whole epochs of plain SGD (rate
     lrs[i]) for each engine of ``engines``, a network a SIMD lane
     (src/_fm_lanes_body.h), each network's numbers those of its own fit's
@@ -120,7 +121,11 @@ def _fm_lanes(engines, const double[:, ::1] X, const double[:, ::1] Y, Py_ssize_
     Returns (taken, pending): taken False when the run does not take these
     fits (nothing changed: train them with fit); pending the exception a
     signal handler raised (Ctrl-C), the networks then stopped where done
-    says, or None.  Private: for cbp.fit_many.
+    says, or None.  ``epochs`` 0 only checks whether the run takes them.
+    With ``stop`` (one byte, shared by calls on other threads, each on
+    its own engines): a signal sets stop[0], and a call stops, as on an
+    interrupt but with pending None, once it finds stop[0] set (Python runs
+    signal handlers in the main thread only).  Private: for cbp.fit_many.
     """
     cdef Py_ssize_t count = len(engines), n = X.shape[0], i, c, g, q, l, np_, e, want, span = 1
     cdef Engine first, eng
@@ -135,10 +140,14 @@ def _fm_lanes(engines, const double[:, ::1] X, const double[:, ::1] Y, Py_ssize_
     cdef double[::1] P, work
     cdef Py_ssize_t size
     cdef double now, last_read, last_signal
-    cdef bint interrupted = False
+    cdef bint interrupted = False, stopped = False
+    cdef unsigned char* stop_p = NULL
     _check(losses.shape[0] == count and losses.shape[1] == epochs and done.shape[0] == count
            and lrs.shape[0] == count, "_fm_lanes: losses, done and lrs must have a row per engine")
-    if run == NULL or count == 0 or epochs < 1 or vw > _LANES_MAX:
+    if stop is not None:
+        _check(stop.shape[0] >= 1, "_fm_lanes: stop must hold one byte")
+        stop_p = &stop[0]
+    if run == NULL or count == 0 or epochs < 0 or vw > _LANES_MAX:
         return False, None
     engines = list(engines)
     first = engines[0]
@@ -164,6 +173,8 @@ def _fm_lanes(engines, const double[:, ::1] X, const double[:, ::1] Y, Py_ssize_
         _layout(eng, n)
         if _fm_run(eng, &other if i else &fm, n, n, True, False, 0, es, sch) == NULL:
             return False, None
+    if epochs == 0:
+        return True, None
     np_ = first.n_params
     size = 3 * np_ + 1  # G, S, R and the zero bias (src/_fm_lanes_body.h)
     for l in range(fm.n_layers):
@@ -202,11 +213,16 @@ def _fm_lanes(engines, const double[:, ::1] X, const double[:, ::1] Y, Py_ssize_
                     elif now - last_read > 0.002 and span > 1:
                         span //= 2
                     last_read = now
+                    if stop_p != NULL and stop_p[0]:
+                        stopped = True
+                        break
                     if now - last_signal >= SIGNAL_SECONDS:
                         last_signal = now
                         with gil:
                             interrupted = _signal_raised(first)
                         if interrupted:
+                            if stop_p != NULL:
+                                stop_p[0] = 1
                             break
             for c in range(min(vw, count - g)):  # the parameters back, and the counts
                 eng = group[c]
@@ -219,10 +235,12 @@ def _fm_lanes(engines, const double[:, ::1] X, const double[:, ::1] Y, Py_ssize_
                         eng.grads[q] = work[q * vw + c]
                 eng.rows = 0  # (no forward cached)
                 done[g + c] = done_l[c] if done_l[c] >= 0 else min(e, epochs)
-            if interrupted:
+            if interrupted or stopped:
                 break
         if not interrupted:
             interrupted = _signal_raised(first)
+            if interrupted and stop_p != NULL:
+                stop_p[0] = 1
     finally:
         cbp_threads_leave()
     if interrupted:

@@ -120,22 +120,34 @@ SHAPES = {
 }
 
 
+@pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
+def threads(request, core):
+    """The thread limit fit_many spreads lane groups under."""
+    if request.param > 1:
+        request.getfixturevalue("openmp_core")
+    saved = core._thread_config(request.param)
+    yield request.param
+    core._thread_config(*saved)
+
+
 @pytest.mark.parametrize("n", [3, 4, 7])
 @pytest.mark.parametrize("shape", list(SHAPES))
-def test_every_lane_is_its_own_fit(core, shape, n):
+def test_every_lane_is_its_own_fit(core, shape, n, threads):
     widths, acts, kw = SHAPES[shape]
     for table, wide in tables(core):
         for count in (2, 5, 9, 17):
             check(core, table, wide, widths, acts, count, n, **kw)
+            groups = -(-count // core._fm_lanes_width())
+            assert many._lane_threads == min(threads, groups)
 
 
-def test_a_long_run_stays_exact(core):
+def test_a_long_run_stays_exact(core, threads):
     """Many epochs in several stretches between the clock's readings."""
     for table, wide in tables(core):
         check(core, table, wide, [2, 4, 1], ["sigmoid", "sigmoid"], 9, 4, epochs=20000)
 
 
-def test_lanes_that_diverge_and_the_others(core):
+def test_lanes_that_diverge_and_the_others(core, threads):
     """Lanes stop at different epochs, some on the loss and some on the
     update; each is left as its own fit leaves it and reports the same."""
     # 1e200: epoch 0's update is finite, epoch 1's loss is not; 1e308:
@@ -184,7 +196,7 @@ def test_where_the_lane_run_does_not_apply(core):
     assert many._paths["lanes"] == before
 
 
-def test_an_interrupt_in_the_run(core):
+def test_an_interrupt_in_the_run(core, threads):
     """Ctrl-C in the native run: every network commits the epochs it
     completed (a group in the middle of its run, the groups after it none),
     each equal to its own fit of that many epochs; the interrupt is raised."""
@@ -209,7 +221,7 @@ def test_an_interrupt_in_the_run(core):
 
 
 @pytest.mark.parametrize("every", [1, 2])
-def test_an_interrupt_in_the_commits(core, monkeypatch, every):
+def test_an_interrupt_in_the_commits(core, every, threads):
     """Ctrl-C while the networks commit what the run computed (history_every
     1: the lane path's own commit; 2: each network's fit): the network it
     lands in and every one after it still commit all of it."""
@@ -248,7 +260,7 @@ def test_an_interrupt_in_the_commits(core, monkeypatch, every):
         assert not net._guard.held
 
 
-def test_another_thread_on_one_of_the_networks(core):
+def test_another_thread_on_one_of_the_networks(core, threads):
     """While the lane run trains, a fit of one of its networks from another
     thread is refused, and the run's results are untouched by it."""
     X, y = data(2, 4)

@@ -260,7 +260,43 @@ def run_peers(args):
         entry["results"] = [r.as_dict() for r in res]
         entry["ratios"] = ratios(res)
         result["workloads"].append(entry)
+    result["population_scaling"] = population_scaling(args, s, keep)
     return result
+
+
+def population_scaling(args, s, keep):
+    """cbp.fit_many, the one-by-one fits and JAX's vmap against the number
+    of XOR networks: [{networks, epochs, results, ratios}] (the issue's
+    "show the scaling with the number of networks")."""
+    from bench import compiled as C
+    from bench.harness import family_of, measure_peers
+
+    pop = next(w for w in workloads(args.quick) if w["name"] == "population")
+    xor = pop["peers"]()[0].population.problem
+    counts, epochs = ((1, 8, 32), 200) if args.quick else ((1, 4, 8, 16, 64, 256, 1024), 2_000)
+    out = []
+    for count in counts:
+        print(f"[pinned population scaling] {count} XOR networks x {epochs} epochs", flush=True)
+        population = C.Population(xor, count)
+        peers = [
+            C.CbpManyPeer(population),
+            C.CbpPopulationPeer(population),
+            C.JaxPopulationPeer(population),
+        ]
+        peers = [p for p in peers if family_of(p) in keep]
+        res = measure_peers(
+            f"population-{count}", peers, s, unit="network-epoch", min_epochs=epochs,
+            per_unit=1.0 / count,
+        )  # fmt: skip
+        out.append(
+            dict(
+                networks=count,
+                epochs=epochs,
+                results=[r.as_dict() for r in res],
+                ratios=ratios(res),
+            )
+        )
+    return out
 
 
 def run_dgemm(args, size=512):

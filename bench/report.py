@@ -319,10 +319,40 @@ def compiled_section(compiled):
             lines += [
                 "",
                 f"The population ({pop['networks']} networks × {pop['epochs']} epochs) "
-                f"in all: " + ", ".join(whole) + ".  cbp fits the networks one by one "
-                "(what `cbp.fit_many` does at one thread: its SIMD-lane path is not "
-                "built); JAX runs them as one `vmap`.",
+                f"in all: " + ", ".join(whole) + ".  cbp's row is `cbp.fit_many`, which "
+                "trains the networks together in SIMD lanes at one thread here; "
+                "`cbp-one-by-one` fits them one after another; JAX runs them as one `vmap`."
+                + (
+                    f"  The one-by-one fits take {one:.2f}× the time of `fit_many`."
+                    if (one := (pop["ratios"].get("cbp-one-by-one") or {}).get("median"))
+                    else ""
+                ),
             ]
+        scaling = data.get("population_scaling") or []
+        if scaling:
+            lines += [
+                "",
+                f"Against the number of networks ({scaling[0]['epochs']} epochs each, "
+                "time per network-epoch; ratios are the other's time / `fit_many`'s):",
+                "",
+                "| Networks | cbp.fit_many | one by one | ratio | JAX vmap | ratio |",
+                "|---:|---:|---:|---:|---:|---:|",
+            ]
+            for row in scaling:
+                cells = {r["family"]: r for r in row["results"]}
+
+                def cell(family, row=row, cells=cells):
+                    r = cells.get(family)
+                    t = fmt_time(r["median_s"]) if r and r.get("median_s") else "—"
+                    ratio = (row["ratios"].get(family) or {}).get("median")
+                    return t, f"{ratio:.2f}×" if ratio else "—"
+
+                many_t = cell("cbp")[0]
+                one_t, one_r = cell("cbp-one-by-one")
+                jax_t, jax_r = cell("jax")
+                lines.append(
+                    f"| {row['networks']} | {many_t} | {one_t} | {one_r} | {jax_t} | {jax_r} |"
+                )
     else:
         lines += ["Not run (see the notes)."]
     dg = compiled.get("dgemm") or []

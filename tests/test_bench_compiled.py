@@ -176,6 +176,21 @@ def test_numba_population_agrees_with_cbp_one_by_one():
     assert not np.allclose(got[0][0], got[2][0])
 
 
+@needs_native
+def test_fit_many_peer_is_the_one_by_one_fits_exactly():
+    from cbp import many
+
+    pop = C.Population(xor_problem(), 11)
+    before = many._paths["lanes"]
+    got = trained(C.CbpManyPeer(pop), 40)
+    assert many._paths["lanes"] > before  # (the SIMD lanes ran)
+    ref = trained(C.CbpPopulationPeer(pop), 40)
+    assert len(got) == len(ref) == 2 * 11
+    for (W, b), (Wr, br) in zip(got, ref):
+        np.testing.assert_array_equal(W, Wr)
+        assert b is None and br is None
+
+
 # -- against NumPy written independently -------------------------------------
 @needs_numba
 def test_numba_xor_loop_is_the_tutorial_update():

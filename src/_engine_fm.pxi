@@ -97,6 +97,23 @@ def _fm_lanes_width(wide=None):
     return vw
 
 
+def _init_lanes():
+    import os
+    import warnings
+    want = os.environ.get("CBP_LANES", "auto").strip() or "auto"
+    if want == "narrow":
+        _fm_lanes_width(False)
+    elif want != "auto":
+        warnings.warn(f"CBP_LANES={want!r} ignored: expected 'auto' or 'narrow'",
+                      RuntimeWarning, stacklevel=2)
+
+
+# CBP_LANES=narrow: the table's own width (ci/sanitize.sh: ASan's fake stack,
+# for detect_stack_use_after_return, aligns frames to 32 bytes, and the -O0
+# build spills 64-byte vectors to 64-byte aligned slots)
+_init_lanes()
+
+
 cdef enum:
     _LANES_MAX = 8  # at most this many lanes in a table (the lane run's per-lane arrays)
 

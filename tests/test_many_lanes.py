@@ -8,6 +8,7 @@ of the networks, and bad arguments to the native entry point.
 """
 
 import _thread
+import os
 import threading
 
 import numpy as np
@@ -25,7 +26,7 @@ def core(native_core):
     yield native_core
     native_core._simd(saved[0])
     native_core._fm_epochs_path(saved[1])
-    native_core._fm_lanes_width(saved[2] == 8 or None)
+    native_core._fm_lanes_width(saved[2] == 8)
 
 
 def tables(core):
@@ -42,7 +43,7 @@ def tables(core):
         wide = core._fm_lanes_width(True)
         if narrow:
             out.append((name, False))
-        if wide != narrow:
+        if wide != narrow and os.environ.get("CBP_LANES") != "narrow":
             out.append((name, True))
     assert out, "no lane run on this build"
     return out

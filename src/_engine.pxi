@@ -607,8 +607,6 @@ cdef class Engine:
         cdef double sched[N_SCHEDULE]
         cdef long long progress[2]
         cdef int interrupted
-        cdef double[::1] loss_v
-        cdef double[::1] acc_v
         if type(X) is not ndarray or type(Y) is not ndarray or n_epochs < 1:
             return None
         try:
@@ -665,16 +663,10 @@ cdef class Engine:
             PyBuffer_Release(&sb)
         # the completed epochs: all of them, or those before an interrupt
         n = progress[0] if interrupted else result[0]
-        loss = np.empty(n)
-        loss_v = loss
-        for k in range(n):
-            loss_v[k] = self.hist[k * N_HISTORY + HISTORY_LOSS]
+        loss = _history_column(self, n, HISTORY_LOSS)
         accuracy = None
         if self.loss == LOSS_CCE or self.loss == LOSS_BCE:
-            accuracy = np.empty(n)
-            acc_v = accuracy
-            for k in range(n):
-                acc_v[k] = self.hist[k * N_HISTORY + HISTORY_ACCURACY]
+            accuracy = _history_column(self, n, HISTORY_ACCURACY)
         error = None
         if interrupted:
             error, self._pending = self._pending, None

@@ -306,6 +306,22 @@ cdef int _fit_loop(Engine self, const double* X, const double* Y, Py_ssize_t n,
     return 1 if interrupted else 0
 
 
+cdef object _history_column(Engine self, Py_ssize_t n, Py_ssize_t column):
+    """A new float64 array of column ``column`` of fit_fast's first n
+    history rows (filled through the buffer protocol: a typed memoryview's
+    set-up costs more than a short fit)."""
+    cdef Py_buffer b
+    cdef Py_ssize_t k
+    cdef double* out
+    col = np.empty(n)
+    PyObject_GetBuffer(col, &b, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
+    out = <double*>b.buf
+    for k in range(n):
+        out[k] = self.hist[k * N_HISTORY + column]
+    PyBuffer_Release(&b)
+    return col
+
+
 cdef bint _fit_targets(Engine self, Py_buffer* b, Py_ssize_t rows) noexcept:
     """fit_fast's Y: (rows, n_out) float64, or (rows,) with one output
     (except for categorical cross-entropy, whose 1-D targets are labels);

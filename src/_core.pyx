@@ -51,6 +51,7 @@ from libc.string cimport memcpy, memset
 import numpy as np
 
 cdef object ndarray = np.ndarray
+cdef object _F64 = np.dtype(np.float64)  # (NumPy's builtin float64 descriptor)
 
 from cbp._errors import DivergenceError
 

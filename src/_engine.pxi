@@ -607,40 +607,46 @@ cdef class Engine:
         cdef double sched[N_SCHEDULE]
         cdef long long progress[2]
         cdef int interrupted
-        if type(X) is not ndarray or type(Y) is not ndarray or n_epochs < 1:
+        # float64 ndarrays, by their dtype (the builtin float64 descriptor: a
+        # byte-swapped one is not it), so that the buffers are asked for
+        # without their format, which NumPy would format as a string
+        if (type(X) is not ndarray or type(Y) is not ndarray or n_epochs < 1
+                or X.dtype is not _F64 or Y.dtype is not _F64):
             return None
+        _check(type(hyper) is ndarray and type(state) is ndarray and hyper.dtype is _F64
+               and state.dtype is _F64, "Engine: bad optimizer")
         try:
-            PyObject_GetBuffer(X, &xb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+            PyObject_GetBuffer(X, &xb, PyBUF_C_CONTIGUOUS)
             got_x = True
-            PyObject_GetBuffer(Y, &yb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+            PyObject_GetBuffer(Y, &yb, PyBUF_C_CONTIGUOUS)
             got_y = True
-        except (BufferError, ValueError, TypeError):  # not contiguous, not numeric
+        except (BufferError, ValueError, TypeError):  # not contiguous
             if got_x:
                 PyBuffer_Release(&xb)
             return None
         # hyper and state: the caller's own float64 vectors (taken as buffers,
         # not typed memoryviews, whose set-up costs more than this call's epoch)
         try:
-            PyObject_GetBuffer(hyper, &hb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+            PyObject_GetBuffer(hyper, &hb, PyBUF_C_CONTIGUOUS)
         except BaseException:
             PyBuffer_Release(&xb)
             PyBuffer_Release(&yb)
             raise
         try:
-            PyObject_GetBuffer(state, &sb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE)
+            PyObject_GetBuffer(state, &sb, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
         except BaseException:
             PyBuffer_Release(&hb)
             PyBuffer_Release(&xb)
             PyBuffer_Release(&yb)
             raise
         try:
-            if not _matrix(self, &xb, -1, self.n_in):
+            if xb.ndim != 2 or xb.shape[1] != self.n_in or xb.shape[0] < 1:
                 return None
             n = xb.shape[0]
             if not (_fit_targets(self, &yb, n)
                     and kernels.all_finite(<const double*>xb.buf, n * self.n_in, False)):
                 return None
-            _check(_vector(&hb) and _vector(&sb), "Engine: bad optimizer")
+            _check(hb.ndim == 1 and sb.ndim == 1, "Engine: bad optimizer")
             hp = <const double*>hb.buf
             sp = <double*>sb.buf
             slots = _slots_of(self, kind, hp, hb.shape[0], sb.shape[0])

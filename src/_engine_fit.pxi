@@ -323,14 +323,14 @@ cdef object _history_column(Engine self, Py_ssize_t n, Py_ssize_t column):
 
 
 cdef bint _fit_targets(Engine self, Py_buffer* b, Py_ssize_t rows) noexcept:
-    """fit_fast's Y: (rows, n_out) float64, or (rows,) with one output
-    (except for categorical cross-entropy, whose 1-D targets are labels);
-    finite, and within [0, 1] for the cross-entropies."""
+    """fit_fast's Y, a float64 array by its dtype (taken without its
+    format): (rows, n_out), or (rows,) with one output (except for
+    categorical cross-entropy, whose 1-D targets are labels); finite, and
+    within [0, 1] for the cross-entropies."""
     if b.ndim == 1 and self.n_out == 1 and self.loss != LOSS_CCE:
-        if (b.itemsize != 8 or b.format == NULL or b.format[0] != b'd' or b.format[1] != 0
-                or b.shape[0] != rows):
+        if b.shape[0] != rows:
             return False
-    elif not _matrix(self, b, rows, self.n_out):
+    elif b.ndim != 2 or b.shape[0] != rows or b.shape[1] != self.n_out:
         return False
     return kernels.all_finite(<const double*>b.buf, rows * self.n_out,
                               self.loss == LOSS_CCE or self.loss == LOSS_BCE)

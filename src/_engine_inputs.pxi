@@ -15,11 +15,6 @@ cdef bint _matrix(Engine self, Py_buffer* b, Py_ssize_t rows, Py_ssize_t cols):
                 or b.format[1] != 0 or b.shape[1] != cols or b.shape[0] < 1
                 or (rows >= 0 and b.shape[0] != rows))
 
-cdef bint _vector(Py_buffer* b) noexcept:
-    """A 1-D float64 buffer."""
-    return not (b.ndim != 1 or b.itemsize != 8 or b.format == NULL or b.format[0] != b'd'
-                or b.format[1] != 0)
-
 cdef bint _usable(Engine self, Py_buffer* b, Py_ssize_t rows, Py_ssize_t cols, bint unit):
     """A 2-D float64 buffer of the given shape (rows < 0: any), finite,
     and within [0, 1] when ``unit``."""

@@ -194,13 +194,14 @@ class Engine:
         """Fast path of ``train_step`` with plain SGD.
 
         Takes X and Y only when they are already C-contiguous float64
-        ndarrays of the right shapes, finite (and within [0, 1] for the
-        cross-entropies), or, for categorical cross-entropy, Y int64 class
-        labels in range, with lr finite and > 0.  Otherwise returns None
-        having touched nothing, and the caller validates and converts; but
-        an X that is not finite, with everything else in order, also drops
-        the cached forward pass (the native engine checks X as it copies it
-        over that pass's input).
+        ndarrays of the right shapes (Y (n, n_out), or (n,) with one output
+        but for categorical cross-entropy), finite (and within [0, 1] for
+        the cross-entropies), or, for categorical cross-entropy, Y int64
+        class labels in range, with lr finite and > 0.  Otherwise returns
+        None having touched nothing, and the caller validates and converts;
+        but an X that is not finite, with everything else in order, also
+        drops the cached forward pass (the native engine checks X as it
+        copies it over that pass's input).
         """
         if (
             type(X) is not np.ndarray
@@ -221,6 +222,8 @@ class Engine:
             and ((Y >= 0) & (Y < n_out)).all()
         ):
             Y = np.eye(n_out)[Y]  # class labels: one-hot rows
+        elif Y.ndim == 1 and n_out == 1 and self.loss != _codes.LOSS_CCE:
+            Y = Y.reshape(-1, 1)  # one output's targets as a column (a view)
         if Y.dtype != np.float64 or not Y.flags.c_contiguous or Y.ndim != 2:
             return None
         if Y.shape[1] != n_out or Y.shape[0] != X.shape[0]:

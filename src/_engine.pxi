@@ -368,13 +368,14 @@ cdef class Engine:
         """Fast path of ``train_step`` with plain SGD.
 
         Takes X and Y only when they are already C-contiguous float64
-        ndarrays of the right shapes, finite (and within [0, 1] for the
-        cross-entropies), or, for categorical cross-entropy, Y int64 class
-        labels in range, with lr finite and > 0.  Otherwise returns None
-        having touched nothing, and the caller validates and converts; but
-        an X that is not finite, with everything else in order, also drops
-        the cached forward pass (X is checked as it is copied over that
-        pass's input).
+        ndarrays of the right shapes (Y (n, n_out), or (n,) with one output
+        but for categorical cross-entropy), finite (and within [0, 1] for
+        the cross-entropies), or, for categorical cross-entropy, Y int64
+        class labels in range, with lr finite and > 0.  Otherwise returns
+        None having touched nothing, and the caller validates and converts;
+        but an X that is not finite, with everything else in order, also
+        drops the cached forward pass (X is checked as it is copied over
+        that pass's input).
         """
         cdef Py_buffer xb, yb
         cdef bint got_x = False, got_y = False, ok, labels = False, chunked = False
@@ -398,7 +399,8 @@ cdef class Engine:
                 return None
             labels = self.loss == LOSS_CCE and _labels(self, &yb, xb.shape[0])
             if not (labels or _usable(self, &yb, xb.shape[0], self.n_out,
-                                      self.loss == LOSS_CCE or self.loss == LOSS_BCE)):
+                                      self.loss == LOSS_CCE or self.loss == LOSS_BCE)
+                    or _column(self, &yb, xb.shape[0])):
                 return None
             n = xb.shape[0]
             _layout(self, n)

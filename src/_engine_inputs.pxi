@@ -21,6 +21,16 @@ cdef bint _usable(Engine self, Py_buffer* b, Py_ssize_t rows, Py_ssize_t cols, b
     return (_matrix(self, b, rows, cols)
             and kernels.all_finite(<const double*>b.buf, b.shape[0] * cols, unit))
 
+cdef bint _column(Engine self, Py_buffer* b, Py_ssize_t rows):
+    """One output's targets as a 1-D float64 buffer of ``rows`` (the memory
+    of the (rows, 1) matrix), finite, within [0, 1] for binary
+    cross-entropy; not for categorical cross-entropy, whose 1-D targets
+    are labels."""
+    return (b.ndim == 1 and self.n_out == 1 and self.loss != LOSS_CCE and b.itemsize == 8
+            and b.format != NULL and b.format[0] == b'd' and b.format[1] == 0
+            and b.shape[0] == rows
+            and kernels.all_finite(<const double*>b.buf, rows, self.loss == LOSS_BCE))
+
 cdef bint _labels(Engine self, Py_buffer* b, Py_ssize_t rows):
     """A 1-D int64 buffer of ``rows`` class labels, each in [0, n_out)."""
     cdef Py_ssize_t i

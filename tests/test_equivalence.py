@@ -1252,3 +1252,32 @@ def test_Engine__train_step_sgd_takes_int64_labels(core):
         assert pair.call("train_step_sgd", X, bad, 0.1) is None
         for side, b in pair.buffers.items():
             np.testing.assert_array_equal(b["params"], before[side])
+
+
+@needs_native
+@pytest.mark.parametrize("loss", [_codes.LOSS_SE, _codes.LOSS_BCE, _codes.LOSS_CCE])
+def test_Engine__train_step_sgd_takes_one_outputs_targets_as_a_vector(core, loss):
+    """A one-output network's (n,) targets train on the fast path as the
+    (n, 1) column does, on both sides; not for categorical cross-entropy
+    (1-D targets are labels there), not for two outputs, not when a target
+    is not finite (or, for binary cross-entropy, outside [0, 1])."""
+    act = "softmax" if loss == _codes.LOSS_CCE else "sigmoid"
+    rng = np.random.default_rng(9)
+    X, y = rng.normal(size=(6, 3)), rng.uniform(size=6)
+    for n_out in (1, 2):
+        layer_ints, layer_floats, size = layer_table([dense(3, 4, "tanh"), dense(4, n_out, act)])
+        params = rng.normal(size=size)
+        pair = EnginePair(core, layer_ints, layer_floats, params, loss, _codes.RED_MEAN, 0.0)
+        takes = n_out == 1 and loss != _codes.LOSS_CCE
+        got = pair.call("train_step_sgd", X, y, 0.1)
+        assert (got is not None) == takes, (n_out, loss)
+        if takes:  # the same step as on the column
+            column = EnginePair(core, layer_ints, layer_floats, params, loss, _codes.RED_MEAN, 0.0)
+            assert column.call("train_step_sgd", X, y[:, None].copy(), 0.1) == got
+            np.testing.assert_array_equal(
+                pair.buffers["native"]["params"], column.buffers["native"]["params"]
+            )
+            for bad in (np.nan, 1.5 if loss == _codes.LOSS_BCE else np.inf):
+                z = y.copy()
+                z[3] = bad
+                assert pair.call("train_step_sgd", X, z, 0.1) is None

@@ -329,7 +329,7 @@ def _train(nets, lrs, seeds, opts, s, guards):
     """Every network trained (the guards held); the histories, or the
     DivergenceError of the diverged ones."""
     count = len(nets)
-    histories = _lanes(nets, lrs, seeds, opts, s, guards)
+    histories = _lanes(nets, lrs, seeds, opts, s)
     if histories is not None:
         return histories
     histories = [None] * count
@@ -395,7 +395,7 @@ def _raise_diverged(diverged, histories):
         raise err
 
 
-def _lanes(nets, lrs, seeds, opts, s, guards):
+def _lanes(nets, lrs, seeds, opts, s):
     """The lane path (see the module's docstring) if it applies: every
     network trained and its history, in order (or the DivergenceError, or
     the interrupt, once every network has committed what it ran); else None,

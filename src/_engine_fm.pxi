@@ -129,9 +129,9 @@ def _fm_lanes(engines, const double[:, ::1] X, const double[:, ::1] Y, Py_ssize_
     Every engine's parameters are trained in place (its gradient left as its
     fit leaves it, but for a network that stopped early, whose fit computes
     it); losses[i, e] is network i's loss of epoch e, and done[i] the epochs
-    it completed: fewer
-    than ``epochs`` when its next one is not finite (the parameters left at
-    that epoch's start, for its fit to run and report) or on an interrupt.
+    it completed: fewer than ``epochs`` when its next one is not finite (the
+    parameters left at that epoch's start, for its fit to run and report)
+    or on an interrupt.
     The networks have one architecture (cbp.fit_many checks it, and this
     again) and the full batch is X (n, n_in), Y (n, n_out).
 

@@ -85,8 +85,9 @@ cdef cbp_fm_epochs_fn _fm_run(Engine self, cbp_fm_net* net, Py_ssize_t n, Py_ssi
 def _fm_lanes_width(wide=None):
     """The networks a vector of fit_many's lane run holds on the table in
     force (0: no lane run), after optionally setting whether it may take
-    the 8 lanes of AVX-512 where the CPU has them (src/_simd_lanes.h;
-    ``wide`` False: the table's own width).  Private: for the benchmark and
+    the 8 lanes of AVX-512 where the CPU has them (src/_simd_lanes.h: for
+    the fits of the AVX2 and AVX-512 tables; ``wide`` False: the table's
+    own width, 4 for both).  Private: for the benchmark and
     for tests that run both widths.
     """
     global cbp_fm_lanes_wide

@@ -33,7 +33,7 @@ typedef cbp_ix (*cbp_fm_epochs_fn)(const cbp_fm_net* net, const double* Y, doubl
 static cbp_fm_epochs_fn cbp_fm_select(void)
 {
 #if defined(CBP_HAVE_AVX2)
-    if (strcmp(cbp_simd.name, "avx2+fma") == 0) return cbp_fm_epochs_avx2;
+    if (cbp_simd_fm_avx2()) return cbp_fm_epochs_avx2;
 #endif
 #if CBP_FM_BUILT
     if (strcmp(cbp_simd.name, "baseline") == 0) return cbp_fm_epochs_base;
@@ -49,14 +49,14 @@ typedef int (*cbp_fm_lanes_fn)(const cbp_fm_net* net, const double* Y, double* P
                                double* const* losses, cbp_ix stride);
 
 /* The lane run for the fits of the table in force (NULL where none is
- * built), and its lanes in *width: 8 under AVX-512 for the AVX2 table's
- * fits (_simd_lanes.h), unless cbp_fm_lanes_wide is 0. */
+ * built), and its lanes in *width: 8 under AVX-512 for the fits of the
+ * AVX2 and AVX-512 tables (_simd_lanes.h), unless cbp_fm_lanes_wide is 0. */
 static int cbp_fm_lanes_wide = 1;  /* 0: the table's own width (for tests) */
 
 static cbp_fm_lanes_fn cbp_fm_lanes_select(int* width)
 {
 #if defined(CBP_HAVE_AVX2)
-    if (strcmp(cbp_simd.name, "avx2+fma") == 0) {
+    if (cbp_simd_fm_avx2()) {
 #  if defined(CBP_HAVE_AVX512_LANES)
         if (cbp_fm_lanes_wide && cbp_cpu_has_avx512()) {
             *width = 8;

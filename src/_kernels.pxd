@@ -86,6 +86,7 @@ cdef extern from "_simd.h" nogil:
     cbp_simd_table cbp_simd
     int cbp_simd_select(const char* want)
     int cbp_cpu_has_avx2()
+    int cbp_simd_has_avx512()
 
 
 cdef inline bint use_blas(Py_ssize_t n, Py_ssize_t ni, Py_ssize_t no) noexcept nogil:

@@ -3,11 +3,13 @@
  * Dense layers narrower than the BLAS crossover, and every layer with a side
  * too thin for dgemm to pay (2 inputs, 3 classes, 1 output), run here.  The
  * kernels are written once, in _simd_body.h, with GCC/Clang vector
- * extensions, and compiled twice on x86-64: for the baseline ISA of the
- * build (SSE2 in a wheel: 2 doubles a vector) and for AVX2 with FMA (4).  At
- * import, cbp_simd_select("auto") picks the AVX2 table when the CPU and the OS
- * support it.  Compilers without vector extensions (MSVC), and builds with
- * CBP_SIMD_PLAIN defined, get the plain loops at the end of this file.
+ * extensions, and compiled three times on x86-64: for the baseline ISA of
+ * the build (SSE2 in a wheel: 2 doubles a vector), for AVX2 with FMA (4)
+ * and for AVX-512 (8; _simd_lanes.h, with the AVX2 table's feature-major
+ * kernels).  At import, cbp_simd_select("auto") picks the widest table the
+ * CPU and the OS support.  Compilers without vector extensions (MSVC), and
+ * builds with CBP_SIMD_PLAIN defined, get the plain loops at the end of this
+ * file.
  *
  * All matrices are row-major with explicit leading dimensions.  No kernel
  * allocates, reads past its bounds, or touches Python objects.  The sums run
@@ -384,11 +386,36 @@ static int cbp_cpu_has_avx2(void)
 #endif
 }
 
-/* Select a table: "auto" (the best this CPU runs), "baseline", or "avx2+fma".
- * Returns 0, or -1 (table unchanged) when the request cannot be met. */
+/* 1 if this build has the AVX-512 table and this CPU and OS can run it. */
+static int cbp_simd_has_avx512(void)
+{
+#if defined(CBP_HAVE_AVX512_LANES)
+    return cbp_cpu_has_avx2() && cbp_cpu_has_avx512();
+#else
+    return 0;
+#endif
+}
+
+/* 1 if the table in force is the AVX2 table or the AVX-512 one, which
+ * shares its feature-major kernels (and so its whole-epoch, lane and
+ * per-sample runs). */
+static int cbp_simd_fm_avx2(void)
+{
+    return strcmp(cbp_simd.name, "avx2+fma") == 0 || strcmp(cbp_simd.name, "avx512") == 0;
+}
+
+/* Select a table: "auto" (the best this CPU runs), "baseline", "avx2+fma"
+ * or "avx512".  Returns 0, or -1 (table unchanged) when the request cannot
+ * be met. */
 static int cbp_simd_select(const char* want)
 {
     if (strcmp(want, "auto") == 0) {
+#if defined(CBP_HAVE_AVX512_LANES)
+        if (cbp_simd_has_avx512()) {
+            cbp_simd = cbp_simd_table_avx512;
+            return 0;
+        }
+#endif
 #if defined(CBP_HAVE_AVX2)
         if (cbp_cpu_has_avx2()) { cbp_simd = cbp_simd_table_avx2; return 0; }
 #endif
@@ -402,6 +429,12 @@ static int cbp_simd_select(const char* want)
 #if defined(CBP_HAVE_AVX2)
     if (strcmp(want, "avx2+fma") == 0 && cbp_cpu_has_avx2()) {
         cbp_simd = cbp_simd_table_avx2;
+        return 0;
+    }
+#endif
+#if defined(CBP_HAVE_AVX512_LANES)
+    if (strcmp(want, "avx512") == 0 && cbp_simd_has_avx512()) {
+        cbp_simd = cbp_simd_table_avx512;
         return 0;
     }
 #endif

@@ -2,8 +2,11 @@
  *
  * Included by _simd.h with CBP_SUFFIX (name suffix), CBP_ATTR (function
  * attributes: empty, or a target ISA), CBP_NAME, and the vector types
- * CBP_VD (CBP_VW doubles) and CBP_VI (CBP_VW int64) defined.  Not a public
- * header: no include guard on purpose.
+ * CBP_VD (CBP_VW doubles) and CBP_VI (CBP_VW int64) defined.  With
+ * CBP_SIMD_FM_FROM defined (a suffix), the table takes the feature-major
+ * kernels of that table instead of building its own, and builds no
+ * whole-epoch or lane run (the AVX-512 table: feature-major buffers hold 4
+ * rows a vector).  Not a public header: no include guard on purpose.
  */
 #define CBP_FN(name) CBP_CAT(name, CBP_SUFFIX)
 #define CBP_INL CBP_ATTR static inline __attribute__((always_inline))
@@ -23,7 +26,19 @@ CBP_INL double CBP_FN(cbp_hsum)(CBP_VD v)
  * lanes added, then the pairs (a transpose-and-add, no scalar chain). */
 CBP_INL CBP_VD CBP_FN(cbp_hsumv)(const CBP_VD* s)
 {
-#if CBP_VW == 4
+#if CBP_VW == 8
+    CBP_VD t0 = CBP_SHUF(s[0], s[1], 0, 8, 2, 10, 4, 12, 6, 14)
+                + CBP_SHUF(s[0], s[1], 1, 9, 3, 11, 5, 13, 7, 15);
+    CBP_VD t1 = CBP_SHUF(s[2], s[3], 0, 8, 2, 10, 4, 12, 6, 14)
+                + CBP_SHUF(s[2], s[3], 1, 9, 3, 11, 5, 13, 7, 15);
+    CBP_VD t2 = CBP_SHUF(s[4], s[5], 0, 8, 2, 10, 4, 12, 6, 14)
+                + CBP_SHUF(s[4], s[5], 1, 9, 3, 11, 5, 13, 7, 15);
+    CBP_VD t3 = CBP_SHUF(s[6], s[7], 0, 8, 2, 10, 4, 12, 6, 14)
+                + CBP_SHUF(s[6], s[7], 1, 9, 3, 11, 5, 13, 7, 15);
+    CBP_VD u0 = CBP_SHUF(t0, t1, 0, 1, 8, 9, 4, 5, 12, 13) + CBP_SHUF(t0, t1, 2, 3, 10, 11, 6, 7, 14, 15);
+    CBP_VD u1 = CBP_SHUF(t2, t3, 0, 1, 8, 9, 4, 5, 12, 13) + CBP_SHUF(t2, t3, 2, 3, 10, 11, 6, 7, 14, 15);
+    return CBP_SHUF(u0, u1, 0, 1, 2, 3, 8, 9, 10, 11) + CBP_SHUF(u0, u1, 4, 5, 6, 7, 12, 13, 14, 15);
+#elif CBP_VW == 4
     CBP_VD t0 = CBP_SHUF(s[0], s[1], 0, 4, 2, 6) + CBP_SHUF(s[0], s[1], 1, 5, 3, 7);
     CBP_VD t1 = CBP_SHUF(s[2], s[3], 0, 4, 2, 6) + CBP_SHUF(s[2], s[3], 1, 5, 3, 7);
     return CBP_SHUF(t0, t1, 0, 1, 4, 5) + CBP_SHUF(t0, t1, 2, 3, 6, 7);
@@ -386,6 +401,7 @@ libm:
     for (i = 0; i < n; i++) a[i] = 1.0 / (1.0 + exp(-z[i]));
 }
 
+#if !defined(CBP_SIMD_FM_FROM)  /* (else the table takes that table's feature-major kernels) */
 /* -------------------------------------------------------- feature-major --
  * Dense layers on activations stored feature-major: xT (K, ld) holds one
  * row of ld batch lanes per input feature, ld a multiple of 4.  When every
@@ -504,6 +520,8 @@ CBP_ATTR static void CBP_FN(cbp_feature_major_backward)(cbp_ix ld, cbp_ix K, cbp
     CBP_FN(cbp_feature_major_backward_e)(ld, K, N, xT, dT, W, gW, gb, dxT, A, act);
 }
 
+#endif /* !CBP_SIMD_FM_FROM */
+
 /* ------------------------------------------------------------------ sgd --
  * One pass over p, g (and snap): the flag is an OR of lane masks, so the
  * loop has no reduction chain and no scalar select to serialise it. */
@@ -598,15 +616,21 @@ CBP_ATTR static int CBP_FN(cbp_adam_sk)(cbp_ix n, double lr_t, double b1, double
     return any;
 }
 
-#include "_fm_epochs_body.h"
-#define CBP_RW CBP_VW  /* (the lane run mirrors this table's own rows a vector) */
-#include "_fm_lanes_body.h"
-#undef CBP_RW
+#if defined(CBP_SIMD_FM_FROM)
+#  define CBP_FM_FN(name) CBP_CAT(name, CBP_SIMD_FM_FROM)
+#else
+#  define CBP_FM_FN(name) CBP_FN(name)
+#  include "_fm_epochs_body.h"
+#  define CBP_RW CBP_VW  /* (the lane run mirrors this table's own rows a vector) */
+#  include "_fm_lanes_body.h"
+#  undef CBP_RW
+#endif
 
 static const cbp_simd_table CBP_FN(cbp_simd_table) = {
     CBP_FN(cbp_mm_nn), CBP_FN(cbp_mm_nt), CBP_FN(cbp_mm_tn), CBP_FN(cbp_vexp),
-    CBP_FN(cbp_vsigmoid), CBP_FN(cbp_feature_major_forward),
-    CBP_FN(cbp_feature_major_backward), CBP_FN(cbp_sgd), CBP_FN(cbp_adam_sk), CBP_NAME};
+    CBP_FN(cbp_vsigmoid), CBP_FM_FN(cbp_feature_major_forward),
+    CBP_FM_FN(cbp_feature_major_backward), CBP_FN(cbp_sgd), CBP_FN(cbp_adam_sk), CBP_NAME};
+#undef CBP_FM_FN
 
 #undef CBP_FN
 #undef CBP_INL

@@ -1,23 +1,46 @@
-/* The lane run of _fm_lanes_body.h with 8 lanes under AVX-512, for the
- * fits of the AVX2+FMA table (whose feature-major kernels hold 4 rows a
- * vector: CBP_RW 4).  Each lane's arithmetic is the 4-lane run's, so the
- * numbers are the same, bit for bit; a vector holds twice the networks.
- * Included by _simd.h where the AVX2 table is built.  Not a public header:
- * no include guard on purpose.
+/* The AVX-512 table (8 doubles a vector), and the lane run of
+ * _fm_lanes_body.h with 8 lanes.  Included by _simd.h where the AVX2 table
+ * is built.  Not a public header: no include guard on purpose.
+ *
+ * The table: the products, exp, sigmoid and the updates of _simd_body.h
+ * at 8 lanes, with the AVX2 table's feature-major kernels, whole-epoch run
+ * and fused per-sample step (the feature-major buffers hold 4 rows a
+ * vector), so that a network on the feature-major path computes the same
+ * numbers under both tables.  cbp_simd_select("auto") picks it where the
+ * CPU and the OS run AVX-512F and AVX-512DQ.
+ *
+ * The lane run: 8 networks a vector for the fits of the AVX2 table and of
+ * this one (CBP_RW 4, their feature-major rows a vector).  Each lane's
+ * arithmetic is the 4-lane run's, so the numbers are the same, bit for
+ * bit; a vector holds twice the networks.
  */
 typedef double cbp_v8d __attribute__((vector_size(64), aligned(8), may_alias));
 typedef int64_t cbp_v8i __attribute__((vector_size(64), aligned(8), may_alias));
 
 #define CBP_SUFFIX _avx512
 #define CBP_ATTR __attribute__((target("avx512f,avx512dq,avx2,fma")))
+#define CBP_NAME "avx512"
 #define CBP_VW 8
-#define CBP_RW 4
 #define CBP_VD cbp_v8d
 #define CBP_VI cbp_v8i
 #define CBP_MAX0(v, zero) CBP_MAX0_MASK(v, zero)
+#define CBP_SQRT(v) cbp_sqrt8_avx512(v)
+CBP_ATTR static inline __attribute__((always_inline)) cbp_v8d cbp_sqrt8_avx512(cbp_v8d v)
+{
+    cbp_v8d r;
+    int l;
+    CBP_UNROLL for (l = 0; l < 8; l++) r[l] = __builtin_sqrt(v[l]);
+    return r;
+}
+#define CBP_SIMD_FM_FROM _avx2
+#include "_simd_body.h"
+#undef CBP_SIMD_FM_FROM
+#undef CBP_NAME
+#undef CBP_SQRT
+
+#define CBP_RW 4
 #define CBP_FN(name) CBP_CAT(name, CBP_SUFFIX)
 #define CBP_INL CBP_ATTR static inline __attribute__((always_inline))
-#include "_simd_elem.h"
 #include "_fm_lanes_body.h"
 #undef CBP_FN
 #undef CBP_INL
@@ -29,7 +52,7 @@ typedef int64_t cbp_v8i __attribute__((vector_size(64), aligned(8), may_alias));
 #undef CBP_ATTR
 #undef CBP_SUFFIX
 
-/* 1 if this CPU and OS can run the 8-lane run. */
+/* 1 if this CPU and OS can run the AVX-512 table and the 8-lane run. */
 static int cbp_cpu_has_avx512(void)
 {
     __builtin_cpu_init();

@@ -17,7 +17,8 @@
  * p - (lr * g).  tests/test_tiny.py compares the two paths bit for bit.
  *
  * The body (_tiny_body.h) is compiled once per table of _simd.h: for the
- * baseline ISA, and for AVX2+FMA where _simd.h builds that table.  Builds
+ * baseline ISA, and for AVX2+FMA and AVX-512 where _simd.h builds those
+ * tables.  Builds
  * without vector extensions (CBP_HAVE_VEC undefined) have no fused path.
  */
 #ifndef CBP_TINY_H
@@ -109,6 +110,17 @@ typedef void (*cbp_tiny_run_fn)(const cbp_tiny_net* net, double* params, double*
 #    undef CBP_TINY_VW
 #    undef CBP_TINY_FMA
 #  endif
+#  if defined(CBP_HAVE_AVX512_LANES)
+#    define CBP_TINY_SUFFIX _avx512
+#    define CBP_TINY_ATTR __attribute__((target("avx512f,avx512dq,avx2,fma")))
+#    define CBP_TINY_VW 8
+#    define CBP_TINY_FMA 1
+#    include "_tiny_body.h"
+#    undef CBP_TINY_SUFFIX
+#    undef CBP_TINY_ATTR
+#    undef CBP_TINY_VW
+#    undef CBP_TINY_FMA
+#  endif
 #else
 #  define CBP_TINY_BUILT 0
 #endif
@@ -120,6 +132,9 @@ static cbp_tiny_run_fn cbp_tiny_select(cbp_tiny_net* net)
     net->vexp = cbp_simd.vexp;
     net->vsigmoid = cbp_simd.vsigmoid;
 #if defined(CBP_HAVE_AVX2)
+#if defined(CBP_HAVE_AVX512_LANES)
+    if (strcmp(cbp_simd.name, "avx512") == 0) return cbp_tiny_run_avx512;
+#endif
     if (strcmp(cbp_simd.name, "avx2+fma") == 0) return cbp_tiny_run_avx2;
 #endif
 #if CBP_TINY_BUILT

@@ -5,10 +5,11 @@
 def _simd(level=None):
     """Read, and optionally set, the kernel table of src/_simd.h.
 
-    ``level`` is "auto" (the best this CPU runs), "baseline" or "avx2+fma".
+    ``level`` is "auto" (the best this CPU runs), "baseline", "avx2+fma" or
+    "avx512".
     Returns the name in force before the call; raises ValueError for a
     level this build or CPU cannot run.  Private: the environment variable
-    CBP_SIMD sets it at import; tests use this to run both tables.
+    CBP_SIMD sets it at import; tests use this to run every table.
     """
     old = cbp_simd.name.decode()
     if level is not None:
@@ -25,6 +26,8 @@ def _simd_levels():
     names = ["baseline"]
     if cbp_cpu_has_avx2():
         names.append("avx2+fma")
+    if cbp_simd_has_avx512():
+        names.append("avx512")
     return names
 
 

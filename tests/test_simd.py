@@ -27,7 +27,7 @@ import cbp
 from cbp import _codes
 from cbp import _reference as ref
 
-LEVELS = ["baseline", "avx2+fma"]
+LEVELS = ["baseline", "avx2+fma", "avx512"]
 # The dense paths: the row-major SIMD loops, BLAS dgemm (dgemm thresholds as
 # in test_blas_paths.py), each with fit()'s feature-major passes off, and
 # fit() on the feature-major passes for every network they take (widths up
@@ -39,7 +39,7 @@ PATHS = {
     "feature-major": ((1 << 62, 1 << 30), (64, 1, 1 << 30)),
 }
 # The widths of the dense-kernel grid: below, at and past the vector widths
-# (2 and 4 doubles), the register tiles (4 rows, 2-4 vectors) and their tails.
+# (2, 4 and 8 doubles), the register tiles (4 rows, 2-4 vectors) and their tails.
 SIZES = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 33]
 
 
@@ -113,7 +113,7 @@ def test_auto_picks_the_best_level(core, restore_table):
 
 
 @pytest.mark.parametrize(
-    "bad", ["sse9", "", "AVX2", "avx512", "baseline\0junk", 3, b"baseline", ["baseline"]]
+    "bad", ["sse9", "", "AVX2", "AVX512", "avx-512", "baseline\0junk", 3, b"baseline", ["baseline"]]
 )
 def test_bad_level_raises_and_keeps_the_table(core, restore_table, bad):
     for name in core._simd_levels():
@@ -174,20 +174,52 @@ def test_cbp_simd_environment_variable(core, value):
         assert got["level"] == (core._simd_levels()[-1] if want == "auto" else want)
 
 
-def test_cbp_simd_environment_variable_avx2(core):
-    if "avx2+fma" not in core._simd_levels():
-        pytest.skip("this CPU or build has no avx2+fma table")
+@pytest.mark.parametrize("name", ["avx2+fma", "avx512"])
+def test_cbp_simd_environment_variable_names_a_table(core, name):
+    if name not in core._simd_levels():
+        pytest.skip(f"this CPU or build has no {name} table")
     proc = subprocess.run(
         [sys.executable, "-c", CHILD],
         capture_output=True,
         text=True,
-        env=_child_env(CBP_SIMD="avx2+fma"),
+        env=_child_env(CBP_SIMD=name),
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert got["level"] == "avx2+fma"
+    assert got["level"] == name
     assert not [w for w in got["warnings"] if "CBP_SIMD" in w[1]]
+
+
+def _xor_fit(core, table, **kw):
+    core._simd(table)
+    rng = np.random.default_rng(4)
+    layers = [
+        cbp.Dense(2, 4, "sigmoid", weights=rng.uniform(-1, 1, (2, 4)), bias=np.zeros(4)),
+        cbp.Dense(4, 1, "sigmoid", weights=rng.uniform(-1, 1, (4, 1)), bias=np.zeros(1)),
+    ]
+    net = cbp.Network(layers, loss="squared_error")
+    X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    y = np.array([0.0, 1.0, 1.0, 0.0])
+    hist = net.fit(X, y, epochs=3000, lr=0.5, **kw)
+    engine = net._engine
+    assert (engine.fm_epochs if kw["batch_size"] is None else engine.tiny_steps) > 0
+    return net.parameters.copy(), net.gradients.copy(), hist["loss"].copy()
+
+
+@pytest.mark.parametrize("batch_size", [None, 1])
+def test_avx512_table_trains_feature_major_and_per_sample_as_avx2(core, restore_table, batch_size):
+    """The AVX-512 table takes the AVX2 table's feature-major kernels and
+    its whole-epoch run: a full-batch fit on them trains to the same
+    numbers under both tables, bit for bit.  Its per-sample step replays
+    its own products (8-lane sums); a network with no side over 4 has no
+    vector part at either width, so that fit agrees bit for bit too."""
+    if "avx512" not in core._simd_levels():
+        pytest.skip("this CPU or build has no avx512 table")
+    want = _xor_fit(core, "avx2+fma", batch_size=batch_size)
+    got = _xor_fit(core, "avx512", batch_size=batch_size)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
 
 
 # -------------------------------------------------------------------- exp ---
@@ -519,7 +551,7 @@ def test_dense_feature_major_sigmoid_out_of_range_goes_to_libm(core, level):
     out = np.full((1, m), np.nan)
     core.dense_forward_feature_major(XT, W, None, out, code)
     want = 1.0 / (1.0 + libm_exp(-z))
-    width = 4 if level == "avx2+fma" else 2
+    width = 2 if level == "baseline" else 4  # (the AVX-512 table keeps AVX2's kernels here)
     for i in range(m):
         if any(abs(v) > 708 for v in z[i - i % width : i - i % width + width]):
             assert out[0, i] == want[i], i

@@ -9,7 +9,7 @@ import pytest
 
 from cbp import _reference_sklearn as ref_sk
 
-LEVELS = ["baseline", "avx2+fma"]
+LEVELS = ["baseline", "avx2+fma", "avx512"]
 SIZES = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 33, 1001]
 
 

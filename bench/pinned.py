@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The one-thread comparison with JAX and numba, in a process pinned to one CPU.
 
-    python bench/pinned.py --out-json FILE [--quick] [--peers jax numba] [--cpu N]
+    python bench/pinned.py --out-json FILE [--quick] [--peers jax numba] [--cpu N] [--only C ...]
     python bench/pinned.py --dgemm --out-json FILE [--quick] [--cpu N]
 
 ``bench/run.py`` starts this script as a subprocess; it can also be run by
@@ -44,6 +44,8 @@ ROOT = HERE.parent
 
 XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 PEER_NAMES = ("jax", "numba")
+WORKLOAD_NAMES = ("A", "overhead", "B", "C", "D", "population")
+OPENBLAS_PINS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
 def parse_args(argv=None):
@@ -53,6 +55,9 @@ def parse_args(argv=None):
     ap.add_argument("--peers", nargs="+", choices=PEER_NAMES, default=list(PEER_NAMES))
     ap.add_argument("--cpu", type=int, default=None, help="the CPU to pin to")
     ap.add_argument("--dgemm", action="store_true", help="only measure the dgemm rate")
+    ap.add_argument(
+        "--only", nargs="+", choices=WORKLOAD_NAMES, default=None, help="only these workloads"
+    )
     return ap.parse_args(argv)
 
 
@@ -249,9 +254,12 @@ def run_peers(args):
         "settings": s.__dict__,
         "jax": C.jax_version(),
         "numba": C.numba_version(),
+        "env": {k: os.environ.get(k) for k in OPENBLAS_PINS},
         "workloads": [],
     }
     for w in workloads(args.quick):
+        if args.only and w["name"] not in args.only:
+            continue
         print(f"[pinned {w['name']}] {w['title']}", flush=True)
         peers = [p for p in w["peers"]() if family_of(p) in keep]
         res = measure_peers(w["name"], peers, s, unit=w["unit"], **w["kw"])
@@ -260,7 +268,8 @@ def run_peers(args):
         entry["results"] = [r.as_dict() for r in res]
         entry["ratios"] = ratios(res)
         result["workloads"].append(entry)
-    result["population_scaling"] = population_scaling(args, s, keep)
+    if not args.only or "population" in args.only:
+        result["population_scaling"] = population_scaling(args, s, keep)
     return result
 
 
@@ -327,7 +336,7 @@ def run_dgemm(args, size=512):
         "gflops_cpu": flops / t.cpu_median / 1e9,
         "size": size,
         "blas": pools,
-        "env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")},
+        "env": {k: os.environ.get(k) for k in OPENBLAS_PINS},
     }
 
 

@@ -247,29 +247,58 @@ def _blas_owner(pool):
     return os.path.basename(path) or "?"
 
 
+def pinned_runs(compiled):
+    """The pinned runs of a bench result: the comparison (OpenBLAS's core
+    type unset) and, where the environment pinned it, C as given."""
+    return [d for d in (compiled.get("pinned"), compiled.get("pinned_as_given")) if d]
+
+
 def dgemm_floor(compiled):
     """{workload: {setting: (floor seconds, cbp's share, cbp's share by CPU time)}}
-    for the pinned workloads that count their flops, at each measured dgemm
-    rate.  The share is floor / cbp time; by CPU time, both the rate and cbp's
-    time are process CPU times, which do not grow while another process holds
-    the CPU (the rate and cbp's time are measured at different moments)."""
+    for the pinned workloads that count their flops, each run's cbp time at
+    the dgemm rate measured under that run's setting ("unset" or "as
+    given").  The share is floor / cbp time; by CPU time, both the rate and
+    cbp's time are process CPU times, which do not grow while another process
+    holds the CPU (the rate and cbp's time are measured at different
+    moments)."""
     out = {}
     rates = {d["setting"]: (d["gflops"], d.get("gflops_cpu")) for d in compiled.get("dgemm") or []}
-    for w in (compiled.get("pinned") or {}).get("workloads", []):
-        cbp = next((r for r in w["results"] if r["family"] == "cbp" and r.get("median_s")), None)
-        if not w.get("flops") or cbp is None:
+    for run in pinned_runs(compiled):
+        if run.get("setting") not in rates:
             continue
-        by = {}
-        for k, (g, g_cpu) in rates.items():
+        g, g_cpu = rates[run["setting"]]
+        for w in run.get("workloads", []):
+            cbp = next(
+                (r for r in w["results"] if r["family"] == "cbp" and r.get("median_s")), None
+            )
+            if not w.get("flops") or cbp is None:
+                continue
             floor = w["flops"] / (g * 1e9)
             cpu = (
                 w["flops"] / (g_cpu * 1e9) / cbp["cpu_median_s"]
                 if g_cpu and cbp.get("cpu_median_s")
                 else None
             )
-            by[k] = (floor, floor / cbp["median_s"], cpu)
-        out[w["name"]] = by
+            out.setdefault(w["name"], {})[run["setting"]] = (floor, floor / cbp["median_s"], cpu)
     return out
+
+
+def _setting_text(data, given):
+    """What the pinned runs' environments held of OpenBLAS's core-type pins."""
+    if data.get("setting") != "unset":
+        return "OpenBLAS's core type: as the environment gave it."
+    text = (
+        "The run's environment has `OPENBLAS_CORETYPE` and `OPENBLAS_L2_SIZE` removed, so "
+        "that OpenBLAS (cbp calls SciPy's; numba's `np.dot` NumPy's) picks its kernels for "
+        "the CPU it finds, as on users' machines, which do not pin them; only this "
+        "benchmark unsets them, tests and CI never do."
+    )
+    if given:
+        text += (
+            "  The environment it was given pins them, so workload C, the one on dgemm, "
+            'ran once more as given: the rows marked "as given".'
+        )
+    return text
 
 
 def compiled_section(compiled):
@@ -289,21 +318,29 @@ def compiled_section(compiled):
             f"timed.  Ratio = peer time / cbp time (> 1: cbp is faster), the median over "
             f"{s['repeats']} interleaved rounds of the ratio within each round.  The machine is "
             f"shared: absolute times are only indicative, the side-by-side ratios are what "
-            f"this measures.",
+            f"this measures.  " + _setting_text(data, compiled.get("pinned_as_given")),
             "",
             "| Workload | cbp native | JAX | JAX / cbp | numba | numba / cbp | Agreement "
             "(JAX; numba) |",
             "|---|---:|---:|---:|---:|---:|---|",
         ]
-        for w in data["workloads"]:
+        rows = [(w, "") for w in data["workloads"]]
+        given = compiled.get("pinned_as_given")
+        if given:
+            env = given.get("env") or {}
+            pins = ", ".join(f"{k}={v}" for k, v in env.items() if v) or "none"
+            rows += [(w, f" (OpenBLAS as given: {pins})") for w in given["workloads"]]
+        for w, label in rows:
             cbp = next((r for r in w["results"] if r["family"] == "cbp"), None)
             jt, jr, ja = _pinned_cell(w, "jax")
             nt, nr, na = _pinned_cell(w, "numba")
             cbp_t = _pinned_time(cbp) if cbp else "—"
-            lines.append(f"| {w['title']} | {cbp_t} | {jt} | {jr} | {nt} | {nr} | {ja}; {na} |")
+            lines.append(
+                f"| {w['title']}{label} | {cbp_t} | {jt} | {jr} | {nt} | {nr} | {ja}; {na} |"
+            )
         behind = [
-            f"{w['name']}: {fam} takes {1 / ratio:.3g}× less time than cbp native"
-            for w in data["workloads"]
+            f"{w['name']}{label}: {fam} takes {1 / ratio:.3g}× less time than cbp native"
+            for w, label in rows
             for fam, got in w["ratios"].items()
             if (ratio := got.get("median")) and ratio < 1
         ]
@@ -395,7 +432,8 @@ def compiled_section(compiled):
                 "",
                 "The floor of a workload is the time its matrix products take at "
                 "the dgemm rate (the FLOPs of X@W, X.T@dZ and dZ@W.T, as in the MNIST "
-                "section); cbp's share is floor / cbp time (100%: cbp runs at dgemm "
+                "section) at the rate of the setting cbp's time was taken under; cbp's "
+                "share is floor / cbp time (100%: cbp runs at dgemm "
                 "speed), by wall-clock time and, in parentheses, by CPU time (the rate "
                 "and cbp's time are taken at different moments, so on a busy machine "
                 "the CPU-time share is the one to read).",
@@ -406,13 +444,16 @@ def compiled_section(compiled):
                 "|---|---:|" + "---:|---:|" * len(dg),
             ]
             for name, by in floors.items():
-                w = next(w for w in data["workloads"] if w["name"] == name)
+                runs = pinned_runs(compiled)
+                w = next(w for run in runs for w in run["workloads"] if w["name"] == name)
                 cells = []
                 for d in dg:
                     if d["setting"] in by:
                         floor, share, cpu = by[d["setting"]]
                         cpu = "—" if cpu is None else f"{100 * cpu:.0f}%"
                         cells.append(f"{fmt_time(floor)} | {100 * share:.0f}% ({cpu})")
+                    else:
+                        cells.append("— | —")
                 lines.append(f"| {name} | {w['flops'] / 1e6:.2f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -12,9 +12,11 @@ after checking that every peer computes the same parameters.  Writes
 Workloads (``--only``): xor, spiral, mnist, seed000, sweep (the sweep also
 measures linear growth in epochs and samples), and jax, numba: the one-thread
 comparison with JAX and numba on workloads A-D and a population of XOR
-networks, which runs in a subprocess pinned to one CPU (``bench/pinned.py``),
-with the single-thread dgemm rate measured in two more subprocesses (the
-environment as given, and without ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE``).
+networks, which runs in a subprocess pinned to one CPU (``bench/pinned.py``)
+without ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` in its environment (what
+users get: their machines do not pin OpenBLAS's core type), workload C once
+more with the environment as given when it sets either, and the
+single-thread dgemm rate measured in two more subprocesses (both settings).
 ``--quick`` is a smoke test: every workload with tiny repeat counts, well
 under a minute.
 """
@@ -117,29 +119,44 @@ def _pinned(script_args, env, timeout):
 def run_pinned(names, quick, notes):
     """The JAX/numba comparison and the dgemm rates, each in a pinned subprocess.
 
-    Returns {"pinned": results or None, "dgemm": [as given, unpinned kernels]}."""
+    The comparison runs without the variables that pin OpenBLAS's core type
+    (``OPENBLAS_PINS``), as on users' machines; where the environment sets
+    one, workload C (the one on dgemm) runs again as given.  Returns
+    {"pinned": results or None, "pinned_as_given": C's results or None,
+    "dgemm": [as given, unpinned kernels]}; each run's results name its
+    setting ("setting": "unset" or "as given")."""
     wanted = [n for n in PINNED_NAMES if n in names]
     missing = [n for n in wanted if importlib.util.find_spec(n) is None]
     for n in missing:
         notes.append(f"{n} is not installed: its peers are skipped (pip install 'cbp[peers]')")
     present = [n for n in wanted if n not in missing]
-    result = {"pinned": None, "dgemm": []}
+    result = {"pinned": None, "pinned_as_given": None, "dgemm": []}
     timeout = 600 if quick else 3600
+    unpinned = {k: v for k, v in os.environ.items() if k not in OPENBLAS_PINS}
+    pinned_here = any(k in os.environ for k in OPENBLAS_PINS)
     if present:
         print(
             f"[pinned] {', '.join(present)} beside cbp native, one thread, one CPU "
             f"(bench/pinned.py)",
             flush=True,
         )
-        data, why = _pinned(
-            ["--peers", *present] + (["--quick"] if quick else []), dict(os.environ), timeout
-        )
+        args = ["--peers", *present] + (["--quick"] if quick else [])
+        data, why = _pinned(args, unpinned, timeout)
         if why:
             notes.append(f"the pinned JAX/numba run did not finish: {why}")
+        elif data:
+            data["setting"] = "unset"
         result["pinned"] = data
+        if pinned_here:
+            print("[pinned] workload C again, with OpenBLAS's core type as given", flush=True)
+            data, why = _pinned(args + ["--only", "C"], dict(os.environ), timeout)
+            if why:
+                notes.append(f"the pinned run of C as given did not finish: {why}")
+            elif data:
+                data["setting"] = "as given"
+            result["pinned_as_given"] = data
     # The dgemm rate, as the environment has it and without the variables that
     # pin OpenBLAS's core type, alternately (pairs of runs) on the same CPU.
-    unpinned = {k: v for k, v in os.environ.items() if k not in OPENBLAS_PINS}
     runs = {"as given": [], "unset": []}
     for _ in range(1 if quick else 2):
         for key, env in (("as given", dict(os.environ)), ("unset", unpinned)):

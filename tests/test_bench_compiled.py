@@ -271,6 +271,7 @@ def test_dgemm_floor_is_flops_at_the_rate_over_cbp_time():
             {"setting": "unset", "gflops": 80.0, "gflops_cpu": 80.0},
         ],
         "pinned": {
+            "setting": "unset",
             "workloads": [
                 {
                     "name": "B",
@@ -282,12 +283,23 @@ def test_dgemm_floor_is_flops_at_the_rate_over_cbp_time():
                     "flops": None,
                     "results": [{"family": "cbp", "median_s": 1e-7, "cpu_median_s": 1e-7}],
                 },
-            ]
+            ],
+        },
+        "pinned_as_given": {
+            "setting": "as given",
+            "workloads": [
+                {
+                    "name": "B",
+                    "flops": 1e6,
+                    "results": [{"family": "cbp", "median_s": 50e-6, "cpu_median_s": 40e-6}],
+                },
+            ],
         },
     }
     floors = dgemm_floor(compiled)
     assert set(floors) == {"B"}
-    # 1 MFLOP at 50 GFLOP/s = 20 µs, half of cbp's 40 µs; by CPU time, 10 µs of 25 µs.
-    # At 80 GFLOP/s: 12.5 µs, of 40 µs and of 25 µs.
-    assert floors["B"]["as given"] == pytest.approx((20e-6, 0.5, 0.4))
+    # Each run at its own setting's rate.  Unset: 1 MFLOP at 80 GFLOP/s = 12.5 µs,
+    # of cbp's 40 µs and of its 25 µs of CPU time.  As given: 20 µs at 50 GFLOP/s,
+    # of 50 µs; by CPU time 10 µs (100 GFLOP/s) of 40 µs.
     assert floors["B"]["unset"] == pytest.approx((12.5e-6, 0.3125, 0.5))
+    assert floors["B"]["as given"] == pytest.approx((20e-6, 0.4, 0.25))

@@ -159,15 +159,13 @@ mode_asan() {
     # would fail the pipeline on nm's SIGPIPE)
     nm -D "$src"/cbp/_core*.so | grep -c __asan_report > /dev/null ||
         { echo "the core is not instrumented" >&2; return 1; }
-    # CBP_LANES=narrow and (on a CPU with AVX-512) CBP_SIMD=avx2+fma: no
-    # 512-bit code in the main pass, neither fit_many's 8-lane run nor the
-    # AVX-512 table.  ASan's fake stack (detect_stack_use_after_return)
-    # aligns frames to 32 bytes, and the -O0 build spills 64-byte vectors to
-    # 64-byte aligned slots.  The second pass below runs them, without the
-    # fake stack.
+    # CBP_NO_AVX512=1: no 512-bit code in the main pass, neither the AVX-512
+    # table nor fit_many's 8-lane run (the tests that run every table see
+    # none).  ASan's fake stack (detect_stack_use_after_return) aligns
+    # frames to 32 bytes, and the -O0 build spills 64-byte vectors to 64-byte
+    # aligned slots.  The second pass below runs them, without the fake stack.
     export LD_PRELOAD=$libasan PYTHONMALLOC=malloc CBP_REQUIRE_NATIVE=1 CBP_FUZZ_MAX_EXAMPLES=40 \
-        CBP_FUZZ_NO_SHRINK=1 CBP_LANES=narrow
-    if grep -qw avx512f /proc/cpuinfo 2>/dev/null; then export CBP_SIMD=avx2+fma; fi
+        CBP_FUZZ_NO_SHRINK=1 CBP_NO_AVX512=1
     export ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=0:exitcode=86:allocator_may_return_null=1:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1:log_path=$dir/asan
     rm -f "$dir"/asan.*
     check_import "$src"
@@ -177,14 +175,14 @@ mode_asan() {
     run_pytest "$src" "$dir/pytest.log" "$VPY" -m pytest -p no:cacheprovider -q $ASAN_TESTS "${EXTRA[@]}" || rc=$?
     if [ "$rc" -eq 0 ]; then
         log "pytest under AddressSanitizer, the 512-bit code: $ASAN_WIDE_TESTS"
-        unset CBP_LANES CBP_SIMD
+        unset CBP_NO_AVX512
         ASAN_OPTIONS=${ASAN_OPTIONS/detect_stack_use_after_return=1/detect_stack_use_after_return=0}
         # shellcheck disable=SC2086
         run_pytest "$src" "$dir/pytest-wide.log" "$VPY" -m pytest -p no:cacheprovider -q \
             $ASAN_WIDE_TESTS || rc=$?
     fi
-    unset LD_PRELOAD PYTHONMALLOC ASAN_OPTIONS CBP_FUZZ_MAX_EXAMPLES CBP_FUZZ_NO_SHRINK CBP_LANES \
-        CBP_SIMD
+    unset LD_PRELOAD PYTHONMALLOC ASAN_OPTIONS CBP_FUZZ_MAX_EXAMPLES CBP_FUZZ_NO_SHRINK \
+        CBP_NO_AVX512
     local reports
     reports=$(grep -l "ERROR: AddressSanitizer" "$dir"/asan.* 2>/dev/null || true)
     if [ -n "$reports" ]; then

@@ -60,7 +60,7 @@ from _codes cimport *
 # plain names belong to the Python wrappers, which carry the twin's names.
 cimport _kernels as kernels
 from _kernels cimport (cbp_simd, cbp_simd_select, cbp_cpu_has_avx2, cbp_simd_has_avx512,
-                       cbp_blas_min_work,
+                       cbp_avx512_off, cbp_blas_min_work,
                        cbp_blas_min_side, FEATURE_MAJOR_NONE, FEATURE_MAJOR_RELU,
                        FEATURE_MAJOR_SIGMOID)
 from _fm_epochs cimport (cbp_fm_net, cbp_fm_epochs_fn, cbp_fm_select, cbp_fm_lanes_fn,

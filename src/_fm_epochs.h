@@ -58,7 +58,7 @@ static cbp_fm_lanes_fn cbp_fm_lanes_select(int* width)
 #if defined(CBP_HAVE_AVX2)
     if (cbp_simd_fm_avx2()) {
 #  if defined(CBP_HAVE_AVX512_LANES)
-        if (cbp_fm_lanes_wide && cbp_cpu_has_avx512()) {
+        if (cbp_fm_lanes_wide && cbp_simd_has_avx512()) {
             *width = 8;
             return cbp_fm_lanes_avx512;
         }

@@ -87,6 +87,7 @@ cdef extern from "_simd.h" nogil:
     int cbp_simd_select(const char* want)
     int cbp_cpu_has_avx2()
     int cbp_simd_has_avx512()
+    int cbp_avx512_off
 
 
 cdef inline bint use_blas(Py_ssize_t n, Py_ssize_t ni, Py_ssize_t no) noexcept nogil:

@@ -386,11 +386,16 @@ static int cbp_cpu_has_avx2(void)
 #endif
 }
 
-/* 1 if this build has the AVX-512 table and this CPU and OS can run it. */
+/* 1: run no 512-bit code, as on a CPU without AVX-512 (CBP_NO_AVX512=1 at
+ * import, read by _tuning.pxi before the table is chosen) */
+static int cbp_avx512_off = 0;
+
+/* 1 if this build has the AVX-512 code (the table, the 8-lane run), this CPU
+ * and OS can run it and it is not turned off. */
 static int cbp_simd_has_avx512(void)
 {
 #if defined(CBP_HAVE_AVX512_LANES)
-    return cbp_cpu_has_avx2() && cbp_cpu_has_avx512();
+    return !cbp_avx512_off && cbp_cpu_has_avx2() && cbp_cpu_has_avx512();
 #else
     return 0;
 #endif

@@ -44,6 +44,15 @@ def _vexp(const double[::1] x, double[::1] out):
 def _init_simd():
     import os
     import warnings
+    global cbp_avx512_off
+    # CBP_NO_AVX512=1: no 512-bit code at all, as on a CPU without AVX-512
+    # (neither the table nor fit_many's 8 lanes; ci/sanitize.sh's ASan pass)
+    off = os.environ.get("CBP_NO_AVX512", "").strip()
+    if off == "1":
+        cbp_avx512_off = 1
+    elif off not in ("", "0"):
+        warnings.warn(f"CBP_NO_AVX512={off!r} ignored: expected '1' or '0'",
+                      RuntimeWarning, stacklevel=2)
     want = os.environ.get("CBP_SIMD", "auto").strip() or "auto"
     try:
         _simd(want)

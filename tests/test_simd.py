@@ -142,6 +142,7 @@ CHILD = textwrap.dedent(
         "file": core.__file__,
         "level": core._simd(),
         "levels": core._simd_levels(),
+        "lanes": core._fm_lanes_width(True),
         "warnings": [[w.category.__name__, str(w.message)] for w in caught],
     }))
     """
@@ -189,6 +190,31 @@ def test_cbp_simd_environment_variable_names_a_table(core, name):
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["level"] == name
     assert not [w for w in got["warnings"] if "CBP_SIMD" in w[1]]
+
+
+@pytest.mark.parametrize("value", ["1", "0", "", "yes"])
+def test_cbp_no_avx512_turns_off_every_512_bit_path(core, value):
+    """CBP_NO_AVX512=1 at import: as on a CPU without AVX-512, no AVX-512
+    table and 4 lanes at most for fit_many; "0" or "" change nothing; any
+    other value warns and changes nothing."""
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD],
+        capture_output=True,
+        text=True,
+        env=_child_env(CBP_NO_AVX512=value),
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    ours = [w for w in got["warnings"] if "CBP_NO_AVX512" in w[1]]
+    assert [w[0] for w in ours] == (["RuntimeWarning"] if value == "yes" else [])
+    if value == "1":
+        assert got["levels"] == [name for name in core._simd_levels() if name != "avx512"]
+        assert got["level"] == got["levels"][-1]
+        assert got["lanes"] <= 4
+    else:
+        assert got["levels"] == core._simd_levels()
+        assert got["lanes"] == core._fm_lanes_width()
 
 
 def _xor_fit(core, table, **kw):

@@ -142,6 +142,13 @@ class SGD(Optimizer):
     Without momentum: ``p -= lr_t * g``.  With momentum ``mu``:
     ``u = mu * u - lr_t * g``, then ``p += u`` (or ``p += mu * u - lr_t * g``
     with ``nesterov=True``).
+
+    ``momentum`` may be changed between calls, or from a ``fit`` callback.
+    Turned on for an optimizer that has trained without it, the velocity
+    ``u`` starts from zero at the next step, as ``torch.optim.SGD`` starts
+    its momentum buffer; turned off, the velocity is dropped (``state``
+    becomes empty), so turning it on again starts from zero once more
+    (torch would resume its old buffer).
     """
 
     kind = _codes.OPT_SGD
@@ -170,6 +177,18 @@ class SGD(Optimizer):
     @property
     def slots(self):
         return 1 if self.momentum > 0.0 else 0
+
+    def _bind(self, n_params):
+        # momentum switched on (no velocity yet) or off (one velocity, now
+        # unused) since the state was made: a zero velocity, or none
+        state = self.state
+        if state is not None:
+            size = self.slots * n_params
+            if state.size == 0 and size == n_params:
+                self.state = np.zeros(size)
+            elif state.size == n_params and size == 0:
+                self.state = np.zeros(0)
+        return super()._bind(n_params)
 
     def _hyper(self):
         h = super()._hyper()

@@ -243,3 +243,55 @@ def test_adagrad_decay_is_torch_lr_decay(backend):
     for _ in range(STEPS):
         other.train_step(X, y)
     assert not np.allclose(other.parameters, net.parameters, rtol=1e-6)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_sgd_momentum_switched_on_and_off_between_steps_as_torch(backend, nesterov):
+    """Momentum turned on for an SGD that trained without it: the velocity
+    starts from zero, as torch starts its momentum buffer, and every step
+    after matches torch's; turned off, the velocity is dropped (state empty)
+    and the steps are plain SGD again, as torch's."""
+    net, model = pair("regression", backend, optim.SGD(0.05))
+    topt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.0, foreach=False)
+    X, y = data("regression")
+    for step in range(4):
+        net.train_step(X, y)
+        torch_step("regression", model, topt, X, y)
+    assert net.optimizer.state.size == 0
+    net.optimizer.momentum = 0.9
+    net.optimizer.nesterov = nesterov
+    topt.param_groups[0].update(momentum=0.9, nesterov=nesterov)
+    for step in range(6):
+        net.train_step(X, y)
+        torch_step("regression", model, topt, X, y)
+        assert_close(net.parameters, torch_flat(model), f"momentum step {step + 1}")
+    velocity = -net.optimizer.state / net.optimizer.lr
+    assert_close(velocity, torch_state(model, topt, "momentum_buffer"))
+    net.optimizer.nesterov = False
+    net.optimizer.momentum = 0.0
+    topt.param_groups[0].update(momentum=0.0, nesterov=False)
+    for step in range(3):
+        net.train_step(X, y)
+        torch_step("regression", model, topt, X, y)
+        assert_close(net.parameters, torch_flat(model), f"plain step {step + 1}")
+    assert net.optimizer.state.size == 0
+
+
+def test_sgd_momentum_switched_on_by_a_fit_callback(backend):
+    """From a callback, the change applies from the next epoch: the same
+    run as two fit calls with the momentum set in between."""
+    X, y = data("regression", seed=3)
+    a, _ = pair("regression", backend, optim.SGD(0.02))
+    a.fit(X, y, epochs=5, batch_size=None)
+    a.optimizer.momentum = 0.8
+    a.fit(X, y, epochs=5, batch_size=None)
+
+    def switch(epoch, logs):
+        if epoch == 5:
+            b.optimizer.momentum = 0.8
+
+    b, _ = pair("regression", backend, optim.SGD(0.02))
+    b.fit(X, y, epochs=10, batch_size=None, callback=switch, callback_every=5)
+    np.testing.assert_array_equal(b.parameters, a.parameters)
+    np.testing.assert_array_equal(b.optimizer.state, a.optimizer.state)
+    assert b.optimizer.state.size == b.parameters.size

@@ -254,7 +254,7 @@ def test_sgd_momentum_switched_on_and_off_between_steps_as_torch(backend, nester
     net, model = pair("regression", backend, optim.SGD(0.05))
     topt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.0, foreach=False)
     X, y = data("regression")
-    for step in range(4):
+    for _ in range(4):
         net.train_step(X, y)
         torch_step("regression", model, topt, X, y)
     assert net.optimizer.state.size == 0

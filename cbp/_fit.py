@@ -37,6 +37,7 @@ def run(
     max_chunk,
     report_seconds,
     owned=False,
+    stop=None,
 ):
     """Train ``net`` as :meth:`Network.fit` documents; return the history.
 
@@ -49,6 +50,11 @@ def run(
     ``verbose`` the engine returns every ``report_seconds``.  ``owned``: the
     caller already holds the guards of the network and of the optimizer it
     trains with (:func:`cbp.fit_many`), so they are not taken here.
+    ``stop``: an object whose ``is_set()`` asks the run to end (a
+    ``threading.Event``, set by fit_many's calling thread on Ctrl-C for the
+    networks on other threads, which receive no signals); the engine then
+    returns every ``report_seconds`` to read it, and the run ends as when a
+    callback returns False, its counters and history committed.
     """
     columns = history_columns(net, Xv is not None, schedule is not None)
     # The native loop runs at most `chunk` epochs a call, ending at every
@@ -79,7 +85,7 @@ def run(
             done, status, interrupted, pending, calls = 0, _codes.FIT_DONE, True, None, 0
             epoch0 = net._epochs_trained
             progress = np.zeros(2, dtype=np.int64)  # written by the engine per epoch
-            report = report_seconds if verbose else 0.0
+            report = report_seconds if verbose or stop is not None else 0.0
             sched = (schedule if schedule is not None else schedules.Schedule())._vector()
             try:
                 while done < epochs:
@@ -155,6 +161,8 @@ def run(
                         if schedule is not None:  # and the schedule's settings
                             sched = schedule._vector()
                     if status == _codes.FIT_STOPPED:
+                        break
+                    if stop is not None and stop.is_set():
                         break
                 interrupted = False
             finally:

@@ -41,7 +41,9 @@ _lane_threads = 0
 
 #: with networks on threads, each checks this often (epochs) whether the
 #: calling thread was interrupted
-_STOP_EVERY = 1024
+#: how often the native loop of a network on a worker thread returns to read
+#: the stop event (seconds)
+_STOP_SECONDS = 0.05
 
 
 def fit_many(
@@ -338,7 +340,7 @@ def _train(nets, lrs, seeds, opts, s, guards):
     if s["callback"] is not None or s["verbose"]:
         threads = 1
 
-    def one(i, callback, every):
+    def one(i, stop=None):
         lent = _lend(guards[i])
         try:
             histories[i] = _fit.run(
@@ -354,14 +356,15 @@ def _train(nets, lrs, seeds, opts, s, guards):
                 seeds[i],
                 opts[i],
                 s["early_stopping"],
-                callback,
-                every,
+                s["callback"],
+                s["every"],
                 s["keep_every"],
                 s["verbose"],
                 None if s["schedule"] is None else copy.deepcopy(s["schedule"]),
                 MAX_CHUNK,
-                REPORT_SECONDS,
+                REPORT_SECONDS if stop is None else _STOP_SECONDS,
                 owned=True,
+                stop=stop,
             )
         except DivergenceError as err:
             histories[i] = err.history
@@ -372,7 +375,7 @@ def _train(nets, lrs, seeds, opts, s, guards):
     if threads <= 1:
         _paths["sequential"] += 1
         for i in range(count):
-            one(i, s["callback"], s["every"])
+            one(i)
     else:
         _paths["threads"] += 1
         _on_threads(one, count, threads)
@@ -554,10 +557,11 @@ def _give_back(guards, lent):
 
 
 def _on_threads(one, count, threads):
-    """Run ``one(i, ...)`` for every network on ``threads`` threads.  An
-    interrupt of the calling thread (Ctrl-C) stops every network at its
-    next check (every _STOP_EVERY epochs, its counters committed) and is
-    raised once all have stopped; so is the first error of a thread."""
+    """Run ``one(i, stop)`` for every network on ``threads`` threads.  An
+    interrupt of the calling thread (Ctrl-C) sets ``stop``, which ends every
+    network's run at its next check (its native loop returns every
+    _STOP_SECONDS to read it; counters committed), and is raised once all
+    have stopped; so is the first error of a thread."""
     stop = threading.Event()
     errors = []
     lock = threading.Lock()
@@ -568,9 +572,6 @@ def _on_threads(one, count, threads):
     # before the workers commit their counters.
     ended = [threading.Event() for _ in range(threads)]
 
-    def check(epoch, logs):
-        return not stop.is_set()
-
     def work(done):
         try:
             while not stop.is_set():
@@ -579,7 +580,7 @@ def _on_threads(one, count, threads):
                 if i is None:
                     return
                 try:
-                    one(i, check, _STOP_EVERY)
+                    one(i, stop)
                 except BaseException as exc:  # noqa: BLE001 - re-raised by the caller
                     errors.append(exc)
                     stop.set()

@@ -298,6 +298,49 @@ def test_an_interrupt_leaves_every_counter_true(backend):
         assert not net._guard.held
 
 
+@pytest.mark.parametrize("lr", [0.01, None])
+def test_a_run_on_a_worker_thread_ends_when_its_stop_is_set(lr):
+    """The run of a network on one of fit_many's threads reads its stop
+    event at the native loop's time checks (many._STOP_SECONDS), with no
+    callback: set from another thread, it ends the run within a bound,
+    mid-chunk, the counters and the history those of the epochs run."""
+    from cbp import _fit, optim
+    from cbp.network import MAX_CHUNK
+
+    def make():
+        net = cbp.Network([cbp.Dense(3, 32, "tanh"), cbp.Dense(32, 1)], seed=3)
+        if lr is None:
+            net.optimizer = optim.Adam()
+        return net
+
+    X, y = blobs(200)
+    Y = y.reshape(-1, 1)
+    net, stop, out = make(), threading.Event(), {}
+    opt = net.optimizer
+
+    def work():
+        out["history"] = _fit.run(
+            net, X, Y, None, None, 10**9, lr, 32, False, 0, opt, None, None, 10**9, 1,
+            False, None, MAX_CHUNK, many._STOP_SECONDS, owned=False, stop=stop,
+        )  # fmt: skip
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    try:
+        worker.join(0.3)
+        assert worker.is_alive()  # (10**9 epochs: still training)
+    finally:
+        stop.set()
+    worker.join(30)
+    assert not worker.is_alive(), "the run did not read its stop event"
+    ran = net.epochs_trained
+    assert 0 < ran < 10**9 and len(out["history"]["loss"]) == ran
+    ref = make()
+    ref.fit(X, y, epochs=ran, lr=lr, batch_size=32, shuffle=False, seed=0)
+    np.testing.assert_array_equal(net.parameters, ref.parameters)
+    np.testing.assert_array_equal(out["history"]["loss"], ref.history["loss"])
+
+
 def test_an_interrupt_on_threads(openmp_core):
     import _thread
 

@@ -123,12 +123,21 @@ CBP_INL void CBP_FN(cbp_mm_nn_e)(cbp_ix m, cbp_ix K, cbp_ix N, const double* A,
     cbp_ix i = 0, j;
 #define CBP_NN(RB, JV) CBP_FN(cbp_nn_tile)(RB, JV, K, a, lda, B + j, ldb, bias ? bias + j : NULL, \
                                            c + j, ldc, epi, g + j)
+#if defined(CBP_SIMD_HALF)  /* 4 more columns with the half-width table's tile */
+#  define CBP_NN_HALF(RB)                                                                 \
+    for (; j + 4 <= N; j += 4)                                                            \
+    CBP_CAT(cbp_nn_tile, CBP_SIMD_HALF)(RB, 1, K, a, lda, B + j, ldb, bias ? bias + j : NULL, \
+                                        c + j, ldc, epi, g + j)
+#else
+#  define CBP_NN_HALF(RB) ((void)0)
+#endif
     for (; i + 4 <= m; i += 4) {
         const double* a = A + i * lda;
         double* c = C + i * ldc;
         const double* g = (gate ? gate : C) + i * ldc;  /* read only for CBP_EPI_GATE */
         for (j = 0; j + 2 * CBP_VW <= N; j += 2 * CBP_VW) CBP_NN(4, 2);
         for (; j + CBP_VW <= N; j += CBP_VW) CBP_NN(4, 1);
+        CBP_NN_HALF(4);
         CBP_FN(cbp_nn_cols)(4, j, K, N, a, lda, B, ldb, bias, c, ldc, epi, g);
     }
     for (; i < m; i++) {
@@ -137,8 +146,10 @@ CBP_INL void CBP_FN(cbp_mm_nn_e)(cbp_ix m, cbp_ix K, cbp_ix N, const double* A,
         const double* g = (gate ? gate : C) + i * ldc;  /* read only for CBP_EPI_GATE */
         for (j = 0; j + 4 * CBP_VW <= N; j += 4 * CBP_VW) CBP_NN(1, 4);
         for (; j + CBP_VW <= N; j += CBP_VW) CBP_NN(1, 1);
+        CBP_NN_HALF(1);
         CBP_FN(cbp_nn_cols)(1, j, K, N, a, lda, B, ldb, bias, c, ldc, epi, g);
     }
+#undef CBP_NN_HALF
 #undef CBP_NN
 }
 
@@ -314,26 +325,53 @@ CBP_ATTR static void CBP_FN(cbp_mm_tn)(cbp_ix m, cbp_ix K, cbp_ix N, const doubl
             CBP_FN(cbp_tn_tile)(KB, JV, 0, 0, m, A + k, lda, B + j, ldb, c_, ldc, trans, \
                                 NULL, NULL);                                           \
     } while (0)
+#if defined(CBP_SIMD_HALF)  /* 4 more columns with the half-width table's tile */
+    const cbp_ix jh = N - N % CBP_VW + (N % CBP_VW >= 4 ? 4 : 0);  /* where the tiles end */
+    const cbp_ix wmin = 4;                                          /* the narrowest tile */
+#  define CBP_TN_HALF(KB)                                                                  \
+    do {                                                                                   \
+        if (j + 4 <= N) {                                                                  \
+            double* c_ = trans ? C + j * ldc + k : C + k * ldc + j;                       \
+            double* cs_ = colsum && k == 0 ? colsum + j : NULL;                            \
+            double* as_ = asum && j == 0 ? asum + k : NULL;                                \
+            if (cs_ || as_)                                                                \
+                CBP_CAT(cbp_tn_tile, CBP_SIMD_HALF)(KB, 1, cs_ != NULL, as_ != NULL, m,     \
+                                                    A + k, lda, B + j, ldb, c_, ldc, trans,  \
+                                                    cs_, as_);                              \
+            else                                                                           \
+                CBP_CAT(cbp_tn_tile, CBP_SIMD_HALF)(KB, 1, 0, 0, m, A + k, lda, B + j, ldb, \
+                                                    c_, ldc, trans, NULL, NULL);            \
+        }                                                                                  \
+    } while (0)
+#else
+    const cbp_ix jh = N - N % CBP_VW, wmin = CBP_VW;
+#  define CBP_TN_HALF(KB) ((void)0)
+#endif
     for (; k + 4 <= K; k += 4) {
         for (j = 0; j + 2 * CBP_VW <= N; j += 2 * CBP_VW) CBP_TN(4, 2);
         for (; j + CBP_VW <= N; j += CBP_VW) CBP_TN(4, 1);
+        CBP_TN_HALF(4);
     }
     if (K - k == 3) {  /* 12 chains rather than a latency-bound (1, 4) pass */
         for (j = 0; j + 4 * CBP_VW <= N; j += 4 * CBP_VW) CBP_TN(3, 4);
         for (; j + CBP_VW <= N; j += CBP_VW) CBP_TN(3, 1);
+        CBP_TN_HALF(3);
         k += 3;
     }
     for (; k + 2 <= K; k += 2) {
         for (j = 0; j + 4 * CBP_VW <= N; j += 4 * CBP_VW) CBP_TN(2, 4);
         for (; j + CBP_VW <= N; j += CBP_VW) CBP_TN(2, 1);
+        CBP_TN_HALF(2);
     }
     for (; k < K; k++) {
         for (j = 0; j + 4 * CBP_VW <= N; j += 4 * CBP_VW) CBP_TN(1, 4);
         for (; j + CBP_VW <= N; j += CBP_VW) CBP_TN(1, 1);
+        CBP_TN_HALF(1);
     }
+#undef CBP_TN_HALF
 #undef CBP_TN
-    CBP_FN(cbp_tn_cols)(N - N % CBP_VW, m, K, N, A, lda, B, ldb, C, ldc, trans, colsum);
-    if (asum && N < CBP_VW)  /* no tile ran: sum the columns of A here */
+    CBP_FN(cbp_tn_cols)(jh, m, K, N, A, lda, B, ldb, C, ldc, trans, colsum);
+    if (asum && N < wmin)  /* no tile ran: sum the columns of A here */
         for (k = 0; k < K; k++) {
             double t = 0.0;
             for (r = 0; r < m; r++) t += A[r * lda + k];

@@ -33,7 +33,9 @@ CBP_ATTR static inline __attribute__((always_inline)) cbp_v8d cbp_sqrt8_avx512(c
     return r;
 }
 #define CBP_SIMD_FM_FROM _avx2
+#define CBP_SIMD_HALF _avx2  /* a remainder of 4 to 7 columns: one AVX2 tile */
 #include "_simd_body.h"
+#undef CBP_SIMD_HALF
 #undef CBP_SIMD_FM_FROM
 #undef CBP_NAME
 #undef CBP_SQRT

@@ -37,6 +37,9 @@
 
 #include <math.h>
 #include <stddef.h>
+#if defined(__x86_64__) || defined(__i386__)
+#  include <immintrin.h>  /* (test intrinsics in the functions built for AVX and AVX-512) */
+#endif
 #include <stdint.h>
 #include <string.h>
 

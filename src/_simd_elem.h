@@ -58,12 +58,20 @@ CBP_INL CBP_VI CBP_FN(cbp_exp_out)(CBP_VD x)
     return ~((CBP_VI)(x >= CBP_FN(cbp_splat)(-708.0)) & (CBP_VI)(x <= CBP_FN(cbp_splat)(709.0)));
 }
 
+/* 1 if any lane of m is not 0: one test instruction on x86 (AVX-512F's
+ * vptestmq, AVX's vptest), else the lanes OR-ed. */
 CBP_INL int CBP_FN(cbp_any)(CBP_VI m)
 {
+#if CBP_VW == 8 && (defined(__x86_64__) || defined(__i386__))
+    return _mm512_test_epi64_mask((__m512i)m, (__m512i)m) != 0;
+#elif CBP_VW == 4 && (defined(__x86_64__) || defined(__i386__))
+    return !_mm256_testz_si256((__m256i)m, (__m256i)m);
+#else
     int64_t t = 0;
     int l;
     CBP_UNROLL for (l = 0; l < CBP_VW; l++) t |= m[l];
     return t != 0;
+#endif
 }
 
 /* 1 / (1 + exp(x)), for x within [-708, 709] */

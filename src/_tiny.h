@@ -95,20 +95,12 @@ typedef void (*cbp_tiny_run_fn)(const cbp_tiny_net* net, double* params, double*
 #    define CBP_TINY_FMA 0
 #  endif
 #  include "_tiny_body.h"
-#  undef CBP_TINY_SUFFIX
-#  undef CBP_TINY_ATTR
-#  undef CBP_TINY_VW
-#  undef CBP_TINY_FMA
 #  if defined(CBP_HAVE_AVX2)
 #    define CBP_TINY_SUFFIX _avx2
 #    define CBP_TINY_ATTR __attribute__((target("avx2,fma")))
 #    define CBP_TINY_VW 4
 #    define CBP_TINY_FMA 1
 #    include "_tiny_body.h"
-#    undef CBP_TINY_SUFFIX
-#    undef CBP_TINY_ATTR
-#    undef CBP_TINY_VW
-#    undef CBP_TINY_FMA
 #  endif
 #  if defined(CBP_HAVE_AVX512_LANES)
 #    define CBP_TINY_SUFFIX _avx512
@@ -116,10 +108,6 @@ typedef void (*cbp_tiny_run_fn)(const cbp_tiny_net* net, double* params, double*
 #    define CBP_TINY_VW 8
 #    define CBP_TINY_FMA 1
 #    include "_tiny_body.h"
-#    undef CBP_TINY_SUFFIX
-#    undef CBP_TINY_ATTR
-#    undef CBP_TINY_VW
-#    undef CBP_TINY_FMA
 #  endif
 #else
 #  define CBP_TINY_BUILT 0

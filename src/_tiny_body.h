@@ -4,7 +4,7 @@
  * (function attributes: empty, or a target ISA) and CBP_TINY_VW (the lanes
  * of the matching _simd.h table) defined.  Not a public header: no include
  * guard on purpose.  CBP_TINY_FMA is 1 where that table's products fuse
- * multiply-adds.
+ * multiply-adds.  The four are undefined at the end, for the next instance.
  *
  * Which kernel of the general passes each part replays, for a batch of one
  * row (src/_engine_passes.pxi, _engine_update.pxi):
@@ -532,3 +532,8 @@ CBP_TINY_ATTR static void TF(cbp_tiny_run)(const cbp_tiny_net* net, double* para
 #undef TW
 #undef TMADD
 #undef TROUND
+/* (this instance's parameters, consumed) */
+#undef CBP_TINY_SUFFIX
+#undef CBP_TINY_ATTR
+#undef CBP_TINY_VW
+#undef CBP_TINY_FMA

@@ -149,18 +149,24 @@ CHILD = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("value", ["baseline", "auto", "", " baseline ", "bogus"])
-def test_cbp_simd_environment_variable(core, value):
-    # The table is chosen once, at import: each value needs a fresh process.
+def _child(**extra):
+    """What a fresh interpreter's core reports at import with ``extra`` in
+    its environment (the table is chosen once, at import)."""
     proc = subprocess.run(
         [sys.executable, "-c", CHILD],
         capture_output=True,
         text=True,
-        env=_child_env(CBP_SIMD=value),
+        env=_child_env(**extra),
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("value", ["baseline", "auto", "", " baseline ", "bogus"])
+def test_cbp_simd_environment_variable(core, value):
+    # The table is chosen once, at import: each value needs a fresh process.
+    got = _child(CBP_SIMD=value)
     assert os.path.samefile(got["file"], core.__file__)
     assert got["levels"] == core._simd_levels()
     ours = [w for w in got["warnings"] if "CBP_SIMD" in w[1]]
@@ -179,15 +185,7 @@ def test_cbp_simd_environment_variable(core, value):
 def test_cbp_simd_environment_variable_names_a_table(core, name):
     if name not in core._simd_levels():
         pytest.skip(f"this CPU or build has no {name} table")
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD],
-        capture_output=True,
-        text=True,
-        env=_child_env(CBP_SIMD=name),
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    got = _child(CBP_SIMD=name)
     assert got["level"] == name
     assert not [w for w in got["warnings"] if "CBP_SIMD" in w[1]]
 
@@ -197,15 +195,7 @@ def test_cbp_no_avx512_turns_off_every_512_bit_path(core, value):
     """CBP_NO_AVX512=1 at import: as on a CPU without AVX-512, no AVX-512
     table and 4 lanes at most for fit_many; "0" or "" change nothing; any
     other value warns and changes nothing."""
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD],
-        capture_output=True,
-        text=True,
-        env=_child_env(CBP_NO_AVX512=value),
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    got = _child(CBP_NO_AVX512=value)
     ours = [w for w in got["warnings"] if "CBP_NO_AVX512" in w[1]]
     assert [w[0] for w in ours] == (["RuntimeWarning"] if value == "yes" else [])
     if value == "1":

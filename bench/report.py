@@ -303,7 +303,7 @@ def _setting_text(data, given):
 
 def compiled_section(compiled):
     """The markdown of the JAX/numba comparison and the dgemm rates."""
-    data = compiled.get("pinned")
+    data, given = compiled.get("pinned"), compiled.get("pinned_as_given")
     lines = ["## JAX and numba, one thread, one CPU", ""]
     if data:
         s = data["settings"]
@@ -318,14 +318,13 @@ def compiled_section(compiled):
             f"timed.  Ratio = peer time / cbp time (> 1: cbp is faster), the median over "
             f"{s['repeats']} interleaved rounds of the ratio within each round.  The machine is "
             f"shared: absolute times are only indicative, the side-by-side ratios are what "
-            f"this measures.  " + _setting_text(data, compiled.get("pinned_as_given")),
+            f"this measures.  " + _setting_text(data, given),
             "",
             "| Workload | cbp native | JAX | JAX / cbp | numba | numba / cbp | Agreement "
             "(JAX; numba) |",
             "|---|---:|---:|---:|---:|---:|---|",
         ]
         rows = [(w, "") for w in data["workloads"]]
-        given = compiled.get("pinned_as_given")
         if given:
             env = given.get("env") or {}
             pins = ", ".join(f"{k}={v}" for k, v in env.items() if v) or "none"
@@ -443,8 +442,8 @@ def compiled_section(compiled):
                 + " |",
                 "|---|---:|" + "---:|---:|" * len(dg),
             ]
+            runs = pinned_runs(compiled)
             for name, by in floors.items():
-                runs = pinned_runs(compiled)
                 w = next(w for run in runs for w in run["workloads"] if w["name"] == name)
                 cells = []
                 for d in dg:

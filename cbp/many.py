@@ -39,8 +39,6 @@ _paths = {"lanes": 0, "threads": 0, "sequential": 0}
 #: the threads the last lane run took (private: for the tests)
 _lane_threads = 0
 
-#: with networks on threads, each checks this often (epochs) whether the
-#: calling thread was interrupted
 #: how often the native loop of a network on a worker thread returns to read
 #: the stop event (seconds)
 _STOP_SECONDS = 0.05

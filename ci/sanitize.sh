@@ -23,8 +23,11 @@
 #     CBP_SANITIZE=address python setup.py build_ext --inplace --force
 #     LD_PRELOAD=$(gcc -print-file-name=libasan.so) PYTHONMALLOC=malloc \
 #     ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=0:exitcode=86:allocator_may_return_null=1:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1:log_path=$WORK/asan/asan \
-#     CBP_REQUIRE_NATIVE=1 CBP_FUZZ_MAX_EXAMPLES=40 CBP_FUZZ_NO_SHRINK=1 \
+#     CBP_REQUIRE_NATIVE=1 CBP_FUZZ_MAX_EXAMPLES=40 CBP_FUZZ_NO_SHRINK=1 CBP_NO_AVX512=1 \
 #         python -m pytest -p no:cacheprovider -q $ASAN_TESTS
+#     then, the same with detect_stack_use_after_return=0 and without
+#     CBP_NO_AVX512, python -m pytest -p no:cacheprovider -q $ASAN_WIDE_TESTS
+#     (ASan's fake stack misaligns the -O0 build's 64-byte spills).
 #     CPython is not instrumented, so the ASan runtime is preloaded and
 #     PYTHONMALLOC=malloc sends Python's allocations through it too.  The
 #     report goes to $WORK/asan/asan.<pid> (log_path): on stderr it would land
@@ -80,10 +83,10 @@ ASAN_TESTS="tests/test_seeds.py tests/test_api.py tests/test_backend.py tests/te
  tests/test_threads.py tests/test_parallel.py tests/test_guard.py tests/test_fit_control.py
  tests/test_fuzz.py tests/test_tiny.py tests/test_sklearn_kernels.py tests/test_sklearn_engine.py
  tests/test_fm_epochs.py tests/test_fit_fast.py tests/test_many.py tests/test_many_lanes.py"
-# valgrind is some 30-50 times slower: fewer files, a much smaller fuzz
 # the second ASan pass: the 512-bit code (the AVX-512 table, the 8-lane run)
 ASAN_WIDE_TESTS="tests/test_simd.py tests/test_sklearn_kernels.py tests/test_tiny.py
  tests/test_equivalence.py tests/test_fm_epochs.py tests/test_many.py tests/test_many_lanes.py"
+# valgrind is some 30-50 times slower: fewer files, a much smaller fuzz
 VALGRIND_TESTS="tests/test_seeds.py tests/test_api.py tests/test_backend.py
  tests/test_persistence.py tests/test_parallel.py tests/test_fit_control.py tests/test_fuzz.py
  tests/test_many_lanes.py"

@@ -109,9 +109,8 @@ def _init_lanes():
                       RuntimeWarning, stacklevel=2)
 
 
-# CBP_LANES=narrow: the table's own width (ci/sanitize.sh: ASan's fake stack,
-# for detect_stack_use_after_return, aligns frames to 32 bytes, and the -O0
-# build spills 64-byte vectors to 64-byte aligned slots)
+# CBP_LANES=narrow: the table's own width, 4 lanes on the AVX2 and AVX-512
+# tables (CBP_NO_AVX512=1, read by _tuning.pxi, turns off all 512-bit code)
 _init_lanes()
 
 

@@ -3,10 +3,11 @@
  * Included by _simd.h with CBP_SUFFIX (name suffix), CBP_ATTR (function
  * attributes: empty, or a target ISA), CBP_NAME, and the vector types
  * CBP_VD (CBP_VW doubles) and CBP_VI (CBP_VW int64) defined.  With
- * CBP_SIMD_FM_FROM defined (a suffix), the table takes the feature-major
- * kernels of that table instead of building its own, and builds no
+ * CBP_SIMD_NARROW defined (the suffix of a 4-wide table), the table takes
+ * that table's feature-major kernels instead of building its own, builds no
  * whole-epoch or lane run (the AVX-512 table: feature-major buffers hold 4
- * rows a vector).  Not a public header: no include guard on purpose.
+ * rows a vector), and runs a remainder of 4 to 7 columns of mm_nn and mm_tn
+ * with that table's tiles (the same sums per column).  Not a public header: no include guard on purpose.
  */
 #define CBP_FN(name) CBP_CAT(name, CBP_SUFFIX)
 #define CBP_INL CBP_ATTR static inline __attribute__((always_inline))
@@ -123,11 +124,11 @@ CBP_INL void CBP_FN(cbp_mm_nn_e)(cbp_ix m, cbp_ix K, cbp_ix N, const double* A,
     cbp_ix i = 0, j;
 #define CBP_NN(RB, JV) CBP_FN(cbp_nn_tile)(RB, JV, K, a, lda, B + j, ldb, bias ? bias + j : NULL, \
                                            c + j, ldc, epi, g + j)
-#if defined(CBP_SIMD_HALF)  /* 4 more columns with the half-width table's tile */
-#  define CBP_NN_HALF(RB)                                                                 \
-    for (; j + 4 <= N; j += 4)                                                            \
-    CBP_CAT(cbp_nn_tile, CBP_SIMD_HALF)(RB, 1, K, a, lda, B + j, ldb, bias ? bias + j : NULL, \
-                                        c + j, ldc, epi, g + j)
+#if defined(CBP_SIMD_NARROW)  /* 4 more columns with the 4-wide table's tile */
+#  define CBP_NN_HALF(RB)                                                                    \
+    for (; j + 4 <= N; j += 4)                                                               \
+    CBP_CAT(cbp_nn_tile, CBP_SIMD_NARROW)(RB, 1, K, a, lda, B + j, ldb,                      \
+                                          bias ? bias + j : NULL, c + j, ldc, epi, g + j)
 #else
 #  define CBP_NN_HALF(RB) ((void)0)
 #endif
@@ -325,23 +326,19 @@ CBP_ATTR static void CBP_FN(cbp_mm_tn)(cbp_ix m, cbp_ix K, cbp_ix N, const doubl
             CBP_FN(cbp_tn_tile)(KB, JV, 0, 0, m, A + k, lda, B + j, ldb, c_, ldc, trans, \
                                 NULL, NULL);                                           \
     } while (0)
-#if defined(CBP_SIMD_HALF)  /* 4 more columns with the half-width table's tile */
+#if defined(CBP_SIMD_NARROW)  /* 4 more columns with the 4-wide table's tile */
     const cbp_ix jh = N - N % CBP_VW + (N % CBP_VW >= 4 ? 4 : 0);  /* where the tiles end */
     const cbp_ix wmin = 4;                                          /* the narrowest tile */
-#  define CBP_TN_HALF(KB)                                                                  \
-    do {                                                                                   \
-        if (j + 4 <= N) {                                                                  \
-            double* c_ = trans ? C + j * ldc + k : C + k * ldc + j;                       \
-            double* cs_ = colsum && k == 0 ? colsum + j : NULL;                            \
-            double* as_ = asum && j == 0 ? asum + k : NULL;                                \
-            if (cs_ || as_)                                                                \
-                CBP_CAT(cbp_tn_tile, CBP_SIMD_HALF)(KB, 1, cs_ != NULL, as_ != NULL, m,     \
-                                                    A + k, lda, B + j, ldb, c_, ldc, trans,  \
-                                                    cs_, as_);                              \
-            else                                                                           \
-                CBP_CAT(cbp_tn_tile, CBP_SIMD_HALF)(KB, 1, 0, 0, m, A + k, lda, B + j, ldb, \
-                                                    c_, ldc, trans, NULL, NULL);            \
-        }                                                                                  \
+#  define CBP_TN_HALF(KB)                                                                   \
+    do {                                                                                    \
+        if (j + 4 <= N) {                                                                   \
+            double* cs_ = colsum && k == 0 ? colsum + j : NULL;                             \
+            double* as_ = asum && j == 0 ? asum + k : NULL;                                 \
+            CBP_CAT(cbp_tn_tile, CBP_SIMD_NARROW)(KB, 1, cs_ != NULL, as_ != NULL, m, A + k, \
+                                                  lda, B + j, ldb,                          \
+                                                  trans ? C + j * ldc + k : C + k * ldc + j, \
+                                                  ldc, trans, cs_, as_);                    \
+        }                                                                                   \
     } while (0)
 #else
     const cbp_ix jh = N - N % CBP_VW, wmin = CBP_VW;
@@ -439,7 +436,7 @@ libm:
     for (i = 0; i < n; i++) a[i] = 1.0 / (1.0 + exp(-z[i]));
 }
 
-#if !defined(CBP_SIMD_FM_FROM)  /* (else the table takes that table's feature-major kernels) */
+#if !defined(CBP_SIMD_NARROW)  /* (else the table takes that table's feature-major kernels) */
 /* -------------------------------------------------------- feature-major --
  * Dense layers on activations stored feature-major: xT (K, ld) holds one
  * row of ld batch lanes per input feature, ld a multiple of 4.  When every
@@ -558,7 +555,7 @@ CBP_ATTR static void CBP_FN(cbp_feature_major_backward)(cbp_ix ld, cbp_ix K, cbp
     CBP_FN(cbp_feature_major_backward_e)(ld, K, N, xT, dT, W, gW, gb, dxT, A, act);
 }
 
-#endif /* !CBP_SIMD_FM_FROM */
+#endif /* !CBP_SIMD_NARROW */
 
 /* ------------------------------------------------------------------ sgd --
  * One pass over p, g (and snap): the flag is an OR of lane masks, so the
@@ -654,8 +651,8 @@ CBP_ATTR static int CBP_FN(cbp_adam_sk)(cbp_ix n, double lr_t, double b1, double
     return any;
 }
 
-#if defined(CBP_SIMD_FM_FROM)
-#  define CBP_FM_FN(name) CBP_CAT(name, CBP_SIMD_FM_FROM)
+#if defined(CBP_SIMD_NARROW)
+#  define CBP_FM_FN(name) CBP_CAT(name, CBP_SIMD_NARROW)
 #else
 #  define CBP_FM_FN(name) CBP_FN(name)
 #  include "_fm_epochs_body.h"

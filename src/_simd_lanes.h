@@ -23,20 +23,12 @@ typedef int64_t cbp_v8i __attribute__((vector_size(64), aligned(8), may_alias));
 #define CBP_VW 8
 #define CBP_VD cbp_v8d
 #define CBP_VI cbp_v8i
-#define CBP_MAX0(v, zero) CBP_MAX0_MASK(v, zero)
-#define CBP_SQRT(v) cbp_sqrt8_avx512(v)
-CBP_ATTR static inline __attribute__((always_inline)) cbp_v8d cbp_sqrt8_avx512(cbp_v8d v)
-{
-    cbp_v8d r;
-    int l;
-    CBP_UNROLL for (l = 0; l < 8; l++) r[l] = __builtin_sqrt(v[l]);
-    return r;
-}
-#define CBP_SIMD_FM_FROM _avx2
-#define CBP_SIMD_HALF _avx2  /* a remainder of 4 to 7 columns: one AVX2 tile */
+#define CBP_MAX0(v, zero) ((CBP_VD)_mm512_max_pd((__m512d)(v), (__m512d)(zero)))
+#define CBP_SQRT(v) ((CBP_VD)_mm512_sqrt_pd((__m512d)(v)))
+/* its feature-major kernels, and its tiles for a remainder of 4 to 7 columns */
+#define CBP_SIMD_NARROW _avx2
 #include "_simd_body.h"
-#undef CBP_SIMD_HALF
-#undef CBP_SIMD_FM_FROM
+#undef CBP_SIMD_NARROW
 #undef CBP_NAME
 #undef CBP_SQRT
 

@@ -18,8 +18,8 @@
  *
  * The body (_tiny_body.h) is compiled once per table of _simd.h: for the
  * baseline ISA, and for AVX2+FMA and AVX-512 where _simd.h builds those
- * tables.  Builds
- * without vector extensions (CBP_HAVE_VEC undefined) have no fused path.
+ * tables.  Builds without vector extensions (CBP_HAVE_VEC undefined) have
+ * no fused path.
  */
 #ifndef CBP_TINY_H
 #define CBP_TINY_H
@@ -120,9 +120,9 @@ static cbp_tiny_run_fn cbp_tiny_select(cbp_tiny_net* net)
     net->vexp = cbp_simd.vexp;
     net->vsigmoid = cbp_simd.vsigmoid;
 #if defined(CBP_HAVE_AVX2)
-#if defined(CBP_HAVE_AVX512_LANES)
+#  if defined(CBP_HAVE_AVX512_LANES)
     if (strcmp(cbp_simd.name, "avx512") == 0) return cbp_tiny_run_avx512;
-#endif
+#  endif
     if (strcmp(cbp_simd.name, "avx2+fma") == 0) return cbp_tiny_run_avx2;
 #endif
 #if CBP_TINY_BUILT

@@ -13,6 +13,7 @@ import numpy as np
 
 from . import _backend, _codes, _fit, _validation, optim, persistence, schedules
 from ._guard import Guard, training_with
+from ._memory import aligned_zeros
 from ._validation import OUTPUT_ACTIVATION as OUTPUT_ACTIVATION
 from ._validation import check_output_activation
 from .callbacks import EarlyStopping
@@ -169,8 +170,8 @@ class Network:
     def _adopt(self):
         dense = [layer for layer in self._layers if isinstance(layer, Dense)]
         total = sum(layer.size for layer in dense)
-        self._parameters = np.zeros(total)
-        self._gradients = np.zeros(total)
+        self._parameters = aligned_zeros(total)  # whole vectors for the core
+        self._gradients = aligned_zeros(total)
         off, width = 0, None
         for i, layer in enumerate(self._layers):
             layer._network = self

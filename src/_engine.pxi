@@ -8,6 +8,16 @@
 # allows no include inside a class body, and a function of an Engine is the
 # same direct C call as a method of a final class.
 
+cdef inline Py_ssize_t _line(Py_ssize_t off) noexcept nogil:
+    """off rounded up to a whole number of cache lines (8 doubles)."""
+    return (off + 7) // 8 * 8
+
+cdef inline double* _data(object a) except NULL:
+    """The address of a's first entry (a: a non-empty C-contiguous float64 array)."""
+    cdef double[::1] v = a
+    return &v[0]
+
+
 cdef struct Layer:
     int kind
     int act
@@ -84,7 +94,8 @@ cdef class Engine:
     cdef double* snap
     cdef Py_ssize_t snap_cap
     # chunks (_fwd_bwd): every chunk c >= 1 has a gradient buffer and a
-    # scratch, chunk_stride doubles from chunk_buf + (c - 1) * chunk_stride
+    # scratch (at the next cache line), chunk_stride doubles from
+    # chunk_buf + (c - 1) * chunk_stride
     cdef Py_ssize_t* gsegs         # gradient ranges [lo, hi) of every dense layer, merged
     cdef Py_ssize_t n_gsegs
     cdef object _chunk_buf
@@ -211,9 +222,8 @@ cdef class Engine:
                 lo = self.layers[l].n_in * self.layers[l].n_out
                 if lo <= 65536:
                     self.scratch_cap = max(self.scratch_cap, lo)
-        self._scratch = np.empty(self.scratch_cap, dtype=np.float64)
-        cdef double[::1] scr = self._scratch
-        self.scratch = &scr[0]
+        self._scratch = aligned_empty(self.scratch_cap)
+        self.scratch = _data(self._scratch)
         self.n_params = n_params
         self._params = params
         self._grads = grads
@@ -223,7 +233,7 @@ cdef class Engine:
         self.reduction = reduction
         self.batch = 0
         self.rows = 0
-        self.chunk_stride = n_params + self.scratch_cap
+        self.chunk_stride = _line(n_params) + _line(self.scratch_cap)
         self.n_chunk_bufs = 0
         self.nchunks = 1
         self.threads_used = 1

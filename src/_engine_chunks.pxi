@@ -43,10 +43,8 @@ cdef inline int _prepare_chunks(Engine self, Py_ssize_t n) except -1:
     return <int>k
 
 cdef int _grow_chunk_bufs(Engine self, Py_ssize_t bufs) except -1:
-    cdef double[::1] buf
-    self._chunk_buf = np.empty(bufs * self.chunk_stride, dtype=np.float64)
-    buf = self._chunk_buf
-    self.chunk_buf = &buf[0]
+    self._chunk_buf = aligned_empty(bufs * self.chunk_stride)
+    self.chunk_buf = _data(self._chunk_buf)
     self.n_chunk_bufs = bufs
     return 0
 
@@ -131,7 +129,7 @@ cdef void _run_chunk(Engine self, Py_ssize_t c, const double* X, const double* Y
     cdef Py_ssize_t k = self.nchunks
     cdef Py_ssize_t r0 = n * c // k, rows = n * (c + 1) // k - r0
     cdef double* g = self.grads if c == 0 else self.chunk_buf + (c - 1) * self.chunk_stride
-    cdef double* scr = self.scratch if c == 0 else g + self.n_params
+    cdef double* scr = self.scratch if c == 0 else g + _line(self.n_params)
     _forward_rows(self, X + r0 * self.n_in, rows, train, seed, epoch, row + r0, r0, scr)
     self.chunk_loss[c] = _backward_rows(self, X + r0 * self.n_in, Y + r0 * self.n_out, rows, r0,
                                         g, scr, n)

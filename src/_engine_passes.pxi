@@ -8,33 +8,35 @@
 cdef int _layout(Engine self, Py_ssize_t n) except -1:
     """Lay the workspace out for up to n rows: [X | Y | Z A D per layer],
     then, if feature-major training is on for this network,
-    [xT | zT aT dT per layer] of ld >= n lanes."""
+    [xT | zT aT dT per layer] of ld >= n lanes.  Each block starts on a
+    cache line (the buffer itself does, aligned_empty), so that the rows
+    of a layer whose width is a multiple of 8 are whole vectors of the
+    AVX-512 table: a vector that straddles two lines loads at about half
+    the rate."""
     cdef Py_ssize_t l, off, ld
-    cdef double[::1] w
     ld = ((n + 3) // 4 * 4 if 0 < self.feature_major_side <= _feature_major_width
           and _feature_major_rows_lo <= n <= _feature_major_rows_hi else 0)
     if n == self.batch and ld == self.ld:
         return 0
-    off = n * self.n_in
+    off = _line(n * self.n_in)
     self.y_off = off
-    off += n * self.n_out
+    off = _line(off + n * self.n_out)
     for l in range(self.n_layers):
         self.layers[l].z = off
-        self.layers[l].a = off + n * self.layers[l].n_out
-        self.layers[l].d = off + 2 * n * self.layers[l].n_out
-        off += 3 * n * self.layers[l].n_out
+        self.layers[l].a = _line(off + n * self.layers[l].n_out)
+        self.layers[l].d = _line(self.layers[l].a + n * self.layers[l].n_out)
+        off = _line(self.layers[l].d + n * self.layers[l].n_out)
     self.ld = ld
     self.xt_off = off
-    off += ld * self.n_in
+    off = _line(off + ld * self.n_in)
     for l in range(self.n_layers):
         self.layers[l].zt = off
-        self.layers[l].at = off + ld * self.layers[l].n_out
-        self.layers[l].dt = off + 2 * ld * self.layers[l].n_out
-        off += 3 * ld * self.layers[l].n_out
+        self.layers[l].at = _line(off + ld * self.layers[l].n_out)
+        self.layers[l].dt = _line(self.layers[l].at + ld * self.layers[l].n_out)
+        off = _line(self.layers[l].dt + ld * self.layers[l].n_out)
     if self._work is None or self._work.shape[0] < off:
-        self._work = np.empty(off, dtype=np.float64)
-    w = self._work
-    self.work = &w[0]
+        self._work = aligned_empty(off)
+    self.work = _data(self._work)
     self.batch = n
     self.rows = 0
     return 0

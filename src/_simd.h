@@ -50,6 +50,9 @@ typedef ptrdiff_t cbp_ix;
 #define CBP_EPI_RELU 1  /* v if v > 0 else 0 */
 #define CBP_EPI_GATE 2  /* v if gate > 0 else 0; gate has C's shape and ldc */
 
+/* mm_nn keeps B in registers for K <= 4 from this many rows on */
+#define CBP_NN_STREAM_ROWS 8
+
 typedef void (*cbp_mm_nn_fn)(cbp_ix m, cbp_ix K, cbp_ix N, const double* A, cbp_ix lda,
                              const double* B, cbp_ix ldb, const double* bias, double* C,
                              cbp_ix ldc, int epi, const double* gate);

@@ -116,12 +116,61 @@ CBP_INL void CBP_FN(cbp_nn_cols)(const int RB, cbp_ix j0, cbp_ix K, cbp_ix N, co
     }
 }
 
+/* Columns [0, CBP_VW*JV) of all m rows of C := (bias +) A @ B for KC (1 to
+ * 4) rows of B: those rows stay in registers while the rows of A stream
+ * past, for a thin K, where a tile of RB rows would load B again for every
+ * block of rows.  Each entry is the nn tile's sum (the bias, then k in
+ * order), so the two give the same numbers. */
+CBP_INL void CBP_FN(cbp_nn_stream)(const int KC, const int JV, cbp_ix m, const double* A,
+                                   cbp_ix lda, const double* B, cbp_ix ldb,
+                                   const double* bias, double* C, cbp_ix ldc, int epi,
+                                   const double* gate)
+{
+    CBP_VD b[4][4], b0[4], s[4];
+    cbp_ix i;
+    int k, v;
+    CBP_UNROLL for (v = 0; v < JV; v++) {
+        b0[v] = bias ? CBP_LD(bias + CBP_VW * v) : CBP_FN(cbp_splat)(0.0);
+        CBP_UNROLL for (k = 0; k < KC; k++) b[k][v] = CBP_LD(B + k * ldb + CBP_VW * v);
+    }
+    for (i = 0; i < m; i++) {
+        CBP_UNROLL for (v = 0; v < JV; v++) s[v] = b0[v];
+        CBP_UNROLL for (k = 0; k < KC; k++) {
+            CBP_VD a = CBP_FN(cbp_splat)(A[i * lda + k]);
+            CBP_UNROLL for (v = 0; v < JV; v++) s[v] += a * b[k][v];
+        }
+        CBP_UNROLL for (v = 0; v < JV; v++)
+            CBP_ST(C + i * ldc + CBP_VW * v,
+                   CBP_FN(cbp_epiv)(epi, s[v], gate + i * ldc + CBP_VW * v));
+    }
+}
+
+/* cbp_nn_stream for the columns [0, j) that whole vectors cover, K <= 4;
+ * returns j.  (JV: 4 vectors a pass at 8 lanes (25 of 32 registers), 2 at
+ * 4 and 2, whose tables have 16.) */
+CBP_INL cbp_ix CBP_FN(cbp_nn_streams)(const int KC, cbp_ix m, cbp_ix N, const double* A,
+                                      cbp_ix lda, const double* B, cbp_ix ldb,
+                                      const double* bias, double* C, cbp_ix ldc, int epi,
+                                      const double* gate)
+{
+    const int JW = CBP_VW == 8 ? 4 : 2;
+    const double* g = gate ? gate : C;  /* read only for CBP_EPI_GATE */
+    cbp_ix j = 0;
+    for (; j + JW * CBP_VW <= N; j += JW * CBP_VW)
+        CBP_FN(cbp_nn_stream)(KC, JW, m, A, lda, B + j, ldb, bias ? bias + j : NULL, C + j, ldc,
+                              epi, g + j);
+    for (; j + CBP_VW <= N; j += CBP_VW)
+        CBP_FN(cbp_nn_stream)(KC, 1, m, A, lda, B + j, ldb, bias ? bias + j : NULL, C + j, ldc,
+                              epi, g + j);
+    return j;
+}
+
 CBP_INL void CBP_FN(cbp_mm_nn_e)(cbp_ix m, cbp_ix K, cbp_ix N, const double* A,
                                       cbp_ix lda, const double* B, cbp_ix ldb,
                                       const double* bias, double* C, cbp_ix ldc, const int epi,
                                       const double* gate)
 {
-    cbp_ix i = 0, j;
+    cbp_ix i = 0, j, j0 = 0;
 #define CBP_NN(RB, JV) CBP_FN(cbp_nn_tile)(RB, JV, K, a, lda, B + j, ldb, bias ? bias + j : NULL, \
                                            c + j, ldc, epi, g + j)
 #if defined(CBP_SIMD_NARROW)  /* 4 more columns with the 4-wide table's tile */
@@ -132,11 +181,18 @@ CBP_INL void CBP_FN(cbp_mm_nn_e)(cbp_ix m, cbp_ix K, cbp_ix N, const double* A,
 #else
 #  define CBP_NN_HALF(RB) ((void)0)
 #endif
+    /* a thin K on enough rows: the vector columns streamed (cbp_nn_stream) */
+    if (m >= CBP_NN_STREAM_ROWS && K <= 4 && N >= CBP_VW) {
+        if (K == 1) j0 = CBP_FN(cbp_nn_streams)(1, m, N, A, lda, B, ldb, bias, C, ldc, epi, gate);
+        else if (K == 2) j0 = CBP_FN(cbp_nn_streams)(2, m, N, A, lda, B, ldb, bias, C, ldc, epi, gate);
+        else if (K == 3) j0 = CBP_FN(cbp_nn_streams)(3, m, N, A, lda, B, ldb, bias, C, ldc, epi, gate);
+        else if (K == 4) j0 = CBP_FN(cbp_nn_streams)(4, m, N, A, lda, B, ldb, bias, C, ldc, epi, gate);
+    }
     for (; i + 4 <= m; i += 4) {
         const double* a = A + i * lda;
         double* c = C + i * ldc;
         const double* g = (gate ? gate : C) + i * ldc;  /* read only for CBP_EPI_GATE */
-        for (j = 0; j + 2 * CBP_VW <= N; j += 2 * CBP_VW) CBP_NN(4, 2);
+        for (j = j0; j + 2 * CBP_VW <= N; j += 2 * CBP_VW) CBP_NN(4, 2);
         for (; j + CBP_VW <= N; j += CBP_VW) CBP_NN(4, 1);
         CBP_NN_HALF(4);
         CBP_FN(cbp_nn_cols)(4, j, K, N, a, lda, B, ldb, bias, c, ldc, epi, g);
@@ -145,7 +201,7 @@ CBP_INL void CBP_FN(cbp_mm_nn_e)(cbp_ix m, cbp_ix K, cbp_ix N, const double* A,
         const double* a = A + i * lda;
         double* c = C + i * ldc;
         const double* g = (gate ? gate : C) + i * ldc;  /* read only for CBP_EPI_GATE */
-        for (j = 0; j + 4 * CBP_VW <= N; j += 4 * CBP_VW) CBP_NN(1, 4);
+        for (j = j0; j + 4 * CBP_VW <= N; j += 4 * CBP_VW) CBP_NN(1, 4);
         for (; j + CBP_VW <= N; j += CBP_VW) CBP_NN(1, 1);
         CBP_NN_HALF(1);
         CBP_FN(cbp_nn_cols)(1, j, K, N, a, lda, B, ldb, bias, c, ldc, epi, g);
@@ -204,12 +260,68 @@ CBP_INL void CBP_FN(cbp_nt_tile)(const int RB, const int JB, cbp_ix K, const dou
                                               gate + r * ldc + j);
 }
 
+/* CBP_VW rows x all N (1 to 3) columns of C := A @ Bt.T (+ bias) where C's
+ * rows are contiguous (ldc == N): the CBP_VW * N dot products along K, the
+ * last K % CBP_VW zero-padded to a vector, then their lane sums CBP_VW at
+ * a time (cbp_hsumv), which are CBP_VW consecutive entries of C, so N
+ * vector stores.  bp: N * CBP_VW doubles, the bias of each of those
+ * entries (bias[q % N]), or NULL. */
+CBP_INL void CBP_FN(cbp_nt_block)(const int N, cbp_ix K, const double* A, cbp_ix lda,
+                                  const double* Bt, cbp_ix ldb, const double* bp, double* C,
+                                  int epi, const double* gate)
+{
+    CBP_VD s[3 * CBP_VW], b[3];
+    double t[CBP_VW];
+    cbp_ix k;
+    int r, j, l;
+    CBP_UNROLL for (r = 0; r < CBP_VW; r++)  /* (loops of at most 8: each unrolled) */
+        CBP_UNROLL for (j = 0; j < N; j++) s[r * N + j] = CBP_FN(cbp_splat)(0.0);
+    for (k = 0; k + CBP_VW <= K; k += CBP_VW) {
+        CBP_UNROLL for (j = 0; j < N; j++) b[j] = CBP_LD(Bt + j * ldb + k);
+        CBP_UNROLL for (r = 0; r < CBP_VW; r++) {
+            CBP_VD a = CBP_LD(A + r * lda + k);
+            CBP_UNROLL for (j = 0; j < N; j++) s[r * N + j] += a * b[j];
+        }
+    }
+    if (k < K) {  /* both sides padded with zeros: the padding adds 0 * 0 */
+        CBP_UNROLL for (j = 0; j < N; j++) {
+            CBP_UNROLL for (l = 0; l < CBP_VW; l++) t[l] = k + l < K ? Bt[j * ldb + k + l] : 0.0;
+            b[j] = CBP_LD(t);
+        }
+        CBP_UNROLL for (r = 0; r < CBP_VW; r++) {
+            CBP_UNROLL for (l = 0; l < CBP_VW; l++) t[l] = k + l < K ? A[r * lda + k + l] : 0.0;
+            CBP_VD a = CBP_LD(t);
+            CBP_UNROLL for (j = 0; j < N; j++) s[r * N + j] += a * b[j];
+        }
+    }
+    CBP_UNROLL for (j = 0; j < N; j++) {
+        CBP_VD v = CBP_FN(cbp_hsumv)(s + j * CBP_VW);
+        if (bp) v += CBP_LD(bp + j * CBP_VW);
+        CBP_ST(C + j * CBP_VW, CBP_FN(cbp_epiv)(epi, v, gate + j * CBP_VW));
+    }
+}
+
 CBP_INL void CBP_FN(cbp_mm_nt_e)(cbp_ix m, cbp_ix K, cbp_ix N, const double* A,
                                       cbp_ix lda, const double* Bt, cbp_ix ldb,
                                       const double* bias, double* C, cbp_ix ldc, const int epi,
                                       const double* gate)
 {
     cbp_ix i = 0, j;
+    if (N <= 3 && ldc == N && m >= CBP_VW) {  /* a thin C: blocks of CBP_VW rows */
+        double bp[3 * CBP_VW];
+        const double* g = gate ? gate : C;  /* read only for CBP_EPI_GATE */
+        if (bias)
+            for (j = 0; j < N * CBP_VW; j++) bp[j] = bias[j % N];
+        for (; i + CBP_VW <= m; i += CBP_VW) {
+            const double* a = A + i * lda;
+            if (N == 3)
+                CBP_FN(cbp_nt_block)(3, K, a, lda, Bt, ldb, bias ? bp : NULL, C + i * 3, epi, g + i * 3);
+            else if (N == 2)
+                CBP_FN(cbp_nt_block)(2, K, a, lda, Bt, ldb, bias ? bp : NULL, C + i * 2, epi, g + i * 2);
+            else
+                CBP_FN(cbp_nt_block)(1, K, a, lda, Bt, ldb, bias ? bp : NULL, C + i, epi, g + i);
+        }
+    }
 #define CBP_NT(RB, JB) CBP_FN(cbp_nt_tile)(RB, JB, K, a, lda, Bt + j * ldb, ldb, \
                                            bias ? bias + j : NULL, c + j, ldc, epi, g + j)
     for (; i + 4 <= m; i += 4) {
@@ -250,9 +362,9 @@ CBP_INL void CBP_FN(cbp_tn_tile)(const int KB, const int JV, const int SUM, cons
                                  double* C, cbp_ix ldc, int trans, double* colsum,
                                  double* asum)
 {
-    CBP_VD s[4][4];
-    CBP_VD u[4];
-    CBP_VD b[4];
+    CBP_VD s[4][8];
+    CBP_VD u[8];
+    CBP_VD b[8];
     double t[4] = {0.0, 0.0, 0.0, 0.0};
     cbp_ix r;
     int q, v, l;
@@ -349,14 +461,21 @@ CBP_ATTR static void CBP_FN(cbp_mm_tn)(cbp_ix m, cbp_ix K, cbp_ix N, const doubl
         for (; j + CBP_VW <= N; j += CBP_VW) CBP_TN(4, 1);
         CBP_TN_HALF(4);
     }
+    /* At 8 lanes, 8 vectors a pass for 2 or 3 rows of R (16 or 24 chains,
+     * and 8 of column sums): one pass over B where (3, 4) or (2, 4) tiles
+     * take two.  The same sums, in the same order. */
     if (K - k == 3) {  /* 12 chains rather than a latency-bound (1, 4) pass */
-        for (j = 0; j + 4 * CBP_VW <= N; j += 4 * CBP_VW) CBP_TN(3, 4);
+        j = 0;
+        if (CBP_VW == 8) for (; j + 8 * CBP_VW <= N; j += 8 * CBP_VW) CBP_TN(3, 8);
+        for (; j + 4 * CBP_VW <= N; j += 4 * CBP_VW) CBP_TN(3, 4);
         for (; j + CBP_VW <= N; j += CBP_VW) CBP_TN(3, 1);
         CBP_TN_HALF(3);
         k += 3;
     }
     for (; k + 2 <= K; k += 2) {
-        for (j = 0; j + 4 * CBP_VW <= N; j += 4 * CBP_VW) CBP_TN(2, 4);
+        j = 0;
+        if (CBP_VW == 8) for (; j + 8 * CBP_VW <= N; j += 8 * CBP_VW) CBP_TN(2, 8);
+        for (; j + 4 * CBP_VW <= N; j += 4 * CBP_VW) CBP_TN(2, 4);
         for (; j + CBP_VW <= N; j += CBP_VW) CBP_TN(2, 1);
         CBP_TN_HALF(2);
     }

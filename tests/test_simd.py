@@ -725,6 +725,23 @@ def _case(name):
             50,
             sgd(0.05),
         )
+    if name == "11-3relu-2relu-1-se":
+        # thin ReLU layers: C of 1 to 3 columns (mm_nt's blocks of rows, with
+        # a K tail and the ReLU gate fused into the store)
+        X, y = _data(7, 90, 11, "real", 1)
+        return (
+            lambda: [
+                cbp.Dense(11, 3, "relu", seed=16),
+                cbp.Dense(3, 2, "relu", seed=17),
+                cbp.Dense(2, 1, "identity", seed=18),
+            ],
+            "squared_error",
+            X,
+            y,
+            16,
+            20,
+            sgd(0.01),
+        )
     if name == "integers-4-6relu-2-se":
         layers, X, y = _integer_case()
         return layers, "squared_error", X, y, 4, 20, sgd(2.0**-8)
@@ -739,6 +756,7 @@ CASES = [
     "33-4relu-1sigmoid-bce",
     "6-16relu-dropout-3softmax-cce",
     "4-9relu-2relu-se",
+    "11-3relu-2relu-1-se",
     "integers-4-6relu-2-se",
 ]
 # The batch sizes of fit: one sample, 3 and 5 (odd tails of the 4-row tiles),

@@ -495,36 +495,34 @@ CBP_ATTR static void CBP_FN(cbp_mm_tn)(cbp_ix m, cbp_ix K, cbp_ix N, const doubl
         }
 }
 
-/* 1 if any of x[0:n] is outside [-708, 709] or NaN. */
-CBP_INL int CBP_FN(cbp_exp_any_out)(cbp_ix n, const double* x)
-{
-    CBP_VI bad = {0};
-    cbp_ix i = 0;
-    int any = 0;
-    for (; i + CBP_VW <= n; i += CBP_VW) bad |= CBP_FN(cbp_exp_out)(CBP_LD(x + i));
-    for (; i < n; i++) any |= !(x[i] >= -708.0 && x[i] <= 709.0);
-    return any | CBP_FN(cbp_any)(bad);
-}
-
-/* y := exp(x); y may be x.  An array with any input outside [-708, 709]
- * (or NaN) is computed by libm throughout. */
+/* y := exp(x); y may be x.  Each input outside [-708, 709] (or NaN) is
+ * computed by libm, lane by lane; every other input by the vector
+ * arithmetic, whatever its neighbours (a trained softmax meets inputs
+ * below -708, a few a batch). */
 CBP_ATTR static void CBP_FN(cbp_vexp)(cbp_ix n, const double* x, double* y)
 {
     cbp_ix i = 0;
-    if (CBP_FN(cbp_exp_any_out)(n, x)) {
-        for (; i < n; i++) y[i] = exp(x[i]);
-        return;
+    int l;
+    for (; i + CBP_VW <= n; i += CBP_VW) {
+        CBP_VD v = CBP_LD(x + i), r = CBP_FN(cbp_expv)(v);
+        CBP_VI out = CBP_FN(cbp_exp_out)(v);
+        if (CBP_FN(cbp_any)(out))
+            CBP_UNROLL for (l = 0; l < CBP_VW; l++) if (out[l]) r[l] = exp(v[l]);
+        CBP_ST(y + i, r);
     }
-    for (; i + CBP_VW <= n; i += CBP_VW) CBP_ST(y + i, CBP_FN(cbp_expv)(CBP_LD(x + i)));
     if (i < n) {  /* the last n % CBP_VW, through the same arithmetic */
         double buf[CBP_VW] = {0.0};
         memcpy(buf, x + i, (size_t)(n - i) * sizeof(double));
-        CBP_ST(buf, CBP_FN(cbp_expv)(CBP_LD(buf)));
+        CBP_VD v = CBP_LD(buf), r = CBP_FN(cbp_expv)(v);
+        CBP_VI out = CBP_FN(cbp_exp_out)(v);
+        if (CBP_FN(cbp_any)(out))
+            CBP_UNROLL for (l = 0; l < CBP_VW; l++) if (out[l]) r[l] = exp(v[l]);
+        CBP_ST(buf, r);
         memcpy(y + i, buf, (size_t)(n - i) * sizeof(double));
     }
 }
 
-/* a := 1 / (1 + exp(-z)); a may be z.  As vexp, libm throughout when any
+/* a := 1 / (1 + exp(-z)); a may be z.  Libm throughout when any
  * -z is outside [-708, 709] or NaN.  When a is not z, the range is checked
  * in the same pass as the arithmetic (z is still there to redo it). */
 CBP_ATTR static void CBP_FN(cbp_vsigmoid)(cbp_ix n, const double* z, double* a)

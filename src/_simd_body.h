@@ -495,6 +495,18 @@ CBP_ATTR static void CBP_FN(cbp_mm_tn)(cbp_ix m, cbp_ix K, cbp_ix N, const doubl
         }
 }
 
+/* exp of each lane of v: the vector arithmetic, and libm's exp for a lane
+ * outside [-708, 709] (or NaN). */
+CBP_INL CBP_VD CBP_FN(cbp_expv_libm)(CBP_VD v)
+{
+    CBP_VD r = CBP_FN(cbp_expv)(v);
+    CBP_VI out = CBP_FN(cbp_exp_out)(v);
+    int l;
+    if (CBP_FN(cbp_any)(out))
+        CBP_UNROLL for (l = 0; l < CBP_VW; l++) if (out[l]) r[l] = exp(v[l]);
+    return r;
+}
+
 /* y := exp(x); y may be x.  Each input outside [-708, 709] (or NaN) is
  * computed by libm, lane by lane; every other input by the vector
  * arithmetic, whatever its neighbours (a trained softmax meets inputs
@@ -502,22 +514,11 @@ CBP_ATTR static void CBP_FN(cbp_mm_tn)(cbp_ix m, cbp_ix K, cbp_ix N, const doubl
 CBP_ATTR static void CBP_FN(cbp_vexp)(cbp_ix n, const double* x, double* y)
 {
     cbp_ix i = 0;
-    int l;
-    for (; i + CBP_VW <= n; i += CBP_VW) {
-        CBP_VD v = CBP_LD(x + i), r = CBP_FN(cbp_expv)(v);
-        CBP_VI out = CBP_FN(cbp_exp_out)(v);
-        if (CBP_FN(cbp_any)(out))
-            CBP_UNROLL for (l = 0; l < CBP_VW; l++) if (out[l]) r[l] = exp(v[l]);
-        CBP_ST(y + i, r);
-    }
+    for (; i + CBP_VW <= n; i += CBP_VW) CBP_ST(y + i, CBP_FN(cbp_expv_libm)(CBP_LD(x + i)));
     if (i < n) {  /* the last n % CBP_VW, through the same arithmetic */
         double buf[CBP_VW] = {0.0};
         memcpy(buf, x + i, (size_t)(n - i) * sizeof(double));
-        CBP_VD v = CBP_LD(buf), r = CBP_FN(cbp_expv)(v);
-        CBP_VI out = CBP_FN(cbp_exp_out)(v);
-        if (CBP_FN(cbp_any)(out))
-            CBP_UNROLL for (l = 0; l < CBP_VW; l++) if (out[l]) r[l] = exp(v[l]);
-        CBP_ST(buf, r);
+        CBP_ST(buf, CBP_FN(cbp_expv_libm)(CBP_LD(buf)));
         memcpy(y + i, buf, (size_t)(n - i) * sizeof(double));
     }
 }

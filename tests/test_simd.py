@@ -457,7 +457,20 @@ def test_dense_kernels_match_twin(core, level, path, bias):
     """Every (n, ni, no) of SIZES**3: the forward, dW, db and dX of the native
     kernels equal the twin's to rounding, and read-only inputs stay as they
     were."""
-    for n, ni, no in itertools.product(SIZES, repeat=3):
+    _check_dense_kernels(core, level, path, bias, itertools.product(SIZES, repeat=3))
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+def test_wide_thin_dense_kernels_match_twin(core, level, path, bias):
+    """As above, for a side of 2 or 3 against one of 64 or more: the 8-vector
+    passes of mm_tn, mm_nn's streamed rows (K <= 4) with a column remainder,
+    and mm_nt's row blocks over a long K with a tail."""
+    shapes = itertools.product([9, 33], [2, 3, 64, 67, 130], [2, 3, 64, 67, 130])
+    _check_dense_kernels(core, level, path, bias, [s for s in shapes if min(s[1:]) <= 3])
+
+
+def _check_dense_kernels(core, level, path, bias, shapes):
+    for n, ni, no in shapes:
         rng = np.random.default_rng([n, ni, no, bias])
         X, W, dZ = (rng.standard_normal(s) for s in ((n, ni), (ni, no), (n, no)))
         b = rng.standard_normal(no) if bias else None

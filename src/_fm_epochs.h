@@ -32,6 +32,9 @@ typedef cbp_ix (*cbp_fm_epochs_fn)(const cbp_fm_net* net, const double* Y, doubl
 /* The run for the table in force, or NULL where none is built. */
 static cbp_fm_epochs_fn cbp_fm_select(void)
 {
+#if defined(CBP_HAVE_AVX512_LANES)
+    if (strcmp(cbp_simd.name, "avx512") == 0) return cbp_fm_epochs_avx512n;
+#endif
 #if defined(CBP_HAVE_AVX2)
     if (cbp_simd_fm_avx2()) return cbp_fm_epochs_avx2;
 #endif

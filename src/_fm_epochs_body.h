@@ -11,7 +11,15 @@
  * bit, without the per-epoch set-up of the Cython loop.  Returns the epochs
  * completed, each one's loss in losses[e * stride]; fewer than n_epochs
  * when the next one's loss or update is not finite, the parameters left at
- * its start. */
+ * its start.
+ *
+ * CBP_FK names the kernels it calls: those of the table it is built for
+ * (CBP_FN), unless the includer says otherwise (_simd_lanes.h: the AVX2
+ * table's kernels in a build for AVX-512VL). */
+#ifndef CBP_FK
+#  define CBP_FK(name) CBP_FN(name)
+#  define CBP_FK_OWN 1
+#endif
 #if defined(__GNUC__) && !defined(__clang__)
 /* (the tails of feature_major_backward are dead code at the sizes below,
  * and GCC warns about the trip counts it cannot have) */
@@ -36,7 +44,7 @@ CBP_INL cbp_ix CBP_FN(cbp_fm_epochs_e)(const cbp_ix L, const cbp_ix ld, const cb
         xT = net->xt;
         CBP_UNROLL for (l = 0; l < L; l++) {  /* _forward_feature_major */
             const int fa = net->fact[l];
-            CBP_FN(cbp_feature_major_forward_e)(ld, width[l], width[l + 1], xT,
+            CBP_FK(cbp_feature_major_forward_e)(ld, width[l], width[l + 1], xT,
                                                 params + net->w_off[l],
                                                 net->b_off[l] >= 0 ? params + net->b_off[l] : NULL,
                                                 fa == CBP_FEATURE_MAJOR_NONE ? Z : net->at[l], fa);
@@ -65,13 +73,13 @@ CBP_INL cbp_ix CBP_FN(cbp_fm_epochs_e)(const cbp_ix L, const cbp_ix ld, const cb
         value = acc * s;
         if (!isfinite(value)) return e;  /* the general passes stop here */
         CBP_UNROLL for (l = L - 1; l >= 0; l--)  /* _backward_feature_major */
-            CBP_FN(cbp_feature_major_backward_e)(
+            CBP_FK(cbp_feature_major_backward_e)(
                 ld, width[l], width[l + 1], l > 0 ? net->at[l - 1] : net->xt, net->dt[l],
                 params + net->w_off[l], grads + net->w_off[l],
                 net->b_off[l] >= 0 ? grads + net->b_off[l] : NULL,
                 l > 0 ? net->dt[l - 1] : NULL, l > 0 ? net->at[l - 1] : NULL,
                 l > 0 ? net->fact[l - 1] : CBP_FEATURE_MAJOR_NONE);
-        if (CBP_FN(cbp_sgd_e)(1, net->n_params, lr, params, grads, snap)) {
+        if (CBP_FK(cbp_sgd_e)(1, net->n_params, lr, params, grads, snap)) {
             memcpy(params, snap, (size_t)net->n_params * sizeof(double));
             return e;  /* the general passes find the step and roll it back */
         }
@@ -79,6 +87,189 @@ CBP_INL cbp_ix CBP_FN(cbp_fm_epochs_e)(const cbp_ix L, const cbp_ix ld, const cb
     }
     return n_epochs;
 }
+
+#if CBP_VW == 4
+/* cbp_fm_epochs_e for two layers K-H-1 on one vector of 4 rows (n 4, K <= 2,
+ * H 4 or 8, constants; biased or not), with every value that one pass hands to
+ * the next kept in registers, across epochs too: the same operations in
+ * the same order, so the same numbers, bit for bit (the products' sums
+ * from the bias over k in order, the gradients' lane sums as cbp_hsumv and
+ * cbp_hsum add them, the update as cbp_sgd_e forms it).  The buffers
+ * (activations, deltas, gradients, snapshot, parameters) are written as
+ * the general kernels write them, but never read back: the chain from one
+ * epoch to the next has no store and load in it.  The weights are held as
+ * the parameters lie, H to a row, and broadcast where a product takes one.
+ * Returns the epochs completed, as cbp_fm_epochs_e; *libm is set to 1 where
+ * the next epoch needs libm's exp (its parameters left at its start). */
+#define CBP_BCAST(w, j) CBP_FK(cbp_splat)((w)[(j) / 4][(j) % 4])
+/* the sigmoid of cbp_feature_major_forward_e where every lane is in exp's
+ * range; the lanes that are not are added to out (their epoch is left to
+ * cbp_fm_epochs_e, which takes libm's exp for them: a call in the loop
+ * would have the compiler keep its values in memory across it) */
+CBP_INL CBP_VD CBP_FN(cbp_fm_sigmoid)(CBP_VD z, CBP_VI* out)
+{
+    CBP_VD x = -z;
+    *out |= CBP_FK(cbp_exp_out)(x);
+    return CBP_FK(cbp_logistic)(x);
+}
+
+/* q := p - (lr * g) as cbp_sgd_e, stored, its lanes not finite added to bad */
+#define CBP_FM_SGD(q, pv, gv, at)              \
+    do {                                       \
+        CBP_VD t_ = lv * (gv), d_;             \
+        CBP_NOFUSE(t_);                        \
+        CBP_ST(snap + (at), (pv));             \
+        q = (pv) - t_;                         \
+        CBP_ST(params + (at), q);              \
+        d_ = q - q;                            \
+        bad |= (CBP_VI)(d_ != d_);             \
+    } while (0)
+
+CBP_INL cbp_ix CBP_FN(cbp_fm_epochs_reg)(const int K, const int H, const cbp_fm_net* net,
+                                        const double* Y, double* params, double* grads,
+                                        double* snap, cbp_ix n_epochs, double lr,
+                                        double* losses, cbp_ix stride, int* libm)
+{
+    const int RV = H / 4;  /* vectors a row of H */
+    const double s = net->scale, two_s = 2.0 * s;
+    const int hact = net->fact[0], ofact = net->fact[1], oact = net->out_act;
+    const int se = net->loss == CBP_FM_LOSS_SE, half = net->loss == CBP_FM_LOSS_HALF_SE;
+    const int hb = net->b_off[0] >= 0, hc = net->b_off[1] >= 0;  /* the biases */
+    const cbp_ix bo = K * H, vo = bo + (hb ? H : 0), co = vo + H;  /* offsets: b1, W2, b2 */
+    const cbp_ix np = co + (hc ? 1 : 0);
+    const CBP_VD zero = CBP_FK(cbp_splat)(0.0), one = CBP_FK(cbp_splat)(1.0);
+    const CBP_VD lv = CBP_FK(cbp_splat)(lr), yv = CBP_LD(Y);
+    double* A1 = net->at[0];
+    double* P = net->at[1];
+    double* D1 = net->dt[0];
+    double* D = net->dt[1];
+    CBP_VD X[2], W[2][2], B[2], V[2], A[8], gV[2], t[4];
+    double c = hc ? params[co] : 0.0;
+    cbp_ix e, j, k, r;
+    int l;
+    for (k = 0; k < K; k++) X[k] = CBP_LD(net->xt + k * 4);
+    for (k = 0; k < K; k++)
+        for (r = 0; r < RV; r++) W[k][r] = CBP_LD(params + k * H + 4 * r);
+    for (r = 0; r < RV; r++) {
+        B[r] = hb ? CBP_LD(params + bo + 4 * r) : zero;
+        V[r] = CBP_LD(params + vo + 4 * r);
+    }
+    for (e = 0; e < n_epochs; e++) {
+        CBP_VD p, g, sq, d, nW[2][2], nB[2], nV[2];
+        CBP_VI bad = {0}, out = {0};
+        double acc = 0.0, value, gc = 0.0, tc, nc = 0.0;
+        /* forward (cbp_feature_major_forward_e) */
+        CBP_UNROLL for (j = 0; j < H; j++) {
+            CBP_VD z = CBP_BCAST(B, j);
+            CBP_UNROLL for (k = 0; k < K; k++) z += CBP_BCAST(W[k], j) * X[k];
+            A[j] = hact == CBP_FEATURE_MAJOR_RELU ? CBP_MAX0(z, zero)
+                                                  : CBP_FN(cbp_fm_sigmoid)(z, &out);
+            CBP_ST(A1 + 4 * j, A[j]);
+        }
+        p = CBP_FK(cbp_splat)(c);
+        CBP_UNROLL for (j = 0; j < H; j++) p += CBP_BCAST(V, j) * A[j];
+        if (ofact == CBP_FEATURE_MAJOR_RELU) p = CBP_MAX0(p, zero);
+        else if (ofact == CBP_FEATURE_MAJOR_SIGMOID) p = CBP_FN(cbp_fm_sigmoid)(p, &out);
+        else CBP_ST(net->zt_out, p);
+        if (CBP_FK(cbp_any)(out)) {
+            *libm = 1;
+            return e;
+        }
+        CBP_ST(P, p);
+        /* the output delta and the loss (cbp_fm_epochs_e's row loop) */
+        d = p - yv;
+        sq = d * d;
+        CBP_NOFUSE(sq);
+        CBP_UNROLL for (l = 0; l < 4; l++) acc += sq[l];
+        g = se ? CBP_FK(cbp_splat)(two_s) * d : CBP_FK(cbp_splat)(s) * d;
+        if (oact == CBP_FM_ACT_SIGMOID) {
+            CBP_VD a1 = p * (one - p);
+            CBP_NOFUSE(a1);
+            g = g * a1;
+        } else if (oact == CBP_FM_ACT_RELU) {
+            g = (CBP_VD)((CBP_VI)g & (CBP_VI)(p > zero));
+        }
+        CBP_ST(D, g);
+        if (half) acc = 0.5 * acc;
+        value = acc * s;
+        if (!isfinite(value)) return e;  /* the general passes stop here */
+        /* backward (cbp_feature_major_backward_e): the output layer's
+         * gradients and the hidden delta, then the first layer's */
+        for (r = 0; r < RV; r++) {
+            CBP_UNROLL for (l = 0; l < 4; l++) {
+                t[l] = zero;
+                t[l] += A[4 * r + l] * g;
+            }
+            gV[r] = CBP_FK(cbp_hsumv)(t);
+            CBP_ST(grads + vo + 4 * r, gV[r]);
+        }
+        if (hc) {
+            t[0] = zero;
+            t[0] += g;
+            gc = CBP_FK(cbp_hsum)(t[0]);
+            grads[co] = gc;
+        }
+        CBP_UNROLL for (j = 0; j < H; j++) {
+            CBP_VD u = zero;
+            u += CBP_BCAST(V, j) * g;
+            if (hact == CBP_FEATURE_MAJOR_RELU)
+                u = (CBP_VD)((CBP_VI)u & (CBP_VI)(A[j] > zero));
+            else
+                u = u * (A[j] * (one - A[j]));
+            A[j] = u;  /* (the activation is used no more: its delta) */
+            CBP_ST(D1 + 4 * j, u);
+        }
+        /* the update (cbp_sgd_e): p - (lr * g), lr * g rounded first, into
+         * the buffers; the registers take it only if every entry is finite */
+        for (k = 0; k < K; k++)
+            for (r = 0; r < RV; r++) {
+                CBP_UNROLL for (l = 0; l < 4; l++) {
+                    t[l] = zero;
+                    t[l] += X[k] * A[4 * r + l];
+                }
+                t[0] = CBP_FK(cbp_hsumv)(t);
+                CBP_ST(grads + k * H + 4 * r, t[0]);
+                CBP_FM_SGD(nW[k][r], W[k][r], t[0], k * H + 4 * r);
+            }
+        for (r = 0; r < RV; r++) {
+            if (hb) {
+                CBP_UNROLL for (l = 0; l < 4; l++) {
+                    t[l] = zero;
+                    t[l] += A[4 * r + l];
+                }
+                t[0] = CBP_FK(cbp_hsumv)(t);
+                CBP_ST(grads + bo + 4 * r, t[0]);
+                CBP_FM_SGD(nB[r], B[r], t[0], bo + 4 * r);
+            } else {
+                nB[r] = zero;
+            }
+            CBP_FM_SGD(nV[r], V[r], gV[r], vo + 4 * r);
+        }
+        if (hc) {
+            tc = lr * gc;
+            CBP_NOFUSE(tc);
+            snap[co] = c;
+            nc = c - tc;
+            params[co] = nc;
+        }
+        if (CBP_FK(cbp_any)(bad) || isnan(nc - nc)) {
+            memcpy(params, snap, (size_t)np * sizeof(double));
+            return e;  /* the general passes find the step and roll it back */
+        }
+        for (k = 0; k < K; k++)
+            for (r = 0; r < RV; r++) W[k][r] = nW[k][r];
+        for (r = 0; r < RV; r++) {
+            B[r] = nB[r];
+            V[r] = nV[r];
+        }
+        c = nc;
+        losses[e * stride] = value;
+    }
+    return n_epochs;
+}
+#undef CBP_FM_SGD
+#undef CBP_BCAST
+#endif
 
 CBP_ATTR static cbp_ix CBP_FN(cbp_fm_epochs)(const cbp_fm_net* net, const double* Y,
                                              double* params, double* grads, double* snap,
@@ -93,6 +284,33 @@ CBP_ATTR static cbp_ix CBP_FN(cbp_fm_epochs)(const cbp_fm_net* net, const double
         return CBP_FN(cbp_fm_epochs_e)(2, 4, cw, net, Y, params, grads, snap, n_epochs, lr,   \
                                        losses, stride);                                      \
     }
+#if CBP_VW == 4
+    /* in registers, but the epochs that need libm's exp (one at a time) */
+#  define CBP_FM_REG(K, H)                                                                   \
+    if (w[0] == K && w[1] == H) {                                                             \
+        const cbp_ix cw[3] = {K, H, 1};                                                       \
+        cbp_ix done = 0, got;                                                                 \
+        int libm;                                                                             \
+        while (done < n_epochs) {                                                             \
+            libm = 0;                                                                         \
+            done += CBP_FN(cbp_fm_epochs_reg)(K, H, net, Y, params, grads, snap,              \
+                                              n_epochs - done, lr, losses + done * stride,    \
+                                              stride, &libm);                                 \
+            if (!libm) break;                                                                 \
+            got = CBP_FN(cbp_fm_epochs_e)(2, 4, cw, net, Y, params, grads, snap, 1, lr,       \
+                                          losses + done * stride, stride);                    \
+            done += got;                                                                      \
+            if (!got) break;                                                                  \
+        }                                                                                     \
+        return done;                                                                          \
+    }
+    if (net->n_layers == 2 && net->n == 4 && net->ld == 4) {
+        CBP_FM_REG(2, 4)
+        CBP_FM_REG(2, 8)
+        CBP_FM_REG(1, 4)
+    }
+#  undef CBP_FM_REG
+#endif
     if (net->n_layers == 2 && net->ld == 4) {
         CBP_FM_SHAPE(2, 4)
         CBP_FM_SHAPE(2, 2)
@@ -105,4 +323,8 @@ CBP_ATTR static cbp_ix CBP_FN(cbp_fm_epochs)(const cbp_fm_net* net, const double
 }
 #if defined(__GNUC__) && !defined(__clang__)
 #  pragma GCC diagnostic pop
+#endif
+#if defined(CBP_FK_OWN)
+#  undef CBP_FK
+#  undef CBP_FK_OWN
 #endif

@@ -46,6 +46,35 @@ typedef int64_t cbp_v8i __attribute__((vector_size(64), aligned(8), may_alias));
 #undef CBP_ATTR
 #undef CBP_SUFFIX
 
+/* The AVX2 table's whole-epoch run (4 rows a vector), built again for
+ * AVX-512VL for the fits of this table: its 32 vector registers hold what
+ * the run keeps from one epoch to the next (cbp_fm_epochs_reg), where 16
+ * spill to the stack.  The same source on the AVX2 table's kernels, so the
+ * same numbers, bit for bit (tests/test_fm_epochs.py). */
+#define CBP_SUFFIX _avx512n
+#define CBP_ATTR __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
+#define CBP_VW 4
+#define CBP_VD cbp_v4d
+#define CBP_VI cbp_v4i
+#define CBP_MAX0(v, zero) ((CBP_VD)__builtin_ia32_maxpd256((cbp_p4d)(v), (cbp_p4d)(zero)))
+#define CBP_FN(name) CBP_CAT(name, CBP_SUFFIX)
+#define CBP_FK(name) CBP_CAT(name, _avx2)
+#define CBP_INL CBP_ATTR static inline __attribute__((always_inline))
+#define CBP_LD(p) (*(const CBP_VD*)(p))
+#define CBP_ST(p, v) (*(CBP_VD*)(p) = (v))
+#include "_fm_epochs_body.h"
+#undef CBP_ST
+#undef CBP_LD
+#undef CBP_INL
+#undef CBP_FK
+#undef CBP_FN
+#undef CBP_MAX0
+#undef CBP_VI
+#undef CBP_VD
+#undef CBP_VW
+#undef CBP_ATTR
+#undef CBP_SUFFIX
+
 /* 1 if this CPU and OS can run the AVX-512 table and the 8-lane run. */
 static int cbp_cpu_has_avx512(void)
 {

@@ -95,6 +95,7 @@ CASES = [
     ((2, 2, 1), ("relu", "identity"), {}),  # tutorial 001's shape
     ((2, 2, 1), ("relu", "relu"), dict(loss="half_squared_error")),
     ((1, 4, 1), ("relu", "sigmoid"), dict(reduction="sum", lr=0.05)),
+    ((1, 4, 1), ("sigmoid", "identity"), dict(bias="alternate", loss="half_squared_error")),
     ((2, 3, 1), ("sigmoid", "identity"), {}),  # a shape without its own instance
     ((3, 3, 2, 1), ("relu", "sigmoid", "sigmoid"), {}),  # three layers
     ((4, 4, 4, 4, 1), ("sigmoid", "relu", "sigmoid", "identity"), dict(lr=0.1)),
@@ -177,6 +178,24 @@ def test_divergence_is_the_general_passes(core, widths, acts, lr):
     assert got[2] is not None and got[2] == ref[2]
     assert got[0]._engine.fm_epochs == got[2][0] - 1  # the run, then the general passes
     assert _state(got) == _state(ref)
+
+
+@pytest.mark.parametrize("bias", [True, False, "alternate"])
+@pytest.mark.parametrize("acts", [("sigmoid", "relu"), ("relu", "sigmoid")])
+def test_eight_hidden_units_forced(core, feature_major, acts, bias):
+    # fit takes feature-major only up to 4 units unless its limits are raised;
+    # 2-8-1 on 4 rows then runs in registers, two vectors a row of weights
+    assert _same(core, (2, 8, 1), acts, bias=bias) == 300
+
+
+@pytest.mark.parametrize("acts", [("sigmoid", "sigmoid"), ("relu", "sigmoid")])
+def test_sigmoids_beyond_exps_range(core, acts):
+    # pre-activations past -708 and 709, where the sigmoid takes libm's exp
+    # lane by lane: in the first layer from the inputs, then in the output
+    X = np.array([[900.0, -2.0], [1.0, -800.0], [-3.0, 2.0], [0.5, 0.25]])
+    y = np.array([[1.0], [0.0], [1.0], [0.0]])
+    taken = _same(core, (2, 4, 1), acts, data=(X, y), lr=5.0, epochs=200)
+    assert taken == 200
 
 
 def test_chunks_and_a_display_equal_one_run(core, monkeypatch):

@@ -523,35 +523,32 @@ CBP_ATTR static void CBP_FN(cbp_vexp)(cbp_ix n, const double* x, double* y)
     }
 }
 
-/* a := 1 / (1 + exp(-z)); a may be z.  Libm throughout when any
- * -z is outside [-708, 709] or NaN.  When a is not z, the range is checked
- * in the same pass as the arithmetic (z is still there to redo it). */
+/* 1 / (1 + exp(x)) of each lane of x: the vector arithmetic, and libm's
+ * exp for a lane outside [-708, 709] (or NaN), as cbp_expv_libm. */
+CBP_INL CBP_VD CBP_FN(cbp_logistic_libm)(CBP_VD x)
+{
+    CBP_VD r = CBP_FN(cbp_logistic)(x);
+    CBP_VI out = CBP_FN(cbp_exp_out)(x);
+    int l;
+    if (CBP_FN(cbp_any)(out))
+        CBP_UNROLL for (l = 0; l < CBP_VW; l++) if (out[l]) r[l] = 1.0 / (1.0 + exp(x[l]));
+    return r;
+}
+
+/* a := 1 / (1 + exp(-z)); a may be z.  Each input whose -z is outside
+ * [-708, 709] (or NaN) is computed by libm, lane by lane; every other
+ * input by the vector arithmetic, whatever its neighbours (a saturated
+ * unit meets such inputs, a few a batch). */
 CBP_ATTR static void CBP_FN(cbp_vsigmoid)(cbp_ix n, const double* z, double* a)
 {
     cbp_ix i = 0;
-    CBP_VI bad = {0};
-    if (a == z) {
-        for (; i + CBP_VW <= n; i += CBP_VW) bad |= CBP_FN(cbp_exp_out)(-CBP_LD(z + i));
-        for (; i < n; i++) bad[0] |= !(-z[i] >= -708.0 && -z[i] <= 709.0);
-        if (CBP_FN(cbp_any)(bad)) goto libm;
-        i = 0;
-    }
-    for (; i + CBP_VW <= n; i += CBP_VW) {
-        CBP_VD x = -CBP_LD(z + i);
-        bad |= CBP_FN(cbp_exp_out)(x);
-        CBP_ST(a + i, CBP_FN(cbp_logistic)(x));
-    }
-    if (i < n) {  /* the tail, through the same arithmetic; unused lanes are 0 */
+    for (; i + CBP_VW <= n; i += CBP_VW) CBP_ST(a + i, CBP_FN(cbp_logistic_libm)(-CBP_LD(z + i)));
+    if (i < n) {  /* the last n % CBP_VW, through the same arithmetic */
         double buf[CBP_VW] = {0.0};
         memcpy(buf, z + i, (size_t)(n - i) * sizeof(double));
-        CBP_VD x = -CBP_LD(buf);
-        bad |= CBP_FN(cbp_exp_out)(x);
-        CBP_ST(buf, CBP_FN(cbp_logistic)(x));
+        CBP_ST(buf, CBP_FN(cbp_logistic_libm)(-CBP_LD(buf)));
         memcpy(a + i, buf, (size_t)(n - i) * sizeof(double));
     }
-    if (!CBP_FN(cbp_any)(bad)) return;
-libm:
-    for (i = 0; i < n; i++) a[i] = 1.0 / (1.0 + exp(-z[i]));
 }
 
 #if !defined(CBP_SIMD_NARROW)  /* (else the table takes that table's feature-major kernels) */
@@ -565,7 +562,7 @@ libm:
  *                in order from the bias; f is the identity (CBP_FEATURE_MAJOR_NONE),
  *                relu (CBP_FEATURE_MAJOR_RELU, as CBP_EPI_RELU) or the logistic
  *                sigmoid (CBP_FEATURE_MAJOR_SIGMOID, as vsigmoid, except that libm
- *                takes over per vector rather than per array)
+ *                takes over for a vector of rows rather than for a lane)
  *   feature_major_backward: gW (K, N) := xT @ dT.T, gb (N,) := the row sums of dT
  *                (if gb), dxT (K, ld) := (W @ dT) * f'(Z), f' taken from
  *                A (K, ld), the output of f: 1 (CBP_FEATURE_MAJOR_NONE), A > 0

@@ -423,16 +423,26 @@ def test_exp_activations_match_twin(core, level, act):
 
 
 def test_sigmoid_out_of_range_goes_to_libm(core, level):
-    # exp(-z) out of range anywhere: libm throughout, bit for bit the
-    # textbook formula.
+    # exp(-z) out of range: that input by libm, bit for bit the textbook
+    # formula; every other input as without it (the vector arithmetic,
+    # whatever its neighbours), in place too.
     code = _codes.activation_code("sigmoid")
-    for n in range(1, 10):
-        z = np.linspace(-40.0, 40.0, n)
-        z[n // 2] = -710.0  # exp(710) overflows to inf, sigmoid gives 0
-        out = np.full((1, n), np.nan)
-        core.activation_forward(code, z.reshape(1, n), out)
-        want = 1.0 / (1.0 + libm_exp(-z))
-        np.testing.assert_array_equal(out[0], want)
+    for n in range(1, 19):
+        for bad in sorted({0, n // 2, n - 1}):
+            for v in (-710.0, 800.0, np.nan):  # exp(710) overflows; sigmoid(800) is 1
+                z = np.linspace(-40.0, 40.0, n)
+                clean = z.copy()
+                z[bad] = v
+                out, ref = np.full((1, n), np.nan), np.full((1, n), np.nan)
+                core.activation_forward(code, z.reshape(1, n), out)
+                core.activation_forward(code, clean.reshape(1, n), ref)
+                want = 1.0 / (1.0 + libm_exp(-z))
+                np.testing.assert_array_equal(out[0, bad], want[bad])
+                keep = np.arange(n) != bad
+                np.testing.assert_array_equal(out[0, keep], ref[0, keep])
+                inplace = z.reshape(1, n).copy()
+                core.activation_forward(code, inplace, inplace)
+                np.testing.assert_array_equal(inplace, out)
 
 
 # ----------------------------------------------------------- dense kernels ---

@@ -505,7 +505,7 @@ TINL void TF(cbp_tiny_111_fused)(const int a0, const int a1, const int ordered,
     params[1] = st.b;
     params[2] = st.v;
     params[3] = st.c;
-    *total += ls * st.sq;  /* (0.5 * t) * s summed: a half is exact */
+    *total += ls * st.sq;  /* the losses' sum, scaled once (ls: s, or s / 2 for a half) */
     /* the last step's gradients, as the general path forms them */
     t = ds * st.e;  /* (ds 1: e itself) */
     grads[3] = t;

@@ -182,13 +182,7 @@ CBP_INL cbp_ix CBP_FN(cbp_fm_epochs_reg)(const int K, const int H, const cbp_fm_
         CBP_NOFUSE(sq);
         CBP_UNROLL for (l = 0; l < 4; l++) acc += sq[l];
         g = se ? CBP_FK(cbp_splat)(two_s) * d : CBP_FK(cbp_splat)(s) * d;
-        if (oact == CBP_FM_ACT_SIGMOID) {
-            CBP_VD a1 = p * (one - p);
-            CBP_NOFUSE(a1);
-            g = g * a1;
-        } else if (oact == CBP_FM_ACT_RELU) {
-            g = (CBP_VD)((CBP_VI)g & (CBP_VI)(p > zero));
-        }
+        g = CBP_FK(cbp_fm_out_delta)(oact, g, p);
         CBP_ST(D, g);
         if (half) acc = 0.5 * acc;
         value = acc * s;

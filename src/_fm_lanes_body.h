@@ -138,14 +138,7 @@ CBP_INL int CBP_FN(cbp_fm_lanes_e)(const cbp_ix L, const cbp_ix ld, const cbp_ix
                 sq = d * d;
                 CBP_NOFUSE(sq);
                 sum += sq;
-                g = gs * d;
-                if (out_act == CBP_FM_ACT_SIGMOID) {
-                    CBP_VD a1 = p * (one - p);
-                    CBP_NOFUSE(a1);
-                    g = g * a1;
-                } else if (out_act == CBP_FM_ACT_RELU) {
-                    g = (CBP_VD)((CBP_VI)g & (CBP_VI)(p > zero));
-                }
+                g = CBP_FN(cbp_fm_out_delta)(out_act, gs * d, p);
                 Dout[i] = g;
             }
             CBP_UNROLL for (i = n; i < ld; i++) Dout[i] = zero;

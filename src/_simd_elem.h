@@ -74,6 +74,21 @@ CBP_INL int CBP_FN(cbp_any)(CBP_VI m)
 #endif
 }
 
+/* The output delta of a whole-epoch run (_fm_epochs_body.h, its lanes in
+ * _fm_lanes_body.h) from the loss's gradient g at the output p: g times
+ * the sigmoid's p (1 - p), that product rounded on its own, or g where the
+ * ReLU's p > 0 (0 elsewhere, NaN included); act a CBP_FM_ACT_ code. */
+CBP_INL CBP_VD CBP_FN(cbp_fm_out_delta)(int act, CBP_VD g, CBP_VD p)
+{
+    if (act == CBP_FM_ACT_SIGMOID) {
+        CBP_VD a1 = p * (CBP_FN(cbp_splat)(1.0) - p);
+        CBP_NOFUSE(a1);
+        return g * a1;
+    }
+    if (act == CBP_FM_ACT_RELU) return (CBP_VD)((CBP_VI)g & (CBP_VI)(p > CBP_FN(cbp_splat)(0.0)));
+    return g;
+}
+
 /* 1 / (1 + exp(x)), for x within [-708, 709] */
 CBP_INL CBP_VD CBP_FN(cbp_logistic)(CBP_VD x)
 {

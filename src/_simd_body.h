@@ -523,16 +523,13 @@ CBP_ATTR static void CBP_FN(cbp_vexp)(cbp_ix n, const double* x, double* y)
     }
 }
 
-/* 1 / (1 + exp(x)) of each lane of x: the vector arithmetic, and libm's
- * exp for a lane outside [-708, 709] (or NaN), as cbp_expv_libm. */
+/* 1 / (1 + exp(x)) of each lane of x, the exp as cbp_expv_libm takes it:
+ * cbp_logistic's arithmetic, and libm's exp for a lane outside [-708, 709]
+ * (or NaN). */
 CBP_INL CBP_VD CBP_FN(cbp_logistic_libm)(CBP_VD x)
 {
-    CBP_VD r = CBP_FN(cbp_logistic)(x);
-    CBP_VI out = CBP_FN(cbp_exp_out)(x);
-    int l;
-    if (CBP_FN(cbp_any)(out))
-        CBP_UNROLL for (l = 0; l < CBP_VW; l++) if (out[l]) r[l] = 1.0 / (1.0 + exp(x[l]));
-    return r;
+    const CBP_VD one = CBP_FN(cbp_splat)(1.0);
+    return one / (one + CBP_FN(cbp_expv_libm)(x));
 }
 
 /* a := 1 / (1 + exp(-z)); a may be z.  Each input whose -z is outside

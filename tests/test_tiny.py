@@ -194,9 +194,9 @@ def test_tutorial_000_online_long_run(core, shuffle, x_low):
     # the bench's workload D (tutorial 000's weights, lr 0.01, 1,000 samples
     # a pass), 60 passes, on a target the net cannot fit exactly (y = x^2 / 4:
     # the loss stays well above rounding); with x from -2 the ReLU shuts on
-    # part of the samples.  The fused 1-1-1 loop reorders the arithmetic of
-    # the chain (src/_tiny_body.h, cbp_tiny_111_fused), so it is held to the
-    # general passes and to the twin over the whole run.
+    # part of the samples.  The fused 1-1-1 loop (src/_tiny_body.h,
+    # cbp_tiny_111) is held to the general passes and to the twin over the
+    # whole run, not only over the short fits above.
     x = np.random.default_rng(0).uniform(x_low, 4.0, (1000, 1))
     y = x**2 / 4.0
 

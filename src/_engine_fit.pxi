@@ -65,6 +65,8 @@ cdef int _fit_loop(Engine self, const double* X, const double* Y, Py_ssize_t n,
     self.tiny_steps = 0
     if tiny:
         self.threads_used = 1
+        self.tiny.n_rows = n  # (the 1-1-1 loop carries a row's start from call to call)
+        self.tiny.carry.row = -1
     if not feature_major:  # room for the chunks of a full and of the last batch
         _prepare_chunks(self, bs)
         if n % bs:

@@ -12,6 +12,22 @@ cdef double SIGNAL_SECONDS = 0.005
 cdef Py_ssize_t MAX_STRIDE = 1 << 20
 
 
+def _max_stride(stride=None):
+    """Read, and optionally set, the most steps (or whole epochs) the
+    training loop takes between readings of the clock, which is where it
+    splits its native calls.  Returns the setting in force before the call.
+    Private: for tests that check that the results do not depend on the
+    split (1: a call a step).
+    """
+    global MAX_STRIDE
+    old = MAX_STRIDE
+    if stride is not None:
+        if stride < 1:
+            raise ValueError(f"stride must be at least 1, got {stride}")
+        MAX_STRIDE = stride
+    return old
+
+
 cdef bint _signal_raised(Engine self) noexcept:
     """Run Python's pending signal handlers (with the GIL held); True, and the
     exception kept in ``self._pending``, if one raised (KeyboardInterrupt)."""

@@ -46,6 +46,13 @@
 #define CBP_TINY_CLIP_EPS 1e-7
 
 /* The network, as the engine's layer table describes it. */
+/* Where a call of the 1-1-1 loop left off inside an epoch (cbp_tiny_111_fused) */
+typedef struct {
+    cbp_ix row;     /* the row whose start z and cy hold; -1: none */
+    double z, cy;   /* its first product and error offset */
+    double p[4];    /* the parameters at the call's end, that they go with */
+} cbp_tiny_carry;
+
 typedef struct {
     int n_layers;
     int loss;
@@ -61,6 +68,8 @@ typedef struct {
     int standard;  /* 1: every layer biased and trainable, packed from 0 (1-1-1 is specialised) */
     cbp_map_fn vexp;      /* the table's, for softmax and sigmoid */
     cbp_map_fn vsigmoid;
+    cbp_ix n_rows;         /* the epoch's rows (the engine sets them for each fit) */
+    cbp_tiny_carry carry;  /* the engine sets carry.row to -1 */
 } cbp_tiny_net;
 
 /* A product rounded on its own: the compiler may not fuse it into an add. */
@@ -75,7 +84,7 @@ typedef struct {
 #define CBP_TINY_CAT_(a, b) a##b
 #define CBP_TINY_CAT(a, b) CBP_TINY_CAT_(a, b)
 
-typedef void (*cbp_tiny_run_fn)(const cbp_tiny_net* net, double* params, double* grads,
+typedef void (*cbp_tiny_run_fn)(cbp_tiny_net* net, double* params, double* grads,
                                 const double* X, const double* Y, const int64_t* order,
                                 cbp_ix row, cbp_ix count, double lr, double* total,
                                 cbp_ix* hit, cbp_ix* seen);

@@ -7,6 +7,8 @@ cdef extern from "_tiny.h" nogil:
         CBP_TINY_MAX_LAYERS
         CBP_TINY_MAX_WIDTH
         CBP_TINY_MAX_PARAMS
+    ctypedef struct cbp_tiny_carry:
+        Py_ssize_t row
     ctypedef struct cbp_tiny_net:
         int n_layers
         int loss
@@ -20,7 +22,9 @@ cdef extern from "_tiny.h" nogil:
         int b_train[4]
         Py_ssize_t n_params
         int standard
-    ctypedef void (*cbp_tiny_run_fn)(const cbp_tiny_net* net, double* params, double* grads,
+        Py_ssize_t n_rows
+        cbp_tiny_carry carry
+    ctypedef void (*cbp_tiny_run_fn)(cbp_tiny_net* net, double* params, double* grads,
                                      const double* X, const double* Y, const int64_t* order,
                                      Py_ssize_t row, Py_ssize_t count, double lr, double* total,
                                      Py_ssize_t* hit, Py_ssize_t* seen) noexcept nogil

@@ -226,6 +226,62 @@ def test_tutorial_000_online_long_run(core, shuffle, x_low):
     np.testing.assert_allclose(got[0].parameters, twin[0].parameters, rtol=1e-9)
 
 
+@pytest.fixture
+def max_stride(native_core):
+    """Sets the most steps between the loop's readings of the clock (where it
+    splits an epoch into native calls), restored after."""
+    saved = native_core._max_stride()
+    yield native_core._max_stride
+    native_core._max_stride(saved)
+
+
+@pytest.mark.parametrize(
+    "widths, acts, loss, x_low",
+    [
+        ((1, 1, 1), ("relu", "identity"), "half_squared_error", -2.0),
+        ((1, 1, 1), ("relu", "relu"), "squared_error", -2.0),
+        ((1, 1, 1), ("identity", "identity"), "squared_error", 1.0),
+        ((2, 3, 1), ("tanh", "identity"), "squared_error", -2.0),
+    ],
+    ids=["1-1-1-relu", "1-1-1-relu-relu", "1-1-1-linear", "2-3-1"],
+)
+@pytest.mark.parametrize("shuffle", [False, True], ids=["inorder", "shuffle"])
+def test_results_do_not_depend_on_how_the_clock_splits_an_epoch(
+    core, max_stride, widths, acts, loss, x_low, shuffle
+):
+    # The loop reads the clock every `stride` steps, a stride it adapts to
+    # the time a step takes, and each reading ends a native call; the 1-1-1
+    # loop hands the next row's start from one call to the next.  Capping the
+    # stride (1: a call a step; 7: calls that end anywhere in an epoch of 50)
+    # must give the same numbers, bit for bit, as the default.
+    rng = np.random.default_rng(1)
+    X = rng.uniform(x_low, 4.0, (50, widths[0]))
+    y = (X**2).sum(axis=1, keepdims=True) / 4.0
+
+    def run():
+        layers = [cbp.Dense(widths[i], widths[i + 1], a, seed=i + 3) for i, a in enumerate(acts)]
+        net = cbp.Network(layers, loss=loss)
+        hist = net.fit(X, y, epochs=30, lr=0.01, batch_size=1, shuffle=shuffle, seed=2)
+        assert _steps(net) == 30 * 50
+        return net, hist
+
+    for table, _ in _tables(core):
+        core._simd(table)
+        ref = run()
+        for stride in (1, 7, 64):
+            old = max_stride(stride)
+            try:
+                got = run()
+            finally:
+                max_stride(old)
+            _assert_same(got, ref, exact=True)
+
+
+def test_max_stride_is_checked(native_core):
+    with pytest.raises(ValueError, match="at least 1"):
+        native_core._max_stride(0)
+
+
 def test_long_run_sum_reduction_and_schedule(core):
     widths, acts, loss = (2, 4, 1), ("tanh", "identity"), "squared_error"
     kw = dict(epochs=300, n=40, lr=0.01, schedule=cbp.schedules.StepLR(50, 0.5))

@@ -82,10 +82,12 @@ ASAN_TESTS="tests/test_seeds.py tests/test_api.py tests/test_backend.py tests/te
  tests/test_blas_paths.py tests/test_training.py tests/test_persistence.py tests/test_gradients.py
  tests/test_threads.py tests/test_parallel.py tests/test_guard.py tests/test_fit_control.py
  tests/test_fuzz.py tests/test_tiny.py tests/test_sklearn_kernels.py tests/test_sklearn_engine.py
- tests/test_fm_epochs.py tests/test_fit_fast.py tests/test_many.py tests/test_many_lanes.py"
+ tests/test_fm_epochs.py tests/test_blk_epochs.py tests/test_fit_fast.py tests/test_many.py
+ tests/test_many_lanes.py"
 # the second ASan pass: the 512-bit code (the AVX-512 table, the 8-lane run)
 ASAN_WIDE_TESTS="tests/test_simd.py tests/test_sklearn_kernels.py tests/test_tiny.py
- tests/test_equivalence.py tests/test_fm_epochs.py tests/test_many.py tests/test_many_lanes.py"
+ tests/test_equivalence.py tests/test_fm_epochs.py tests/test_blk_epochs.py tests/test_many.py
+ tests/test_many_lanes.py"
 # valgrind is some 30-50 times slower: fewer files, a much smaller fuzz
 VALGRIND_TESTS="tests/test_seeds.py tests/test_api.py tests/test_backend.py
  tests/test_persistence.py tests/test_parallel.py tests/test_fit_control.py tests/test_fuzz.py

@@ -65,7 +65,11 @@ from _kernels cimport (cbp_simd, cbp_simd_select, cbp_cpu_has_avx2, cbp_simd_has
                        cbp_blas_min_side, FEATURE_MAJOR_NONE, FEATURE_MAJOR_RELU,
                        FEATURE_MAJOR_SIGMOID)
 from _fm_epochs cimport (cbp_fm_net, cbp_fm_epochs_fn, cbp_fm_select, cbp_fm_lanes_fn,
-                         cbp_fm_lanes_select, cbp_fm_lanes_wide, CBP_FM_MAX_LAYERS)
+                         cbp_fm_lanes_select, cbp_fm_lanes_wide, CBP_FM_MAX_LAYERS,
+                         CBP_FM_ACT_RELU, CBP_FM_ACT_SIGMOID, cbp_blk_net, cbp_blk_epochs_fn,
+                         cbp_blk_select, cbp_blk_vlog_fn, cbp_blk_vlog_select,
+                         CBP_BLK_MAX_SIDE, CBP_BLK_LD, CBP_BLK_WORK, CBP_BLK_LOSS_SE,
+                         CBP_BLK_LOSS_HALF_SE, CBP_BLK_LOSS_CCE)
 from _tiny cimport (cbp_tiny_net, cbp_tiny_run_fn, cbp_tiny_select, CBP_TINY_MAX_LAYERS,
                     CBP_TINY_MAX_WIDTH, CBP_TINY_MAX_PARAMS)
 
@@ -176,6 +180,7 @@ include "_engine_chunks.pxi"
 include "_engine_update.pxi"
 include "_engine_tiny.pxi"
 include "_engine_fm.pxi"
+include "_engine_blk.pxi"
 include "_engine_fit.pxi"
 include "_engine_schedule.pxi"
 include "_engine_sklearn.pxi"

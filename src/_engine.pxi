@@ -116,6 +116,9 @@ cdef class Engine:
     cdef readonly Py_ssize_t tiny_steps
     # the epochs the last fit() ran as whole-epoch runs (_engine_fm.pxi)
     cdef readonly Py_ssize_t fm_epochs
+    # and as blocked whole-epoch runs (_engine_blk.pxi), on these buffers
+    cdef readonly Py_ssize_t blk_epochs
+    cdef object _blk_buf
     # epochs that fit_many's lane run (_engine_fm.pxi) computed ahead for
     # this engine's next fit: their losses, ahead_n of them, ahead_at taken
     cdef object _ahead
@@ -239,6 +242,7 @@ cdef class Engine:
         self.threads_used = 1
         self.tiny_steps = 0
         self.fm_epochs = 0
+        self.blk_epochs = 0
         _tiny_init(self)
 
     def __dealloc__(self):

@@ -101,6 +101,14 @@ cdef int _fit_loop(Engine self, const double* X, const double* Y, Py_ssize_t n,
     self.fm_epochs = 0
     if feature_major and not tiny:
         fm_run = _fm_run(self, &fm, n, bs, plain, shuffle, nv, early_stop, schedule)
+    # or the blocked whole-epoch run (_engine_blk.pxi)
+    cdef cbp_blk_net blk
+    cdef cbp_blk_epochs_fn blk_run = NULL
+    self.blk_epochs = 0
+    if not feature_major and not tiny and self.ahead_at >= self.ahead_n:
+        blk_run = _blk_run(self, &blk, X, Y, n, bs, plain, shuffle, nv, early_stop, schedule)
+        if blk_run != NULL:
+            self.threads_used = 1
     if self.ahead_at < self.ahead_n:  # epochs fit_many's lane run computed ahead
         if fm_run == NULL:
             raise RuntimeError(
@@ -121,16 +129,22 @@ cdef int _fit_loop(Engine self, const double* X, const double* Y, Py_ssize_t n,
     cbp_threads_enter()
     try:
         with nogil:
-            if fm_run != NULL:
-                _load_feature_major(self, X, n)
+            if fm_run != NULL or blk_run != NULL:
+                if fm_run != NULL:
+                    _load_feature_major(self, X, n)
                 while k0 < n_epochs:
                     want = min(span, n_epochs - k0)
-                    got = fm_run(&fm, Y, self.params, self.grads, snap, want, base_lr,
-                                 history + k0 * N_HISTORY + HISTORY_LOSS, N_HISTORY)
+                    if fm_run != NULL:
+                        got = fm_run(&fm, Y, self.params, self.grads, snap, want, base_lr,
+                                     history + k0 * N_HISTORY + HISTORY_LOSS, N_HISTORY)
+                    else:
+                        got = blk_run(&blk, self.params, self.grads, snap, want, base_lr,
+                                      history + k0 * N_HISTORY + HISTORY_LOSS, N_HISTORY)
                     for k in range(k0, k0 + got):
                         hrow = history + k * N_HISTORY
                         hrow[HISTORY_LR] = base_lr
-                        hrow[HISTORY_ACCURACY] = NAN
+                        if fm_run != NULL or blk.loss != CBP_BLK_LOSS_CCE:
+                            hrow[HISTORY_ACCURACY] = NAN
                         hrow[HISTORY_VAL_LOSS] = NAN
                         hrow[HISTORY_VAL_ACCURACY] = NAN
                     k0 += got
@@ -154,7 +168,10 @@ cdef int _fit_loop(Engine self, const double* X, const double* Y, Py_ssize_t n,
                     if report_seconds > 0.0 and now - start >= report_seconds and k0 < n_epochs:
                         done = k0  # back to Python for the display
                         break
-                self.fm_epochs = k0
+                if fm_run != NULL:
+                    self.fm_epochs = k0
+                else:
+                    self.blk_epochs = k0
                 if interrupted or done < n_epochs:
                     k0 = n_epochs  # (the loop below runs nothing)
             for k in range(k0, n_epochs):

@@ -44,6 +44,44 @@ static cbp_fm_epochs_fn cbp_fm_select(void)
     return NULL;
 }
 
+/* Whole epochs of a thin two-layer network on the row-major path, its
+ * rows in blocks (_blk_epochs_body.h). */
+typedef cbp_ix (*cbp_blk_epochs_fn)(const cbp_blk_net* net, double* params, double* grads,
+                                    double* snap, cbp_ix n_epochs, double lr, double* losses,
+                                    cbp_ix stride);
+
+/* The blocked run for the table in force, or NULL where none is built. */
+static cbp_blk_epochs_fn cbp_blk_select(void)
+{
+#if defined(CBP_HAVE_AVX512_LANES)
+    if (strcmp(cbp_simd.name, "avx512") == 0) return cbp_blk_epochs_avx512;
+#endif
+#if defined(CBP_HAVE_AVX2)
+    if (strcmp(cbp_simd.name, "avx2+fma") == 0) return cbp_blk_epochs_avx2;
+#endif
+#if CBP_FM_BUILT
+    if (strcmp(cbp_simd.name, "baseline") == 0) return cbp_blk_epochs_base;
+#endif
+    return NULL;
+}
+
+/* The blocked run's log(clip(x)) on n doubles, for the table in force
+ * (NULL where none is built). */
+typedef void (*cbp_blk_vlog_fn)(cbp_ix n, const double* x, double* y);
+static cbp_blk_vlog_fn cbp_blk_vlog_select(void)
+{
+#if defined(CBP_HAVE_AVX512_LANES)
+    if (strcmp(cbp_simd.name, "avx512") == 0) return cbp_blk_vlog_avx512;
+#endif
+#if defined(CBP_HAVE_AVX2)
+    if (strcmp(cbp_simd.name, "avx2+fma") == 0) return cbp_blk_vlog_avx2;
+#endif
+#if CBP_FM_BUILT
+    if (strcmp(cbp_simd.name, "baseline") == 0) return cbp_blk_vlog_base;
+#endif
+    return NULL;
+}
+
 /* Whole epochs of CBP_VW networks at once, a network a lane
  * (_fm_lanes_body.h); P and work hold vectors of cbp_fm_lanes_width()
  * doubles. */

@@ -99,6 +99,33 @@ typedef struct {
     double* zt_out;
 } cbp_fm_net;
 
+/* The network of a blocked whole-epoch run (_blk_epochs_body.h): two
+ * dense layers ni -> nh (hact: ReLU or sigmoid) -> no, on n rows given
+ * feature-major in xt (ni x ld) and yt (no x ld), ld a multiple of
+ * CBP_BLK_LD, the padding 0; work and zeros, CBP_BLK_WORK(ni, nh, no) doubles;
+ * one trainable range, [0, n_params). */
+#define CBP_BLK_MAX_SIDE 4
+#define CBP_BLK_RV 2   /* vectors of rows a block */
+#define CBP_BLK_LD 16  /* (CBP_BLK_RV vectors of the widest table) */
+#define CBP_BLK_WORK(ni, nh, no) \
+    (8 * ((ni) * ((nh) + 1) + (nh) + (nh) * (no) + (no) + 4 + CBP_BLK_RV * (nh)) + (nh) + (no))
+#define CBP_BLK_LOSS_SE 0
+#define CBP_BLK_LOSS_HALF_SE 1
+#define CBP_BLK_LOSS_CCE 2
+#define CBP_BLK_CLIP 1e-7  /* the cross-entropy's clip (_kernels.pxd's CBP_CLIP_EPS) */
+typedef struct {
+    cbp_ix n, ld, ni, nh, no, n_params;
+    int loss, hact;  /* CBP_BLK_LOSS_*, CBP_FM_ACT_RELU or _SIGMOID */
+    int onehot;      /* 1: every row of yt is 0 but for one 1 */
+    double scale;    /* loss_scale of the batch */
+    cbp_ix w_off[2], b_off[2];
+    cbp_ix acc_at;   /* where an epoch's accuracy goes, from its loss */
+    const double* xt;
+    const double* yt;
+    double* work;        /* the run's sums and block */
+    const double* zeros; /* nh + no zeros: the bias of a layer without one */
+} cbp_blk_net;
+
 typedef struct {
     cbp_mm_nn_fn mm_nn;
     cbp_mm_nn_fn mm_nt;

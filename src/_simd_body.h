@@ -772,6 +772,7 @@ CBP_ATTR static int CBP_FN(cbp_adam_sk)(cbp_ix n, double lr_t, double b1, double
 #  include "_fm_lanes_body.h"
 #  undef CBP_RW
 #endif
+#include "_blk_epochs_body.h"
 
 static const cbp_simd_table CBP_FN(cbp_simd_table) = {
     CBP_FN(cbp_mm_nn), CBP_FN(cbp_mm_nt), CBP_FN(cbp_mm_tn), CBP_FN(cbp_vexp),

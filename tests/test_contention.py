@@ -194,6 +194,20 @@ def test_the_back_off_can_be_switched_off(backoff):
     }
 
 
+@pytest.fixture(autouse=True)
+def _general_passes():
+    """The spiral fits below on the general passes, whose steps run in
+    chunks on a team of threads (the blocked whole-epoch run, which would
+    take them, runs on one)."""
+    if not cbp.native_available():
+        yield
+        return
+    core = cbp._backend._core
+    saved = core._blk_epochs_path(False)
+    yield
+    core._blk_epochs_path(saved)
+
+
 def _spiral_net():
     return cbp.Network(
         [cbp.Dense(2, 64, "relu", seed=0), cbp.Dense(64, 3, "softmax", seed=1)],
@@ -271,6 +285,7 @@ def _train_default():
     parameters)."""
     from cbp import _backend
 
+    _backend._core._blk_epochs_path(False)  # (the general passes, as _general_passes)
     net = _spiral_net()
     net.fit(*SPIRAL, epochs=EPOCHS, lr=0.1)
     return _backend._core._thread_state()["limit"], net.parameters

@@ -20,7 +20,9 @@ Cases:
 
 Workloads: spiral, 300 x 2 -> 64 ReLU -> 3 softmax, full batch (300 rows
 in 2 chunks on 2 threads), and the same network on 128 rows, just above
-the chunking thresholds (128 rows, 40,960 multiply-adds).
+the chunking thresholds (128 rows, 40,960 multiply-adds), both on the
+general passes (``_blk_epochs_path(False)``: the blocked whole-epoch run,
+which fit takes for them otherwise, runs on one thread).
 
     python bench/contention.py [--quick] [--rounds R] [--scale S] [--cases busy spawn4 ...]
                                [--env NAME=VALUE ...]
@@ -57,6 +59,10 @@ def _init(env, barrier, backoff):
 
     if not backoff and hasattr(cbp._backend._core, "_thread_backoff"):
         cbp._backend._core._thread_backoff(on=False)
+    if hasattr(cbp._backend._core, "_blk_epochs_path"):
+        # the general passes, whose steps run in chunks on threads (the
+        # blocked whole-epoch run, which takes spiral's fits, runs on one)
+        cbp._backend._core._blk_epochs_path(False)
     _setup(next(iter(WORKLOADS)))
 
 

@@ -68,8 +68,8 @@ from _fm_epochs cimport (cbp_fm_net, cbp_fm_epochs_fn, cbp_fm_select, cbp_fm_lan
                          cbp_fm_lanes_select, cbp_fm_lanes_wide, CBP_FM_MAX_LAYERS,
                          CBP_FM_ACT_RELU, CBP_FM_ACT_SIGMOID, cbp_blk_net, cbp_blk_epochs_fn,
                          cbp_blk_select, cbp_blk_vlog_fn, cbp_blk_vlog_select,
-                         CBP_BLK_MAX_SIDE, CBP_BLK_LD, CBP_BLK_WORK, CBP_BLK_LOSS_SE,
-                         CBP_BLK_LOSS_HALF_SE, CBP_BLK_LOSS_CCE)
+                         CBP_BLK_MAX_SIDE, CBP_BLK_LD, CBP_BLK_MIN_ROWS, CBP_BLK_WORK,
+                         CBP_BLK_LOSS_SE, CBP_BLK_LOSS_HALF_SE, CBP_BLK_LOSS_CCE)
 from _tiny cimport (cbp_tiny_net, cbp_tiny_run_fn, cbp_tiny_select, CBP_TINY_MAX_LAYERS,
                     CBP_TINY_MAX_WIDTH, CBP_TINY_MAX_PARAMS)
 

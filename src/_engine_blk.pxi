@@ -73,7 +73,7 @@ cdef cbp_blk_epochs_fn _blk_run(Engine self, cbp_blk_net* net, const double* X, 
     no = l1.n_out
     if (l0.kind != KIND_DENSE or l1.kind != KIND_DENSE
             or not (l0.act == ACT_RELU or l0.act == ACT_SIGMOID)
-            or ni > CBP_BLK_MAX_SIDE or no > CBP_BLK_MAX_SIDE or n < CBP_BLK_LD
+            or ni > CBP_BLK_MAX_SIDE or no > CBP_BLK_MAX_SIDE or n < CBP_BLK_MIN_ROWS
             or n * nh > _blk_max_work):
         return NULL
     if l1.act == ACT_SOFTMAX and self.loss == LOSS_CCE:

@@ -28,6 +28,7 @@ cdef extern from "_fm_epochs.h" nogil:
     enum:
         CBP_BLK_MAX_SIDE
         CBP_BLK_LD
+        CBP_BLK_MIN_ROWS
         CBP_BLK_LOSS_SE
         CBP_BLK_LOSS_HALF_SE
         CBP_BLK_LOSS_CCE

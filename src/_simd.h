@@ -105,8 +105,9 @@ typedef struct {
  * CBP_BLK_LD, the padding 0; work and zeros, CBP_BLK_WORK(ni, nh, no) doubles;
  * one trainable range, [0, n_params). */
 #define CBP_BLK_MAX_SIDE 4
-#define CBP_BLK_RV 2   /* vectors of rows a block */
-#define CBP_BLK_LD 16  /* (CBP_BLK_RV vectors of the widest table) */
+#define CBP_BLK_RV 3   /* vectors of rows a block */
+#define CBP_BLK_LD 24  /* (CBP_BLK_RV vectors of the widest table) */
+#define CBP_BLK_MIN_ROWS 16  /* fewer rows: the general passes */
 #define CBP_BLK_WORK(ni, nh, no) \
     (8 * ((ni) * ((nh) + 1) + (nh) + (nh) * (no) + (no) + 4 + CBP_BLK_RV * (nh)) + (nh) + (no))
 #define CBP_BLK_LOSS_SE 0

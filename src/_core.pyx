@@ -54,7 +54,7 @@ cdef object ndarray = np.ndarray
 cdef object _F64 = np.dtype(np.float64)  # (NumPy's builtin float64 descriptor)
 
 from cbp._errors import DivergenceError
-from cbp._memory import aligned_empty
+from cbp._memory import aligned_empty, aligned_zeros
 
 from _codes cimport *
 # The C routines by their module's name (kernels.dense_forward, ...): the

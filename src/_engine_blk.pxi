@@ -88,13 +88,13 @@ cdef cbp_blk_epochs_fn _blk_run(Engine self, cbp_blk_net* net, const double* X, 
     if fn == NULL:
         return NULL
     ld = (n + CBP_BLK_LD - 1) // CBP_BLK_LD * CBP_BLK_LD
-    size = (ni + no) * ld + CBP_BLK_WORK(ni, nh, no) + 8  # (+ 8: room to align)
+    size = (ni + no) * ld + CBP_BLK_WORK(ni, nh, no)
     if self._blk_buf is None or self._blk_buf.shape[0] < size:
-        self._blk_buf = np.zeros(size, dtype=np.float64)
+        # on cache lines (ld and the blocks are multiples of 8 doubles): a
+        # vector that straddles two lines loads at half the rate
+        self._blk_buf = aligned_zeros(size)
     buf = self._blk_buf
     xt = &buf[0]
-    # the vectors on 64-byte lines (ld and the blocks are multiples of 8)
-    xt += (64 - (<size_t>xt) % 64) % 64 // sizeof(double)
     yt = xt + ni * ld
     for k in range(ni):  # X and Y feature-major, the padding rows 0
         for r in range(n):

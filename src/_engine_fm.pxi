@@ -196,8 +196,8 @@ def _fm_lanes(engines, const double[:, ::1] X, const double[:, ::1] Y, Py_ssize_
     size = 3 * np_ + 1  # G, S, R and the zero bias (src/_fm_lanes_body.h)
     for l in range(fm.n_layers):
         size += 2 * fm.width[l + 1] * fm.ld + fm.width[l + 1]
-    P = np.zeros(np_ * vw, dtype=np.float64)
-    work = np.zeros(size * vw, dtype=np.float64)
+    P = aligned_zeros(np_ * vw)  # (on cache lines: the lanes' vectors would straddle them)
+    work = aligned_zeros(size * vw)
     cdef double[::1] spare = np.empty(epochs, dtype=np.float64)  # the padding lanes' losses
     _load_feature_major(first, &X[0, 0], n)  # fm.xt: the first engine's xT, shared
     for i in range(count):

@@ -18,10 +18,15 @@ force a path (``two_threads``, ``feature_major``); ``"native"`` and
 A whole module runs on a path with ``pytestmark =
 pytest.mark.usefixtures("two_threads")``.
 
+``interrupted_fit`` runs a fit that Ctrl-C stops, in a child process.
+
 The fuzz counts of tests/test_fuzz.py are reported in the terminal summary.
 """
 
 import os
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
@@ -148,3 +153,62 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         for test, outcomes in per_test.items():
             line = ", ".join(f"{outcome} {n}" for outcome, n in outcomes.items())
             terminalreporter.write_line(f"  {test}: {line}")
+
+
+# A fit interrupted by SIGINT in a child process: it must raise
+# KeyboardInterrupt, leave the last completed epoch (as a fresh fit of that
+# many epochs leaves it, bit for bit) and have run on the path `counter`
+# names.  `setup` defines X, y and make(); `kwargs` is fit's keyword
+# arguments, as Python source.
+_INTERRUPTED_FIT = """
+import os, signal, sys, threading, time
+import numpy as np
+import cbp
+
+{setup}
+
+kw = {kwargs}
+net = make()
+
+
+def interrupt():
+    time.sleep(0.4)
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+threading.Thread(target=interrupt, daemon=True).start()
+try:
+    net.fit(X, y, epochs=10**12, **kw)
+except KeyboardInterrupt:
+    pass
+else:
+    raise SystemExit("fit ended without the interrupt")
+assert net._engine.{counter} > 0, "the fit did not take its path"
+done = net.epochs_trained
+assert done > 0 and len(net.history["loss"]) == done
+ref = make()
+ref.fit(X, y, epochs=done, **kw)
+assert net.parameters.tobytes() == ref.parameters.tobytes()
+assert net.history["loss"].tobytes() == ref.history["loss"].tobytes()
+print(done)
+"""
+
+
+@pytest.fixture
+def interrupted_fit(native_core):
+    """run(setup, kwargs, counter, *argv): the interrupted fit above in a
+    child process (bounded to 120 s); returns the epochs it completed."""
+
+    def run(setup, kwargs, counter, *argv):
+        code = _INTERRUPTED_FIT.format(
+            setup=textwrap.dedent(setup).strip(), kwargs=kwargs, counter=counter
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        done = int(proc.stdout.split()[-1])
+        assert done > 0
+        return done
+
+    return run

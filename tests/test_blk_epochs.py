@@ -11,10 +11,6 @@ run on the general passes to rounding (rtol 1e-12 over a few epochs), and
 over long runs with the general passes and the NumPy twin to 1e-9.
 """
 
-import subprocess
-import sys
-import textwrap
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -299,44 +295,14 @@ def test_results_do_not_depend_on_how_the_clock_splits_the_run(core, native_core
         assert got[1][key].tobytes() == ref[1][key].tobytes(), key
 
 
-CHILD = textwrap.dedent("""
-    import os, signal, threading, time
-    import numpy as np
-    import cbp
+def test_ctrl_c_leaves_the_last_completed_epoch(interrupted_fit):
+    setup = """
+        X, y = cbp.datasets.spiral_data(100, 3)
 
-    X, y = cbp.datasets.spiral_data(100, 3)
-
-    def make():
-        return cbp.Network([cbp.Dense(2, 64, "relu", seed=1), cbp.Dense(64, 3, "softmax", seed=2)],
-                           loss="categorical_crossentropy")
-
-    net = make()
-
-    def interrupt():
-        time.sleep(0.4)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    threading.Thread(target=interrupt, daemon=True).start()
-    try:
-        net.fit(X, y, epochs=10**9, lr=0.05, batch_size=None)
-    except KeyboardInterrupt:
-        pass
-    else:
-        raise SystemExit("fit ended without the interrupt")
-    assert net._engine.blk_epochs > 0
-    done = net.epochs_trained
-    assert done > 0 and len(net.history["loss"]) == done
-    ref = make()
-    ref.fit(X, y, epochs=done, lr=0.05, batch_size=None)
-    assert net.parameters.tobytes() == ref.parameters.tobytes()
-    assert net.history["loss"].tobytes() == ref.history["loss"].tobytes()
-    print(done)
-""")
-
-
-def test_ctrl_c_leaves_the_last_completed_epoch(native_core):
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert int(proc.stdout.split()[-1]) > 0
+        def make():
+            return cbp.Network(
+                [cbp.Dense(2, 64, "relu", seed=1), cbp.Dense(64, 3, "softmax", seed=2)],
+                loss="categorical_crossentropy",
+            )
+    """
+    interrupted_fit(setup, "dict(lr=0.05, batch_size=None)", "blk_epochs")

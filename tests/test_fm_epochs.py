@@ -6,10 +6,6 @@ run; the runs taken where they are meant to be and only there; divergence,
 chunks of a fit and Ctrl-C as on the general passes.
 """
 
-import subprocess
-import sys
-import textwrap
-
 import numpy as np
 import pytest
 
@@ -228,44 +224,14 @@ def test_the_twin_agrees_over_a_long_run(core):
     np.testing.assert_allclose(net.parameters, twin.parameters, rtol=1e-9, atol=1e-12)
 
 
-CHILD = textwrap.dedent("""
-    import os, signal, sys, threading, time
-    import numpy as np
-    import cbp
+def test_ctrl_c_leaves_the_last_completed_epoch(interrupted_fit):
+    setup = """
+        X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], float)
+        y = np.array([[0], [1], [1], [0]], float)
 
-    X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], float)
-    y = np.array([[0], [1], [1], [0]], float)
-
-    def make():
-        return cbp.Network([cbp.Dense(2, 4, "sigmoid", seed=1), cbp.Dense(4, 1, "sigmoid", seed=2)])
-
-    net = make()
-
-    def interrupt():
-        time.sleep(0.4)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    threading.Thread(target=interrupt, daemon=True).start()
-    try:
-        net.fit(X, y, epochs=10**12, lr=0.1)
-    except KeyboardInterrupt:
-        pass
-    else:
-        raise SystemExit("fit ended without the interrupt")
-    assert net._engine.fm_epochs > 0
-    done = net.epochs_trained
-    assert done > 0 and len(net.history["loss"]) == done
-    ref = make()
-    ref.fit(X, y, epochs=done, lr=0.1)
-    assert net.parameters.tobytes() == ref.parameters.tobytes()
-    assert net.history["loss"].tobytes() == ref.history["loss"].tobytes()
-    print(done)
-""")
-
-
-def test_ctrl_c_leaves_the_last_completed_epoch(native_core):
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert int(proc.stdout.split()[-1]) > 0
+        def make():
+            return cbp.Network(
+                [cbp.Dense(2, 4, "sigmoid", seed=1), cbp.Dense(4, 1, "sigmoid", seed=2)]
+            )
+    """
+    interrupted_fit(setup, "dict(lr=0.1)", "fm_epochs")

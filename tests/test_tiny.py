@@ -14,9 +14,6 @@ passes.
 """
 
 import platform
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -379,49 +376,19 @@ def test_a_loss_sum_that_overflows_is_not_divergence(core):
 # ---------------------------------------------------------------------------
 # Ctrl-C
 # ---------------------------------------------------------------------------
-CHILD = textwrap.dedent("""
-    import os, signal, sys, threading, time
-    import numpy as np
-    import cbp
-
-    widths = tuple(int(w) for w in sys.argv[1].split("-"))
-    X = np.random.default_rng(0).uniform(1.0, 4.0, (200, widths[0]))
-    y = X[:, :1].copy()
-
-    def make():
-        layers = [cbp.Dense(widths[i], widths[i + 1], "relu" if i == 0 else "identity",
-                            seed=i + 1) for i in range(len(widths) - 1)]
-        return cbp.Network(layers, loss="half_squared_error")
-
-    kw = dict(lr=1e-4, batch_size=1, shuffle=True, seed=3)
-    net = make()
-
-    def interrupt():
-        time.sleep(0.4)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    threading.Thread(target=interrupt, daemon=True).start()
-    try:
-        net.fit(X, y, epochs=10**9, **kw)
-    except KeyboardInterrupt:
-        pass
-    else:
-        raise SystemExit("fit ended without the interrupt")
-    assert net._engine.tiny_steps > 0
-    done = net.epochs_trained
-    assert done > 0 and len(net.history["loss"]) == done
-    ref = make()
-    ref.fit(X, y, epochs=done, **kw)
-    assert net.parameters.tobytes() == ref.parameters.tobytes()
-    assert net.history["loss"].tobytes() == ref.history["loss"].tobytes()
-    print(done)
-""")
-
-
 @pytest.mark.parametrize("widths", ["1-1-1", "2-3-1"])
-def test_ctrl_c_leaves_the_last_completed_epoch(native_core, widths):
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD, widths], capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert int(proc.stdout.split()[-1]) > 0
+def test_ctrl_c_leaves_the_last_completed_epoch(interrupted_fit, widths):
+    setup = """
+        widths = tuple(int(w) for w in sys.argv[1].split("-"))
+        X = np.random.default_rng(0).uniform(1.0, 4.0, (200, widths[0]))
+        y = X[:, :1].copy()
+
+        def make():
+            layers = [
+                cbp.Dense(widths[i], widths[i + 1], "relu" if i == 0 else "identity", seed=i + 1)
+                for i in range(len(widths) - 1)
+            ]
+            return cbp.Network(layers, loss="half_squared_error")
+    """
+    kwargs = "dict(lr=1e-4, batch_size=1, shuffle=True, seed=3)"
+    interrupted_fit(setup, kwargs, "tiny_steps", widths)

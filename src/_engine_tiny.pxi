@@ -5,7 +5,10 @@
 # penalties and with softmax at the output only,
 # steps through src/_tiny.h: forward, loss, backward and update of each
 # sample fused in one loop body, the parameters in local arrays, computing
-# what the general passes compute bit for bit.
+# what the general passes compute: bit for bit where neither fuses a
+# multiply-add (x86-64's baseline table), to rounding where multiply-adds
+# fuse (tutorial 000's 1-1-1 net then runs a reordered loop whose state
+# passes from one native call to the next, cbp_tiny_111_fused).
 #
 # Finiteness is checked once per epoch, not per step: the epoch's loss sum
 # and the trainable parameters.  Every sample's loss is >= 0 or NaN (the

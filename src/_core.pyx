@@ -65,7 +65,10 @@ from _kernels cimport (cbp_simd, cbp_simd_select, cbp_cpu_has_avx2, cbp_simd_has
                        cbp_blas_min_side, FEATURE_MAJOR_NONE, FEATURE_MAJOR_RELU,
                        FEATURE_MAJOR_SIGMOID)
 from _fm_epochs cimport (cbp_fm_net, cbp_fm_epochs_fn, cbp_fm_select, cbp_fm_lanes_fn,
-                         cbp_fm_lanes_select, cbp_fm_lanes_wide, CBP_FM_MAX_LAYERS,
+                         cbp_fm_lanes_select, cbp_fm_lanes_wide, cbp_fm_lanes_reg_on,
+                         cbp_fm_lanes_reg_calls,
+                         cbp_fm_lanes_pair_select, cbp_fm_lanes_work, cbp_fm_lanes_reg_shape,
+                         CBP_FM_MAX_LAYERS,
                          CBP_FM_ACT_RELU, CBP_FM_ACT_SIGMOID, cbp_blk_net, cbp_blk_epochs_fn,
                          cbp_blk_select, cbp_blk_vlog_fn, cbp_blk_vlog_select,
                          CBP_BLK_MAX_SIDE, CBP_BLK_LD, CBP_BLK_MIN_ROWS, CBP_BLK_WORK,

@@ -98,6 +98,29 @@ def _fm_lanes_width(wide=None):
     return vw
 
 
+def _fm_lanes_reg(mode=None):
+    """How fit_many's lane run trains the two-layer shapes it keeps in
+    registers (src/_fm_lanes_body.h, cbp_fm_lanes_reg_shape), after
+    optionally setting it: 2 (the default), in registers and two groups of
+    lanes a call, interleaved, where the table has a pair run; 1, in
+    registers, a group at a time; 0, on the run's buffers.  The numbers
+    are the same.  Private: for tests and timings.
+    """
+    global cbp_fm_lanes_reg_on
+    if mode is not None:
+        if mode not in (0, 1, 2):
+            raise ValueError(f"_fm_lanes_reg: mode must be 0, 1 or 2, not {mode!r}")
+        cbp_fm_lanes_reg_on = mode
+    return cbp_fm_lanes_reg_on
+
+
+def _fm_lanes_reg_calls():
+    """The register run's calls so far, a group at a time and in pairs,
+    and the epochs it handed to the run on its buffers for libm's exp
+    (src/_fm_lanes_body.h).  Private: for tests."""
+    return (cbp_fm_lanes_reg_calls[0], cbp_fm_lanes_reg_calls[1], cbp_fm_lanes_reg_calls[2])
+
+
 def _init_lanes():
     import os
     import warnings
@@ -115,7 +138,7 @@ _init_lanes()
 
 
 cdef enum:
-    _LANES_MAX = 8  # at most this many lanes in a table (the lane run's per-lane arrays)
+    _LANES_MAX = 16  # at most this many lanes a call (a pair run's two groups of 8)
 
 
 def _fm_lanes(engines, const double[:, ::1] X, const double[:, ::1] Y, Py_ssize_t epochs,
@@ -144,13 +167,14 @@ def _fm_lanes(engines, const double[:, ::1] X, const double[:, ::1] Y, Py_ssize_
     interrupt but with pending None, once it finds stop[0] set (Python runs
     signal handlers in the main thread only).  Private: for cbp.fit_many.
     """
-    cdef Py_ssize_t count = len(engines), n = X.shape[0], i, c, g, q, l, np_, e, want, span = 1
+    cdef Py_ssize_t count = len(engines), n = X.shape[0], i, c, g, q, l, np_, e, want, h, span = 1
     cdef Engine first, eng
     cdef cbp_fm_net fm, other
     cdef double es[N_EARLY_STOP]
     cdef double sch[N_SCHEDULE]
-    cdef int vw = 0, alive
+    cdef int vw = 0, alive, gl, gw
     cdef cbp_fm_lanes_fn run = cbp_fm_lanes_select(&vw)
+    cdef cbp_fm_lanes_fn pair = NULL, fn
     cdef double lr_l[_LANES_MAX]
     cdef Py_ssize_t done_l[_LANES_MAX]
     cdef double* loss_l[_LANES_MAX]
@@ -193,34 +217,38 @@ def _fm_lanes(engines, const double[:, ::1] X, const double[:, ::1] Y, Py_ssize_
     if epochs == 0:
         return True, None
     np_ = first.n_params
-    size = 3 * np_ + 1  # G, S, R and the zero bias (src/_fm_lanes_body.h)
-    for l in range(fm.n_layers):
-        size += 2 * fm.width[l + 1] * fm.ld + fm.width[l + 1]
-    P = aligned_zeros(np_ * vw)  # (on cache lines: the lanes' vectors would straddle them)
-    work = aligned_zeros(size * vw)
+    size = cbp_fm_lanes_work(&fm)  # a group's vectors of work (src/_fm_lanes_body.h)
+    # two groups of vw lanes a call where a pair run takes the shape: group
+    # h's parameters at P[h * np_ * vw], its work at work[h * size * vw]
+    if cbp_fm_lanes_reg_on == 2 and cbp_fm_lanes_reg_shape(&fm) and count > vw:
+        pair = cbp_fm_lanes_pair_select()
+    gw = 2 * vw if pair != NULL else vw
+    P = aligned_zeros(np_ * gw)  # (on cache lines: the lanes' vectors would straddle them)
+    work = aligned_zeros(size * gw)
     cdef double[::1] spare = np.empty(epochs, dtype=np.float64)  # the padding lanes' losses
     _load_feature_major(first, &X[0, 0], n)  # fm.xt: the first engine's xT, shared
     for i in range(count):
         done[i] = 0
-    group = [None] * vw
+    group = [None] * gw
     cbp_threads_enter()
     try:
         last_read = last_signal = cbp_monotonic()
-        for g in range(0, count, vw):
-            for c in range(vw):  # the group's lanes; past the last network, padding
+        for g in range(0, count, gw):
+            gl, fn = (gw, pair) if pair != NULL and count - g > vw else (vw, run)
+            for c in range(gl):  # the group's lanes; past the last network, padding
                 i = g + c if g + c < count else g
                 group[c] = engines[i]
                 lr_l[c] = lrs[i]
                 done_l[c] = -1 if g + c < count else 0
                 loss_l[c] = &losses[i, 0] if g + c < count else &spare[0]
                 for q in range(np_):
-                    P[q * vw + c] = (<Engine>group[c]).params[q]
+                    P[(c // vw * np_ + q) * vw + c % vw] = (<Engine>group[c]).params[q]
             e = 0
             with nogil:
                 while e < epochs:
                     want = min(span, epochs - e)
-                    alive = run(&fm, &Y[0, 0], &P[0], &work[0], lr_l, done_l, e, e + want,
-                                loss_l, 1)
+                    alive = fn(&fm, &Y[0, 0], &P[0], &work[0], lr_l, done_l, e, e + want,
+                               loss_l, 1)
                     e += want
                     if alive == 0:
                         break
@@ -241,15 +269,16 @@ def _fm_lanes(engines, const double[:, ::1] X, const double[:, ::1] Y, Py_ssize_
                             if stop_p != NULL:
                                 stop_p[0] = 1
                             break
-            for c in range(min(vw, count - g)):  # the parameters back, and the counts
+            for c in range(min(gl, count - g)):  # the parameters back, and the counts
                 eng = group[c]
+                h = c // vw * size  # (its group's work)
                 if done_l[c] >= 0:  # where it stopped (R)
                     for q in range(np_):
-                        eng.params[q] = work[(2 * np_ + q) * vw + c]
+                        eng.params[q] = work[(h + 2 * np_ + q) * vw + c % vw]
                 else:  # and the last epoch's gradient, as its fit leaves it
                     for q in range(np_):
-                        eng.params[q] = P[q * vw + c]
-                        eng.grads[q] = work[q * vw + c]
+                        eng.params[q] = P[(c // vw * np_ + q) * vw + c % vw]
+                        eng.grads[q] = work[(h + q) * vw + c % vw]
                 eng.rows = 0  # (no forward cached)
                 done[g + c] = done_l[c] if done_l[c] >= 0 else min(e, epochs)
             if interrupted or stopped:

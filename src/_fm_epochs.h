@@ -118,4 +118,20 @@ static cbp_fm_lanes_fn cbp_fm_lanes_select(int* width)
     return NULL;
 }
 
+/* The pair run (two groups of lanes at once, _fm_lanes_body.h) of the lane
+ * run cbp_fm_lanes_select picks, or NULL where that table has none. */
+static cbp_fm_lanes_fn cbp_fm_lanes_pair_select(void)
+{
+    int width = 0;
+    cbp_fm_lanes_fn run = cbp_fm_lanes_select(&width);
+    (void)run;
+#if defined(CBP_HAVE_AVX2)
+#  if defined(CBP_HAVE_AVX512_LANES)
+    if (run == cbp_fm_lanes_avx512) return cbp_fm_lanes_pair_avx512;
+#  endif
+    if (run == cbp_fm_lanes_avx2) return cbp_fm_lanes_pair_avx2;
+#endif
+    return NULL;
+}
+
 #endif /* CBP_FM_EPOCHS_H */

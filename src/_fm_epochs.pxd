@@ -56,4 +56,9 @@ cdef extern from "_fm_epochs.h" nogil:
                                     Py_ssize_t e0, Py_ssize_t e1, double* const* losses,
                                     Py_ssize_t stride) noexcept nogil
     cbp_fm_lanes_fn cbp_fm_lanes_select(int* width)
+    cbp_fm_lanes_fn cbp_fm_lanes_pair_select()
+    Py_ssize_t cbp_fm_lanes_work(const cbp_fm_net* net)
+    int cbp_fm_lanes_reg_shape(const cbp_fm_net* net)
     int cbp_fm_lanes_wide
+    int cbp_fm_lanes_reg_on
+    long cbp_fm_lanes_reg_calls[3]

@@ -99,6 +99,47 @@ typedef struct {
     double* zt_out;
 } cbp_fm_net;
 
+/* fit_many's lane run on the shapes cbp_fm_lanes_reg_shape names
+ * (_fm_lanes_body.h): 2, in registers and two groups of lanes at once
+ * where the table has a pair run; 1, in registers, a group at a time; 0,
+ * on its buffers (the same numbers; for tests and timings) */
+static int cbp_fm_lanes_reg_on = 2;
+/* the register run's calls, a group at a time ([0]) and in pairs ([1]), and
+ * the epochs it handed to the run on its buffers for libm's exp ([2]):
+ * counted for tests (_fm_lanes_reg_calls), relaxed atomics (threads) */
+static long cbp_fm_lanes_reg_calls[3];
+
+/* The vectors of work a group of the lane run takes (_fm_lanes_body.h):
+ * G, S, R, the zero bias (the widest layer), and each layer's activations
+ * and deltas on ld rows. */
+static inline cbp_ix cbp_fm_lanes_work(const cbp_fm_net* net)
+{
+    cbp_ix size = 3 * net->n_params + 1, l;
+    for (l = 0; l < net->n_layers; l++) size += 2 * net->width[l + 1] * net->ld + net->width[l + 1];
+    return size;
+}
+
+/* 1 where the lane run keeps the values in registers (cbp_fm_lanes_reg):
+ * two dense layers 2-H-1, H 2, 4 or 8, on one vector of rows (1 to 4), a
+ * ReLU or sigmoid hidden layer, a sigmoid output or an identity one,
+ * biased everywhere or nowhere, the parameters laid out in order. */
+static inline int cbp_fm_lanes_reg_shape(const cbp_fm_net* net)
+{
+    const cbp_ix* w = net->width;
+    const int hb = net->b_off[0] >= 0;
+    if (net->n_layers != 2 || net->ld != 4 || net->n < 1 || net->n > 4) return 0;
+    if (w[0] != 2 || (w[1] != 2 && w[1] != 4 && w[1] != 8) || w[2] != 1) return 0;
+    if (net->fact[0] != CBP_FEATURE_MAJOR_RELU && net->fact[0] != CBP_FEATURE_MAJOR_SIGMOID)
+        return 0;
+    if (!(net->fact[1] == CBP_FEATURE_MAJOR_SIGMOID && net->out_act == CBP_FM_ACT_SIGMOID) &&
+        !(net->fact[1] == CBP_FEATURE_MAJOR_NONE && net->out_act == CBP_FM_ACT_IDENTITY))
+        return 0;
+    if ((net->b_off[1] >= 0) != hb || net->w_off[0] != 0) return 0;
+    if (hb && (net->b_off[0] != 2 * w[1] || net->b_off[1] != 4 * w[1])) return 0;
+    if (net->w_off[1] != (hb ? 3 : 2) * w[1]) return 0;
+    return net->n_params == (hb ? 4 * w[1] + 1 : 3 * w[1]);
+}
+
 /* The network of a blocked whole-epoch run (_blk_epochs_body.h): two
  * dense layers ni -> nh (hact: ReLU or sigmoid) -> no, on n rows given
  * feature-major in xt (ni x ld) and yt (no x ld), ld a multiple of

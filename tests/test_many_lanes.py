@@ -4,7 +4,9 @@ with its own fit's numbers bit for bit (parameters, history, counters), on
 every SIMD table this build and CPU run and at every lane width; the run
 taken where it is meant to be and only there; a lane that diverges, an
 interrupt in the run and in the commits after it, a second thread on one
-of the networks, and bad arguments to the native entry point.
+of the networks, and bad arguments to the native entry point.  The shapes
+the run keeps in registers (cbp_fm_lanes_reg), a group of lanes or two at
+once, against the same run on its buffers and against their own fits.
 """
 
 import _thread
@@ -22,11 +24,17 @@ from cbp import many
 def core(native_core):
     """The compiled module; the SIMD table, the whole-epoch run and the
     lane width restored after."""
-    saved = (native_core._simd(), native_core._fm_epochs_path(True), native_core._fm_lanes_width())
+    saved = (
+        native_core._simd(),
+        native_core._fm_epochs_path(True),
+        native_core._fm_lanes_width(),
+        native_core._fm_lanes_reg(),
+    )
     yield native_core
     native_core._simd(saved[0])
     native_core._fm_epochs_path(saved[1])
     native_core._fm_lanes_width(saved[2] == 8)
+    native_core._fm_lanes_reg(saved[3])
 
 
 def tables(core):
@@ -79,12 +87,13 @@ def same_history(a, b):
             assert a[k] == b[k], k
 
 
-def check(core, table, wide, widths, acts, count, n, epochs=120, lrs=None, **kw):
+def check(core, table, wide, widths, acts, count, n, epochs=120, lrs=None, xy=None, **kw):
     """fit_many on the lanes of (table, wide) equals every network's own
-    fit on that table, exactly; returns the networks."""
+    fit on that table, exactly (on data(), or xy = (X, y) of n rows);
+    returns the networks."""
     core._simd(table)
     core._fm_lanes_width(wide)
-    X, y = data(widths[0], n)
+    X, y = data(widths[0], n) if xy is None else xy
     lrs = lrs if lrs is not None else [0.05 + 0.1 * i for i in range(count)]
     opts = {k: kw.pop(k) for k in ("bias", "loss", "reduction") if k in kw}
     nets = [make(widths, acts, i, **opts) for i in range(count)]
@@ -316,3 +325,119 @@ def test_the_native_entry_point_checks_its_arguments(core):
     before = [net.parameters.copy() for net in nets]
     for net, p in zip(nets, before):  # nothing trained by a refused call
         np.testing.assert_array_equal(net.parameters, p)
+
+
+# ---------------------------------------------------------------- registers --
+# The two-layer shapes the lane run keeps in registers (src/_simd.h,
+# cbp_fm_lanes_reg_shape): 2-H-1 on at most 4 rows, H 2, 4 or 8, a ReLU or
+# sigmoid hidden layer, a sigmoid output (squared error) or an identity one
+# (half squared error), biased everywhere or nowhere.  Mode 2 (the default)
+# runs two groups of lanes a call, interleaved, where the table has the
+# pair run (its AVX2 and AVX-512 lanes); 1 a group at a time; 0 the run on
+# its buffers.  Every mode gives each lane its own fit's numbers, bit for bit.
+REG_SHAPES = {
+    f"2-{h}-1-{act}-{out}-{'bias' if bias else 'nobias'}": (
+        [2, h, 1],
+        [act, out],
+        {"bias": bias, "loss": "squared_error" if out == "sigmoid" else "half_squared_error"},
+    )
+    for h in (2, 4, 8)
+    for act in ("sigmoid", "relu")
+    for out in ("sigmoid", "identity")
+    for bias in (True, False)
+}
+
+
+@pytest.fixture
+def one_thread(core):
+    """One thread: every group of lanes on the calling thread (at two, the
+    groups of a few networks would be split over the threads, no pair left)."""
+    saved = core._thread_config(1)
+    yield
+    core._thread_config(*saved)
+
+
+def reg_calls(core):
+    """The register run's calls so far, a group at a time and in pairs, and
+    the epochs it handed to the run on its buffers for libm's exp."""
+    return core._fm_lanes_reg_calls()
+
+
+@pytest.mark.parametrize("n", [3, 4])
+@pytest.mark.parametrize("shape", list(REG_SHAPES))
+def test_the_register_run_is_every_lane_its_own_fit(core, shape, n, one_thread, request):
+    widths, acts, kw = REG_SHAPES[shape]
+    if widths[1] > 4:  # (fit takes 8 units feature-major only with its limits raised)
+        request.getfixturevalue("feature_major")
+    for table, wide in tables(core):
+        for mode in (0, 1, 2):
+            core._fm_lanes_reg(mode)
+            for count in (9, 17):
+                before = reg_calls(core)
+                check(core, table, wide, widths, acts, count, n, epochs=60, **kw)
+                after = reg_calls(core)
+                if table == "baseline" or mode == 0:  # (no register run on the baseline)
+                    assert after == before, (table, mode)
+                elif mode == 1:
+                    assert after[0] > before[0] and after[1] == before[1], (table, mode)
+                else:  # a pair for the first 16 (or the 9), a group for the 17th
+                    assert after[1] > before[1], (table, mode)
+
+
+def test_the_register_run_takes_only_its_shapes(core, one_thread):
+    """Shapes next to the register run's go to the run on its buffers."""
+    X, y = data(2, 4)
+    cases = [
+        ([2, 4, 1], ["sigmoid", "sigmoid"], {"bias": "alternate"}),  # one layer biased
+        ([2, 3, 1], ["sigmoid", "sigmoid"], {}),  # H 3
+        ([1, 4, 1], ["sigmoid", "sigmoid"], {}),  # one input
+        ([2, 4, 1], ["sigmoid", "relu"], {}),  # a ReLU output
+    ]
+    for widths, acts, kw in cases:
+        nets = [make(widths, acts, i, **kw) for i in range(9)]
+        before, lanes = reg_calls(core), many._paths["lanes"]
+        cbp.fit_many(nets, X[:, : widths[0]], y, epochs=5, lr=0.1)
+        assert many._paths["lanes"] == lanes + 1, (widths, acts, kw)
+        assert reg_calls(core) == before, (widths, acts, kw)
+    X5, y5 = data(2, 5)  # five rows: two vectors of them
+    before = reg_calls(core)
+    cbp.fit_many([make([2, 4, 1], ["sigmoid", "sigmoid"], i) for i in range(9)], X5, y5, lr=0.1)
+    assert reg_calls(core) == before
+    with pytest.raises(ValueError, match="0, 1 or 2"):
+        core._fm_lanes_reg(3)
+
+
+@pytest.mark.parametrize("act", ["sigmoid", "relu"])
+def test_the_register_run_hands_epochs_past_exps_range_to_libm(core, act, one_thread):
+    """Inputs in the hundreds push some lanes' sigmoids past exp's range in
+    some epochs: those epochs go to the run on its buffers, which takes
+    libm for them, and the run goes on in registers after."""
+    rng = np.random.default_rng(7)
+    xy = (rng.uniform(-1, 1, (4, 2)) * 900.0, np.array([0.0, 1.0, 1.0, 0.0]))
+    lrs = [0.01 * (i + 1) for i in range(17)]
+    for table, wide in tables(core):
+        if table == "baseline":
+            continue
+        for mode in (1, 2):
+            core._fm_lanes_reg(mode)
+            before = reg_calls(core)
+            check(core, table, wide, [2, 4, 1], [act, "sigmoid"], 17, 4, epochs=40, lrs=lrs, xy=xy)
+            after = reg_calls(core)
+            assert after[mode - 1] > before[mode - 1] and after[2] > before[2], (table, mode)
+
+
+def test_the_register_run_with_lanes_that_diverge(core, one_thread):
+    """Lanes of both groups of a pair stop, on the loss and on the update,
+    at different epochs; each is left as its own fit leaves it."""
+    lrs = [0.01, 40.0, 0.2, 400.0, 0.05, 4000.0, 0.1, 1e12, 0.3, 1e200, 1e308] * 2
+    for table, wide in tables(core):
+        for mode in (1, 2):
+            core._fm_lanes_reg(mode)
+            nets = check(
+                core, table, wide, [2, 4, 1], ["relu", "identity"], len(lrs), 4, epochs=300,
+                lrs=lrs, loss="half_squared_error",
+            )  # fmt: skip
+            counts = [net.epochs_trained for net in nets]
+            stopped = {i for i, k in enumerate(counts) if k < 300}
+            assert stopped >= {1, 3, 5, 7, 9, 10, 12, 14, 16, 18, 20, 21}  # in both groups
+            assert len(set(counts)) >= 3

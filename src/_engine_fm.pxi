@@ -220,7 +220,8 @@ def _fm_lanes(engines, const double[:, ::1] X, const double[:, ::1] Y, Py_ssize_
     size = cbp_fm_lanes_work(&fm)  # a group's vectors of work (src/_fm_lanes_body.h)
     # two groups of vw lanes a call where a pair run takes the shape: group
     # h's parameters at P[h * np_ * vw], its work at work[h * size * vw]
-    if cbp_fm_lanes_reg_on == 2 and cbp_fm_lanes_reg_shape(&fm) and count > vw:
+    if (cbp_fm_lanes_reg_on == 2 and cbp_fm_lanes_reg_shape(&fm) and count > vw
+            and 2 * vw <= _LANES_MAX):
         pair = cbp_fm_lanes_pair_select()
     gw = 2 * vw if pair != NULL else vw
     P = aligned_zeros(np_ * gw)  # (on cache lines: the lanes' vectors would straddle them)

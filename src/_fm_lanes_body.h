@@ -233,7 +233,7 @@ CBP_INL int CBP_FN(cbp_fm_lanes_e)(const cbp_ix L, const cbp_ix ld, const cbp_ix
 #if CBP_RW == 4
 /* cbp_fm_lanes_e for NG groups of CBP_VW networks at once (NG 1 or 2), on
  * two layers K-H-1 on one vector of 4 rows (K <= 2, H 2, 4 or 8, the
- * activations and the biases constants), with every value one epoch hands
+ * activations and hb, both layers biased or neither, constants), with every value one epoch hands
  * the next in local variables, across epochs too, and the groups' passes
  * interleaved: one group's chain of dependent steps (the output layer,
  * the deltas, the update: the epoch's critical path) overlaps the other's
@@ -250,7 +250,7 @@ CBP_INL int CBP_FN(cbp_fm_lanes_e)(const cbp_ix L, const cbp_ix ld, const cbp_ix
 #define CBP_LR_NP (2 * 8 + 8 + 8 + 1)
 CBP_INL int CBP_FN(cbp_fm_lanes_reg)(const int NG, const int K, const int H, const int fh,
                                      const int fo, const int out_act, const int hb,
-                                     const int hc, const cbp_fm_net* net, const double* Y,
+                                     const cbp_fm_net* net, const double* Y,
                                      CBP_VD* const* Pg, CBP_VD* const* Wg,
                                      const double* const* lrg, cbp_ix* const* doneg,
                                      double* const* const* lossg, cbp_ix e0, cbp_ix e1,
@@ -262,7 +262,7 @@ CBP_INL int CBP_FN(cbp_fm_lanes_reg)(const int NG, const int K, const int H, con
     const CBP_VD gs = CBP_FN(cbp_splat)(net->loss == CBP_FM_LOSS_SE ? 2.0 * s : s);
     const CBP_VD sv = CBP_FN(cbp_splat)(s), half = CBP_FN(cbp_splat)(0.5);
     const int hl = net->loss == CBP_FM_LOSS_HALF_SE;
-    const int ob = K * H, ov = ob + (hb ? H : 0), oc = ov + H, np = oc + (hc ? 1 : 0);
+    const int ob = K * H, ov = ob + (hb ? H : 0), oc = ov + H, np = oc + (hb ? 1 : 0);
     /* parameters, gradient, the epoch's start: the four blocks W1, b1, W2,
      * b2 at offsets 0, ob, ov, oc, each loop over one of them of constant
      * length (<= 16, fully unrolled), so that every index is a constant */
@@ -313,7 +313,7 @@ CBP_INL int CBP_FN(cbp_fm_lanes_reg)(const int NG, const int K, const int H, con
                 }
         CBP_UNROLL for (g = 0; g < NG; g++)
             CBP_UNROLL for (r = 0; r < 4; r++) {
-                CBP_VD t = hc ? p[g][oc] : zero;
+                CBP_VD t = hb ? p[g][oc] : zero;
                 CBP_UNROLL for (k = 0; k < H; k++) t += p[g][ov + k] * a0[g][k][r];
                 if (fo == CBP_FEATURE_MAJOR_SIGMOID) {
                     CBP_VD x = -t;
@@ -361,7 +361,7 @@ CBP_INL int CBP_FN(cbp_fm_lanes_reg)(const int NG, const int K, const int H, con
                 }
                 gr[g][ov + k] = CBP_FN(cbp_lanes_sum)(k < H - H % 4, acc);
             }
-            if (hc) {
+            if (hb) {
                 CBP_UNROLL for (r = 0; r < 4; r++) {
                     acc[r] = zero;
                     acc[r] += d1[g][r];
@@ -461,8 +461,8 @@ CBP_INL int CBP_FN(cbp_fm_lanes_regs)(const int NG, const int K, const int H, co
     __atomic_fetch_add(&cbp_fm_lanes_reg_calls[NG - 1], 1, __ATOMIC_RELAXED);
     for (;;) {
         libm = 0;
-        alive = CBP_FN(cbp_fm_lanes_reg)(NG, K, H, fh, fo, out_act, hb, hb, net, Y, Pg, Wg, lrg,
-                                         doneg, lossg, at, e1, stride, &at, &libm);
+        alive = CBP_FN(cbp_fm_lanes_reg)(NG, K, H, fh, fo, out_act, hb, net, Y, Pg, Wg, lrg, doneg,
+                                         lossg, at, e1, stride, &at, &libm);
         if (!libm) return alive;
         __atomic_fetch_add(&cbp_fm_lanes_reg_calls[2], 1, __ATOMIC_RELAXED);
         alive = 0;

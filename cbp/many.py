@@ -29,12 +29,12 @@ import numpy as np
 
 from . import _codes, _fit, _validation, optim, schedules
 from ._errors import DivergenceError
-from .network import MAX_CHUNK, REPORT_SECONDS, Network, fit_settings
+from .network import MAX_CHUNK, REPORT_SECONDS, Network, _fast_applies, fit_settings
 
 __all__ = ["fit_many"]
 
 #: calls of fit_many by the path that ran them (private: for the tests)
-_paths = {"lanes": 0, "threads": 0, "sequential": 0}
+_paths = {"lanes": 0, "threads": 0, "sequential": 0, "fast": 0}
 
 #: the threads the last lane run took (private: for the tests)
 _lane_threads = 0
@@ -120,9 +120,31 @@ callback_every, verbose, history_every
         If a network (or an optimizer) is in use by another thread, as fit.
     """
     nets = _check_networks(networks)
+    if len(nets) == 1 and _fast_applies(
+        epochs,
+        optimizer,
+        validation_data,
+        early_stopping,
+        callback,
+        callback_every,
+        verbose,
+        history_every,
+        schedule,
+    ):  # one network: its fit's fast path, where that applies (as fit decides)
+        try:
+            history = _fit.fast(nets[0], X, y, epochs, lr, batch_size, shuffle, seed)
+        except DivergenceError as err:
+            history = err
+        if isinstance(history, DivergenceError):  # (raised as the other paths raise it)
+            _raise_diverged([0], [history.history])
+        if history is not None:
+            _paths["fast"] += 1
+            return [history]
     first = nets[0]
     count = len(nets)
-    lrs = _per_network(lr, count, "lr")
+    lrs = _per_network(
+        lr, count, "lr", lambda v: _validation.real(v, "lr", minimum=0.0, strict=True)
+    )
     X, Y, epochs, bs, shuffle, Xv, Yv, early_stopping, every, keep_every = fit_settings(
         first,
         X,
@@ -137,12 +159,9 @@ callback_every, verbose, history_every
         callback_every,
         history_every,
     )
-    if lrs is not None:
-        lrs = [_validation.real(v, "lr", minimum=0.0, strict=True) for v in lrs]
-    seeds = _per_network(seed, count, "seed")
-    if seeds is None:
+    seeds = _per_network(seed, count, "seed", _validation.seed)
+    if seeds is None:  # (each network's seed was checked when it was built)
         seeds = [net._seed if net._seed is not None else 0 for net in nets]
-    seeds = [_validation.seed(s) for s in seeds]
     if optimizer is not None and lrs is not None:
         raise ValueError("give either lr or optimizer, not both")
     opts = _optimizers(optimizer, nets, lrs is not None)
@@ -204,9 +223,11 @@ def _check_networks(networks):
             )
         seen[id(net)] = i
     first = nets[0]
-    ints0, floats0 = first._layer_table()
-    for i, net in enumerate(nets[1:], 1):
-        what = _differs(first, net, ints0, floats0)
+    key = first._table_key
+    for i, net in enumerate(nets):
+        if net._table_key == key:  # (the common case: alike)
+            continue
+        what = _differs(first, net)
         if what:
             raise ValueError(
                 f"networks[{i}] differs from networks[0]: {what}; fit_many trains networks "
@@ -226,20 +247,14 @@ _INT_NAMES = {
 }
 
 
-def _differs(first, net, ints0, floats0):
+def _differs(first, net):
     """How ``net`` differs from ``first`` (a phrase), or ''."""
     if net.backend != first.backend:
         return f"its backend is {net.backend!r}, not {first.backend!r}"
     if len(net.layers) != len(first.layers):
         return f"it has {len(net.layers)} layers, not {len(first.layers)}"
     ints, floats = net._layer_table()
-    if (
-        ints.tobytes() == ints0.tobytes()
-        and floats.tobytes() == floats0.tobytes()
-        and net.loss == first.loss
-        and net.reduction == first.reduction
-    ):  # (the common case, at a fraction of the cost of the search below)
-        return ""
+    ints0, floats0 = first._layer_table()
     for j in range(len(ints)):
         if not (np.array_equal(ints[j], ints0[j]) and np.array_equal(floats[j], floats0[j])):
             col = next((c for c in _INT_NAMES if ints[j, c] != ints0[j, c]), None)
@@ -252,9 +267,10 @@ def _differs(first, net, ints0, floats0):
     return ""
 
 
-def _per_network(value, count, name):
+def _per_network(value, count, name, check=None):
     """None, or a list of ``count`` values: one value repeated, or a
-    sequence of exactly ``count``."""
+    sequence of exactly ``count``; each passed through ``check`` (one value
+    once)."""
     if value is None:
         return None
     if isinstance(value, (list, tuple, np.ndarray)):
@@ -266,8 +282,8 @@ def _per_network(value, count, name):
                 f"{name} has {len(values)} entries for {count} networks: give one per "
                 "network, or a single value for all"
             )
-        return values
-    return [value] * count
+        return values if check is None else [check(v) for v in values]
+    return [value if check is None else check(value)] * count
 
 
 def _optimizers(optimizer, nets, with_lr):

@@ -204,6 +204,14 @@ class Network:
 
     def _build_engine(self):
         layer_ints, layer_floats = self._layer_table()
+        # equal for networks that train alike (fit_many compares them)
+        self._table_key = (
+            self._backend_name,
+            self._loss_name,
+            self._reduction_name,
+            layer_ints.tobytes(),
+            layer_floats.tobytes(),
+        )
         self._engine = self._kernels.Engine(
             layer_ints, layer_floats, self._parameters, self._gradients, self._loss, self._reduction
         )
@@ -571,20 +579,16 @@ class Network:
             the epoch, holds the history so far (``.history``), and the
             parameters are left at their values from the start of that epoch.
         """
-        if (
-            _fast_fit
-            and optimizer is None
-            and validation_data is None
-            and early_stopping is None
-            and callback is None
-            and verbose is False
-            and schedule is None
-            and type(epochs) is int
-            and 0 < epochs <= MAX_CHUNK
-            and type(callback_every) is int
-            and callback_every >= 1
-            and type(history_every) is int
-            and history_every == 1
+        if _fast_applies(
+            epochs,
+            optimizer,
+            validation_data,
+            early_stopping,
+            callback,
+            callback_every,
+            verbose,
+            history_every,
+            schedule,
         ):
             result = _fit.fast(self, X, y, epochs, lr, batch_size, shuffle, seed)
             if result is not None:
@@ -686,6 +690,36 @@ class Network:
         self.__dict__.update(net.__dict__)
         for layer in self._layers:
             layer._network = self
+
+
+def _fast_applies(
+    epochs,
+    optimizer,
+    validation_data,
+    early_stopping,
+    callback,
+    callback_every,
+    verbose,
+    history_every,
+    schedule,
+):
+    """Whether a fit with these arguments may try its fast path
+    (``_fit.fast``, which checks the rest)."""
+    return (
+        _fast_fit
+        and optimizer is None
+        and validation_data is None
+        and early_stopping is None
+        and callback is None
+        and verbose is False
+        and schedule is None
+        and type(epochs) is int
+        and 0 < epochs <= MAX_CHUNK
+        and type(callback_every) is int
+        and callback_every >= 1
+        and type(history_every) is int
+        and history_every == 1
+    )
 
 
 def fit_settings(

@@ -3,6 +3,7 @@ guards, divergence and interrupts."""
 
 import contextlib
 import copy
+import pickle
 import threading
 
 import numpy as np
@@ -203,6 +204,21 @@ def test_refuses_what_fit_many_cannot_train(backend):
     assert a.history is None
 
 
+def test_a_layer_changed_after_construction_is_told_apart(backend):
+    a, b = xor_net(0, backend), xor_net(1, backend)
+    b.layers[0].activation = "relu"
+    with pytest.raises(ValueError, match=r"networks\[1\] differs .*layer 0 .*activation"):
+        cbp.fit_many([a, b], X_XOR, Y_XOR, lr=0.1, epochs=2)
+    b.layers[0].activation = "sigmoid"  # alike again: it trains
+    b.layers[1].trainable = False
+    with pytest.raises(ValueError, match=r"networks\[1\] differs .*layer 1 .*trainable"):
+        cbp.fit_many([a, b], X_XOR, Y_XOR, lr=0.1, epochs=2)
+    b.layers[1].trainable = True
+    c = pickle.loads(pickle.dumps(a))  # a copy is alike too
+    cbp.fit_many([a, b, c], X_XOR, Y_XOR, lr=0.1, epochs=2)
+    assert a.epochs_trained == b.epochs_trained == c.epochs_trained == 2
+
+
 def test_backends_must_match(native_core):
     a, b = xor_net(0), xor_net(0, backend="numpy")
     with pytest.raises(ValueError, match=r"networks\[1\] differs .*backend"):
@@ -277,6 +293,39 @@ def test_a_diverged_network_and_the_others(backend, threads, request):
         np.testing.assert_array_equal(net.parameters, ref.parameters)
         assert net.epochs_trained == ref.epochs_trained
         assert not net._guard.held
+
+
+def test_one_network_takes_its_fits_fast_path(backend):
+    X = np.array([[1.0, 2.0], [3.0, -1.0], [-2.0, 0.5]])
+    y = np.array([1.0, 0.0, 2.0])
+
+    def make():
+        return cbp.Network(
+            [cbp.Dense(2, 3, activation="identity"), cbp.Dense(3, 1)], seed=5, backend=backend
+        )
+
+    for kw in ({"lr": 0.01}, {"lr": 0.01, "batch_size": 2, "seed": 3}, {}):  # {}: Adam
+        net, ref = make(), make()
+        for _ in range(2):  # the second {} call: the Adam the first made, and its state
+            before = many._paths["fast"]
+            (hist,) = cbp.fit_many([net], X, y, epochs=20, **kw)
+            took = many._paths["fast"] - before
+            same_history(hist, ref.fit(X, y, epochs=20, **kw))
+            np.testing.assert_array_equal(net.parameters, ref.parameters)
+            assert net.epochs_trained == ref.epochs_trained and net.history is hist
+        assert took == 1, kw  # (every second call: the first Adam call takes the general path)
+    net, ref = make(), make()
+    with pytest.raises(cbp.DivergenceError, match=r"1 of 1 networks \(indices \[0\]\)") as e:
+        cbp.fit_many([net], X, y, epochs=100, lr=1.0)
+    assert e.value.diverged == [0] and not net._guard.held
+    with pytest.raises(cbp.DivergenceError) as own:
+        ref.fit(X, y, epochs=100, lr=1.0)
+    same_history(e.value.histories[0], own.value.history)
+    np.testing.assert_array_equal(net.parameters, ref.parameters)
+    before = dict(many._paths)  # anything fit's fast path does not take: the general path
+    cbp.fit_many([make()], X, y, epochs=20, lr=[0.01], history_every=2)
+    assert many._paths["fast"] == before["fast"]
+    assert many._paths["sequential"] == before["sequential"] + 1
 
 
 # -------------------------------------------------------------- interrupt --

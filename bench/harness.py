@@ -99,6 +99,7 @@ def measure_peers(
     unit="epoch",
     per_unit=1.0,
     check_epochs=None,
+    call_epochs=None,
     log=print,
 ):
     """Check and time each peer; returns a list of PeerResult (one per peer).
@@ -107,13 +108,20 @@ def measure_peers(
     are compared with (list cbp native first).  ``min_epochs`` is the least
     number of epochs in one timed call (e.g. 10_000 to time whole seed-length
     trainings); ``per_unit`` converts seconds per epoch into the table's unit
-    (e.g. 1 / steps_per_epoch for seconds per step).
+    (e.g. 1 / steps_per_epoch for seconds per step).  With ``call_epochs``,
+    a timed sample of n epochs is n / call_epochs calls of the peer's
+    ``train(call_epochs)``: the workload as stated, however many of them the
+    sample needs.  (A population's one long call would instead allocate its
+    histories at the sample's length: 256 networks x 100,000 epochs is
+    205 MB, memory fresh from the OS in every call, whose page faults then
+    cost more than the training.)
 
     The timed repeats are interleaved, peer after peer in every round, so
     that a burst of load from elsewhere on the machine hits all peers alike
     and the ratios stay fair.
     """
     check_epochs = settings.check_epochs if check_epochs is None else check_epochs
+    train = (lambda peer: peer.train) if call_epochs is None else _in_calls(call_epochs)
     results, ready, reference = [], [], None
     for peer in peers:
         res = PeerResult(
@@ -142,16 +150,18 @@ def measure_peers(
                 # calibration (and warm-up), from the initial weights again
                 peer.reset()
                 n, _ = calibrate(
-                    peer.train,
+                    train(peer),
                     target=settings.target,
                     min_number=min_epochs,
                     max_seconds=settings.max_seconds,
                 )
             res.timing = Timing(number=n)
             ready.append((peer, res))
+            what = unit if per_unit == 1 else "epoch"
+            calls = "" if call_epochs is None else f", as calls of {call_epochs}"
             log(
-                f"  {peer.label:<40} agreement {res.agreement}; timing in calls of {n} "
-                f"{unit if per_unit == 1 else 'epoch'}(s)"
+                f"  {peer.label:<40} agreement {res.agreement}; timing in samples of {n} "
+                f"{what}(s){calls}"
             )
         except Exception as exc:  # report, never crash the whole run
             _failed(res, exc, log)
@@ -170,7 +180,7 @@ def measure_peers(
                 continue
             try:
                 with thread_limits(peer.threads):
-                    res.timing.add(*time_call(peer.train, res.timing.number))
+                    res.timing.add(*time_call(train(peer), res.timing.number))
             except Exception as exc:
                 _failed(res, exc, log)
     for peer, res in ready:
@@ -181,6 +191,23 @@ def measure_peers(
                 f"CPU {fmt_time(res.cpu_seconds)})"
             )
     return results
+
+
+def _in_calls(epochs):
+    """peer -> a train(n) that runs n epochs as calls of peer.train(epochs)
+    (and one call of the remainder)."""
+
+    def wrap(peer):
+        def train(n):
+            calls, rest = divmod(n, epochs)
+            for _ in range(calls):
+                peer.train(epochs)
+            if rest:
+                peer.train(rest)
+
+        return train
+
+    return wrap
 
 
 def _failed(res, exc, log):

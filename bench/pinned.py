@@ -217,7 +217,7 @@ def workloads(quick):
                 C.JaxPopulationPeer(population),
                 C.NumbaPopulationPeer(population),
             ],
-            kw=dict(min_epochs=pop_epochs, per_unit=1.0 / count),
+            kw=dict(min_epochs=pop_epochs, call_epochs=pop_epochs, per_unit=1.0 / count),
             flops=None,
             networks=count,
             epochs=pop_epochs,
@@ -295,7 +295,7 @@ def population_scaling(args, s, keep):
         peers = [p for p in peers if family_of(p) in keep]
         res = measure_peers(
             f"population-{count}", peers, s, unit="network-epoch", min_epochs=epochs,
-            per_unit=1.0 / count,
+            call_epochs=epochs, per_unit=1.0 / count,
         )  # fmt: skip
         out.append(
             dict(

@@ -357,7 +357,9 @@ def compiled_section(compiled):
                 f"The population ({pop['networks']} networks × {pop['epochs']} epochs) "
                 f"in all: " + ", ".join(whole) + ".  cbp's row is `cbp.fit_many`, which "
                 "trains the networks together in SIMD lanes at one thread here; "
-                "`cbp-one-by-one` fits them one after another; JAX runs them as one `vmap`."
+                "`cbp-one-by-one` fits them one after another; JAX runs them as one `vmap`.  "
+                f"Every peer is timed in calls of {pop['epochs']} epochs, repeated to fill "
+                "a sample (one longer call would allocate longer histories)."
                 + (
                     f"  The one-by-one fits take {one:.2f}× the time of `fit_many`."
                     if (one := (pop["ratios"].get("cbp-one-by-one") or {}).get("median"))

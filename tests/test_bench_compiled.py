@@ -303,3 +303,41 @@ def test_dgemm_floor_is_flops_at_the_rate_over_cbp_time():
     # of 50 µs; by CPU time 10 µs (100 GFLOP/s) of 40 µs.
     assert floors["B"]["unset"] == pytest.approx((12.5e-6, 0.3125, 0.5))
     assert floors["B"]["as given"] == pytest.approx((20e-6, 0.4, 0.25))
+
+
+class _Recording:
+    """A peer that records the epochs of every train call."""
+
+    label, threads, threads_label, family, check = "recording", 1, "1", "cbp", True
+
+    def __init__(self):
+        self.calls = []
+
+    def unavailable(self):
+        return None
+
+    def reset(self):
+        pass
+
+    def train(self, n):
+        self.calls.append(n)
+
+    def params(self):
+        return [(np.zeros((1, 1)), None)]
+
+
+def test_call_epochs_times_the_workload_as_calls_of_its_length():
+    from bench.harness import Settings, _in_calls, measure_peers
+
+    s = Settings(quick=True, threads=1, target=0.0, repeats=3, check_epochs=2, max_seconds=None)
+    quiet = dict(log=lambda *a: None)
+    peer = _Recording()
+    (res,) = measure_peers("w", [peer], s, min_epochs=60, call_epochs=20, **quiet)
+    assert res.status == "ok" and res.timing.number == 60 and len(res.timing.per_unit) == 3
+    assert peer.calls == [2] + [20] * 3 * 4  # the check; calibration and 3 samples, 3 calls each
+    peer = _Recording()
+    measure_peers("w", [peer], s, min_epochs=60, **quiet)
+    assert peer.calls == [2] + [60] * 4  # without call_epochs: one call a sample
+    peer.calls.clear()
+    _in_calls(30)(peer)(70)
+    assert peer.calls == [30, 30, 10]

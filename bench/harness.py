@@ -111,10 +111,10 @@ def measure_peers(
     (e.g. 1 / steps_per_epoch for seconds per step).  With ``call_epochs``,
     a timed sample of n epochs is n / call_epochs calls of the peer's
     ``train(call_epochs)``: the workload as stated, however many of them the
-    sample needs.  (A population's one long call would instead allocate its
-    histories at the sample's length: 256 networks x 100,000 epochs is
-    205 MB, memory fresh from the OS in every call, whose page faults then
-    cost more than the training.)
+    sample needs.  (One call of a whole sample would return histories of its
+    length: 40 MB for A's 5,000,000 epochs, 205 MB for 256 networks x
+    100,000; above 32 MB glibc maps every block afresh, and the page faults
+    of each call are then timed with the training.)
 
     The timed repeats are interleaved, peer after peer in every round, so
     that a burst of load from elsewhere on the machine hits all peers alike

@@ -111,7 +111,9 @@ def workloads(quick):
                 C.JaxPeer(xor),
                 C.NumbaPeer(xor, "xor"),
             ],
-            kw=dict(min_epochs=epochs),
+            # in runs of 10,000 epochs: a run of a whole sample's 5,000,000
+            # would return a 40 MB history, on fresh pages every call
+            kw=dict(min_epochs=epochs, call_epochs=epochs),
             flops=None,
         )
     )

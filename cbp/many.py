@@ -131,14 +131,15 @@ callback_every, verbose, history_every
         history_every,
         schedule,
     ):  # one network: its fit's fast path, where that applies (as fit decides)
+        diverged = None
         try:
             history = _fit.fast(nets[0], X, y, epochs, lr, batch_size, shuffle, seed)
-        except DivergenceError as err:
-            history = err
-        if isinstance(history, DivergenceError):  # (raised as the other paths raise it)
-            _raise_diverged([0], [history.history])
+        except DivergenceError as err:  # raised below, as the other paths raise it
+            history, diverged = err.history, err
         if history is not None:
             _paths["fast"] += 1
+            if diverged is not None:
+                _raise_diverged([0], [history])
             return [history]
     first = nets[0]
     count = len(nets)

@@ -167,7 +167,8 @@ def _fm_lanes(engines, const double[:, ::1] X, const double[:, ::1] Y, Py_ssize_
     interrupt but with pending None, once it finds stop[0] set (Python runs
     signal handlers in the main thread only).  Private: for cbp.fit_many.
     """
-    cdef Py_ssize_t count = len(engines), n = X.shape[0], i, c, g, q, l, np_, e, want, h, span = 1
+    cdef Py_ssize_t count = len(engines), n = X.shape[0], i, c, g, q, l, np_, e, want, span = 1
+    cdef Py_ssize_t pa, wa  # a lane's first parameter in P, its first entry of work
     cdef Engine first, eng
     cdef cbp_fm_net fm, other
     cdef double es[N_EARLY_STOP]
@@ -242,8 +243,10 @@ def _fm_lanes(engines, const double[:, ::1] X, const double[:, ::1] Y, Py_ssize_
                 lr_l[c] = lrs[i]
                 done_l[c] = -1 if g + c < count else 0
                 loss_l[c] = &losses[i, 0] if g + c < count else &spare[0]
+                eng = group[c]
+                pa = c // vw * np_ * vw + c % vw
                 for q in range(np_):
-                    P[(c // vw * np_ + q) * vw + c % vw] = (<Engine>group[c]).params[q]
+                    P[pa + q * vw] = eng.params[q]
             e = 0
             with nogil:
                 while e < epochs:
@@ -272,14 +275,15 @@ def _fm_lanes(engines, const double[:, ::1] X, const double[:, ::1] Y, Py_ssize_
                             break
             for c in range(min(gl, count - g)):  # the parameters back, and the counts
                 eng = group[c]
-                h = c // vw * size  # (its group's work)
+                pa = c // vw * np_ * vw + c % vw
+                wa = c // vw * size * vw + c % vw
                 if done_l[c] >= 0:  # where it stopped (R)
                     for q in range(np_):
-                        eng.params[q] = work[(h + 2 * np_ + q) * vw + c % vw]
+                        eng.params[q] = work[wa + (2 * np_ + q) * vw]
                 else:  # and the last epoch's gradient, as its fit leaves it
                     for q in range(np_):
-                        eng.params[q] = P[(c // vw * np_ + q) * vw + c % vw]
-                        eng.grads[q] = work[(h + q) * vw + c % vw]
+                        eng.params[q] = P[pa + q * vw]
+                        eng.grads[q] = work[wa + q * vw]
                 eng.rows = 0  # (no forward cached)
                 done[g + c] = done_l[c] if done_l[c] >= 0 else min(e, epochs)
             if interrupted or stopped:

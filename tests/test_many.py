@@ -306,17 +306,19 @@ def test_one_network_takes_its_fits_fast_path(backend):
 
     for kw in ({"lr": 0.01}, {"lr": 0.01, "batch_size": 2, "seed": 3}, {}):  # {}: Adam
         net, ref = make(), make()
-        for _ in range(2):  # the second {} call: the Adam the first made, and its state
+        for _ in range(2):  # with {}, the first call makes the Adam (the general path)
             before = many._paths["fast"]
             (hist,) = cbp.fit_many([net], X, y, epochs=20, **kw)
             took = many._paths["fast"] - before
             same_history(hist, ref.fit(X, y, epochs=20, **kw))
             np.testing.assert_array_equal(net.parameters, ref.parameters)
             assert net.epochs_trained == ref.epochs_trained and net.history is hist
-        assert took == 1, kw  # (every second call: the first Adam call takes the general path)
+        assert took == 1, kw  # the second call took the fast path
     net, ref = make(), make()
+    before = many._paths["fast"]
     with pytest.raises(cbp.DivergenceError, match=r"1 of 1 networks \(indices \[0\]\)") as e:
         cbp.fit_many([net], X, y, epochs=100, lr=1.0)
+    assert many._paths["fast"] == before + 1  # it diverged on the fast path
     assert e.value.diverged == [0] and not net._guard.held
     with pytest.raises(cbp.DivergenceError) as own:
         ref.fit(X, y, epochs=100, lr=1.0)

@@ -100,7 +100,10 @@ CBP_INL cbp_ix CBP_FN(cbp_fm_epochs_e)(const cbp_ix L, const cbp_ix ld, const cb
  * epoch to the next has no store and load in it.  The weights are held as
  * the parameters lie, H to a row, and broadcast where a product takes one.
  * Returns the epochs completed, as cbp_fm_epochs_e; *libm is set to 1 where
- * the next epoch needs libm's exp (its parameters left at its start). */
+ * the next epoch needs libm's exp (its parameters left at its start).
+ * Built with CBP_FM_ZMM (AVX-512VL, _simd_lanes.h), a sigmoid hidden layer
+ * runs two units a 512-bit vector, on the AVX-512 table's exp and logistic:
+ * the same operations lane for lane, so the same numbers. */
 #define CBP_BCAST(w, j) CBP_FK(cbp_splat)((w)[(j) / 4][(j) % 4])
 /* the sigmoid of cbp_feature_major_forward_e where every lane is in exp's
  * range; the lanes that are not are added to out (their epoch is left to
@@ -143,11 +146,20 @@ CBP_INL cbp_ix CBP_FN(cbp_fm_epochs_reg)(const int K, const int H, const cbp_fm_
     double* P = net->at[1];
     double* D1 = net->dt[0];
     double* D = net->dt[1];
-    CBP_VD X[2], W[2][2], B[2], V[2], A[8], gV[2], t[4];
+    CBP_VD X[2], W[2][2], B[2], V[2], A[8], U[8], gV[2], t[4];
     double c = hc ? params[co] : 0.0;
     cbp_ix e, j, k, r;
     int l;
     for (k = 0; k < K; k++) X[k] = CBP_LD(net->xt + k * 4);
+#if defined(CBP_FM_ZMM)
+    /* a sigmoid hidden layer two units a vector of 8 lanes: the rows twice,
+     * and the indices that broadcast units 4r + {0, 1} and 4r + {2, 3} of a
+     * row of parameters to the halves of a vector */
+    cbp_v8d X2[2];
+    const __m512i ix0 = _mm512_set_epi64(1, 1, 1, 1, 0, 0, 0, 0);
+    const __m512i ix1 = _mm512_set_epi64(3, 3, 3, 3, 2, 2, 2, 2);
+    for (k = 0; k < K; k++) X2[k] = (cbp_v8d)_mm512_broadcast_f64x4((__m256d)X[k]);
+#endif
     for (k = 0; k < K; k++)
         for (r = 0; r < RV; r++) W[k][r] = CBP_LD(params + k * H + 4 * r);
     for (r = 0; r < RV; r++) {
@@ -157,8 +169,33 @@ CBP_INL cbp_ix CBP_FN(cbp_fm_epochs_reg)(const int K, const int H, const cbp_fm_
     for (e = 0; e < n_epochs; e++) {
         CBP_VD p, g, sq, d, nW[2][2], nB[2], nV[2];
         CBP_VI bad = {0}, out = {0};
+#if defined(CBP_FM_ZMM)
+        cbp_v8i out2 = {0};
+        int m;
+#endif
         double acc = 0.0, value, gc = 0.0, tc, nc = 0.0;
         /* forward (cbp_feature_major_forward_e) */
+#if defined(CBP_FM_ZMM)
+        /* (each lane's operations are those below, on half the vectors:
+         * the exps of four vectors at once kept the two FMA pipes busy and
+         * delayed the one the output's sum needs first) */
+        if (hact == CBP_FEATURE_MAJOR_SIGMOID) {
+            CBP_UNROLL for (m = 0; m < H / 2; m++) {
+                const __m512i ix = m % 2 ? ix1 : ix0;
+                cbp_v8d z, x, a;
+                z = (cbp_v8d)_mm512_permutexvar_pd(ix, _mm512_castpd256_pd512((__m256d)B[m / 2]));
+                CBP_UNROLL for (k = 0; k < K; k++)
+                    z += (cbp_v8d)_mm512_permutexvar_pd(
+                             ix, _mm512_castpd256_pd512((__m256d)W[k][m / 2])) * X2[k];
+                x = -z;
+                out2 |= cbp_exp_out_avx512(x);
+                a = cbp_logistic_avx512(x);
+                *(cbp_v8d*)(A1 + 8 * m) = a;
+                A[2 * m] = (CBP_VD)_mm512_castpd512_pd256((__m512d)a);
+                A[2 * m + 1] = (CBP_VD)_mm512_extractf64x4_pd((__m512d)a, 1);
+            }
+        } else
+#endif
         CBP_UNROLL for (j = 0; j < H; j++) {
             CBP_VD z = CBP_BCAST(B, j);
             CBP_UNROLL for (k = 0; k < K; k++) z += CBP_BCAST(W[k], j) * X[k];
@@ -171,6 +208,10 @@ CBP_INL cbp_ix CBP_FN(cbp_fm_epochs_reg)(const int K, const int H, const cbp_fm_
         if (ofact == CBP_FEATURE_MAJOR_RELU) p = CBP_MAX0(p, zero);
         else if (ofact == CBP_FEATURE_MAJOR_SIGMOID) p = CBP_FN(cbp_fm_sigmoid)(p, &out);
         else CBP_ST(net->zt_out, p);
+#if defined(CBP_FM_ZMM)
+        out |= (CBP_VI)_mm512_castsi512_si256((__m512i)out2) |
+               (CBP_VI)_mm512_extracti64x4_epi64((__m512i)out2, 1);
+#endif
         if (CBP_FK(cbp_any)(out)) {
             *libm = 1;
             return e;
@@ -187,8 +228,32 @@ CBP_INL cbp_ix CBP_FN(cbp_fm_epochs_reg)(const int K, const int H, const cbp_fm_
         if (half) acc = 0.5 * acc;
         value = acc * s;
         if (!isfinite(value)) return e;  /* the general passes stop here */
-        /* backward (cbp_feature_major_backward_e): the output layer's
-         * gradients and the hidden delta, then the first layer's */
+        /* backward (cbp_feature_major_backward_e): the hidden delta and the
+         * first layer's gradients, then the output layer's (in this order
+         * in the code, so that the longest chain, through the first layer's
+         * weights, is the oldest work ready: 2% an epoch) */
+        CBP_UNROLL for (j = 0; j < H; j++) {
+            CBP_VD u = zero;
+            u += CBP_BCAST(V, j) * g;
+            if (hact == CBP_FEATURE_MAJOR_RELU)
+                u = (CBP_VD)((CBP_VI)u & (CBP_VI)(A[j] > zero));
+            else
+                u = u * (A[j] * (one - A[j]));
+            U[j] = u;
+            CBP_ST(D1 + 4 * j, u);
+        }
+        /* the update (cbp_sgd_e): p - (lr * g), lr * g rounded first, into
+         * the buffers; the registers take it only if every entry is finite */
+        for (k = 0; k < K; k++)
+            for (r = 0; r < RV; r++) {
+                CBP_UNROLL for (l = 0; l < 4; l++) {
+                    t[l] = zero;
+                    t[l] += X[k] * U[4 * r + l];
+                }
+                t[0] = CBP_FK(cbp_hsumv)(t);
+                CBP_ST(grads + k * H + 4 * r, t[0]);
+                CBP_FM_SGD(nW[k][r], W[k][r], t[0], k * H + 4 * r);
+            }
         for (r = 0; r < RV; r++) {
             CBP_UNROLL for (l = 0; l < 4; l++) {
                 t[l] = zero;
@@ -203,33 +268,11 @@ CBP_INL cbp_ix CBP_FN(cbp_fm_epochs_reg)(const int K, const int H, const cbp_fm_
             gc = CBP_FK(cbp_hsum)(t[0]);
             grads[co] = gc;
         }
-        CBP_UNROLL for (j = 0; j < H; j++) {
-            CBP_VD u = zero;
-            u += CBP_BCAST(V, j) * g;
-            if (hact == CBP_FEATURE_MAJOR_RELU)
-                u = (CBP_VD)((CBP_VI)u & (CBP_VI)(A[j] > zero));
-            else
-                u = u * (A[j] * (one - A[j]));
-            A[j] = u;  /* (the activation is used no more: its delta) */
-            CBP_ST(D1 + 4 * j, u);
-        }
-        /* the update (cbp_sgd_e): p - (lr * g), lr * g rounded first, into
-         * the buffers; the registers take it only if every entry is finite */
-        for (k = 0; k < K; k++)
-            for (r = 0; r < RV; r++) {
-                CBP_UNROLL for (l = 0; l < 4; l++) {
-                    t[l] = zero;
-                    t[l] += X[k] * A[4 * r + l];
-                }
-                t[0] = CBP_FK(cbp_hsumv)(t);
-                CBP_ST(grads + k * H + 4 * r, t[0]);
-                CBP_FM_SGD(nW[k][r], W[k][r], t[0], k * H + 4 * r);
-            }
         for (r = 0; r < RV; r++) {
             if (hb) {
                 CBP_UNROLL for (l = 0; l < 4; l++) {
                     t[l] = zero;
-                    t[l] += A[4 * r + l];
+                    t[l] += U[4 * r + l];
                 }
                 t[0] = CBP_FK(cbp_hsumv)(t);
                 CBP_ST(grads + bo + 4 * r, t[0]);

@@ -62,7 +62,9 @@ typedef int64_t cbp_v8i __attribute__((vector_size(64), aligned(8), may_alias));
 #define CBP_INL CBP_ATTR static inline __attribute__((always_inline))
 #define CBP_LD(p) (*(const CBP_VD*)(p))
 #define CBP_ST(p, v) (*(CBP_VD*)(p) = (v))
+#define CBP_FM_ZMM 1  /* a sigmoid hidden layer's vectors at 8 lanes */
 #include "_fm_epochs_body.h"
+#undef CBP_FM_ZMM
 #undef CBP_ST
 #undef CBP_LD
 #undef CBP_INL

@@ -115,6 +115,16 @@ CBP_INL CBP_VD CBP_FN(cbp_fm_sigmoid)(CBP_VD z, CBP_VI* out)
     *out |= CBP_FK(cbp_exp_out)(x);
     return CBP_FK(cbp_logistic)(x);
 }
+#if defined(CBP_FM_ZMM)
+/* cbp_fm_sigmoid at 8 lanes, on the AVX-512 table's exp and logistic (the
+ * same operations lane for lane as the AVX2 table's) */
+CBP_INL cbp_v8d CBP_FN(cbp_fm_sigmoid8)(cbp_v8d z, cbp_v8i* out)
+{
+    cbp_v8d x = -z;
+    *out |= cbp_exp_out_avx512(x);
+    return cbp_logistic_avx512(x);
+}
+#endif
 
 /* q := p - (lr * g) as cbp_sgd_e, stored, its lanes not finite added to bad */
 #define CBP_FM_SGD(q, pv, gv, at)              \
@@ -182,14 +192,12 @@ CBP_INL cbp_ix CBP_FN(cbp_fm_epochs_reg)(const int K, const int H, const cbp_fm_
         if (hact == CBP_FEATURE_MAJOR_SIGMOID) {
             CBP_UNROLL for (m = 0; m < H / 2; m++) {
                 const __m512i ix = m % 2 ? ix1 : ix0;
-                cbp_v8d z, x, a;
+                cbp_v8d z, a;
                 z = (cbp_v8d)_mm512_permutexvar_pd(ix, _mm512_castpd256_pd512((__m256d)B[m / 2]));
                 CBP_UNROLL for (k = 0; k < K; k++)
                     z += (cbp_v8d)_mm512_permutexvar_pd(
                              ix, _mm512_castpd256_pd512((__m256d)W[k][m / 2])) * X2[k];
-                x = -z;
-                out2 |= cbp_exp_out_avx512(x);
-                a = cbp_logistic_avx512(x);
+                a = CBP_FN(cbp_fm_sigmoid8)(z, &out2);
                 *(cbp_v8d*)(A1 + 8 * m) = a;
                 A[2 * m] = (CBP_VD)_mm512_castpd512_pd256((__m512d)a);
                 A[2 * m + 1] = (CBP_VD)_mm512_extractf64x4_pd((__m512d)a, 1);
@@ -209,10 +217,10 @@ CBP_INL cbp_ix CBP_FN(cbp_fm_epochs_reg)(const int K, const int H, const cbp_fm_
         else if (ofact == CBP_FEATURE_MAJOR_SIGMOID) p = CBP_FN(cbp_fm_sigmoid)(p, &out);
         else CBP_ST(net->zt_out, p);
 #if defined(CBP_FM_ZMM)
-        out |= (CBP_VI)_mm512_castsi512_si256((__m512i)out2) |
-               (CBP_VI)_mm512_extracti64x4_epi64((__m512i)out2, 1);
-#endif
+        if (CBP_FK(cbp_any)(out) || cbp_any_avx512(out2)) {
+#else
         if (CBP_FK(cbp_any)(out)) {
+#endif
             *libm = 1;
             return e;
         }

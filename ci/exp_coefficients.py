@@ -31,19 +31,19 @@ def error(c, r):
     return (e - 1 - r - r * r * p) / e
 
 
-def solve(fixed, points):
-    """The coefficients after ``fixed`` and E with error = (-1)^i E at the points."""
-    k, n = len(fixed), len(points)
+def solve(points):
+    """P's coefficients and E with error = (-1)^i E at the points."""
+    n = len(points)
     a = mp.matrix(n, n)
     b = mp.matrix(n, 1)
     for i, r in enumerate(points):
         e = mp.exp(r)
-        for j in range(k, DEG + 1):
-            a[i, j - k] = r ** (j + 2)
+        for j in range(DEG + 1):
+            a[i, j] = r ** (j + 2)
         a[i, n - 1] = (-1) ** i * e
-        b[i] = e - 1 - r - sum(c * r ** (j + 2) for j, c in enumerate(fixed))
+        b[i] = e - 1 - r
     x = mp.lu_solve(a, b)
-    return list(fixed) + [x[j] for j in range(n - 1)], x[n - 1]
+    return [x[j] for j in range(n - 1)], x[n - 1]
 
 
 def extrema(c, n):
@@ -67,15 +67,15 @@ def extrema(c, n):
     return [GRID[i] for _, i in runs], top
 
 
-def remez(fixed):
-    """The minimax coefficients after ``fixed``, and their error."""
-    n = DEG + 2 - len(fixed)
+def remez():
+    """The minimax coefficients, and their error on the grid."""
+    n = DEG + 2
     # n of the n + 1 extrema of a Chebyshev polynomial, without one next
     # to 0 (where the error is 0 whatever P)
     nodes = [HALF * mp.cos(mp.pi * (n - i) / n) for i in range(n + 1)]
     points = sorted(sorted(nodes, key=abs)[1:])
     for _ in range(60):
-        c, lev = solve(fixed, points)
+        c, lev = solve(points)
         found, top = extrema(c, n)
         if top - abs(lev) <= abs(lev) * mp.mpf("1e-4"):
             return c, top
@@ -93,7 +93,7 @@ def committed():
 
 
 def main():
-    c, top = remez([])
+    c, top = remez()
     print(f"minimax relative error {mp.nstr(top, 4)}")
     rounded = [float(x) for x in c]
     sets = (("the minimax coefficients rounded", rounded), ("src/_simd_elem.h's", committed()))

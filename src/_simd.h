@@ -21,7 +21,8 @@
  *   mm_tn:    R (K, N) := A (m, K).T @ B (m, N), stored as C = R or C = R.T,
  *             colsum := the column sums of B and asum := those of A, when
  *             not NULL
- *   vexp:     y := exp(x), within 1.04 ulp of the exact value (_simd_elem.h)
+ *   vexp:     y := exp(x), at most 1.04 ulp from the exact value on 25M
+ *             inputs measured (_simd_elem.h)
  *   vsigmoid: a := 1 / (1 + exp(-z))
  *   sgd:      p := p - lr * g (lr * g rounded first, as NumPy computes it), the
  *             old p saved into snap first unless snap is NULL; returns 1 if a
